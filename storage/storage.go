@@ -1,0 +1,245 @@
+// Package storage defines the persistence model of the authorization server:
+// plain domain types, the small interfaces each concern needs, and the sentinel
+// errors every backend returns.
+//
+// Implementations live in child packages: storage/memory (tests and
+// development) and storage/sql (SQLite and PostgreSQL). The conformance suite in
+// storage/storagetest is run by every backend.
+//
+// The package deliberately knows nothing about fosite or token formats: token
+// records carry the columns the database must index and an opaque Payload that
+// the authserver package owns.
+package storage
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Sentinel errors. Backends return them bare or wrapped; callers test them with
+// errors.Is.
+var (
+	// ErrNotFound is returned when the requested record does not exist (or, for
+	// compare-and-swap operations, when no record in the expected state exists).
+	ErrNotFound = errors.New("storage: not found")
+	// ErrAlreadyExists is returned when creating a record whose key is taken.
+	ErrAlreadyExists = errors.New("storage: already exists")
+	// ErrConflict is returned when a concurrent writer won a race (for example a
+	// serialization failure); the caller may retry.
+	ErrConflict = errors.New("storage: conflict")
+)
+
+// User is a resource owner who signs in with the password grant.
+type User struct {
+	// ID is the stable, opaque identifier used as the token subject.
+	ID string
+	// Email is unique, compared case-insensitively; stored as given.
+	Email string
+	Name  string
+	Roles []string
+	// Disabled users cannot sign in.
+	Disabled bool
+	// PasswordHash is a PHC string (argon2id, or bcrypt when imported).
+	PasswordHash string
+	CreatedAt    time.Time
+	UpdatedAt    time.Time
+}
+
+// Client is an OAuth 2.0 client registration.
+type Client struct {
+	ID string
+	// SecretHashes holds the hashes of the accepted secrets, newest first. It
+	// holds two entries while a secret rotation is in progress and none for a
+	// public client.
+	SecretHashes []string
+	// Public clients (token_endpoint_auth_method "none") have no secret.
+	Public bool
+	// GrantTypes the client may use, for example "password", "refresh_token",
+	// "client_credentials".
+	GrantTypes []string
+	// Scopes the client may request.
+	Scopes []string
+	// Introspect allows the client to call the introspection endpoint.
+	Introspect bool
+	Name       string
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
+}
+
+// TokenKind tells access tokens from refresh tokens.
+type TokenKind string
+
+// Token kinds.
+const (
+	AccessToken  TokenKind = "access_token"
+	RefreshToken TokenKind = "refresh_token"
+)
+
+// Token is the stored record of an issued token. The token itself is never
+// stored: Signature is the part of it that identifies the record (the HMAC of a
+// refresh token, the signature segment of a JWT access token).
+type Token struct {
+	Kind      TokenKind
+	Signature string
+	// RequestID groups every token of one grant (the first pair and all pairs
+	// obtained by refreshing it).
+	RequestID string
+	ClientID  string
+	// Subject is the user ID, or empty for client_credentials tokens.
+	Subject string
+	// Active is false for a refresh token that was rotated away.
+	Active      bool
+	RequestedAt time.Time
+	ExpiresAt   time.Time
+	// Payload is owned by the caller and round-trips byte for byte.
+	Payload []byte
+}
+
+// TokenFilter selects tokens for bulk revocation. Empty fields match anything,
+// but at least one field must be set.
+type TokenFilter struct {
+	Subject  string
+	ClientID string
+}
+
+// KeyState is the lifecycle state of a signing key.
+type KeyState string
+
+// Key states: next (published, not yet signing) → active (signs) → retired
+// (published, verifies only) → deleted.
+const (
+	KeyNext    KeyState = "next"
+	KeyActive  KeyState = "active"
+	KeyRetired KeyState = "retired"
+)
+
+// SigningKey is one key of the server's key set.
+type SigningKey struct {
+	ID        string   `json:"id"`
+	Algorithm string   `json:"alg"`
+	State     KeyState `json:"state"`
+	// Private is the private key, encrypted by the keys package; opaque here.
+	Private []byte `json:"private"`
+	// Public is the public JWK as JSON.
+	Public    []byte    `json:"public"`
+	CreatedAt time.Time `json:"created_at"`
+	// ActivateAt is when a next key becomes (or became) active.
+	ActivateAt time.Time `json:"activate_at"`
+	// RetiredAt is when the key stopped signing; zero while not retired.
+	RetiredAt time.Time `json:"retired_at,omitempty"`
+	// DeleteAt is when a retired key may be removed from the set.
+	DeleteAt time.Time `json:"delete_at,omitempty"`
+}
+
+// KeySet is the whole set of signing keys, read and written as one value.
+type KeySet struct {
+	Keys []SigningKey `json:"keys"`
+	// Version increases with every successful UpdateKeys; backends maintain it.
+	Version int64 `json:"version"`
+}
+
+// Attempts counts failed authentication attempts for one throttling key (an
+// account, a client or an IP address).
+type Attempts struct {
+	Key      string
+	Failures int
+	// Last is the time of the last recorded attempt.
+	Last time.Time
+}
+
+// GCResult reports what GarbageCollect removed.
+type GCResult struct {
+	Tokens   int64
+	Attempts int64
+}
+
+// Users stores resource owners.
+type Users interface {
+	CreateUser(ctx context.Context, u User) error
+	GetUser(ctx context.Context, id string) (User, error)
+	// GetUserByEmail matches the email case-insensitively.
+	GetUserByEmail(ctx context.Context, email string) (User, error)
+	ListUsers(ctx context.Context) ([]User, error)
+	// UpdateUser applies fn to the stored user atomically. fn may run more than
+	// once and must only modify the value it is given. The ID cannot change.
+	UpdateUser(ctx context.Context, id string, fn func(User) (User, error)) (User, error)
+	DeleteUser(ctx context.Context, id string) error
+}
+
+// Clients stores client registrations.
+type Clients interface {
+	CreateClient(ctx context.Context, c Client) error
+	GetClient(ctx context.Context, id string) (Client, error)
+	ListClients(ctx context.Context) ([]Client, error)
+	// UpdateClient applies fn atomically; the same rules as UpdateUser apply.
+	UpdateClient(ctx context.Context, id string, fn func(Client) (Client, error)) (Client, error)
+	DeleteClient(ctx context.Context, id string) error
+}
+
+// Tokens stores token records.
+type Tokens interface {
+	// CreateToken returns ErrAlreadyExists for a duplicate (Kind, Signature).
+	CreateToken(ctx context.Context, t Token) error
+	// GetToken returns the record whether active or not.
+	GetToken(ctx context.Context, kind TokenKind, signature string) (Token, error)
+	DeleteToken(ctx context.Context, kind TokenKind, signature string) error
+	// DeactivateToken is a compare-and-swap: it sets Active to false on the
+	// record only if it is active, and returns ErrNotFound when no active record
+	// matched (it was rotated by a concurrent request, or does not exist).
+	DeactivateToken(ctx context.Context, kind TokenKind, signature string) error
+	// DeactivateTokens sets Active to false on every record of kind in the grant.
+	DeactivateTokens(ctx context.Context, kind TokenKind, requestID string) (int64, error)
+	// DeleteTokens deletes every record of kind in the grant.
+	DeleteTokens(ctx context.Context, kind TokenKind, requestID string) (int64, error)
+	// RevokeTokens deletes every record (both kinds) matching the filter.
+	RevokeTokens(ctx context.Context, f TokenFilter) (int64, error)
+}
+
+// Keys stores the signing key set.
+type Keys interface {
+	// GetKeys returns the key set; an empty set (Version 0) when none is stored.
+	GetKeys(ctx context.Context) (KeySet, error)
+	// UpdateKeys applies fn to the stored set atomically, so that of two
+	// concurrent updaters (even on two handles of one database) each sees the
+	// other's result or fails; none is lost. fn may run more than once and must
+	// only modify the value it is given. An error from fn aborts the update and
+	// is returned unchanged.
+	UpdateKeys(ctx context.Context, fn func(KeySet) (KeySet, error)) (KeySet, error)
+}
+
+// Throttle stores failed-attempt counters shared by every instance.
+type Throttle interface {
+	// UpdateAttempts applies fn to the counter for key atomically (a missing
+	// counter is passed as Attempts{Key: key}); parallel callers are serialised
+	// so none of their increments is lost. fn may run more than once.
+	UpdateAttempts(ctx context.Context, key string, fn func(Attempts) (Attempts, error)) (Attempts, error)
+	DeleteAttempts(ctx context.Context, key string) error
+}
+
+// Transactor runs several operations atomically. BeginTx returns a context
+// that carries the transaction; every operation called with that context (or
+// one derived from it) takes part in it until CommitTx or RollbackTx. Nested
+// BeginTx calls on a context that already carries a transaction fail.
+type Transactor interface {
+	BeginTx(ctx context.Context) (context.Context, error)
+	CommitTx(ctx context.Context) error
+	RollbackTx(ctx context.Context) error
+}
+
+// Store is everything a backend provides.
+type Store interface {
+	Users
+	Clients
+	Tokens
+	Keys
+	Throttle
+	Transactor
+	// GarbageCollect deletes token records that expired before now and attempt
+	// counters last touched before now minus attemptsTTL. It works in bounded
+	// batches and is safe to run from several instances at once.
+	GarbageCollect(ctx context.Context, now time.Time, attemptsTTL time.Duration) (GCResult, error)
+	// Ping reports whether the backend is reachable and its schema is current.
+	Ping(ctx context.Context) error
+	Close() error
+}
