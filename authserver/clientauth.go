@@ -1,0 +1,184 @@
+package authserver
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/ory/fosite"
+
+	"github.com/oauthkit/authserver/internal/password"
+	"github.com/oauthkit/authserver/storage"
+)
+
+// parseForm reads an application/x-www-form-urlencoded body strictly: a
+// missing or different content type, an oversized body and a repeated
+// parameter (RFC 6749 §3.2) are invalid_request.
+func (s *Server) parseForm(w http.ResponseWriter, r *http.Request) (url.Values, *oauthError) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		return nil, newError(http.StatusMethodNotAllowed, errInvalidRequest, "The endpoint requires POST.")
+	}
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/x-www-form-urlencoded" {
+		return nil, invalidRequest("The request body must be application/x-www-form-urlencoded.")
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, newError(http.StatusRequestEntityTooLarge, errInvalidRequest, "The request body is too large.")
+		}
+		return nil, invalidRequest("The request body could not be read.")
+	}
+	form, err := url.ParseQuery(string(body))
+	if err != nil {
+		return nil, invalidRequest("The request body is not valid form encoding.")
+	}
+	for k, v := range form {
+		if len(v) > 1 {
+			return nil, invalidRequest("The parameter '" + safeParam(k) + "' is repeated.")
+		}
+	}
+	// fosite reads r.PostForm; give it exactly what we validated.
+	r.PostForm, r.Form = form, form
+	return form, nil
+}
+
+// safeParam keeps an echoed parameter name short and printable.
+func safeParam(k string) string {
+	if len(k) > 40 {
+		k = k[:40]
+	}
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r > 0x7e || r == '"' || r == '\\' {
+			return '?'
+		}
+		return r
+	}, k)
+}
+
+// clientCredentials are what a request presented to authenticate a client.
+type clientCredentials struct {
+	id, secret string
+	hasSecret  bool
+	basic      bool
+}
+
+// readClientCredentials extracts client credentials from the Authorization
+// header (client_secret_basic, RFC 6749 §2.3.1, with form-urlencoded id and
+// secret) or the body (client_secret_post, or client_id alone for public
+// clients). Presenting two methods at once is invalid_request.
+func readClientCredentials(r *http.Request, form url.Values) (clientCredentials, *oauthError) {
+	var cc clientCredentials
+	if h := r.Header.Get("Authorization"); h != "" {
+		scheme, rest, _ := strings.Cut(h, " ")
+		if !strings.EqualFold(scheme, "Basic") {
+			return cc, invalidClient()
+		}
+		raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(rest))
+		if err != nil {
+			return cc, invalidClient()
+		}
+		id, secret, ok := strings.Cut(string(raw), ":")
+		if !ok {
+			return cc, invalidClient()
+		}
+		if id, err = url.QueryUnescape(id); err != nil {
+			return cc, invalidClient()
+		}
+		if secret, err = url.QueryUnescape(secret); err != nil {
+			return cc, invalidClient()
+		}
+		if _, ok := form["client_secret"]; ok {
+			return cc, invalidRequest("The client used more than one authentication method.")
+		}
+		if fid, ok := form["client_id"]; ok && fid[0] != id {
+			return cc, invalidRequest("The client_id parameter does not match the authenticated client.")
+		}
+		return clientCredentials{id: id, secret: secret, hasSecret: true, basic: true}, nil
+	}
+	cc.id = form.Get("client_id")
+	if v, ok := form["client_secret"]; ok {
+		cc.secret, cc.hasSecret = v[0], true
+	}
+	if cc.id == "" {
+		return cc, invalidClient()
+	}
+	return cc, nil
+}
+
+// authenticateClient authenticates the client of a request. Confidential
+// clients must present their secret; public clients must not present one.
+func (s *Server) authenticateClient(ctx context.Context, r *http.Request, form url.Values) (storage.Client, *oauthError) {
+	cc, oerr := readClientCredentials(r, form)
+	if oerr != nil {
+		return storage.Client{}, oerr
+	}
+	c, err := s.store.GetClient(ctx, cc.id)
+	if errors.Is(err, storage.ErrNotFound) {
+		// Same cost as a wrong secret.
+		password.VerifySecret(cc.secret, "")
+		return storage.Client{}, invalidClient()
+	}
+	if err != nil {
+		return storage.Client{}, unavailable(err)
+	}
+	if c.Public {
+		if cc.hasSecret {
+			e := invalidClient()
+			e.Description = "A public client must not present a client secret."
+			return storage.Client{}, e
+		}
+		return c, nil
+	}
+	if !cc.hasSecret {
+		return storage.Client{}, invalidClient()
+	}
+	ok := false
+	for _, h := range c.SecretHashes {
+		if password.VerifySecret(cc.secret, h) {
+			ok = true
+		}
+	}
+	if !ok {
+		return storage.Client{}, invalidClient()
+	}
+	return c, nil
+}
+
+// fositeClientAuth is fosite's ClientAuthenticationStrategy hook.
+func (s *Server) fositeClientAuth(ctx context.Context, r *http.Request, form url.Values) (fosite.Client, error) {
+	c, oerr := s.authenticateClient(ctx, r, form)
+	if oerr != nil {
+		return nil, oerr
+	}
+	if st := stateFrom(ctx); st != nil {
+		st.client = &c
+	}
+	return s.fositeClient(c), nil
+}
+
+// fositeClient converts a registration to fosite's client type. Every client
+// may receive the server's one audience.
+func (s *Server) fositeClient(c storage.Client) fosite.Client {
+	fc := &fosite.DefaultClient{
+		ID:         c.ID,
+		GrantTypes: c.GrantTypes,
+		Scopes:     c.Scopes,
+		Public:     c.Public,
+		Audience:   []string{s.cfg.Audience},
+	}
+	if len(c.SecretHashes) > 0 {
+		fc.Secret = []byte(c.SecretHashes[0])
+		for _, h := range c.SecretHashes[1:] {
+			fc.RotatedSecrets = append(fc.RotatedSecrets, []byte(h))
+		}
+	}
+	return fc
+}

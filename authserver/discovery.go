@@ -1,0 +1,50 @@
+package authserver
+
+import (
+	"net/http"
+	"strconv"
+)
+
+// metadata is the RFC 8414 authorization server metadata document.
+type metadata struct {
+	Issuer                                    string   `json:"issuer"`
+	TokenEndpoint                             string   `json:"token_endpoint"`
+	JWKSURI                                   string   `json:"jwks_uri"`
+	IntrospectionEndpoint                     string   `json:"introspection_endpoint"`
+	RevocationEndpoint                        string   `json:"revocation_endpoint"`
+	ScopesSupported                           []string `json:"scopes_supported,omitempty"`
+	ResponseTypesSupported                    []string `json:"response_types_supported"`
+	GrantTypesSupported                       []string `json:"grant_types_supported"`
+	TokenEndpointAuthMethodsSupported         []string `json:"token_endpoint_auth_methods_supported"`
+	IntrospectionEndpointAuthMethodsSupported []string `json:"introspection_endpoint_auth_methods_supported"`
+	RevocationEndpointAuthMethodsSupported    []string `json:"revocation_endpoint_auth_methods_supported"`
+	IntrospectionSigningAlgValuesSupported    []string `json:"introspection_signing_alg_values_supported"`
+	AccessTokenSigningAlgValuesSupported      []string `json:"access_token_signing_alg_values_supported"`
+	ServiceDocumentation                      string   `json:"service_documentation,omitempty"`
+}
+
+// metadataMaxAge is the Cache-Control max-age of the metadata document.
+const metadataMaxAge = 300
+
+// handleMetadata serves RFC 8414 metadata. The signing algorithms follow the
+// published keys.
+func (s *Server) handleMetadata(w http.ResponseWriter, r *http.Request) {
+	algs := s.keys.Algorithms()
+	m := metadata{
+		Issuer:                            s.cfg.Issuer,
+		TokenEndpoint:                     s.cfg.Issuer + "/token",
+		JWKSURI:                           s.cfg.Issuer + "/.well-known/jwks.json",
+		IntrospectionEndpoint:             s.cfg.Issuer + "/introspect",
+		RevocationEndpoint:                s.cfg.Issuer + "/revoke",
+		ScopesSupported:                   s.cfg.Scopes,
+		ResponseTypesSupported:            []string{},
+		GrantTypesSupported:               SupportedGrantTypes,
+		TokenEndpointAuthMethodsSupported: []string{"client_secret_basic", "client_secret_post", "none"},
+		IntrospectionEndpointAuthMethodsSupported: []string{"client_secret_basic", "client_secret_post", "bearer"},
+		RevocationEndpointAuthMethodsSupported:    []string{"client_secret_basic", "client_secret_post", "none"},
+		IntrospectionSigningAlgValuesSupported:    algs,
+		AccessTokenSigningAlgValuesSupported:      algs,
+	}
+	w.Header().Set("Cache-Control", "public, max-age="+strconv.Itoa(metadataMaxAge))
+	writeJSON(w, http.StatusOK, m)
+}

@@ -1,0 +1,189 @@
+package authserver
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/ory/fosite"
+	"github.com/ory/fosite/handler/oauth2"
+
+	"github.com/oauthkit/authserver/keys"
+)
+
+// tokenStrategy issues RFC 9068 JWT access tokens signed with the active key
+// and delegates refresh tokens (and codes) to fosite's HMAC strategy. It
+// replaces fosite's DefaultJWTStrategy, which verifies with "the current key"
+// (breaking every live token on rotation), keeps a stale iat on refresh
+// (fosite#774) and omits typ, client_id and sub.
+type tokenStrategy struct {
+	*oauth2.HMACSHAStrategy
+	keys    *keys.Manager
+	issuer  string
+	now     func() time.Time
+	signers sync.Map // kid → jose.Signer
+}
+
+var _ oauth2.CoreStrategy = (*tokenStrategy)(nil)
+
+// accessClaims is the JWT payload of an access token (RFC 9068 §2.2).
+type accessClaims struct {
+	Issuer    string   `json:"iss"`
+	Subject   string   `json:"sub"`
+	Audience  []string `json:"aud"`
+	Expiry    int64    `json:"exp"`
+	IssuedAt  int64    `json:"iat"`
+	NotBefore int64    `json:"nbf,omitempty"`
+	ID        string   `json:"jti"`
+	ClientID  string   `json:"client_id"`
+	Scope     string   `json:"scope,omitempty"`
+	Roles     []string `json:"roles,omitempty"`
+	Email     string   `json:"email,omitempty"`
+	Name      string   `json:"name,omitempty"`
+}
+
+// jwtSignature returns the signature segment of a compact JWS, or "".
+func jwtSignature(token string) string {
+	i := strings.LastIndexByte(token, '.')
+	if i < 0 || strings.Count(token, ".") != 2 {
+		return ""
+	}
+	return token[i+1:]
+}
+
+// AccessTokenSignature implements oauth2.AccessTokenStrategy.
+func (t *tokenStrategy) AccessTokenSignature(_ context.Context, token string) string {
+	return jwtSignature(token)
+}
+
+func newJTI() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// GenerateAccessToken implements oauth2.AccessTokenStrategy.
+func (t *tokenStrategy) GenerateAccessToken(_ context.Context, r fosite.Requester) (string, string, error) {
+	s, ok := r.GetSession().(*session)
+	if !ok {
+		return "", "", fmt.Errorf("authserver: unexpected session type %T", r.GetSession())
+	}
+	now := t.now().UTC().Truncate(time.Second)
+	s.JTI = newJTI()
+	s.IssuedAt = now
+	exp := s.GetExpiresAt(fosite.AccessToken)
+	if exp.IsZero() {
+		return "", "", errors.New("authserver: access token without expiry")
+	}
+	scope := s.AccessScope
+	if scope == nil {
+		scope = r.GetGrantedScopes()
+	}
+	c := accessClaims{
+		Issuer:   t.issuer,
+		Subject:  s.Subject,
+		Audience: r.GetGrantedAudience(),
+		Expiry:   exp.Unix(),
+		IssuedAt: now.Unix(),
+		ID:       s.JTI,
+		ClientID: r.GetClient().GetID(),
+		Scope:    strings.Join(scope, " "),
+	}
+	if s.User {
+		c.Roles, c.Email, c.Name = s.Roles, s.Username, s.Name
+		if c.Roles == nil {
+			c.Roles = []string{}
+		}
+	}
+	token, err := t.sign(c, "at+jwt")
+	if err != nil {
+		return "", "", err
+	}
+	return token, jwtSignature(token), nil
+}
+
+// sign signs claims with the active key, with typ and kid in the header.
+func (t *tokenStrategy) sign(claims any, typ string) (string, error) {
+	cur, err := t.keys.Current()
+	if err != nil {
+		return "", fmt.Errorf("authserver: no signing key: %w", err)
+	}
+	cacheKey := cur.KeyID + "\x00" + typ
+	var signer jose.Signer
+	if v, ok := t.signers.Load(cacheKey); ok {
+		signer = v.(jose.Signer)
+	} else {
+		opts := (&jose.SignerOptions{}).WithType(jose.ContentType(typ)).WithHeader(jose.HeaderKey("kid"), cur.KeyID)
+		signer, err = jose.NewSigner(jose.SigningKey{Algorithm: jose.SignatureAlgorithm(cur.Algorithm), Key: cur.Key}, opts)
+		if err != nil {
+			return "", fmt.Errorf("authserver: signer for key %s: %w", cur.KeyID, err)
+		}
+		t.signers.Store(cacheKey, signer)
+	}
+	payload, err := json.Marshal(claims)
+	if err != nil {
+		return "", fmt.Errorf("authserver: encode claims: %w", err)
+	}
+	jws, err := signer.Sign(payload)
+	if err != nil {
+		return "", fmt.Errorf("authserver: sign: %w", err)
+	}
+	return jws.CompactSerialize()
+}
+
+// errTokenInvalid is returned for any access token that fails verification.
+var errTokenInvalid = errors.New("authserver: invalid access token")
+
+// verifyAccessToken checks an access token's signature with the key named by
+// its kid, its typ and its expiry, and returns its claims. It does not check
+// revocation.
+func (t *tokenStrategy) verifyAccessToken(token string) (*accessClaims, error) {
+	if len(token) > maxTokenLength {
+		return nil, errTokenInvalid
+	}
+	jws, err := jose.ParseSigned(token, signatureAlgorithms)
+	if err != nil || len(jws.Signatures) != 1 {
+		return nil, errTokenInvalid
+	}
+	h := jws.Signatures[0].Protected
+	if typ, _ := h.ExtraHeaders[jose.HeaderType].(string); !strings.EqualFold(typ, "at+jwt") {
+		return nil, errTokenInvalid
+	}
+	key, ok := t.keys.PublicKey(h.KeyID)
+	if !ok || key.Algorithm != h.Algorithm {
+		return nil, errTokenInvalid
+	}
+	raw, err := jws.Verify(key)
+	if err != nil {
+		return nil, errTokenInvalid
+	}
+	var c accessClaims
+	if err := json.Unmarshal(raw, &c); err != nil {
+		return nil, errTokenInvalid
+	}
+	now := t.now().Unix()
+	if c.Expiry <= now || c.Issuer != t.issuer || (c.NotBefore != 0 && c.NotBefore > now+5) {
+		return nil, errTokenInvalid
+	}
+	return &c, nil
+}
+
+// maxTokenLength bounds the tokens we parse.
+const maxTokenLength = 8 << 10
+
+var signatureAlgorithms = []jose.SignatureAlgorithm{jose.RS256, jose.ES256, jose.EdDSA}
+
+// ValidateAccessToken implements oauth2.AccessTokenStrategy.
+func (t *tokenStrategy) ValidateAccessToken(_ context.Context, _ fosite.Requester, token string) error {
+	if _, err := t.verifyAccessToken(token); err != nil {
+		return fosite.ErrTokenSignatureMismatch.WithWrap(err)
+	}
+	return nil
+}

@@ -1,0 +1,215 @@
+package authserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ory/fosite"
+	"github.com/ory/fosite/handler/oauth2"
+	fositestorage "github.com/ory/fosite/storage"
+
+	"github.com/oauthkit/authserver/storage"
+)
+
+// fositeStore implements fosite's storage interfaces on top of storage.Store.
+// It is the only place where the two error vocabularies meet.
+type fositeStore struct {
+	store storage.Store
+	srv   *Server
+}
+
+var (
+	_ fosite.Storage                                      = (*fositeStore)(nil)
+	_ oauth2.AccessTokenStorage                           = (*fositeStore)(nil)
+	_ oauth2.RefreshTokenStorage                          = (*fositeStore)(nil)
+	_ oauth2.TokenRevocationStorage                       = (*fositeStore)(nil)
+	_ oauth2.ResourceOwnerPasswordCredentialsGrantStorage = (*fositeStore)(nil)
+	_ fositestorage.Transactional                         = (*fositeStore)(nil)
+)
+
+// toFositeErr maps storage sentinels to fosite's.
+func toFositeErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, storage.ErrNotFound):
+		return fmt.Errorf("%w: %w", fosite.ErrNotFound, err)
+	case errors.Is(err, storage.ErrConflict):
+		return fmt.Errorf("%w: %w", fosite.ErrSerializationFailure, err)
+	default:
+		return err
+	}
+}
+
+// GetClient implements fosite.ClientManager. Our client authentication
+// strategy loads clients itself; this is only reached through fosite paths
+// that look a client up by ID.
+func (f *fositeStore) GetClient(ctx context.Context, id string) (fosite.Client, error) {
+	c, err := f.store.GetClient(ctx, id)
+	if err != nil {
+		return nil, toFositeErr(err)
+	}
+	return f.srv.fositeClient(c), nil
+}
+
+// ClientAssertionJWTValid implements fosite.ClientManager; private_key_jwt is
+// not offered, so no assertion is ever known.
+func (f *fositeStore) ClientAssertionJWTValid(context.Context, string) error { return nil }
+
+// SetClientAssertionJWT implements fosite.ClientManager (see above).
+func (f *fositeStore) SetClientAssertionJWT(context.Context, string, time.Time) error { return nil }
+
+func (f *fositeStore) createToken(ctx context.Context, kind storage.TokenKind, sig string, r fosite.Requester) error {
+	b, s, err := encodePayload(r)
+	if err != nil {
+		return err
+	}
+	exp := s.GetExpiresAt(fosite.AccessToken)
+	if kind == storage.RefreshToken {
+		exp = s.GetExpiresAt(fosite.RefreshToken)
+	}
+	if exp.IsZero() {
+		return fmt.Errorf("authserver: %s without expiry", kind)
+	}
+	sub := ""
+	if s.User {
+		sub = s.Subject
+	}
+	return toFositeErr(f.store.CreateToken(ctx, storage.Token{
+		Kind:        kind,
+		Signature:   sig,
+		RequestID:   r.GetID(),
+		ClientID:    r.GetClient().GetID(),
+		Subject:     sub,
+		Active:      true,
+		RequestedAt: r.GetRequestedAt().UTC(),
+		ExpiresAt:   exp.UTC(),
+		Payload:     b,
+	}))
+}
+
+func (f *fositeStore) getToken(ctx context.Context, kind storage.TokenKind, sig string, s fosite.Session) (fosite.Requester, error) {
+	t, err := f.store.GetToken(ctx, kind, sig)
+	if err != nil {
+		return nil, toFositeErr(err)
+	}
+	r, err := decodePayload(t.Payload, s)
+	if err != nil {
+		return nil, err
+	}
+	if !t.Active {
+		// fosite needs the request with ErrInactiveToken to detect reuse.
+		return r, fosite.ErrInactiveToken
+	}
+	return r, nil
+}
+
+// CreateAccessTokenSession implements oauth2.AccessTokenStorage.
+func (f *fositeStore) CreateAccessTokenSession(ctx context.Context, sig string, r fosite.Requester) error {
+	return f.createToken(ctx, storage.AccessToken, sig, r)
+}
+
+// GetAccessTokenSession implements oauth2.AccessTokenStorage.
+func (f *fositeStore) GetAccessTokenSession(ctx context.Context, sig string, s fosite.Session) (fosite.Requester, error) {
+	return f.getToken(ctx, storage.AccessToken, sig, s)
+}
+
+// DeleteAccessTokenSession implements oauth2.AccessTokenStorage.
+func (f *fositeStore) DeleteAccessTokenSession(ctx context.Context, sig string) error {
+	return toFositeErr(f.store.DeleteToken(ctx, storage.AccessToken, sig))
+}
+
+// CreateRefreshTokenSession implements oauth2.RefreshTokenStorage.
+func (f *fositeStore) CreateRefreshTokenSession(ctx context.Context, sig, _ string, r fosite.Requester) error {
+	return f.createToken(ctx, storage.RefreshToken, sig, r)
+}
+
+// GetRefreshTokenSession implements oauth2.RefreshTokenStorage.
+func (f *fositeStore) GetRefreshTokenSession(ctx context.Context, sig string, s fosite.Session) (fosite.Requester, error) {
+	return f.getToken(ctx, storage.RefreshToken, sig, s)
+}
+
+// DeleteRefreshTokenSession implements oauth2.RefreshTokenStorage.
+func (f *fositeStore) DeleteRefreshTokenSession(ctx context.Context, sig string) error {
+	return toFositeErr(f.store.DeleteToken(ctx, storage.RefreshToken, sig))
+}
+
+// RotateRefreshToken implements oauth2.RefreshTokenStorage. Consuming the
+// presented refresh token is a compare-and-swap: of several concurrent
+// refreshes with one token exactly one gets past this point. The grant's
+// other refresh tokens are deactivated (kept for reuse detection until they
+// expire) and its access tokens are revoked.
+func (f *fositeStore) RotateRefreshToken(ctx context.Context, requestID, sig string) error {
+	if err := f.store.DeactivateToken(ctx, storage.RefreshToken, sig); err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			st := stateFrom(ctx)
+			if st != nil {
+				st.refreshRace = true
+			}
+		}
+		return toFositeErr(err)
+	}
+	if _, err := f.store.DeactivateTokens(ctx, storage.RefreshToken, requestID); err != nil {
+		return toFositeErr(err)
+	}
+	_, err := f.store.DeleteTokens(ctx, storage.AccessToken, requestID)
+	return toFositeErr(err)
+}
+
+// RevokeRefreshToken implements oauth2.TokenRevocationStorage: every refresh
+// token of the grant is deleted.
+func (f *fositeStore) RevokeRefreshToken(ctx context.Context, requestID string) error {
+	_, err := f.store.DeleteTokens(ctx, storage.RefreshToken, requestID)
+	return toFositeErr(err)
+}
+
+// RevokeAccessToken implements oauth2.TokenRevocationStorage: every access
+// token of the grant is deleted.
+func (f *fositeStore) RevokeAccessToken(ctx context.Context, requestID string) error {
+	_, err := f.store.DeleteTokens(ctx, storage.AccessToken, requestID)
+	return toFositeErr(err)
+}
+
+// Authenticate implements the password grant's credential check. Unknown
+// users, disabled users and wrong passwords all return fosite.ErrNotFound and
+// all cost one password hash.
+func (f *fositeStore) Authenticate(ctx context.Context, username, password string) (string, error) {
+	u, err := f.srv.authenticateUser(ctx, username, password)
+	if err != nil {
+		return "", err
+	}
+	if st := stateFrom(ctx); st != nil {
+		st.user = &u
+	}
+	return u.ID, nil
+}
+
+// txKey marks a context whose transaction belongs to the token handler, so
+// fosite's own BeginTX/Commit inside it join rather than nest.
+type txKey struct{}
+
+// BeginTX implements fositestorage.Transactional.
+func (f *fositeStore) BeginTX(ctx context.Context) (context.Context, error) {
+	if ctx.Value(txKey{}) != nil {
+		return ctx, nil
+	}
+	return f.store.BeginTx(ctx)
+}
+
+// Commit implements fositestorage.Transactional.
+func (f *fositeStore) Commit(ctx context.Context) error {
+	if ctx.Value(txKey{}) != nil {
+		return nil
+	}
+	return toFositeErr(f.store.CommitTx(ctx))
+}
+
+// Rollback implements fositestorage.Transactional.
+func (f *fositeStore) Rollback(ctx context.Context) error {
+	if ctx.Value(txKey{}) != nil {
+		return nil
+	}
+	return f.store.RollbackTx(ctx)
+}

@@ -1,0 +1,215 @@
+package authserver
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/oauthkit/authserver/storage"
+)
+
+// introspection is the RFC 7662 §2.2 response.
+type introspection struct {
+	Active    bool     `json:"active"`
+	Scope     string   `json:"scope,omitempty"`
+	ClientID  string   `json:"client_id,omitempty"`
+	Username  string   `json:"username,omitempty"`
+	TokenType string   `json:"token_type,omitempty"`
+	Expiry    int64    `json:"exp,omitempty"`
+	IssuedAt  int64    `json:"iat,omitempty"`
+	NotBefore int64    `json:"nbf,omitempty"`
+	Subject   string   `json:"sub,omitempty"`
+	Audience  []string `json:"aud,omitempty"`
+	Issuer    string   `json:"iss,omitempty"`
+	JTI       string   `json:"jti,omitempty"`
+	Roles     []string `json:"roles,omitempty"`
+}
+
+var inactive = &introspection{}
+
+const introspectionJWT = "application/token-introspection+jwt"
+
+// handleIntrospect serves RFC 7662 introspection. Only confidential clients
+// with the introspect permission may call it (client_secret_basic,
+// client_secret_post, or a bearer access token of such a client).
+func (s *Server) handleIntrospect(w http.ResponseWriter, r *http.Request) {
+	noStore(w)
+	form, oerr := s.parseForm(w, r)
+	if oerr == nil {
+		var caller string
+		caller, oerr = s.authenticateIntrospector(r, form)
+		if oerr == nil {
+			token := form.Get("token")
+			if token == "" {
+				oerr = invalidRequest("The token parameter is missing.")
+			} else {
+				res, err := s.introspect(r.Context(), token, form.Get("token_type_hint"))
+				if err != nil {
+					oerr = unavailable(err)
+				} else {
+					s.writeIntrospection(w, r, caller, res)
+					return
+				}
+			}
+		}
+	}
+	s.logError(r, "introspection failed", oerr)
+	writeOAuthError(w, oerr)
+}
+
+// authenticateIntrospector returns the calling client's ID.
+func (s *Server) authenticateIntrospector(r *http.Request, form map[string][]string) (string, *oauthError) {
+	if scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "Bearer") {
+		c, err := s.strategy.verifyAccessToken(strings.TrimSpace(tok))
+		if err == nil {
+			_, err = s.store.GetToken(r.Context(), storage.AccessToken, jwtSignature(strings.TrimSpace(tok)))
+		}
+		if err != nil {
+			return "", newError(http.StatusUnauthorized, errInvalidToken, "The access token is invalid.").withBearer()
+		}
+		cl, err := s.store.GetClient(r.Context(), c.ClientID)
+		if err != nil || !cl.Introspect || c.Subject != c.ClientID {
+			return "", newError(http.StatusForbidden, errInsufficientScope, "The caller may not introspect tokens.").withBearer()
+		}
+		return cl.ID, nil
+	}
+	c, oerr := s.authenticateClient(r.Context(), r, form)
+	if oerr != nil {
+		return "", oerr
+	}
+	if c.Public || !c.Introspect {
+		return "", newError(http.StatusForbidden, errUnauthorizedClient, "The client may not introspect tokens.")
+	}
+	return c.ID, nil
+}
+
+// withBearer marks an error for a Bearer challenge (RFC 6750 §3).
+func (e *oauthError) withBearer() *oauthError {
+	e.bearer = true
+	return e
+}
+
+// introspect looks the token up; the hint only orders the lookups.
+func (s *Server) introspect(ctx context.Context, token, hint string) (*introspection, error) {
+	looksJWT := strings.Count(token, ".") == 2
+	order := []storage.TokenKind{storage.RefreshToken, storage.AccessToken}
+	if looksJWT || hint == "access_token" {
+		order = []storage.TokenKind{storage.AccessToken, storage.RefreshToken}
+	}
+	for _, kind := range order {
+		var res *introspection
+		var err error
+		if kind == storage.AccessToken {
+			if !looksJWT {
+				continue
+			}
+			res, err = s.introspectAccess(ctx, token)
+		} else {
+			if looksJWT {
+				continue
+			}
+			res, err = s.introspectRefresh(ctx, token)
+		}
+		if err != nil || res.Active {
+			return res, err
+		}
+	}
+	return inactive, nil
+}
+
+func (s *Server) introspectAccess(ctx context.Context, token string) (*introspection, error) {
+	c, err := s.strategy.verifyAccessToken(token)
+	if err != nil {
+		return inactive, nil
+	}
+	t, err := s.store.GetToken(ctx, storage.AccessToken, jwtSignature(token))
+	if errors.Is(err, storage.ErrNotFound) {
+		return inactive, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !t.Active {
+		return inactive, nil
+	}
+	return &introspection{
+		Active: true, Scope: c.Scope, ClientID: c.ClientID, Username: c.Email,
+		TokenType: "Bearer", Expiry: c.Expiry, IssuedAt: c.IssuedAt, NotBefore: c.NotBefore,
+		Subject: c.Subject, Audience: c.Audience, Issuer: c.Issuer, JTI: c.ID, Roles: c.Roles,
+	}, nil
+}
+
+func (s *Server) introspectRefresh(ctx context.Context, token string) (*introspection, error) {
+	sig := s.strategy.RefreshTokenSignature(ctx, token)
+	if sig == "" {
+		return inactive, nil
+	}
+	t, err := s.store.GetToken(ctx, storage.RefreshToken, sig)
+	if errors.Is(err, storage.ErrNotFound) {
+		return inactive, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	now := s.cfg.Now()
+	if !t.Active || !t.ExpiresAt.After(now) {
+		return inactive, nil
+	}
+	req, err := decodePayload(t.Payload, nil)
+	if err != nil {
+		return nil, err
+	}
+	// The HMAC check proves the presented token, not just its signature part,
+	// is ours.
+	if err := s.strategy.ValidateRefreshToken(ctx, req, token); err != nil {
+		return inactive, nil
+	}
+	sess := req.Session.(*session)
+	res := &introspection{
+		Active: true, Scope: strings.Join(req.GrantedScope, " "), ClientID: t.ClientID,
+		TokenType: "refresh_token", Expiry: t.ExpiresAt.Unix(), IssuedAt: t.RequestedAt.Unix(),
+		Subject: sess.Subject, Audience: req.GrantedAudience, Issuer: s.cfg.Issuer,
+	}
+	if sess.User {
+		res.Username, res.Roles = sess.Username, sess.Roles
+	}
+	return res, nil
+}
+
+// writeIntrospection writes JSON, or a signed JWT when the caller asks for
+// one (RFC 9701).
+func (s *Server) writeIntrospection(w http.ResponseWriter, r *http.Request, caller string, res *introspection) {
+	if !acceptsIntrospectionJWT(r.Header.Get("Accept")) {
+		writeJSON(w, http.StatusOK, res)
+		return
+	}
+	now := s.cfg.Now().UTC()
+	claims := struct {
+		Issuer   string         `json:"iss"`
+		Audience string         `json:"aud"`
+		IssuedAt int64          `json:"iat"`
+		Expiry   int64          `json:"exp"`
+		Token    *introspection `json:"token_introspection"`
+	}{s.cfg.Issuer, caller, now.Unix(), now.Add(s.cfg.IntrospectionJWTTTL).Unix(), res}
+	jwt, err := s.strategy.sign(claims, "token-introspection+jwt")
+	if err != nil {
+		e := serverError(err)
+		s.logError(r, "signing introspection response failed", e)
+		writeOAuthError(w, e)
+		return
+	}
+	w.Header().Set("Content-Type", introspectionJWT)
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write([]byte(jwt))
+}
+
+func acceptsIntrospectionJWT(accept string) bool {
+	for _, part := range strings.Split(accept, ",") {
+		mt, _, _ := strings.Cut(part, ";")
+		if strings.EqualFold(strings.TrimSpace(mt), introspectionJWT) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,296 @@
+package authserver
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ory/fosite"
+	"github.com/ory/fosite/compose"
+
+	"github.com/oauthkit/authserver/internal/password"
+	"github.com/oauthkit/authserver/keys"
+	"github.com/oauthkit/authserver/storage"
+)
+
+// Config configures a Server. Zero values take the documented defaults.
+type Config struct {
+	// Issuer is the server's issuer identifier (RFC 8414), an absolute URL
+	// without a trailing slash. Required.
+	Issuer string
+	// Audience is the aud of every access token; default Issuer + "/api".
+	Audience string
+	// Scopes are the scopes advertised in the metadata (scopes_supported).
+	Scopes []string
+	// AccessTokenTTL defaults to 15 minutes, RefreshTokenTTL to 30 days.
+	AccessTokenTTL  time.Duration
+	RefreshTokenTTL time.Duration
+	// Secret is the server secret (at least 32 bytes). The key that signs
+	// refresh tokens is derived from it, so every instance must share it.
+	Secret []byte
+	// PasswordParams are the argon2id parameters for new hashes; default
+	// password.DefaultParams.
+	PasswordParams password.Params
+	// MaxConcurrentHashes bounds the password hashes computed at once
+	// (default: the number of CPUs). Requests beyond it wait up to
+	// HashQueueTimeout (default 2s) and then get 503 temporarily_unavailable.
+	MaxConcurrentHashes int
+	HashQueueTimeout    time.Duration
+	// MaxBodyBytes limits request bodies at the OAuth endpoints (default 64 KiB).
+	MaxBodyBytes int64
+	// IntrospectionJWTTTL is the lifetime of signed (RFC 9701) introspection
+	// responses; default 5 minutes.
+	IntrospectionJWTTTL time.Duration
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// Now defaults to time.Now.
+	Now func() time.Time
+}
+
+func (c *Config) setDefaults() error {
+	c.Issuer = strings.TrimRight(c.Issuer, "/")
+	if c.Issuer == "" {
+		return errors.New("authserver: Issuer is required")
+	}
+	if c.Audience == "" {
+		c.Audience = c.Issuer + "/api"
+	}
+	if c.AccessTokenTTL <= 0 {
+		c.AccessTokenTTL = 15 * time.Minute
+	}
+	if c.RefreshTokenTTL <= 0 {
+		c.RefreshTokenTTL = 30 * 24 * time.Hour
+	}
+	if len(c.Secret) < 32 {
+		return errors.New("authserver: Secret must be at least 32 bytes")
+	}
+	if c.PasswordParams == (password.Params{}) {
+		c.PasswordParams = password.DefaultParams
+	}
+	if c.MaxConcurrentHashes <= 0 {
+		c.MaxConcurrentHashes = runtime.NumCPU()
+	}
+	if c.HashQueueTimeout <= 0 {
+		c.HashQueueTimeout = 2 * time.Second
+	}
+	if c.MaxBodyBytes <= 0 {
+		c.MaxBodyBytes = 64 << 10
+	}
+	if c.IntrospectionJWTTTL <= 0 {
+		c.IntrospectionJWTTTL = 5 * time.Minute
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return nil
+}
+
+// Server is the authorization server. Create it with New; serve Handler.
+type Server struct {
+	cfg      Config
+	store    storage.Store
+	keys     *keys.Manager
+	provider fosite.OAuth2Provider
+	strategy *tokenStrategy
+	log      *slog.Logger
+	hashSem  chan struct{}
+	// dummyHash is verified for unknown users so that every password
+	// attempt costs one hash.
+	dummyHash string
+	extra     []route
+}
+
+// route is an extra handler mounted by an Option.
+type route struct {
+	pattern string
+	h       http.Handler
+}
+
+// Option configures optional parts of a Server.
+type Option func(*Server)
+
+// WithHandler mounts h at the path prefix (for example the demo API).
+func WithHandler(prefix string, h http.Handler) Option {
+	return func(s *Server) { s.extra = append(s.extra, route{prefix, h}) }
+}
+
+// New builds a Server on store and the key manager.
+func New(cfg Config, store storage.Store, km *keys.Manager, opts ...Option) (*Server, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, store: store, keys: km, log: cfg.Logger,
+		hashSem: make(chan struct{}, cfg.MaxConcurrentHashes)}
+	for _, o := range opts {
+		o(s)
+	}
+	dh, err := password.Hash("not a password: unknown user", cfg.PasswordParams)
+	if err != nil {
+		return nil, err
+	}
+	s.dummyHash = dh
+	s.provider, s.strategy = s.newProvider()
+	return s, nil
+}
+
+// deriveKey derives a purpose-bound key from the server secret.
+func deriveKey(secret []byte, purpose string) []byte {
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte("authserver:" + purpose))
+	return m.Sum(nil)
+}
+
+// providerConfig adapts fosite's config: a refresh token is issued exactly
+// when the client may use the refresh_token grant (no offline_access ritual).
+type providerConfig struct{ *fosite.Config }
+
+// noRefresh is a scope no request can hold; see GetRefreshTokenScopes.
+const noRefresh = "\x00no-refresh"
+
+// GetRefreshTokenScopes overrides fosite's: an empty list means "always
+// issue"; a list nobody matches means "never".
+func (c providerConfig) GetRefreshTokenScopes(ctx context.Context) []string {
+	if st := stateFrom(ctx); st != nil && st.client != nil && slices.Contains(st.client.GrantTypes, grantRefreshToken) {
+		return []string{}
+	}
+	return []string{noRefresh}
+}
+
+func (s *Server) newProvider() (fosite.OAuth2Provider, *tokenStrategy) {
+	fc := &fosite.Config{
+		AccessTokenLifespan:          s.cfg.AccessTokenTTL,
+		RefreshTokenLifespan:         s.cfg.RefreshTokenTTL,
+		AccessTokenIssuer:            s.cfg.Issuer,
+		GlobalSecret:                 deriveKey(s.cfg.Secret, "refresh-token-hmac"),
+		ScopeStrategy:                fosite.ExactScopeStrategy,
+		AudienceMatchingStrategy:     fosite.ExactAudienceMatchingStrategy,
+		SendDebugMessagesToClients:   false,
+		UseLegacyErrorFormat:         false,
+		TokenURL:                     s.cfg.Issuer + "/token",
+		ClientAuthenticationStrategy: s.fositeClientAuth,
+		RefreshTokenScopes:           []string{},
+	}
+	cfg := providerConfig{fc}
+	strategy := &tokenStrategy{
+		HMACSHAStrategy: compose.NewOAuth2HMACStrategy(fc),
+		keys:            s.keys,
+		issuer:          s.cfg.Issuer,
+		now:             s.cfg.Now,
+	}
+	store := &fositeStore{store: s.store, srv: s}
+	for _, factory := range []compose.Factory{
+		compose.OAuth2ResourceOwnerPasswordCredentialsFactory, //nolint:staticcheck // the password grant is a requirement
+		compose.OAuth2RefreshTokenGrantFactory,
+		compose.OAuth2ClientCredentialsGrantFactory,
+	} {
+		h, ok := factory(cfg, store, strategy).(fosite.TokenEndpointHandler)
+		if !ok {
+			panic("authserver: factory did not return a token endpoint handler")
+		}
+		fc.TokenEndpointHandlers.Append(h)
+	}
+	return fosite.NewOAuth2Provider(store, cfg), strategy
+}
+
+// errHashBusy is returned when the password hashing queue is full.
+var errHashBusy = errors.New("authserver: password hashing capacity exhausted")
+
+// authenticateUser checks a username and password. Unknown, disabled and
+// wrong all cost exactly one hash and return fosite.ErrNotFound. Hashes run
+// under a semaphore, so a flood of attempts cannot exhaust memory.
+func (s *Server) authenticateUser(ctx context.Context, email, pw string) (storage.User, error) {
+	u, err := s.store.GetUserByEmail(ctx, email)
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return storage.User{}, unavailable(err)
+	}
+	found := err == nil
+	hash := s.dummyHash
+	if found {
+		hash = u.PasswordHash
+	}
+	timer := time.NewTimer(s.cfg.HashQueueTimeout)
+	defer timer.Stop()
+	select {
+	case s.hashSem <- struct{}{}:
+	case <-timer.C:
+		return storage.User{}, unavailable(errHashBusy)
+	case <-ctx.Done():
+		return storage.User{}, unavailable(ctx.Err())
+	}
+	rehash, verr := password.Verify(pw, hash, s.cfg.PasswordParams)
+	<-s.hashSem
+	if !found || verr != nil || u.Disabled {
+		if verr != nil && !errors.Is(verr, password.ErrMismatch) && found {
+			s.log.Warn("stored password hash unusable", "user_id", u.ID, "err", verr)
+		}
+		return storage.User{}, fmt.Errorf("%w: bad credentials", fosite.ErrNotFound)
+	}
+	if rehash {
+		s.rehash(ctx, u.ID, pw)
+	}
+	return u, nil
+}
+
+// rehash upgrades a stored hash made with older parameters or bcrypt.
+func (s *Server) rehash(ctx context.Context, id, pw string) {
+	h, err := password.Hash(pw, s.cfg.PasswordParams)
+	if err == nil {
+		_, err = s.store.UpdateUser(ctx, id, func(u storage.User) (storage.User, error) {
+			u.PasswordHash = h
+			u.UpdatedAt = s.cfg.Now().UTC()
+			return u, nil
+		})
+	}
+	if err != nil {
+		s.log.Warn("password rehash failed", "user_id", id, "err", err)
+		return
+	}
+	s.audit(ctx, "password_rehashed", slog.String("sub", id))
+}
+
+// clientIP is the caller's address (the remote address; proxies are not
+// trusted unless configured).
+func (s *Server) clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// audit writes one structured audit record.
+func (s *Server) audit(ctx context.Context, event string, attrs ...slog.Attr) {
+	if st := stateFrom(ctx); st != nil && st.ip != "" {
+		attrs = append(attrs, slog.String("ip", st.ip))
+	}
+	s.log.LogAttrs(ctx, slog.LevelInfo, "audit", append([]slog.Attr{slog.String("event", event)}, attrs...)...)
+}
+
+// logError logs a failed request: server-side causes at error level, client
+// mistakes at debug level. Never logs request parameters.
+func (s *Server) logError(r *http.Request, msg string, e *oauthError) {
+	level := slog.LevelDebug
+	if e.Status >= 500 {
+		level = slog.LevelError
+	}
+	attrs := []slog.Attr{slog.String("path", r.URL.Path), slog.String("error", e.Code), slog.Int("status", e.Status)}
+	if e.Cause != nil {
+		attrs = append(attrs, slog.String("cause", e.Cause.Error()))
+	}
+	s.log.LogAttrs(r.Context(), level, msg, attrs...)
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }

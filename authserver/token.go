@@ -1,0 +1,216 @@
+package authserver
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/ory/fosite"
+
+	"github.com/oauthkit/authserver/storage"
+)
+
+// Grant types offered at the token endpoint.
+const (
+	grantPassword          = "password"
+	grantRefreshToken      = "refresh_token"
+	grantClientCredentials = "client_credentials"
+)
+
+// SupportedGrantTypes lists the grant types the token endpoint offers.
+var SupportedGrantTypes = []string{grantPassword, grantRefreshToken, grantClientCredentials}
+
+// requestState carries what our fosite hooks learn during one token request.
+type requestState struct {
+	client      *storage.Client
+	user        *storage.User
+	refreshRace bool
+	// ip is the caller's address, for throttling and the audit log.
+	ip string
+}
+
+type stateKey struct{}
+
+func withState(ctx context.Context, st *requestState) context.Context {
+	return context.WithValue(ctx, stateKey{}, st)
+}
+
+func stateFrom(ctx context.Context) *requestState {
+	st, _ := ctx.Value(stateKey{}).(*requestState)
+	return st
+}
+
+// handleToken serves the token endpoint (RFC 6749 §3.2). Requests are
+// validated here before fosite sees them, and every response is written here,
+// so that the wire format is exactly RFC 6749 §5.1/§5.2.
+func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
+	noStore(w)
+	resp, oerr := s.token(w, r)
+	if oerr != nil {
+		s.logError(r, "token request failed", oerr)
+		writeOAuthError(w, oerr)
+		return
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// tokenResponse is the RFC 6749 §5.1 success body.
+type tokenResponse struct {
+	AccessToken  string `json:"access_token"`
+	TokenType    string `json:"token_type"`
+	ExpiresIn    int64  `json:"expires_in"`
+	RefreshToken string `json:"refresh_token,omitempty"`
+	Scope        string `json:"scope,omitempty"`
+}
+
+func (s *Server) token(w http.ResponseWriter, r *http.Request) (*tokenResponse, *oauthError) {
+	form, oerr := s.parseForm(w, r)
+	if oerr != nil {
+		return nil, oerr
+	}
+	gt, ok := form["grant_type"]
+	if !ok || gt[0] == "" {
+		return nil, invalidRequest("The grant_type parameter is missing.")
+	}
+	if !slices.Contains(SupportedGrantTypes, gt[0]) {
+		return nil, newError(http.StatusBadRequest, errUnsupportedGrantType, "The grant type is not supported.")
+	}
+	grant := gt[0]
+	switch grant {
+	case grantPassword:
+		if form.Get("username") == "" || form.Get("password") == "" {
+			return nil, invalidRequest("The username and password parameters are required.")
+		}
+	case grantRefreshToken:
+		if form.Get("refresh_token") == "" {
+			return nil, invalidRequest("The refresh_token parameter is missing.")
+		}
+	}
+
+	st := &requestState{ip: s.clientIP(r)}
+	ctx := withState(r.Context(), st)
+	sess := newSession()
+	ar, err := s.provider.NewAccessRequest(ctx, r, sess)
+	if err != nil {
+		oe := toOAuthError(err)
+		if st.client == nil && oe.Code == errInvalidGrant {
+			oe = invalidClient()
+		}
+		return nil, oe
+	}
+	client := st.client
+	if client == nil {
+		return nil, serverError(errors.New("authserver: client not authenticated"))
+	}
+	// fosite checks the grant type per handler; the client's registration is
+	// the policy (a public client is never registered for client_credentials).
+	if !slices.Contains(client.GrantTypes, grant) {
+		return nil, newError(http.StatusBadRequest, errUnauthorizedClient, "The client is not allowed to use this grant type.")
+	}
+	sess, ok = ar.GetSession().(*session)
+	if !ok {
+		return nil, serverError(errors.New("authserver: unexpected session type"))
+	}
+	requested := ar.GetRequestedScopes()
+	switch grant {
+	case grantPassword:
+		u := st.user
+		if u == nil {
+			return nil, serverError(errors.New("authserver: user not authenticated"))
+		}
+		fillUserSession(sess, *u)
+		grantScopes(ar, requested, client.Scopes)
+	case grantClientCredentials:
+		sess.Subject = client.ID
+		sess.User = false
+		grantScopes(ar, requested, client.Scopes)
+	case grantRefreshToken:
+		if oe := s.refreshSession(ctx, sess, ar, form); oe != nil {
+			return nil, oe
+		}
+	}
+	ar.GrantAudience(s.cfg.Audience)
+
+	resp, err := s.provider.NewAccessResponse(ctx, ar)
+	if err != nil {
+		oe := toOAuthError(err)
+		if st.refreshRace {
+			// A concurrent request consumed this refresh token first.
+			oe = newError(http.StatusBadRequest, errInvalidGrant, "The refresh token was already used.")
+			oe.Cause = err
+		}
+		return nil, oe
+	}
+	out := &tokenResponse{
+		AccessToken: resp.GetAccessToken(),
+		TokenType:   "Bearer",
+		ExpiresIn:   int64(s.cfg.AccessTokenTTL.Seconds()),
+	}
+	if exp := sess.GetExpiresAt(fosite.AccessToken); !exp.IsZero() {
+		out.ExpiresIn = int64(exp.Sub(sess.IssuedAt).Seconds())
+	}
+	if rt, ok := resp.GetExtra("refresh_token").(string); ok {
+		out.RefreshToken = rt
+	}
+	scope := sess.AccessScope
+	if scope == nil {
+		scope = ar.GetGrantedScopes()
+	}
+	out.Scope = strings.Join(scope, " ")
+	s.audit(ctx, "token_issued", slog.String("grant", grant), slog.String("client_id", client.ID), slog.String("sub", sess.Subject))
+	return out, nil
+}
+
+// grantScopes grants the requested scopes (fosite has already checked them
+// against the client's), or the client's whole set when none was requested
+// (RFC 6749 §3.3 lets the server apply a default).
+func grantScopes(ar fosite.AccessRequester, requested, allowed []string) {
+	if len(requested) == 0 {
+		requested = allowed
+	}
+	for _, sc := range requested {
+		ar.GrantScope(sc)
+	}
+}
+
+func fillUserSession(sess *session, u storage.User) {
+	sess.Subject = u.ID
+	sess.User = true
+	sess.Username = u.Email
+	sess.Name = u.Name
+	sess.Roles = slices.Clone(u.Roles)
+}
+
+// refreshSession refreshes the user's facts (a disabled or deleted user
+// cannot refresh; role changes take effect) and applies a narrower scope
+// (RFC 6749 §6): the access token gets the requested scope, the new refresh
+// token keeps the grant's.
+func (s *Server) refreshSession(ctx context.Context, sess *session, ar fosite.AccessRequester, form map[string][]string) *oauthError {
+	if sess.User {
+		u, err := s.store.GetUser(ctx, sess.Subject)
+		if errors.Is(err, storage.ErrNotFound) || (err == nil && u.Disabled) {
+			return newError(http.StatusBadRequest, errInvalidGrant, "The refresh token is invalid, expired or revoked.")
+		}
+		if err != nil {
+			return unavailable(err)
+		}
+		fillUserSession(sess, u)
+	}
+	sess.AccessScope = nil
+	if v, ok := form["scope"]; ok {
+		req := strings.Fields(v[0])
+		granted := ar.GetGrantedScopes()
+		for _, sc := range req {
+			if !slices.Contains(granted, sc) {
+				return newError(http.StatusBadRequest, errInvalidScope, "The requested scope exceeds the scope granted by the resource owner.")
+			}
+		}
+		if len(req) > 0 {
+			sess.AccessScope = req
+		}
+	}
+	return nil
+}
