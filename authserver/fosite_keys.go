@@ -75,9 +75,12 @@ func (t *tokenStrategy) GenerateAccessToken(_ context.Context, r fosite.Requeste
 	if !ok {
 		return "", "", fmt.Errorf("authserver: unexpected session type %T", r.GetSession())
 	}
-	now := t.now().UTC().Truncate(time.Second)
+	now := s.IssuedAt
+	if now.IsZero() {
+		now = t.now().UTC().Truncate(time.Second)
+		s.IssuedAt = now
+	}
 	s.JTI = newJTI()
-	s.IssuedAt = now
 	exp := s.GetExpiresAt(fosite.AccessToken)
 	if exp.IsZero() {
 		return "", "", errors.New("authserver: access token without expiry")

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/ory/fosite"
 
@@ -94,6 +95,11 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) (*tokenResponse, 
 	ctx := withState(r.Context(), st)
 	sess := newSession()
 	ar, err := s.provider.NewAccessRequest(ctx, r, sess)
+	if err != nil && st.client != nil && !slices.Contains(st.client.GrantTypes, grant) {
+		// The registration is the policy; fosite words some cases (a public
+		// client asking for client_credentials) as invalid_grant.
+		err = newError(http.StatusBadRequest, errUnauthorizedClient, "The client is not allowed to use this grant type.")
+	}
 	if err != nil {
 		oe := toOAuthError(err)
 		if st.client == nil && oe.Code == errInvalidGrant {
@@ -133,6 +139,13 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) (*tokenResponse, 
 		}
 	}
 	ar.GrantAudience(s.cfg.Audience)
+	// One issuance instant for iat, exp and expires_in.
+	now := s.cfg.Now().UTC().Truncate(time.Second)
+	sess.IssuedAt = now
+	sess.SetExpiresAt(fosite.AccessToken, now.Add(s.cfg.AccessTokenTTL))
+	if grant != grantClientCredentials {
+		sess.SetExpiresAt(fosite.RefreshToken, now.Add(s.cfg.RefreshTokenTTL))
+	}
 
 	resp, err := s.provider.NewAccessResponse(ctx, ar)
 	if err != nil {
@@ -147,10 +160,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) (*tokenResponse, 
 	out := &tokenResponse{
 		AccessToken: resp.GetAccessToken(),
 		TokenType:   "Bearer",
-		ExpiresIn:   int64(s.cfg.AccessTokenTTL.Seconds()),
-	}
-	if exp := sess.GetExpiresAt(fosite.AccessToken); !exp.IsZero() {
-		out.ExpiresIn = int64(exp.Sub(sess.IssuedAt).Seconds())
+		ExpiresIn:   int64(s.cfg.AccessTokenTTL / time.Second),
 	}
 	if rt, ok := resp.GetExtra("refresh_token").(string); ok {
 		out.RefreshToken = rt
