@@ -40,7 +40,7 @@ func (s *Server) handleMetadata(w http.ResponseWriter, r *http.Request) {
 		ResponseTypesSupported:            []string{},
 		GrantTypesSupported:               SupportedGrantTypes,
 		TokenEndpointAuthMethodsSupported: []string{"client_secret_basic", "client_secret_post", "none"},
-		IntrospectionEndpointAuthMethodsSupported: []string{"client_secret_basic", "client_secret_post", "bearer"},
+		IntrospectionEndpointAuthMethodsSupported: []string{"client_secret_basic", "client_secret_post"},
 		RevocationEndpointAuthMethodsSupported:    []string{"client_secret_basic", "client_secret_post", "none"},
 		IntrospectionSigningAlgValuesSupported:    algs,
 		AccessTokenSigningAlgValuesSupported:      algs,
