@@ -21,11 +21,14 @@ import (
 	"github.com/oauthkit/authserver/storage"
 )
 
-// Store is the part of storage.Store the manager needs.
+// Store is the part of storage.Store the manager needs. UpdateKeys must be
+// atomic across every instance sharing the store (see storage.Keys).
 type Store interface {
 	GetKeys(ctx context.Context) (storage.KeySet, error)
 	UpdateKeys(ctx context.Context, fn func(storage.KeySet) (storage.KeySet, error)) (storage.KeySet, error)
 }
+
+var _ Store = storage.Store(nil)
 
 // ErrNoActiveKey is returned by Current when the key set has no active key.
 // A Manager returned by New always has one, so this indicates a key set
@@ -158,6 +161,33 @@ func (m *Manager) Algorithms() []string {
 // List describes every key of the set, oldest first.
 func (m *Manager) List() []KeyInfo {
 	return slices.Clone(m.snap.Load().infos)
+}
+
+// Describe lists the keys in store, oldest first, without decrypting or
+// changing anything, so it needs no Secret (for "authserver keys list").
+func Describe(ctx context.Context, store Store) ([]KeyInfo, error) {
+	set, err := store.GetKeys(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("keys: load key set: %w", err)
+	}
+	return describe(set), nil
+}
+
+func describe(set storage.KeySet) []KeyInfo {
+	infos := make([]KeyInfo, 0, len(set.Keys))
+	for _, k := range set.Keys {
+		infos = append(infos, KeyInfo{
+			ID: k.ID, Algorithm: k.Algorithm, State: k.State, CreatedAt: k.CreatedAt,
+			ActivateAt: k.ActivateAt, RetiredAt: k.RetiredAt, DeleteAt: k.DeleteAt,
+		})
+	}
+	slices.SortStableFunc(infos, func(a, b KeyInfo) int {
+		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.ID, b.ID)
+	})
+	return infos
 }
 
 // MaxAge is the Cache-Control max-age of the JWKS response.
@@ -333,18 +363,7 @@ func (m *Manager) build(set storage.KeySet) (*snapshot, error) {
 	s.etag = `"` + base64.RawURLEncoding.EncodeToString(sum[:18]) + `"`
 	slices.Sort(s.algs)
 
-	for _, k := range set.Keys {
-		s.infos = append(s.infos, KeyInfo{
-			ID: k.ID, Algorithm: k.Algorithm, State: k.State, CreatedAt: k.CreatedAt,
-			ActivateAt: k.ActivateAt, RetiredAt: k.RetiredAt, DeleteAt: k.DeleteAt,
-		})
-	}
-	slices.SortStableFunc(s.infos, func(a, b KeyInfo) int {
-		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.ID, b.ID)
-	})
+	s.infos = describe(set)
 	return s, nil
 }
 

@@ -2,6 +2,7 @@ package keys
 
 import (
 	"bytes"
+	"context"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
@@ -505,5 +506,94 @@ func TestAlgorithmsOfPublishedKeys(t *testing.T) {
 		if want := map[storage.KeyState]string{storage.KeyActive: ES256, storage.KeyNext: EdDSA}[k.State]; k.Algorithm != want {
 			t.Errorf("%s key has %s, want %s", k.State, k.Algorithm, want)
 		}
+	}
+}
+
+func TestRunReloadsAndStopsWithContext(t *testing.T) {
+	clk := newClock()
+	store := newFakeStore()
+	cfg := testConfig(clk, EdDSA)
+	cfg.ReloadInterval = time.Millisecond
+	a := mustNew(t, store, cfg)
+	b := mustNew(t, store.handle(), cfg)
+
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+
+	if err := b.Rotate(t.Context(), true); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := b.Current()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if cur, _ := a.Current(); cur.KeyID == want.KeyID {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("Run did not pick up another instance's rotation")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run returned %v, want nil", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return after cancel")
+	}
+}
+
+func TestDescribeNeedsNoSecret(t *testing.T) {
+	clk := newClock()
+	store := newFakeStore()
+	m := mustNew(t, store, testConfig(clk, EdDSA))
+	if err := m.Rotate(t.Context(), false); err != nil {
+		t.Fatal(err)
+	}
+	got, err := Describe(t.Context(), store.handle())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, m.List()) || len(got) != 2 || got[0].State != storage.KeyActive || got[1].State != storage.KeyNext {
+		t.Fatalf("Describe = %+v", got)
+	}
+}
+
+// TestEmptiedSetIsRepaired covers a key set emptied behind the manager's
+// back: Current keeps signing from memory, and both Step and Rotate restore
+// exactly one active key.
+func TestEmptiedSetIsRepaired(t *testing.T) {
+	for _, op := range []string{"Step", "Rotate", "RotateImmediate"} {
+		t.Run(op, func(t *testing.T) {
+			store := newFakeStore()
+			m := mustNew(t, store, testConfig(newClock(), EdDSA))
+			if _, err := store.UpdateKeys(t.Context(), func(s storage.KeySet) (storage.KeySet, error) {
+				return storage.KeySet{Version: s.Version}, nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			var err error
+			switch op {
+			case "Step":
+				err = m.Step(t.Context())
+			case "Rotate":
+				err = m.Rotate(t.Context(), false)
+			default:
+				err = m.Rotate(t.Context(), true)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			set := store.stored(t)
+			if n := countStates(set); n[storage.KeyActive] != 1 {
+				t.Fatalf("states %v", n)
+			}
+			if cur, _ := m.Current(); cur.KeyID != set.Keys[0].ID {
+				t.Fatal("Current is not the new active key")
+			}
+		})
 	}
 }

@@ -188,6 +188,10 @@ func (l lifecycle) advance(now time.Time) updater {
 func (l lifecycle) rotate(now time.Time, immediate bool) updater {
 	return func(set storage.KeySet, fresh *storage.SigningKey) (storage.KeySet, []event, error) {
 		keys, active, next, ev := l.normalize(set, now)
+		if active < 0 {
+			// No key signs (the set was emptied): bootstrap as Step does.
+			return l.advance(now)(set, fresh)
+		}
 		if next < 0 {
 			if fresh == nil {
 				return set, nil, errNeedKey

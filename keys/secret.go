@@ -61,10 +61,15 @@ func LoadOrCreateSecret(path string) (secret []byte, created bool, err error) {
 	if err != nil {
 		return nil, false, fmt.Errorf("keys: write secret: %w", err)
 	}
-	if err := os.Link(tmp.Name(), path); err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return LoadOrCreateSecret(path)
-		}
+	err = os.Link(tmp.Name(), path)
+	if err != nil && !errors.Is(err, fs.ErrExist) {
+		// No hard links on this file system: create exclusively instead.
+		err = writeExclusive(path, hex.EncodeToString(secret)+"\n")
+	}
+	if errors.Is(err, fs.ErrExist) {
+		return LoadOrCreateSecret(path) // another process won
+	}
+	if err != nil {
 		return nil, false, fmt.Errorf("keys: create secret: %w", err)
 	}
 	if d, err := os.Open(dir); err == nil {
@@ -93,4 +98,22 @@ func decodeSecret(b []byte) ([]byte, error) {
 		return nil, fmt.Errorf("decodes to %d bytes, want at least %d", len(decoded), MinSecretLen)
 	}
 	return decoded, nil
+}
+
+func writeExclusive(path, content string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(content)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = os.Remove(path)
+	}
+	return err
 }
