@@ -33,8 +33,9 @@
 // ReloadInterval behind storage) contains it. The key it replaces is retired
 // with DeleteAt = now + Ret, and its private part is erased from storage; by
 // DeleteAt every token it signed has expired, including those signed by
-// instances that had not yet reloaded. Each window derives from the one
-// setting it protects, so they cannot disagree with it.
+// instances that had not yet reloaded (provided their reloads succeed; Run
+// logs every failure). Each window derives from the one setting it protects,
+// so they cannot disagree with it.
 //
 // Defaults: RotationPeriod 30 days, JWKSMaxAge 1 hour, ReloadInterval 10
 // seconds, SafetyMargin 5 minutes, Algorithm RS256. So P is 1h5m10s and Ret

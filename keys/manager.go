@@ -158,12 +158,12 @@ func (m *Manager) Algorithms() []string {
 	return slices.Clone(m.snap.Load().algs)
 }
 
-// List describes every key of the set, oldest first.
+// List describes every key of the set, oldest first (then by activation).
 func (m *Manager) List() []KeyInfo {
 	return slices.Clone(m.snap.Load().infos)
 }
 
-// Describe lists the keys in store, oldest first, without decrypting or
+// Describe lists the keys in store, oldest first (then by activation), without decrypting or
 // changing anything, so it needs no Secret (for "authserver keys list").
 func Describe(ctx context.Context, store Store) ([]KeyInfo, error) {
 	set, err := store.GetKeys(ctx)
@@ -183,6 +183,9 @@ func describe(set storage.KeySet) []KeyInfo {
 	}
 	slices.SortStableFunc(infos, func(a, b KeyInfo) int {
 		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
+			return c
+		}
+		if c := a.ActivateAt.Compare(b.ActivateAt); c != 0 {
 			return c
 		}
 		return cmp.Compare(a.ID, b.ID)

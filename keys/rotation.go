@@ -300,8 +300,15 @@ func (m *Manager) logEvents(ctx context.Context, events []event) {
 		if e.what == "activated" && e.warn {
 			msg += " before the pre-publication window ended; verifiers with a cached JWKS may reject its tokens until they refetch"
 		}
-		m.log.Log(ctx, level, msg,
-			"kid", e.key.ID, "alg", e.key.Algorithm, "state", e.key.State,
-			"activate_at", e.key.ActivateAt, "delete_at", e.key.DeleteAt)
+		// Identifiers and dates only: never the key record, which holds
+		// the sealed private key.
+		attrs := []any{"kid", e.key.ID, "alg", e.key.Algorithm}
+		switch e.key.State {
+		case storage.KeyNext, storage.KeyActive:
+			attrs = append(attrs, "activate_at", e.key.ActivateAt)
+		case storage.KeyRetired:
+			attrs = append(attrs, "delete_at", e.key.DeleteAt)
+		}
+		m.log.Log(ctx, level, msg, attrs...)
 	}
 }
