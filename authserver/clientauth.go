@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"io"
+	"log/slog"
 	"mime"
 	"net/http"
 	"net/url"
@@ -120,10 +121,17 @@ func (s *Server) authenticateClient(ctx context.Context, r *http.Request, form u
 	if oerr != nil {
 		return storage.Client{}, oerr
 	}
+	ip := s.clientIP(r)
+	if s.throttle != nil && cc.hasSecret {
+		if wait := max(s.throttle.isBlocked("client:"+cc.id), s.throttle.isBlocked("ip:"+ip)); wait > 0 {
+			return storage.Client{}, throttledError(errInvalidClient, wait)
+		}
+	}
 	c, err := s.store.GetClient(ctx, cc.id)
 	if errors.Is(err, storage.ErrNotFound) {
 		// Same cost as a wrong secret.
 		password.VerifySecret(cc.secret, "")
+		s.clientAuthFailed(ctx, cc.id, ip)
 		return storage.Client{}, invalidClient()
 	}
 	if err != nil {
@@ -147,9 +155,22 @@ func (s *Server) authenticateClient(ctx context.Context, r *http.Request, form u
 		}
 	}
 	if !ok {
+		s.clientAuthFailed(ctx, cc.id, ip)
 		return storage.Client{}, invalidClient()
 	}
 	return c, nil
+}
+
+// clientAuthFailed counts a wrong client secret against the client ID and
+// the address. Secrets are checked first (a SHA-256), so the hot path of a
+// correct secret costs no storage write.
+func (s *Server) clientAuthFailed(ctx context.Context, id, ip string) {
+	s.audit(ctx, "client_auth_failed", slog.String("client_id", safeParam(id)))
+	if s.throttle == nil {
+		return
+	}
+	s.throttle.failed(ctx, "client:"+id, s.cfg.Throttle.Client)
+	s.throttle.failed(ctx, "ip:"+ip, s.cfg.Throttle.IP)
 }
 
 // fositeClientAuth is fosite's ClientAuthenticationStrategy hook.

@@ -170,3 +170,12 @@ func (env *testEnv) introspect(token string) map[string]any {
 	}
 	return decode(env.t, resp)
 }
+
+func newHTTPTestServer(t *testing.T, h http.Handler) string {
+	t.Helper()
+	s := httptest.NewServer(h)
+	t.Cleanup(s.Close)
+	return s.URL
+}
+
+func stringsReader(s string) io.Reader { return strings.NewReader(s) }

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"runtime"
 	"slices"
@@ -51,6 +50,8 @@ type Config struct {
 	// IntrospectionJWTTTL is the lifetime of signed (RFC 9701) introspection
 	// responses; default 5 minutes.
 	IntrospectionJWTTTL time.Duration
+	// Throttle configures brute-force protection (on by default).
+	Throttle ThrottleConfig
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// Now defaults to time.Now.
@@ -89,6 +90,7 @@ func (c *Config) setDefaults() error {
 	if c.IntrospectionJWTTTL <= 0 {
 		c.IntrospectionJWTTTL = 5 * time.Minute
 	}
+	c.Throttle.setDefaults()
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -111,6 +113,7 @@ type Server struct {
 	// attempt costs one hash.
 	dummyHash string
 	extra     []route
+	throttle  *throttler
 }
 
 // route is an extra handler mounted by an Option.
@@ -134,6 +137,9 @@ func New(cfg Config, store storage.Store, km *keys.Manager, opts ...Option) (*Se
 	}
 	s := &Server{cfg: cfg, store: store, keys: km, log: cfg.Logger,
 		hashSem: make(chan struct{}, cfg.MaxConcurrentHashes)}
+	if !cfg.Throttle.Disabled {
+		s.throttle = &throttler{cfg: cfg.Throttle, store: store, now: cfg.Now, blocked: map[string]time.Time{}}
+	}
 	for _, o := range opts {
 		o(s)
 	}
@@ -212,6 +218,13 @@ var errHashBusy = errors.New("authserver: password hashing capacity exhausted")
 // wrong all cost exactly one hash and return fosite.ErrNotFound. Hashes run
 // under a semaphore, so a flood of attempts cannot exhaust memory.
 func (s *Server) authenticateUser(ctx context.Context, email, pw string) (storage.User, error) {
+	ip := ""
+	if st := stateFrom(ctx); st != nil {
+		ip = st.ip
+	}
+	if oe := s.reservePassword(ctx, email, ip); oe != nil {
+		return storage.User{}, oe
+	}
 	u, err := s.store.GetUserByEmail(ctx, email)
 	if err != nil && !errors.Is(err, storage.ErrNotFound) {
 		return storage.User{}, unavailable(err)
@@ -236,8 +249,14 @@ func (s *Server) authenticateUser(ctx context.Context, email, pw string) (storag
 		if verr != nil && !errors.Is(verr, password.ErrMismatch) && found {
 			s.log.Warn("stored password hash unusable", "user_id", u.ID, "err", verr)
 		}
+		s.audit(ctx, "login_failed", slog.String("reason", "bad_credentials"))
 		return storage.User{}, fmt.Errorf("%w: bad credentials", fosite.ErrNotFound)
 	}
+	if s.throttle != nil {
+		kAI, kA, _ := passwordKeys(email, ip)
+		s.throttle.release(ctx, kAI, kA)
+	}
+	s.audit(ctx, "login_succeeded", slog.String("sub", u.ID))
 	if rehash {
 		s.rehash(ctx, u.ID, pw)
 	}
@@ -259,16 +278,6 @@ func (s *Server) rehash(ctx context.Context, id, pw string) {
 		return
 	}
 	s.audit(ctx, "password_rehashed", slog.String("sub", id))
-}
-
-// clientIP is the caller's address (the remote address; proxies are not
-// trusted unless configured).
-func (s *Server) clientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }
 
 // audit writes one structured audit record.

@@ -1,0 +1,225 @@
+package authserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/oauthkit/authserver/storage"
+)
+
+// ThrottlePolicy is a progressive delay: Free failures are allowed, then each
+// further attempt must wait Base·2^(failures−Free), capped at Max. Failures
+// older than Reset are forgotten. There is no hard lockout: the longest wait
+// is Max.
+type ThrottlePolicy struct {
+	Free  int
+	Base  time.Duration
+	Max   time.Duration
+	Reset time.Duration
+}
+
+// delay is the wait required after n failures.
+func (p ThrottlePolicy) delay(n int) time.Duration {
+	if n < p.Free {
+		return 0
+	}
+	exp := n - p.Free
+	if exp > 30 {
+		return p.Max
+	}
+	d := time.Duration(float64(p.Base) * math.Pow(2, float64(exp)))
+	return min(d, p.Max)
+}
+
+// ThrottleConfig configures brute-force protection. The three password
+// policies apply together: a password attempt must be allowed by all.
+type ThrottleConfig struct {
+	// Disabled turns throttling off. It MUST NOT be set in production.
+	Disabled bool
+	// AccountIP limits guesses at one account from one address (default:
+	// 5 free, then 1s doubling to 15 min).
+	AccountIP ThrottlePolicy
+	// Account limits guesses at one account from all addresses (default: 20
+	// free, then 1s doubling to 30 s, so a distributed attack is slowed
+	// while the real user waits at most 30 s).
+	Account ThrottlePolicy
+	// IP limits failures from one address across all accounts and client
+	// secrets (default: 50 free, then 1s doubling to 15 min).
+	IP ThrottlePolicy
+	// Client limits wrong secrets for one client ID (default: 10 free, then
+	// 1s doubling to 5 min).
+	Client ThrottlePolicy
+	// TrustedProxies are the networks whose X-Forwarded-For is believed.
+	TrustedProxies []netip.Prefix
+}
+
+func (c *ThrottleConfig) setDefaults() {
+	def := func(p *ThrottlePolicy, free int, max, reset time.Duration) {
+		if *p == (ThrottlePolicy{}) {
+			*p = ThrottlePolicy{Free: free, Base: time.Second, Max: max, Reset: reset}
+		}
+	}
+	def(&c.AccountIP, 5, 15*time.Minute, time.Hour)
+	def(&c.Account, 20, 30*time.Second, time.Hour)
+	def(&c.IP, 50, 15*time.Minute, time.Hour)
+	def(&c.Client, 10, 5*time.Minute, time.Hour)
+}
+
+// errThrottled carries the wait a throttled request is told about.
+type errThrottled struct{ wait time.Duration }
+
+func (e *errThrottled) Error() string { return fmt.Sprintf("throttled for %s", e.wait) }
+
+// throttler reserves attempts against shared counters in storage.
+type throttler struct {
+	cfg   ThrottleConfig
+	store storage.Throttle
+	now   func() time.Time
+	// blocked caches, per instance, keys known to be throttled (client
+	// secrets only, where a storage write per request would be too dear).
+	mu      sync.Mutex
+	blocked map[string]time.Time
+}
+
+// reserve atomically admits one attempt under policy p for key, counting it
+// as a failure until release. It returns *errThrottled when the key must wait.
+func (th *throttler) reserve(ctx context.Context, key string, p ThrottlePolicy) error {
+	now := th.now().UTC()
+	_, err := th.store.UpdateAttempts(ctx, key, func(a storage.Attempts) (storage.Attempts, error) {
+		if !a.Last.IsZero() && now.Sub(a.Last) > p.Reset {
+			a.Failures = 0
+		}
+		if wait := a.Last.Add(p.delay(a.Failures)).Sub(now); a.Failures >= p.Free && wait > 0 {
+			return a, &errThrottled{wait: wait}
+		}
+		a.Failures++
+		a.Last = now
+		return a, nil
+	})
+	return err
+}
+
+// failed records a failure for key (used where verification is cheap and
+// comes first) and reports the wait the key now owes.
+func (th *throttler) failed(ctx context.Context, key string, p ThrottlePolicy) {
+	now := th.now().UTC()
+	a, err := th.store.UpdateAttempts(ctx, key, func(a storage.Attempts) (storage.Attempts, error) {
+		if !a.Last.IsZero() && now.Sub(a.Last) > p.Reset {
+			a.Failures = 0
+		}
+		a.Failures++
+		a.Last = now
+		return a, nil
+	})
+	if err != nil {
+		return
+	}
+	if d := p.delay(a.Failures); d > 0 {
+		th.mu.Lock()
+		th.blocked[key] = now.Add(d)
+		th.mu.Unlock()
+	}
+}
+
+// isBlocked reports the remaining wait of a key blocked by failed.
+func (th *throttler) isBlocked(key string) time.Duration {
+	th.mu.Lock()
+	defer th.mu.Unlock()
+	until, ok := th.blocked[key]
+	if !ok {
+		return 0
+	}
+	wait := until.Sub(th.now())
+	if wait <= 0 {
+		delete(th.blocked, key)
+		return 0
+	}
+	return wait
+}
+
+// release forgets the counters of a successful authentication.
+func (th *throttler) release(ctx context.Context, keys ...string) {
+	for _, k := range keys {
+		_ = th.store.DeleteAttempts(ctx, k)
+	}
+}
+
+// throttledError is the response to a throttled request: 429 with
+// Retry-After (RFC 6585). code is the §5.2 code the request would get.
+func throttledError(code string, wait time.Duration) *oauthError {
+	secs := max(int(math.Ceil(wait.Seconds())), 1)
+	return &oauthError{Code: code, Status: http.StatusTooManyRequests, RetryAfter: secs,
+		Description: fmt.Sprintf("Too many failed attempts; retry in %d seconds.", secs)}
+}
+
+// passwordKeys are the counters a password attempt is charged to.
+func passwordKeys(email, ip string) (accountIP, account, addr string) {
+	e := strings.ToLower(strings.TrimSpace(email))
+	return "acct-ip:" + e + "|" + ip, "acct:" + e, "ip:" + ip
+}
+
+// reservePassword admits a password attempt or returns a 429 error.
+func (s *Server) reservePassword(ctx context.Context, email, ip string) *oauthError {
+	if s.throttle == nil {
+		return nil
+	}
+	kAI, kA, kIP := passwordKeys(email, ip)
+	for _, r := range []struct {
+		key string
+		p   ThrottlePolicy
+	}{{kAI, s.cfg.Throttle.AccountIP}, {kA, s.cfg.Throttle.Account}, {kIP, s.cfg.Throttle.IP}} {
+		err := s.throttle.reserve(ctx, r.key, r.p)
+		var te *errThrottled
+		if errors.As(err, &te) {
+			s.audit(ctx, "login_throttled", slog.String("retry_after", te.wait.Round(time.Second).String()))
+			return throttledError(errInvalidGrant, te.wait)
+		}
+		if err != nil {
+			return unavailable(err)
+		}
+	}
+	return nil
+}
+
+// clientIP is the caller's address: the peer address, or, when the peer is a
+// trusted proxy, the right-most X-Forwarded-For address that is not one.
+func (s *Server) clientIP(r *http.Request) string {
+	peer, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	addr := peer.Addr().Unmap()
+	if !s.trusted(addr) {
+		return addr.String()
+	}
+	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			break
+		}
+		a = a.Unmap()
+		if !s.trusted(a) {
+			return a.String()
+		}
+		addr = a
+	}
+	return addr.String()
+}
+
+func (s *Server) trusted(a netip.Addr) bool {
+	for _, p := range s.cfg.Throttle.TrustedProxies {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,201 @@
+package authserver
+
+import (
+	"net/http"
+	"net/netip"
+	"net/url"
+	"slices"
+	"sort"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/oauthkit/authserver/internal/password"
+	"github.com/oauthkit/authserver/storage"
+)
+
+func trustLoopback(c *Config) {
+	c.Throttle.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+}
+
+func (env *testEnv) login(email, pw, ip string) (int, map[string]any, http.Header) {
+	env.t.Helper()
+	resp := env.post("/token", url.Values{"grant_type": {"password"}, "username": {email}, "password": {pw}, "client_id": {"demo"}}, "", "", "X-Forwarded-For", ip)
+	return resp.StatusCode, decode(env.t, resp), resp.Header
+}
+
+func TestThrottleWrongPasswords(t *testing.T) {
+	env := newTestEnv(t, openMemory(t), trustLoopback)
+	var throttled int
+	for i := 0; i < 20; i++ {
+		status, m, h := env.login("alice@example.com", "wrong-"+strconv.Itoa(i), "203.0.113.7")
+		switch status {
+		case http.StatusBadRequest:
+			if m["error"] != "invalid_grant" {
+				t.Fatalf("attempt %d: %v", i, m)
+			}
+		case http.StatusTooManyRequests:
+			throttled++
+			if ra, err := strconv.Atoi(h.Get("Retry-After")); err != nil || ra < 1 {
+				t.Fatalf("Retry-After = %q", h.Get("Retry-After"))
+			}
+			if h.Get("Cache-Control") != "no-store" {
+				t.Error("429 without Cache-Control: no-store")
+			}
+		default:
+			t.Fatalf("attempt %d: %d %v", i, status, m)
+		}
+	}
+	if throttled < 14 {
+		t.Fatalf("only %d of 20 wrong attempts were throttled", throttled)
+	}
+	// The correct password from the attacker's address is throttled too
+	// (announced, not silently refused).
+	if status, _, _ := env.login("alice@example.com", alicePW, "203.0.113.7"); status != http.StatusTooManyRequests {
+		t.Fatalf("correct password from the throttled address: %d", status)
+	}
+	// Another user from another address is unaffected; so is alice herself
+	// from her own address (no lockout weapon).
+	if status, m, _ := env.login("bob@example.com", bobPW, "198.51.100.1"); status != 200 {
+		t.Fatalf("bob: %d %v", status, m)
+	}
+	if status, m, _ := env.login("alice@example.com", alicePW, "198.51.100.2"); status != 200 {
+		t.Fatalf("alice from her own address: %d %v", status, m)
+	}
+}
+
+func TestThrottleParallelAttemptsDoNotExceedLimit(t *testing.T) {
+	env := newTestEnv(t, openMemory(t), trustLoopback)
+	var mu sync.Mutex
+	counts := map[int]int{}
+	var wg sync.WaitGroup
+	for i := 0; i < 100; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			status, _, _ := env.login("alice@example.com", "wrong", "203.0.113.9")
+			mu.Lock()
+			counts[status]++
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	free := env.as.cfg.Throttle.AccountIP.Free
+	if counts[400] > free || counts[400]+counts[429] != 100 {
+		t.Fatalf("statuses %v: more than %d attempts were checked", counts, free)
+	}
+}
+
+func TestThrottleClientSecrets(t *testing.T) {
+	env := newTestEnv(t, openMemory(t), trustLoopback)
+	var got []int
+	for i := 0; i < 15; i++ {
+		resp := env.post("/token", url.Values{"grant_type": {"client_credentials"}}, "svc", "wrong-wrong-wrong-wrong-wrong-wrong-"+strconv.Itoa(i), "X-Forwarded-For", "203.0.113.10")
+		got = append(got, resp.StatusCode)
+		resp.Body.Close()
+	}
+	if !slices.Contains(got, http.StatusTooManyRequests) {
+		t.Fatalf("no throttling of client secret guessing: %v", got)
+	}
+	// Introspection shares the protection.
+	resp := env.post("/introspect", url.Values{"token": {"x"}}, "svc", "wrong-wrong-wrong-wrong-wrong-wrong", "X-Forwarded-For", "203.0.113.10")
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("introspection with a throttled client: %d", resp.StatusCode)
+	}
+}
+
+func TestThrottleCountersSharedByInstances(t *testing.T) {
+	store := openMemory(t)
+	a := newTestEnv(t, store, trustLoopback)
+	// A second server on the same store, as a second instance.
+	b := &testEnv{t: t, store: store, issuer: a.issuer}
+	b.srv = a.srv
+	as2, err := New(a.as.cfg, store, a.km)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv2 := newHTTPTestServer(t, as2.Handler())
+	var statuses []int
+	for i := 0; i < 12; i++ {
+		target := a.srv.URL
+		if i%2 == 1 {
+			target = srv2
+		}
+		req, _ := http.NewRequest("POST", target+"/token", stringsReader(url.Values{"grant_type": {"password"}, "username": {"alice@example.com"}, "password": {"wrong"}, "client_id": {"demo"}}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("X-Forwarded-For", "203.0.113.11")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		statuses = append(statuses, resp.StatusCode)
+	}
+	n400 := 0
+	for _, s := range statuses {
+		if s == 400 {
+			n400++
+		}
+	}
+	if n400 > a.as.cfg.Throttle.AccountIP.Free {
+		t.Fatalf("two instances admitted %d attempts: %v", n400, statuses)
+	}
+}
+
+// Unknown user and wrong password take the same time (one hash either way).
+func TestLoginTimingDoesNotRevealUsers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("timing test skipped under -short")
+	}
+	env := newTestEnv(t, openMemory(t), func(c *Config) {
+		c.Throttle.Disabled = true
+		c.PasswordParams = password.DefaultParams
+	})
+	// alice's hash must use the same parameters as the dummy hash.
+	h, _ := password.Hash(alicePW, password.DefaultParams)
+	if _, err := env.store.UpdateUser(t.Context(), env.alice.ID, func(u storage.User) (storage.User, error) {
+		u.PasswordHash = h
+		return u, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	measure := func(email string) time.Duration {
+		start := time.Now()
+		status, _, _ := env.login(email, "wrong-password", "")
+		if status != 400 {
+			t.Fatalf("status %d", status)
+		}
+		return time.Since(start)
+	}
+	var known, unknown []time.Duration
+	for i := 0; i < 40; i++ {
+		// Alternate the order so that neither path always runs first.
+		if i%2 == 0 {
+			known = append(known, measure("alice@example.com"))
+			unknown = append(unknown, measure("nobody@example.com"))
+		} else {
+			unknown = append(unknown, measure("nobody@example.com"))
+			known = append(known, measure("alice@example.com"))
+		}
+	}
+	median := func(d []time.Duration) time.Duration {
+		sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+		return d[len(d)/2]
+	}
+	// Paired differences cancel the drift of a shared, noisy machine.
+	var rel []time.Duration
+	for i := range known {
+		rel = append(rel, time.Duration(float64(known[i]-unknown[i])/float64(unknown[i])*1e6))
+	}
+	mk, mu := median(known), median(unknown)
+	diff := float64(median(rel)) / 1e6
+	if diff < 0 {
+		diff = -diff
+	}
+	t.Logf("median wrong password %v, unknown user %v; median paired difference %.1f%%", mk, mu, diff*100)
+	if diff > 0.10 {
+		t.Fatalf("medians differ by %.1f%% (> 10%%)", diff*100)
+	}
+}
