@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log"
+	"log/slog"
 	"net/http/httptest"
 	"sync"
 	"time"
@@ -47,7 +48,8 @@ func ExampleManager() {
 	m, err := keys.New(ctx, &memStore{}, keys.Config{
 		Algorithm:     keys.ES256,
 		Secret:        secret,
-		TokenLifetime: time.Hour, // the longest access-token lifetime
+		TokenLifetime: time.Hour,                     // the longest access-token lifetime
+		Logger:        slog.New(slog.DiscardHandler), // your application's logger
 	})
 	if err != nil {
 		log.Fatal(err)

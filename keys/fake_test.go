@@ -81,6 +81,10 @@ func (s *fakeStore) UpdateKeys(ctx context.Context, fn func(storage.KeySet) (sto
 		if err := checkInvariants(set); err != nil {
 			s.db.violations = append(s.db.violations, err.Error())
 		}
+		prev, _ := s.db.read()
+		if err := checkTransition(prev, set); err != nil {
+			s.db.violations = append(s.db.violations, err.Error())
+		}
 		row, err := json.Marshal(set)
 		if err != nil {
 			s.db.mu.Unlock()
@@ -111,6 +115,30 @@ func checkInvariants(set storage.KeySet) error {
 	}
 	if active != 1 || next > 1 {
 		return fmt.Errorf("version %d: %d active and %d next keys", set.Version, active, next)
+	}
+	return nil
+}
+
+// checkTransition checks that every key moves forward through
+// next → active → retired → deleted between two committed versions; a lost
+// update (a set computed from stale data) shows up as a key going back or
+// vanishing early.
+func checkTransition(prev, cur storage.KeySet) error {
+	rank := map[storage.KeyState]int{storage.KeyNext: 0, storage.KeyActive: 1, storage.KeyRetired: 2}
+	was := make(map[string]storage.KeyState)
+	for _, k := range prev.Keys {
+		was[k.ID] = k.State
+	}
+	for _, k := range cur.Keys {
+		if st, ok := was[k.ID]; ok && rank[k.State] < rank[st] {
+			return fmt.Errorf("version %d: key %s went back from %s to %s", cur.Version, k.ID, st, k.State)
+		}
+		delete(was, k.ID)
+	}
+	for id, st := range was {
+		if st != storage.KeyRetired {
+			return fmt.Errorf("version %d: key %s removed while %s", cur.Version, id, st)
+		}
 	}
 	return nil
 }
