@@ -1,0 +1,97 @@
+package sql
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+
+	"github.com/oauthkit/authserver/storage"
+)
+
+const clientColumns = `id, secret_hashes, is_public, grant_types, scopes, introspect, name, created_at, updated_at`
+
+func scanClient(row scanner) (storage.Client, error) {
+	var c storage.Client
+	var secrets, grants, scopes string
+	if err := row.Scan(&c.ID, &secrets, &c.Public, &grants, &scopes, &c.Introspect, &c.Name,
+		timeCol{&c.CreatedAt}, timeCol{&c.UpdatedAt}); err != nil {
+		return c, err
+	}
+	for _, f := range []struct {
+		s   string
+		dst *[]string
+	}{{secrets, &c.SecretHashes}, {grants, &c.GrantTypes}, {scopes, &c.Scopes}} {
+		if err := decodeStrings(f.s, f.dst); err != nil {
+			return c, err
+		}
+	}
+	return c, nil
+}
+
+// CreateClient stores a new client; a taken ID gives ErrAlreadyExists.
+func (s *Store) CreateClient(ctx context.Context, c storage.Client) error {
+	_, err := s.writer(ctx).ExecContext(ctx,
+		`INSERT INTO clients (`+clientColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+		c.ID, encodeStrings(c.SecretHashes), c.Public, encodeStrings(c.GrantTypes), encodeStrings(c.Scopes),
+		c.Introspect, c.Name, s.d.timeArg(c.CreatedAt), s.d.timeArg(c.UpdatedAt))
+	return s.wrap("create client", err)
+}
+
+// GetClient returns the client with the given ID.
+func (s *Store) GetClient(ctx context.Context, id string) (storage.Client, error) {
+	c, err := scanClient(s.queryRow(ctx, s.getClientStmt, `SELECT `+clientColumns+` FROM clients WHERE id = $1`, id))
+	return c, s.wrap("get client", err)
+}
+
+// ListClients returns every client, ordered by ID.
+func (s *Store) ListClients(ctx context.Context) ([]storage.Client, error) {
+	rows, err := s.reader(ctx).QueryContext(ctx, `SELECT `+clientColumns+` FROM clients ORDER BY id`)
+	if err != nil {
+		return nil, s.wrap("list clients", err)
+	}
+	defer rows.Close()
+	var out []storage.Client
+	for rows.Next() {
+		c, err := scanClient(rows)
+		if err != nil {
+			return nil, s.wrap("list clients", err)
+		}
+		out = append(out, c)
+	}
+	return out, s.wrap("list clients", rows.Err())
+}
+
+// UpdateClient applies fn to the stored client in a transaction that holds
+// the row locked (the caller's, or one of its own). fn must not use the store.
+func (s *Store) UpdateClient(ctx context.Context, id string, fn func(storage.Client) (storage.Client, error)) (storage.Client, error) {
+	var next storage.Client
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		cur, err := scanClient(tx.QueryRowContext(ctx, `SELECT `+clientColumns+` FROM clients WHERE id = $1`+s.d.forUpdate, id))
+		if err != nil {
+			return s.wrap("update client", err)
+		}
+		if next, err = fn(cur); err != nil {
+			return err
+		}
+		if next.ID != id {
+			return fmt.Errorf("sql: update client %q: the ID cannot change (got %q)", id, next.ID)
+		}
+		_, err = tx.ExecContext(ctx,
+			`UPDATE clients SET secret_hashes = $2, is_public = $3, grant_types = $4, scopes = $5,
+			introspect = $6, name = $7, created_at = $8, updated_at = $9 WHERE id = $1`,
+			id, encodeStrings(next.SecretHashes), next.Public, encodeStrings(next.GrantTypes), encodeStrings(next.Scopes),
+			next.Introspect, next.Name, s.d.timeArg(next.CreatedAt), s.d.timeArg(next.UpdatedAt))
+		return s.wrap("update client", err)
+	})
+	if err != nil {
+		return storage.Client{}, err
+	}
+	next.CreatedAt, next.UpdatedAt = stored(next.CreatedAt), stored(next.UpdatedAt)
+	return next, nil
+}
+
+// DeleteClient deletes the client, or returns ErrNotFound. Its tokens are
+// left alone; use RevokeTokens.
+func (s *Store) DeleteClient(ctx context.Context, id string) error {
+	return s.execOne(ctx, s.writer(ctx), "delete client", `DELETE FROM clients WHERE id = $1`, id)
+}

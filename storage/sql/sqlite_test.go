@@ -1,0 +1,193 @@
+package sql_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/oauthkit/authserver/storage"
+	sqlstore "github.com/oauthkit/authserver/storage/sql"
+	"github.com/oauthkit/authserver/storage/storagetest"
+)
+
+// openSQLite opens path and closes it when the test ends.
+func openSQLite(t *testing.T, path string) *sqlstore.Store {
+	t.Helper()
+	s, err := sqlstore.OpenSQLite(t.Context(), path)
+	if err != nil {
+		t.Fatalf("OpenSQLite: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return s
+}
+
+func tempDB(t *testing.T) string { return filepath.Join(t.TempDir(), "auth.db") }
+
+func openTempSQLite(t *testing.T) storage.Store { return openSQLite(t, tempDB(t)) }
+
+func TestSQLite(t *testing.T) { storagetest.Run(t, openTempSQLite) }
+
+func TestSQLiteTransactions(t *testing.T) { storagetest.RunTransactions(t, openTempSQLite) }
+
+func TestSQLiteMultiInstance(t *testing.T) {
+	storagetest.RunMultiInstance(t, func(t *testing.T) (a, b storage.Store) {
+		path := tempDB(t)
+		return openSQLite(t, path), openSQLite(t, path)
+	})
+}
+
+func TestSQLiteSurvivesRestart(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "nested", "dir", "auth.db") // parents are created
+	s, err := sqlstore.OpenSQLite(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	when := time.Date(2030, 1, 2, 3, 4, 5, 6000, time.UTC)
+	steps := []error{
+		s.CreateUser(ctx, storage.User{ID: "u1", Email: "A@example.com", Roles: []string{"admin"}, CreatedAt: when}),
+		s.CreateClient(ctx, storage.Client{ID: "c1", SecretHashes: []string{"h"}, UpdatedAt: when}),
+		s.CreateToken(ctx, storage.Token{Kind: storage.RefreshToken, Signature: "rt", RequestID: "r", Active: true,
+			ExpiresAt: when, Payload: []byte{0, 1, 2}}),
+	}
+	_, err = s.UpdateKeys(ctx, func(ks storage.KeySet) (storage.KeySet, error) {
+		ks.Keys = []storage.SigningKey{{ID: "k1", Private: []byte("p"), CreatedAt: when}}
+		return ks, nil
+	})
+	steps = append(steps, err)
+	_, err = s.UpdateAttempts(ctx, "k", func(a storage.Attempts) (storage.Attempts, error) {
+		a.Failures, a.Last = 3, when
+		return a, nil
+	})
+	steps = append(steps, err, s.Close())
+	if err := errors.Join(steps...); err != nil {
+		t.Fatal(err)
+	}
+
+	s = openSQLite(t, path)
+	u, err := s.GetUserByEmail(ctx, "a@EXAMPLE.com")
+	if err != nil || u.ID != "u1" || len(u.Roles) != 1 || !u.CreatedAt.Equal(when) {
+		t.Errorf("user after restart: %+v, %v", u, err)
+	}
+	if c, err := s.GetClient(ctx, "c1"); err != nil || len(c.SecretHashes) != 1 || !c.UpdatedAt.Equal(when) {
+		t.Errorf("client after restart: %+v, %v", c, err)
+	}
+	if tok, err := s.GetToken(ctx, storage.RefreshToken, "rt"); err != nil || !tok.Active || string(tok.Payload) != "\x00\x01\x02" || !tok.ExpiresAt.Equal(when) {
+		t.Errorf("token after restart: %+v, %v", tok, err)
+	}
+	if ks, err := s.GetKeys(ctx); err != nil || ks.Version != 1 || len(ks.Keys) != 1 || string(ks.Keys[0].Private) != "p" {
+		t.Errorf("keys after restart: %+v, %v", ks, err)
+	}
+	a, err := s.UpdateAttempts(ctx, "k", func(a storage.Attempts) (storage.Attempts, error) { return a, nil })
+	if err != nil || a.Failures != 3 || !a.Last.Equal(when) {
+		t.Errorf("attempts after restart: %+v, %v", a, err)
+	}
+	if err := s.Ping(ctx); err != nil {
+		t.Errorf("Ping after restart: %v", err)
+	}
+}
+
+func TestSQLiteOpenPicksDialect(t *testing.T) {
+	path := tempDB(t)
+	s, err := sqlstore.Open(t.Context(), path)
+	if err != nil {
+		t.Fatalf("Open(%q): %v", path, err)
+	}
+	defer s.Close()
+	if err := s.Ping(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{"", ":memory:", "file:x.db", filepath.Join(t.TempDir(), "x.db?mode=ro")} {
+		if s, err := sqlstore.OpenSQLite(t.Context(), bad); err == nil {
+			s.Close()
+			t.Errorf("OpenSQLite(%q) succeeded", bad)
+		}
+	}
+}
+
+func TestSQLiteConcurrentOpenMigratesOnce(t *testing.T) {
+	path := tempDB(t)
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() { openSQLite(t, path) })
+	}
+	wg.Wait()
+	db := rawSQLite(t, path)
+	var n int
+	if err := db.QueryRow(`SELECT count(*) FROM schema_migrations`).Scan(&n); err != nil || n != 1 {
+		t.Errorf("schema_migrations has %d rows (%v), want 1", n, err)
+	}
+}
+
+func TestSQLitePingFailsWithoutMigrations(t *testing.T) {
+	path := tempDB(t)
+	s := openSQLite(t, path)
+	db := rawSQLite(t, path)
+	if _, err := db.Exec(`DELETE FROM schema_migrations`); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Ping(t.Context()); err == nil {
+		t.Error("Ping succeeded with no migration recorded")
+	}
+	if err := s.Migrate(t.Context()); err == nil {
+		t.Error("Migrate re-ran 0001 over existing tables without an error")
+	}
+}
+
+func TestSQLiteUsesWALAndStoresMicroseconds(t *testing.T) {
+	path := tempDB(t)
+	s := openSQLite(t, path)
+	when := time.Date(2030, 1, 2, 3, 4, 5, 123456789, time.UTC)
+	if err := s.CreateToken(t.Context(), storage.Token{Kind: storage.AccessToken, Signature: "a", ExpiresAt: when}); err != nil {
+		t.Fatal(err)
+	}
+	db := rawSQLite(t, path)
+	var mode string
+	var exp int64
+	if err := db.QueryRow(`PRAGMA journal_mode`).Scan(&mode); err != nil || mode != "wal" {
+		t.Errorf("journal_mode = %q (%v), want wal", mode, err)
+	}
+	if err := db.QueryRow(`SELECT expires_at FROM tokens`).Scan(&exp); err != nil || exp != when.UnixMicro() {
+		t.Errorf("expires_at = %d (%v), want %d", exp, err, when.UnixMicro())
+	}
+}
+
+// rawSQLite opens the file with the driver alone, bypassing the store.
+func rawSQLite(t *testing.T, path string) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("sqlite", path+"?_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	return db
+}
+
+func BenchmarkSQLiteGetToken(b *testing.B) {
+	ctx := context.Background()
+	s, err := sqlstore.OpenSQLite(ctx, filepath.Join(b.TempDir(), "auth.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.CreateToken(ctx, storage.Token{Kind: storage.AccessToken, Signature: "sig", RequestID: "r",
+		ExpiresAt: time.Now().Add(time.Hour), Payload: make([]byte, 1024)}); err != nil {
+		b.Fatal(err)
+	}
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := s.GetToken(ctx, storage.AccessToken, "sig"); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}

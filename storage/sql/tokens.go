@@ -1,0 +1,124 @@
+package sql
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"github.com/oauthkit/authserver/storage"
+)
+
+func scanToken(row scanner) (storage.Token, error) {
+	var t storage.Token
+	err := row.Scan(&t.Kind, &t.Signature, &t.RequestID, &t.ClientID, &t.Subject, &t.Active,
+		timeCol{&t.RequestedAt}, timeCol{&t.ExpiresAt}, &t.Payload)
+	return t, err
+}
+
+// CreateToken stores a new token record; a taken (Kind, Signature) gives
+// ErrAlreadyExists. On PostgreSQL it takes the grant lock first.
+func (s *Store) CreateToken(ctx context.Context, t storage.Token) error {
+	payload := t.Payload
+	if payload == nil {
+		payload = []byte{} // the column is NOT NULL
+	}
+	_, err := s.writer(ctx).ExecContext(ctx, s.d.createToken,
+		string(t.Kind), t.Signature, t.RequestID, t.ClientID, t.Subject, t.Active,
+		s.d.timeArg(t.RequestedAt), s.d.timeArg(t.ExpiresAt), payload)
+	return s.wrap("create token", err)
+}
+
+// GetToken returns the record, active or not.
+func (s *Store) GetToken(ctx context.Context, kind storage.TokenKind, signature string) (storage.Token, error) {
+	t, err := scanToken(s.queryRow(ctx, s.getTokenStmt,
+		`SELECT `+tokenColumns+` FROM tokens WHERE kind = $1 AND signature = $2`, string(kind), signature))
+	return t, s.wrap("get token", err)
+}
+
+// DeleteToken deletes the record, or returns ErrNotFound.
+func (s *Store) DeleteToken(ctx context.Context, kind storage.TokenKind, signature string) error {
+	return s.execOne(ctx, s.writer(ctx), "delete token",
+		`DELETE FROM tokens WHERE kind = $1 AND signature = $2`, string(kind), signature)
+}
+
+// DeactivateToken is one conditional UPDATE; no active record gives
+// ErrNotFound. Inside a transaction on PostgreSQL it takes the grant lock
+// first, so that the transaction's later writes to the grant cannot
+// interleave with a revocation of it.
+func (s *Store) DeactivateToken(ctx context.Context, kind storage.TokenKind, signature string) error {
+	const op = "deactivate token"
+	q := s.writer(ctx)
+	if tx := s.txFrom(ctx); tx != nil && s.d.lockGrantOfToken != "" {
+		if _, err := tx.ExecContext(ctx, s.d.lockGrantOfToken, string(kind), signature); err != nil {
+			return s.wrap(op, err)
+		}
+	}
+	return s.execOne(ctx, q, op,
+		`UPDATE tokens SET active = FALSE WHERE kind = $1 AND signature = $2 AND active`, string(kind), signature)
+}
+
+// DeactivateTokens deactivates every active record of kind in the grant and
+// returns how many it changed.
+func (s *Store) DeactivateTokens(ctx context.Context, kind storage.TokenKind, requestID string) (int64, error) {
+	return s.grantWrite(ctx, "deactivate tokens", requestID,
+		`UPDATE tokens SET active = FALSE WHERE kind = $1 AND request_id = $2 AND active`, string(kind), requestID)
+}
+
+// DeleteTokens deletes every record of kind in the grant and returns how many.
+func (s *Store) DeleteTokens(ctx context.Context, kind storage.TokenKind, requestID string) (int64, error) {
+	return s.grantWrite(ctx, "delete tokens", requestID,
+		`DELETE FROM tokens WHERE kind = $1 AND request_id = $2`, string(kind), requestID)
+}
+
+// grantWrite runs a statement that changes the tokens of one grant. On
+// PostgreSQL it takes the grant lock first, in the caller's transaction or in
+// one of its own, so the statement's snapshot is taken after every
+// transaction that wrote to the grant has committed.
+func (s *Store) grantWrite(ctx context.Context, op, requestID, query string, args ...any) (int64, error) {
+	if s.d.lockGrant == "" {
+		return s.execCount(ctx, s.writer(ctx), op, query, args...)
+	}
+	var n int64
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, s.d.lockGrant, requestID); err != nil {
+			return s.wrap(op, err)
+		}
+		var err error
+		n, err = s.execCount(ctx, tx, op, query, args...)
+		return err
+	})
+	return n, err
+}
+
+// RevokeTokens deletes every record matching f; f must set at least one
+// field. On PostgreSQL it takes the lock of every matching grant first.
+func (s *Store) RevokeTokens(ctx context.Context, f storage.TokenFilter) (int64, error) {
+	const op = "revoke tokens"
+	var where string
+	var args []any
+	switch {
+	case f.Subject != "" && f.ClientID != "":
+		where, args = `subject = $1 AND client_id = $2`, []any{f.Subject, f.ClientID}
+	case f.Subject != "":
+		where, args = `subject = $1`, []any{f.Subject}
+	case f.ClientID != "":
+		where, args = `client_id = $1`, []any{f.ClientID}
+	default:
+		return 0, fmt.Errorf("sql: %s: %w", op, errors.New("empty filter"))
+	}
+	query := `DELETE FROM tokens WHERE ` + where
+	if s.d.lockGrantsWhere == nil {
+		return s.execCount(ctx, s.writer(ctx), op, query, args...)
+	}
+	var n int64
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, s.d.lockGrantsWhere(where), args...); err != nil {
+			return s.wrap(op, err)
+		}
+		var err error
+		n, err = s.execCount(ctx, tx, op, query, args...)
+		return err
+	})
+	return n, err
+}
