@@ -35,7 +35,10 @@
 // DeleteAt every token it signed has expired, including those signed by
 // instances that had not yet reloaded (provided their reloads succeed; Run
 // logs every failure). Each window derives from the one setting it protects,
-// so they cannot disagree with it.
+// so they cannot disagree with it. Every instance checks its own windows again
+// before promoting or deleting, so the others do not act early on dates
+// written by an instance configured with shorter ones; give every instance,
+// including one-off command-line runs, the same settings.
 //
 // Defaults: RotationPeriod 30 days, JWKSMaxAge 1 hour, ReloadInterval 10
 // seconds, SafetyMargin 5 minutes, Algorithm RS256. So P is 1h5m10s and Ret

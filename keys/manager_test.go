@@ -597,3 +597,54 @@ func TestEmptiedSetIsRepaired(t *testing.T) {
 		})
 	}
 }
+
+// TestWindowsHoldAgainstShorterConfiguredInstance covers an instance (say a
+// CLI run) configured with shorter windows than the servers: the servers
+// neither promote a key it published before their own pre-publication
+// window, nor delete a key it retired before their own retention window.
+func TestWindowsHoldAgainstShorterConfiguredInstance(t *testing.T) {
+	clk := newClock()
+	store := newFakeStore()
+	cfg := testConfig(clk, EdDSA)
+	server := mustNew(t, store, cfg)
+	short := cfg
+	short.JWKSMaxAge, short.TokenLifetime = time.Minute, time.Minute
+	cli := mustNew(t, store.handle(), short)
+	first, _ := server.Current()
+
+	if err := cli.Rotate(t.Context(), false); err != nil { // ActivateAt = now + the CLI's short window
+		t.Fatal(err)
+	}
+	clk.Add(cli.PrePublication())
+	if err := server.Step(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if cur, _ := server.Current(); cur.KeyID != first.KeyID {
+		t.Fatal("server promoted a key published for less than its own pre-publication window")
+	}
+	clk.Set(epoch.Add(server.PrePublication()))
+	if err := server.Step(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if cur, _ := server.Current(); cur.KeyID == first.KeyID {
+		t.Fatal("server did not promote after its own window")
+	}
+
+	if err := cli.Rotate(t.Context(), true); err != nil { // retires with DeleteAt = now + the CLI's short retention
+		t.Fatal(err)
+	}
+	clk.Add(cli.Retention())
+	if err := server.Step(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if n := countStates(store.stored(t))[storage.KeyRetired]; n != 2 {
+		t.Fatalf("%d retired keys, want 2: server deleted a key before its own retention window", n)
+	}
+	clk.Add(server.Retention())
+	if err := server.Step(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if n := countStates(store.stored(t))[storage.KeyRetired]; n != 0 {
+		t.Fatalf("%d retired keys left after the retention window", n)
+	}
+}

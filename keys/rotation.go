@@ -122,11 +122,14 @@ func addNext(keys []storage.SigningKey, fresh storage.SigningKey, now, activateA
 // advance applies every lifecycle step due at now. It is the updater of Step
 // and so of Run.
 //
-//   - A retired key whose DeleteAt has passed is deleted.
+//   - A retired key is deleted once its DeleteAt has passed and, in case
+//     the instance that retired it had a shorter TokenLifetime, once this
+//     instance's retention window has passed since RetiredAt.
 //   - With no active key, the next key is promoted, or else fresh becomes
 //     the active key at once (bootstrap: nothing has been signed yet).
 //   - The next key is promoted once its ActivateAt has come and it has been
-//     published for the pre-publication window.
+//     published for this instance's pre-publication window (ActivateAt may
+//     have been computed by an instance with a shorter one).
 //   - Without a next key, one is created when the active key is within the
 //     pre-publication window of the end of its period. It activates at that
 //     end, or one window from now if that is later.
@@ -136,7 +139,7 @@ func (l lifecycle) advance(now time.Time) updater {
 
 		kept := keys[:0]
 		for _, k := range keys {
-			if k.State == storage.KeyRetired && !k.DeleteAt.IsZero() && !now.Before(k.DeleteAt) {
+			if k.State == storage.KeyRetired && !now.Before(k.DeleteAt) && !now.Before(k.RetiredAt.Add(l.retain)) {
 				ev = append(ev, event{what: "deleted", key: k})
 				continue
 			}
