@@ -1,0 +1,145 @@
+package sql_test
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver for the helpers
+
+	"github.com/oauthkit/authserver/storage"
+	sqlstore "github.com/oauthkit/authserver/storage/sql"
+	"github.com/oauthkit/authserver/storage/storagetest"
+)
+
+const postgresEnv = "AUTHSERVER_TEST_POSTGRES_DSN"
+
+// postgresDSN returns the DSN of a new, empty schema, dropped when the test
+// ends, or skips the test when AUTHSERVER_TEST_POSTGRES_DSN is unset.
+func postgresDSN(t *testing.T) string {
+	t.Helper()
+	dsn := os.Getenv(postgresEnv)
+	if dsn == "" {
+		t.Skip(postgresEnv + " not set; skipping PostgreSQL tests")
+	}
+	db := rawPostgres(t, dsn)
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	schema := "t_" + hex.EncodeToString(b)
+	if _, err := db.ExecContext(t.Context(), `CREATE SCHEMA `+schema); err != nil {
+		t.Fatalf("create schema: %v", err)
+	}
+	t.Cleanup(func() {
+		// t.Context() is already cancelled when cleanups run.
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := db.ExecContext(ctx, `DROP SCHEMA `+schema+` CASCADE`); err != nil {
+			t.Errorf("drop schema %s: %v", schema, err)
+		}
+	})
+	return withSearchPath(t, dsn, schema)
+}
+
+// withSearchPath sets the search_path runtime parameter, so that every
+// connection of the pool works in schema.
+func withSearchPath(t *testing.T, dsn, schema string) string {
+	if !strings.HasPrefix(dsn, "postgres://") && !strings.HasPrefix(dsn, "postgresql://") {
+		return dsn + " search_path=" + schema // key=value form
+	}
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatalf("%s: %v", postgresEnv, err)
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+func rawPostgres(t *testing.T, dsn string) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	return db
+}
+
+func openPostgres(t *testing.T, dsn string) *sqlstore.Store {
+	t.Helper()
+	s, err := sqlstore.OpenPostgres(t.Context(), dsn, sqlstore.WithMaxOpenConns(8), sqlstore.WithStatementTimeout(30*time.Second))
+	if err != nil {
+		t.Fatalf("OpenPostgres: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return s
+}
+
+func openTempPostgres(t *testing.T) storage.Store { return openPostgres(t, postgresDSN(t)) }
+
+func TestPostgres(t *testing.T) { storagetest.Run(t, openTempPostgres) }
+
+func TestPostgresTransactions(t *testing.T) { storagetest.RunTransactions(t, openTempPostgres) }
+
+func TestPostgresMultiInstance(t *testing.T) {
+	storagetest.RunMultiInstance(t, func(t *testing.T) (a, b storage.Store) {
+		dsn := postgresDSN(t)
+		return openPostgres(t, dsn), openPostgres(t, dsn)
+	})
+}
+
+func TestPostgresConcurrentOpenMigratesOnce(t *testing.T) {
+	dsn := postgresDSN(t)
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() { openPostgres(t, dsn) })
+	}
+	wg.Wait()
+	var n int
+	if err := rawPostgres(t, dsn).QueryRow(`SELECT count(*) FROM schema_migrations`).Scan(&n); err != nil || n != 1 {
+		t.Errorf("schema_migrations has %d rows (%v), want 1", n, err)
+	}
+}
+
+func TestPostgresPingFailsWithoutMigrations(t *testing.T) {
+	dsn := postgresDSN(t)
+	s := openPostgres(t, dsn)
+	if err := s.Ping(t.Context()); err != nil {
+		t.Fatalf("Ping: %v", err)
+	}
+	if _, err := rawPostgres(t, dsn).Exec(`DELETE FROM schema_migrations`); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Ping(t.Context()); err == nil {
+		t.Error("Ping succeeded with no migration recorded")
+	}
+}
+
+func TestPostgresOpenPicksDialect(t *testing.T) {
+	s, err := sqlstore.Open(t.Context(), postgresDSN(t))
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	defer s.Close()
+	if err := s.Ping(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	var schema string
+	if err := rawPostgres(t, os.Getenv(postgresEnv)).QueryRow(
+		`SELECT table_schema FROM information_schema.tables WHERE table_name = 'tokens' AND table_schema LIKE 't\_%' LIMIT 1`).
+		Scan(&schema); err != nil {
+		t.Errorf("no tokens table in a test schema: %v", err)
+	}
+}
