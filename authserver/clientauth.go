@@ -2,6 +2,8 @@ package authserver
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"io"
@@ -10,6 +12,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/ory/fosite"
 
@@ -121,6 +125,11 @@ func (s *Server) authenticateClient(ctx context.Context, r *http.Request, form u
 	if oerr != nil {
 		return storage.Client{}, oerr
 	}
+	if cc.hasSecret {
+		if c, ok := s.clientCache.get(cc.id, cc.secret, s.cfg.Now()); ok {
+			return c, nil
+		}
+	}
 	ip := s.clientIP(r)
 	if s.throttle != nil && cc.hasSecret {
 		if wait := max(s.throttle.isBlocked("client:"+cc.id), s.throttle.isBlocked("ip:"+ip)); wait > 0 {
@@ -158,6 +167,7 @@ func (s *Server) authenticateClient(ctx context.Context, r *http.Request, form u
 		s.clientAuthFailed(ctx, cc.id, ip)
 		return storage.Client{}, invalidClient()
 	}
+	s.clientCache.put(cc.id, cc.secret, c, s.cfg.Now())
 	return c, nil
 }
 
@@ -202,4 +212,61 @@ func (s *Server) fositeClient(c storage.Client) fosite.Client {
 		}
 	}
 	return fc
+}
+
+// clientCache remembers recently verified confidential client credentials,
+// so that hot endpoints (introspection above all) authenticate their caller
+// without a database query. Entries are keyed by a keyed hash of the ID and
+// secret (the secret itself is never kept) and live ClientCacheTTL, which
+// bounds how long a rotated or deleted secret keeps working on an instance.
+type clientCache struct {
+	key []byte
+	ttl time.Duration
+	mu  sync.RWMutex
+	m   map[[32]byte]cachedClient
+}
+
+type cachedClient struct {
+	c   storage.Client
+	exp time.Time
+}
+
+// maxCachedClients bounds the cache; it is cleared when full.
+const maxCachedClients = 4096
+
+func (cc *clientCache) hash(id, secret string) [32]byte {
+	m := hmac.New(sha256.New, cc.key)
+	m.Write([]byte(id))
+	m.Write([]byte{0})
+	m.Write([]byte(secret))
+	var out [32]byte
+	m.Sum(out[:0])
+	return out
+}
+
+func (cc *clientCache) get(id, secret string, now time.Time) (storage.Client, bool) {
+	if cc == nil || cc.ttl <= 0 {
+		return storage.Client{}, false
+	}
+	h := cc.hash(id, secret)
+	cc.mu.RLock()
+	e, ok := cc.m[h]
+	cc.mu.RUnlock()
+	if !ok || now.After(e.exp) {
+		return storage.Client{}, false
+	}
+	return e.c, true
+}
+
+func (cc *clientCache) put(id, secret string, c storage.Client, now time.Time) {
+	if cc == nil || cc.ttl <= 0 {
+		return
+	}
+	h := cc.hash(id, secret)
+	cc.mu.Lock()
+	if len(cc.m) >= maxCachedClients {
+		clear(cc.m)
+	}
+	cc.m[h] = cachedClient{c: c, exp: now.Add(cc.ttl)}
+	cc.mu.Unlock()
 }

@@ -48,7 +48,7 @@ func claim(t *testing.T, tok jwt.Token, name string) any {
 	return v
 }
 
-func testEndToEnd(t *testing.T, open func(*testing.T) storage.Store) {
+func testEndToEnd(t *testing.T, open func(testing.TB) storage.Store) {
 	env := newTestEnv(t, open(t))
 	ctx := context.WithValue(t.Context(), oauth2.HTTPClient, http.DefaultClient)
 

@@ -28,7 +28,7 @@ const (
 )
 
 type testEnv struct {
-	t      *testing.T
+	t      testing.TB
 	srv    *httptest.Server
 	store  storage.Store
 	km     *keys.Manager
@@ -40,10 +40,10 @@ type testEnv struct {
 
 var testSecret = []byte("test-secret-0123456789-0123456789-0123456789")
 
-func openMemory(t *testing.T) storage.Store { return memory.New() }
+func openMemory(t testing.TB) storage.Store { return memory.New() }
 
 // newTestEnv starts a real HTTP server on store with seeded users and clients.
-func newTestEnv(t *testing.T, store storage.Store, mods ...func(*Config)) *testEnv {
+func newTestEnv(t testing.TB, store storage.Store, mods ...func(*Config)) *testEnv {
 	t.Helper()
 	env := &testEnv{t: t, store: store}
 	env.srv = httptest.NewUnstartedServer(nil)
@@ -79,7 +79,7 @@ func (env *testEnv) build(mods ...func(*Config)) {
 	env.srv.Config.Handler = as.Handler()
 }
 
-func seed(t *testing.T, env *testEnv) {
+func seed(t testing.TB, env *testEnv) {
 	t.Helper()
 	ctx := context.Background()
 	now := time.Now().UTC()
@@ -132,7 +132,7 @@ func (env *testEnv) post(path string, form url.Values, user, pass string, hdr ..
 }
 
 // decode reads a JSON body into a map and closes it.
-func decode(t *testing.T, resp *http.Response) map[string]any {
+func decode(t testing.TB, resp *http.Response) map[string]any {
 	t.Helper()
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
@@ -171,7 +171,7 @@ func (env *testEnv) introspect(token string) map[string]any {
 	return decode(env.t, resp)
 }
 
-func newHTTPTestServer(t *testing.T, h http.Handler) string {
+func newHTTPTestServer(t testing.TB, h http.Handler) string {
 	t.Helper()
 	s := httptest.NewServer(h)
 	t.Cleanup(s.Close)

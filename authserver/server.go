@@ -50,6 +50,10 @@ type Config struct {
 	// IntrospectionJWTTTL is the lifetime of signed (RFC 9701) introspection
 	// responses; default 5 minutes.
 	IntrospectionJWTTTL time.Duration
+	// ClientCacheTTL is how long verified client credentials are remembered
+	// per instance (default 10s; negative disables the cache). A rotated or
+	// deleted client secret keeps working on an instance for at most this.
+	ClientCacheTTL time.Duration
 	// Throttle configures brute-force protection (on by default).
 	Throttle ThrottleConfig
 	// Logger defaults to slog.Default().
@@ -90,6 +94,9 @@ func (c *Config) setDefaults() error {
 	if c.IntrospectionJWTTTL <= 0 {
 		c.IntrospectionJWTTTL = 5 * time.Minute
 	}
+	if c.ClientCacheTTL == 0 {
+		c.ClientCacheTTL = 10 * time.Second
+	}
 	c.Throttle.setDefaults()
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -111,9 +118,11 @@ type Server struct {
 	hashSem  chan struct{}
 	// dummyHash is verified for unknown users so that every password
 	// attempt costs one hash.
-	dummyHash string
-	extra     []route
-	throttle  *throttler
+	dummyHash   string
+	extra       []route
+	throttle    *throttler
+	demoAPI     bool
+	clientCache *clientCache
 }
 
 // route is an extra handler mounted by an Option.
@@ -137,6 +146,7 @@ func New(cfg Config, store storage.Store, km *keys.Manager, opts ...Option) (*Se
 	}
 	s := &Server{cfg: cfg, store: store, keys: km, log: cfg.Logger,
 		hashSem: make(chan struct{}, cfg.MaxConcurrentHashes)}
+	s.clientCache = &clientCache{key: deriveKey(cfg.Secret, "client-cache"), ttl: cfg.ClientCacheTTL, m: map[[32]byte]cachedClient{}}
 	if !cfg.Throttle.Disabled {
 		s.throttle = &throttler{cfg: cfg.Throttle, store: store, now: cfg.Now, blocked: map[string]time.Time{}}
 	}
@@ -148,6 +158,11 @@ func New(cfg Config, store storage.Store, km *keys.Manager, opts ...Option) (*Se
 		return nil, err
 	}
 	s.dummyHash = dh
+	if s.demoAPI {
+		if err := s.mountDemoAPI(); err != nil {
+			return nil, err
+		}
+	}
 	s.provider, s.strategy = s.newProvider()
 	return s, nil
 }
@@ -253,8 +268,13 @@ func (s *Server) authenticateUser(ctx context.Context, email, pw string) (storag
 		return storage.User{}, fmt.Errorf("%w: bad credentials", fosite.ErrNotFound)
 	}
 	if s.throttle != nil {
-		kAI, kA, _ := passwordKeys(email, ip)
-		s.throttle.release(ctx, kAI, kA)
+		kAI, kA, kIP := passwordKeys(email, ip)
+		release := func(ctx context.Context) error { return s.throttle.release(ctx, kAI, kA, kIP) }
+		if st := stateFrom(ctx); st != nil {
+			st.release = release // committed with the token records
+		} else if err := release(ctx); err != nil {
+			s.log.Warn("throttle release failed", "err", err)
+		}
 	}
 	s.audit(ctx, "login_succeeded", slog.String("sub", u.ID))
 	if rehash {

@@ -92,6 +92,7 @@ type throttler struct {
 // reserve atomically admits one attempt under policy p for key, counting it
 // as a failure until release. It returns *errThrottled when the key must wait.
 func (th *throttler) reserve(ctx context.Context, key string, p ThrottlePolicy) error {
+
 	now := th.now().UTC()
 	_, err := th.store.UpdateAttempts(ctx, key, func(a storage.Attempts) (storage.Attempts, error) {
 		if !a.Last.IsZero() && now.Sub(a.Last) > p.Reset {
@@ -145,11 +146,22 @@ func (th *throttler) isBlocked(key string) time.Duration {
 	return wait
 }
 
-// release forgets the counters of a successful authentication.
-func (th *throttler) release(ctx context.Context, keys ...string) {
-	for _, k := range keys {
-		_ = th.store.DeleteAttempts(ctx, k)
+// release undoes a successful attempt's reservation: the account's
+// counters are forgotten (a successful login resets them) and the address's
+// counter gives back the one failure reserved for this attempt.
+func (th *throttler) release(ctx context.Context, accountIP, account, addr string) error {
+	for _, k := range []string{accountIP, account} {
+		if err := th.store.DeleteAttempts(ctx, k); err != nil {
+			return err
+		}
 	}
+	_, err := th.store.UpdateAttempts(ctx, addr, func(a storage.Attempts) (storage.Attempts, error) {
+		if a.Failures > 0 {
+			a.Failures--
+		}
+		return a, nil
+	})
+	return err
 }
 
 // throttledError is the response to a throttled request: 429 with
@@ -172,19 +184,31 @@ func (s *Server) reservePassword(ctx context.Context, email, ip string) *oauthEr
 		return nil
 	}
 	kAI, kA, kIP := passwordKeys(email, ip)
+	// The three reservations commit together: one write per attempt.
+	tx, err := s.store.BeginTx(ctx)
+	if err != nil {
+		return unavailable(err)
+	}
 	for _, r := range []struct {
 		key string
 		p   ThrottlePolicy
 	}{{kAI, s.cfg.Throttle.AccountIP}, {kA, s.cfg.Throttle.Account}, {kIP, s.cfg.Throttle.IP}} {
-		err := s.throttle.reserve(ctx, r.key, r.p)
-		var te *errThrottled
-		if errors.As(err, &te) {
-			s.audit(ctx, "login_throttled", slog.String("retry_after", te.wait.Round(time.Second).String()))
-			return throttledError(errInvalidGrant, te.wait)
+		if err = s.throttle.reserve(tx, r.key, r.p); err != nil {
+			break
 		}
-		if err != nil {
-			return unavailable(err)
-		}
+	}
+	if err == nil {
+		err = s.store.CommitTx(tx)
+	} else {
+		_ = s.store.RollbackTx(tx)
+	}
+	var te *errThrottled
+	if errors.As(err, &te) {
+		s.audit(ctx, "login_throttled", slog.String("retry_after", te.wait.Round(time.Second).String()))
+		return throttledError(errInvalidGrant, te.wait)
+	}
+	if err != nil {
+		return unavailable(err)
 	}
 	return nil
 }

@@ -29,6 +29,12 @@ type requestState struct {
 	client      *storage.Client
 	user        *storage.User
 	refreshRace bool
+	// buffer defers token record writes to one transaction at the end of
+	// the request (password and client_credentials grants), together with
+	// the throttling counters' release: one commit per token response.
+	buffer  bool
+	pending []storage.Token
+	release func(ctx context.Context) error
 	// ip is the caller's address, for throttling and the audit log.
 	ip string
 }
@@ -147,7 +153,11 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) (*tokenResponse, 
 		sess.SetExpiresAt(fosite.RefreshToken, now.Add(s.cfg.RefreshTokenTTL))
 	}
 
+	st.buffer = grant != grantRefreshToken
 	resp, err := s.provider.NewAccessResponse(ctx, ar)
+	if err == nil {
+		err = s.flush(ctx, st)
+	}
 	if err != nil {
 		oe := toOAuthError(err)
 		if st.refreshRace {
@@ -221,6 +231,35 @@ func (s *Server) refreshSession(ctx context.Context, sess *session, ar fosite.Ac
 		if len(req) > 0 {
 			sess.AccessScope = req
 		}
+	}
+	return nil
+}
+
+// flush writes the buffered token records and throttling updates in one
+// transaction. Nothing is returned to the client unless it commits.
+func (s *Server) flush(ctx context.Context, st *requestState) error {
+	if len(st.pending) == 0 && st.release == nil {
+		return nil
+	}
+	tx, err := s.store.BeginTx(ctx)
+	if err != nil {
+		return unavailable(err)
+	}
+	for _, t := range st.pending {
+		if err = s.store.CreateToken(tx, t); err != nil {
+			break
+		}
+	}
+	if err == nil && st.release != nil {
+		err = st.release(tx)
+	}
+	if err == nil {
+		err = s.store.CommitTx(tx)
+	} else {
+		_ = s.store.RollbackTx(tx)
+	}
+	if err != nil {
+		return unavailable(err)
 	}
 	return nil
 }

@@ -154,7 +154,7 @@ func TestNoUserEnumeration(t *testing.T) {
 }
 
 func TestRefreshRotation(t *testing.T) {
-	for name, open := range map[string]func(*testing.T) storage.Store{"Memory": openMemory} {
+	for name, open := range map[string]func(testing.TB) storage.Store{"Memory": openMemory, "SQLite": openSQLite} {
 		t.Run(name, func(t *testing.T) {
 			env := newTestEnv(t, open(t))
 			at1, rt1 := env.passwordToken("alice@example.com", alicePW)

@@ -1,0 +1,312 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/oauthkit/authserver/internal/password"
+	"github.com/oauthkit/authserver/storage"
+)
+
+// clientView is the public form of a client (never a secret hash).
+type clientView struct {
+	ID         string    `json:"id"`
+	Name       string    `json:"name,omitempty"`
+	Public     bool      `json:"public"`
+	GrantTypes []string  `json:"grant_types"`
+	Scopes     []string  `json:"scopes"`
+	Introspect bool      `json:"introspect"`
+	Secrets    int       `json:"secrets"`
+	CreatedAt  time.Time `json:"created_at"`
+	// Secret is set only when the command generated it (shown once).
+	Secret string `json:"client_secret,omitempty"`
+}
+
+func viewClient(c storage.Client) clientView {
+	nz := func(s []string) []string {
+		if s == nil {
+			return []string{}
+		}
+		return s
+	}
+	return clientView{ID: c.ID, Name: c.Name, Public: c.Public, GrantTypes: nz(c.GrantTypes), Scopes: nz(c.Scopes),
+		Introspect: c.Introspect, Secrets: len(c.SecretHashes), CreatedAt: c.CreatedAt}
+}
+
+var knownGrants = []string{"password", "refresh_token", "client_credentials"}
+
+// validateClient applies the registration policy.
+func validateClient(c storage.Client) error {
+	if c.ID == "" || strings.ContainsAny(c.ID, " :\t\r\n") {
+		return errors.New("--id is required and must not contain spaces or colons")
+	}
+	if len(c.GrantTypes) == 0 {
+		return errors.New("at least one --grant is required")
+	}
+	for _, gt := range c.GrantTypes {
+		if !slices.Contains(knownGrants, gt) {
+			return fmt.Errorf("unknown grant %q (want one of %s)", gt, strings.Join(knownGrants, ", "))
+		}
+	}
+	if c.Public {
+		for _, gt := range c.GrantTypes {
+			if gt != "password" && gt != "refresh_token" {
+				return fmt.Errorf("a public client may only use the password and refresh_token grants, not %q", gt)
+			}
+		}
+		if c.Introspect {
+			return errors.New("a public client cannot be allowed to introspect")
+		}
+	}
+	for _, s := range c.Scopes {
+		if s == "" || strings.ContainsAny(s, " \"\\") {
+			return fmt.Errorf("invalid scope %q", s)
+		}
+	}
+	return nil
+}
+
+func newClientsCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "clients", Short: "Manage OAuth clients"}
+	var (
+		c           storage.Client
+		secretStdin bool
+		generate    bool
+	)
+	add := &cobra.Command{
+		Use:   "add",
+		Short: "Register a client (confidential with --secret-stdin or --generate-secret, or --public)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := validateClient(c); err != nil {
+				return err
+			}
+			var secret string
+			switch {
+			case c.Public && (secretStdin || generate):
+				return errors.New("--public clients have no secret")
+			case c.Public:
+			case secretStdin && generate:
+				return errors.New("use either --secret-stdin or --generate-secret")
+			case secretStdin:
+				s, err := readSecretLine(g.stdin)
+				if err != nil {
+					return err
+				}
+				if len(s) < password.MinSecretLength {
+					return fmt.Errorf("a client secret must be at least %d characters", password.MinSecretLength)
+				}
+				c.SecretHashes = []string{password.HashSecret(s)}
+			default:
+				s, err := password.GenerateSecret()
+				if err != nil {
+					return err
+				}
+				secret = s
+				c.SecretHashes = []string{password.HashSecret(s)}
+			}
+			st, err := g.openStore(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			c.CreatedAt = time.Now().UTC()
+			c.UpdatedAt = c.CreatedAt
+			if err := st.CreateClient(cmd.Context(), c); err != nil {
+				if errors.Is(err, storage.ErrAlreadyExists) {
+					return fmt.Errorf("client %q already exists", c.ID)
+				}
+				return err
+			}
+			v := viewClient(c)
+			v.Secret = secret
+			return g.print(v, func(w io.Writer) {
+				fmt.Fprintf(w, "created client %s\n", c.ID)
+				if secret != "" {
+					fmt.Fprintf(w, "client_secret: %s\n(shown once: store it now)\n", secret)
+				}
+			})
+		},
+	}
+	f := add.Flags()
+	f.StringVar(&c.ID, "id", "", "client ID")
+	f.StringVar(&c.Name, "name", "", "display name")
+	f.BoolVar(&c.Public, "public", false, "a public client (token_endpoint_auth_method none)")
+	f.BoolVar(&secretStdin, "secret-stdin", false, "read the client secret (at least 32 characters) from stdin")
+	f.BoolVar(&generate, "generate-secret", false, "generate a secret and print it once (the default for confidential clients)")
+	f.StringSliceVar(&c.GrantTypes, "grant", nil, "allowed grant type (repeatable): password, refresh_token, client_credentials")
+	f.StringSliceVar(&c.Scopes, "scope", nil, "allowed scope (repeatable)")
+	f.BoolVar(&c.Introspect, "introspect", false, "allow the client to call the introspection endpoint")
+
+	list := &cobra.Command{
+		Use: "list", Short: "List clients", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			st, err := g.openStore(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			cs, err := st.ListClients(cmd.Context())
+			if err != nil {
+				return err
+			}
+			views := make([]clientView, 0, len(cs))
+			for _, c := range cs {
+				views = append(views, viewClient(c))
+			}
+			return g.print(views, func(w io.Writer) {
+				fmt.Fprintln(w, "ID\tPUBLIC\tGRANTS\tSCOPES\tINTROSPECT")
+				for _, v := range views {
+					fmt.Fprintf(w, "%s\t%v\t%s\t%s\t%v\n", v.ID, v.Public, strings.Join(v.GrantTypes, ","), strings.Join(v.Scopes, ","), v.Introspect)
+				}
+			})
+		},
+	}
+	show := &cobra.Command{
+		Use: "show ID", Short: "Show a client", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			st, err := g.openStore(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			c, err := st.GetClient(cmd.Context(), args[0])
+			if errors.Is(err, storage.ErrNotFound) {
+				return fmt.Errorf("no client %q", args[0])
+			}
+			if err != nil {
+				return err
+			}
+			v := viewClient(c)
+			return g.print(v, func(w io.Writer) {
+				fmt.Fprintf(w, "id\t%s\nname\t%s\npublic\t%v\ngrants\t%s\nscopes\t%s\nintrospect\t%v\nsecrets\t%d\n",
+					v.ID, v.Name, v.Public, strings.Join(v.GrantTypes, ","), strings.Join(v.Scopes, ","), v.Introspect, v.Secrets)
+			})
+		},
+	}
+	var keepOld, rotStdin bool
+	rotate := &cobra.Command{
+		Use:   "rotate-secret ID",
+		Short: "Give a confidential client a new secret; with --keep-old the previous one stays valid until the next rotation",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var secret, shown string
+			if rotStdin {
+				s, err := readSecretLine(g.stdin)
+				if err != nil {
+					return err
+				}
+				if len(s) < password.MinSecretLength {
+					return fmt.Errorf("a client secret must be at least %d characters", password.MinSecretLength)
+				}
+				secret = s
+			} else {
+				s, err := password.GenerateSecret()
+				if err != nil {
+					return err
+				}
+				secret, shown = s, s
+			}
+			st, err := g.openStore(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			c, err := st.UpdateClient(cmd.Context(), args[0], func(c storage.Client) (storage.Client, error) {
+				if c.Public {
+					return c, errors.New("a public client has no secret")
+				}
+				hashes := []string{password.HashSecret(secret)}
+				if keepOld && len(c.SecretHashes) > 0 {
+					hashes = append(hashes, c.SecretHashes[0])
+				}
+				c.SecretHashes = hashes
+				c.UpdatedAt = time.Now().UTC()
+				return c, nil
+			})
+			if errors.Is(err, storage.ErrNotFound) {
+				return fmt.Errorf("no client %q", args[0])
+			}
+			if err != nil {
+				return err
+			}
+			v := viewClient(c)
+			v.Secret = shown
+			return g.print(v, func(w io.Writer) {
+				fmt.Fprintf(w, "rotated the secret of %s (%d valid)\n", c.ID, len(c.SecretHashes))
+				if shown != "" {
+					fmt.Fprintf(w, "client_secret: %s\n(shown once: store it now)\n", shown)
+				}
+			})
+		},
+	}
+	rotate.Flags().BoolVar(&keepOld, "keep-old", false, "keep the previous secret valid as well (two secrets during rotation)")
+	rotate.Flags().BoolVar(&rotStdin, "secret-stdin", false, "read the new secret from stdin instead of generating one")
+	del := &cobra.Command{
+		Use: "delete ID", Short: "Delete a client and revoke its tokens", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			st, err := g.openStore(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			n, err := st.RevokeTokens(cmd.Context(), storage.TokenFilter{ClientID: args[0]})
+			if err != nil {
+				return err
+			}
+			if err := st.DeleteClient(cmd.Context(), args[0]); errors.Is(err, storage.ErrNotFound) {
+				return fmt.Errorf("no client %q", args[0])
+			} else if err != nil {
+				return err
+			}
+			return g.print(map[string]any{"deleted": args[0], "tokens_revoked": n}, func(w io.Writer) {
+				fmt.Fprintf(w, "deleted client %s; %d token records revoked\n", args[0], n)
+			})
+		},
+	}
+	cmd.AddCommand(add, list, show, rotate, del)
+	return cmd
+}
+
+func newTokensCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "tokens", Short: "Manage issued tokens"}
+	var user, client string
+	revoke := &cobra.Command{
+		Use:   "revoke",
+		Short: "Revoke every token of a user and/or a client (incident response)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if user == "" && client == "" {
+				return errors.New("give --user and/or --client")
+			}
+			st, err := g.openStore(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			f := storage.TokenFilter{ClientID: client}
+			if user != "" {
+				u, err := findUser(cmd.Context(), st, user)
+				if err != nil {
+					return err
+				}
+				f.Subject = u.ID
+			}
+			n, err := st.RevokeTokens(cmd.Context(), f)
+			if err != nil {
+				return err
+			}
+			return g.print(map[string]any{"tokens_revoked": n}, func(w io.Writer) { fmt.Fprintf(w, "%d token records revoked\n", n) })
+		},
+	}
+	revoke.Flags().StringVar(&user, "user", "", "user ID or email")
+	revoke.Flags().StringVar(&client, "client", "", "client ID")
+	cmd.AddCommand(revoke)
+	return cmd
+}

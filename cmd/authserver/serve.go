@@ -1,0 +1,345 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/oauthkit/authserver/authserver"
+	"github.com/oauthkit/authserver/internal/password"
+	"github.com/oauthkit/authserver/keys"
+	"github.com/oauthkit/authserver/storage"
+)
+
+// introspectionJWTTTL is the lifetime of signed introspection responses; the
+// key windows depend on it.
+const introspectionJWTTTL = 5 * time.Minute
+
+// serveConfig holds the flags of `authserver serve`.
+type serveConfig struct {
+	addr            string
+	issuer          string
+	audience        string
+	demo            bool
+	accessTTL       time.Duration
+	refreshTTL      time.Duration
+	keyAlgorithm    string
+	keyRotation     time.Duration
+	jwksMaxAge      time.Duration
+	logFormat       string
+	logLevel        string
+	shutdownTimeout time.Duration
+	gcInterval      time.Duration
+	insecureHTTP    bool
+	argon2          password.Params
+	secretFlags
+}
+
+// secretFlags locate the server secret.
+type secretFlags struct {
+	secret     string
+	secretFile string
+}
+
+func (s *secretFlags) register(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&s.secret, "secret", "", "server secret (at least 32 bytes); encrypts signing keys and keys refresh tokens")
+	cmd.Flags().StringVar(&s.secretFile, "secret-file", "", "file holding the server secret (default: authserver.secret beside the SQLite database)")
+}
+
+// load returns the secret; with create, a missing secret file beside a SQLite
+// database is generated (0600) and announced.
+func (s *secretFlags) load(db string, create bool, log *slog.Logger) ([]byte, error) {
+	if s.secret != "" {
+		if len(s.secret) < 32 {
+			return nil, errors.New("--secret must be at least 32 bytes")
+		}
+		return []byte(s.secret), nil
+	}
+	path := s.secretFile
+	if path == "" {
+		if isPostgres(db) {
+			return nil, errors.New("with a PostgreSQL database, give --secret or --secret-file (every instance needs the same secret)")
+		}
+		path = filepath.Join(filepath.Dir(db), "authserver.secret")
+	}
+	if !create {
+		if _, err := os.Stat(path); err != nil {
+			return nil, fmt.Errorf("no server secret at %s (start `authserver serve` once, or give --secret/--secret-file): %w", path, err)
+		}
+	}
+	sec, created, err := keys.LoadOrCreateSecret(path)
+	if err != nil {
+		return nil, fmt.Errorf("server secret: %w", err)
+	}
+	if created && log != nil {
+		log.Warn("generated a new server secret; back it up with the database", "path", path)
+	}
+	return sec, nil
+}
+
+func newServeCmd(g *globals) *cobra.Command {
+	var c serveConfig
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the authorization server",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return serve(cmd.Context(), g, &c)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&c.addr, "addr", "127.0.0.1:8080", "listen address")
+	f.StringVar(&c.issuer, "issuer", "", "issuer URL (default http://ADDR)")
+	f.StringVar(&c.audience, "audience", "", "aud of access tokens, required by the demo API (default ISSUER/api)")
+	f.BoolVar(&c.demo, "demo", false, "seed demo users and a demo client into an empty database")
+	f.DurationVar(&c.accessTTL, "access-token-ttl", 15*time.Minute, "access token lifetime")
+	f.DurationVar(&c.refreshTTL, "refresh-token-ttl", 720*time.Hour, "refresh token lifetime")
+	f.StringVar(&c.keyAlgorithm, "key-algorithm", "RS256", "algorithm of new signing keys: RS256, ES256 or EdDSA")
+	f.DurationVar(&c.keyRotation, "key-rotation", 30*24*time.Hour, "how long a signing key stays active before rotation")
+	f.DurationVar(&c.jwksMaxAge, "jwks-max-age", time.Hour, "Cache-Control max-age of the JWKS (keys are published this long, plus a margin, before use)")
+	f.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
+	f.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	f.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight requests may finish on shutdown")
+	f.DurationVar(&c.gcInterval, "gc-interval", 10*time.Minute, "how often expired token records are deleted")
+	f.BoolVar(&c.insecureHTTP, "insecure-http", false, "allow a non-loopback http:// issuer (MUST NOT be used in production)")
+	f.Uint32Var(&c.argon2.Memory, "argon2-memory", password.DefaultParams.Memory, "argon2id memory in KiB")
+	f.Uint32Var(&c.argon2.Time, "argon2-time", password.DefaultParams.Time, "argon2id passes")
+	f.Uint8Var(&c.argon2.Threads, "argon2-threads", password.DefaultParams.Threads, "argon2id parallelism")
+	c.secretFlags.register(cmd)
+	return cmd
+}
+
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	default:
+		return nil, fmt.Errorf("--log-format must be text or json, not %q", format)
+	}
+}
+
+// validate checks the configuration and lists every problem at once.
+func (c *serveConfig) validate() error {
+	var errs []error
+	if _, _, err := net.SplitHostPort(c.addr); err != nil {
+		errs = append(errs, fmt.Errorf("--addr %q: %w", c.addr, err))
+	}
+	if c.issuer == "" {
+		c.issuer = "http://" + c.addr
+	}
+	u, err := url.Parse(c.issuer)
+	switch {
+	case err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https"):
+		errs = append(errs, fmt.Errorf("--issuer %q must be an absolute http(s) URL", c.issuer))
+	case u.RawQuery != "" || u.Fragment != "":
+		errs = append(errs, fmt.Errorf("--issuer %q must not have a query or fragment (RFC 8414)", c.issuer))
+	case u.Scheme == "http" && !isLoopback(u.Hostname()) && !c.insecureHTTP:
+		errs = append(errs, fmt.Errorf("--issuer %q uses http on a non-loopback host; use https or pass --insecure-http", c.issuer))
+	}
+	if c.accessTTL < time.Second {
+		errs = append(errs, errors.New("--access-token-ttl must be at least 1s"))
+	}
+	if c.refreshTTL < c.accessTTL {
+		errs = append(errs, errors.New("--refresh-token-ttl must not be shorter than --access-token-ttl"))
+	}
+	switch c.keyAlgorithm {
+	case "RS256", "ES256", "EdDSA":
+	default:
+		errs = append(errs, fmt.Errorf("--key-algorithm must be RS256, ES256 or EdDSA, not %q", c.keyAlgorithm))
+	}
+	if c.argon2.Memory < 8*uint32(max(c.argon2.Threads, 1)) || c.argon2.Time < 1 || c.argon2.Threads < 1 {
+		errs = append(errs, errors.New("--argon2-memory/time/threads are out of range"))
+	}
+	if c.gcInterval <= 0 {
+		errs = append(errs, errors.New("--gc-interval must be positive"))
+	}
+	return errors.Join(errs...)
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func serve(ctx context.Context, g *globals, c *serveConfig) error {
+	if err := c.validate(); err != nil {
+		return fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	log, err := newLogger(g.stderr, c.logFormat, c.logLevel)
+	if err != nil {
+		return err
+	}
+	c.argon2.SaltLen, c.argon2.KeyLen = password.DefaultParams.SaltLen, password.DefaultParams.KeyLen
+
+	st, err := g.openStore(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	secret, err := c.secretFlags.load(g.db, true, log)
+	if err != nil {
+		return err
+	}
+	km, err := keys.New(ctx, st, keys.Config{
+		Algorithm:      c.keyAlgorithm,
+		Secret:         secret,
+		RotationPeriod: c.keyRotation,
+		JWKSMaxAge:     c.jwksMaxAge,
+		TokenLifetime:  max(c.accessTTL, introspectionJWTTTL),
+		Logger:         log,
+	})
+	if err != nil {
+		return err
+	}
+	if c.demo {
+		if err := seedDemo(ctx, st, c.argon2, log); err != nil {
+			return err
+		}
+	}
+	srv, err := authserver.New(authserver.Config{
+		Issuer:              c.issuer,
+		Audience:            c.audience,
+		AccessTokenTTL:      c.accessTTL,
+		RefreshTokenTTL:     c.refreshTTL,
+		Secret:              secret,
+		PasswordParams:      c.argon2,
+		IntrospectionJWTTTL: introspectionJWTTTL,
+		Logger:              log,
+	}, st, km, authserver.WithDemoAPI())
+	if err != nil {
+		return err
+	}
+
+	ln, err := net.Listen("tcp", c.addr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	hs := &http.Server{
+		Handler:           srv.Handler(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		if err := km.Run(bg); err != nil {
+			log.Error("key manager stopped", "err", err)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		gcLoop(bg, st, c.gcInterval, log)
+	}()
+
+	storageKind := "sqlite"
+	if isPostgres(g.db) {
+		storageKind = "postgres"
+	}
+	log.Info("listening", "addr", ln.Addr().String(), "issuer", c.issuer, "version", version,
+		"storage", storageKind, "key_algorithm", c.keyAlgorithm)
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		stopBG()
+		wg.Wait()
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", "timeout", c.shutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.shutdownTimeout)
+	defer cancel()
+	err = hs.Shutdown(sctx)
+	stopBG()
+	wg.Wait()
+	if err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// gcLoop deletes expired token records and stale throttling counters.
+func gcLoop(ctx context.Context, st storage.Store, every time.Duration, log *slog.Logger) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			res, err := st.GarbageCollect(ctx, time.Now(), 24*time.Hour)
+			if err != nil {
+				log.Warn("garbage collection failed", "err", err)
+				continue
+			}
+			if res.Tokens+res.Attempts > 0 {
+				log.Info("garbage collected", "tokens", res.Tokens, "attempts", res.Attempts)
+			}
+		}
+	}
+}
+
+// seedDemo creates the demo users and client in an empty database.
+func seedDemo(ctx context.Context, st storage.Store, params password.Params, log *slog.Logger) error {
+	users, err := st.ListUsers(ctx)
+	if err != nil {
+		return err
+	}
+	clients, err := st.ListClients(ctx)
+	if err != nil {
+		return err
+	}
+	if len(users) > 0 || len(clients) > 0 {
+		log.Info("demo: the database is not empty; nothing seeded")
+		return nil
+	}
+	now := time.Now().UTC()
+	for _, u := range []struct{ email, name, pw, role string }{
+		{"alice@example.com", "Alice", "password123", "admin"},
+		{"bob@example.com", "Bob", "password456", "user"},
+	} {
+		h, err := password.Hash(u.pw, params)
+		if err != nil {
+			return err
+		}
+		if err := st.CreateUser(ctx, storage.User{ID: newID(), Email: u.email, Name: u.name, Roles: []string{u.role},
+			PasswordHash: h, CreatedAt: now, UpdatedAt: now}); err != nil && !errors.Is(err, storage.ErrAlreadyExists) {
+			return fmt.Errorf("demo: %w", err)
+		}
+	}
+	if err := st.CreateClient(ctx, storage.Client{ID: "demo", Name: "Demo public client", Public: true,
+		GrantTypes: []string{"password", "refresh_token"}, CreatedAt: now, UpdatedAt: now}); err != nil && !errors.Is(err, storage.ErrAlreadyExists) {
+		return fmt.Errorf("demo: %w", err)
+	}
+	log.Warn(strings.Repeat("!", 20) + " DEMO CREDENTIALS SEEDED: users alice@example.com (admin) and bob@example.com (user) with the well-known passwords from the README, and the public client \"demo\". Anyone can sign in with them: never use --demo in production. " + strings.Repeat("!", 20))
+	return nil
+}

@@ -1,0 +1,226 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/oauthkit/authserver/internal/password"
+	"github.com/oauthkit/authserver/storage"
+)
+
+// userView is the public form of a user (never the hash).
+type userView struct {
+	ID        string    `json:"id"`
+	Email     string    `json:"email"`
+	Name      string    `json:"name"`
+	Roles     []string  `json:"roles"`
+	Disabled  bool      `json:"disabled"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+func viewUser(u storage.User) userView {
+	roles := u.Roles
+	if roles == nil {
+		roles = []string{}
+	}
+	return userView{u.ID, u.Email, u.Name, roles, u.Disabled, u.CreatedAt}
+}
+
+func newID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// findUser looks a user up by ID or email.
+func findUser(ctx context.Context, st storage.Users, ref string) (storage.User, error) {
+	u, err := st.GetUser(ctx, ref)
+	if errors.Is(err, storage.ErrNotFound) {
+		u, err = st.GetUserByEmail(ctx, ref)
+	}
+	if errors.Is(err, storage.ErrNotFound) {
+		return u, fmt.Errorf("no user %q", ref)
+	}
+	return u, err
+}
+
+func newUsersCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "users", Short: "Manage users"}
+	var email, name string
+	var roles []string
+	var pwStdin bool
+	params := password.DefaultParams
+	add := &cobra.Command{
+		Use:   "add",
+		Short: "Add a user (the password is read from stdin)",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			if !pwStdin {
+				return errors.New("--password-stdin is required (passwords are never taken as arguments)")
+			}
+			if email == "" || !strings.Contains(email, "@") {
+				return errors.New("--email must be an email address")
+			}
+			pw, err := readSecretLine(g.stdin)
+			if err != nil {
+				return err
+			}
+			if err := password.CheckPolicy(pw, password.DefaultMinLength); err != nil {
+				return err
+			}
+			h, err := password.Hash(pw, params)
+			if err != nil {
+				return err
+			}
+			st, err := g.openStore(c.Context())
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			now := time.Now().UTC()
+			u := storage.User{ID: newID(), Email: email, Name: name, Roles: roles, PasswordHash: h, CreatedAt: now, UpdatedAt: now}
+			if err := st.CreateUser(c.Context(), u); err != nil {
+				if errors.Is(err, storage.ErrAlreadyExists) {
+					return fmt.Errorf("a user with email %q already exists", email)
+				}
+				return err
+			}
+			return g.print(viewUser(u), func(w io.Writer) { fmt.Fprintf(w, "created user %s (%s)\n", u.ID, u.Email) })
+		},
+	}
+	add.Flags().StringVar(&email, "email", "", "email address (unique, case-insensitive)")
+	add.Flags().StringVar(&name, "name", "", "display name")
+	add.Flags().StringSliceVar(&roles, "role", nil, "role (repeatable)")
+	add.Flags().BoolVar(&pwStdin, "password-stdin", false, "read the password from stdin")
+
+	list := &cobra.Command{
+		Use: "list", Short: "List users", Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			st, err := g.openStore(c.Context())
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			us, err := st.ListUsers(c.Context())
+			if err != nil {
+				return err
+			}
+			views := make([]userView, 0, len(us))
+			for _, u := range us {
+				views = append(views, viewUser(u))
+			}
+			return g.print(views, func(w io.Writer) {
+				fmt.Fprintln(w, "ID\tEMAIL\tNAME\tROLES\tDISABLED")
+				for _, v := range views {
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%v\n", v.ID, v.Email, v.Name, strings.Join(v.Roles, ","), v.Disabled)
+				}
+			})
+		},
+	}
+	show := &cobra.Command{
+		Use: "show ID|EMAIL", Short: "Show a user", Args: cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			st, err := g.openStore(c.Context())
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			u, err := findUser(c.Context(), st, args[0])
+			if err != nil {
+				return err
+			}
+			v := viewUser(u)
+			return g.print(v, func(w io.Writer) {
+				fmt.Fprintf(w, "id\t%s\nemail\t%s\nname\t%s\nroles\t%s\ndisabled\t%v\ncreated\t%s\n",
+					v.ID, v.Email, v.Name, strings.Join(v.Roles, ","), v.Disabled, v.CreatedAt.Format(time.RFC3339))
+			})
+		},
+	}
+	// update runs fn on the user named by the argument and prints the result.
+	update := func(use, short string, fn func(*storage.User) error) *cobra.Command {
+		return &cobra.Command{
+			Use: use, Short: short, Args: cobra.ExactArgs(1),
+			RunE: func(c *cobra.Command, args []string) error {
+				st, err := g.openStore(c.Context())
+				if err != nil {
+					return err
+				}
+				defer st.Close()
+				u, err := findUser(c.Context(), st, args[0])
+				if err != nil {
+					return err
+				}
+				if err := fn(&u); err != nil {
+					return err
+				}
+				u, err = st.UpdateUser(c.Context(), u.ID, func(old storage.User) (storage.User, error) {
+					old.Roles, old.Disabled, old.PasswordHash, old.UpdatedAt = u.Roles, u.Disabled, u.PasswordHash, time.Now().UTC()
+					return old, nil
+				})
+				if err != nil {
+					return err
+				}
+				return g.print(viewUser(u), func(w io.Writer) { fmt.Fprintf(w, "updated user %s (%s)\n", u.ID, u.Email) })
+			},
+		}
+	}
+	setPassword := update("set-password ID|EMAIL", "Set a user's password (read from stdin)", func(u *storage.User) error {
+		pw, err := readSecretLine(g.stdin)
+		if err != nil {
+			return err
+		}
+		if err := password.CheckPolicy(pw, password.DefaultMinLength); err != nil {
+			return err
+		}
+		u.PasswordHash, err = password.Hash(pw, params)
+		return err
+	})
+	var setRoles []string
+	setRolesCmd := update("set-roles ID|EMAIL", "Replace a user's roles", func(u *storage.User) error {
+		u.Roles = setRoles
+		return nil
+	})
+	setRolesCmd.Flags().StringSliceVar(&setRoles, "role", nil, "role (repeatable; none clears all roles)")
+	disable := update("disable ID|EMAIL", "Disable a user (sign-in and refresh refused)", func(u *storage.User) error {
+		u.Disabled = true
+		return nil
+	})
+	enable := update("enable ID|EMAIL", "Enable a disabled user", func(u *storage.User) error {
+		u.Disabled = false
+		return nil
+	})
+	del := &cobra.Command{
+		Use: "delete ID|EMAIL", Short: "Delete a user and revoke their tokens", Args: cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			st, err := g.openStore(c.Context())
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			u, err := findUser(c.Context(), st, args[0])
+			if err != nil {
+				return err
+			}
+			n, err := st.RevokeTokens(c.Context(), storage.TokenFilter{Subject: u.ID})
+			if err != nil {
+				return err
+			}
+			if err := st.DeleteUser(c.Context(), u.ID); err != nil {
+				return err
+			}
+			return g.print(map[string]any{"deleted": u.ID, "tokens_revoked": n}, func(w io.Writer) {
+				fmt.Fprintf(w, "deleted user %s (%s); %d token records revoked\n", u.ID, u.Email, n)
+			})
+		},
+	}
+	cmd.AddCommand(add, list, show, setPassword, setRolesCmd, disable, enable, del)
+	return cmd
+}
