@@ -160,10 +160,12 @@ type Users interface {
 	GetUser(ctx context.Context, id string) (User, error)
 	// GetUserByEmail matches the email case-insensitively.
 	GetUserByEmail(ctx context.Context, email string) (User, error)
+	// ListUsers returns every user, ordered by ID.
 	ListUsers(ctx context.Context) ([]User, error)
 	// UpdateUser applies fn to the stored user atomically. fn may run more than
 	// once and must only modify the value it is given. The ID cannot change.
 	UpdateUser(ctx context.Context, id string, fn func(User) (User, error)) (User, error)
+	// DeleteUser returns ErrNotFound when no user has the ID.
 	DeleteUser(ctx context.Context, id string) error
 }
 
@@ -171,9 +173,12 @@ type Users interface {
 type Clients interface {
 	CreateClient(ctx context.Context, c Client) error
 	GetClient(ctx context.Context, id string) (Client, error)
+	// ListClients returns every client, ordered by ID.
 	ListClients(ctx context.Context) ([]Client, error)
 	// UpdateClient applies fn atomically; the same rules as UpdateUser apply.
 	UpdateClient(ctx context.Context, id string, fn func(Client) (Client, error)) (Client, error)
+	// DeleteClient returns ErrNotFound when no client has the ID. It leaves
+	// the client's tokens alone; see RevokeTokens.
 	DeleteClient(ctx context.Context, id string) error
 }
 
@@ -183,6 +188,7 @@ type Tokens interface {
 	CreateToken(ctx context.Context, t Token) error
 	// GetToken returns the record whether active or not.
 	GetToken(ctx context.Context, kind TokenKind, signature string) (Token, error)
+	// DeleteToken returns ErrNotFound when no record matches.
 	DeleteToken(ctx context.Context, kind TokenKind, signature string) error
 	// DeactivateToken is a compare-and-swap: it sets Active to false on the
 	// record only if it is active, and returns ErrNotFound when no active record
@@ -192,7 +198,8 @@ type Tokens interface {
 	DeactivateTokens(ctx context.Context, kind TokenKind, requestID string) (int64, error)
 	// DeleteTokens deletes every record of kind in the grant.
 	DeleteTokens(ctx context.Context, kind TokenKind, requestID string) (int64, error)
-	// RevokeTokens deletes every record (both kinds) matching the filter.
+	// RevokeTokens deletes every record (both kinds) matching the filter. It
+	// fails, deleting nothing, when the filter is empty.
 	RevokeTokens(ctx context.Context, f TokenFilter) (int64, error)
 }
 
@@ -214,6 +221,8 @@ type Throttle interface {
 	// counter is passed as Attempts{Key: key}); parallel callers are serialised
 	// so none of their increments is lost. fn may run more than once.
 	UpdateAttempts(ctx context.Context, key string, fn func(Attempts) (Attempts, error)) (Attempts, error)
+	// DeleteAttempts removes the counter for key; a missing counter is not an
+	// error.
 	DeleteAttempts(ctx context.Context, key string) error
 }
 

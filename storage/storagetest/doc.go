@@ -16,8 +16,8 @@
 // DeleteUser, DeleteClient and DeleteToken return ErrNotFound for a missing
 // record; DeleteAttempts does not; UpdateUser and UpdateClient return
 // ErrNotFound for a missing record and an error when fn changes the ID;
-// ListUsers and ListClients may return any order; RevokeTokens with an empty
-// filter fails; DeactivateTokens counts only the records it changed; CommitTx
+// ListUsers and ListClients order by ID; RevokeTokens with an empty filter
+// fails; DeactivateTokens counts only the records it changed; CommitTx
 // and RollbackTx fail on a context without a transaction, and a second
 // CommitTx fails. Timestamps need only survive to the microsecond.
 //

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"slices"
-	"sort"
 	"testing"
 	"time"
 
@@ -186,11 +185,11 @@ func peekAttempts(t *testing.T, s storage.Store, key string) storage.Attempts {
 	return got
 }
 
-func sortedIDs[T any](items []T, id func(T) string) []string {
+// ids returns the ID of every item, in order.
+func ids[T any](items []T, id func(T) string) []string {
 	out := make([]string, len(items))
 	for i, it := range items {
 		out[i] = id(it)
 	}
-	sort.Strings(out)
 	return out
 }

@@ -54,8 +54,9 @@ func testUserCRUD(t *testing.T, s storage.Store) {
 	a, b := newUser("u1", "alice@example.com"), newUser("u2", "bob@example.com")
 	b.Disabled = true
 	b.Roles = nil
-	must(t, "CreateUser a", s.CreateUser(ctx, a))
+	// Created out of order, listed by ID.
 	must(t, "CreateUser b", s.CreateUser(ctx, b))
+	must(t, "CreateUser a", s.CreateUser(ctx, a))
 
 	got, err := s.GetUser(ctx, "u1")
 	must(t, "GetUser", err)
@@ -66,7 +67,7 @@ func testUserCRUD(t *testing.T, s storage.Store) {
 
 	list, err := s.ListUsers(ctx)
 	must(t, "ListUsers", err)
-	checkStrings(t, "ListUsers", sortedIDs(list, func(u storage.User) string { return u.ID }), []string{"u1", "u2"})
+	checkStrings(t, "ListUsers", ids(list, func(u storage.User) string { return u.ID }), []string{"u1", "u2"})
 
 	updated, err := s.UpdateUser(ctx, "u1", func(u storage.User) (storage.User, error) {
 		u.Name = "Alice"
@@ -232,8 +233,8 @@ func testClientCRUD(t *testing.T, s storage.Store) {
 	c1 := newClient("c1")
 	c2 := newClient("c2")
 	c2.Public, c2.Introspect, c2.SecretHashes, c2.Scopes = true, false, nil, []string{}
-	must(t, "CreateClient c1", s.CreateClient(ctx, c1))
 	must(t, "CreateClient c2", s.CreateClient(ctx, c2))
+	must(t, "CreateClient c1", s.CreateClient(ctx, c1))
 
 	got, err := s.GetClient(ctx, "c1")
 	must(t, "GetClient c1", err)
@@ -244,7 +245,7 @@ func testClientCRUD(t *testing.T, s storage.Store) {
 
 	list, err := s.ListClients(ctx)
 	must(t, "ListClients", err)
-	checkStrings(t, "ListClients", sortedIDs(list, func(c storage.Client) string { return c.ID }), []string{"c1", "c2"})
+	checkStrings(t, "ListClients", ids(list, func(c storage.Client) string { return c.ID }), []string{"c1", "c2"})
 
 	// A secret rotation: the new hash goes first, the old one stays for now.
 	updated, err := s.UpdateClient(ctx, "c1", func(c storage.Client) (storage.Client, error) {

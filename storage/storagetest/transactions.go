@@ -71,13 +71,13 @@ func checkFixture(t *testing.T, s storage.Store) {
 	}
 	users, err := s.ListUsers(ctx)
 	must(t, "ListUsers", err)
-	checkStrings(t, "users", sortedIDs(users, func(u storage.User) string { return u.ID }), []string{"u1"})
+	checkStrings(t, "users", ids(users, func(u storage.User) string { return u.ID }), []string{"u1"})
 	c, err := s.GetClient(ctx, "c1")
 	must(t, "GetClient", err)
 	checkClient(t, c, newClient("c1"))
 	clients, err := s.ListClients(ctx)
 	must(t, "ListClients", err)
-	checkStrings(t, "clients", sortedIDs(clients, func(c storage.Client) string { return c.ID }), []string{"c1"})
+	checkStrings(t, "clients", ids(clients, func(c storage.Client) string { return c.ID }), []string{"c1"})
 	for _, want := range []storage.Token{
 		newToken(storage.AccessToken, "a1", "req-1", "c1", "u1"),
 		newToken(storage.RefreshToken, "r1", "req-1", "c1", "u1"),
