@@ -14,7 +14,7 @@ func TestDependencies(t *testing.T) {
 	if err != nil {
 		t.Skip("go is not in PATH")
 	}
-	out, err := exec.Command(goBin, "list", "-deps", ".").CombinedOutput()
+	out, err := exec.Command(goBin, "list", "-deps", "./...").CombinedOutput()
 	if err != nil {
 		t.Fatalf("go list -deps: %v\n%s", err, out)
 	}
