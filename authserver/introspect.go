@@ -46,8 +46,14 @@ func (s *Server) handleIntrospect(w http.ResponseWriter, r *http.Request) {
 			} else {
 				res, err := s.introspect(r.Context(), token, form.Get("token_type_hint"))
 				if err != nil {
+					s.metrics.introspections.WithLabelValues("error").Inc()
 					oerr = unavailable(err)
 				} else {
+					if res.Active {
+						s.metrics.introspections.WithLabelValues("active").Inc()
+					} else {
+						s.metrics.introspections.WithLabelValues("inactive").Inc()
+					}
 					s.writeIntrospection(w, r, caller, res)
 					return
 				}

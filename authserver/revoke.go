@@ -52,6 +52,7 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) *oauthError {
 	if err := s.revokeGrant(ctx, t.RequestID); err != nil {
 		return unavailable(err)
 	}
+	s.metrics.revocations.Inc()
 	s.audit(ctx, "token_revoked", slog.String("client_id", client.ID), slog.String("kind", string(t.Kind)))
 	return nil
 }

@@ -9,13 +9,19 @@ import (
 // Handler returns the server's HTTP handler. Every route is listed here.
 func (s *Server) Handler() http.Handler {
 	r := mux.NewRouter()
-	r.HandleFunc("/token", s.handleToken)
-	r.HandleFunc("/introspect", s.handleIntrospect)
-	r.HandleFunc("/revoke", s.handleRevoke)
-	r.Handle("/.well-known/jwks.json", s.keys.JWKSHandler())
-	r.HandleFunc("/.well-known/oauth-authorization-server", s.handleMetadata).Methods(http.MethodGet, http.MethodHead)
+	m := s.metrics.instrument
+	r.Handle("/token", m("token", http.HandlerFunc(s.handleToken)))
+	r.Handle("/introspect", m("introspect", http.HandlerFunc(s.handleIntrospect)))
+	r.Handle("/revoke", m("revoke", http.HandlerFunc(s.handleRevoke)))
+	r.Handle("/.well-known/jwks.json", m("jwks", s.keys.JWKSHandler()))
+	r.Handle("/.well-known/oauth-authorization-server", m("metadata", http.HandlerFunc(s.handleMetadata))).Methods(http.MethodGet, http.MethodHead)
+	r.HandleFunc("/healthz", s.handleHealthz).Methods(http.MethodGet, http.MethodHead)
+	r.HandleFunc("/readyz", s.handleReadyz).Methods(http.MethodGet, http.MethodHead)
+	if s.cfg.MetricsOnMainHandler {
+		r.Handle("/metrics", s.MetricsHandler()).Methods(http.MethodGet)
+	}
 	for _, e := range s.extra {
-		r.PathPrefix(e.pattern).Handler(e.h)
+		r.PathPrefix(e.pattern).Handler(m("api", e.h))
 	}
 	r.NotFoundHandler = http.HandlerFunc(notFound)
 	r.MethodNotAllowedHandler = http.HandlerFunc(methodNotAllowed)
@@ -40,3 +46,6 @@ func securityHeaders(next http.Handler) http.Handler {
 		next.ServeHTTP(w, r)
 	})
 }
+
+// MetricsHandler serves the Prometheus metrics.
+func (s *Server) MetricsHandler() http.Handler { return s.metrics.handler() }

@@ -12,10 +12,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/compose"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/oauthkit/authserver/internal/password"
 	"github.com/oauthkit/authserver/keys"
@@ -56,6 +58,9 @@ type Config struct {
 	ClientCacheTTL time.Duration
 	// Throttle configures brute-force protection (on by default).
 	Throttle ThrottleConfig
+	// MetricsOnMainHandler serves /metrics from Handler; otherwise use
+	// MetricsHandler on a separate (admin) listener.
+	MetricsOnMainHandler bool
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// Now defaults to time.Now.
@@ -122,7 +127,10 @@ type Server struct {
 	extra       []route
 	throttle    *throttler
 	demoAPI     bool
+	collectors  []prometheus.Collector
 	clientCache *clientCache
+	metrics     *metrics
+	draining    atomic.Bool
 }
 
 // route is an extra handler mounted by an Option.
@@ -133,6 +141,12 @@ type route struct {
 
 // Option configures optional parts of a Server.
 type Option func(*Server)
+
+// WithCollector registers an extra Prometheus collector (for example the
+// database pool statistics) with the server's metrics.
+func WithCollector(c prometheus.Collector) Option {
+	return func(s *Server) { s.collectors = append(s.collectors, c) }
+}
 
 // WithHandler mounts h at the path prefix (for example the demo API).
 func WithHandler(prefix string, h http.Handler) Option {
@@ -146,6 +160,7 @@ func New(cfg Config, store storage.Store, km *keys.Manager, opts ...Option) (*Se
 	}
 	s := &Server{cfg: cfg, store: store, keys: km, log: cfg.Logger,
 		hashSem: make(chan struct{}, cfg.MaxConcurrentHashes)}
+	s.metrics = newMetrics(km)
 	s.clientCache = &clientCache{key: deriveKey(cfg.Secret, "client-cache"), ttl: cfg.ClientCacheTTL, m: map[[32]byte]cachedClient{}}
 	if !cfg.Throttle.Disabled {
 		s.throttle = &throttler{cfg: cfg.Throttle, store: store, now: cfg.Now, blocked: map[string]time.Time{}}
@@ -158,6 +173,9 @@ func New(cfg Config, store storage.Store, km *keys.Manager, opts ...Option) (*Se
 		return nil, err
 	}
 	s.dummyHash = dh
+	for _, c := range s.collectors {
+		s.metrics.register(c)
+	}
 	if s.demoAPI {
 		if err := s.mountDemoAPI(); err != nil {
 			return nil, err
@@ -264,6 +282,7 @@ func (s *Server) authenticateUser(ctx context.Context, email, pw string) (storag
 		if verr != nil && !errors.Is(verr, password.ErrMismatch) && found {
 			s.log.Warn("stored password hash unusable", "user_id", u.ID, "err", verr)
 		}
+		s.metrics.loginFailures.Inc()
 		s.audit(ctx, "login_failed", slog.String("reason", "bad_credentials"))
 		return storage.User{}, fmt.Errorf("%w: bad credentials", fosite.ErrNotFound)
 	}

@@ -204,6 +204,7 @@ func (s *Server) reservePassword(ctx context.Context, email, ip string) *oauthEr
 	}
 	var te *errThrottled
 	if errors.As(err, &te) {
+		s.metrics.throttled.WithLabelValues("password").Inc()
 		s.audit(ctx, "login_throttled", slog.String("retry_after", te.wait.Round(time.Second).String()))
 		return throttledError(errInvalidGrant, te.wait)
 	}

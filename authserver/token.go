@@ -108,6 +108,10 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) (*tokenResponse, 
 	}
 	if err != nil {
 		oe := toOAuthError(err)
+		if grant == grantRefreshToken && errors.Is(err, fosite.ErrInactiveToken) {
+			s.metrics.refreshReuse.Inc()
+			s.audit(ctx, "refresh_reuse_detected", slog.String("client_id", clientID(st)))
+		}
 		if st.client == nil && oe.Code == errInvalidGrant {
 			oe = invalidClient()
 		}
@@ -180,6 +184,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) (*tokenResponse, 
 		scope = ar.GetGrantedScopes()
 	}
 	out.Scope = strings.Join(scope, " ")
+	s.metrics.tokens.WithLabelValues(grant).Inc()
 	s.audit(ctx, "token_issued", slog.String("grant", grant), slog.String("client_id", client.ID), slog.String("sub", sess.Subject))
 	return out, nil
 }
@@ -187,6 +192,13 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) (*tokenResponse, 
 // grantScopes grants the requested scopes (fosite has already checked them
 // against the client's), or the client's whole set when none was requested
 // (RFC 6749 §3.3 lets the server apply a default).
+func clientID(st *requestState) string {
+	if st.client != nil {
+		return st.client.ID
+	}
+	return ""
+}
+
 func grantScopes(ar fosite.AccessRequester, requested, allowed []string) {
 	if len(requested) == 0 {
 		requested = allowed

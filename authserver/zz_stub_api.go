@@ -1,4 +1,4 @@
 package authserver
 
-func WithDemoAPI() Option              { return func(s *Server) {} }
+func WithDemoAPI() Option             { return func(s *Server) {} }
 func (s *Server) mountDemoAPI() error { return nil }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	httppprof "net/http/pprof"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -15,12 +16,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 
 	"github.com/oauthkit/authserver/authserver"
 	"github.com/oauthkit/authserver/internal/password"
 	"github.com/oauthkit/authserver/keys"
 	"github.com/oauthkit/authserver/storage"
+	sqlstore "github.com/oauthkit/authserver/storage/sql"
 )
 
 // introspectionJWTTTL is the lifetime of signed introspection responses; the
@@ -43,6 +46,9 @@ type serveConfig struct {
 	shutdownTimeout time.Duration
 	gcInterval      time.Duration
 	insecureHTTP    bool
+	adminAddr       string
+	pprof           bool
+	drainDelay      time.Duration
 	argon2          password.Params
 	secretFlags
 }
@@ -113,6 +119,9 @@ func newServeCmd(g *globals) *cobra.Command {
 	f.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight requests may finish on shutdown")
 	f.DurationVar(&c.gcInterval, "gc-interval", 10*time.Minute, "how often expired token records are deleted")
+	f.StringVar(&c.adminAddr, "admin-addr", "", "serve /metrics, /healthz, /readyz (and pprof) on this separate address instead of the main one")
+	f.BoolVar(&c.pprof, "pprof", false, "serve net/http/pprof under /debug/pprof/ on the admin address (or the main one without --admin-addr)")
+	f.DurationVar(&c.drainDelay, "drain-delay", 0, "on shutdown, how long /readyz fails before the listener closes (lets load balancers drain)")
 	f.BoolVar(&c.insecureHTTP, "insecure-http", false, "allow a non-loopback http:// issuer (MUST NOT be used in production)")
 	f.Uint32Var(&c.argon2.Memory, "argon2-memory", password.DefaultParams.Memory, "argon2id memory in KiB")
 	f.Uint32Var(&c.argon2.Time, "argon2-time", password.DefaultParams.Time, "argon2id passes")
@@ -219,15 +228,16 @@ func serve(ctx context.Context, g *globals, c *serveConfig) error {
 		}
 	}
 	srv, err := authserver.New(authserver.Config{
-		Issuer:              c.issuer,
-		Audience:            c.audience,
-		AccessTokenTTL:      c.accessTTL,
-		RefreshTokenTTL:     c.refreshTTL,
-		Secret:              secret,
-		PasswordParams:      c.argon2,
-		IntrospectionJWTTTL: introspectionJWTTTL,
-		Logger:              log,
-	}, st, km, authserver.WithDemoAPI())
+		Issuer:               c.issuer,
+		Audience:             c.audience,
+		AccessTokenTTL:       c.accessTTL,
+		RefreshTokenTTL:      c.refreshTTL,
+		Secret:               secret,
+		PasswordParams:       c.argon2,
+		IntrospectionJWTTTL:  introspectionJWTTTL,
+		Logger:               log,
+		MetricsOnMainHandler: c.adminAddr == "",
+	}, st, km, serverOptions(st)...)
 	if err != nil {
 		return err
 	}
@@ -236,8 +246,12 @@ func serve(ctx context.Context, g *globals, c *serveConfig) error {
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
+	handler := srv.Handler()
+	if c.pprof && c.adminAddr == "" {
+		handler = withPprof(handler)
+	}
 	hs := &http.Server{
-		Handler:           srv.Handler(),
+		Handler:           handler,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       15 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -265,8 +279,21 @@ func serve(ctx context.Context, g *globals, c *serveConfig) error {
 	}
 	log.Info("listening", "addr", ln.Addr().String(), "issuer", c.issuer, "version", version,
 		"storage", storageKind, "key_algorithm", c.keyAlgorithm)
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- hs.Serve(ln) }()
+	var admin *http.Server
+	if c.adminAddr != "" {
+		aln, err := net.Listen("tcp", c.adminAddr)
+		if err != nil {
+			_ = hs.Close()
+			stopBG()
+			wg.Wait()
+			return fmt.Errorf("listen on --admin-addr: %w", err)
+		}
+		admin = &http.Server{Handler: adminHandler(srv, c.pprof), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute}
+		go func() { errc <- admin.Serve(aln) }()
+		log.Info("admin listening", "addr", aln.Addr().String())
+	}
 	select {
 	case err := <-errc:
 		stopBG()
@@ -275,9 +302,16 @@ func serve(ctx context.Context, g *globals, c *serveConfig) error {
 	case <-ctx.Done():
 	}
 	log.Info("shutting down", "timeout", c.shutdownTimeout)
+	srv.Drain()
+	if c.drainDelay > 0 {
+		time.Sleep(c.drainDelay)
+	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.shutdownTimeout)
 	defer cancel()
 	err = hs.Shutdown(sctx)
+	if admin != nil {
+		_ = admin.Shutdown(sctx)
+	}
 	stopBG()
 	wg.Wait()
 	if err != nil {
@@ -342,4 +376,39 @@ func seedDemo(ctx context.Context, st storage.Store, params password.Params, log
 	}
 	log.Warn(strings.Repeat("!", 20) + " DEMO CREDENTIALS SEEDED: users alice@example.com (admin) and bob@example.com (user) with the well-known passwords from the README, and the public client \"demo\". Anyone can sign in with them: never use --demo in production. " + strings.Repeat("!", 20))
 	return nil
+}
+
+// adminHandler serves the operational endpoints on the admin listener.
+func adminHandler(srv *authserver.Server, pprof bool) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", srv.MetricsHandler())
+	main := srv.Handler()
+	mux.Handle("GET /healthz", main)
+	mux.Handle("GET /readyz", main)
+	if pprof {
+		return withPprof(mux)
+	}
+	return mux
+}
+
+// withPprof adds net/http/pprof under /debug/pprof/.
+func withPprof(next http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", httppprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", httppprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", httppprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", httppprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", httppprof.Trace)
+	mux.Handle("/", next)
+	return mux
+}
+
+// serverOptions are the server options: the demo API and the database pool
+// statistics.
+func serverOptions(st *sqlstore.Store) []authserver.Option {
+	opts := []authserver.Option{authserver.WithDemoAPI()}
+	for name, db := range st.Pools() {
+		opts = append(opts, authserver.WithCollector(collectors.NewDBStatsCollector(db, name)))
+	}
+	return opts
 }
