@@ -1,0 +1,173 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/oauthkit/authserver/internal/demoapi"
+	"github.com/oauthkit/authserver/resource"
+)
+
+// config is what the flags say.
+type config struct {
+	addr             string
+	issuer           string
+	audience         string
+	mode             resource.Mode
+	clientID         string
+	clientSecretFile string
+}
+
+func parseFlags(args []string, stderr io.Writer) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("resourceserver", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.addr, "addr", "127.0.0.1:8081", "address to listen on")
+	fs.StringVar(&c.issuer, "issuer", "", "issuer URL of the authorization server (required)")
+	fs.StringVar(&c.audience, "audience", "", "this API's identifier, required in the tokens' aud (default {issuer}/api)")
+	fs.TextVar(&c.mode, "mode", resource.ModeLocal, "token checks: local, introspect or local-then-introspect")
+	fs.StringVar(&c.clientID, "introspect-client-id", "", "client ID for the introspection endpoint")
+	fs.StringVar(&c.clientSecretFile, "introspect-client-secret-file", "", "file holding the introspection client secret")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: resourceserver --issuer URL [flags]\n\nServes the demo API against a remote issuer.\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if c.issuer == "" {
+		return c, errors.New("--issuer is required")
+	}
+	if c.audience == "" {
+		c.audience = strings.TrimSuffix(c.issuer, "/") + "/api"
+	}
+	introspects := c.mode != resource.ModeLocal
+	hasCreds := c.clientID != "" || c.clientSecretFile != ""
+	switch {
+	case introspects && (c.clientID == "" || c.clientSecretFile == ""):
+		return c, fmt.Errorf("--mode %s needs --introspect-client-id and --introspect-client-secret-file", c.mode)
+	case !introspects && hasCreds:
+		return c, errors.New("introspection credentials are given but --mode is local; choose introspect or local-then-introspect")
+	}
+	return c, nil
+}
+
+// run parses args, serves until ctx ends, then shuts down gracefully.
+func run(ctx context.Context, args []string, stderr io.Writer) error {
+	cfg, err := parseFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, nil))
+	handler, err := newHandler(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		return err
+	}
+	logger.Info("resourceserver: listening", "addr", ln.Addr().String(), "issuer", cfg.issuer,
+		"audience", cfg.audience, "mode", cfg.mode.String())
+	return serve(ctx, ln, handler, logger)
+}
+
+// newHandler wires the demo API, its protected resource metadata (RFC 9728)
+// and a health check.
+func newHandler(ctx context.Context, cfg config, logger *slog.Logger) (http.Handler, error) {
+	rc := resource.Config{
+		Issuer:   cfg.issuer,
+		Audience: cfg.audience,
+		Mode:     cfg.mode,
+		Realm:    "demo-api",
+		Logger:   logger,
+	}
+	if cfg.mode != resource.ModeLocal {
+		secret, err := os.ReadFile(cfg.clientSecretFile)
+		if err != nil {
+			return nil, fmt.Errorf("reading the introspection client secret: %w", err)
+		}
+		rc.Introspection = resource.IntrospectionConfig{
+			ClientID:     cfg.clientID,
+			ClientSecret: strings.TrimSpace(string(secret)),
+			CacheTTL:     5 * time.Second,
+		}
+	}
+	// The audience is this API's resource identifier. When it is a URL, the
+	// API's RFC 9728 metadata lives at the well-known path derived from it,
+	// and challenges point there.
+	metaURL, metaErr := resource.MetadataURL(cfg.audience)
+	if metaErr == nil {
+		rc.ResourceMetadataURL = metaURL
+	} else {
+		logger.Warn("resourceserver: the audience is no URL; serving no protected resource metadata", "error", metaErr)
+	}
+
+	users := newSeenUsers(10000)
+	auth, err := resource.New(ctx, rc, resource.WithTokenCheck(users.record))
+	if err != nil {
+		return nil, err
+	}
+	md := auth.Metadata()
+	md.ResourceName = "Demo API"
+
+	mux := http.NewServeMux()
+	mux.Handle("/api/", demoapi.Handler(auth, users))
+	if metaErr == nil {
+		u, err := url.Parse(metaURL)
+		if err != nil {
+			return nil, err
+		}
+		mux.Handle("GET "+u.Path, resource.MetadataHandler(md))
+	}
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	return mux, nil
+}
+
+// serve runs an http.Server with timeouts on ln until ctx ends.
+func serve(ctx context.Context, ln net.Listener, h http.Handler, logger *slog.Logger) error {
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	logger.Info("resourceserver: shutting down")
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return err
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,163 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/oauthkit/authserver/resource"
+	"github.com/oauthkit/authserver/resource/resourcetest"
+)
+
+func TestParseFlags(t *testing.T) {
+	secret := filepath.Join(t.TempDir(), "secret")
+	cases := []struct {
+		name    string
+		args    []string
+		wantErr string
+		check   func(config) bool
+	}{
+		{"AudienceDefault", []string{"--issuer", "https://auth.example/"}, "", func(c config) bool {
+			return c.audience == "https://auth.example/api" && c.mode == resource.ModeLocal
+		}},
+		{"Introspect", []string{"--issuer", "https://a", "--mode", "introspect", "--introspect-client-id", "api", "--introspect-client-secret-file", secret}, "",
+			func(c config) bool { return c.mode == resource.ModeIntrospect && c.clientID == "api" }},
+		{"NoIssuer", nil, "--issuer is required", nil},
+		{"BadMode", []string{"--issuer", "https://a", "--mode", "both"}, "unknown mode", nil},
+		{"IntrospectWithoutCreds", []string{"--issuer", "https://a", "--mode", "local-then-introspect"}, "needs --introspect-client-id", nil},
+		{"CredsInLocalMode", []string{"--issuer", "https://a", "--introspect-client-id", "api"}, "--mode is local", nil},
+		{"StrayArgument", []string{"--issuer", "https://a", "serve"}, "unexpected arguments", nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := parseFlags(tc.args, io.Discard)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || !tc.check(c) {
+				t.Fatalf("config %+v, err %v", c, err)
+			}
+		})
+	}
+}
+
+func TestMissingSecretFile(t *testing.T) {
+	is := resourcetest.NewIssuer(t)
+	err := run(t.Context(), []string{"--issuer", is.URL, "--mode", "introspect", "--introspect-client-id", "api",
+		"--introspect-client-secret-file", filepath.Join(t.TempDir(), "absent")}, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "secret") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+// TestServesDemoAPI runs the command's logic on a free port against a fake
+// issuer and drives it over HTTP.
+func TestServesDemoAPI(t *testing.T) {
+	is := resourcetest.NewIssuer(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"--addr", "127.0.0.1:0", "--issuer", is.URL}, pw)
+		pw.Close()
+	}()
+	addrc := make(chan string, 1)
+	go func() {
+		re := regexp.MustCompile(`addr=(\S+)`)
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			if m := re.FindStringSubmatch(sc.Text()); m != nil {
+				addrc <- m[1]
+			}
+		}
+	}()
+	var base string
+	select {
+	case a := <-addrc:
+		base = "http://" + a
+	case err := <-done:
+		t.Fatalf("run ended: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the server did not start")
+	}
+
+	get := func(path, token string) (int, http.Header, map[string]any) {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, base+path, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var body map[string]any
+		if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		return resp.StatusCode, resp.Header, body
+	}
+
+	ada := is.Claims("user-1", "admin")
+	ada["name"], ada["email"] = "Ada", "ada@example.com"
+	adaTok := is.Sign(t, ada)
+	bobTok := is.Token(t, "user-2", "user")
+	serviceTok := is.Sign(t, func() map[string]any { c := is.Claims("test-client"); delete(c, "roles"); return c }())
+
+	if code, _, body := get("/api/me", adaTok); code != 200 || body["name"] != "Ada" {
+		t.Errorf("/api/me: %d %v", code, body)
+	}
+	if code, _, body := get("/api/protected", bobTok); code != 200 || !strings.HasPrefix(body["message"].(string), "Hello, user-2!") {
+		t.Errorf("/api/protected: %d %v", code, body)
+	}
+	get("/api/protected", serviceTok)
+	if code, h, _ := get("/api/admin/users", bobTok); code != 403 || !strings.Contains(h.Get("WWW-Authenticate"), "insufficient_scope") {
+		t.Errorf("/api/admin/users as user: %d %q", code, h.Get("WWW-Authenticate"))
+	}
+	code, _, body := get("/api/admin/users", adaTok)
+	users, _ := json.Marshal(body["users"])
+	if want := `[{"email":"ada@example.com","id":"user-1","name":"Ada","roles":["admin"]},{"email":"","id":"user-2","name":"","roles":["user"]}]`; code != 200 || string(users) != want {
+		t.Errorf("/api/admin/users: %d %s, want %s", code, users, want)
+	}
+	code, h, _ := get("/api/me", "")
+	if want := `Bearer realm="demo-api", resource_metadata="` + is.URL + `/.well-known/oauth-protected-resource/api"`; code != 401 || h.Get("WWW-Authenticate") != want {
+		t.Errorf("no token: %d %q, want %q", code, h.Get("WWW-Authenticate"), want)
+	}
+	if code, _, body := get("/.well-known/oauth-protected-resource/api", ""); code != 200 || body["resource"] != is.Audience() {
+		t.Errorf("metadata: %d %v", code, body)
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no shutdown")
+	}
+}
+
+func TestSeenUsersIsBounded(t *testing.T) {
+	s := newSeenUsers(2)
+	for _, id := range []string{"a", "b", "c"} {
+		_ = s.record(t.Context(), "", &resource.Claims{Subject: id, ClientID: "cl"})
+	}
+	_ = s.record(t.Context(), "", &resource.Claims{Subject: "a", ClientID: "cl", Name: "renamed"})
+	users, _ := s.ListUsers(t.Context())
+	if len(users) != 2 || users[0].Name != "renamed" {
+		t.Errorf("users = %+v", users)
+	}
+}
+
