@@ -160,4 +160,3 @@ func TestSeenUsersIsBounded(t *testing.T) {
 		t.Errorf("users = %+v", users)
 	}
 }
-
