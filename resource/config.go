@@ -88,8 +88,9 @@ type Config struct {
 	// RFC 8414 metadata, fetched once by New. Setting it lets New succeed
 	// while the issuer is down.
 	JWKSURL string
-	// Algorithms is the signature algorithm allow-list; default
-	// DefaultAlgorithms. Only asymmetric algorithms are accepted.
+	// Algorithms is the signature algorithm allow-list; default RS256,
+	// ES256 and EdDSA, those our authorization server issues. Only
+	// asymmetric algorithms are accepted: none and HS256 are refused.
 	Algorithms []jose.SignatureAlgorithm
 	// Leeway is the clock skew tolerated on exp, nbf and iat; default
 	// DefaultLeeway. A negative value means no leeway.

@@ -153,7 +153,8 @@ type RemoteKeySet struct {
 	lastAttempt time.Time   // start of the latest fetch, successful or not
 	fetching    atomic.Bool // a fetch is in flight
 
-	background sync.WaitGroup // background refreshes, for tests
+	backgroundPending atomic.Bool    // a background refresh is starting or running
+	background        sync.WaitGroup // background refreshes, for tests
 }
 
 // keyCache is an immutable snapshot of a fetched key set.
@@ -239,12 +240,14 @@ func (s *RemoteKeySet) Key(ctx context.Context, kid string) (*jose.JSONWebKey, e
 // refreshInBackground starts a fetch without waiting for it, unless one is
 // in flight or started within the cooldown.
 func (s *RemoteKeySet) refreshInBackground() {
-	if !s.due() {
+	// Many requests notice the expiry at once; one goroutine is enough.
+	if !s.due() || !s.backgroundPending.CompareAndSwap(false, true) {
 		return
 	}
 	s.background.Add(1)
 	go func() {
 		defer s.background.Done()
+		defer s.backgroundPending.Store(false)
 		_, _, _ = s.group.Do("", func() (any, error) { return s.fetchIfDue(context.Background()) })
 	}()
 }

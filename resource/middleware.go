@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 )
@@ -79,8 +80,9 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Authenticator, error
 		cfg.MaxTokenSize = DefaultMaxTokenSize
 	}
 	if len(cfg.Algorithms) == 0 {
-		cfg.Algorithms = DefaultAlgorithms
+		cfg.Algorithms = defaultAlgorithms
 	}
+	cfg.Algorithms = slices.Clone(cfg.Algorithms)
 	if err := checkAlgorithms(cfg.Algorithms); err != nil {
 		return nil, err
 	}

@@ -15,9 +15,9 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 )
 
-// DefaultAlgorithms are the signature algorithms accepted when
+// defaultAlgorithms are the signature algorithms accepted when
 // Config.Algorithms is empty: those our authorization server issues.
-var DefaultAlgorithms = []jose.SignatureAlgorithm{jose.RS256, jose.ES256, jose.EdDSA}
+var defaultAlgorithms = []jose.SignatureAlgorithm{jose.RS256, jose.ES256, jose.EdDSA}
 
 // DefaultLeeway is the clock skew tolerated on exp, nbf and iat when
 // Config.Leeway is zero.
