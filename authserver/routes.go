@@ -10,9 +10,9 @@ import (
 func (s *Server) Handler() http.Handler {
 	r := mux.NewRouter()
 	m := s.metrics.instrument
-	r.Handle("/token", m("token", http.HandlerFunc(s.handleToken)))
+	r.Handle("/token", m("token", s.cors(http.HandlerFunc(s.handleToken))))
 	r.Handle("/introspect", m("introspect", http.HandlerFunc(s.handleIntrospect)))
-	r.Handle("/revoke", m("revoke", http.HandlerFunc(s.handleRevoke)))
+	r.Handle("/revoke", m("revoke", s.cors(http.HandlerFunc(s.handleRevoke))))
 	r.Handle("/.well-known/jwks.json", m("jwks", s.keys.JWKSHandler()))
 	r.Handle("/.well-known/oauth-authorization-server", m("metadata", http.HandlerFunc(s.handleMetadata))).Methods(http.MethodGet, http.MethodHead)
 	r.HandleFunc("/healthz", s.handleHealthz).Methods(http.MethodGet, http.MethodHead)

@@ -58,6 +58,10 @@ type Config struct {
 	ClientCacheTTL time.Duration
 	// Throttle configures brute-force protection (on by default).
 	Throttle ThrottleConfig
+	// CORSAllowedOrigins are the browser origins allowed to call the token and
+	// revocation endpoints (exact matches, such as "https://app.example").
+	// Empty (the default) disables CORS.
+	CORSAllowedOrigins []string
 	// MetricsOnMainHandler serves /metrics from Handler; otherwise use
 	// MetricsHandler on a separate (admin) listener.
 	MetricsOnMainHandler bool

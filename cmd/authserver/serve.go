@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -49,6 +50,9 @@ type serveConfig struct {
 	adminAddr       string
 	pprof           bool
 	drainDelay      time.Duration
+	tlsCert         string
+	tlsKey          string
+	corsOrigins     []string
 	argon2          password.Params
 	secretFlags
 }
@@ -122,6 +126,9 @@ func newServeCmd(g *globals) *cobra.Command {
 	f.StringVar(&c.adminAddr, "admin-addr", "", "serve /metrics, /healthz, /readyz (and pprof) on this separate address instead of the main one")
 	f.BoolVar(&c.pprof, "pprof", false, "serve net/http/pprof under /debug/pprof/ on the admin address (or the main one without --admin-addr)")
 	f.DurationVar(&c.drainDelay, "drain-delay", 0, "on shutdown, how long /readyz fails before the listener closes (lets load balancers drain)")
+	f.StringVar(&c.tlsCert, "tls-cert", "", "serve HTTPS with this certificate (PEM); requires --tls-key")
+	f.StringVar(&c.tlsKey, "tls-key", "", "private key (PEM) of --tls-cert")
+	f.StringSliceVar(&c.corsOrigins, "cors-origin", nil, "browser origin allowed to call /token and /revoke (repeatable; CORS is off without it)")
 	f.BoolVar(&c.insecureHTTP, "insecure-http", false, "allow a non-loopback http:// issuer (MUST NOT be used in production)")
 	f.Uint32Var(&c.argon2.Memory, "argon2-memory", password.DefaultParams.Memory, "argon2id memory in KiB")
 	f.Uint32Var(&c.argon2.Time, "argon2-time", password.DefaultParams.Time, "argon2id passes")
@@ -152,8 +159,20 @@ func (c *serveConfig) validate() error {
 	if _, _, err := net.SplitHostPort(c.addr); err != nil {
 		errs = append(errs, fmt.Errorf("--addr %q: %w", c.addr, err))
 	}
+	if (c.tlsCert == "") != (c.tlsKey == "") {
+		errs = append(errs, errors.New("--tls-cert and --tls-key go together"))
+	}
 	if c.issuer == "" {
-		c.issuer = "http://" + c.addr
+		scheme := "http://"
+		if c.tlsCert != "" {
+			scheme = "https://"
+		}
+		c.issuer = scheme + c.addr
+	}
+	for _, o := range c.corsOrigins {
+		if u, err := url.Parse(o); err != nil || u.Host == "" || u.Path != "" || (u.Scheme != "https" && u.Scheme != "http") {
+			errs = append(errs, fmt.Errorf("--cors-origin %q must be an origin such as https://app.example", o))
+		}
 	}
 	u, err := url.Parse(c.issuer)
 	switch {
@@ -237,6 +256,7 @@ func serve(ctx context.Context, g *globals, c *serveConfig) error {
 		IntrospectionJWTTTL:  introspectionJWTTTL,
 		Logger:               log,
 		MetricsOnMainHandler: c.adminAddr == "",
+		CORSAllowedOrigins:   c.corsOrigins,
 	}, st, km, serverOptions(st)...)
 	if err != nil {
 		return err
@@ -258,6 +278,17 @@ func serve(ctx context.Context, g *globals, c *serveConfig) error {
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	if c.tlsCert != "" {
+		cert, err := tls.LoadX509KeyPair(c.tlsCert, c.tlsKey)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("TLS: %w", err)
+		}
+		// Modern settings: TLS 1.2 minimum with AEAD suites only (Go's
+		// defaults), TLS 1.3 preferred.
+		hs.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+		ln = tls.NewListener(ln, hs.TLSConfig)
 	}
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
