@@ -29,12 +29,12 @@ type dialect struct {
 	// createToken inserts a token; $1..$9 are kind, signature, request_id,
 	// client_id, subject, active, requested_at, expires_at, payload.
 	createToken string
-	// lockGrant, lockGrantOfToken and lockGrantsWhere take the grant locks
-	// described in doc.go; they are empty where writers are serialised
-	// anyway.
-	lockGrant        string                    // $1 = request_id
-	lockGrantOfToken string                    // $1 = kind, $2 = signature
-	lockGrantsWhere  func(where string) string // every grant with a token matching where
+	// The advisory locks described in doc.go (PostgreSQL only; empty where
+	// writers are serialised anyway).
+	lockGrant   string // $1 = request_id: the locks CreateToken takes for the grant's tokens
+	lockToken   string // $1 = kind, $2 = signature: the locks CreateToken took for that token
+	lockSubject string // $1 = subject: the subject lock, exclusive
+	lockClient  string // $1 = client_id: the client lock, exclusive
 	// timeArg converts a time to the column's representation.
 	timeArg func(time.Time) any
 	// classify returns the storage sentinel a driver error stands for, or nil.
@@ -64,13 +64,24 @@ var sqliteDialect = &dialect{
 	},
 }
 
-// pgGrantLocks is the first key of the two-key advisory locks on grants
-// ("oaut"); the second is hashtext(request_id). pgMigrateLock keys the
-// migration lock, with hashtext(current_schema()) as the second key.
+// First keys of the two-key advisory locks ("oaut" and up); the second key is
+// hashtext() of the request ID, subject, client ID or, for migrations, the
+// current schema.
 const (
-	pgGrantLocks  = "1868657012"
+	pgGrantLock   = "1868657012"
 	pgMigrateLock = "1868657013"
+	pgSubjectLock = "1868657014"
+	pgClientLock  = "1868657015"
 )
+
+// pgTokenLocks are the locks a writer of one token takes, in the order every
+// statement takes them: the grant exclusively, then its subject and its
+// client shared. g, s and c are SQL expressions for the three values.
+func pgTokenLocks(g, s, c string) string {
+	return `pg_advisory_xact_lock(` + pgGrantLock + `, hashtext(` + g + `)), ` +
+		`pg_advisory_xact_lock_shared(` + pgSubjectLock + `, hashtext(` + s + `)), ` +
+		`pg_advisory_xact_lock_shared(` + pgClientLock + `, hashtext(` + c + `))`
+}
 
 var postgresDialect = &dialect{
 	name:        "postgres",
@@ -78,21 +89,22 @@ var postgresDialect = &dialect{
 	migrateLock: `SELECT pg_advisory_xact_lock(` + pgMigrateLock + `, hashtext(coalesce(current_schema(), '')))`,
 	forUpdate:   ` FOR UPDATE`,
 	gcBatch:     ` LIMIT 1000 FOR UPDATE SKIP LOCKED`,
-	// The lock and the insert are one statement, so that a token created
+	// The locks and the insert are one statement, so that a token created
 	// outside a transaction costs one round trip. An INSERT reads no
-	// snapshot, so taking the lock first within the statement is enough.
+	// snapshot, so taking the locks first within the statement is enough.
 	createToken: `INSERT INTO tokens (` + tokenColumns + `)
 		SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::boolean, $7::timestamptz, $8::timestamptz, $9::bytea
-		FROM (SELECT pg_advisory_xact_lock(` + pgGrantLocks + `, hashtext($3::text))) AS grant_lock`,
-	lockGrant:        `SELECT pg_advisory_xact_lock(` + pgGrantLocks + `, hashtext($1))`,
-	lockGrantOfToken: `SELECT pg_advisory_xact_lock(` + pgGrantLocks + `, hashtext(request_id)) FROM tokens WHERE kind = $1 AND signature = $2`,
-	// Locks are taken in hash order so that two bulk revocations cannot
-	// deadlock each other.
-	lockGrantsWhere: func(where string) string {
-		return `SELECT pg_advisory_xact_lock(` + pgGrantLocks + `, h)
-			FROM (SELECT DISTINCT hashtext(request_id) AS h FROM tokens WHERE ` + where + ` ORDER BY h) AS grants`
-	},
-	timeArg: func(t time.Time) any { return t.UTC() },
+		FROM (SELECT ` + pgTokenLocks(`$3::text`, `$5::text`, `$4::text`) + `) AS locks`,
+	// The subject and client of a grant are the same on all its tokens and
+	// never change, so they can be read before the locks are taken. A grant
+	// without tokens gets the grant lock alone (hashtext(NULL) locks nothing).
+	lockGrant: `SELECT ` + pgTokenLocks(`g.id`, `t.subject`, `t.client_id`) + `
+		FROM (SELECT $1::text AS id) AS g
+		LEFT JOIN LATERAL (SELECT subject, client_id FROM tokens WHERE request_id = g.id LIMIT 1) AS t ON TRUE`,
+	lockToken:   `SELECT ` + pgTokenLocks(`request_id`, `subject`, `client_id`) + ` FROM tokens WHERE kind = $1 AND signature = $2`,
+	lockSubject: `SELECT pg_advisory_xact_lock(` + pgSubjectLock + `, hashtext($1))`,
+	lockClient:  `SELECT pg_advisory_xact_lock(` + pgClientLock + `, hashtext($1))`,
+	timeArg:     func(t time.Time) any { return t.UTC() },
 	classify: func(err error) error {
 		var pe *pgconn.PgError
 		if !errors.As(err, &pe) {

@@ -35,19 +35,28 @@
 // IMMEDIATE (plus busy_timeout) between processes. PostgreSQL runs at READ
 // COMMITTED, where a DELETE does not see rows that a concurrent transaction
 // inserts and commits after the DELETE began. A revocation (DeleteTokens of
-// both kinds in one transaction) racing a refresh rotation (DeactivateToken
-// of the old refresh token, then CreateToken of the new pair, in one
-// transaction) could therefore leave the new pair alive. To prevent that,
-// every write to a grant takes a transaction-scoped advisory lock on the
-// grant, pg_advisory_xact_lock(1868657012, hashtext(request_id)), before it
-// reads anything: CreateToken in the same statement as its INSERT;
-// DeleteTokens, DeactivateTokens and RevokeTokens (for each matching grant,
-// in hash order) in a statement of their own in the same transaction;
-// DeactivateToken, when inside a transaction, by looking up the token's
-// request_id. Rotation and revocation of one grant are thus serialised: the
-// later one sees everything the earlier one committed, so either the rotation
-// finds its refresh token gone (ErrNotFound) or the revocation deletes the new
-// pair. Hash collisions only serialise unrelated grants.
+// both kinds in one transaction, or RevokeTokens) racing a refresh rotation
+// (DeactivateToken of the old refresh token, then CreateToken of the new
+// pair, in one transaction) could therefore leave the new pair alive. To
+// prevent that, the store takes transaction-scoped advisory locks
+// (pg_advisory_xact_lock, keyed by hashtext of the value) before it writes:
+//
+//   - Every write to a grant's tokens first takes the grant's lock
+//     (request_id) exclusively, then the lock of its subject and of its
+//     client shared, in that order: CreateToken in the same statement as its
+//     INSERT; DeleteTokens and DeactivateTokens in a statement of their own in
+//     the same transaction (their own if the caller has none);
+//     DeactivateToken, when inside a transaction, by looking the token up.
+//   - RevokeTokens takes the subject lock and the client lock (those in the
+//     filter) exclusively, then deletes.
+//
+// Rotation and revocation of one grant are thus serialised: the later one
+// sees everything the earlier one committed, so either the rotation finds its
+// refresh token gone (ErrNotFound) or the revocation deletes the new pair.
+// Shared locks never wait for each other, so token issuance for one client or
+// subject is not serialised. DeactivateToken outside a transaction, DeleteToken
+// and GarbageCollect insert nothing and need no lock. Hash collisions only
+// make unrelated grants wait for each other.
 //
 // # What it does not do
 //

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/oauthkit/authserver/storage"
 )
@@ -43,18 +44,17 @@ func (s *Store) DeleteToken(ctx context.Context, kind storage.TokenKind, signatu
 }
 
 // DeactivateToken is one conditional UPDATE; no active record gives
-// ErrNotFound. Inside a transaction on PostgreSQL it takes the grant lock
-// first, so that the transaction's later writes to the grant cannot
-// interleave with a revocation of it.
+// ErrNotFound. Inside a transaction on PostgreSQL it first takes the locks
+// CreateToken takes for the token, so that the transaction's later writes to
+// the grant cannot interleave with a revocation of it.
 func (s *Store) DeactivateToken(ctx context.Context, kind storage.TokenKind, signature string) error {
 	const op = "deactivate token"
-	q := s.writer(ctx)
-	if tx := s.txFrom(ctx); tx != nil && s.d.lockGrantOfToken != "" {
-		if _, err := tx.ExecContext(ctx, s.d.lockGrantOfToken, string(kind), signature); err != nil {
+	if tx := s.txFrom(ctx); tx != nil && s.d.lockToken != "" {
+		if _, err := tx.ExecContext(ctx, s.d.lockToken, string(kind), signature); err != nil {
 			return s.wrap(op, err)
 		}
 	}
-	return s.execOne(ctx, q, op,
+	return s.execOne(ctx, s.writer(ctx), op,
 		`UPDATE tokens SET active = FALSE WHERE kind = $1 AND signature = $2 AND active`, string(kind), signature)
 }
 
@@ -72,17 +72,28 @@ func (s *Store) DeleteTokens(ctx context.Context, kind storage.TokenKind, reques
 }
 
 // grantWrite runs a statement that changes the tokens of one grant. On
-// PostgreSQL it takes the grant lock first, in the caller's transaction or in
-// one of its own, so the statement's snapshot is taken after every
-// transaction that wrote to the grant has committed.
+// PostgreSQL it first takes the locks CreateToken takes, in the caller's
+// transaction or in one of its own, so the statement's snapshot is taken
+// after every transaction that wrote to the grant has committed.
 func (s *Store) grantWrite(ctx context.Context, op, requestID, query string, args ...any) (int64, error) {
 	if s.d.lockGrant == "" {
 		return s.execCount(ctx, s.writer(ctx), op, query, args...)
 	}
+	return s.lockedWrite(ctx, op, []lock{{s.d.lockGrant, requestID}}, query, args...)
+}
+
+// lock is one advisory-lock statement and its argument.
+type lock struct{ query, arg string }
+
+// lockedWrite takes locks, then runs query, in the caller's transaction or in
+// one of its own, and returns the number of rows query changed.
+func (s *Store) lockedWrite(ctx context.Context, op string, locks []lock, query string, args ...any) (int64, error) {
 	var n int64
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, s.d.lockGrant, requestID); err != nil {
-			return s.wrap(op, err)
+		for _, l := range locks {
+			if _, err := tx.ExecContext(ctx, l.query, l.arg); err != nil {
+				return s.wrap(op, err)
+			}
 		}
 		var err error
 		n, err = s.execCount(ctx, tx, op, query, args...)
@@ -92,33 +103,33 @@ func (s *Store) grantWrite(ctx context.Context, op, requestID, query string, arg
 }
 
 // RevokeTokens deletes every record matching f; f must set at least one
-// field. On PostgreSQL it takes the lock of every matching grant first.
+// field. On PostgreSQL it first takes the subject lock and the client lock
+// exclusively (those set in f, in that order), which waits for every
+// transaction writing a token of that subject or client and holds off new
+// ones until the deletion commits.
 func (s *Store) RevokeTokens(ctx context.Context, f storage.TokenFilter) (int64, error) {
 	const op = "revoke tokens"
-	var where string
-	var args []any
-	switch {
-	case f.Subject != "" && f.ClientID != "":
-		where, args = `subject = $1 AND client_id = $2`, []any{f.Subject, f.ClientID}
-	case f.Subject != "":
-		where, args = `subject = $1`, []any{f.Subject}
-	case f.ClientID != "":
-		where, args = `client_id = $1`, []any{f.ClientID}
-	default:
+	var (
+		where []string
+		args  []any
+		locks []lock
+	)
+	if f.Subject != "" {
+		args = append(args, f.Subject)
+		where = append(where, fmt.Sprintf("subject = $%d", len(args)))
+		locks = append(locks, lock{s.d.lockSubject, f.Subject})
+	}
+	if f.ClientID != "" {
+		args = append(args, f.ClientID)
+		where = append(where, fmt.Sprintf("client_id = $%d", len(args)))
+		locks = append(locks, lock{s.d.lockClient, f.ClientID})
+	}
+	if len(where) == 0 {
 		return 0, fmt.Errorf("sql: %s: %w", op, errors.New("empty filter"))
 	}
-	query := `DELETE FROM tokens WHERE ` + where
-	if s.d.lockGrantsWhere == nil {
+	query := `DELETE FROM tokens WHERE ` + strings.Join(where, " AND ")
+	if s.d.lockSubject == "" {
 		return s.execCount(ctx, s.writer(ctx), op, query, args...)
 	}
-	var n int64
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, s.d.lockGrantsWhere(where), args...); err != nil {
-			return s.wrap(op, err)
-		}
-		var err error
-		n, err = s.execCount(ctx, tx, op, query, args...)
-		return err
-	})
-	return n, err
+	return s.lockedWrite(ctx, op, locks, query, args...)
 }

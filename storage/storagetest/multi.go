@@ -26,7 +26,25 @@ func RunMultiInstance(t *testing.T, open2 func(t *testing.T) (a, b storage.Store
 		{"RefreshRotationInTransactionsHasExactlyOneWinner", testRaceRotation},
 		{"UpdateKeysLosesNoUpdate", testRaceUpdateKeys},
 		{"UpdateAttemptsLosesNoIncrement", testRaceAttempts},
-		{"RevocationRacingRotationLeavesNoLiveToken", testRaceRevocation},
+		{"RevocationRacingRotationLeavesNoLiveToken", func(t *testing.T, a, b storage.Store) {
+			testRaceRevocation(t, a, b, revokeGrant)
+		}},
+		{"RevokeBySubjectRacingRotationLeavesNoLiveToken", func(t *testing.T, a, b storage.Store) {
+			testRaceRevocation(t, a, b, func(ctx context.Context, s storage.Store, g grant) error {
+				return retry(func() error {
+					_, err := s.RevokeTokens(ctx, storage.TokenFilter{Subject: g.subject})
+					return err
+				})
+			})
+		}},
+		{"RevokeByClientRacingRotationLeavesNoLiveToken", func(t *testing.T, a, b storage.Store) {
+			testRaceRevocation(t, a, b, func(ctx context.Context, s storage.Store, g grant) error {
+				return retry(func() error {
+					_, err := s.RevokeTokens(ctx, storage.TokenFilter{ClientID: g.client})
+					return err
+				})
+			})
+		}},
 		{"WritesOnOneHandleAreVisibleOnTheOther", testCrossVisibility},
 	}
 	for _, tc := range tests {
@@ -79,19 +97,26 @@ func testRaceDeactivate(t *testing.T, a, b storage.Store) {
 	}
 }
 
+// grant names the tokens of one grant in the rotation tests.
+type grant struct{ requestID, client, subject string }
+
+func (g grant) token(kind storage.TokenKind, sig string) storage.Token {
+	return newToken(kind, sig, g.requestID, g.client, g.subject)
+}
+
 // rotate does what a refresh does: in one transaction, deactivate the old
 // refresh token and store a new access and refresh token for the same grant.
-func rotate(ctx context.Context, s storage.Store, requestID, oldSig, newSuffix string) error {
+func rotate(ctx context.Context, s storage.Store, g grant, oldSig, newSuffix string) error {
 	tx, err := s.BeginTx(ctx)
 	if err != nil {
 		return err
 	}
 	err = s.DeactivateToken(tx, storage.RefreshToken, oldSig)
 	if err == nil {
-		err = s.CreateToken(tx, newToken(storage.AccessToken, "at-"+newSuffix, requestID, "c1", "u1"))
+		err = s.CreateToken(tx, g.token(storage.AccessToken, "at-"+newSuffix))
 	}
 	if err == nil {
-		err = s.CreateToken(tx, newToken(storage.RefreshToken, "rt-"+newSuffix, requestID, "c1", "u1"))
+		err = s.CreateToken(tx, g.token(storage.RefreshToken, "rt-"+newSuffix))
 	}
 	if err != nil {
 		_ = s.RollbackTx(tx)
@@ -100,39 +125,44 @@ func rotate(ctx context.Context, s storage.Store, requestID, oldSig, newSuffix s
 	return s.CommitTx(tx)
 }
 
-// revoke does what a revocation (or reuse detection) does: in one
-// transaction, delete every token of the grant. It retries on ErrConflict, as
-// a caller should.
-func revoke(ctx context.Context, s storage.Store, requestID string) error {
+// retry runs fn until it returns anything but ErrConflict, at most 10 times,
+// as a caller should.
+func retry(fn func() error) error {
 	var err error
 	for range 10 {
-		err = func() error {
-			tx, err := s.BeginTx(ctx)
-			if err != nil {
-				return err
-			}
-			for _, kind := range []storage.TokenKind{storage.AccessToken, storage.RefreshToken} {
-				if _, err := s.DeleteTokens(tx, kind, requestID); err != nil {
-					_ = s.RollbackTx(tx)
-					return err
-				}
-			}
-			return s.CommitTx(tx)
-		}()
-		if !errors.Is(err, storage.ErrConflict) {
+		if err = fn(); !errors.Is(err, storage.ErrConflict) {
 			return err
 		}
 	}
 	return err
 }
 
+// revokeGrant does what a revocation (or reuse detection) does: in one
+// transaction, delete every token of the grant.
+func revokeGrant(ctx context.Context, s storage.Store, g grant) error {
+	return retry(func() error {
+		tx, err := s.BeginTx(ctx)
+		if err != nil {
+			return err
+		}
+		for _, kind := range []storage.TokenKind{storage.AccessToken, storage.RefreshToken} {
+			if _, err := s.DeleteTokens(tx, kind, g.requestID); err != nil {
+				_ = s.RollbackTx(tx)
+				return err
+			}
+		}
+		return s.CommitTx(tx)
+	})
+}
+
 func testRaceRotation(t *testing.T, a, b storage.Store) {
 	ctx := t.Context()
-	must(t, "CreateToken", a.CreateToken(ctx, newToken(storage.RefreshToken, "rt-old", "req", "c1", "u1")))
+	g := grant{"req", "c1", "u1"}
+	must(t, "CreateToken", a.CreateToken(ctx, g.token(storage.RefreshToken, "rt-old")))
 	var winners []int
 	var mu sync.Mutex
 	race(10, a, b, func(i int, s storage.Store) {
-		err := rotate(ctx, s, "req", "rt-old", fmt.Sprint(i))
+		err := rotate(ctx, s, g, "rt-old", fmt.Sprint(i))
 		switch {
 		case err == nil:
 			mu.Lock()
@@ -227,15 +257,17 @@ func testRaceAttempts(t *testing.T, a, b storage.Store) {
 	}
 }
 
-func testRaceRevocation(t *testing.T, a, b storage.Store) {
+// testRaceRevocation races a rotation of a grant against revoke, many times:
+// afterwards no token of the grant may exist, whichever came first.
+func testRaceRevocation(t *testing.T, a, b storage.Store, revoke func(context.Context, storage.Store, grant) error) {
 	ctx := t.Context()
 	const iterations = 50
 	rotated := 0
 	for i := range iterations {
-		req := fmt.Sprintf("req-%d", i)
+		g := grant{fmt.Sprintf("req-%d", i), fmt.Sprintf("client-%d", i), fmt.Sprintf("user-%d", i)}
 		oldAT, oldRT := fmt.Sprintf("at-old-%d", i), fmt.Sprintf("rt-old-%d", i)
-		must(t, "CreateToken", a.CreateToken(ctx, newToken(storage.AccessToken, oldAT, req, "c1", "u1")))
-		must(t, "CreateToken", a.CreateToken(ctx, newToken(storage.RefreshToken, oldRT, req, "c1", "u1")))
+		must(t, "CreateToken", a.CreateToken(ctx, g.token(storage.AccessToken, oldAT)))
+		must(t, "CreateToken", a.CreateToken(ctx, g.token(storage.RefreshToken, oldRT)))
 		rotator, revoker := a, b
 		if i%2 == 1 {
 			rotator, revoker = b, a
@@ -245,14 +277,14 @@ func testRaceRevocation(t *testing.T, a, b storage.Store) {
 		start := make(chan struct{})
 		wg.Go(func() {
 			<-start
-			rotErr = rotate(ctx, rotator, req, oldRT, fmt.Sprintf("new-%d", i))
+			rotErr = rotate(ctx, rotator, g, oldRT, fmt.Sprintf("new-%d", i))
 		})
 		wg.Go(func() {
 			<-start
 			// Vary the offset so that the revocation lands before, inside
 			// and after the rotation over the iterations.
 			time.Sleep(time.Duration(i%5) * 200 * time.Microsecond)
-			revErr = revoke(ctx, revoker, req)
+			revErr = revoke(ctx, revoker, g)
 		})
 		close(start)
 		wg.Wait()
@@ -266,16 +298,16 @@ func testRaceRevocation(t *testing.T, a, b storage.Store) {
 		case !errors.Is(rotErr, storage.ErrNotFound) && !errors.Is(rotErr, storage.ErrConflict):
 			t.Fatalf("iteration %d: rotation failed with %v, want nil, ErrNotFound or ErrConflict", i, rotErr)
 		}
-		for _, sig := range []struct {
+		for _, tok := range []struct {
 			kind storage.TokenKind
 			sig  string
 		}{
 			{storage.AccessToken, oldAT}, {storage.RefreshToken, oldRT},
 			{storage.AccessToken, fmt.Sprintf("at-new-%d", i)}, {storage.RefreshToken, fmt.Sprintf("rt-new-%d", i)},
 		} {
-			if tok, ok := tokenExists(t, a, sig.kind, sig.sig); ok {
+			if got, ok := tokenExists(t, a, tok.kind, tok.sig); ok {
 				t.Fatalf("iteration %d: %s %s (active=%v) survived the revocation (rotation error: %v)",
-					i, sig.kind, sig.sig, tok.Active, rotErr)
+					i, tok.kind, tok.sig, got.Active, rotErr)
 			}
 		}
 	}
