@@ -24,8 +24,8 @@ type dialect struct {
 	migrateLock string
 	// forUpdate ends a SELECT that reads a row in order to update it.
 	forUpdate string
-	// gcBatch ends the subquery that picks one garbage-collection batch.
-	gcBatch string
+	// skipLocked ends the subquery that picks one garbage-collection batch.
+	skipLocked string
 	// createToken inserts a token; $1..$9 are kind, signature, request_id,
 	// client_id, subject, active, requested_at, expires_at, payload.
 	createToken string
@@ -46,7 +46,6 @@ const tokenColumns = `kind, signature, request_id, client_id, subject, active, r
 var sqliteDialect = &dialect{
 	name:        "sqlite",
 	bootstrap:   `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER NOT NULL PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT`,
-	gcBatch:     ` LIMIT 1000`,
 	createToken: `INSERT INTO tokens (` + tokenColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
 	timeArg:     func(t time.Time) any { return t.UnixMicro() },
 	classify: func(err error) error {
@@ -88,7 +87,7 @@ var postgresDialect = &dialect{
 	bootstrap:   `CREATE TABLE IF NOT EXISTS schema_migrations (version integer NOT NULL PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL)`,
 	migrateLock: `SELECT pg_advisory_xact_lock(` + pgMigrateLock + `, hashtext(coalesce(current_schema(), '')))`,
 	forUpdate:   ` FOR UPDATE`,
-	gcBatch:     ` LIMIT 1000 FOR UPDATE SKIP LOCKED`,
+	skipLocked:  ` FOR UPDATE SKIP LOCKED`,
 	// The locks and the insert are one statement, so that a token created
 	// outside a transaction costs one round trip. An INSERT reads no
 	// snapshot, so taking the locks first within the statement is enough.

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
-	"time"
 
 	"github.com/oauthkit/authserver/storage"
 )
@@ -69,83 +68,4 @@ func (s *Store) UpdateKeys(ctx context.Context, fn func(storage.KeySet) (storage
 		return storage.KeySet{}, err
 	}
 	return next, nil
-}
-
-// UpdateAttempts applies fn to the counter for key in a transaction that
-// holds the row locked (the caller's, or one of its own). A missing counter
-// is inserted first, so that concurrent callers queue on its lock; fn must
-// not use the store.
-func (s *Store) UpdateAttempts(ctx context.Context, key string, fn func(storage.Attempts) (storage.Attempts, error)) (storage.Attempts, error) {
-	const op = "update attempts"
-	var next storage.Attempts
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		inserted, err := s.execCount(ctx, tx, op,
-			`INSERT INTO attempts (throttle_key, failures, last_at) VALUES ($1, 0, $2) ON CONFLICT (throttle_key) DO NOTHING`,
-			key, s.d.timeArg(time.Time{}))
-		if err != nil {
-			return err
-		}
-		cur := storage.Attempts{Key: key}
-		if err := tx.QueryRowContext(ctx, `SELECT failures, last_at FROM attempts WHERE throttle_key = $1`+s.d.forUpdate, key).
-			Scan(&cur.Failures, timeCol{&cur.Last}); err != nil {
-			return s.wrap(op, err)
-		}
-		if next, err = fn(cur); err != nil {
-			if inserted == 1 {
-				// Inside the caller's transaction, which may still commit,
-				// leave no placeholder behind.
-				_, _ = tx.ExecContext(ctx, `DELETE FROM attempts WHERE throttle_key = $1`, key)
-			}
-			return err
-		}
-		next.Key, next.Last = key, stored(next.Last)
-		_, err = tx.ExecContext(ctx, `UPDATE attempts SET failures = $2, last_at = $3 WHERE throttle_key = $1`,
-			key, next.Failures, s.d.timeArg(next.Last))
-		return s.wrap(op, err)
-	})
-	if err != nil {
-		return storage.Attempts{}, err
-	}
-	return next, nil
-}
-
-// DeleteAttempts removes the counter for key; a missing counter is not an
-// error.
-func (s *Store) DeleteAttempts(ctx context.Context, key string) error {
-	_, err := s.writer(ctx).ExecContext(ctx, `DELETE FROM attempts WHERE throttle_key = $1`, key)
-	return s.wrap("delete attempts", err)
-}
-
-// gcBatch is the most rows one garbage-collection statement deletes; it must
-// match the LIMIT in dialect.gcBatch.
-const gcBatch = 1000
-
-// GarbageCollect deletes expired tokens and old counters, at most gcBatch
-// rows per statement, each statement its own transaction. On PostgreSQL the
-// batches skip rows other transactions hold locked, so several instances can
-// collect at once without waiting on each other or on requests.
-func (s *Store) GarbageCollect(ctx context.Context, now time.Time, attemptsTTL time.Duration) (storage.GCResult, error) {
-	var res storage.GCResult
-	var err error
-	res.Tokens, err = s.deleteBatches(ctx, "garbage collect tokens",
-		`DELETE FROM tokens WHERE (kind, signature) IN (SELECT kind, signature FROM tokens WHERE expires_at < $1`+s.d.gcBatch+`)`,
-		s.d.timeArg(now))
-	if err != nil {
-		return res, err
-	}
-	res.Attempts, err = s.deleteBatches(ctx, "garbage collect attempts",
-		`DELETE FROM attempts WHERE throttle_key IN (SELECT throttle_key FROM attempts WHERE last_at < $1`+s.d.gcBatch+`)`,
-		s.d.timeArg(now.Add(-attemptsTTL)))
-	return res, err
-}
-
-func (s *Store) deleteBatches(ctx context.Context, op, query string, args ...any) (int64, error) {
-	var total int64
-	for {
-		n, err := s.execCount(ctx, s.writer(ctx), op, query, args...)
-		total += n
-		if err != nil || n < gcBatch {
-			return total, err
-		}
-	}
 }

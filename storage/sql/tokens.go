@@ -18,7 +18,8 @@ func scanToken(row scanner) (storage.Token, error) {
 }
 
 // CreateToken stores a new token record; a taken (Kind, Signature) gives
-// ErrAlreadyExists. On PostgreSQL it takes the grant lock first.
+// ErrAlreadyExists. On PostgreSQL it first takes the grant's lock
+// exclusively and its subject's and client's locks shared (see doc.go).
 func (s *Store) CreateToken(ctx context.Context, t storage.Token) error {
 	payload := t.Payload
 	if payload == nil {
@@ -125,7 +126,7 @@ func (s *Store) RevokeTokens(ctx context.Context, f storage.TokenFilter) (int64,
 		locks = append(locks, lock{s.d.lockClient, f.ClientID})
 	}
 	if len(where) == 0 {
-		return 0, fmt.Errorf("sql: %s: %w", op, errors.New("empty filter"))
+		return 0, errors.New("sql: revoke tokens: empty filter")
 	}
 	query := `DELETE FROM tokens WHERE ` + strings.Join(where, " AND ")
 	if s.d.lockSubject == "" {
