@@ -157,8 +157,15 @@ func numericDate(f float64) time.Time {
 // of strings.
 type audience []string
 
-// UnmarshalJSON accepts a string or an array of strings.
+// UnmarshalJSON accepts a string or an array of strings. Strings without
+// escapes, the usual case, are sliced out directly: encoding/json has
+// already validated b, and a nested json.Unmarshal would cost as much as the
+// rest of the claims.
 func (a *audience) UnmarshalJSON(b []byte) error {
+	if out, ok := simpleStrings(b); ok {
+		*a = out
+		return nil
+	}
 	if len(b) > 0 && b[0] == '"' {
 		var s string
 		if err := json.Unmarshal(b, &s); err != nil {
@@ -173,6 +180,54 @@ func (a *audience) UnmarshalJSON(b []byte) error {
 	}
 	*a = ss
 	return nil
+}
+
+// simpleStrings decodes valid JSON b that is a string or an array of
+// strings, none with a backslash; ok is false for anything else.
+func simpleStrings(b []byte) (out audience, ok bool) {
+	str := func(i int) (string, int, bool) { // b[i] is the opening quote
+		for j := i + 1; j < len(b); j++ {
+			switch b[j] {
+			case '\\':
+				return "", 0, false
+			case '"':
+				return string(b[i+1 : j]), j + 1, true
+			}
+		}
+		return "", 0, false
+	}
+	skip := func(i int) int {
+		for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+			i++
+		}
+		return i
+	}
+	if len(b) > 0 && b[0] == '"' {
+		s, _, ok := str(0)
+		return audience{s}, ok
+	}
+	if len(b) == 0 || b[0] != '[' {
+		return nil, false
+	}
+	out = make(audience, 0, 1)
+	for i := skip(1); i < len(b); {
+		switch b[i] {
+		case ']':
+			return out, true
+		case ',':
+			i = skip(i + 1)
+		case '"':
+			s, next, ok := str(i)
+			if !ok {
+				return nil, false
+			}
+			out = append(out, s)
+			i = skip(next)
+		default:
+			return nil, false
+		}
+	}
+	return nil, false
 }
 
 // contextKey is the unexported type of the context key for Claims.
