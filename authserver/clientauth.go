@@ -97,7 +97,7 @@ func readClientCredentials(r *http.Request, form url.Values) (clientCredentials,
 		if id, err = url.QueryUnescape(id); err != nil {
 			return cc, invalidClient()
 		}
-		if secret, err = url.QueryUnescape(secret); err != nil {
+		if secret, err = url.QueryUnescape(secret); err != nil || id == "" {
 			return cc, invalidClient()
 		}
 		if _, ok := form["client_secret"]; ok {
