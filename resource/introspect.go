@@ -16,6 +16,12 @@ import (
 
 // IntrospectionConfig configures the RFC 7662 client used by
 // ModeIntrospect and ModeLocalThenIntrospect.
+//
+// An active answer is checked like a JWT: it must carry iss equal to
+// Config.Issuer, an aud containing Config.Audience and an exp not in the
+// past, and a token_type, if present, of Bearer (so a refresh token cannot
+// pass for an access token). RFC 7662 makes these members optional; our
+// authorization server always sends them.
 type IntrospectionConfig struct {
 	// URL is the introspection endpoint. Default: the introspection_endpoint
 	// of the issuer metadata, else {Issuer}/introspect.

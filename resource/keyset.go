@@ -115,9 +115,9 @@ type RemoteKeySetConfig struct {
 	// Logger receives fetch failures and skipped keys; default slog.Default().
 	Logger *slog.Logger
 	// MinAge and MaxAge bound the Cache-Control max-age honoured; defaults
-	// DefaultJWKSMinAge and DefaultJWKSMaxAge. Age applies when the response
-	// has no max-age; default DefaultJWKSAge.
-	MinAge, MaxAge, Age time.Duration
+	// DefaultJWKSMinAge and DefaultJWKSMaxAge. DefaultAge applies when the
+	// response has no max-age; default DefaultJWKSAge.
+	MinAge, MaxAge, DefaultAge time.Duration
 	// RefreshCooldown is the least time between two fetches; default
 	// DefaultJWKSRefreshCooldown. It bounds the fetches a flood of tokens
 	// with unknown kids can cause. The issuer must publish a new key at
@@ -181,7 +181,7 @@ func NewRemoteKeySet(cfg RemoteKeySetConfig) (*RemoteKeySet, error) {
 	}
 	setDefault(&cfg.MinAge, DefaultJWKSMinAge)
 	setDefault(&cfg.MaxAge, DefaultJWKSMaxAge)
-	setDefault(&cfg.Age, DefaultJWKSAge)
+	setDefault(&cfg.DefaultAge, DefaultJWKSAge)
 	setDefault(&cfg.RefreshCooldown, DefaultJWKSRefreshCooldown)
 	setDefault(&cfg.FetchTimeout, DefaultFetchTimeout)
 	if cfg.MaxResponseSize <= 0 {
@@ -373,12 +373,12 @@ func (s *RemoteKeySet) parse(ctx context.Context, body []byte) (map[string]*jose
 }
 
 // maxAge returns how long a response may be cached: its Cache-Control
-// max-age within [MinAge, MaxAge], MinAge for no-cache or no-store, and Age
-// when there is no directive.
+// max-age within [MinAge, MaxAge], MinAge for no-cache or no-store, and
+// DefaultAge when there is no directive.
 func (s *RemoteKeySet) maxAge(h http.Header) time.Duration {
 	age, ok := cacheControlMaxAge(h.Values("Cache-Control"))
 	if !ok {
-		return s.cfg.Age
+		return s.cfg.DefaultAge
 	}
 	return max(s.cfg.MinAge, min(age, s.cfg.MaxAge))
 }

@@ -312,24 +312,26 @@ func TestKeyRotationCausesNoFailedRequest(t *testing.T) {
 	// longest token it signed has expired. Requests come every 10 seconds of
 	// fake time, with tokens from the issuer's current key.
 	is := newTestIssuer(t, newECKey("k1"))
-	a := newAuth(t, is, nil)
-	h := a.Middleware(okHandler)
+	rks := newKeySet(t, is, nil)
+	h := newAuth(t, is, func(c *Config) { c.KeySet = rks }).Middleware(okHandler)
 	keys := []*testKey{is.signer}
-	step := func(d time.Duration) {
+	step := func(t *testing.T, d time.Duration) {
+		t.Helper()
 		for end := is.clock.Now().Add(d); is.clock.Now().Before(end); is.clock.Advance(10 * time.Second) {
 			if w := serve(h, "Bearer "+is.mint(t)); w.Code != 200 {
 				t.Fatalf("at %v: status %d, %s", is.clock.Now(), w.Code, w.Header().Get("WWW-Authenticate"))
 			}
+			rks.background.Wait() // let a background refresh read the clock before it moves
 		}
 	}
 	for i := 2; i <= 4; i++ {
-		step(10 * time.Minute)
+		step(t, 10*time.Minute)
 		next := newECKey(fmt.Sprintf("k%d", i))
 		keys = append(keys, next)
 		is.publish(nil, keys...) // pre-publish
-		step(10 * time.Minute)
+		step(t, 10*time.Minute)
 		is.publish(next, keys...) // sign with it
-		step(time.Hour + time.Minute)
+		step(t, time.Hour+time.Minute)
 		keys = keys[1:]
 		is.publish(nil, keys...) // retire the old key
 	}
@@ -342,6 +344,6 @@ func TestKeyRotationCausesNoFailedRequest(t *testing.T) {
 		is.clock.Advance(DefaultJWKSRefreshCooldown)
 		next := newECKey("sudden")
 		is.publish(next, append(keys, next)...)
-		step(time.Minute)
+		step(t, time.Minute)
 	})
 }
