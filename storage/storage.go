@@ -94,6 +94,10 @@ type Token struct {
 	ExpiresAt   time.Time
 	// Payload is owned by the caller and round-trips byte for byte.
 	Payload []byte
+	// RotatedAt and Successor are set by RotateToken, atomically with the
+	// deactivation; CreateToken ignores them.
+	RotatedAt time.Time
+	Successor []byte
 }
 
 // TokenFilter selects tokens for bulk revocation. Empty fields match anything,
@@ -194,6 +198,11 @@ type Tokens interface {
 	// record only if it is active, and returns ErrNotFound when no active record
 	// matched (it was rotated by a concurrent request, or does not exist).
 	DeactivateToken(ctx context.Context, kind TokenKind, signature string) error
+	// RotateToken is DeactivateToken that also records, in the same atomic
+	// step, when the token was rotated and an opaque successor value (the
+	// server stores the encrypted response of the rotation there, so that a
+	// retry within a grace window can be answered with the same pair).
+	RotateToken(ctx context.Context, kind TokenKind, signature string, at time.Time, successor []byte) error
 	// DeactivateTokens sets Active to false on every record of kind in the grant.
 	DeactivateTokens(ctx context.Context, kind TokenKind, requestID string) (int64, error)
 	// DeleteTokens deletes every record of kind in the grant.

@@ -248,6 +248,8 @@ func cloneClient(c storage.Client) storage.Client {
 
 func cloneToken(t storage.Token) storage.Token {
 	t.Payload = bytes.Clone(t.Payload)
+	t.Successor = bytes.Clone(t.Successor)
+	t.RotatedAt = t.RotatedAt.UTC()
 	t.RequestedAt = t.RequestedAt.UTC()
 	t.ExpiresAt = t.ExpiresAt.UTC()
 	return t
@@ -505,6 +507,12 @@ func (s *Store) DeleteToken(ctx context.Context, kind storage.TokenKind, signatu
 // DeactivateToken sets Active to false if the record is active, and returns
 // ErrNotFound otherwise.
 func (s *Store) DeactivateToken(ctx context.Context, kind storage.TokenKind, signature string) error {
+	return s.RotateToken(ctx, kind, signature, time.Time{}, nil)
+}
+
+// RotateToken is DeactivateToken that also records the rotation time and
+// successor.
+func (s *Store) RotateToken(ctx context.Context, kind storage.TokenKind, signature string, at time.Time, successor []byte) error {
 	return s.write(ctx, func(d *data) error {
 		k := tokenKey{kind, signature}
 		t, ok := d.tokens[k]
@@ -512,6 +520,8 @@ func (s *Store) DeactivateToken(ctx context.Context, kind storage.TokenKind, sig
 			return notFound("active "+string(kind), signature)
 		}
 		t.Active = false
+		t.RotatedAt = at.UTC()
+		t.Successor = bytes.Clone(successor)
 		d.tokens[k] = t
 		return nil
 	})

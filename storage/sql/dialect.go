@@ -41,12 +41,16 @@ type dialect struct {
 	classify func(error) error
 }
 
-const tokenColumns = `kind, signature, request_id, client_id, subject, active, requested_at, expires_at, payload`
+const insertTokenColumns = `kind, signature, request_id, client_id, subject, active, requested_at, expires_at, payload`
+
+// tokenColumns are the columns GetToken reads (migration 0002 added the last
+// two).
+const tokenColumns = insertTokenColumns + `, rotated_at, successor`
 
 var sqliteDialect = &dialect{
 	name:        "sqlite",
 	bootstrap:   `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER NOT NULL PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT`,
-	createToken: `INSERT INTO tokens (` + tokenColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+	createToken: `INSERT INTO tokens (` + insertTokenColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
 	timeArg:     func(t time.Time) any { return t.UnixMicro() },
 	classify: func(err error) error {
 		var se *sqlite.Error
@@ -91,7 +95,7 @@ var postgresDialect = &dialect{
 	// The locks and the insert are one statement, so that a token created
 	// outside a transaction costs one round trip. An INSERT reads no
 	// snapshot, so taking the locks first within the statement is enough.
-	createToken: `INSERT INTO tokens (` + tokenColumns + `)
+	createToken: `INSERT INTO tokens (` + insertTokenColumns + `)
 		SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::boolean, $7::timestamptz, $8::timestamptz, $9::bytea
 		FROM (SELECT ` + pgTokenLocks(`$3::text`, `$5::text`, `$4::text`) + `) AS locks`,
 	// The subject and client of a grant are the same on all its tokens and
@@ -122,6 +126,17 @@ var postgresDialect = &dialect{
 // timeCol scans a time column, Unix microseconds (SQLite) or timestamptz
 // (PostgreSQL), into a UTC time.
 type timeCol struct{ t *time.Time }
+
+// nullTimeCol scans a nullable time; NULL is the zero time.
+type nullTimeCol struct{ t *time.Time }
+
+func (c nullTimeCol) Scan(src any) error {
+	if src == nil {
+		*c.t = time.Time{}
+		return nil
+	}
+	return timeCol(c).Scan(src)
+}
 
 func (c timeCol) Scan(src any) error {
 	switch v := src.(type) {

@@ -168,7 +168,21 @@ func start(ctx context.Context, s *Store) (*Store, error) {
 }
 
 func (s *Store) open(ctx context.Context) error {
-	if err := s.w.PingContext(ctx); err != nil {
+	// A new SQLite file is switched to WAL by the first connection; a second
+	// process or handle connecting at that instant gets SQLITE_BUSY from the
+	// journal_mode pragma, which the busy timeout does not cover. Retry.
+	var err error
+	for attempt := 0; ; attempt++ {
+		if err = s.w.PingContext(ctx); err == nil || attempt == 50 || !strings.Contains(err.Error(), "SQLITE_BUSY") {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("sql: open %s: %w", s.d.name, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("sql: open %s: %w", s.d.name, err)
 	}
 	if err := s.Migrate(ctx); err != nil {

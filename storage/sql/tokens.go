@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/oauthkit/authserver/storage"
 )
@@ -13,7 +14,7 @@ import (
 func scanToken(row scanner) (storage.Token, error) {
 	var t storage.Token
 	err := row.Scan(&t.Kind, &t.Signature, &t.RequestID, &t.ClientID, &t.Subject, &t.Active,
-		timeCol{&t.RequestedAt}, timeCol{&t.ExpiresAt}, &t.Payload)
+		timeCol{&t.RequestedAt}, timeCol{&t.ExpiresAt}, &t.Payload, nullTimeCol{&t.RotatedAt}, &t.Successor)
 	return t, err
 }
 
@@ -49,14 +50,25 @@ func (s *Store) DeleteToken(ctx context.Context, kind storage.TokenKind, signatu
 // CreateToken takes for the token, so that the transaction's later writes to
 // the grant cannot interleave with a revocation of it.
 func (s *Store) DeactivateToken(ctx context.Context, kind storage.TokenKind, signature string) error {
+	return s.RotateToken(ctx, kind, signature, time.Time{}, nil)
+}
+
+// RotateToken is DeactivateToken that also records the rotation time and
+// the successor value in the same UPDATE.
+func (s *Store) RotateToken(ctx context.Context, kind storage.TokenKind, signature string, at time.Time, successor []byte) error {
 	const op = "deactivate token"
 	if tx := s.txFrom(ctx); tx != nil && s.d.lockToken != "" {
 		if _, err := tx.ExecContext(ctx, s.d.lockToken, string(kind), signature); err != nil {
 			return s.wrap(op, err)
 		}
 	}
+	var atArg any
+	if !at.IsZero() {
+		atArg = s.d.timeArg(at)
+	}
 	return s.execOne(ctx, s.writer(ctx), op,
-		`UPDATE tokens SET active = FALSE WHERE kind = $1 AND signature = $2 AND active`, string(kind), signature)
+		`UPDATE tokens SET active = FALSE, rotated_at = $3, successor = $4 WHERE kind = $1 AND signature = $2 AND active`,
+		string(kind), signature, atArg, successor)
 }
 
 // DeactivateTokens deactivates every active record of kind in the grant and

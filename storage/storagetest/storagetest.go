@@ -33,6 +33,7 @@ func Run(t *testing.T, open func(t *testing.T) storage.Store) {
 		{"ReturnedValuesAreCopies", testCopies},
 		{"DeactivateTokenIsCompareAndSwap", testDeactivateCAS},
 		{"DeactivateTokensByRequestID", testDeactivateTokens},
+		{"RotateTokenRecordsSuccessorAtomically", testRotateToken},
 		{"DeleteTokensByRequestID", testDeleteTokens},
 		{"RevokeTokensBySubjectAndClient", testRevokeTokens},
 		{"RevokeTokensRejectsEmptyFilter", testRevokeEmptyFilter},
@@ -794,5 +795,26 @@ func testGarbageCollectBatches(t *testing.T, s storage.Store) {
 	}
 	if _, ok := tokenExists(t, s, storage.AccessToken, "expired-1234"); ok {
 		t.Error("GarbageCollect left an expired token")
+	}
+}
+
+func testRotateToken(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	must(t, "CreateToken", s.CreateToken(ctx, newToken(storage.RefreshToken, "rot", "req-r", "c1", "u1")))
+	got, _ := tokenExists(t, s, storage.RefreshToken, "rot")
+	if !got.RotatedAt.IsZero() || got.Successor != nil {
+		t.Fatalf("a fresh token has rotation data: %v %q", got.RotatedAt, got.Successor)
+	}
+	at := time.Date(2026, 3, 4, 5, 6, 7, 123456000, time.FixedZone("X", 3600))
+	succ := []byte{0, 1, 2, 0xff, 'x'}
+	must(t, "RotateToken", s.RotateToken(ctx, storage.RefreshToken, "rot", at, succ))
+	got, _ = tokenExists(t, s, storage.RefreshToken, "rot")
+	if got.Active || !got.RotatedAt.Equal(at) || got.RotatedAt.Location() != time.UTC || string(got.Successor) != string(succ) {
+		t.Fatalf("after RotateToken: active=%v rotated=%v successor=%q", got.Active, got.RotatedAt, got.Successor)
+	}
+	wantErr(t, "second RotateToken", s.RotateToken(ctx, storage.RefreshToken, "rot", at, succ), storage.ErrNotFound)
+	got2, _ := tokenExists(t, s, storage.RefreshToken, "rot")
+	if !got2.RotatedAt.Equal(at) {
+		t.Error("a failed RotateToken changed the record")
 	}
 }
