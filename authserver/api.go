@@ -49,7 +49,11 @@ func (s *Server) checkTokenRecord(ctx context.Context, raw string, _ *resource.C
 	if errors.Is(err, storage.ErrNotFound) || (err == nil && !t.Active) {
 		return errRevoked
 	}
-	return err
+	if err != nil {
+		// A database outage is 503, not a verdict on the token.
+		return fmt.Errorf("%w: %w", resource.ErrUnavailable, err)
+	}
+	return nil
 }
 
 // managerKeySet serves the key manager's published keys to the resource

@@ -70,7 +70,7 @@ func newJTI() string {
 }
 
 // GenerateAccessToken implements oauth2.AccessTokenStrategy.
-func (t *tokenStrategy) GenerateAccessToken(_ context.Context, r fosite.Requester) (string, string, error) {
+func (t *tokenStrategy) GenerateAccessToken(ctx context.Context, r fosite.Requester) (string, string, error) {
 	s, ok := r.GetSession().(*session)
 	if !ok {
 		return "", "", fmt.Errorf("authserver: unexpected session type %T", r.GetSession())
@@ -109,7 +109,22 @@ func (t *tokenStrategy) GenerateAccessToken(_ context.Context, r fosite.Requeste
 	if err != nil {
 		return "", "", err
 	}
+	if st := stateFrom(ctx); st != nil {
+		st.newAccess = token
+	}
 	return token, jwtSignature(token), nil
+}
+
+// GenerateRefreshToken implements oauth2.RefreshTokenStrategy, remembering
+// the token for the refresh grace window.
+func (t *tokenStrategy) GenerateRefreshToken(ctx context.Context, r fosite.Requester) (string, string, error) {
+	token, sig, err := t.HMACSHAStrategy.GenerateRefreshToken(ctx, r)
+	if err == nil {
+		if st := stateFrom(ctx); st != nil {
+			st.newRefresh = token
+		}
+	}
+	return token, sig, err
 }
 
 // sign signs claims with the active key, with typ and kid in the header.

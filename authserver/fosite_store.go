@@ -105,6 +105,12 @@ func (f *fositeStore) getToken(ctx context.Context, kind storage.TokenKind, sig 
 		return nil, err
 	}
 	if !t.Active {
+		if kind == storage.RefreshToken && f.srv.inGrace(t) {
+			if st := stateFrom(ctx); st != nil {
+				st.graceHit = true
+				return nil, errGraceReplay
+			}
+		}
 		// fosite needs the request with ErrInactiveToken to detect reuse.
 		return r, fosite.ErrInactiveToken
 	}
@@ -147,19 +153,29 @@ func (f *fositeStore) DeleteRefreshTokenSession(ctx context.Context, sig string)
 // other refresh tokens are deactivated (kept for reuse detection until they
 // expire) and its access tokens are revoked.
 func (f *fositeStore) RotateRefreshToken(ctx context.Context, requestID, sig string) error {
-	if err := f.store.DeactivateToken(ctx, storage.RefreshToken, sig); err != nil {
-		if errors.Is(err, storage.ErrNotFound) {
-			st := stateFrom(ctx)
-			if st != nil {
-				st.refreshRace = true
-			}
+	st := stateFrom(ctx)
+	var err error
+	if f.srv.cfg.RefreshGrace > 0 && st != nil && st.newAccess != "" && st.newRefresh != "" {
+		var succ []byte
+		succ, err = f.srv.sealSuccessor(sig, successor{AccessToken: st.newAccess, RefreshToken: st.newRefresh,
+			Scope: st.scope, AccessExpiry: st.accessExpiry})
+		if err != nil {
+			return err
+		}
+		err = f.store.RotateToken(ctx, storage.RefreshToken, sig, f.srv.cfg.Now().UTC(), succ)
+	} else {
+		err = f.store.DeactivateToken(ctx, storage.RefreshToken, sig)
+	}
+	if err != nil {
+		if errors.Is(err, storage.ErrNotFound) && st != nil {
+			st.refreshRace = true
 		}
 		return toFositeErr(err)
 	}
 	if _, err := f.store.DeactivateTokens(ctx, storage.RefreshToken, requestID); err != nil {
 		return toFositeErr(err)
 	}
-	_, err := f.store.DeleteTokens(ctx, storage.AccessToken, requestID)
+	_, err = f.store.DeleteTokens(ctx, storage.AccessToken, requestID)
 	return toFositeErr(err)
 }
 

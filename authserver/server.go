@@ -33,6 +33,10 @@ type Config struct {
 	Audience string
 	// Scopes are the scopes advertised in the metadata (scopes_supported).
 	Scopes []string
+	// RefreshGrace, when positive, makes a retried refresh with the
+	// just-rotated refresh token return the same new pair within this window
+	// (idempotent retry) instead of revoking the grant. Default 0: strict.
+	RefreshGrace time.Duration
 	// AccessTokenTTL defaults to 15 minutes, RefreshTokenTTL to 30 days.
 	AccessTokenTTL  time.Duration
 	RefreshTokenTTL time.Duration

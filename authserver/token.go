@@ -35,6 +35,14 @@ type requestState struct {
 	buffer  bool
 	pending []storage.Token
 	release func(ctx context.Context) error
+	// For the refresh grace window: the signature of the presented refresh
+	// token, and the new pair and its facts as they are generated.
+	presentedSig string
+	graceHit     bool
+	newAccess    string
+	newRefresh   string
+	scope        string
+	accessExpiry time.Time
 	// ip is the caller's address, for throttling and the audit log.
 	ip string
 }
@@ -100,7 +108,13 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) (*tokenResponse, 
 	st := &requestState{ip: s.clientIP(r)}
 	ctx := withState(r.Context(), st)
 	sess := newSession()
+	if grant == grantRefreshToken {
+		st.presentedSig = s.strategy.RefreshTokenSignature(ctx, form.Get("refresh_token"))
+	}
 	ar, err := s.provider.NewAccessRequest(ctx, r, sess)
+	if err != nil && st.graceHit {
+		return s.replayOrFail(ctx, st, err)
+	}
 	if err != nil && st.client != nil && !slices.Contains(st.client.GrantTypes, grant) {
 		// The registration is the policy; fosite words some cases (a public
 		// client asking for client_credentials) as invalid_grant.
@@ -158,6 +172,12 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) (*tokenResponse, 
 	}
 
 	st.buffer = grant != grantRefreshToken
+	st.accessExpiry = sess.GetExpiresAt(fosite.AccessToken)
+	if sess.AccessScope != nil {
+		st.scope = strings.Join(sess.AccessScope, " ")
+	} else {
+		st.scope = strings.Join(ar.GetGrantedScopes(), " ")
+	}
 	resp, err := s.provider.NewAccessResponse(ctx, ar)
 	if err == nil {
 		err = s.flush(ctx, st)
@@ -165,9 +185,9 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) (*tokenResponse, 
 	if err != nil {
 		oe := toOAuthError(err)
 		if st.refreshRace {
-			// A concurrent request consumed this refresh token first.
-			oe = newError(http.StatusBadRequest, errInvalidGrant, "The refresh token was already used.")
-			oe.Cause = err
+			// A concurrent request consumed this refresh token first: within
+			// a grace window it gets that request's pair.
+			return s.replayOrFail(ctx, st, err)
 		}
 		return nil, oe
 	}
