@@ -138,6 +138,7 @@ type Server struct {
 	collectors  []prometheus.Collector
 	clientCache *clientCache
 	metrics     *metrics
+	committer   *committer
 	draining    atomic.Bool
 }
 
@@ -169,6 +170,7 @@ func New(cfg Config, store storage.Store, km *keys.Manager, opts ...Option) (*Se
 	s := &Server{cfg: cfg, store: store, keys: km, log: cfg.Logger,
 		hashSem: make(chan struct{}, cfg.MaxConcurrentHashes)}
 	s.metrics = newMetrics(km)
+	s.committer = &committer{store: store}
 	s.clientCache = &clientCache{key: deriveKey(cfg.Secret, "client-cache"), ttl: cfg.ClientCacheTTL, m: map[[32]byte]cachedClient{}}
 	if !cfg.Throttle.Disabled {
 		s.throttle = &throttler{cfg: cfg.Throttle, store: store, now: cfg.Now, blocked: map[string]time.Time{}}

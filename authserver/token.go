@@ -268,29 +268,13 @@ func (s *Server) refreshSession(ctx context.Context, sess *session, ar fosite.Ac
 }
 
 // flush writes the buffered token records and throttling updates in one
-// transaction. Nothing is returned to the client unless it commits.
+// transaction, shared with concurrent requests (see committer). Nothing is
+// returned to the client unless it commits.
 func (s *Server) flush(ctx context.Context, st *requestState) error {
 	if len(st.pending) == 0 && st.release == nil {
 		return nil
 	}
-	tx, err := s.store.BeginTx(ctx)
-	if err != nil {
-		return unavailable(err)
-	}
-	for _, t := range st.pending {
-		if err = s.store.CreateToken(tx, t); err != nil {
-			break
-		}
-	}
-	if err == nil && st.release != nil {
-		err = st.release(tx)
-	}
-	if err == nil {
-		err = s.store.CommitTx(tx)
-	} else {
-		_ = s.store.RollbackTx(tx)
-	}
-	if err != nil {
+	if err := s.committer.submit(ctx, st.pending, st.release); err != nil {
 		return unavailable(err)
 	}
 	return nil
