@@ -1,0 +1,537 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Record kinds.
+const (
+	kindScenario = "scenario"
+	kindLimit    = "limit"
+)
+
+// record is one measured run: a JSON line of --output json, a row of the
+// table and of the markdown report.
+type record struct {
+	Kind string `json:"kind"`
+	Name string `json:"name"`
+	// Params describe a limit (argon2id parameters, key type).
+	Params string `json:"params,omitempty"`
+	URL    string `json:"url,omitempty"`
+	// Alg is the server's signing algorithm, seen in its tokens or JWKS.
+	Alg         string  `json:"alg,omitempty"`
+	Concurrency int     `json:"concurrency"`
+	DurationS   float64 `json:"duration_s"`
+	Requests    int64   `json:"requests"`
+	OK          int64   `json:"ok"`
+	// RPS counts every completed request, OKRPS only the successes.
+	RPS       float64          `json:"rps"`
+	OKRPS     float64          `json:"ok_rps"`
+	LatencyMS latencySummary   `json:"latency_ms"`
+	Status    map[int]int64    `json:"status,omitempty"`
+	Errors    map[string]int64 `json:"errors,omitempty"`
+	// ClientCPUCores is the load tool's own CPU use during the window;
+	// MachineCPUCores is every process's, and OtherCPUCores what neither
+	// the load tool nor the server used (other work on a shared machine:
+	// the noise).
+	ClientCPUCores  float64 `json:"client_cpu_cores"`
+	MachineCPUCores float64 `json:"machine_cpu_cores"`
+	OtherCPUCores   float64 `json:"other_cpu_cores"`
+	Server         *serverUsage `json:"server,omitempty"`
+	Command        string       `json:"command,omitempty"`
+	Time           time.Time    `json:"time"`
+}
+
+// latencySummary holds latency percentiles in milliseconds.
+type latencySummary struct {
+	P50  float64 `json:"p50"`
+	P90  float64 `json:"p90"`
+	P99  float64 `json:"p99"`
+	Max  float64 `json:"max"`
+	Mean float64 `json:"mean"`
+}
+
+// newRecord summarises a load result.
+func newRecord(kind, name string, conc int, res *loadResult) record {
+	r := record{Kind: kind, Name: name, Concurrency: conc, Time: time.Now().UTC().Truncate(time.Millisecond)}
+	if res == nil {
+		return r
+	}
+	secs := res.Elapsed.Seconds()
+	r.DurationS = round(secs, 3)
+	r.Requests, r.OK = res.Requests, res.OK
+	if secs > 0 {
+		r.RPS = round(float64(res.Requests)/secs, 1)
+		r.OKRPS = round(float64(res.OK)/secs, 1)
+		r.ClientCPUCores = round(res.ClientCPU.Seconds()/secs, 2)
+		r.MachineCPUCores = round(res.MachineCPU.Seconds()/secs, 2)
+		r.OtherCPUCores = round(max(0, (res.MachineCPU-res.ClientCPU).Seconds()/secs), 2)
+	}
+	if len(res.Status) > 0 {
+		r.Status = res.Status
+	}
+	if len(res.Errors) > 0 {
+		r.Errors = res.Errors
+	}
+	if h := res.Hist; h != nil && h.TotalCount() > 0 {
+		ms := func(us int64) float64 { return round(float64(us)/1000, 3) }
+		r.LatencyMS = latencySummary{
+			P50:  ms(h.ValueAtQuantile(50)),
+			P90:  ms(h.ValueAtQuantile(90)),
+			P99:  ms(h.ValueAtQuantile(99)),
+			Max:  ms(h.Max()),
+			Mean: round(h.Mean()/1000, 3),
+		}
+	}
+	return r
+}
+
+func round(v float64, digits int) float64 {
+	p := math.Pow(10, float64(digits))
+	return math.Round(v*p) / p
+}
+
+// errorCount is the number of failed requests (every non-success).
+func (r record) errorCount() int64 {
+	var n int64
+	for _, v := range r.Errors {
+		n += v
+	}
+	return n
+}
+
+// writeJSONLine writes r as one line of JSON.
+func writeJSONLine(w io.Writer, r record) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(b, '\n'))
+	return err
+}
+
+// readRecords reads JSON lines; blank lines are skipped.
+func readRecords(r io.Reader) ([]record, error) {
+	var out []record
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" {
+			continue
+		}
+		var rec record
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			return nil, fmt.Errorf("line %d: %w", n, err)
+		}
+		out = append(out, rec)
+	}
+	return out, sc.Err()
+}
+
+// writeTable writes records as an aligned text table.
+func writeTable(w io.Writer, recs []record) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "name\tconc\treq/s\tok/s\tp50 ms\tp90 ms\tp99 ms\tmax ms\terrors\tsrv CPU\tsrv peak RSS\t")
+	for _, r := range recs {
+		srvCPU, srvRSS := "-", "-"
+		if r.Server != nil {
+			srvCPU = fmt.Sprintf("%.2f", r.Server.CPUCores)
+			srvRSS = fmt.Sprintf("%.1f MB", r.Server.PeakRSSMB)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.label(), r.Concurrency,
+			fmtRate(r.RPS), fmtRate(r.OKRPS), fmtMS(r.LatencyMS.P50), fmtMS(r.LatencyMS.P90),
+			fmtMS(r.LatencyMS.P99), fmtMS(r.LatencyMS.Max), r.errorSummary(), srvCPU, srvRSS)
+	}
+	return tw.Flush()
+}
+
+// label is the record's name with the algorithm of a scenario.
+func (r record) label() string {
+	if r.Kind == kindScenario && r.Alg != "" && limitKind(r.Name) != "" && limitKind(r.Name) != limitArgon2 && limitKind(r.Name) != limitHTTP {
+		return r.Name + " (" + r.Alg + ")"
+	}
+	return r.Name
+}
+
+// errorSummary is "0", or the count followed by every status and error.
+func (r record) errorSummary() string {
+	n := r.errorCount()
+	if n == 0 {
+		return "0"
+	}
+	keys := slices.Sorted(maps.Keys(r.Errors))
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s: %d", k, r.Errors[k])
+	}
+	return fmt.Sprintf("%d (%s)", n, strings.Join(parts, ", "))
+}
+
+// statusSummary lists the status counts, most frequent first.
+func (r record) statusSummary() string {
+	codes := slices.Collect(maps.Keys(r.Status))
+	slices.SortFunc(codes, func(a, b int) int {
+		if r.Status[a] != r.Status[b] {
+			return int(r.Status[b] - r.Status[a])
+		}
+		return a - b
+	})
+	parts := make([]string, len(codes))
+	for i, c := range codes {
+		parts[i] = fmt.Sprintf("%d×%d", r.Status[c], c)
+	}
+	return strings.Join(parts, ", ")
+}
+
+func fmtRate(v float64) string {
+	switch {
+	case v >= 100:
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	case v >= 10:
+		return strconv.FormatFloat(v, 'f', 1, 64)
+	default:
+		return strconv.FormatFloat(v, 'f', 2, 64)
+	}
+}
+
+func fmtMS(v float64) string {
+	switch {
+	case v == 0:
+		return "-"
+	case v >= 100:
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	case v >= 10:
+		return strconv.FormatFloat(v, 'f', 1, 64)
+	default:
+		return strconv.FormatFloat(v, 'f', 2, 64)
+	}
+}
+
+// limitKind names the limit a scenario is compared with: argon2id for the
+// password grants, signing for token issuance, verification for
+// introspection and the API, and the trivial HTTP handler for the rest.
+func limitKind(scenario string) string {
+	switch scenario {
+	case "password", "memflood":
+		return limitArgon2
+	case "refresh", "client_credentials":
+		return "sign"
+	case "introspect", "api":
+		return "verify"
+	case "jwks", "revoke":
+		return limitHTTP
+	}
+	return ""
+}
+
+// limitName is the limit of scenario r, given its algorithm.
+func (r record) limitName() string {
+	switch k := limitKind(r.Name); k {
+	case "sign", "verify":
+		if r.Alg == "" {
+			return ""
+		}
+		return k + "/" + r.Alg
+	default:
+		return k
+	}
+}
+
+// limitStat aggregates the measurements of one limit (bench.sh measures
+// them before and after the scenarios).
+type limitStat struct {
+	name, params string
+	conc         int
+	rates        []float64
+	p50          []float64
+	p99          []float64
+}
+
+func (l *limitStat) mean() float64 { return mean(l.rates) }
+
+func mean(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	var s float64
+	for _, x := range v {
+		s += x
+	}
+	return s / float64(len(v))
+}
+
+// spread is (max−min)/mean of the measurements, the drift during the run.
+func (l *limitStat) spread() float64 {
+	if len(l.rates) < 2 || l.mean() == 0 {
+		return 0
+	}
+	return (slices.Max(l.rates) - slices.Min(l.rates)) / l.mean()
+}
+
+// aggregateLimits groups limit records by name, in first-seen order.
+func aggregateLimits(recs []record) ([]*limitStat, map[string]*limitStat) {
+	var order []*limitStat
+	byName := map[string]*limitStat{}
+	for _, r := range recs {
+		if r.Kind != kindLimit {
+			continue
+		}
+		l, ok := byName[r.Name]
+		if !ok {
+			l = &limitStat{name: r.Name, params: r.Params, conc: r.Concurrency}
+			byName[r.Name] = l
+			order = append(order, l)
+		}
+		l.rates = append(l.rates, r.OKRPS)
+		l.p50 = append(l.p50, r.LatencyMS.P50)
+		l.p99 = append(l.p99, r.LatencyMS.P99)
+	}
+	return order, byName
+}
+
+// reportMeta describes the machine and the run for the markdown header.
+type reportMeta struct {
+	Heading string
+	// Lines are free-form facts (date, CPU, commit, server flags), one
+	// bullet each.
+	Lines []string
+}
+
+// writeMarkdown renders a markdown section from the records of one bench
+// run: the limits, the scenarios with their ratios, the commands, and the
+// issue's targets.
+func writeMarkdown(w io.Writer, recs []record, meta reportMeta) error {
+	limits, byName := aggregateLimits(recs)
+	var scen []record
+	for _, r := range recs {
+		if r.Kind == kindScenario {
+			scen = append(scen, r)
+		}
+	}
+	b := &strings.Builder{}
+	heading := meta.Heading
+	if heading == "" {
+		heading = "## Load tool figures (SQLite)"
+	}
+	fmt.Fprintf(b, "%s\n\n", heading)
+	fmt.Fprintf(b, "Generated by `scripts/bench.sh`; do not edit by hand, rerun it. The load tool (`cmd/authbench`) runs closed loops "+
+		"(each worker sends its next request when the previous one is answered) on the same machine as the server, over one "+
+		"keep-alive transport. Every figure is compared with a limit measured by `authbench limits` in the same run on the same "+
+		"machine: absolute numbers drift on shared machines, ratios hold better.\n\n")
+	for _, l := range meta.Lines {
+		fmt.Fprintf(b, "- %s\n", l)
+	}
+	if len(meta.Lines) > 0 {
+		b.WriteString("\n")
+	}
+
+	if len(limits) > 0 {
+		b.WriteString("### Limits\n\n")
+		b.WriteString("| limit | parameters | workers | ops/s | p50 | p99 | drift |\n|---|---|--:|--:|--:|--:|--:|\n")
+		for _, l := range limits {
+			drift := "–"
+			if len(l.rates) > 1 {
+				drift = fmt.Sprintf("%.0f%% (%d runs)", 100*l.spread(), len(l.rates))
+			}
+			fmt.Fprintf(b, "| %s | %s | %d | %s | %s ms | %s ms | %s |\n", limitTitle(l.name), l.params, l.conc,
+				fmtRate(l.mean()), fmtMS(mean(l.p50)), fmtMS(mean(l.p99)), drift)
+		}
+		b.WriteString("\nops/s is the mean of the runs; drift is (max − min)/mean across them (before and after the scenarios). " +
+			"The CPU limits use every core; the HTTP limit is a handler writing 16 bytes, served in the load tool's own process " +
+			"and loaded by the same generator, so it is the ceiling of any request/response on this machine with this tool.\n\n")
+	}
+
+	if len(scen) > 0 {
+		b.WriteString("### Scenarios\n\n")
+		b.WriteString("| scenario | workers | req/s | p50 | p90 | p99 | max | errors | server CPU | server peak RSS | load tool CPU | limit | ratio | ratio to limit ⊕ HTTP |\n")
+		b.WriteString("|---|--:|--:|--:|--:|--:|--:|---|--:|--:|--:|---|--:|--:|\n")
+		for _, r := range scen {
+			srvCPU, srvRSS := "–", "–"
+			if r.Server != nil {
+				srvCPU = fmt.Sprintf("%.2f cores", r.Server.CPUCores)
+				srvRSS = fmt.Sprintf("%.1f MB", r.Server.PeakRSSMB)
+				if !r.Server.HWMReset {
+					srvRSS += " (since start)"
+				}
+			}
+			limit, ratio, combined := "–", "–", "–"
+			if l, ok := byName[r.limitName()]; ok && l.mean() > 0 {
+				limit = fmt.Sprintf("%s %s/s", limitTitle(l.name), fmtRate(l.mean()))
+				ratio = fmt.Sprintf("%.0f%%", 100*r.OKRPS/l.mean())
+				if h, ok := byName[limitHTTP]; ok && h.mean() > 0 && l.name != limitHTTP {
+					c := 1 / (1/l.mean() + 1/h.mean())
+					combined = fmt.Sprintf("%.0f%% of %s", 100*r.OKRPS/c, fmtRate(c))
+				}
+			}
+			rate := fmtRate(r.OKRPS)
+			if r.Name == "idle" {
+				rate, ratio = "–", "–"
+			}
+			errs := r.errorSummary()
+			if r.Name == "memflood" {
+				errs = r.statusSummary()
+				if n := r.errorCount(); n > 0 {
+					errs += "; errors " + r.errorSummary()
+				}
+			}
+			fmt.Fprintf(b, "| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %.2f cores | %s | %s | %s |\n",
+				r.label(), r.Concurrency, rate, msCell(r.LatencyMS.P50), msCell(r.LatencyMS.P90), msCell(r.LatencyMS.P99),
+				msCell(r.LatencyMS.Max), errs, srvCPU, srvRSS, r.ClientCPUCores, limit, ratio, combined)
+		}
+		b.WriteString("\nreq/s counts successful responses (for memflood: the acceptable refusals 400/401/429/503, listed with their counts). " +
+			"Server CPU is utime+stime from /proc/PID/stat over the measured window; peak RSS is VmHWM from /proc/PID/status, reset " +
+			"(clear_refs) before each scenario. \"limit ⊕ HTTP\" is 1/(1/limit + 1/HTTP limit): the rate of a server that did " +
+			"nothing but that cryptography plus a trivial HTTP exchange on the same cores as the load tool.\n\n")
+
+		b.WriteString("Commands:\n\n```sh\n")
+		for _, r := range scen {
+			if r.Command != "" {
+				fmt.Fprintf(b, "%s\n", r.Command)
+			}
+		}
+		for _, r := range recs {
+			if r.Kind == kindLimit && r.Command != "" {
+				fmt.Fprintf(b, "%s\n", r.Command)
+				break
+			}
+		}
+		b.WriteString("```\n\n")
+		if t := targets(scen, byName); len(t) > 0 {
+			b.WriteString("### Targets of the issue\n\n")
+			for _, line := range t {
+				fmt.Fprintf(b, "- %s\n", line)
+			}
+			b.WriteString("\n")
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func msCell(v float64) string {
+	if v == 0 {
+		return "–"
+	}
+	return fmtMS(v) + " ms"
+}
+
+// limitTitle is a limit's name in the report.
+func limitTitle(name string) string {
+	switch {
+	case name == limitHTTP:
+		return "HTTP (trivial handler)"
+	case strings.HasPrefix(name, "sign/"):
+		return strings.TrimPrefix(name, "sign/") + " sign"
+	case strings.HasPrefix(name, "verify/"):
+		return strings.TrimPrefix(name, "verify/") + " verify"
+	}
+	return name
+}
+
+// targets checks the issue's targets that this run measures.
+func targets(scen []record, limits map[string]*limitStat) []string {
+	find := func(name string) (record, bool) {
+		for i := len(scen) - 1; i >= 0; i-- {
+			if scen[i].Name == name {
+				return scen[i], true
+			}
+		}
+		return record{}, false
+	}
+	verdict := func(ok bool) string {
+		if ok {
+			return "**met**"
+		}
+		return "**missed**"
+	}
+	var out []string
+	if r, ok := find("password"); ok {
+		if a, ok := limits[limitArgon2]; ok && a.mean() > 0 {
+			hash := mean(a.p50)
+			out = append(out, fmt.Sprintf("password grant ≥ 85%% of the argon2id rate: %s/s of %s/s = %.0f%%, %s", fmtRate(r.OKRPS), fmtRate(a.mean()), 100*r.OKRPS/a.mean(), verdict(r.OKRPS >= 0.85*a.mean())))
+			out = append(out, fmt.Sprintf("password p99 < 3× one hash (%s ms) at concurrency 4: p99 %s ms = %.1f× (measured at concurrency %d), %s", fmtMS(hash), fmtMS(r.LatencyMS.P99), r.LatencyMS.P99/hash, r.Concurrency, verdict(r.LatencyMS.P99 < 3*hash)))
+		}
+	}
+	for _, name := range []string{"client_credentials", "refresh"} {
+		r, ok := find(name)
+		if !ok {
+			continue
+		}
+		if r.Alg == "RS256" {
+			if l, ok := limits[signLimit("RS256")]; ok && l.mean() > 0 {
+				out = append(out, fmt.Sprintf("%s ≥ 70%% of RS256 signing: %s/s of %s/s = %.0f%%, %s", name, fmtRate(r.OKRPS), fmtRate(l.mean()), 100*r.OKRPS/l.mean(), verdict(r.OKRPS >= 0.7*l.mean())))
+			}
+		} else if r.Alg != "" {
+			out = append(out, fmt.Sprintf("%s ≥ 5,000 tokens/s with %s: %s/s, %s", name, r.Alg, fmtRate(r.OKRPS), verdict(r.OKRPS >= 5000)))
+		}
+	}
+	if r, ok := find("introspect"); ok {
+		out = append(out, fmt.Sprintf("introspection ≥ 10,000/s with p99 < 20 ms at concurrency 64: %s/s, p99 %s ms at concurrency %d, %s", fmtRate(r.OKRPS), fmtMS(r.LatencyMS.P99), r.Concurrency, verdict(r.OKRPS >= 10000 && r.LatencyMS.P99 < 20)))
+	}
+	if r, ok := find("jwks"); ok {
+		out = append(out, fmt.Sprintf("JWKS ≥ 20,000/s: %s/s, %s", fmtRate(r.OKRPS), verdict(r.OKRPS >= 20000)))
+	}
+	if r, ok := find("memflood"); ok && r.Server != nil {
+		out = append(out, fmt.Sprintf("peak RSS < 150 MB during a %d-concurrent wrong-password flood: %.1f MB, %s", r.Concurrency, r.Server.PeakRSSMB, verdict(r.Server.PeakRSSMB < 150)))
+	}
+	if r, ok := find("idle"); ok && r.Server != nil {
+		out = append(out, fmt.Sprintf("idle RSS < 60 MB: %.1f MB (after setup, before any load), %s", r.Server.RSSMB, verdict(r.Server.RSSMB < 60)))
+	}
+	return out
+}
+
+// replaceSection returns doc with the section that starts with heading (a
+// "## " line) replaced by section, up to the next heading of the same or a
+// higher level; the section is appended when the heading is missing.
+func replaceSection(doc, heading, section string) string {
+	section = strings.TrimRight(section, "\n") + "\n"
+	lines := strings.SplitAfter(doc, "\n")
+	level := strings.IndexFunc(heading, func(r rune) bool { return r != '#' })
+	start, end := -1, len(lines)
+	inFence := false
+	for i, l := range lines {
+		t := strings.TrimRight(l, "\r\n")
+		if strings.HasPrefix(t, "```") {
+			inFence = !inFence
+			continue
+		}
+		if inFence {
+			continue
+		}
+		if start < 0 {
+			if strings.TrimSpace(t) == strings.TrimSpace(heading) {
+				start = i
+			}
+			continue
+		}
+		if lv := strings.IndexFunc(t, func(r rune) bool { return r != '#' }); lv > 0 && lv <= level && strings.HasPrefix(t[lv:], " ") {
+			end = i
+			break
+		}
+	}
+	if start < 0 {
+		if doc != "" && !strings.HasSuffix(doc, "\n\n") {
+			if !strings.HasSuffix(doc, "\n") {
+				doc += "\n"
+			}
+			doc += "\n"
+		}
+		return doc + section
+	}
+	rest := strings.Join(lines[end:], "")
+	if rest != "" {
+		section += "\n"
+	}
+	return strings.Join(lines[:start], "") + section + rest
+}
