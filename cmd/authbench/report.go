@@ -44,12 +44,12 @@ type record struct {
 	// MachineCPUCores is every process's, and OtherCPUCores what neither
 	// the load tool nor the server used (other work on a shared machine:
 	// the noise).
-	ClientCPUCores  float64 `json:"client_cpu_cores"`
-	MachineCPUCores float64 `json:"machine_cpu_cores"`
-	OtherCPUCores   float64 `json:"other_cpu_cores"`
-	Server         *serverUsage `json:"server,omitempty"`
-	Command        string       `json:"command,omitempty"`
-	Time           time.Time    `json:"time"`
+	ClientCPUCores  float64      `json:"client_cpu_cores"`
+	MachineCPUCores float64      `json:"machine_cpu_cores"`
+	OtherCPUCores   float64      `json:"other_cpu_cores"`
+	Server          *serverUsage `json:"server,omitempty"`
+	Command         string       `json:"command,omitempty"`
+	Time            time.Time    `json:"time"`
 }
 
 // latencySummary holds latency percentiles in milliseconds.
