@@ -256,6 +256,7 @@ type limitStat struct {
 	rates        []float64
 	p50          []float64
 	p99          []float64
+	other        []float64
 }
 
 func (l *limitStat) mean() float64 { return mean(l.rates) }
@@ -296,6 +297,7 @@ func aggregateLimits(recs []record) ([]*limitStat, map[string]*limitStat) {
 		l.rates = append(l.rates, r.OKRPS)
 		l.p50 = append(l.p50, r.LatencyMS.P50)
 		l.p99 = append(l.p99, r.LatencyMS.P99)
+		l.other = append(l.other, r.OtherCPUCores)
 	}
 	return order, byName
 }
@@ -338,24 +340,25 @@ func writeMarkdown(w io.Writer, recs []record, meta reportMeta) error {
 
 	if len(limits) > 0 {
 		b.WriteString("### Limits\n\n")
-		b.WriteString("| limit | parameters | workers | ops/s | p50 | p99 | drift |\n|---|---|--:|--:|--:|--:|--:|\n")
+		b.WriteString("| limit | parameters | workers | ops/s | p50 | p99 | drift | other load |\n|---|---|--:|--:|--:|--:|--:|--:|\n")
 		for _, l := range limits {
 			drift := "–"
 			if len(l.rates) > 1 {
 				drift = fmt.Sprintf("%.0f%% (%d runs)", 100*l.spread(), len(l.rates))
 			}
-			fmt.Fprintf(b, "| %s | %s | %d | %s | %s ms | %s ms | %s |\n", limitTitle(l.name), l.params, l.conc,
-				fmtRate(l.mean()), fmtMS(mean(l.p50)), fmtMS(mean(l.p99)), drift)
+			fmt.Fprintf(b, "| %s | %s | %d | %s | %s ms | %s ms | %s | %.2f cores |\n", limitTitle(l.name), l.params, l.conc,
+				fmtRate(l.mean()), fmtMS(mean(l.p50)), fmtMS(mean(l.p99)), drift, mean(l.other))
 		}
 		b.WriteString("\nops/s is the mean of the runs; drift is (max − min)/mean across them (before and after the scenarios). " +
+			"Other load is the CPU the rest of the machine used meanwhile (/proc/stat busy time minus the load tool's): the noise. " +
 			"The CPU limits use every core; the HTTP limit is a handler writing 16 bytes, served in the load tool's own process " +
 			"and loaded by the same generator, so it is the ceiling of any request/response on this machine with this tool.\n\n")
 	}
 
 	if len(scen) > 0 {
 		b.WriteString("### Scenarios\n\n")
-		b.WriteString("| scenario | workers | req/s | p50 | p90 | p99 | max | errors | server CPU | server peak RSS | load tool CPU | limit | ratio | ratio to limit ⊕ HTTP |\n")
-		b.WriteString("|---|--:|--:|--:|--:|--:|--:|---|--:|--:|--:|---|--:|--:|\n")
+		b.WriteString("| scenario | workers | req/s | p50 | p90 | p99 | max | errors | server CPU | server peak RSS | load tool CPU | other load | limit | ratio | ratio to limit ⊕ HTTP |\n")
+		b.WriteString("|---|--:|--:|--:|--:|--:|--:|---|--:|--:|--:|--:|---|--:|--:|\n")
 		for _, r := range scen {
 			srvCPU, srvRSS := "–", "–"
 			if r.Server != nil {
@@ -385,9 +388,9 @@ func writeMarkdown(w io.Writer, recs []record, meta reportMeta) error {
 					errs += "; errors " + r.errorSummary()
 				}
 			}
-			fmt.Fprintf(b, "| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %.2f cores | %s | %s | %s |\n",
+			fmt.Fprintf(b, "| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %.2f cores | %.2f cores | %s | %s | %s |\n",
 				r.label(), r.Concurrency, rate, msCell(r.LatencyMS.P50), msCell(r.LatencyMS.P90), msCell(r.LatencyMS.P99),
-				msCell(r.LatencyMS.Max), errs, srvCPU, srvRSS, r.ClientCPUCores, limit, ratio, combined)
+				msCell(r.LatencyMS.Max), errs, srvCPU, srvRSS, r.ClientCPUCores, r.OtherCPUCores, limit, ratio, combined)
 		}
 		b.WriteString("\nreq/s counts successful responses (for memflood: the acceptable refusals 400/401/429/503, listed with their counts). " +
 			"Server CPU is utime+stime from /proc/PID/stat over the measured window; peak RSS is VmHWM from /proc/PID/status, reset " +

@@ -1,0 +1,62 @@
+package main
+
+import (
+	"testing"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/oauthkit/authserver/internal/password"
+)
+
+func TestLimitsMeasureEveryLimit(t *testing.T) {
+	var got []limitRun
+	err := runLimits(t.Context(), limitsConfig{
+		Algorithms:      []string{"RS256", "ES256", "EdDSA"},
+		Argon2:          password.TestParams,
+		Concurrency:     2,
+		HTTPConcurrency: 4,
+		Duration:        100 * time.Millisecond,
+	}, func(l limitRun) error { got = append(got, l); return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"argon2id", "sign/RS256", "verify/RS256", "sign/ES256", "verify/ES256", "sign/EdDSA", "verify/EdDSA", "http"}
+	if len(got) != len(want) {
+		t.Fatalf("got %d limits, want %d", len(got), len(want))
+	}
+	for i, l := range got {
+		if l.name != want[i] || l.res.Requests == 0 || l.res.OK != l.res.Requests {
+			t.Errorf("limit %d: %s ok %d of %d, errors %v", i, l.name, l.res.OK, l.res.Requests, l.res.Errors)
+		}
+	}
+	if got[0].params != "m=64,t=1,p=1" {
+		t.Errorf("argon2id params %q", got[0].params)
+	}
+}
+
+func TestLimitsRejectUnknownAlgorithm(t *testing.T) {
+	err := runLimits(t.Context(), limitsConfig{Algorithms: []string{"HS256"}, Duration: time.Millisecond}, func(limitRun) error { return nil })
+	if err == nil {
+		t.Fatal("HS256 accepted")
+	}
+}
+
+func TestSignedTokensVerify(t *testing.T) {
+	for _, alg := range []string{"RS256", "ES256", "EdDSA"} {
+		s, pub, err := newLimitSigner(alg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok, err := signJWT(s, sampleClaims())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := verifyJWT(tok, []jose.SignatureAlgorithm{jose.SignatureAlgorithm(alg)}, pub); err != nil {
+			t.Errorf("%s: %v", alg, err)
+		}
+		if err := verifyJWT(tok[:len(tok)-4]+"AAAA", []jose.SignatureAlgorithm{jose.SignatureAlgorithm(alg)}, pub); err == nil {
+			t.Errorf("%s: a forged signature verified", alg)
+		}
+	}
+}
