@@ -153,9 +153,19 @@ func (g *globals) command() string {
 			skip = !hasValue
 			continue
 		}
-		parts = append(parts, a)
+		parts = append(parts, shellQuote(a))
 	}
 	return strings.Join(parts, " ")
+}
+
+// shellQuote quotes s for a POSIX shell when it needs it.
+func shellQuote(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./:=,@%+", r))
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // runConfig holds the flags of `authbench run`.
@@ -169,6 +179,7 @@ type runConfig struct {
 	pool        int
 	serverPID   int
 	timeout     time.Duration
+	label       string
 	out         outputFlags
 }
 
@@ -201,9 +212,10 @@ func newRunCmd(g *globals) *cobra.Command {
 	f.DurationVarP(&c.duration, "duration", "d", 10*time.Second, "measured window")
 	f.DurationVar(&c.warmup, "warmup", time.Second, "warm-up before the measured window (not counted)")
 	f.StringVar(&c.statePath, "state", "authbench-state.json", "state file written by setup")
-	f.IntVar(&c.pool, "pool", 0, "token pool size for introspect (default 256), revoke (5000) and api (64)")
+	f.IntVar(&c.pool, "pool", 0, "token pool size for introspect (default 256), revoke (5000) and api (256)")
 	f.IntVar(&c.serverPID, "server-pid", 0, "server process to read CPU and memory of (Linux /proc)")
 	f.DurationVar(&c.timeout, "timeout", 60*time.Second, "per-request timeout")
+	f.StringVar(&c.label, "label", "", "name of the result in tables (default: the scenario, with the algorithm)")
 	c.out.register(cmd)
 	_ = cmd.MarkFlagRequired("scenario")
 	return cmd
@@ -249,8 +261,8 @@ func runScenarios(ctx context.Context, g *globals, c runConfig, emit func(record
 
 // runScenario prepares and runs one scenario.
 func runScenario(ctx context.Context, g *globals, t *target, s scenario, c runConfig) (record, error) {
-	// The monitor starts after the token pools are issued, so that the peak
-	// RSS is the scenario's own (warm-up included).
+	// The peak RSS is reset after the token pools are issued and the workers
+	// prepared, so that it is the load's own (warm-up included).
 	var mon *procMonitor
 	startMonitor := func() error {
 		if c.serverPID <= 0 {
@@ -261,7 +273,7 @@ func runScenario(ctx context.Context, g *globals, t *target, s scenario, c runCo
 		return err
 	}
 	finish := func(rec record) (record, error) {
-		rec.URL, rec.Alg = t.base, t.algorithm(ctx)
+		rec.URL, rec.Alg, rec.Label = t.base, t.algorithm(ctx), c.label
 		if mon != nil {
 			u, err := mon.finish()
 			if err != nil {
@@ -276,6 +288,9 @@ func runScenario(ctx context.Context, g *globals, t *target, s scenario, c runCo
 	if s.prepare == nil { // idle
 		if err := startMonitor(); err != nil {
 			return record{}, err
+		}
+		if mon != nil {
+			mon.begin()
 		}
 		start := time.Now()
 		if !sleepUntil(ctx, start.Add(c.warmup)) {
@@ -306,7 +321,7 @@ func runScenario(ctx context.Context, g *globals, t *target, s scenario, c runCo
 	}
 	lc := loadConfig{Concurrency: c.concurrency, Warmup: c.warmup, Duration: c.duration, OK: s.okFunc()}
 	if mon != nil {
-		lc.OnWindowStart, lc.OnWindowEnd = mon.windowStart, mon.windowEnd
+		lc.OnStart, lc.OnWindowStart, lc.OnWindowEnd = mon.begin, mon.windowStart, mon.windowEnd
 	}
 	g.log.Info("running", "scenario", s.name, "concurrency", c.concurrency, "duration", c.duration)
 	res, err := runLoad(ctx, lc, factory)

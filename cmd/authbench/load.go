@@ -49,9 +49,10 @@ type loadConfig struct {
 	// Grace bounds how long in-flight requests may run past the window
 	// before they are cancelled (default 30 s).
 	Grace time.Duration
-	// OnWindowStart and OnWindowEnd, when set, run when the measured window
-	// opens and closes (server CPU sampling).
-	OnWindowStart, OnWindowEnd func()
+	// OnStart, when set, runs once every worker is prepared, just before the
+	// warm-up; OnWindowStart and OnWindowEnd run when the measured window
+	// opens and closes (server memory and CPU sampling).
+	OnStart, OnWindowStart, OnWindowEnd func()
 }
 
 // loadResult is what a run measured inside its window.
@@ -157,6 +158,9 @@ func runLoad(ctx context.Context, cfg loadConfig, factory opFactory) (*loadResul
 		shards[i] = &shard{hist: hdr.New(histMin, histMax, histSigFigs), status: map[int]int64{}, errs: map[string]int64{}}
 	}
 
+	if cfg.OnStart != nil {
+		cfg.OnStart()
+	}
 	start := time.Now()
 	windowStart := start.Add(cfg.Warmup)
 	windowEnd := windowStart.Add(cfg.Duration)

@@ -24,8 +24,9 @@ type serverUsage struct {
 	CPUSeconds float64 `json:"cpu_s"`
 	CPUCores   float64 `json:"cpu_cores"`
 	// PeakRSSMB is VmHWM at the end of the run. When HWMReset is true the
-	// peak was reset (clear_refs) just before the run, so it is this run's
-	// peak; otherwise it is the peak since the server started.
+	// peak was reset (clear_refs) when the load started (after the token
+	// pools were issued), so it is this run's peak; otherwise it is the peak
+	// since the server started.
 	PeakRSSMB float64 `json:"peak_rss_mb"`
 	HWMReset  bool    `json:"hwm_reset"`
 	// SampledPeakRSSMB is the largest VmRSS seen by sampling every 50 ms.
@@ -49,19 +50,29 @@ type procMonitor struct {
 	done       chan struct{}
 }
 
-// startProcMonitor resets the process's peak RSS where the kernel allows it
-// (writing 5 to /proc/<pid>/clear_refs needs the same user) and starts
-// sampling its RSS. Call windowStart, windowEnd and then finish.
+// startProcMonitor checks that the process exists and starts sampling its
+// RSS. Call begin when the load starts, then windowStart, windowEnd and
+// finish.
 func startProcMonitor(pid int) (*procMonitor, error) {
 	if _, err := readCPUSeconds(pid); err != nil {
 		return nil, err
 	}
 	m := &procMonitor{pid: pid, done: make(chan struct{})}
-	m.hwmReset = os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0) == nil
 	ctx, cancel := context.WithCancel(context.Background())
 	m.stop = cancel
 	go m.sample(ctx)
 	return m, nil
+}
+
+// begin resets the process's peak RSS where the kernel allows it (writing 5
+// to /proc/<pid>/clear_refs needs the same user) and the sampled peak, so
+// that both are the peak from now on. Memory the process already holds
+// counts: the kernel resets the peak to the current RSS.
+func (m *procMonitor) begin() {
+	ok := os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", m.pid), []byte("5"), 0) == nil
+	m.mu.Lock()
+	m.hwmReset, m.sampledRSS = ok, 0
+	m.mu.Unlock()
 }
 
 func (m *procMonitor) sample(ctx context.Context) {

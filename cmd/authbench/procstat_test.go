@@ -40,6 +40,7 @@ func TestProcMonitorOnSelf(t *testing.T) {
 	if err != nil {
 		t.Skipf("no /proc: %v", err)
 	}
+	m.begin()
 	m.windowStart()
 	deadline := time.Now().Add(100 * time.Millisecond)
 	for time.Now().Before(deadline) { // burn some CPU
@@ -49,7 +50,7 @@ func TestProcMonitorOnSelf(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if u.PID != os.Getpid() || u.PeakRSSMB <= 0 || u.RSSMB <= 0 || u.SampledPeakRSSMB <= 0 || u.CPUCores <= 0 {
+	if u.PID != os.Getpid() || !u.HWMReset || u.PeakRSSMB <= 0 || u.RSSMB <= 0 || u.SampledPeakRSSMB <= 0 || u.CPUCores <= 0 {
 		t.Errorf("usage %+v", u)
 	}
 	if _, err := startProcMonitor(1 << 30); err == nil {

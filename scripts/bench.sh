@@ -1,0 +1,204 @@
+#!/usr/bin/env bash
+# bench.sh regenerates the "## Load tool figures (SQLite)" section of
+# BENCHMARKS.md: it builds bin/authserver and bin/authbench, starts a fresh
+# server on a temporary SQLite database with --demo, creates bench users and
+# clients (authbench setup), measures the machine's limits, runs every
+# scenario for a few seconds, measures the limits again, and renders the
+# section with each figure as a ratio to its limit.
+#
+# The default run takes about 2–3 minutes. Environment variables:
+#
+#   BENCH_DURATION=5s        measured window of each scenario
+#   BENCH_WARMUP=1s          warm-up before each window
+#   BENCH_LIMIT_DURATION=2s  measured window of each limit
+#   BENCH_KEY_ALG=RS256      --key-algorithm of the server (its default)
+#   BENCH_EXTRA_ALGS=ES256   also run the token scenarios with these
+#                            algorithms, each on a fresh server ("" skips)
+#   BENCH_EXTRA_SCENARIOS="refresh client_credentials"
+#   BENCH_USERS=64           bench users created by setup
+#   BENCH_REVOKE_POOL=10000  access tokens issued before the revoke window (the
+#                            run ends early when they are all revoked)
+#   BENCH_CONC_<SCENARIO>=N  workers of one scenario (BENCH_CONC_JWKS=128)
+#   BENCH_PORT=18090         first port tried for the server
+#   BENCH_DIR=               where the database goes (default: a temporary
+#                            directory; its filesystem matters, every token
+#                            commit is an fsync)
+#   BENCH_OUT=$TMPDIR/authbench-results
+#                            results: results.jsonl, section.md, server logs
+#   BENCH_UPDATE=1           write the section into BENCHMARKS.md (0: only
+#                            $BENCH_OUT/section.md)
+#
+# Example, a longer run:  BENCH_DURATION=20s BENCH_LIMIT_DURATION=5s scripts/bench.sh
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+
+DURATION=${BENCH_DURATION:-5s}
+WARMUP=${BENCH_WARMUP:-1s}
+LIMIT_DURATION=${BENCH_LIMIT_DURATION:-2s}
+KEY_ALG=${BENCH_KEY_ALG:-RS256}
+EXTRA_ALGS=${BENCH_EXTRA_ALGS-ES256}
+EXTRA_SCENARIOS=${BENCH_EXTRA_SCENARIOS:-refresh client_credentials}
+USERS=${BENCH_USERS:-64}
+REVOKE_POOL=${BENCH_REVOKE_POOL:-10000}
+PORT=${BENCH_PORT:-18090}
+OUT=${BENCH_OUT:-${TMPDIR:-/tmp}/authbench-results}
+UPDATE=${BENCH_UPDATE:-1}
+HEADING="## Load tool figures (SQLite)"
+
+log() { printf '%s bench: %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+
+# conc SCENARIO DEFAULT prints the concurrency of a scenario.
+conc() {
+	local var="BENCH_CONC_$(echo "$1" | tr '[:lower:]' '[:upper:]')"
+	echo "${!var:-$2}"
+}
+
+START=$(date +%s)
+mkdir -p "$OUT" bin
+RESULTS=$OUT/results.jsonl
+: >"$RESULTS"
+if [[ -n ${BENCH_DIR:-} ]]; then
+	mkdir -p "$BENCH_DIR"
+	WORK=$(mktemp -d "$BENCH_DIR/authbench.XXXXXX")
+else
+	WORK=$(mktemp -d -t authbench.XXXXXX)
+fi
+
+SERVER_PID=
+stop_server() {
+	if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
+		kill -TERM "$SERVER_PID"
+		wait "$SERVER_PID" 2>/dev/null || true
+	fi
+	SERVER_PID=
+}
+cleanup() {
+	stop_server
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log "building bin/authserver and bin/authbench"
+go build -o bin/authserver ./cmd/authserver
+go build -o bin/authbench ./cmd/authbench
+
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+while ! port_free "$PORT"; do PORT=$((PORT + 1)); done
+ADDR=127.0.0.1:$PORT
+URL=http://$ADDR
+
+# start_server DB ALG LOGNAME starts the server and waits for "listening".
+start_server() {
+	local db=$1 alg=$2 logf=$OUT/$3
+	bin/authserver serve --addr "$ADDR" --db "$db" --demo --key-algorithm "$alg" >"$logf" 2>&1 &
+	SERVER_PID=$!
+	for _ in $(seq 1 200); do
+		if grep -q 'listening' "$logf"; then
+			return 0
+		fi
+		if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+			cat "$logf" >&2
+			log "the server exited"
+			exit 1
+		fi
+		sleep 0.05
+	done
+	cat "$logf" >&2
+	log "the server did not start listening within 10s"
+	exit 1
+}
+
+# scenario NAME CONC [extra authbench flags...] runs one scenario.
+scenario() {
+	local name=$1 c=$2
+	shift 2
+	log "scenario $name, $c workers, $DURATION"
+	bin/authbench run --url "$URL" --state "$STATE" --server-pid "$SERVER_PID" --append "$RESULTS" \
+		-s "$name" -c "$c" -d "$DURATION" --warmup "$WARMUP" "$@"
+}
+
+limits() {
+	log "limits ($1)"
+	bin/authbench limits --algorithms RS256,ES256,EdDSA -d "$LIMIT_DURATION" --warmup 500ms \
+		--http-concurrency "$(conc jwks 64)" --append "$RESULTS" >/dev/null
+}
+
+DB=$WORK/bench.db
+STATE=$WORK/state.json
+ALG=$KEY_ALG
+start_server "$DB" "$ALG" server-start.log
+log "server pid $SERVER_PID on $URL ($ALG); setup: $USERS users"
+bin/authbench setup --server-bin bin/authserver --db "$DB" --users "$USERS" --state "$STATE"
+
+limits before
+scenario idle 0 --label "idle (after start with --demo and setup)"
+
+# fresh NAME CONC [flags...] restarts the server on the same database and
+# runs one scenario, so that each scenario's CPU and peak RSS are its own and
+# not what earlier scenarios left on the heap (Go returns freed memory to
+# the kernel lazily).
+fresh() {
+	stop_server
+	start_server "$DB" "$ALG" "server-$ALG-$1.log"
+	scenario "$@"
+}
+
+fresh password "$(conc password 4)"
+fresh refresh "$(conc refresh 16)"
+fresh client_credentials "$(conc client_credentials 16)"
+fresh introspect "$(conc introspect 64)"
+fresh revoke "$(conc revoke 16)" --pool "$REVOKE_POOL"
+fresh jwks "$(conc jwks 64)"
+fresh api "$(conc api 64)"
+fresh idle 0 --label "idle (fresh restart, no seeding)"
+# memflood comes last: its wrong passwords throttle 127.0.0.1.
+fresh memflood "$(conc memflood 1000)"
+stop_server
+
+for alg in $EXTRA_ALGS; do
+	DB=$WORK/bench-$alg.db
+	STATE=$WORK/state-$alg.json
+	ALG=$alg
+	start_server "$DB" "$ALG" "server-$ALG-start.log"
+	log "server pid $SERVER_PID with $ALG"
+	bin/authbench setup --server-bin bin/authserver --db "$DB" --users 32 --state "$STATE"
+	for s in $EXTRA_SCENARIOS; do
+		fresh "$s" "$(conc "$s" 16)"
+	done
+	stop_server
+done
+
+limits after
+
+ELAPSED=$(($(date +%s) - START))
+CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//' || echo unknown)
+COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+FS=$(df -PT "$WORK" 2>/dev/null | awk 'NR==2 {print $2}')
+OTHER=""
+if ! git diff --quiet HEAD -- cmd authserver keys resource storage internal 2>/dev/null; then
+	OTHER=" (with uncommitted changes)"
+fi
+report_args=(
+	--meta "Run $(date -u +%Y-%m-%dT%H:%MZ), ${ELAPSED}s in all, at commit \`$COMMIT\`$OTHER, $(go version | awk '{print $3}')."
+	--meta "Machine: $(nproc) cores ($CPU), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM, Linux $(uname -r); load tool and server on the same cores."
+	--meta "Server: \`bin/authserver serve --demo --key-algorithm $KEY_ALG\` (every other flag at its default: argon2id m=19456 KiB t=2 p=1, SQLite WAL with synchronous=FULL) on a fresh database on $FS, restarted before each scenario; extra passes with ${EXTRA_ALGS:-no other algorithm} on fresh databases."
+	--meta "Scenarios: ${DURATION} measured after ${WARMUP} of warm-up; limits: ${LIMIT_DURATION} each, before and after the scenarios."
+	--heading "$HEADING"
+	--out "$OUT/section.md"
+)
+if [[ $UPDATE == 1 ]]; then
+	report_args+=(--update BENCHMARKS.md)
+fi
+bin/authbench report "${report_args[@]}" "$RESULTS"
+cat "$OUT/section.md"
+echo
+bin/authbench report --format table "$RESULTS"
+echo
+if [[ $UPDATE == 1 ]]; then
+	log "BENCHMARKS.md updated (section \"$HEADING\"); results in $OUT"
+else
+	log "section in $OUT/section.md; results in $OUT"
+fi
