@@ -232,13 +232,21 @@ func preparePassword(_ context.Context, e *target, conc int) (opFactory, error) 
 	}, nil
 }
 
+// bootstrapParallelism bounds the password grants that start refresh
+// chains at once: the server counts a login in flight against the address
+// until it succeeds, and throttles an address with too many (50 by default).
+const bootstrapParallelism = 8
+
 func prepareRefresh(_ context.Context, e *target, conc int) (opFactory, error) {
+	sem := make(chan struct{}, bootstrapParallelism)
 	return func(ctx context.Context, i int) (op, error) {
 		user, err := e.userFor(i, conc)
 		if err != nil {
 			return nil, err
 		}
+		sem <- struct{}{}
 		tp, err := e.mustToken(ctx, passwordForm(user, e.state.Password))
+		<-sem
 		if err != nil {
 			return nil, err
 		}
