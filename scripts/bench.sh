@@ -2,15 +2,16 @@
 # bench.sh regenerates the "## Load tool figures (SQLite)" section of
 # BENCHMARKS.md: it builds bin/authserver and bin/authbench, starts a fresh
 # server on a temporary SQLite database with --demo, creates bench users and
-# clients (authbench setup), measures the machine's limits, runs every
-# scenario for a few seconds, measures the limits again, and renders the
-# section with each figure as a ratio to its limit.
+# clients (authbench setup), measures every limit of the machine, then runs
+# each scenario for a few seconds right after measuring its own limit again,
+# and renders the section with each figure as a ratio to that limit.
 #
 # The default run takes about 2–3 minutes. Environment variables:
 #
 #   BENCH_DURATION=5s        measured window of each scenario
 #   BENCH_WARMUP=1s          warm-up before each window
-#   BENCH_LIMIT_DURATION=2s  measured window of each limit
+#   BENCH_LIMIT_DURATION=2s  measured window of each limit (every limit once,
+#                            and each scenario's own right before it)
 #   BENCH_KEY_ALG=RS256      --key-algorithm of the server (its default)
 #   BENCH_EXTRA_ALGS=ES256   also run the token scenarios with these
 #                            algorithms, each on a fresh server ("" skips)
@@ -120,10 +121,25 @@ scenario() {
 		-s "$name" -c "$c" -d "$DURATION" --warmup "$WARMUP" "$@"
 }
 
+# limits [NAME...] measures the named limits, or all of them.
 limits() {
-	log "limits ($1)"
+	local only=()
+	if [[ $# -gt 0 ]]; then
+		only=(--only "$(IFS=,; echo "$*")")
+	fi
+	log "limits ${*:-(all)}"
 	bin/authbench limits --algorithms RS256,ES256,EdDSA -d "$LIMIT_DURATION" --warmup 500ms \
-		--http-concurrency "$(conc jwks 64)" --append "$RESULTS" >/dev/null
+		--http-concurrency "$(conc jwks 64)" --append "$RESULTS" "${only[@]}" >/dev/null
+}
+
+# limit_for SCENARIO names the limit a scenario is compared with.
+limit_for() {
+	case $1 in
+	password) echo argon2id ;;
+	refresh | client_credentials) echo "sign/$ALG" ;;
+	introspect | api) echo "verify/$ALG" ;;
+	jwks | revoke) echo http ;;
+	esac
 }
 
 DB=$WORK/bench.db
@@ -133,15 +149,21 @@ start_server "$DB" "$ALG" server-start.log
 log "server pid $SERVER_PID on $URL ($ALG); setup: $USERS users"
 bin/authbench setup --server-bin bin/authserver --db "$DB" --users "$USERS" --state "$STATE"
 
-limits before
 scenario idle 0 --label "idle (after start with --demo and setup)"
+limits
 
-# fresh NAME CONC [flags...] restarts the server on the same database and
-# runs one scenario, so that each scenario's CPU and peak RSS are its own and
-# not what earlier scenarios left on the heap (Go returns freed memory to
-# the kernel lazily).
+# fresh NAME CONC [flags...] measures the scenario's limit (with the server
+# stopped), restarts the server on the same database and runs the scenario:
+# the limit is measured at the same moment, and each scenario's CPU and peak
+# RSS are its own, not what earlier scenarios left on the heap (Go returns
+# freed memory to the kernel lazily).
 fresh() {
 	stop_server
+	local l
+	l=$(limit_for "$1")
+	if [[ -n $l ]]; then
+		limits "$l"
+	fi
 	start_server "$DB" "$ALG" "server-$ALG-$1.log"
 	scenario "$@"
 }
@@ -171,7 +193,6 @@ for alg in $EXTRA_ALGS; do
 	stop_server
 done
 
-limits after
 
 ELAPSED=$(($(date +%s) - START))
 CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//' || echo unknown)
@@ -185,7 +206,7 @@ report_args=(
 	--meta "Run $(date -u +%Y-%m-%dT%H:%MZ), ${ELAPSED}s in all, at commit \`$COMMIT\`$OTHER, $(go version | awk '{print $3}')."
 	--meta "Machine: $(nproc) cores ($CPU), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM, Linux $(uname -r); load tool and server on the same cores."
 	--meta "Server: \`bin/authserver serve --demo --key-algorithm $KEY_ALG\` (every other flag at its default: argon2id m=19456 KiB t=2 p=1, SQLite WAL with synchronous=FULL) on a fresh database on $FS, restarted before each scenario; extra passes with ${EXTRA_ALGS:-no other algorithm} on fresh databases."
-	--meta "Scenarios: ${DURATION} measured after ${WARMUP} of warm-up; limits: ${LIMIT_DURATION} each, before and after the scenarios."
+	--meta "Scenarios: ${DURATION} measured after ${WARMUP} of warm-up; limits: ${LIMIT_DURATION} each, all of them once and each scenario's own right before it (server stopped)."
 	--heading "$HEADING"
 	--out "$OUT/section.md"
 )

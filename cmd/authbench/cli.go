@@ -364,6 +364,7 @@ func newLimitsCmd(g *globals) *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringSliceVar(&cfg.Algorithms, "algorithms", []string{"RS256", "ES256", "EdDSA"}, "JWT algorithms to measure")
+	f.StringSliceVar(&cfg.Only, "only", nil, "measure only these limits (argon2id, sign/ALG, verify/ALG, http); overrides --algorithms")
 	f.Uint32Var(&cfg.Argon2.Memory, "argon2-memory", password.DefaultParams.Memory, "argon2id memory in KiB (0 skips the argon2id limit)")
 	f.Uint32Var(&cfg.Argon2.Time, "argon2-time", password.DefaultParams.Time, "argon2id passes")
 	f.Uint8Var(&cfg.Argon2.Threads, "argon2-threads", password.DefaultParams.Threads, "argon2id parallelism")

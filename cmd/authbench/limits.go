@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"slices"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -33,6 +34,14 @@ type limitsConfig struct {
 	HTTPConcurrency int
 	Warmup          time.Duration
 	Duration        time.Duration
+	// Only, when set, restricts the run to these limits (argon2id,
+	// sign/ALG, verify/ALG, http).
+	Only []string
+}
+
+// want reports whether the limit called name is to be measured.
+func (c limitsConfig) want(name string) bool {
+	return len(c.Only) == 0 || slices.Contains(c.Only, name)
 }
 
 // limitNames: argon2id, sign/ALG, verify/ALG and http.
@@ -71,7 +80,16 @@ func runLimits(ctx context.Context, cfg limitsConfig, emit func(limitRun) error)
 	}
 	same := func(o op) opFactory { return func(context.Context, int) (op, error) { return o, nil } }
 
-	if cfg.Argon2 != (password.Params{}) {
+	for _, n := range cfg.Only {
+		known := n == limitArgon2 || n == limitHTTP
+		for _, alg := range []string{"RS256", "ES256", "EdDSA"} {
+			known = known || n == signLimit(alg) || n == verifyLimit(alg)
+		}
+		if !known {
+			return fmt.Errorf("unknown limit %q (want argon2id, sign/ALG, verify/ALG or http)", n)
+		}
+	}
+	if cfg.Argon2 != (password.Params{}) && cfg.want(limitArgon2) {
 		p := cfg.Argon2
 		if p.SaltLen == 0 {
 			p.SaltLen = password.DefaultParams.SaltLen
@@ -93,17 +111,29 @@ func runLimits(ctx context.Context, cfg limitsConfig, emit func(limitRun) error)
 		}
 	}
 
-	for _, alg := range cfg.Algorithms {
+	algorithms := cfg.Algorithms
+	if len(cfg.Only) > 0 {
+		algorithms = []string{"RS256", "ES256", "EdDSA"}
+	}
+	for _, alg := range algorithms {
+		if !cfg.want(signLimit(alg)) && !cfg.want(verifyLimit(alg)) {
+			continue
+		}
 		signer, pub, err := newLimitSigner(alg)
 		if err != nil {
 			return err
 		}
 		claims := sampleClaims()
-		if err := load(signLimit(alg), keyDescription(alg), cfg.Concurrency, same(func(context.Context) (int, error) {
-			_, err := signJWT(signer, claims)
-			return 0, err
-		})); err != nil {
-			return err
+		if cfg.want(signLimit(alg)) {
+			if err := load(signLimit(alg), keyDescription(alg), cfg.Concurrency, same(func(context.Context) (int, error) {
+				_, err := signJWT(signer, claims)
+				return 0, err
+			})); err != nil {
+				return err
+			}
+		}
+		if !cfg.want(verifyLimit(alg)) {
+			continue
 		}
 		tok, err := signJWT(signer, claims)
 		if err != nil {
@@ -117,7 +147,7 @@ func runLimits(ctx context.Context, cfg limitsConfig, emit func(limitRun) error)
 		}
 	}
 
-	if cfg.HTTPConcurrency > 0 {
+	if cfg.HTTPConcurrency > 0 && cfg.want(limitHTTP) {
 		if err := httpLimit(ctx, cfg.HTTPConcurrency, load); err != nil {
 			return err
 		}

@@ -60,3 +60,20 @@ func TestSignedTokensVerify(t *testing.T) {
 		}
 	}
 }
+
+func TestLimitsOnly(t *testing.T) {
+	var got []string
+	err := runLimits(t.Context(), limitsConfig{
+		Algorithms: []string{"RS256"}, Argon2: password.TestParams, HTTPConcurrency: 2, Duration: 50 * time.Millisecond,
+		Only: []string{"verify/EdDSA", "http"},
+	}, func(l limitRun) error { got = append(got, l.name); return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0] != "verify/EdDSA" || got[1] != "http" {
+		t.Errorf("measured %v", got)
+	}
+	if err := runLimits(t.Context(), limitsConfig{Only: []string{"sign/HS256"}, Duration: time.Millisecond}, func(limitRun) error { return nil }); err == nil {
+		t.Error("an unknown limit was accepted")
+	}
+}

@@ -210,3 +210,30 @@ func TestReportUpdatesOnlyItsSection(t *testing.T) {
 		t.Errorf("BENCHMARKS.md:\n%s", got)
 	}
 }
+
+func TestRatioUsesTheLimitNearestInTime(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	recs := []record{
+		{Kind: kindLimit, Name: "argon2id", Concurrency: 2, OKRPS: 100, LatencyMS: latencySummary{P50: 20}, Time: t0},
+		{Kind: kindLimit, Name: "argon2id", Concurrency: 2, OKRPS: 80, LatencyMS: latencySummary{P50: 25}, Time: t0.Add(60 * time.Second)},
+		{Kind: kindScenario, Name: "password", Concurrency: 4, OKRPS: 72, LatencyMS: latencySummary{P99: 70}, Time: t0.Add(67 * time.Second)},
+	}
+	var buf bytes.Buffer
+	if err := writeMarkdown(&buf, recs, reportMeta{}); err != nil {
+		t.Fatal(err)
+	}
+	md := buf.String()
+	for _, want := range []string{
+		"| argon2id |  | 2 | 100 | 20.0 ms |",                              // the table shows the fastest run
+		"| argon2id 80.0/s | 90% |",                                        // the ratio uses the nearest
+		"72.0/s of 80.0/s = 90%, **met**",                                  // so does the target
+		"p99 < 3× one hash (25.0 ms) at concurrency 4: p99 70.0 ms = 2.8×", // and its hash time
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Log(md)
+	}
+}
