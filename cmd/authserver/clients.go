@@ -73,7 +73,7 @@ func validateClient(c storage.Client) error {
 }
 
 func newClientsCmd(g *globals) *cobra.Command {
-	cmd := &cobra.Command{Use: "clients", Short: "Manage OAuth clients"}
+	cmd := groupCommand("clients", "Manage OAuth clients")
 	var (
 		c           storage.Client
 		secretStdin bool
@@ -169,7 +169,7 @@ func newClientsCmd(g *globals) *cobra.Command {
 		},
 	}
 	show := &cobra.Command{
-		Use: "show ID", Short: "Show a client", Args: cobra.ExactArgs(1),
+		Use: "show ID", Short: "Show a client", Args: oneArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			st, err := g.openStore(cmd.Context())
 			if err != nil {
@@ -194,7 +194,7 @@ func newClientsCmd(g *globals) *cobra.Command {
 	rotate := &cobra.Command{
 		Use:   "rotate-secret ID",
 		Short: "Give a confidential client a new secret; with --keep-old the previous one stays valid until the next rotation",
-		Args:  cobra.ExactArgs(1),
+		Args:  oneArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var secret, shown string
 			if rotStdin {
@@ -249,7 +249,7 @@ func newClientsCmd(g *globals) *cobra.Command {
 	rotate.Flags().BoolVar(&keepOld, "keep-old", false, "keep the previous secret valid as well (two secrets during rotation)")
 	rotate.Flags().BoolVar(&rotStdin, "secret-stdin", false, "read the new secret from stdin instead of generating one")
 	del := &cobra.Command{
-		Use: "delete ID", Short: "Delete a client and revoke its tokens", Args: cobra.ExactArgs(1),
+		Use: "delete ID", Short: "Delete a client and revoke its tokens", Args: oneArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			st, err := g.openStore(cmd.Context())
 			if err != nil {
@@ -275,7 +275,7 @@ func newClientsCmd(g *globals) *cobra.Command {
 }
 
 func newTokensCmd(g *globals) *cobra.Command {
-	cmd := &cobra.Command{Use: "tokens", Short: "Manage issued tokens"}
+	cmd := groupCommand("tokens", "Manage issued tokens")
 	var user, client string
 	revoke := &cobra.Command{
 		Use:   "revoke",

@@ -11,8 +11,32 @@ import (
 	"github.com/oauthkit/authserver/keys"
 )
 
+// keyView is the JSON form of a signing key (no key material). Times that do
+// not apply are omitted.
+type keyView struct {
+	ID         string     `json:"kid"`
+	Algorithm  string     `json:"alg"`
+	State      string     `json:"state"`
+	CreatedAt  time.Time  `json:"created_at"`
+	ActivateAt *time.Time `json:"activate_at,omitempty"`
+	RetiredAt  *time.Time `json:"retired_at,omitempty"`
+	DeleteAt   *time.Time `json:"delete_at,omitempty"`
+}
+
+func viewKey(k keys.KeyInfo) keyView {
+	opt := func(t time.Time) *time.Time {
+		if t.IsZero() {
+			return nil
+		}
+		t = t.UTC()
+		return &t
+	}
+	return keyView{ID: k.ID, Algorithm: k.Algorithm, State: string(k.State), CreatedAt: k.CreatedAt.UTC(),
+		ActivateAt: opt(k.ActivateAt), RetiredAt: opt(k.RetiredAt), DeleteAt: opt(k.DeleteAt)}
+}
+
 func newKeysCmd(g *globals) *cobra.Command {
-	cmd := &cobra.Command{Use: "keys", Short: "Manage signing keys"}
+	cmd := groupCommand("keys", "Manage signing keys")
 	var sf secretFlags
 	var now bool
 	var alg string
@@ -39,7 +63,11 @@ func newKeysCmd(g *globals) *cobra.Command {
 		return km, func() { st.Close() }, nil
 	}
 	printKeys := func(ks []keys.KeyInfo) error {
-		return g.print(ks, func(w io.Writer) {
+		views := make([]keyView, 0, len(ks))
+		for _, k := range ks {
+			views = append(views, viewKey(k))
+		}
+		return g.print(views, func(w io.Writer) {
 			fmt.Fprintln(w, "KID\tALG\tSTATE\tCREATED\tACTIVATES\tRETIRED\tDELETE AT")
 			ts := func(t time.Time) string {
 				if t.IsZero() {
@@ -76,7 +104,7 @@ func newKeysCmd(g *globals) *cobra.Command {
 	rotate.Flags().DurationVar(&accessTTL, "access-token-ttl", 15*time.Minute, "access token lifetime (as given to serve)")
 	rotate.Flags().DurationVar(&rotation, "key-rotation", 30*24*time.Hour, "key rotation period (as given to serve)")
 	rotate.Flags().DurationVar(&maxAge, "jwks-max-age", time.Hour, "JWKS max-age (as given to serve)")
-	sf.register(rotate)
+	sf.register(rotate.Flags())
 	list := &cobra.Command{
 		Use: "list", Short: "List signing keys with their state and dates (needs no secret)", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/oauthkit/authserver/authserver"
 	"github.com/oauthkit/authserver/internal/password"
@@ -31,7 +32,9 @@ import (
 // key windows depend on it.
 const introspectionJWTTTL = 5 * time.Minute
 
-// serveConfig holds the flags of `authserver serve`.
+// serveConfig holds the settings of `authserver serve`. Every field is a flag
+// (see registerFlags), also read from AUTHSERVER_<FLAG> and from the config
+// file.
 type serveConfig struct {
 	addr            string
 	issuer          string
@@ -55,6 +58,9 @@ type serveConfig struct {
 	corsOrigins     []string
 	argon2          password.Params
 	secretFlags
+
+	// certificate is loaded from tlsCert and tlsKey by validate.
+	certificate *tls.Certificate
 }
 
 // secretFlags locate the server secret.
@@ -63,27 +69,44 @@ type secretFlags struct {
 	secretFile string
 }
 
-func (s *secretFlags) register(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&s.secret, "secret", "", "server secret (at least 32 bytes); encrypts signing keys and keys refresh tokens")
-	cmd.Flags().StringVar(&s.secretFile, "secret-file", "", "file holding the server secret (default: authserver.secret beside the SQLite database)")
+func (s *secretFlags) register(fs *pflag.FlagSet) {
+	fs.StringVar(&s.secret, "secret", "", "server secret (at least 32 bytes); encrypts signing keys and keys refresh tokens")
+	fs.StringVar(&s.secretFile, "secret-file", "", "file holding the server secret (default: authserver.secret beside the SQLite database)")
+}
+
+// check returns the problems with the secret settings for database db.
+func (s *secretFlags) check(db string) []error {
+	var errs []error
+	if s.secret != "" && s.secretFile != "" {
+		errs = append(errs, &settingError{flag: "secret", err: errors.New("give --secret or --secret-file, not both")})
+	}
+	if s.secret != "" && len(s.secret) < keys.MinSecretLen {
+		errs = append(errs, &settingError{flag: "secret", err: fmt.Errorf("--secret must be at least %d bytes", keys.MinSecretLen)})
+	}
+	if s.secret == "" && s.secretFile == "" && isPostgres(db) {
+		errs = append(errs, &settingError{flag: "secret", err: errors.New("with a PostgreSQL database, give --secret or --secret-file (every instance needs the same secret)")})
+	}
+	return errs
+}
+
+// path is the secret file used when --secret is not given.
+func (s *secretFlags) path(db string) string {
+	if s.secretFile != "" || isPostgres(db) {
+		return s.secretFile
+	}
+	return filepath.Join(filepath.Dir(db), "authserver.secret")
 }
 
 // load returns the secret; with create, a missing secret file beside a SQLite
 // database is generated (0600) and announced.
 func (s *secretFlags) load(db string, create bool, log *slog.Logger) ([]byte, error) {
+	if err := errors.Join(s.check(db)...); err != nil {
+		return nil, err
+	}
 	if s.secret != "" {
-		if len(s.secret) < 32 {
-			return nil, errors.New("--secret must be at least 32 bytes")
-		}
 		return []byte(s.secret), nil
 	}
-	path := s.secretFile
-	if path == "" {
-		if isPostgres(db) {
-			return nil, errors.New("with a PostgreSQL database, give --secret or --secret-file (every instance needs the same secret)")
-		}
-		path = filepath.Join(filepath.Dir(db), "authserver.secret")
-	}
+	path := s.path(db)
 	if !create {
 		if _, err := os.Stat(path); err != nil {
 			return nil, fmt.Errorf("no server secret at %s (start `authserver serve` once, or give --secret/--secret-file): %w", path, err)
@@ -104,12 +127,35 @@ func newServeCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the authorization server",
-		Args:  cobra.NoArgs,
+		Long: `Run the authorization server until SIGTERM or SIGINT.
+
+Every flag is also read from the environment variable AUTHSERVER_<FLAG> (upper
+case, dashes as underscores, lists comma-separated) and from the YAML file of
+--config, whose keys are the flag names. A flag on the command line wins over
+the environment, which wins over the file, which wins over the default. The
+whole configuration is checked before anything starts, and every problem is
+reported at once; ` + "`authserver config show`" + ` prints what serve would run with.
+
+On SIGTERM or SIGINT, /readyz fails at once, the listener stays open for
+--drain-delay, then closes; in-flight requests get --shutdown-timeout to
+finish, background jobs stop and the database is closed.`,
+		Example: `  authserver serve --demo
+  authserver serve --config /etc/authserver/authserver.yaml
+  AUTHSERVER_SECRET=… authserver serve --db postgres://auth@db/auth --addr 0.0.0.0:8080 --issuer https://auth.example.com`,
+		Args:        cobra.NoArgs,
+		Annotations: map[string]string{annotLateConfigErrors: "yes"},
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return serve(cmd.Context(), g, &c)
 		},
 	}
-	f := cmd.Flags()
+	c.registerFlags(cmd.Flags())
+	registerServeCompletions(cmd)
+	return cmd
+}
+
+// registerFlags defines serve's flags on fs. `config show` defines the same
+// flags, and the config file accepts their names as keys.
+func (c *serveConfig) registerFlags(f *pflag.FlagSet) {
 	f.StringVar(&c.addr, "addr", "127.0.0.1:8080", "listen address")
 	f.StringVar(&c.issuer, "issuer", "", "issuer URL (default http://ADDR)")
 	f.StringVar(&c.audience, "audience", "", "aud of access tokens, required by the demo API (default ISSUER/api)")
@@ -133,8 +179,23 @@ func newServeCmd(g *globals) *cobra.Command {
 	f.Uint32Var(&c.argon2.Memory, "argon2-memory", password.DefaultParams.Memory, "argon2id memory in KiB")
 	f.Uint32Var(&c.argon2.Time, "argon2-time", password.DefaultParams.Time, "argon2id passes")
 	f.Uint8Var(&c.argon2.Threads, "argon2-threads", password.DefaultParams.Threads, "argon2id parallelism")
-	c.secretFlags.register(cmd)
-	return cmd
+	c.secretFlags.register(f)
+}
+
+// registerServeCompletions adds shell completion of serve's enumerated and
+// file-valued flags to cmd (serve or config show).
+func registerServeCompletions(cmd *cobra.Command) {
+	fixed := map[string][]string{
+		"log-format":    {"text", "json"},
+		"log-level":     {"debug", "info", "warn", "error"},
+		"key-algorithm": {keys.RS256, keys.ES256, keys.EdDSA},
+	}
+	for name, values := range fixed {
+		_ = cmd.RegisterFlagCompletionFunc(name, cobra.FixedCompletions(values, cobra.ShellCompDirectiveNoFileComp))
+	}
+	_ = cmd.MarkFlagFilename("tls-cert", "pem", "crt")
+	_ = cmd.MarkFlagFilename("tls-key", "pem", "key")
+	_ = cmd.MarkFlagFilename("secret-file")
 }
 
 func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
@@ -153,14 +214,38 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 	}
 }
 
-// validate checks the configuration and lists every problem at once.
-func (c *serveConfig) validate() error {
+// validate checks the configuration for database db, fills in the issuer
+// default, loads the TLS certificate, and returns every problem at once.
+// Each problem is a *settingError naming its flag.
+func (c *serveConfig) validate(db string) error {
 	var errs []error
-	if _, _, err := net.SplitHostPort(c.addr); err != nil {
-		errs = append(errs, fmt.Errorf("--addr %q: %w", c.addr, err))
+	bad := func(flag, format string, args ...any) {
+		errs = append(errs, &settingError{flag: flag, err: fmt.Errorf(format, args...)})
 	}
-	if (c.tlsCert == "") != (c.tlsKey == "") {
-		errs = append(errs, errors.New("--tls-cert and --tls-key go together"))
+	if db == "" {
+		bad("db", "--db must name a SQLite file or a postgres:// URL")
+	}
+	if _, _, err := net.SplitHostPort(c.addr); err != nil {
+		bad("addr", "--addr %q: %w", c.addr, err)
+	}
+	if c.adminAddr != "" {
+		if _, _, err := net.SplitHostPort(c.adminAddr); err != nil {
+			bad("admin-addr", "--admin-addr %q: %w", c.adminAddr, err)
+		} else if c.adminAddr == c.addr {
+			bad("admin-addr", "--admin-addr must differ from --addr")
+		}
+	}
+	c.certificate = nil
+	switch {
+	case (c.tlsCert == "") != (c.tlsKey == ""):
+		bad("tls-cert", "--tls-cert and --tls-key go together")
+	case c.tlsCert != "":
+		cert, err := tls.LoadX509KeyPair(c.tlsCert, c.tlsKey)
+		if err != nil {
+			bad("tls-cert", "--tls-cert/--tls-key: %w", err)
+		} else {
+			c.certificate = &cert
+		}
 	}
 	if c.issuer == "" {
 		scheme := "http://"
@@ -171,35 +256,54 @@ func (c *serveConfig) validate() error {
 	}
 	for _, o := range c.corsOrigins {
 		if u, err := url.Parse(o); err != nil || u.Host == "" || u.Path != "" || (u.Scheme != "https" && u.Scheme != "http") {
-			errs = append(errs, fmt.Errorf("--cors-origin %q must be an origin such as https://app.example", o))
+			bad("cors-origin", "--cors-origin %q must be an origin such as https://app.example", o)
 		}
 	}
 	u, err := url.Parse(c.issuer)
 	switch {
 	case err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https"):
-		errs = append(errs, fmt.Errorf("--issuer %q must be an absolute http(s) URL", c.issuer))
+		bad("issuer", "--issuer %q must be an absolute http(s) URL", c.issuer)
 	case u.RawQuery != "" || u.Fragment != "":
-		errs = append(errs, fmt.Errorf("--issuer %q must not have a query or fragment (RFC 8414)", c.issuer))
+		bad("issuer", "--issuer %q must not have a query or fragment (RFC 8414)", c.issuer)
 	case u.Scheme == "http" && !isLoopback(u.Hostname()) && !c.insecureHTTP:
-		errs = append(errs, fmt.Errorf("--issuer %q uses http on a non-loopback host; use https or pass --insecure-http", c.issuer))
+		bad("issuer", "--issuer %q uses http on a non-loopback host; use https or pass --insecure-http", c.issuer)
 	}
 	if c.accessTTL < time.Second {
-		errs = append(errs, errors.New("--access-token-ttl must be at least 1s"))
+		bad("access-token-ttl", "--access-token-ttl must be at least 1s")
 	}
 	if c.refreshTTL < c.accessTTL {
-		errs = append(errs, errors.New("--refresh-token-ttl must not be shorter than --access-token-ttl"))
+		bad("refresh-token-ttl", "--refresh-token-ttl must not be shorter than --access-token-ttl")
 	}
 	switch c.keyAlgorithm {
-	case "RS256", "ES256", "EdDSA":
+	case keys.RS256, keys.ES256, keys.EdDSA:
 	default:
-		errs = append(errs, fmt.Errorf("--key-algorithm must be RS256, ES256 or EdDSA, not %q", c.keyAlgorithm))
+		bad("key-algorithm", "--key-algorithm must be RS256, ES256 or EdDSA, not %q", c.keyAlgorithm)
+	}
+	if c.jwksMaxAge < time.Second {
+		bad("jwks-max-age", "--jwks-max-age must be at least 1s")
+	} else if pre := c.jwksMaxAge + keys.DefaultReloadInterval + keys.SafetyMargin; c.keyRotation <= pre {
+		bad("key-rotation", "--key-rotation (%v) must be longer than the pre-publication window (%v: --jwks-max-age + %v reload + %v margin)",
+			c.keyRotation, pre, keys.DefaultReloadInterval, keys.SafetyMargin)
+	}
+	if _, err := newLogger(io.Discard, c.logFormat, "info"); err != nil {
+		bad("log-format", "%w", err)
+	}
+	if _, err := newLogger(io.Discard, "text", c.logLevel); err != nil {
+		bad("log-level", "%w", err)
 	}
 	if c.argon2.Memory < 8*uint32(max(c.argon2.Threads, 1)) || c.argon2.Time < 1 || c.argon2.Threads < 1 {
-		errs = append(errs, errors.New("--argon2-memory/time/threads are out of range"))
+		bad("argon2-memory", "--argon2-memory/time/threads are out of range")
 	}
 	if c.gcInterval <= 0 {
-		errs = append(errs, errors.New("--gc-interval must be positive"))
+		bad("gc-interval", "--gc-interval must be positive")
 	}
+	if c.shutdownTimeout <= 0 {
+		bad("shutdown-timeout", "--shutdown-timeout must be positive")
+	}
+	if c.drainDelay < 0 {
+		bad("drain-delay", "--drain-delay must not be negative")
+	}
+	errs = append(errs, c.secretFlags.check(db)...)
 	return errors.Join(errs...)
 }
 
@@ -211,9 +315,10 @@ func isLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
+// serve runs the server until ctx is done, then shuts it down gracefully.
 func serve(ctx context.Context, g *globals, c *serveConfig) error {
-	if err := c.validate(); err != nil {
-		return fmt.Errorf("invalid configuration:\n%w", err)
+	if err := g.configProblems(g.loadErr, c.validate(g.db)); err != nil {
+		return err
 	}
 	log, err := newLogger(g.stderr, c.logFormat, c.logLevel)
 	if err != nil {
@@ -221,14 +326,88 @@ func serve(ctx context.Context, g *globals, c *serveConfig) error {
 	}
 	c.argon2.SaltLen, c.argon2.KeyLen = password.DefaultParams.SaltLen, password.DefaultParams.KeyLen
 
-	st, err := g.openStore(ctx)
+	a, err := openApp(ctx, g, c, log)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	secret, err := c.secretFlags.load(g.db, true, log)
+	defer a.store.Close()
+	hs, admin, err := c.listen(a.srv, log)
 	if err != nil {
 		return err
+	}
+	stopBG := a.runBackground(ctx, c.gcInterval, log)
+	defer stopBG()
+
+	log.Info("listening", "addr", hs.ln.Addr().String(), "issuer", c.issuer, "version", version,
+		"storage", storageKind(g.db), "key_algorithm", c.keyAlgorithm)
+	errc := make(chan error, 2)
+	go func() { errc <- hs.serve() }()
+	if admin != nil {
+		log.Info("admin listening", "addr", admin.ln.Addr().String())
+		go func() { errc <- admin.serve() }()
+	}
+	select {
+	case err := <-errc:
+		_ = hs.Close()
+		if admin != nil {
+			_ = admin.Close()
+		}
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+
+	log.Info("shutting down", "drain_delay", c.drainDelay, "timeout", c.shutdownTimeout)
+	a.srv.Drain()
+	if c.drainDelay > 0 {
+		time.Sleep(c.drainDelay)
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.shutdownTimeout)
+	defer cancel()
+	err = hs.Shutdown(sctx)
+	if admin != nil {
+		_ = admin.Shutdown(sctx)
+	}
+	if err != nil {
+		_ = hs.Close()
+		return fmt.Errorf("shutdown: in-flight requests did not finish within --shutdown-timeout: %w", err)
+	}
+	stopBG()
+	log.Info("stopped")
+	return nil
+}
+
+// storageKind names the database kind of --db for the startup log line.
+func storageKind(db string) string {
+	if isPostgres(db) {
+		return "postgres"
+	}
+	return "sqlite"
+}
+
+// app is what serve wires together: the store, the key manager and the
+// authorization server.
+type app struct {
+	store *sqlstore.Store
+	keys  *keys.Manager
+	srv   *authserver.Server
+}
+
+// openApp opens the database (applying migrations), loads or creates the
+// server secret, loads the signing keys, seeds the demo data with --demo and
+// builds the authorization server. On error, nothing stays open.
+func openApp(ctx context.Context, g *globals, c *serveConfig, log *slog.Logger) (a *app, err error) {
+	st, err := g.openStore(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			st.Close()
+		}
+	}()
+	secret, err := c.secretFlags.load(g.db, true, log)
+	if err != nil {
+		return nil, err
 	}
 	km, err := keys.New(ctx, st, keys.Config{
 		Algorithm:      c.keyAlgorithm,
@@ -239,11 +418,11 @@ func serve(ctx context.Context, g *globals, c *serveConfig) error {
 		Logger:         log,
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if c.demo {
 		if err := seedDemo(ctx, st, c.argon2, log); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	srv, err := authserver.New(authserver.Config{
@@ -259,13 +438,43 @@ func serve(ctx context.Context, g *globals, c *serveConfig) error {
 		CORSAllowedOrigins:   c.corsOrigins,
 	}, st, km, serverOptions(st)...)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	return &app{store: st, keys: km, srv: srv}, nil
+}
 
-	ln, err := net.Listen("tcp", c.addr)
-	if err != nil {
-		return fmt.Errorf("listen: %w", err)
+// runBackground starts the key manager and the garbage collector. They stop
+// when the returned function is called (which waits for them), not when ctx
+// is cancelled, so that they outlive the shutdown of in-flight requests.
+func (a *app) runBackground(ctx context.Context, gcEvery time.Duration, log *slog.Logger) (stop func()) {
+	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := a.keys.Run(bg); err != nil {
+			log.Error("key manager stopped", "err", err)
+		}
+	})
+	wg.Go(func() { gcLoop(bg, a.store, gcEvery, log) })
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			cancel()
+			wg.Wait()
+		})
 	}
+}
+
+// listener is an http.Server with its listener.
+type listener struct {
+	*http.Server
+	ln net.Listener
+}
+
+func (l *listener) serve() error { return l.Serve(l.ln) }
+
+// listen opens the main listener (with TLS when configured) and, with
+// --admin-addr, the admin listener; admin is nil without it.
+func (c *serveConfig) listen(srv *authserver.Server, log *slog.Logger) (main, admin *listener, err error) {
 	handler := srv.Handler()
 	if c.pprof && c.adminAddr == "" {
 		handler = withPprof(handler)
@@ -279,77 +488,32 @@ func serve(ctx context.Context, g *globals, c *serveConfig) error {
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	if c.tlsCert != "" {
-		cert, err := tls.LoadX509KeyPair(c.tlsCert, c.tlsKey)
-		if err != nil {
-			ln.Close()
-			return fmt.Errorf("TLS: %w", err)
-		}
+	ln, err := net.Listen("tcp", c.addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("listen on --addr: %w", err)
+	}
+	if c.certificate != nil {
 		// Modern settings: TLS 1.2 minimum with AEAD suites only (Go's
 		// defaults), TLS 1.3 preferred.
-		hs.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+		hs.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{*c.certificate}}
 		ln = tls.NewListener(ln, hs.TLSConfig)
 	}
-	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		if err := km.Run(bg); err != nil {
-			log.Error("key manager stopped", "err", err)
-		}
-	}()
-	go func() {
-		defer wg.Done()
-		gcLoop(bg, st, c.gcInterval, log)
-	}()
-
-	storageKind := "sqlite"
-	if isPostgres(g.db) {
-		storageKind = "postgres"
+	main = &listener{Server: hs, ln: ln}
+	if c.adminAddr == "" {
+		return main, nil, nil
 	}
-	log.Info("listening", "addr", ln.Addr().String(), "issuer", c.issuer, "version", version,
-		"storage", storageKind, "key_algorithm", c.keyAlgorithm)
-	errc := make(chan error, 2)
-	go func() { errc <- hs.Serve(ln) }()
-	var admin *http.Server
-	if c.adminAddr != "" {
-		aln, err := net.Listen("tcp", c.adminAddr)
-		if err != nil {
-			_ = hs.Close()
-			stopBG()
-			wg.Wait()
-			return fmt.Errorf("listen on --admin-addr: %w", err)
-		}
-		admin = &http.Server{Handler: adminHandler(srv, c.pprof), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute}
-		go func() { errc <- admin.Serve(aln) }()
-		log.Info("admin listening", "addr", aln.Addr().String())
-	}
-	select {
-	case err := <-errc:
-		stopBG()
-		wg.Wait()
-		return fmt.Errorf("serve: %w", err)
-	case <-ctx.Done():
-	}
-	log.Info("shutting down", "timeout", c.shutdownTimeout)
-	srv.Drain()
-	if c.drainDelay > 0 {
-		time.Sleep(c.drainDelay)
-	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.shutdownTimeout)
-	defer cancel()
-	err = hs.Shutdown(sctx)
-	if admin != nil {
-		_ = admin.Shutdown(sctx)
-	}
-	stopBG()
-	wg.Wait()
+	aln, err := net.Listen("tcp", c.adminAddr)
 	if err != nil {
-		return fmt.Errorf("shutdown: %w", err)
+		ln.Close()
+		return nil, nil, fmt.Errorf("listen on --admin-addr: %w", err)
 	}
-	log.Info("stopped")
-	return nil
+	admin = &listener{Server: &http.Server{
+		Handler:           adminHandler(srv, c.pprof),
+		ReadHeaderTimeout: 5 * time.Second,
+		IdleTimeout:       time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}, ln: aln}
+	return main, admin, nil
 }
 
 // gcLoop deletes expired token records and stale throttling counters.

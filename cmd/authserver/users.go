@@ -53,7 +53,7 @@ func findUser(ctx context.Context, st storage.Users, ref string) (storage.User, 
 }
 
 func newUsersCmd(g *globals) *cobra.Command {
-	cmd := &cobra.Command{Use: "users", Short: "Manage users"}
+	cmd := groupCommand("users", "Manage users")
 	var email, name string
 	var roles []string
 	var pwStdin bool
@@ -126,7 +126,7 @@ func newUsersCmd(g *globals) *cobra.Command {
 		},
 	}
 	show := &cobra.Command{
-		Use: "show ID|EMAIL", Short: "Show a user", Args: cobra.ExactArgs(1),
+		Use: "show ID|EMAIL", Short: "Show a user", Args: oneArg,
 		RunE: func(c *cobra.Command, args []string) error {
 			st, err := g.openStore(c.Context())
 			if err != nil {
@@ -147,7 +147,7 @@ func newUsersCmd(g *globals) *cobra.Command {
 	// update runs fn on the user named by the argument and prints the result.
 	update := func(use, short string, fn func(*storage.User) error) *cobra.Command {
 		return &cobra.Command{
-			Use: use, Short: short, Args: cobra.ExactArgs(1),
+			Use: use, Short: short, Args: oneArg,
 			RunE: func(c *cobra.Command, args []string) error {
 				st, err := g.openStore(c.Context())
 				if err != nil {
@@ -198,7 +198,7 @@ func newUsersCmd(g *globals) *cobra.Command {
 		return nil
 	})
 	del := &cobra.Command{
-		Use: "delete ID|EMAIL", Short: "Delete a user and revoke their tokens", Args: cobra.ExactArgs(1),
+		Use: "delete ID|EMAIL", Short: "Delete a user and revoke their tokens", Args: oneArg,
 		RunE: func(c *cobra.Command, args []string) error {
 			st, err := g.openStore(c.Context())
 			if err != nil {
