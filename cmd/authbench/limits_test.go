@@ -77,3 +77,18 @@ func TestLimitsOnly(t *testing.T) {
 		t.Error("an unknown limit was accepted")
 	}
 }
+
+func TestLimitsRetryKeepsTheQuietestAttempt(t *testing.T) {
+	var asked []int
+	var got []limitRun
+	err := runLimits(t.Context(), limitsConfig{
+		Only: []string{"sign/EdDSA"}, Duration: 20 * time.Millisecond,
+		Retry: func(_ string, attempt int, _ float64) bool { asked = append(asked, attempt); return attempt < 3 },
+	}, func(l limitRun) error { got = append(got, l); return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].attempts != 3 || len(asked) != 3 {
+		t.Errorf("runs %+v, asked %v", got, asked)
+	}
+}

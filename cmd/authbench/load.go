@@ -71,6 +71,14 @@ type loadResult struct {
 	MachineCPU time.Duration
 }
 
+// otherCores is the CPU other processes used during the window, in cores.
+func (r *loadResult) otherCores() float64 {
+	if r.Elapsed <= 0 {
+		return 0
+	}
+	return max(0, (r.MachineCPU-r.ClientCPU).Seconds()/r.Elapsed.Seconds())
+}
+
 // shard is one lock-protected slice of the recording state. Workers are
 // spread over a few shards so that a thousand workers do not need a thousand
 // histograms, and sixty-four busy workers do not contend on one lock.

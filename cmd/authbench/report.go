@@ -52,7 +52,11 @@ type record struct {
 	OtherCPUCores   float64      `json:"other_cpu_cores"`
 	Server          *serverUsage `json:"server,omitempty"`
 	Command         string       `json:"command,omitempty"`
-	Time            time.Time    `json:"time"`
+	// Attempts is how many times the measurement was taken (more than one
+	// when the machine was busy, with --max-other-load); this is the
+	// quietest.
+	Attempts int       `json:"attempts,omitempty"`
+	Time     time.Time `json:"time"`
 }
 
 // latencySummary holds latency percentiles in milliseconds.
@@ -78,7 +82,7 @@ func newRecord(kind, name string, conc int, res *loadResult) record {
 		r.OKRPS = round(float64(res.OK)/secs, 1)
 		r.ClientCPUCores = round(res.ClientCPU.Seconds()/secs, 2)
 		r.MachineCPUCores = round(res.MachineCPU.Seconds()/secs, 2)
-		r.OtherCPUCores = round(max(0, (res.MachineCPU-res.ClientCPU).Seconds()/secs), 2)
+		r.OtherCPUCores = round(res.otherCores(), 2)
 	}
 	if len(res.Status) > 0 {
 		r.Status = res.Status
@@ -268,6 +272,7 @@ type limitStat struct {
 	p99          []float64
 	other        []float64
 	times        []time.Time
+	attempts     []int
 }
 
 // nearest is the index of the measurement closest in time to t: the limit
@@ -351,6 +356,7 @@ func aggregateLimits(recs []record) ([]*limitStat, map[string]*limitStat) {
 		l.p99 = append(l.p99, r.LatencyMS.P99)
 		l.other = append(l.other, r.OtherCPUCores)
 		l.times = append(l.times, r.Time)
+		l.attempts = append(l.attempts, r.Attempts)
 	}
 	return order, byName
 }
@@ -399,6 +405,9 @@ func writeMarkdown(w io.Writer, recs []record, meta reportMeta) error {
 			runs := make([]string, len(l.rates))
 			for j := range l.rates {
 				runs[j] = fmt.Sprintf("%s (%.2f)", fmtRate(l.rates[j]), l.other[j])
+				if l.attempts[j] > 1 {
+					runs[j] = fmt.Sprintf("%s (%.2f, %d tries)", fmtRate(l.rates[j]), l.other[j], l.attempts[j])
+				}
 			}
 			drift := "–"
 			if len(l.rates) > 1 {
@@ -410,7 +419,9 @@ func writeMarkdown(w io.Writer, recs []record, meta reportMeta) error {
 		b.WriteString("\nEvery limit is measured before the scenarios, and each scenario's own limit again right before it. The " +
 			"table shows the fastest run (noise only slows a limit down) with its latencies; drift is (max − min)/max across the " +
 			"runs. A scenario's ratio uses the run of its limit nearest in time: the same moment. " +
-			"Other load is the CPU the rest of the machine used meanwhile (/proc/stat busy time minus the load tool's): the noise. " +
+			"Other load is the CPU the rest of the machine used meanwhile (/proc/stat busy time minus the load tool's): the noise; " +
+			"with --max-other-load a measurement is taken again (up to --retries times) when it is above the threshold, and the " +
+			"quietest attempt is kept. " +
 			"The CPU limits use every core; the HTTP limit is a handler writing 16 bytes, served in the load tool's own process " +
 			"and loaded by the same generator, so it is the ceiling of any request/response on this machine with this tool.\n\n")
 	}
@@ -449,9 +460,9 @@ func writeMarkdown(w io.Writer, recs []record, meta reportMeta) error {
 					errs += "; errors " + r.errorSummary()
 				}
 			}
-			fmt.Fprintf(b, "| %s | %d | %.1f s | %s | %s | %s | %s | %s | %s | %s | %s | %.2f cores | %.2f cores | %s | %s | %s |\n",
+			fmt.Fprintf(b, "| %s | %d | %.1f s | %s | %s | %s | %s | %s | %s | %s | %s | %.2f cores | %s | %s | %s | %s |\n",
 				r.label(), r.Concurrency, r.DurationS, rate, msCell(r.LatencyMS.P50), msCell(r.LatencyMS.P90), msCell(r.LatencyMS.P99),
-				msCell(r.LatencyMS.Max), errs, srvCPU, srvRSS, r.ClientCPUCores, r.OtherCPUCores, limit, ratio, combined)
+				msCell(r.LatencyMS.Max), errs, srvCPU, srvRSS, r.ClientCPUCores, r.otherCell(), limit, ratio, combined)
 		}
 		b.WriteString("\nreq/s counts successful responses (for memflood: the acceptable refusals 400/401/429/503, listed with their counts). " +
 			"Server CPU is utime+stime from /proc/PID/stat over the measured window; peak RSS is VmHWM from /proc/PID/status, reset " +
@@ -481,6 +492,15 @@ func writeMarkdown(w io.Writer, recs []record, meta reportMeta) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// otherCell is the other load, with the number of tries when the
+// measurement was taken again because the machine was busy.
+func (r record) otherCell() string {
+	if r.Attempts > 1 {
+		return fmt.Sprintf("%.2f cores (%d tries)", r.OtherCPUCores, r.Attempts)
+	}
+	return fmt.Sprintf("%.2f cores", r.OtherCPUCores)
 }
 
 func msCell(v float64) string {

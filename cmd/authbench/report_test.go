@@ -216,7 +216,8 @@ func TestRatioUsesTheLimitNearestInTime(t *testing.T) {
 	recs := []record{
 		{Kind: kindLimit, Name: "argon2id", Concurrency: 2, OKRPS: 100, LatencyMS: latencySummary{P50: 20}, Time: t0},
 		{Kind: kindLimit, Name: "argon2id", Concurrency: 2, OKRPS: 80, LatencyMS: latencySummary{P50: 25}, Time: t0.Add(60 * time.Second)},
-		{Kind: kindScenario, Name: "password", Concurrency: 4, OKRPS: 72, LatencyMS: latencySummary{P99: 70}, Time: t0.Add(67 * time.Second)},
+		{Kind: kindScenario, Name: "password", Concurrency: 4, OKRPS: 72, LatencyMS: latencySummary{P99: 70}, Time: t0.Add(67 * time.Second),
+			OtherCPUCores: 0.05, Attempts: 3},
 	}
 	var buf bytes.Buffer
 	if err := writeMarkdown(&buf, recs, reportMeta{}); err != nil {
