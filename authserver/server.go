@@ -293,12 +293,16 @@ func (s *Server) authenticateUser(ctx context.Context, email, pw string) (storag
 			s.log.Warn("stored password hash unusable", "user_id", u.ID, "err", verr)
 		}
 		s.metrics.loginFailures.Inc()
+		if s.throttle != nil {
+			_, _, kIP := passwordKeys(email, ip)
+			s.throttle.failed(ctx, kIP, s.cfg.Throttle.IP)
+		}
 		s.audit(ctx, "login_failed", slog.String("reason", "bad_credentials"))
 		return storage.User{}, fmt.Errorf("%w: bad credentials", fosite.ErrNotFound)
 	}
 	if s.throttle != nil {
-		kAI, kA, kIP := passwordKeys(email, ip)
-		release := func(ctx context.Context) error { return s.throttle.release(ctx, kAI, kA, kIP) }
+		kAI, kA, _ := passwordKeys(email, ip)
+		release := func(ctx context.Context) error { return s.throttle.release(ctx, kAI, kA) }
 		if st := stateFrom(ctx); st != nil {
 			st.release = release // committed with the token records
 		} else if err := release(ctx); err != nil {

@@ -91,8 +91,9 @@ type throttler struct {
 
 // reserve atomically admits one attempt under policy p for key, counting it
 // as a failure until release. It returns *errThrottled when the key must wait.
-func (th *throttler) reserve(ctx context.Context, key string, p ThrottlePolicy) error {
-
+// With count false it only checks (for counters that count real failures
+// only, recorded afterwards by failed).
+func (th *throttler) reserve(ctx context.Context, key string, p ThrottlePolicy, count bool) error {
 	now := th.now().UTC()
 	_, err := th.store.UpdateAttempts(ctx, key, func(a storage.Attempts) (storage.Attempts, error) {
 		if !a.Last.IsZero() && now.Sub(a.Last) > p.Reset {
@@ -101,8 +102,10 @@ func (th *throttler) reserve(ctx context.Context, key string, p ThrottlePolicy) 
 		if wait := a.Last.Add(p.delay(a.Failures)).Sub(now); a.Failures >= p.Free && wait > 0 {
 			return a, &errThrottled{wait: wait}
 		}
-		a.Failures++
-		a.Last = now
+		if count {
+			a.Failures++
+			a.Last = now
+		}
 		return a, nil
 	})
 	return err
@@ -147,21 +150,14 @@ func (th *throttler) isBlocked(key string) time.Duration {
 }
 
 // release undoes a successful attempt's reservation: the account's
-// counters are forgotten (a successful login resets them) and the address's
-// counter gives back the one failure reserved for this attempt.
-func (th *throttler) release(ctx context.Context, accountIP, account, addr string) error {
+// counters are forgotten (a successful login resets them).
+func (th *throttler) release(ctx context.Context, accountIP, account string) error {
 	for _, k := range []string{accountIP, account} {
 		if err := th.store.DeleteAttempts(ctx, k); err != nil {
 			return err
 		}
 	}
-	_, err := th.store.UpdateAttempts(ctx, addr, func(a storage.Attempts) (storage.Attempts, error) {
-		if a.Failures > 0 {
-			a.Failures--
-		}
-		return a, nil
-	})
-	return err
+	return nil
 }
 
 // throttledError is the response to a throttled request: 429 with
@@ -184,16 +180,21 @@ func (s *Server) reservePassword(ctx context.Context, email, ip string) *oauthEr
 		return nil
 	}
 	kAI, kA, kIP := passwordKeys(email, ip)
-	// The three reservations commit together: one write per attempt.
+	// The account counters reserve the attempt (so parallel guesses at one
+	// account cannot exceed its limit); the address counter is only checked
+	// here and counts real failures afterwards, so that many concurrent
+	// sign-ins from one address (a NAT, a proxy) are not mistaken for guesses.
+	// All commit together: one write per attempt.
 	tx, err := s.store.BeginTx(ctx)
 	if err != nil {
 		return unavailable(err)
 	}
 	for _, r := range []struct {
-		key string
-		p   ThrottlePolicy
-	}{{kAI, s.cfg.Throttle.AccountIP}, {kA, s.cfg.Throttle.Account}, {kIP, s.cfg.Throttle.IP}} {
-		if err = s.throttle.reserve(tx, r.key, r.p); err != nil {
+		key   string
+		p     ThrottlePolicy
+		count bool
+	}{{kAI, s.cfg.Throttle.AccountIP, true}, {kA, s.cfg.Throttle.Account, true}, {kIP, s.cfg.Throttle.IP, false}} {
+		if err = s.throttle.reserve(tx, r.key, r.p, r.count); err != nil {
 			break
 		}
 	}

@@ -199,3 +199,33 @@ func TestLoginTimingDoesNotRevealUsers(t *testing.T) {
 		t.Fatalf("medians differ by %.1f%% (> 10%%)", diff*100)
 	}
 }
+
+// Many concurrent sign-ins of different users from one address (a NAT, a
+// proxy) are not throttled: the address counts failures, not attempts.
+func TestThrottleManyUsersBehindOneAddress(t *testing.T) {
+	env := newTestEnv(t, openMemory(t), trustLoopback)
+	const n = 80
+	h, _ := password.Hash("a long enough passphrase", password.TestParams)
+	for i := 0; i < n; i++ {
+		if err := env.store.CreateUser(t.Context(), storage.User{ID: "nat-" + strconv.Itoa(i), Email: "nat" + strconv.Itoa(i) + "@example.com", PasswordHash: h}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	counts := map[int]int{}
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			status, _, _ := env.login("nat"+strconv.Itoa(i)+"@example.com", "a long enough passphrase", "203.0.113.50")
+			mu.Lock()
+			counts[status]++
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if counts[200] != n {
+		t.Fatalf("statuses %v: sign-ins behind one address were throttled", counts)
+	}
+}
