@@ -465,9 +465,11 @@ func writeMarkdown(w io.Writer, recs []record, meta reportMeta) error {
 				msCell(r.LatencyMS.Max), errs, srvCPU, srvRSS, r.ClientCPUCores, r.otherCell(), limit, ratio, combined)
 		}
 		b.WriteString("\nreq/s counts successful responses (for memflood: the acceptable refusals 400/401/429/503, listed with their counts). " +
+			"The limit is the run of the scenario's limit nearest in time (bench.sh measures it right before the scenario). " +
 			"Server CPU is utime+stime from /proc/PID/stat over the measured window; peak RSS is VmHWM from /proc/PID/status, reset " +
-			"(clear_refs) before each scenario. \"limit ⊕ HTTP\" is 1/(1/limit + 1/HTTP limit): the rate of a server that did " +
-			"nothing but that cryptography plus a trivial HTTP exchange on the same cores as the load tool.\n\n")
+			"(clear_refs) when the load starts, after the token pools are issued: it includes memory the server already held. " +
+			"\"limit ⊕ HTTP\" is 1/(1/limit + 1/HTTP limit): the rate of a server that did nothing but that cryptography plus a " +
+			"trivial HTTP exchange on the same cores as the load tool.\n\n")
 
 		b.WriteString("Commands:\n\n```sh\n")
 		for _, r := range scen {
