@@ -23,6 +23,8 @@ const (
 // record is one measured run: a JSON line of --output json, a row of the
 // table and of the markdown report.
 type record struct {
+	// Kind is "scenario" or "limit"; Name is the scenario (password, …) or
+	// the limit (argon2id, sign/RS256, verify/ES256, http).
 	Kind string `json:"kind"`
 	Name string `json:"name"`
 	// Label, when set, names the record in tables ("memflood (fresh
@@ -30,33 +32,43 @@ type record struct {
 	Label string `json:"label,omitempty"`
 	// Params describe a limit (argon2id parameters, key type).
 	Params string `json:"params,omitempty"`
-	URL    string `json:"url,omitempty"`
+	// URL is the server a scenario ran against.
+	URL string `json:"url,omitempty"`
 	// Alg is the server's signing algorithm, seen in its tokens or JWKS.
-	Alg         string  `json:"alg,omitempty"`
+	Alg string `json:"alg,omitempty"`
+	// Concurrency is the number of closed-loop workers; DurationS the
+	// measured window (shorter than asked when a token pool ran out);
+	// Requests and OK count the responses completed inside it.
 	Concurrency int     `json:"concurrency"`
 	DurationS   float64 `json:"duration_s"`
 	Requests    int64   `json:"requests"`
 	OK          int64   `json:"ok"`
 	// RPS counts every completed request, OKRPS only the successes.
-	RPS       float64          `json:"rps"`
-	OKRPS     float64          `json:"ok_rps"`
-	LatencyMS latencySummary   `json:"latency_ms"`
-	Status    map[int]int64    `json:"status,omitempty"`
-	Errors    map[string]int64 `json:"errors,omitempty"`
+	RPS   float64 `json:"rps"`
+	OKRPS float64 `json:"ok_rps"`
+	// LatencyMS summarises the HdrHistogram of every counted response.
+	LatencyMS latencySummary `json:"latency_ms"`
+	// Status counts responses by HTTP status; Errors counts every failure
+	// (unexpected statuses as "status N", transport errors by cause).
+	Status map[int]int64    `json:"status,omitempty"`
+	Errors map[string]int64 `json:"errors,omitempty"`
 	// ClientCPUCores is the load tool's own CPU use during the window;
 	// MachineCPUCores is every process's, and OtherCPUCores what neither
 	// the load tool nor the server used (other work on a shared machine:
 	// the noise).
-	ClientCPUCores  float64      `json:"client_cpu_cores"`
-	MachineCPUCores float64      `json:"machine_cpu_cores"`
-	OtherCPUCores   float64      `json:"other_cpu_cores"`
-	Server          *serverUsage `json:"server,omitempty"`
-	Command         string       `json:"command,omitempty"`
+	ClientCPUCores  float64 `json:"client_cpu_cores"`
+	MachineCPUCores float64 `json:"machine_cpu_cores"`
+	OtherCPUCores   float64 `json:"other_cpu_cores"`
+	// Server is the server process's usage (run --server-pid).
+	Server *serverUsage `json:"server,omitempty"`
+	// Command is the authbench command line, without local paths.
+	Command string `json:"command,omitempty"`
 	// Attempts is how many times the measurement was taken (more than one
 	// when the machine was busy, with --max-other-load); this is the
 	// quietest.
-	Attempts int       `json:"attempts,omitempty"`
-	Time     time.Time `json:"time"`
+	Attempts int `json:"attempts,omitempty"`
+	// Time is when the measurement ended.
+	Time time.Time `json:"time"`
 }
 
 // latencySummary holds latency percentiles in milliseconds.

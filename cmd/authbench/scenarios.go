@@ -233,8 +233,8 @@ func preparePassword(_ context.Context, e *target, conc int) (opFactory, error) 
 }
 
 // bootstrapParallelism bounds the password grants that start refresh
-// chains at once: the server counts a login in flight against the address
-// until it succeeds, and throttles an address with too many (50 by default).
+// chains at once, so that a burst of logins neither waits past the server's
+// hash queue timeout (503) nor trips its per-address throttling.
 const bootstrapParallelism = 8
 
 func prepareRefresh(_ context.Context, e *target, conc int) (opFactory, error) {
