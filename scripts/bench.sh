@@ -65,6 +65,7 @@ START=$(date +%s)
 mkdir -p "$OUT" bin
 RESULTS=$OUT/results.jsonl
 : >"$RESULTS"
+rm -f "$OUT"/server-*.log
 if [[ -n ${BENCH_DIR:-} ]]; then
 	mkdir -p "$BENCH_DIR"
 	WORK=$(mktemp -d "$BENCH_DIR/authbench.XXXXXX")
