@@ -2,6 +2,7 @@ package authserver
 
 import (
 	"context"
+	"errors"
 	"sync"
 
 	"github.com/oauthkit/authserver/storage"
@@ -21,11 +22,15 @@ type committer struct {
 	busy  bool
 }
 
-// commitReq is one response's writes.
+// commitReq is one response's writes. guard, if set, runs first: when it
+// fails with storage.ErrNotFound (a lost compare-and-swap, which changes
+// nothing) the request fails alone, its writes are skipped, and the batch
+// goes on. Any other error aborts the batch, whose requests are then retried
+// one by one.
 type commitReq struct {
-	tokens  []storage.Token
-	release func(ctx context.Context) error
-	done    chan error
+	guard  func(ctx context.Context) error
+	writes []func(ctx context.Context) error
+	done   chan error
 }
 
 // maxBatch bounds one transaction.
@@ -33,8 +38,8 @@ const maxBatch = 256
 
 // submit queues the writes and waits until a transaction holding them has
 // committed (or failed). If no commit is running, the caller runs it.
-func (c *committer) submit(ctx context.Context, tokens []storage.Token, release func(context.Context) error) error {
-	req := &commitReq{tokens: tokens, release: release, done: make(chan error, 1)}
+func (c *committer) submit(ctx context.Context, guard func(context.Context) error, writes ...func(context.Context) error) error {
+	req := &commitReq{guard: guard, writes: writes, done: make(chan error, 1)}
 	c.mu.Lock()
 	c.queue = append(c.queue, req)
 	if !c.busy {
@@ -82,31 +87,49 @@ func (c *committer) drain(ctx context.Context, own *commitReq) {
 // commit writes a batch in one transaction. If it fails and holds several
 // requests, each is retried alone, so one bad request cannot fail others.
 func (c *committer) commit(ctx context.Context, batch []*commitReq) {
-	err := c.write(ctx, batch)
+	lost, err := c.write(ctx, batch)
 	if err == nil || len(batch) == 1 {
-		for _, r := range batch {
-			r.done <- err
+		for i, r := range batch {
+			if err == nil && lost[i] != nil {
+				r.done <- lost[i]
+			} else {
+				r.done <- err
+			}
 		}
 		return
 	}
 	for _, r := range batch {
-		r.done <- c.write(ctx, []*commitReq{r})
+		lost, err := c.write(ctx, []*commitReq{r})
+		if err == nil {
+			err = lost[0]
+		}
+		r.done <- err
 	}
 }
 
-func (c *committer) write(ctx context.Context, batch []*commitReq) error {
+// write runs the batch in one transaction; lost[i] is the guard error of a
+// request that lost its compare-and-swap.
+func (c *committer) write(ctx context.Context, batch []*commitReq) ([]error, error) {
+	lost := make([]error, len(batch))
 	tx, err := c.store.BeginTx(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	for _, r := range batch {
-		for _, t := range r.tokens {
-			if err = c.store.CreateToken(tx, t); err != nil {
+	for i, r := range batch {
+		if r.guard != nil {
+			if gerr := r.guard(tx); gerr != nil {
+				if errors.Is(gerr, storage.ErrNotFound) {
+					lost[i] = gerr
+					continue
+				}
+				err = gerr
 				break
 			}
 		}
-		if err == nil && r.release != nil {
-			err = r.release(tx)
+		for _, w := range r.writes {
+			if err = w(tx); err != nil {
+				break
+			}
 		}
 		if err != nil {
 			break
@@ -114,7 +137,7 @@ func (c *committer) write(ctx context.Context, batch []*commitReq) error {
 	}
 	if err != nil {
 		_ = c.store.RollbackTx(tx)
-		return err
+		return nil, err
 	}
-	return c.store.CommitTx(tx)
+	return lost, c.store.CommitTx(tx)
 }

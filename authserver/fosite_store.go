@@ -89,7 +89,7 @@ func (f *fositeStore) createToken(ctx context.Context, kind storage.TokenKind, s
 		Payload:     b,
 	}
 	if st := stateFrom(ctx); st != nil && st.buffer {
-		st.pending = append(st.pending, t)
+		st.writes = append(st.writes, func(ctx context.Context) error { return f.store.CreateToken(ctx, t) })
 		return nil
 	}
 	return toFositeErr(f.store.CreateToken(ctx, t))
@@ -154,29 +154,47 @@ func (f *fositeStore) DeleteRefreshTokenSession(ctx context.Context, sig string)
 // expire) and its access tokens are revoked.
 func (f *fositeStore) RotateRefreshToken(ctx context.Context, requestID, sig string) error {
 	st := stateFrom(ctx)
-	var err error
+	rotate := func(ctx context.Context) error { return f.store.DeactivateToken(ctx, storage.RefreshToken, sig) }
 	if f.srv.cfg.RefreshGrace > 0 && st != nil && st.newAccess != "" && st.newRefresh != "" {
-		var succ []byte
-		succ, err = f.srv.sealSuccessor(sig, successor{AccessToken: st.newAccess, RefreshToken: st.newRefresh,
+		succ, err := f.srv.sealSuccessor(sig, successor{AccessToken: st.newAccess, RefreshToken: st.newRefresh,
 			Scope: st.scope, AccessExpiry: st.accessExpiry})
 		if err != nil {
 			return err
 		}
-		err = f.store.RotateToken(ctx, storage.RefreshToken, sig, f.srv.cfg.Now().UTC(), succ)
-	} else {
-		err = f.store.DeactivateToken(ctx, storage.RefreshToken, sig)
+		at := f.srv.cfg.Now().UTC()
+		rotate = func(ctx context.Context) error {
+			return f.store.RotateToken(ctx, storage.RefreshToken, sig, at, succ)
+		}
 	}
-	if err != nil {
+	rest := []func(context.Context) error{
+		func(ctx context.Context) error {
+			_, err := f.store.DeactivateTokens(ctx, storage.RefreshToken, requestID)
+			return err
+		},
+		func(ctx context.Context) error {
+			_, err := f.store.DeleteTokens(ctx, storage.AccessToken, requestID)
+			return err
+		},
+	}
+	if st != nil && st.buffer {
+		// Deferred to Commit, where the committer runs it with other
+		// responses' writes; the compare-and-swap stays first.
+		st.guard = rotate
+		st.writes = append(st.writes, rest...)
+		return nil
+	}
+	if err := rotate(ctx); err != nil {
 		if errors.Is(err, storage.ErrNotFound) && st != nil {
 			st.refreshRace = true
 		}
 		return toFositeErr(err)
 	}
-	if _, err := f.store.DeactivateTokens(ctx, storage.RefreshToken, requestID); err != nil {
-		return toFositeErr(err)
+	for _, w := range rest {
+		if err := w(ctx); err != nil {
+			return toFositeErr(err)
+		}
 	}
-	_, err = f.store.DeleteTokens(ctx, storage.AccessToken, requestID)
-	return toFositeErr(err)
+	return nil
 }
 
 // RevokeRefreshToken implements oauth2.TokenRevocationStorage: every refresh
@@ -213,6 +231,9 @@ type txKey struct{}
 
 // BeginTX implements fositestorage.Transactional.
 func (f *fositeStore) BeginTX(ctx context.Context) (context.Context, error) {
+	if st := stateFrom(ctx); st != nil && st.buffer {
+		return ctx, nil // the writes are buffered; Commit hands them to the committer
+	}
 	if ctx.Value(txKey{}) != nil {
 		return ctx, nil
 	}
@@ -221,6 +242,9 @@ func (f *fositeStore) BeginTX(ctx context.Context) (context.Context, error) {
 
 // Commit implements fositestorage.Transactional.
 func (f *fositeStore) Commit(ctx context.Context) error {
+	if st := stateFrom(ctx); st != nil && st.buffer {
+		return f.srv.flush(ctx, st)
+	}
 	if ctx.Value(txKey{}) != nil {
 		return nil
 	}
@@ -229,6 +253,10 @@ func (f *fositeStore) Commit(ctx context.Context) error {
 
 // Rollback implements fositestorage.Transactional.
 func (f *fositeStore) Rollback(ctx context.Context) error {
+	if st := stateFrom(ctx); st != nil && st.buffer {
+		st.guard, st.writes = nil, nil
+		return nil
+	}
 	if ctx.Value(txKey{}) != nil {
 		return nil
 	}

@@ -80,18 +80,14 @@ func (s *Server) findToken(ctx context.Context, token string) (storage.Token, er
 	return t, nil
 }
 
-// revokeGrant deletes every token of a grant in one transaction.
+// revokeGrant deletes every token of a grant in one transaction (shared with
+// concurrent requests by the committer).
 func (s *Server) revokeGrant(ctx context.Context, requestID string) error {
-	tx, err := s.store.BeginTx(ctx)
-	if err != nil {
-		return err
+	del := func(kind storage.TokenKind) func(context.Context) error {
+		return func(ctx context.Context) error {
+			_, err := s.store.DeleteTokens(ctx, kind, requestID)
+			return err
+		}
 	}
-	if _, err = s.store.DeleteTokens(tx, storage.RefreshToken, requestID); err == nil {
-		_, err = s.store.DeleteTokens(tx, storage.AccessToken, requestID)
-	}
-	if err != nil {
-		_ = s.store.RollbackTx(tx)
-		return err
-	}
-	return s.store.CommitTx(tx)
+	return s.committer.submit(ctx, nil, del(storage.RefreshToken), del(storage.AccessToken))
 }

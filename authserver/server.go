@@ -304,7 +304,7 @@ func (s *Server) authenticateUser(ctx context.Context, email, pw string) (storag
 		kAI, kA, _ := passwordKeys(email, ip)
 		release := func(ctx context.Context) error { return s.throttle.release(ctx, kAI, kA) }
 		if st := stateFrom(ctx); st != nil {
-			st.release = release // committed with the token records
+			st.writes = append(st.writes, release) // committed with the token records
 		} else if err := release(ctx); err != nil {
 			s.log.Warn("throttle release failed", "err", err)
 		}

@@ -74,7 +74,10 @@ func (c *ThrottleConfig) setDefaults() {
 }
 
 // errThrottled carries the wait a throttled request is told about.
-type errThrottled struct{ wait time.Duration }
+type errThrottled struct {
+	key  string
+	wait time.Duration
+}
 
 func (e *errThrottled) Error() string { return fmt.Sprintf("throttled for %s", e.wait) }
 
@@ -100,7 +103,7 @@ func (th *throttler) reserve(ctx context.Context, key string, p ThrottlePolicy, 
 			a.Failures = 0
 		}
 		if wait := a.Last.Add(p.delay(a.Failures)).Sub(now); a.Failures >= p.Free && wait > 0 {
-			return a, &errThrottled{wait: wait}
+			return a, &errThrottled{key: key, wait: wait}
 		}
 		if count {
 			a.Failures++
@@ -127,11 +130,22 @@ func (th *throttler) failed(ctx context.Context, key string, p ThrottlePolicy) {
 		return
 	}
 	if d := p.delay(a.Failures); d > 0 {
-		th.mu.Lock()
-		th.blocked[key] = now.Add(d)
-		th.mu.Unlock()
+		th.block(key, d)
 	}
 }
+
+// block remembers locally that key must wait.
+func (th *throttler) block(key string, wait time.Duration) {
+	th.mu.Lock()
+	if len(th.blocked) >= maxBlocked {
+		clear(th.blocked)
+	}
+	th.blocked[key] = th.now().Add(wait)
+	th.mu.Unlock()
+}
+
+// maxBlocked bounds the local cache of throttled keys.
+const maxBlocked = 100_000
 
 // isBlocked reports the remaining wait of a key blocked by failed.
 func (th *throttler) isBlocked(key string) time.Duration {
@@ -180,6 +194,12 @@ func (s *Server) reservePassword(ctx context.Context, email, ip string) *oauthEr
 		return nil
 	}
 	kAI, kA, kIP := passwordKeys(email, ip)
+	// Keys this instance already knows to be throttled are refused from
+	// memory: a flood of attempts costs no database write.
+	if wait := max(s.throttle.isBlocked(kAI), s.throttle.isBlocked(kA), s.throttle.isBlocked(kIP)); wait > 0 {
+		s.metrics.throttled.WithLabelValues("password").Inc()
+		return throttledError(errInvalidGrant, wait)
+	}
 	// The account counters reserve the attempt (so parallel guesses at one
 	// account cannot exceed its limit); the address counter is only checked
 	// here and counts real failures afterwards, so that many concurrent
@@ -205,6 +225,7 @@ func (s *Server) reservePassword(ctx context.Context, email, ip string) *oauthEr
 	}
 	var te *errThrottled
 	if errors.As(err, &te) {
+		s.throttle.block(te.key, te.wait)
 		s.metrics.throttled.WithLabelValues("password").Inc()
 		s.audit(ctx, "login_throttled", slog.String("retry_after", te.wait.Round(time.Second).String()))
 		return throttledError(errInvalidGrant, te.wait)

@@ -3,6 +3,7 @@ package authserver
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -32,9 +33,11 @@ type requestState struct {
 	// buffer defers token record writes to one transaction at the end of
 	// the request (password and client_credentials grants), together with
 	// the throttling counters' release: one commit per token response.
-	buffer  bool
-	pending []storage.Token
-	release func(ctx context.Context) error
+	buffer bool
+	// guard is the refresh rotation's compare-and-swap; writes are the
+	// response's other writes. Both run in the committer's transaction.
+	guard  func(ctx context.Context) error
+	writes []func(ctx context.Context) error
 	// For the refresh grace window: the signature of the presented refresh
 	// token, and the new pair and its facts as they are generated.
 	presentedSig string
@@ -171,7 +174,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) (*tokenResponse, 
 		sess.SetExpiresAt(fosite.RefreshToken, now.Add(s.cfg.RefreshTokenTTL))
 	}
 
-	st.buffer = grant != grantRefreshToken
+	st.buffer = true
 	st.accessExpiry = sess.GetExpiresAt(fosite.AccessToken)
 	if sess.AccessScope != nil {
 		st.scope = strings.Join(sess.AccessScope, " ")
@@ -267,14 +270,20 @@ func (s *Server) refreshSession(ctx context.Context, sess *session, ar fosite.Ac
 	return nil
 }
 
-// flush writes the buffered token records and throttling updates in one
-// transaction, shared with concurrent requests (see committer). Nothing is
-// returned to the client unless it commits.
+// flush writes the buffered writes in one transaction, shared with
+// concurrent requests (see committer). Nothing is returned to the client
+// unless it commits. A refresh has already flushed at fosite's Commit.
 func (s *Server) flush(ctx context.Context, st *requestState) error {
-	if len(st.pending) == 0 && st.release == nil {
+	if st.guard == nil && len(st.writes) == 0 {
 		return nil
 	}
-	if err := s.committer.submit(ctx, st.pending, st.release); err != nil {
+	err := s.committer.submit(ctx, st.guard, st.writes...)
+	st.guard, st.writes = nil, nil
+	if errors.Is(err, storage.ErrNotFound) {
+		st.refreshRace = true
+		return fmt.Errorf("%w: %w", fosite.ErrNotFound, err)
+	}
+	if err != nil {
 		return unavailable(err)
 	}
 	return nil
