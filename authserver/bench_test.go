@@ -1,6 +1,7 @@
 package authserver
 
 import (
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -12,7 +13,8 @@ import (
 
 // benchEnv issues one access token on a SQLite-backed server.
 func benchEnv(b *testing.B) (*testEnv, string) {
-	env := newTestEnv(b, openSQLite(b))
+	// Parallel sign-ins of one account would be throttled.
+	env := newTestEnv(b, openSQLite(b), func(c *Config) { c.Throttle.Disabled = true })
 	at, _ := env.passwordToken("alice@example.com", alicePW)
 	return env, at
 }
@@ -87,6 +89,31 @@ func BenchmarkClientCredentials(b *testing.B) {
 			if w.Code != 200 {
 				b.Fatalf("%d %s", w.Code, w.Body)
 			}
+		}
+	})
+}
+
+// BenchmarkRefresh walks one refresh chain per goroutine on SQLite.
+func BenchmarkRefresh(b *testing.B) {
+	env, _ := benchEnv(b)
+	h := env.as.Handler()
+	b.SetParallelism(8)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		_, rt := env.passwordToken("alice@example.com", alicePW)
+		for pb.Next() {
+			body := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}, "client_id": {"demo"}}.Encode()
+			req := httptest.NewRequest(http.MethodPost, "/token", strings.NewReader(body))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, req)
+			if w.Code != 200 {
+				b.Fatalf("%d %s", w.Code, w.Body)
+			}
+			var m map[string]any
+			_ = json.Unmarshal(w.Body.Bytes(), &m)
+			rt = m["refresh_token"].(string)
 		}
 	})
 }

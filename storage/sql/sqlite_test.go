@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -197,4 +198,45 @@ func migrationCount(t *testing.T, dialect string) int {
 		t.Fatalf("no migrations for %s: %v", dialect, err)
 	}
 	return len(m)
+}
+
+// The hot queries use indexes, never a scan of the tokens table (with a
+// million stored tokens a scan would cost the introspection and refresh
+// throughput). The plans are logged; run with -v to see them.
+func TestSQLiteHotQueriesUseIndexes(t *testing.T) {
+	path := tempDB(t)
+	openSQLite(t, path)
+	db := rawSQLite(t, path)
+	for name, q := range map[string]string{
+		"get token":              `SELECT * FROM tokens WHERE kind = 'access_token' AND signature = 'x'`,
+		"rotate refresh token":   `UPDATE tokens SET active = FALSE WHERE kind = 'refresh_token' AND signature = 'x' AND active`,
+		"deactivate grant":       `UPDATE tokens SET active = FALSE WHERE kind = 'refresh_token' AND request_id = 'r' AND active = TRUE`,
+		"delete grant tokens":    `DELETE FROM tokens WHERE kind = 'access_token' AND request_id = 'r'`,
+		"revoke by subject":      `DELETE FROM tokens WHERE subject = 's'`,
+		"revoke by client":       `DELETE FROM tokens WHERE client_id = 'c'`,
+		"garbage collect tokens": `SELECT rowid FROM tokens WHERE expires_at < 5 LIMIT 1000`,
+		"user by email":          `SELECT * FROM users WHERE email_lower = 'a@b'`,
+		"client by id":           `SELECT * FROM clients WHERE id = 'c'`,
+	} {
+		rows, err := db.Query(`EXPLAIN QUERY PLAN ` + q)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		var plan []string
+		for rows.Next() {
+			var id, parent, notused int
+			var detail string
+			if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
+				t.Fatal(err)
+			}
+			plan = append(plan, detail)
+		}
+		rows.Close()
+		t.Logf("%-22s %s", name, strings.Join(plan, "; "))
+		for _, p := range plan {
+			if strings.HasPrefix(p, "SCAN ") {
+				t.Errorf("%s scans a table: %s", name, p)
+			}
+		}
+	}
 }

@@ -75,7 +75,7 @@ func (s *Store) RotateToken(ctx context.Context, kind storage.TokenKind, signatu
 // returns how many it changed.
 func (s *Store) DeactivateTokens(ctx context.Context, kind storage.TokenKind, requestID string) (int64, error) {
 	return s.grantWrite(ctx, "deactivate tokens", requestID,
-		`UPDATE tokens SET active = FALSE WHERE kind = $1 AND request_id = $2 AND active`, string(kind), requestID)
+		`UPDATE tokens SET active = FALSE WHERE kind = $1 AND request_id = $2 AND active = TRUE`, string(kind), requestID)
 }
 
 // DeleteTokens deletes every record of kind in the grant and returns how many.
