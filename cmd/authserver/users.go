@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/oauthkit/authserver/internal/password"
 	"github.com/oauthkit/authserver/storage"
@@ -52,33 +53,69 @@ func findUser(ctx context.Context, st storage.Users, ref string) (storage.User, 
 	return u, err
 }
 
+// maxImportedBcryptCost bounds the cost of an imported bcrypt hash: every
+// sign-in until the upgrade pays it.
+const maxImportedBcryptCost = 14
+
+// checkImportedHash accepts an argon2id PHC string or a bcrypt hash that the
+// server can verify.
+func checkImportedHash(h string) error {
+	if strings.HasPrefix(h, "$2") {
+		cost, err := bcrypt.Cost([]byte(h))
+		if err != nil {
+			return fmt.Errorf("not a bcrypt hash: %w", err)
+		}
+		if cost > maxImportedBcryptCost {
+			return fmt.Errorf("the bcrypt cost %d is above %d; every sign-in would be too slow", cost, maxImportedBcryptCost)
+		}
+	}
+	_, err := password.Verify("not the password", h, password.DefaultParams)
+	if errors.Is(err, password.ErrMalformedHash) {
+		return fmt.Errorf("not an argon2id (PHC) or bcrypt hash: %w", err)
+	}
+	return nil
+}
+
 func newUsersCmd(g *globals) *cobra.Command {
 	cmd := groupCommand("users", "Manage users")
 	var email, name string
 	var roles []string
-	var pwStdin bool
+	var pwStdin, hashStdin bool
 	params := password.DefaultParams
 	add := &cobra.Command{
 		Use:   "add",
-		Short: "Add a user (the password is read from stdin)",
-		Args:  cobra.NoArgs,
+		Short: "Add a user (the password, or an existing hash, is read from stdin)",
+		Long: `Add a user. The password is read from stdin (--password-stdin) and must have at least 12
+characters and not be a common password. To import a user from another system, give its existing
+argon2id (PHC) or bcrypt hash instead (--password-hash-stdin); a bcrypt hash is replaced by an
+argon2id one at the user's next successful sign-in.`,
+		Example: `  printf '%s\n' "$PASSWORD" | authserver users add --email carol@example.com --name Carol --role user --password-stdin
+  printf '%s\n' '$2b$12$…' | authserver users add --email dave@example.com --password-hash-stdin`,
+		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			if !pwStdin {
-				return errors.New("--password-stdin is required (passwords are never taken as arguments)")
+			if pwStdin == hashStdin {
+				return errors.New("give --password-stdin or --password-hash-stdin (passwords are never taken as arguments)")
 			}
 			if email == "" || !strings.Contains(email, "@") {
 				return errors.New("--email must be an email address")
 			}
-			pw, err := readSecretLine(g.stdin)
+			line, err := readSecretLine(g.stdin)
 			if err != nil {
 				return err
 			}
-			if err := password.CheckPolicy(pw, password.DefaultMinLength); err != nil {
-				return err
-			}
-			h, err := password.Hash(pw, params)
-			if err != nil {
-				return err
+			var h string
+			if hashStdin {
+				if err := checkImportedHash(line); err != nil {
+					return err
+				}
+				h = line
+			} else {
+				if err := password.CheckPolicy(line, password.DefaultMinLength); err != nil {
+					return err
+				}
+				if h, err = password.Hash(line, params); err != nil {
+					return err
+				}
 			}
 			st, err := g.openStore(c.Context())
 			if err != nil {
@@ -100,6 +137,7 @@ func newUsersCmd(g *globals) *cobra.Command {
 	add.Flags().StringVar(&name, "name", "", "display name")
 	add.Flags().StringSliceVar(&roles, "role", nil, "role (repeatable)")
 	add.Flags().BoolVar(&pwStdin, "password-stdin", false, "read the password from stdin")
+	add.Flags().BoolVar(&hashStdin, "password-hash-stdin", false, "read an existing argon2id (PHC) or bcrypt hash from stdin (importing users)")
 
 	list := &cobra.Command{
 		Use: "list", Short: "List users", Args: cobra.NoArgs,

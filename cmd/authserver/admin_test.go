@@ -1,0 +1,411 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/crypto/bcrypt"
+)
+
+// TestMain keeps the developer's AUTHSERVER_* settings out of the in-process
+// tests (AUTHSERVER_TEST_* are test switches and stay).
+func TestMain(m *testing.M) {
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(name, envPrefix) && !strings.HasPrefix(name, envPrefix+"TEST_") {
+			os.Unsetenv(name)
+		}
+	}
+	os.Exit(m.Run())
+}
+
+// cliRun runs authserver in-process and returns its stdout and error.
+func cliRun(t *testing.T, stdin string, args ...string) (string, error) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	err := run(t.Context(), args, strings.NewReader(stdin), &out, &errb)
+	return out.String(), err
+}
+
+// admin runs admin commands on one database with --output json and records
+// which commands ran.
+type admin struct {
+	t   *testing.T
+	db  string
+	ran map[string]bool
+}
+
+// json runs args with --db and --output json, fails the test on error, and
+// decodes stdout into v.
+func (a *admin) json(v any, stdin string, args ...string) {
+	a.t.Helper()
+	a.record(args)
+	out, err := cliRun(a.t, stdin, append(args, "--db", a.db, "--output", "json")...)
+	if err != nil {
+		a.t.Fatalf("authserver %s: %v", strings.Join(args, " "), err)
+	}
+	dec := json.NewDecoder(strings.NewReader(out))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		a.t.Fatalf("authserver %s: output is not the expected JSON: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+// fail runs args, expects an error that is one line and contains want, and
+// returns it.
+func (a *admin) fail(want, stdin string, args ...string) {
+	a.t.Helper()
+	_, err := cliRun(a.t, stdin, append(args, "--db", a.db)...)
+	switch {
+	case err == nil:
+		a.t.Errorf("authserver %s: no error", strings.Join(args, " "))
+	case strings.Contains(err.Error(), "\n"):
+		a.t.Errorf("authserver %s: the error is not one line: %q", strings.Join(args, " "), err)
+	case !strings.Contains(err.Error(), want):
+		a.t.Errorf("authserver %s: error %q does not contain %q", strings.Join(args, " "), err, want)
+	}
+}
+
+func (a *admin) record(args []string) {
+	var words []string
+	for _, w := range args {
+		if strings.HasPrefix(w, "-") {
+			break
+		}
+		words = append(words, w)
+	}
+	for i := range words {
+		a.ran[strings.Join(words[:i+1], " ")] = true
+	}
+}
+
+type jsonUser struct {
+	ID        string    `json:"id"`
+	Email     string    `json:"email"`
+	Name      string    `json:"name"`
+	Roles     []string  `json:"roles"`
+	Disabled  bool      `json:"disabled"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+type jsonClient struct {
+	ID         string    `json:"id"`
+	Name       string    `json:"name"`
+	Public     bool      `json:"public"`
+	GrantTypes []string  `json:"grant_types"`
+	Scopes     []string  `json:"scopes"`
+	Introspect bool      `json:"introspect"`
+	Secrets    int       `json:"secrets"`
+	CreatedAt  time.Time `json:"created_at"`
+	Secret     string    `json:"client_secret"`
+}
+
+type jsonKey struct {
+	ID         string     `json:"kid"`
+	Algorithm  string     `json:"alg"`
+	State      string     `json:"state"`
+	CreatedAt  time.Time  `json:"created_at"`
+	ActivateAt *time.Time `json:"activate_at"`
+	RetiredAt  *time.Time `json:"retired_at"`
+	DeleteAt   *time.Time `json:"delete_at"`
+}
+
+type jsonDeleted struct {
+	Deleted       string `json:"deleted"`
+	TokensRevoked int    `json:"tokens_revoked"`
+}
+
+// Every admin command once, end to end on a temporary SQLite database,
+// in-process; JSON output is decoded strictly. The test fails when a command
+// is added without being exercised here.
+func TestAdminCommands(t *testing.T) {
+	dir := t.TempDir()
+	a := &admin{t: t, db: filepath.Join(dir, "data", "authserver.db"), ran: map[string]bool{}}
+	const secret = "0123456789abcdef0123456789abcdef-admin-test"
+	const alicePW, aliceNewPW = "violet-harbor-lantern-42", "amber-quarry-whistle-77"
+
+	var v struct{ Version string }
+	a.json(&v, "", "version")
+	if v.Version != version {
+		t.Errorf("version: %q", v.Version)
+	}
+	var st struct{ Status string }
+	a.json(&st, "", "migrate")
+	if st.Status != "ok" {
+		t.Errorf("migrate: %q", st.Status)
+	}
+
+	// Users.
+	var alice jsonUser
+	a.json(&alice, alicePW+"\n", "users", "add", "--email", "alice@example.com", "--name", "Alice", "--role", "user", "--password-stdin")
+	if alice.ID == "" || alice.Email != "alice@example.com" || !slices.Equal(alice.Roles, []string{"user"}) {
+		t.Fatalf("users add: %+v", alice)
+	}
+	a.fail("at least 12 characters", "short\n", "users", "add", "--email", "bob@example.com", "--password-stdin")
+	a.fail("most common passwords", "password1234\n", "users", "add", "--email", "bob@example.com", "--password-stdin")
+	a.fail("already exists", alicePW+"\n", "users", "add", "--email", "alice@example.com", "--password-stdin")
+	a.fail("give --password-stdin or --password-hash-stdin", "", "users", "add", "--email", "bob@example.com")
+	// Importing a user with the bcrypt hash of another system (such as the
+	// FastAPI demo's passlib hashes).
+	const bobPW = "imported-bcrypt-secret-9"
+	bh, err := bcrypt.GenerateFromPassword([]byte(bobPW), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bob jsonUser
+	a.json(&bob, string(bh)+"\n", "users", "add", "--email", "bob@example.com", "--role", "user", "--password-hash-stdin")
+	a.fail("not an argon2id (PHC) or bcrypt hash", "$1$abc$def\n", "users", "add", "--email", "carol@example.com", "--password-hash-stdin")
+	a.fail("bcrypt cost 20 is above 14", "$2b$20$"+strings.Repeat("a", 53)+"\n", "users", "add", "--email", "carol@example.com", "--password-hash-stdin")
+	var users []jsonUser
+	a.json(&users, "", "users", "list")
+	if len(users) != 2 {
+		t.Fatalf("users list: %+v", users)
+	}
+	var u jsonUser
+	a.json(&u, "", "users", "show", "alice@example.com")
+	if u.ID != alice.ID {
+		t.Fatalf("users show by email: %+v", u)
+	}
+	a.fail(`no user "nobody@example.com"`, "", "users", "show", "nobody@example.com")
+	a.fail("takes one argument, ID|EMAIL", "", "users", "show")
+	a.json(&u, aliceNewPW+"\n", "users", "set-password", alice.ID)
+	a.fail("at least 12 characters", "short\n", "users", "set-password", alice.ID)
+	a.json(&u, "", "users", "set-roles", "alice@example.com", "--role", "admin", "--role", "auditor")
+	if !slices.Equal(u.Roles, []string{"admin", "auditor"}) {
+		t.Fatalf("users set-roles: %v", u.Roles)
+	}
+	a.json(&u, "", "users", "disable", "alice@example.com")
+	if !u.Disabled {
+		t.Fatal("users disable: still enabled")
+	}
+	a.json(&u, "", "users", "enable", "alice@example.com")
+	if u.Disabled {
+		t.Fatal("users enable: still disabled")
+	}
+
+	// Clients.
+	var app jsonClient
+	a.json(&app, "", "clients", "add", "--id", "app", "--name", "App", "--grant", "client_credentials", "--scope", "read", "--introspect")
+	if app.Secret == "" || app.Secrets != 1 || app.Public || !app.Introspect {
+		t.Fatalf("clients add (generated secret): %+v", app)
+	}
+	var web jsonClient
+	a.json(&web, "", "clients", "add", "--id", "web", "--public", "--grant", "password", "--grant", "refresh_token")
+	if web.Secret != "" || !web.Public || web.Secrets != 0 {
+		t.Fatalf("clients add --public: %+v", web)
+	}
+	a.fail("a public client may only use", "", "clients", "add", "--id", "bad", "--public", "--grant", "client_credentials")
+	a.fail(`client "app" already exists`, "", "clients", "add", "--id", "app", "--grant", "client_credentials")
+	var clients []jsonClient
+	a.json(&clients, "", "clients", "list")
+	if len(clients) != 2 {
+		t.Fatalf("clients list: %+v", clients)
+	}
+	var c jsonClient
+	a.json(&c, "", "clients", "show", "app")
+	if c.ID != "app" || c.Secret != "" || !slices.Equal(c.Scopes, []string{"read"}) {
+		t.Fatalf("clients show (must not show a secret): %+v", c)
+	}
+	a.fail(`no client "nope"`, "", "clients", "show", "nope")
+	var rotated jsonClient
+	a.json(&rotated, "", "clients", "rotate-secret", "app", "--keep-old")
+	if rotated.Secrets != 2 || rotated.Secret == "" || rotated.Secret == app.Secret {
+		t.Fatalf("clients rotate-secret --keep-old: two secrets, a new one shown once: %+v", rotated)
+	}
+	a.fail("a public client has no secret", "", "clients", "rotate-secret", "web")
+
+	// Keys: none before the first start; rotate creates the first and then a
+	// second one.
+	var ks []jsonKey
+	a.json(&ks, "", "keys", "list")
+	if len(ks) != 0 {
+		t.Fatalf("keys list on a new database: %+v", ks)
+	}
+	a.fail("no server secret", "", "keys", "rotate")
+	a.json(&ks, "", "keys", "rotate", "--secret", secret, "--key-algorithm", "ES256")
+	if len(ks) != 2 {
+		t.Fatalf("keys rotate: want an active key and a next one, got %+v", ks)
+	}
+	a.json(&ks, "", "keys", "list")
+	states := []string{}
+	for _, k := range ks {
+		states = append(states, k.State)
+		if k.ID == "" || k.Algorithm != "ES256" || k.CreatedAt.IsZero() {
+			t.Errorf("keys list: %+v", k)
+		}
+	}
+	slices.Sort(states)
+	if !slices.Equal(states, []string{"active", "next"}) {
+		t.Fatalf("keys list states: %v", states)
+	}
+
+	// Tokens: run the server in-process on the same database, get a token for
+	// alice and one for the app, then revoke them from the command line.
+	base, stop := serveInProcess(t, a.db, "--secret", secret, "--key-algorithm", "ES256")
+	form := url.Values{"grant_type": {"password"}, "username": {"alice@example.com"}, "password": {aliceNewPW}, "client_id": {"web"}}
+	if code := postStatus(t, base+"/token", form, "", ""); code != http.StatusOK {
+		t.Fatalf("password grant with the new password: %d", code)
+	}
+	form = url.Values{"grant_type": {"password"}, "username": {"bob@example.com"}, "password": {bobPW}, "client_id": {"web"}}
+	if code := postStatus(t, base+"/token", form, "", ""); code != http.StatusOK {
+		t.Fatalf("password grant with an imported bcrypt hash: %d", code)
+	}
+	cc := url.Values{"grant_type": {"client_credentials"}}
+	if code := postStatus(t, base+"/token", cc, "app", app.Secret); code != http.StatusOK {
+		t.Fatalf("client_credentials with the previous secret (kept): %d", code)
+	}
+	stop()
+	var rev struct {
+		TokensRevoked int `json:"tokens_revoked"`
+	}
+	a.json(&rev, "", "tokens", "revoke", "--user", "alice@example.com")
+	if rev.TokensRevoked < 1 {
+		t.Errorf("tokens revoke --user: %d revoked", rev.TokensRevoked)
+	}
+	a.json(&rev, "", "tokens", "revoke", "--client", "app")
+	if rev.TokensRevoked < 1 {
+		t.Errorf("tokens revoke --client: %d revoked", rev.TokensRevoked)
+	}
+	a.fail("give --user and/or --client", "", "tokens", "revoke")
+
+	// The effective configuration (it reads no database).
+	var cfg map[string]any
+	a.json(&cfg, "", "config", "show", "--secret", secret)
+	if cfg["db"] != a.db || cfg["secret"] != redacted {
+		t.Errorf("config show: db %v, secret %v", cfg["db"], cfg["secret"])
+	}
+
+	// Deletion.
+	var del jsonDeleted
+	a.json(&del, "", "users", "delete", "alice@example.com")
+	if del.Deleted != alice.ID {
+		t.Errorf("users delete: %+v", del)
+	}
+	a.json(&del, "", "clients", "delete", "app")
+	if del.Deleted != "app" {
+		t.Errorf("clients delete: %+v", del)
+	}
+	a.json(&users, "", "users", "list")
+	a.json(&clients, "", "clients", "list")
+	if len(users) != 1 || len(clients) != 1 {
+		t.Errorf("after delete: %d users, %d clients", len(users), len(clients))
+	}
+
+	// cobra's shell completion is enabled.
+	a.record([]string{"completion", "bash"})
+	if out, err := cliRun(t, "", "completion", "bash"); err != nil || !strings.Contains(out, "bash completion") {
+		t.Errorf("completion bash: %v", err)
+	}
+
+	// Generic errors are one line too.
+	a.fail(`unknown command "bogus"`, "", "users", "bogus")
+	a.fail("did you mean serve", "", "serv")
+	a.fail("unknown flag: --bogus (see 'authserver users list --help')", "", "users", "list", "--bogus")
+	a.fail(`--output must be text or json, not "yaml"`, "", "users", "list", "--output", "yaml")
+
+	for _, path := range leafCommands(newRoot(nil, nil, nil)) {
+		if !a.ran[path] {
+			t.Errorf("command %q is not exercised by this test", path)
+		}
+	}
+}
+
+// leafCommands returns the paths ("users add") of the runnable commands
+// without subcommands, leaving out cobra's help and every completion shell
+// but bash.
+func leafCommands(root *cobra.Command) []string {
+	root.InitDefaultHelpCmd()
+	root.InitDefaultCompletionCmd()
+	var out []string
+	var walk func(c *cobra.Command, prefix string)
+	walk = func(c *cobra.Command, prefix string) {
+		for _, sub := range c.Commands() {
+			path := strings.TrimSpace(prefix + " " + sub.Name())
+			switch {
+			case path == "help" || (strings.HasPrefix(path, "completion ") && path != "completion bash"):
+			case sub.HasSubCommands():
+				walk(sub, path)
+			case path == "serve":
+				// Run by TestShutdown* and TestDemoFlowAndRestart.
+			default:
+				out = append(out, path)
+			}
+		}
+	}
+	walk(root, "")
+	return out
+}
+
+var inProcessListeningRE = regexp.MustCompile(`msg=listening addr=(\S+)`)
+
+// serveInProcess runs `serve` in this process on a free port and returns its
+// URL and a function that stops it (and checks it stopped cleanly).
+func serveInProcess(t *testing.T, db string, args ...string) (base string, stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	logs := &syncBuffer{}
+	all := append([]string{"serve", "--db", db, "--addr", "127.0.0.1:0", "--argon2-memory", "64", "--argon2-time", "1"}, args...)
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, all, strings.NewReader(""), &bytes.Buffer{}, logs) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if m := inProcessListeningRE.FindStringSubmatch(logs.String()); m != nil {
+			base = "http://" + m[1]
+			break
+		}
+		select {
+		case err := <-done:
+			cancel()
+			t.Fatalf("serve exited: %v\n%s", err, logs.String())
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatalf("serve did not start:\n%s", logs.String())
+		}
+	}
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v\n%s", err, logs.String())
+		}
+	}
+	t.Cleanup(stop)
+	return base, stop
+}
+
+// postStatus posts a form (with basic credentials when user is set) and
+// returns the status code.
+func postStatus(t *testing.T, u string, form url.Values, user, pass string) int {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, u, strings.NewReader(form.Encode()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if user != "" {
+		req.SetBasicAuth(url.QueryEscape(user), url.QueryEscape(pass))
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
