@@ -280,7 +280,13 @@ func newTokensCmd(g *globals) *cobra.Command {
 	revoke := &cobra.Command{
 		Use:   "revoke",
 		Short: "Revoke every token of a user and/or a client (incident response)",
-		Args:  cobra.NoArgs,
+		Long: `Revoke every access and refresh token of a user (--user) or of a client (--client); with both,
+the user's tokens at that client. Refresh tokens stop working at once, and so do access tokens
+wherever they are checked by introspection or by the server's own API. An API that verifies the
+JWTs locally accepts an access token until it expires (at most --access-token-ttl of serve).`,
+		Example: `  authserver tokens revoke --user alice@example.com
+  authserver tokens revoke --client app --output json`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if user == "" && client == "" {
 				return errors.New("give --user and/or --client")

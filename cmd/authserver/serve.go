@@ -356,23 +356,35 @@ func serve(ctx context.Context, g *globals, c *serveConfig) error {
 	case <-ctx.Done():
 	}
 
+	if err := c.shutdown(ctx, a.srv, hs, admin, log); err != nil {
+		return err
+	}
+	stopBG()
+	log.Info("stopped")
+	return nil
+}
+
+// shutdown drains and stops the listeners: /readyz fails at once, the
+// listeners stay open for --drain-delay, then close, and in-flight requests
+// get --shutdown-timeout to finish; those still running then are cut off.
+func (c *serveConfig) shutdown(ctx context.Context, srv *authserver.Server, hs, admin *listener, log *slog.Logger) error {
 	log.Info("shutting down", "drain_delay", c.drainDelay, "timeout", c.shutdownTimeout)
-	a.srv.Drain()
+	srv.Drain()
 	if c.drainDelay > 0 {
 		time.Sleep(c.drainDelay)
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.shutdownTimeout)
 	defer cancel()
-	err = hs.Shutdown(sctx)
+	err := hs.Shutdown(sctx)
 	if admin != nil {
-		_ = admin.Shutdown(sctx)
+		if aerr := admin.Shutdown(sctx); aerr != nil {
+			_ = admin.Close()
+		}
 	}
 	if err != nil {
 		_ = hs.Close()
 		return fmt.Errorf("shutdown: in-flight requests did not finish within --shutdown-timeout: %w", err)
 	}
-	stopBG()
-	log.Info("stopped")
 	return nil
 }
 
@@ -474,7 +486,7 @@ func (l *listener) serve() error { return l.Serve(l.ln) }
 
 // listen opens the main listener (with TLS when configured) and, with
 // --admin-addr, the admin listener; admin is nil without it.
-func (c *serveConfig) listen(srv *authserver.Server, log *slog.Logger) (main, admin *listener, err error) {
+func (c *serveConfig) listen(srv *authserver.Server, log *slog.Logger) (primary, admin *listener, err error) {
 	handler := srv.Handler()
 	if c.pprof && c.adminAddr == "" {
 		handler = withPprof(handler)
@@ -498,9 +510,9 @@ func (c *serveConfig) listen(srv *authserver.Server, log *slog.Logger) (main, ad
 		hs.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{*c.certificate}}
 		ln = tls.NewListener(ln, hs.TLSConfig)
 	}
-	main = &listener{Server: hs, ln: ln}
+	primary = &listener{Server: hs, ln: ln}
 	if c.adminAddr == "" {
-		return main, nil, nil
+		return primary, nil, nil
 	}
 	aln, err := net.Listen("tcp", c.adminAddr)
 	if err != nil {
@@ -513,7 +525,7 @@ func (c *serveConfig) listen(srv *authserver.Server, log *slog.Logger) (main, ad
 		IdleTimeout:       time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}, ln: aln}
-	return main, admin, nil
+	return primary, admin, nil
 }
 
 // gcLoop deletes expired token records and stale throttling counters.
