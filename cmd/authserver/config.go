@@ -208,6 +208,12 @@ func readConfigFile(path string) ([]fileSetting, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config file: %w", err)
 	}
+	return parseConfig(path, b)
+}
+
+// parseConfig parses the content b of the config file at path (see
+// readConfigFile).
+func parseConfig(path string, b []byte) ([]fileSetting, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(b, &doc); err != nil {
 		return nil, fmt.Errorf("config file %s: %w", path, err)

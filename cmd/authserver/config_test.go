@@ -479,3 +479,27 @@ func TestReadmeConfigReference(t *testing.T) {
 	}
 	t.Errorf("the configuration reference in README.md is out of date; run\n  go test ./cmd/authserver -run TestReadmeConfigReference -update\nwant:\n%s", want)
 }
+
+// Any file content gives settings or errors, never a panic; every setting has
+// a known key and a value.
+func FuzzParseConfig(f *testing.F) {
+	for _, seed := range []string{
+		"addr: 127.0.0.1:8080\ncors-origin: [https://a.example]\n",
+		"cors-origin:\n  - &o https://a.example\naudience: *o\n",
+		"? [a]\n: b\n", "addr:\n  x: y\n", "- 1\n", "", "a: b: c", "<<: {addr: x}\n",
+	} {
+		f.Add([]byte(seed))
+	}
+	known := map[string]bool{}
+	for _, k := range fileKeys() {
+		known[k] = true
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		settings, _ := parseConfig("fuzz.yaml", b)
+		for _, s := range settings {
+			if !known[s.key] || (!s.list && len(s.values) != 1) {
+				t.Fatalf("bad setting %+v", s)
+			}
+		}
+	})
+}
