@@ -45,7 +45,7 @@ func newRoot(args []string, stdout, stderr io.Writer) *cobra.Command {
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newSetupCmd(g), newRunCmd(g), newLimitsCmd(g), newReportCmd(g))
+	root.AddCommand(newSetupCmd(g), newRunCmd(g), newLimitsCmd(g), newReportCmd(g), newSeedCmd(g))
 	return root
 }
 

@@ -120,7 +120,7 @@ func OpenSQLite(ctx context.Context, path string, opts ...Option) (*Store, error
 	_ = f.Close()
 
 	common := path + "?_pragma=busy_timeout(" + strconv.FormatInt(o.busyTimeout.Milliseconds(), 10) + ")&_pragma=foreign_keys(1)"
-	w, err := sql.Open("sqlite", common+"&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_txlock=immediate")
+	w, err := sql.Open("sqlite", common+"&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=cache_size(-32768)&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("sql: open sqlite %s: %w", path, err)
 	}
