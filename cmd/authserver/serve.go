@@ -10,9 +10,11 @@ import (
 	"net"
 	"net/http"
 	httppprof "net/http/pprof"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -56,6 +58,9 @@ type serveConfig struct {
 	tlsCert         string
 	tlsKey          string
 	corsOrigins     []string
+	refreshGrace    time.Duration
+	trustedProxies  []string
+	memoryLimitMiB  int
 	argon2          password.Params
 	secretFlags
 
@@ -175,6 +180,9 @@ func (c *serveConfig) registerFlags(f *pflag.FlagSet) {
 	f.StringVar(&c.tlsCert, "tls-cert", "", "serve HTTPS with this certificate (PEM); requires --tls-key")
 	f.StringVar(&c.tlsKey, "tls-key", "", "private key (PEM) of --tls-cert")
 	f.StringSliceVar(&c.corsOrigins, "cors-origin", nil, "browser origin allowed to call /token and /revoke (repeatable; CORS is off without it)")
+	f.DurationVar(&c.refreshGrace, "refresh-grace", 0, "window in which a retried refresh with the just-rotated token gets the same new pair (0: strict, any reuse revokes the grant)")
+	f.StringSliceVar(&c.trustedProxies, "trusted-proxy", nil, "proxy network (CIDR) whose X-Forwarded-For is believed for throttling and audit (repeatable)")
+	f.IntVar(&c.memoryLimitMiB, "memory-limit-mib", 128, "soft memory limit of the Go runtime in MiB (0: none; GOMEMLIMIT overrides)")
 	f.BoolVar(&c.insecureHTTP, "insecure-http", false, "allow a non-loopback http:// issuer (MUST NOT be used in production)")
 	f.Uint32Var(&c.argon2.Memory, "argon2-memory", password.DefaultParams.Memory, "argon2id memory in KiB")
 	f.Uint32Var(&c.argon2.Time, "argon2-time", password.DefaultParams.Time, "argon2id passes")
@@ -254,6 +262,17 @@ func (c *serveConfig) validate(db string) error {
 		}
 		c.issuer = scheme + c.addr
 	}
+	if c.refreshGrace < 0 || c.refreshGrace > time.Hour {
+		bad("refresh-grace", "--refresh-grace must be between 0 and 1h, not %s", c.refreshGrace)
+	}
+	for _, p := range c.trustedProxies {
+		if _, err := netip.ParsePrefix(p); err != nil {
+			bad("trusted-proxy", "--trusted-proxy %q must be a CIDR such as 10.0.0.0/8", p)
+		}
+	}
+	if c.memoryLimitMiB < 0 {
+		bad("memory-limit-mib", "--memory-limit-mib must not be negative")
+	}
 	for _, o := range c.corsOrigins {
 		if u, err := url.Parse(o); err != nil || u.Host == "" || u.Path != "" || (u.Scheme != "https" && u.Scheme != "http") {
 			bad("cors-origin", "--cors-origin %q must be an origin such as https://app.example", o)
@@ -325,6 +344,11 @@ func serve(ctx context.Context, g *globals, c *serveConfig) error {
 		return err
 	}
 	c.argon2.SaltLen, c.argon2.KeyLen = password.DefaultParams.SaltLen, password.DefaultParams.KeyLen
+	if _, set := os.LookupEnv("GOMEMLIMIT"); !set && c.memoryLimitMiB > 0 {
+		// A soft limit: the collector works harder near it, which keeps a
+		// password flood's argon2 garbage (19 MiB per hash) from piling up.
+		debug.SetMemoryLimit(int64(c.memoryLimitMiB) << 20)
+	}
 
 	a, err := openApp(ctx, g, c, log)
 	if err != nil {
@@ -436,6 +460,11 @@ func openApp(ctx context.Context, g *globals, c *serveConfig, log *slog.Logger) 
 		if err := seedDemo(ctx, st, c.argon2, log); err != nil {
 			return nil, err
 		}
+		debug.FreeOSMemory() // the seeding hashes' ~40 MB would otherwise linger
+	}
+	var proxies []netip.Prefix
+	for _, p := range c.trustedProxies {
+		proxies = append(proxies, netip.MustParsePrefix(p)) // validated
 	}
 	srv, err := authserver.New(authserver.Config{
 		Issuer:               c.issuer,
@@ -448,6 +477,8 @@ func openApp(ctx context.Context, g *globals, c *serveConfig, log *slog.Logger) 
 		Logger:               log,
 		MetricsOnMainHandler: c.adminAddr == "",
 		CORSAllowedOrigins:   c.corsOrigins,
+		RefreshGrace:         c.refreshGrace,
+		Throttle:             authserver.ThrottleConfig{TrustedProxies: proxies},
 	}, st, km, serverOptions(st)...)
 	if err != nil {
 		return nil, err
