@@ -288,3 +288,63 @@ func TestMultiInstancePostgres(t *testing.T) {
 	})
 	_ = fmt.Sprint
 }
+
+// With a grace window, 50 concurrent refreshes of one token over three
+// instances all get the same single new pair.
+func TestMultiInstanceRefreshGracePostgres(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the binary")
+	}
+	dsn := postgresDSN(t)
+	secret := "multi-instance-secret-0123456789-0123456789"
+	testbin.Run(t, "", "migrate", "--db", dsn)
+	addClients(t, dsn)
+	testbin.Run(t, "carol-password-0123\n", "users", "add", "--db", dsn, "--email", "carol@example.com", "--name", "Carol", "--password-stdin")
+	var inst [3]*testbin.Server
+	var wg sync.WaitGroup
+	for i := range inst {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			inst[i] = testbin.Start(t, nil, "--db", dsn, "--secret", secret, "--key-algorithm", "ES256", "--refresh-grace", "10s")
+		}()
+	}
+	wg.Wait()
+	status, m := testbin.PostForm(t, inst[0].URL+"/token", url.Values{"grant_type": {"password"}, "username": {"carol@example.com"}, "password": {"carol-password-0123"}}, "app", appSecret)
+	if status != 200 {
+		t.Fatalf("%d %v", status, m)
+	}
+	rt := m["refresh_token"].(string)
+	var mu sync.Mutex
+	pairs := map[string]int{}
+	failures := 0
+	start := make(chan struct{})
+	var rwg sync.WaitGroup
+	for i := 0; i < 50; i++ {
+		rwg.Add(1)
+		go func() {
+			defer rwg.Done()
+			<-start
+			status, m := testbin.PostForm(t, inst[i%3].URL+"/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}, "app", appSecret)
+			mu.Lock()
+			defer mu.Unlock()
+			if status != 200 {
+				failures++
+				t.Logf("refresh %d: %d %v", i, status, m)
+				return
+			}
+			pairs[m["access_token"].(string)+" "+m["refresh_token"].(string)]++
+		}()
+	}
+	close(start)
+	rwg.Wait()
+	if len(pairs) != 1 || failures != 0 {
+		t.Fatalf("%d distinct pairs and %d failures from 50 concurrent refreshes inside the grace window, want 1 and 0", len(pairs), failures)
+	}
+	for pair := range pairs {
+		_, newRT, _ := strings.Cut(pair, " ")
+		if introspect(t, inst[1].URL, newRT)["active"] != true {
+			t.Fatal("the single new pair is not active")
+		}
+	}
+}
