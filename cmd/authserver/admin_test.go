@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oauthkit/authserver/internal/testbin"
 	"github.com/spf13/cobra"
 	"golang.org/x/crypto/bcrypt"
 )
@@ -354,7 +355,7 @@ var inProcessListeningRE = regexp.MustCompile(`msg=listening addr=(\S+)`)
 func serveInProcess(t *testing.T, db string, args ...string) (base string, stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
-	logs := &syncBuffer{}
+	logs := &testbin.Buffer{}
 	all := append([]string{"serve", "--db", db, "--addr", "127.0.0.1:0", "--argon2-memory", "64", "--argon2-time", "1"}, args...)
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, all, strings.NewReader(""), &bytes.Buffer{}, logs) }()

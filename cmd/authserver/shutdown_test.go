@@ -15,31 +15,6 @@ import (
 	"time"
 )
 
-// waitLog waits until the server's log contains s.
-func (s *server) waitLog(sub string) {
-	s.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(s.logs.String(), sub) {
-		if time.Now().After(deadline) {
-			s.t.Fatalf("no %q in the log:\n%s", sub, s.logs.String())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-// waitExit waits for the process to exit and returns its exit error.
-func (s *server) waitExit() error {
-	s.t.Helper()
-	select {
-	case err := <-s.done:
-		s.done <- err
-		return err
-	case <-time.After(30 * time.Second):
-		s.t.Fatalf("server did not exit:\n%s", s.logs.String())
-		return nil
-	}
-}
-
 // SIGTERM with a request in flight: the listener closes, the request still
 // completes, and the process exits 0. The request is held in flight
 // deterministically: it announces its body with "Expect: 100-continue", the
@@ -50,7 +25,7 @@ func TestShutdownFinishesInFlightRequest(t *testing.T) {
 		t.Skip("builds and runs the binary")
 	}
 	s := startServer(t, filepath.Join(t.TempDir(), "authserver.db"), "--demo")
-	addr := strings.TrimPrefix(s.url, "http://")
+	addr := strings.TrimPrefix(s.URL, "http://")
 
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -69,10 +44,10 @@ func TestShutdownFinishesInFlightRequest(t *testing.T) {
 		t.Fatalf("after 100 Continue: %q %v", blank, err)
 	}
 
-	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := s.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	s.waitLog("msg=\"shutting down\"")
+	s.WaitLog("msg=\"shutting down\"")
 	// New connections are refused while the request is still in flight.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -86,11 +61,8 @@ func TestShutdownFinishesInFlightRequest(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	select {
-	case err := <-s.done:
-		s.done <- err
-		t.Fatalf("the server exited with a request in flight: %v\n%s", err, s.logs.String())
-	default:
+	if exited, err := s.Exited(); exited {
+		t.Fatalf("the server exited with a request in flight: %v\n%s", err, s.Logs.String())
 	}
 
 	// Finish the request: it completes with a token.
@@ -99,7 +71,7 @@ func TestShutdownFinishesInFlightRequest(t *testing.T) {
 	}
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
-		t.Fatalf("in-flight request: %v\n%s", err, s.logs.String())
+		t.Fatalf("in-flight request: %v\n%s", err, s.Logs.String())
 	}
 	var tok map[string]any
 	_ = json.NewDecoder(resp.Body).Decode(&tok)
@@ -107,11 +79,11 @@ func TestShutdownFinishesInFlightRequest(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || tok["access_token"] == nil {
 		t.Fatalf("in-flight request: %d %v", resp.StatusCode, tok)
 	}
-	if err := s.waitExit(); err != nil {
-		t.Fatalf("exit after SIGTERM: %v\n%s", err, s.logs.String())
+	if err := s.WaitExit(); err != nil {
+		t.Fatalf("exit after SIGTERM: %v\n%s", err, s.Logs.String())
 	}
-	if !strings.Contains(s.logs.String(), "msg=stopped") {
-		t.Errorf("no \"stopped\" line:\n%s", s.logs.String())
+	if !strings.Contains(s.Logs.String(), "msg=stopped") {
+		t.Errorf("no \"stopped\" line:\n%s", s.Logs.String())
 	}
 }
 
@@ -125,7 +97,7 @@ func TestReadyzFailsWhileDraining(t *testing.T) {
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	readyz := func() (int, map[string]any) {
 		t.Helper()
-		resp, err := client.Get(s.url + "/readyz")
+		resp, err := client.Get(s.URL + "/readyz")
 		if err != nil {
 			t.Fatalf("/readyz: %v", err)
 		}
@@ -138,17 +110,17 @@ func TestReadyzFailsWhileDraining(t *testing.T) {
 		t.Fatalf("/readyz before shutdown: %d %v", code, m)
 	}
 	signalled := time.Now()
-	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := s.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	s.waitLog("msg=\"shutting down\"")
+	s.WaitLog("msg=\"shutting down\"")
 	code, m := readyz() // a new connection: the listener is still open
 	checks, _ := m["checks"].(map[string]any)
 	if code != http.StatusServiceUnavailable || m["ready"] != false || checks["shutdown"] != "yes" {
 		t.Fatalf("/readyz while draining: %d %v", code, m)
 	}
-	if err := s.waitExit(); err != nil {
-		t.Fatalf("exit after SIGTERM: %v\n%s", err, s.logs.String())
+	if err := s.WaitExit(); err != nil {
+		t.Fatalf("exit after SIGTERM: %v\n%s", err, s.Logs.String())
 	}
 	if d := time.Since(signalled); d < 2*time.Second {
 		t.Errorf("exited %v after SIGTERM, before the 2s drain delay", d)

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -142,6 +143,43 @@ func Start(t testing.TB, env []string, args ...string) *Server {
 		t.Fatalf("server did not start:\n%s", s.Logs.String())
 	}
 	return s
+}
+
+// WaitLog waits until the server's log contains sub.
+func (s *Server) WaitLog(sub string) {
+	s.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(s.Logs.String(), sub) {
+		if time.Now().After(deadline) {
+			s.t.Fatalf("no %q in the log:\n%s", sub, s.Logs.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// WaitExit waits for the process to exit and returns its exit error.
+func (s *Server) WaitExit() error {
+	s.t.Helper()
+	select {
+	case err := <-s.done:
+		s.done <- err
+		return err
+	case <-time.After(30 * time.Second):
+		s.t.Fatalf("server did not exit:\n%s", s.Logs.String())
+		return nil
+	}
+}
+
+// Exited reports, without waiting, whether the process has exited, and its
+// exit error.
+func (s *Server) Exited() (bool, error) {
+	select {
+	case err := <-s.done:
+		s.done <- err
+		return true, err
+	default:
+		return false, nil
+	}
 }
 
 // Kill sends SIGKILL and waits for the process.
