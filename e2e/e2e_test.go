@@ -151,7 +151,7 @@ func TestMultiInstancePostgres(t *testing.T) {
 	testbin.Run(t, "", "migrate", "--db", dsn)
 	addClients(t, dsn)
 	testbin.Run(t, "carol-password-0123\n", "users", "add", "--db", dsn, "--email", "carol@example.com", "--name", "Carol", "--password-stdin")
-	common := []string{"--db", dsn, "--secret", secret, "--key-algorithm", "ES256"}
+	common := []string{"--db", dsn, "--secret", secret, "--key-algorithm", "ES256", "--db-max-conns", "8", "--db-statement-timeout", "10s", "--db-conn-max-lifetime", "5m"}
 	var inst [3]*testbin.Server
 	var wg sync.WaitGroup
 	for i := range inst {

@@ -175,13 +175,13 @@ func oneLine(err error) error {
 
 // openStore opens the database named by --db, creating the SQLite file's
 // directory if needed, and applies migrations.
-func (g *globals) openStore(ctx context.Context) (*sqlstore.Store, error) {
+func (g *globals) openStore(ctx context.Context, opts ...sqlstore.Option) (*sqlstore.Store, error) {
 	if !isPostgres(g.db) {
 		if err := os.MkdirAll(filepath.Dir(g.db), 0o700); err != nil {
 			return nil, fmt.Errorf("create database directory: %w", err)
 		}
 	}
-	st, err := sqlstore.Open(ctx, g.db)
+	st, err := sqlstore.Open(ctx, g.db, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
 	}

@@ -59,6 +59,9 @@ type serveConfig struct {
 	tlsKey          string
 	corsOrigins     []string
 	refreshGrace    time.Duration
+	dbMaxConns      int
+	dbStmtTimeout   time.Duration
+	dbConnLifetime  time.Duration
 	trustedProxies  []string
 	memoryLimitMiB  int
 	argon2          password.Params
@@ -180,6 +183,9 @@ func (c *serveConfig) registerFlags(f *pflag.FlagSet) {
 	f.StringVar(&c.tlsCert, "tls-cert", "", "serve HTTPS with this certificate (PEM); requires --tls-key")
 	f.StringVar(&c.tlsKey, "tls-key", "", "private key (PEM) of --tls-cert")
 	f.StringSliceVar(&c.corsOrigins, "cors-origin", nil, "browser origin allowed to call /token and /revoke (repeatable; CORS is off without it)")
+	f.IntVar(&c.dbMaxConns, "db-max-conns", 0, "database connection pool size (0: 10 on PostgreSQL, max(4, CPUs) readers on SQLite)")
+	f.DurationVar(&c.dbStmtTimeout, "db-statement-timeout", 0, "PostgreSQL statement_timeout (0: none)")
+	f.DurationVar(&c.dbConnLifetime, "db-conn-max-lifetime", 0, "recycle database connections after this long (0: 30m on PostgreSQL, unlimited on SQLite)")
 	f.DurationVar(&c.refreshGrace, "refresh-grace", 0, "window in which a retried refresh with the just-rotated token gets the same new pair (0: strict, any reuse revokes the grant)")
 	f.StringSliceVar(&c.trustedProxies, "trusted-proxy", nil, "proxy network (CIDR) whose X-Forwarded-For is believed for throttling and audit (repeatable)")
 	f.IntVar(&c.memoryLimitMiB, "memory-limit-mib", 128, "soft memory limit of the Go runtime in MiB (0: none; GOMEMLIMIT overrides)")
@@ -269,6 +275,9 @@ func (c *serveConfig) validate(db string) error {
 		if _, err := netip.ParsePrefix(p); err != nil {
 			bad("trusted-proxy", "--trusted-proxy %q must be a CIDR such as 10.0.0.0/8", p)
 		}
+	}
+	if c.dbMaxConns < 0 || c.dbStmtTimeout < 0 || c.dbConnLifetime < 0 {
+		bad("db-max-conns", "--db-max-conns, --db-statement-timeout and --db-conn-max-lifetime must not be negative")
 	}
 	if c.memoryLimitMiB < 0 {
 		bad("memory-limit-mib", "--memory-limit-mib must not be negative")
@@ -432,7 +441,17 @@ type app struct {
 // server secret, loads the signing keys, seeds the demo data with --demo and
 // builds the authorization server. On error, nothing stays open.
 func openApp(ctx context.Context, g *globals, c *serveConfig, log *slog.Logger) (a *app, err error) {
-	st, err := g.openStore(ctx)
+	var opts []sqlstore.Option
+	if c.dbMaxConns > 0 {
+		opts = append(opts, sqlstore.WithMaxOpenConns(c.dbMaxConns))
+	}
+	if c.dbStmtTimeout > 0 {
+		opts = append(opts, sqlstore.WithStatementTimeout(c.dbStmtTimeout))
+	}
+	if c.dbConnLifetime > 0 {
+		opts = append(opts, sqlstore.WithConnMaxLifetime(c.dbConnLifetime))
+	}
+	st, err := g.openStore(ctx, opts...)
 	if err != nil {
 		return nil, err
 	}
