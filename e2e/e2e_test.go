@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -346,5 +347,34 @@ func TestMultiInstanceRefreshGracePostgres(t *testing.T) {
 		if introspect(t, inst[1].URL, newRT)["active"] != true {
 			t.Fatal("the single new pair is not active")
 		}
+	}
+}
+
+// A client that sends its headers slowly (slowloris) is disconnected by the
+// read-header timeout (5 s), and the server keeps answering others.
+func TestSlowHeadersAreCutOff(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the binary and waits for a timeout")
+	}
+	s := testbin.Start(t, nil, "--db", filepath.Join(t.TempDir(), "auth.db"))
+	conn, err := net.Dial("tcp", strings.TrimPrefix(s.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte("POST /token HTTP/1.1\r\nHost: x\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_ = conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+	buf := make([]byte, 512)
+	n, err := conn.Read(buf) // the server closes the connection (or answers 408)
+	elapsed := time.Since(start)
+	if elapsed > 10*time.Second {
+		t.Fatalf("connection held for %v with incomplete headers", elapsed)
+	}
+	t.Logf("cut off after %v (read %q, %v)", elapsed.Round(100*time.Millisecond), buf[:n], err)
+	if status, _ := testbin.PostForm(t, s.URL+"/token", url.Values{"grant_type": {"client_credentials"}}, "x", "y"); status != 401 {
+		t.Fatalf("server not answering after the slow client: %d", status)
 	}
 }
