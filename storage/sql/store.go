@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -30,6 +31,8 @@ type Store struct {
 	w, r *sql.DB
 	// Prepared on r for the hot reads.
 	getUserStmt, getUserByEmailStmt, getClientStmt, getTokenStmt *sql.Stmt
+	// wstmts caches statements prepared on w, by query text (writeStmt).
+	wstmts sync.Map
 }
 
 var _ storage.Store = (*Store)(nil)
@@ -188,6 +191,9 @@ func (s *Store) open(ctx context.Context) error {
 	if err := s.Migrate(ctx); err != nil {
 		return err
 	}
+	if err := s.prepareWrites(ctx); err != nil {
+		return err
+	}
 	for _, p := range []struct {
 		stmt  **sql.Stmt
 		query string
@@ -214,6 +220,10 @@ func (s *Store) Close() error {
 			errs = append(errs, stmt.Close())
 		}
 	}
+	s.wstmts.Range(func(_, v any) bool {
+		errs = append(errs, v.(*sql.Stmt).Close())
+		return true
+	})
 	if s.r != s.w {
 		errs = append(errs, s.r.Close())
 	}
@@ -370,12 +380,54 @@ func (s *Store) wrap(op string, err error) error {
 
 // execCount runs a statement and returns the number of rows it changed.
 func (s *Store) execCount(ctx context.Context, q querier, op, query string, args ...any) (int64, error) {
-	res, err := q.ExecContext(ctx, query, args...)
+	var res sql.Result
+	var err error
+	if stmt := s.writeStmt(ctx, q, query); stmt != nil {
+		res, err = stmt.ExecContext(ctx, args...)
+	} else {
+		res, err = q.ExecContext(ctx, query, args...)
+	}
 	if err != nil {
 		return 0, s.wrap(op, err)
 	}
 	n, err := res.RowsAffected()
 	return n, s.wrap(op, err)
+}
+
+// writeStmt returns query prepared for q when it is one of the hot writes
+// prepared at open and q is the write pool or a transaction on it, so that
+// those writes are parsed once rather than on every call (on SQLite's single
+// writer connection, parsing was a large share of each write). Otherwise it
+// returns nil and the caller runs the query as is.
+func (s *Store) writeStmt(ctx context.Context, q querier, query string) *sql.Stmt {
+	v, ok := s.wstmts.Load(query)
+	if !ok {
+		return nil
+	}
+	stmt := v.(*sql.Stmt)
+	switch q := q.(type) {
+	case *sql.Tx:
+		return q.StmtContext(ctx, stmt)
+	case *sql.DB:
+		if q == s.w {
+			return stmt
+		}
+	}
+	return nil
+}
+
+// prepareWrites prepares the hot write statements on w, at open (preparing
+// later could wait for the connection a transaction of the same goroutine
+// holds).
+func (s *Store) prepareWrites(ctx context.Context) error {
+	for _, q := range []string{s.d.createToken, rotateTokenQuery, deactivateGrantQuery, deleteGrantQuery, deleteTokenQuery} {
+		stmt, err := s.w.PrepareContext(ctx, q)
+		if err != nil {
+			return fmt.Errorf("sql: open %s: prepare: %w", s.d.name, err)
+		}
+		s.wstmts.Store(q, stmt)
+	}
+	return nil
 }
 
 // execOne runs a statement that must change one row, and returns ErrNotFound

@@ -11,6 +11,14 @@ import (
 	"github.com/oauthkit/authserver/storage"
 )
 
+// The hot token writes, prepared at open (see writeStmt).
+const (
+	deleteTokenQuery     = `DELETE FROM tokens WHERE kind = $1 AND signature = $2`
+	rotateTokenQuery     = `UPDATE tokens SET active = FALSE, rotated_at = $3, successor = $4 WHERE kind = $1 AND signature = $2 AND active`
+	deactivateGrantQuery = `UPDATE tokens SET active = FALSE WHERE kind = $1 AND request_id = $2 AND active = TRUE`
+	deleteGrantQuery     = `DELETE FROM tokens WHERE kind = $1 AND request_id = $2`
+)
+
 func scanToken(row scanner) (storage.Token, error) {
 	var t storage.Token
 	err := row.Scan(&t.Kind, &t.Signature, &t.RequestID, &t.ClientID, &t.Subject, &t.Active,
@@ -26,10 +34,10 @@ func (s *Store) CreateToken(ctx context.Context, t storage.Token) error {
 	if payload == nil {
 		payload = []byte{} // the column is NOT NULL
 	}
-	_, err := s.writer(ctx).ExecContext(ctx, s.d.createToken,
+	_, err := s.execCount(ctx, s.writer(ctx), "create token", s.d.createToken,
 		string(t.Kind), t.Signature, t.RequestID, t.ClientID, t.Subject, t.Active,
 		s.d.timeArg(t.RequestedAt), s.d.timeArg(t.ExpiresAt), payload)
-	return s.wrap("create token", err)
+	return err
 }
 
 // GetToken returns the record, active or not.
@@ -41,8 +49,7 @@ func (s *Store) GetToken(ctx context.Context, kind storage.TokenKind, signature 
 
 // DeleteToken deletes the record, or returns ErrNotFound.
 func (s *Store) DeleteToken(ctx context.Context, kind storage.TokenKind, signature string) error {
-	return s.execOne(ctx, s.writer(ctx), "delete token",
-		`DELETE FROM tokens WHERE kind = $1 AND signature = $2`, string(kind), signature)
+	return s.execOne(ctx, s.writer(ctx), "delete token", deleteTokenQuery, string(kind), signature)
 }
 
 // DeactivateToken is one conditional UPDATE; no active record gives
@@ -67,7 +74,7 @@ func (s *Store) RotateToken(ctx context.Context, kind storage.TokenKind, signatu
 		atArg = s.d.timeArg(at)
 	}
 	return s.execOne(ctx, s.writer(ctx), op,
-		`UPDATE tokens SET active = FALSE, rotated_at = $3, successor = $4 WHERE kind = $1 AND signature = $2 AND active`,
+		rotateTokenQuery,
 		string(kind), signature, atArg, successor)
 }
 
@@ -75,13 +82,13 @@ func (s *Store) RotateToken(ctx context.Context, kind storage.TokenKind, signatu
 // returns how many it changed.
 func (s *Store) DeactivateTokens(ctx context.Context, kind storage.TokenKind, requestID string) (int64, error) {
 	return s.grantWrite(ctx, "deactivate tokens", requestID,
-		`UPDATE tokens SET active = FALSE WHERE kind = $1 AND request_id = $2 AND active = TRUE`, string(kind), requestID)
+		deactivateGrantQuery, string(kind), requestID)
 }
 
 // DeleteTokens deletes every record of kind in the grant and returns how many.
 func (s *Store) DeleteTokens(ctx context.Context, kind storage.TokenKind, requestID string) (int64, error) {
 	return s.grantWrite(ctx, "delete tokens", requestID,
-		`DELETE FROM tokens WHERE kind = $1 AND request_id = $2`, string(kind), requestID)
+		deleteGrantQuery, string(kind), requestID)
 }
 
 // grantWrite runs a statement that changes the tokens of one grant. On
