@@ -166,7 +166,7 @@ func (t *tokenStrategy) verifyAccessToken(token string) (*accessClaims, error) {
 	if len(token) > maxTokenLength {
 		return nil, errTokenInvalid
 	}
-	jws, err := jose.ParseSigned(token, signatureAlgorithms)
+	jws, err := jose.ParseSignedCompact(token, signatureAlgorithms)
 	if err != nil || len(jws.Signatures) != 1 {
 		return nil, errTokenInvalid
 	}

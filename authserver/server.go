@@ -241,7 +241,8 @@ func (s *Server) newProvider() (fosite.OAuth2Provider, *tokenStrategy) {
 	}
 	store := &fositeStore{store: s.store, srv: s}
 	for _, factory := range []compose.Factory{
-		compose.OAuth2ResourceOwnerPasswordCredentialsFactory, //nolint:staticcheck // the password grant is a requirement
+		//lint:ignore SA1019 the password grant is deprecated upstream but a requirement here
+		compose.OAuth2ResourceOwnerPasswordCredentialsFactory,
 		compose.OAuth2RefreshTokenGrantFactory,
 		compose.OAuth2ClientCredentialsGrantFactory,
 	} {

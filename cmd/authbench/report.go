@@ -330,17 +330,6 @@ func (l *limitStat) rate() float64 {
 	return l.rates[l.best()]
 }
 
-func mean(v []float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	var s float64
-	for _, x := range v {
-		s += x
-	}
-	return s / float64(len(v))
-}
-
 // spread is (max−min)/max of the measurements, the drift during the run.
 func (l *limitStat) spread() float64 {
 	if len(l.rates) < 2 || l.rate() == 0 {
