@@ -55,7 +55,7 @@ func findUser(ctx context.Context, st storage.Users, ref string) (storage.User, 
 
 // maxImportedBcryptCost bounds the cost of an imported bcrypt hash: every
 // sign-in until the upgrade pays it.
-const maxImportedBcryptCost = 14
+const maxImportedBcryptCost = password.MaxBcryptCost
 
 // checkImportedHash accepts an argon2id PHC string or a bcrypt hash that the
 // server can verify.

@@ -78,6 +78,11 @@ func Verify(pw, hash string, p Params) (needsRehash bool, err error) {
 		return hp.Memory != p.Memory || hp.Time != p.Time || hp.Threads != p.Threads ||
 			uint32(len(salt)) != p.SaltLen || uint32(len(key)) != p.KeyLen, nil
 	case strings.HasPrefix(hash, "$2a$"), strings.HasPrefix(hash, "$2b$"), strings.HasPrefix(hash, "$2y$"):
+		// A stored hash with a huge cost would stall a login for minutes
+		// (cost 20 takes about a minute): refuse it as malformed.
+		if cost, err := bcrypt.Cost([]byte(hash)); err != nil || cost > MaxBcryptCost {
+			return false, fmt.Errorf("%w: bcrypt cost out of range", ErrMalformedHash)
+		}
 		err := bcrypt.CompareHashAndPassword([]byte(hash), []byte(pw))
 		if errors.Is(err, bcrypt.ErrMismatchedHashAndPassword) {
 			return false, ErrMismatch
@@ -90,6 +95,10 @@ func Verify(pw, hash string, p Params) (needsRehash bool, err error) {
 		return false, fmt.Errorf("%w: unknown scheme", ErrMalformedHash)
 	}
 }
+
+// MaxBcryptCost is the highest bcrypt cost Verify accepts (cost 14 takes
+// about a second).
+const MaxBcryptCost = 14
 
 // maxArgon2Memory bounds the memory a stored hash may ask for (1 GiB), so a
 // hostile imported hash cannot exhaust the server.
