@@ -188,7 +188,7 @@ func (c *serveConfig) registerFlags(f *pflag.FlagSet) {
 	f.DurationVar(&c.dbConnLifetime, "db-conn-max-lifetime", 0, "recycle database connections after this long (0: 30m on PostgreSQL, unlimited on SQLite)")
 	f.DurationVar(&c.refreshGrace, "refresh-grace", 0, "window in which a retried refresh with the just-rotated token gets the same new pair (0: strict, any reuse revokes the grant)")
 	f.StringSliceVar(&c.trustedProxies, "trusted-proxy", nil, "proxy network (CIDR) whose X-Forwarded-For is believed for throttling and audit (repeatable)")
-	f.IntVar(&c.memoryLimitMiB, "memory-limit-mib", 128, "soft memory limit of the Go runtime in MiB (0: none; GOMEMLIMIT overrides)")
+	f.IntVar(&c.memoryLimitMiB, "memory-limit-mib", 96, "soft memory limit of the Go runtime in MiB (0: none; GOMEMLIMIT overrides)")
 	f.BoolVar(&c.insecureHTTP, "insecure-http", false, "allow a non-loopback http:// issuer (MUST NOT be used in production)")
 	f.Uint32Var(&c.argon2.Memory, "argon2-memory", password.DefaultParams.Memory, "argon2id memory in KiB")
 	f.Uint32Var(&c.argon2.Time, "argon2-time", password.DefaultParams.Time, "argon2id passes")
