@@ -203,3 +203,19 @@ func TestRevocation(t *testing.T) {
 		}
 	})
 }
+
+// A storage failure is 503 temporarily_unavailable at revocation and
+// introspection, never a false 200 or active:false.
+func TestStorageFailureIs503(t *testing.T) {
+	st := openSQLite(t)
+	env := newTestEnv(t, st)
+	at, _ := env.passwordToken("alice@example.com", alicePW)
+	st.Close() // the database goes away
+	for _, path := range []string{"/revoke", "/introspect"} {
+		resp := env.post(path, url.Values{"token": {at}}, "rs", rsSecret)
+		m := decode(t, resp)
+		if resp.StatusCode != 503 || m["error"] != "temporarily_unavailable" {
+			t.Errorf("%s with the database down: %d %v", path, resp.StatusCode, m)
+		}
+	}
+}
