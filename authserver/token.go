@@ -129,9 +129,6 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) (*tokenResponse, 
 			s.metrics.refreshReuse.Inc()
 			s.audit(ctx, "refresh_reuse_detected", slog.String("client_id", clientID(st)))
 		}
-		if st.client == nil && oe.Code == errInvalidGrant {
-			oe = invalidClient()
-		}
 		return nil, oe
 	}
 	client := st.client
