@@ -15,6 +15,7 @@ import (
 
 	"github.com/oauthkit/authserver/internal/password"
 	"github.com/oauthkit/authserver/storage"
+	sqlstore "github.com/oauthkit/authserver/storage/sql"
 )
 
 // userView is the public form of a user (never the hash).
@@ -39,6 +40,21 @@ func newID() string {
 	b := make([]byte, 16)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// withUser opens the database, finds the user named by ref (ID or email)
+// and runs fn with both.
+func (g *globals) withUser(ctx context.Context, ref string, fn func(*sqlstore.Store, storage.User) error) error {
+	st, err := g.openStore(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	u, err := findUser(ctx, st, ref)
+	if err != nil {
+		return err
+	}
+	return fn(st, u)
 }
 
 // findUser looks a user up by ID or email.
@@ -166,19 +182,12 @@ argon2id one at the user's next successful sign-in.`,
 	show := &cobra.Command{
 		Use: "show ID|EMAIL", Short: "Show a user", Args: oneArg,
 		RunE: func(c *cobra.Command, args []string) error {
-			st, err := g.openStore(c.Context())
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			u, err := findUser(c.Context(), st, args[0])
-			if err != nil {
-				return err
-			}
-			v := viewUser(u)
-			return g.print(v, func(w io.Writer) {
-				fmt.Fprintf(w, "id\t%s\nemail\t%s\nname\t%s\nroles\t%s\ndisabled\t%v\ncreated\t%s\n",
-					v.ID, v.Email, v.Name, strings.Join(v.Roles, ","), v.Disabled, v.CreatedAt.Format(time.RFC3339))
+			return g.withUser(c.Context(), args[0], func(_ *sqlstore.Store, u storage.User) error {
+				v := viewUser(u)
+				return g.print(v, func(w io.Writer) {
+					fmt.Fprintf(w, "id\t%s\nemail\t%s\nname\t%s\nroles\t%s\ndisabled\t%v\ncreated\t%s\n",
+						v.ID, v.Email, v.Name, strings.Join(v.Roles, ","), v.Disabled, v.CreatedAt.Format(time.RFC3339))
+				})
 			})
 		},
 	}
@@ -187,26 +196,19 @@ argon2id one at the user's next successful sign-in.`,
 		return &cobra.Command{
 			Use: use, Short: short, Args: oneArg,
 			RunE: func(c *cobra.Command, args []string) error {
-				st, err := g.openStore(c.Context())
-				if err != nil {
-					return err
-				}
-				defer st.Close()
-				u, err := findUser(c.Context(), st, args[0])
-				if err != nil {
-					return err
-				}
-				if err := fn(&u); err != nil {
-					return err
-				}
-				u, err = st.UpdateUser(c.Context(), u.ID, func(old storage.User) (storage.User, error) {
-					old.Roles, old.Disabled, old.PasswordHash, old.UpdatedAt = u.Roles, u.Disabled, u.PasswordHash, time.Now().UTC()
-					return old, nil
+				return g.withUser(c.Context(), args[0], func(st *sqlstore.Store, u storage.User) error {
+					if err := fn(&u); err != nil {
+						return err
+					}
+					u, err := st.UpdateUser(c.Context(), u.ID, func(old storage.User) (storage.User, error) {
+						old.Roles, old.Disabled, old.PasswordHash, old.UpdatedAt = u.Roles, u.Disabled, u.PasswordHash, time.Now().UTC()
+						return old, nil
+					})
+					if err != nil {
+						return err
+					}
+					return g.print(viewUser(u), func(w io.Writer) { fmt.Fprintf(w, "updated user %s (%s)\n", u.ID, u.Email) })
 				})
-				if err != nil {
-					return err
-				}
-				return g.print(viewUser(u), func(w io.Writer) { fmt.Fprintf(w, "updated user %s (%s)\n", u.ID, u.Email) })
 			},
 		}
 	}
@@ -238,24 +240,17 @@ argon2id one at the user's next successful sign-in.`,
 	del := &cobra.Command{
 		Use: "delete ID|EMAIL", Short: "Delete a user and revoke their tokens", Args: oneArg,
 		RunE: func(c *cobra.Command, args []string) error {
-			st, err := g.openStore(c.Context())
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			u, err := findUser(c.Context(), st, args[0])
-			if err != nil {
-				return err
-			}
-			n, err := st.RevokeTokens(c.Context(), storage.TokenFilter{Subject: u.ID})
-			if err != nil {
-				return err
-			}
-			if err := st.DeleteUser(c.Context(), u.ID); err != nil {
-				return err
-			}
-			return g.print(map[string]any{"deleted": u.ID, "tokens_revoked": n}, func(w io.Writer) {
-				fmt.Fprintf(w, "deleted user %s (%s); %d token records revoked\n", u.ID, u.Email, n)
+			return g.withUser(c.Context(), args[0], func(st *sqlstore.Store, u storage.User) error {
+				n, err := st.RevokeTokens(c.Context(), storage.TokenFilter{Subject: u.ID})
+				if err != nil {
+					return err
+				}
+				if err := st.DeleteUser(c.Context(), u.ID); err != nil {
+					return err
+				}
+				return g.print(map[string]any{"deleted": u.ID, "tokens_revoked": n}, func(w io.Writer) {
+					fmt.Fprintf(w, "deleted user %s (%s); %d token records revoked\n", u.ID, u.Email, n)
+				})
 			})
 		},
 	}
