@@ -479,7 +479,8 @@ func openApp(ctx context.Context, g *globals, c *serveConfig, log *slog.Logger) 
 		if err := seedDemo(ctx, st, c.argon2, log); err != nil {
 			return nil, err
 		}
-		debug.FreeOSMemory() // the seeding hashes' ~40 MB would otherwise linger
+		password.ReleaseMemory() // the seeding hashes' ~40 MB would otherwise linger
+		debug.FreeOSMemory()
 	}
 	var proxies []netip.Prefix
 	for _, p := range c.trustedProxies {
