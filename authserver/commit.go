@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"time"
 
 	"github.com/oauthkit/authserver/storage"
 )
@@ -17,9 +18,11 @@ import (
 // fsync per batch".
 type committer struct {
 	store storage.Store
-	mu    sync.Mutex
-	queue []*commitReq
-	busy  bool
+	// observe, if set, is told the size and duration of each transaction.
+	observe func(requests int, d time.Duration)
+	mu      sync.Mutex
+	queue   []*commitReq
+	busy    bool
 }
 
 // commitReq is one response's writes. guard, if set, runs first: when it
@@ -111,6 +114,7 @@ func (c *committer) commit(ctx context.Context, batch []*commitReq) {
 // request that lost its compare-and-swap.
 func (c *committer) write(ctx context.Context, batch []*commitReq) ([]error, error) {
 	lost := make([]error, len(batch))
+	start := time.Now()
 	tx, err := c.store.BeginTx(ctx)
 	if err != nil {
 		return nil, err
@@ -139,5 +143,9 @@ func (c *committer) write(ctx context.Context, batch []*commitReq) ([]error, err
 		_ = c.store.RollbackTx(tx)
 		return nil, err
 	}
-	return lost, c.store.CommitTx(tx)
+	err = c.store.CommitTx(tx)
+	if c.observe != nil {
+		c.observe(len(batch), time.Since(start))
+	}
+	return lost, err
 }

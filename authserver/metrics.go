@@ -26,6 +26,8 @@ type metrics struct {
 	introspections *prometheus.CounterVec
 	refreshReuse   prometheus.Counter
 	revocations    prometheus.Counter
+	commitBatch    prometheus.Histogram
+	commitDuration prometheus.Histogram
 }
 
 func newMetrics(km *keys.Manager) *metrics {
@@ -48,8 +50,14 @@ func newMetrics(km *keys.Manager) *metrics {
 		Help: "Replays of a rotated refresh token (the grant is revoked)."})
 	m.revocations = prometheus.NewCounter(prometheus.CounterOpts{Name: "authserver_revocations_total",
 		Help: "Grants revoked at the revocation endpoint."})
+	m.commitBatch = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "authserver_token_commit_batch_size",
+		Help:    "Token responses whose records were committed together in one transaction (group commit).",
+		Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256}})
+	m.commitDuration = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "authserver_token_commit_duration_seconds",
+		Help:    "Time of one group-commit transaction, from begin to the end of the commit (fsync included).",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1}})
 	for _, c := range []prometheus.Collector{m.requests, m.duration, m.tokens, m.loginFailures, m.throttled,
-		m.introspections, m.refreshReuse, m.revocations,
+		m.introspections, m.refreshReuse, m.revocations, m.commitBatch, m.commitDuration,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&keyCollector{km: km}} {
 		f(c)

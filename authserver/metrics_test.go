@@ -57,6 +57,8 @@ func TestMetricsMove(t *testing.T) {
 		"authserver_introspections_total|result=active",
 		"authserver_login_failures_total",
 		"authserver_http_request_duration_seconds|endpoint=token",
+		"authserver_token_commit_batch_size",
+		"authserver_token_commit_duration_seconds",
 	} {
 		if after[k] <= before[k] {
 			t.Errorf("%s did not move: %v → %v", k, before[k], after[k])
