@@ -69,7 +69,11 @@ func (s *Server) authenticateIntrospector(r *http.Request, form map[string][]str
 	if scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "Bearer") {
 		c, err := s.strategy.verifyAccessToken(strings.TrimSpace(tok))
 		if err == nil {
-			_, err = s.store.GetToken(r.Context(), storage.AccessToken, jwtSignature(strings.TrimSpace(tok)))
+			var t storage.Token
+			t, err = s.store.GetToken(r.Context(), storage.AccessToken, jwtSignature(strings.TrimSpace(tok)))
+			if err == nil && !t.Active {
+				err = storage.ErrNotFound
+			}
 		}
 		if err != nil {
 			return "", newError(http.StatusUnauthorized, errInvalidToken, "The access token is invalid.").withBearer()

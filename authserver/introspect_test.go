@@ -10,6 +10,8 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwk"
 	"github.com/lestrrat-go/jwx/v3/jws"
 	"github.com/lestrrat-go/jwx/v3/jwt"
+
+	"github.com/oauthkit/authserver/storage"
 )
 
 func TestIntrospection(t *testing.T) {
@@ -74,6 +76,20 @@ func TestIntrospection(t *testing.T) {
 		rsTok := decode(t, env.post("/token", url.Values{"grant_type": {"client_credentials"}}, "rs", rsSecret))["access_token"].(string)
 		resp := env.post("/introspect", url.Values{"token": {at}}, "", "", "Authorization", "Bearer "+rsTok)
 		if m := decode(t, resp); resp.StatusCode != 200 || m["active"] != true {
+			t.Fatalf("%d %v", resp.StatusCode, m)
+		}
+	})
+	t.Run("DeactivatedBearerCaller", func(t *testing.T) {
+		rsTok := decode(t, env.post("/token", url.Values{"grant_type": {"client_credentials"}}, "rs", rsSecret))["access_token"].(string)
+		rec, err := env.store.GetToken(t.Context(), storage.AccessToken, jwtSignature(rsTok))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n, err := env.store.DeactivateTokens(t.Context(), storage.AccessToken, rec.RequestID); err != nil || n != 1 {
+			t.Fatalf("deactivate: %d %v", n, err)
+		}
+		resp := env.post("/introspect", url.Values{"token": {at}}, "", "", "Authorization", "Bearer "+rsTok)
+		if m := decode(t, resp); resp.StatusCode != 401 || m["error"] != "invalid_token" {
 			t.Fatalf("%d %v", resp.StatusCode, m)
 		}
 	})

@@ -61,7 +61,12 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) *oauthError {
 func (s *Server) findToken(ctx context.Context, token string) (storage.Token, error) {
 	if strings.Count(token, ".") == 2 {
 		if sig := jwtSignature(token); sig != "" {
-			return s.store.GetToken(ctx, storage.AccessToken, sig)
+			t, err := s.store.GetToken(ctx, storage.AccessToken, sig)
+			if err == nil && !t.Active {
+				// Revoked already, and no handle on the grant's other tokens.
+				return storage.Token{}, storage.ErrNotFound
+			}
+			return t, err
 		}
 		return storage.Token{}, storage.ErrNotFound
 	}

@@ -174,6 +174,11 @@ func TestRefreshRotation(t *testing.T) {
 			if env.introspect(at1)["active"] != false {
 				t.Error("the previous access token must die on refresh")
 			}
+			// Revoking the dead access token is a no-op (RFC 7009 §2.2): it
+			// is no handle on the grant's live tokens.
+			if resp := env.post("/revoke", url.Values{"token": {at1}, "client_id": {"demo"}}, "", ""); resp.StatusCode != 200 {
+				t.Fatalf("revoke old access token: %d", resp.StatusCode)
+			}
 			if env.introspect(at2)["active"] != true || env.introspect(rt2)["active"] != true {
 				t.Fatal("new pair inactive")
 			}
