@@ -33,9 +33,6 @@ type Store struct {
 	getUserStmt, getUserByEmailStmt, getClientStmt, getTokenStmt *sql.Stmt
 	// wstmts caches statements prepared on w, by query text (writeStmt).
 	wstmts sync.Map
-	// ckpt checkpoints SQLite's write-ahead log in the background (nil on
-	// PostgreSQL); see checkpoint.go.
-	ckpt *checkpointer
 }
 
 var _ storage.Store = (*Store)(nil)
@@ -108,10 +105,6 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 // clients. FULL syncs the WAL on every commit, which closes that window at the
 // cost of one fsync per write transaction.
 //
-// Checkpoints (copying the log back into the database file) run in the
-// background on a connection of their own, not inside a writer's commit; see
-// checkpoint.go.
-//
 // path must be a file name: ":memory:", "file:" URIs and names containing '?'
 // are rejected. A new file is created readable by its owner only.
 func OpenSQLite(ctx context.Context, path string, opts ...Option) (*Store, error) {
@@ -130,8 +123,7 @@ func OpenSQLite(ctx context.Context, path string, opts ...Option) (*Store, error
 	_ = f.Close()
 
 	common := path + "?_pragma=busy_timeout(" + strconv.FormatInt(o.busyTimeout.Milliseconds(), 10) + ")&_pragma=foreign_keys(1)"
-	w, err := sql.Open("sqlite", common+"&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=cache_size(-32768)"+
-		"&_pragma=wal_autocheckpoint(0)&_pragma=journal_size_limit(67108864)&_txlock=immediate")
+	w, err := sql.Open("sqlite", common+"&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=cache_size(-32768)&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("sql: open sqlite %s: %w", path, err)
 	}
@@ -146,21 +138,7 @@ func OpenSQLite(ctx context.Context, path string, opts ...Option) (*Store, error
 	r.SetMaxOpenConns(o.maxOpenConns)
 	r.SetMaxIdleConns(o.maxOpenConns)
 	r.SetConnMaxLifetime(o.connMaxLifetime)
-	ck, err := sql.Open("sqlite", common+"&_pragma=synchronous(FULL)")
-	if err != nil {
-		_, _ = w.Close(), r.Close()
-		return nil, fmt.Errorf("sql: open sqlite %s: %w", path, err)
-	}
-	ck.SetMaxOpenConns(1)
-	ck.SetMaxIdleConns(1)
-	ck.SetConnMaxLifetime(0)
-	s, err := start(ctx, &Store{d: sqliteDialect, w: w, r: r})
-	if err != nil {
-		_ = ck.Close()
-		return nil, err
-	}
-	s.ckpt = startCheckpointer(ck)
-	return s, nil
+	return start(ctx, &Store{d: sqliteDialect, w: w, r: r})
 }
 
 // OpenPostgres connects to the PostgreSQL database dsn names (a URL or a
@@ -248,9 +226,6 @@ func (s *Store) Close() error {
 	})
 	if s.r != s.w {
 		errs = append(errs, s.r.Close())
-	}
-	if s.ckpt != nil {
-		errs = append(errs, s.ckpt.close())
 	}
 	errs = append(errs, s.w.Close())
 	if err := errors.Join(errs...); err != nil {
