@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench.sh regenerates the "## Load tool figures (SQLite)" section of
+# bench.sh regenerates the "## Load tool figures" section of
 # BENCHMARKS.md: it builds bin/authserver and bin/authbench, starts a fresh
 # server on a temporary SQLite database with --demo, creates bench users and
 # clients (authbench setup), measures every limit of the machine, then runs
@@ -22,7 +22,19 @@
 #   BENCH_USERS=64           bench users created by setup
 #   BENCH_REVOKE_POOL=10000  access tokens issued before the revoke window (the
 #                            run ends early when they are all revoked)
-#   BENCH_CONC_<SCENARIO>=N  workers of one scenario (BENCH_CONC_JWKS=128)
+#   BENCH_CONC_<SCENARIO>=N  workers of one scenario (BENCH_CONC_JWKS=128);
+#                            the defaults: password 4, introspect/jwks/api 64,
+#                            refresh/client_credentials 64 (every token
+#                            response waits for a group commit's fsync, so
+#                            the token endpoint needs many requests in flight
+#                            to fill the cores), revoke 16, memflood 1000
+#   BENCH_POSTGRES=          a PostgreSQL server URL without database
+#                            (postgres://postgres@127.0.0.1:5432): also run
+#                            BENCH_PG_SCENARIOS with BENCH_PG_ALG on a fresh
+#                            database created there (and dropped after) with
+#                            psql; empty skips
+#   BENCH_PG_ALG=ES256
+#   BENCH_PG_SCENARIOS="password refresh client_credentials introspect"
 #   BENCH_PORT=18090         first port tried for the server
 #   BENCH_DIR=               where the database goes (default: a temporary
 #                            directory; its filesystem matters, every token
@@ -44,6 +56,10 @@ LIMIT_DURATION=${BENCH_LIMIT_DURATION:-2s}
 KEY_ALG=${BENCH_KEY_ALG:-RS256}
 EXTRA_ALGS=${BENCH_EXTRA_ALGS-ES256}
 EXTRA_SCENARIOS=${BENCH_EXTRA_SCENARIOS:-refresh client_credentials}
+PG_URL=${BENCH_POSTGRES:-}
+PG_ALG=${BENCH_PG_ALG:-ES256}
+PG_SCENARIOS=${BENCH_PG_SCENARIOS:-password refresh client_credentials introspect}
+PG_DB=authbench_$$
 USERS=${BENCH_USERS:-64}
 MAX_OTHER=${BENCH_MAX_OTHER_LOAD:-0.2}
 RETRIES=${BENCH_RETRIES:-2}
@@ -51,7 +67,7 @@ REVOKE_POOL=${BENCH_REVOKE_POOL:-10000}
 PORT=${BENCH_PORT:-18090}
 OUT=${BENCH_OUT:-${TMPDIR:-/tmp}/authbench-results}
 UPDATE=${BENCH_UPDATE:-1}
-HEADING="## Load tool figures (SQLite)"
+HEADING="## Load tool figures"
 
 log() { printf '%s bench: %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 
@@ -84,6 +100,9 @@ stop_server() {
 cleanup() {
 	stop_server
 	rm -rf "$WORK"
+	if [[ -n $PG_URL ]]; then
+		psql "$PG_URL/postgres" -qc "DROP DATABASE IF EXISTS $PG_DB" >/dev/null 2>&1 || true
+	fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -176,8 +195,8 @@ fresh() {
 }
 
 fresh password "$(conc password 4)"
-fresh refresh "$(conc refresh 16)"
-fresh client_credentials "$(conc client_credentials 16)"
+fresh refresh "$(conc refresh 64)"
+fresh client_credentials "$(conc client_credentials 64)"
 fresh introspect "$(conc introspect 64)"
 fresh revoke "$(conc revoke 16)" --pool "$REVOKE_POOL"
 fresh jwks "$(conc jwks 64)"
@@ -193,12 +212,37 @@ for alg in $EXTRA_ALGS; do
 	ALG=$alg
 	start_server "$DB" "$ALG" "server-$ALG-start.log"
 	log "server pid $SERVER_PID with $ALG"
-	bin/authbench setup --server-bin bin/authserver --db "$DB" --users 32 --state "$STATE"
+	bin/authbench setup --server-bin bin/authserver --db "$DB" --users "$USERS" --state "$STATE"
 	for s in $EXTRA_SCENARIOS; do
-		fresh "$s" "$(conc "$s" 16)"
+		fresh "$s" "$(conc "$s" 64)"
 	done
 	stop_server
 done
+
+# default_conc SCENARIO prints the concurrency of the main pass.
+default_conc() {
+	case $1 in
+	password) conc password 4 ;;
+	revoke) conc revoke 16 ;;
+	memflood) conc memflood 1000 ;;
+	*) conc "$1" 64 ;;
+	esac
+}
+
+if [[ -n $PG_URL ]]; then
+	log "PostgreSQL pass on $PG_URL/$PG_DB with $PG_ALG"
+	psql "$PG_URL/postgres" -qc "DROP DATABASE IF EXISTS $PG_DB" >/dev/null
+	psql "$PG_URL/postgres" -qc "CREATE DATABASE $PG_DB" >/dev/null
+	DB="$PG_URL/$PG_DB?sslmode=disable"
+	STATE=$WORK/state-pg.json
+	ALG=$PG_ALG
+	start_server "$DB" "$ALG" "server-pg-start.log"
+	bin/authbench setup --server-bin bin/authserver --db "$DB" --users "$USERS" --state "$STATE"
+	for s in $PG_SCENARIOS; do
+		fresh "$s" "$(default_conc "$s")" --label "$s ($ALG, PostgreSQL)"
+	done
+	stop_server
+fi
 
 
 ELAPSED=$(($(date +%s) - START))
@@ -214,6 +258,11 @@ report_args=(
 	--meta "Machine: $(nproc) cores ($CPU), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM, Linux $(uname -r); load tool and server on the same cores."
 	--meta "Server: \`bin/authserver serve --demo --key-algorithm $KEY_ALG\` (every other flag at its default: argon2id m=19456 KiB t=2 p=1, SQLite WAL with synchronous=FULL) on a fresh database on $FS, restarted before each scenario; extra passes with ${EXTRA_ALGS:-no other algorithm} on fresh databases."
 	--meta "Scenarios: ${DURATION} measured after ${WARMUP} of warm-up; limits: ${LIMIT_DURATION} each, all of them once and each scenario's own right before it (server stopped)."
+)
+if [[ -n $PG_URL ]]; then
+	report_args+=(--meta "PostgreSQL rows: the same binary with \`--db postgres://…\` on a fresh database of the local PostgreSQL $(psql "$PG_URL/postgres" -tAc 'SHOW server_version' 2>/dev/null | cut -d' ' -f1) (default settings, on the same 2 cores); the issue's targets are for SQLite and are not checked on them.")
+fi
+report_args+=(
 	--heading "$HEADING"
 	--out "$OUT/section.md"
 )

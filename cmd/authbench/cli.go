@@ -472,7 +472,7 @@ func newReportCmd(g *globals) *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&format, "format", "markdown", "table or markdown")
-	f.StringVar(&meta.Heading, "heading", "## Load tool figures (SQLite)", "heading of the markdown section")
+	f.StringVar(&meta.Heading, "heading", "## Load tool figures", "heading of the markdown section")
 	f.StringArrayVar(&meta.Lines, "meta", nil, "a line about the run (machine, commit, flags); repeatable")
 	f.StringVar(&update, "update", "", "markdown file whose section under --heading is replaced")
 	f.StringVarP(&outPath, "out", "O", "", "write the report to this file instead of stdout")

@@ -127,7 +127,7 @@ func TestWriteMarkdown(t *testing.T) {
 	}
 	md := buf.String()
 	for _, want := range []string{
-		"## Load tool figures (SQLite)\n",
+		"## Load tool figures\n",
 		"- machine: test\n",
 		// argon2id: the faster of 50 (other load 0.5) and 40, its
 		// latencies, drift (50−40)/50.
@@ -162,7 +162,7 @@ func TestWriteMarkdown(t *testing.T) {
 }
 
 func TestReplaceSection(t *testing.T) {
-	const h = "## Load tool figures (SQLite)"
+	const h = "## Load tool figures"
 	section := h + "\n\nnew figures\n\n### Limits\n\nx\n"
 	for _, tc := range []struct{ name, doc, want string }{
 		{"empty", "", section},
@@ -192,7 +192,7 @@ func TestReportUpdatesOnlyItsSection(t *testing.T) {
 		t.Fatal(err)
 	}
 	doc := filepath.Join(dir, "BENCHMARKS.md")
-	before := "# Benchmarks\n\n## Resource middleware\n\nsomeone else's\n\n## Load tool figures (SQLite)\n\nstale\n\n## Storage\n\nalso someone else's\n"
+	before := "# Benchmarks\n\n## Resource middleware\n\nsomeone else's\n\n## Load tool figures\n\nstale\n\n## Storage\n\nalso someone else's\n"
 	if err := os.WriteFile(doc, []byte(before), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +205,7 @@ func TestReportUpdatesOnlyItsSection(t *testing.T) {
 	}
 	got := string(b)
 	if strings.Contains(got, "stale") || !strings.Contains(got, "- commit abc") ||
-		!strings.HasPrefix(got, "# Benchmarks\n\n## Resource middleware\n\nsomeone else's\n\n## Load tool figures (SQLite)\n") ||
+		!strings.HasPrefix(got, "# Benchmarks\n\n## Resource middleware\n\nsomeone else's\n\n## Load tool figures\n") ||
 		!strings.HasSuffix(got, "\n## Storage\n\nalso someone else's\n") {
 		t.Errorf("BENCHMARKS.md:\n%s", got)
 	}
