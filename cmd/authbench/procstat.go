@@ -33,6 +33,11 @@ type serverUsage struct {
 	SampledPeakRSSMB float64 `json:"sampled_peak_rss_mb"`
 	// RSSMB is VmRSS at the end of the window.
 	RSSMB float64 `json:"rss_mb"`
+	// DiskWriteMB is what the process caused to be written to storage
+	// during the window (write_bytes of /proc/<pid>/io; 0 where unreadable),
+	// in MB of 10^6 bytes: on SQLite, the log and checkpoint pages its
+	// commits wrote.
+	DiskWriteMB float64 `json:"disk_write_mb,omitempty"`
 }
 
 // procMonitor samples a process's CPU and memory around a measured window.
@@ -43,6 +48,8 @@ type procMonitor struct {
 	mu         sync.Mutex
 	cpuStart   float64
 	cpuEnd     float64
+	ioStart    int64 // write_bytes; -1 when unreadable
+	ioEnd      int64
 	startTime  time.Time
 	endTime    time.Time
 	sampledRSS int64 // KiB
@@ -96,16 +103,18 @@ func (m *procMonitor) sample(ctx context.Context) {
 // windowStart records the CPU time at the start of the measured window.
 func (m *procMonitor) windowStart() {
 	cpu, _ := readCPUSeconds(m.pid)
+	io := readWriteBytes(m.pid)
 	m.mu.Lock()
-	m.cpuStart, m.startTime = cpu, time.Now()
+	m.cpuStart, m.ioStart, m.startTime = cpu, io, time.Now()
 	m.mu.Unlock()
 }
 
 // windowEnd records the CPU time at the end of the measured window.
 func (m *procMonitor) windowEnd() {
 	cpu, _ := readCPUSeconds(m.pid)
+	io := readWriteBytes(m.pid)
 	m.mu.Lock()
-	m.cpuEnd, m.endTime = cpu, time.Now()
+	m.cpuEnd, m.ioEnd, m.endTime = cpu, io, time.Now()
 	m.mu.Unlock()
 }
 
@@ -129,8 +138,32 @@ func (m *procMonitor) finish() (*serverUsage, error) {
 	if !m.endTime.IsZero() && m.endTime.After(m.startTime) {
 		u.CPUSeconds = m.cpuEnd - m.cpuStart
 		u.CPUCores = u.CPUSeconds / m.endTime.Sub(m.startTime).Seconds()
+		if m.ioStart >= 0 && m.ioEnd >= m.ioStart {
+			u.DiskWriteMB = float64(m.ioEnd-m.ioStart) / 1e6
+		}
 	}
 	return u, nil
+}
+
+// readWriteBytes reads write_bytes from /proc/<pid>/io, or -1.
+func readWriteBytes(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		return -1
+	}
+	return parseWriteBytes(b)
+}
+
+// parseWriteBytes extracts the write_bytes line of /proc/<pid>/io, or -1.
+func parseWriteBytes(b []byte) int64 {
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "write_bytes:"); ok {
+			if n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil {
+				return n
+			}
+		}
+	}
+	return -1
 }
 
 func kibToMB(kib int64) float64 { return float64(kib) / 1024 }

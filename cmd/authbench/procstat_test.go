@@ -57,3 +57,13 @@ func TestProcMonitorOnSelf(t *testing.T) {
 		t.Error("a missing process was accepted")
 	}
 }
+
+func TestParseWriteBytes(t *testing.T) {
+	io := "rchar: 1\nwchar: 577971492\nsyscr: 3\nsyscw: 248057\nread_bytes: 0\nwrite_bytes: 486051840\ncancelled_write_bytes: 0\n"
+	if got := parseWriteBytes([]byte(io)); got != 486051840 {
+		t.Errorf("write_bytes = %d", got)
+	}
+	if got := parseWriteBytes([]byte("rchar: 1\n")); got != -1 {
+		t.Errorf("missing write_bytes = %d, want -1", got)
+	}
+}

@@ -429,10 +429,15 @@ func writeMarkdown(w io.Writer, recs []record, meta reportMeta) error {
 
 	if len(scen) > 0 {
 		b.WriteString("### Scenarios\n\n")
-		b.WriteString("| scenario | workers | window | req/s | p50 | p90 | p99 | max | errors | server CPU | server peak RSS | load tool CPU | other load | limit | ratio | ratio to limit ⊕ HTTP |\n")
-		b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|--:|--:|---|--:|--:|\n")
+		b.WriteString("| scenario | workers | window | req/s | p50 | p90 | p99 | max | errors | server CPU | server CPU per request | server disk writes per request | server peak RSS | load tool CPU | other load | limit | ratio | ratio to limit ⊕ HTTP |\n")
+		b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|--:|--:|--:|--:|---|--:|--:|\n")
 		for _, r := range scen {
 			srvCPU, srvRSS := "–", "–"
+			perReq, diskReq := "–", "–"
+			if ok := r.OKRPS * r.DurationS; r.Server != nil && ok > 0 && r.Name != "idle" {
+				perReq = fmt.Sprintf("%.0f µs", 1e6*r.Server.CPUSeconds/ok)
+				diskReq = fmt.Sprintf("%.1f KB", 1e3*r.Server.DiskWriteMB/ok)
+			}
 			if r.Server != nil {
 				srvCPU = fmt.Sprintf("%.2f cores", r.Server.CPUCores)
 				srvRSS = fmt.Sprintf("%.1f MB", r.Server.PeakRSSMB)
@@ -461,13 +466,15 @@ func writeMarkdown(w io.Writer, recs []record, meta reportMeta) error {
 					errs += "; errors " + r.errorSummary()
 				}
 			}
-			fmt.Fprintf(b, "| %s | %d | %.1f s | %s | %s | %s | %s | %s | %s | %s | %s | %.2f cores | %s | %s | %s | %s |\n",
+			fmt.Fprintf(b, "| %s | %d | %.1f s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %.2f cores | %s | %s | %s | %s |\n",
 				r.label(), r.Concurrency, r.DurationS, rate, msCell(r.LatencyMS.P50), msCell(r.LatencyMS.P90), msCell(r.LatencyMS.P99),
-				msCell(r.LatencyMS.Max), errs, srvCPU, srvRSS, r.ClientCPUCores, r.otherCell(), limit, ratio, combined)
+				msCell(r.LatencyMS.Max), errs, srvCPU, perReq, diskReq, srvRSS, r.ClientCPUCores, r.otherCell(), limit, ratio, combined)
 		}
 		b.WriteString("\nreq/s counts successful responses (for memflood: the acceptable refusals 400/401/429/503, listed with their counts). " +
 			"The limit is the run of the scenario's limit nearest in time (bench.sh measures it right before the scenario). " +
-			"Server CPU is utime+stime from /proc/PID/stat over the measured window; peak RSS is VmHWM from /proc/PID/status, reset " +
+			"Server CPU is utime+stime from /proc/PID/stat over the measured window (per request: divided by the successful responses); " +
+			"disk writes are write_bytes from /proc/PID/io over the window, per successful response (on SQLite: the log pages each commit writes " +
+			"and the checkpoints that copy them into the database file); peak RSS is VmHWM from /proc/PID/status, reset " +
 			"(clear_refs) when the load starts, after the token pools are issued: it includes memory the server already held. " +
 			"\"limit ⊕ HTTP\" is 1/(1/limit + 1/HTTP limit): the rate of a server that did nothing but that cryptography plus a " +
 			"trivial HTTP exchange on the same cores as the load tool.\n\n")

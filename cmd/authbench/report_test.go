@@ -108,7 +108,8 @@ func fixture() []record {
 		lim("sign/RS256", "RSA 2048", 2000, 1),
 		lim("http", "GET", 20000, 1),
 		{Kind: kindScenario, Name: "idle", Server: &serverUsage{RSSMB: 30, PeakRSSMB: 30, HWMReset: true}, Command: "authbench run -s idle"},
-		{Kind: kindScenario, Name: "password", Alg: "RS256", Concurrency: 4, OK: 100, OKRPS: 45, LatencyMS: latencySummary{P50: 80, P90: 90, P99: 130, Max: 150}, Server: srv, Command: "authbench run -s password -c 4"},
+		{Kind: kindScenario, Name: "password", Alg: "RS256", Concurrency: 4, OK: 100, OKRPS: 45, DurationS: 2, LatencyMS: latencySummary{P50: 80, P90: 90, P99: 130, Max: 150},
+			Server: &serverUsage{CPUCores: 1.9, CPUSeconds: 3.8, DiskWriteMB: 0.9, PeakRSSMB: 80, HWMReset: true}, Command: "authbench run -s password -c 4"},
 		{Kind: kindScenario, Name: "client_credentials", Alg: "RS256", Concurrency: 16, OKRPS: 1000, LatencyMS: latencySummary{P50: 10, P90: 20, P99: 30, Max: 40}, Server: srv, Command: "authbench run -s client_credentials -c 16"},
 		{Kind: kindScenario, Name: "jwks", Alg: "RS256", Concurrency: 64, OKRPS: 15000, LatencyMS: latencySummary{P50: 3, P90: 5, P99: 9, Max: 20}, Server: srv,
 			Errors: map[string]int64{"timeout": 2}, Command: "authbench run -s jwks -c 64"},
@@ -134,7 +135,8 @@ func TestWriteMarkdown(t *testing.T) {
 		"| argon2id | m=19456,t=2,p=1 | 2 | 50.0 | 40.0 ms | 80.0 ms | 0.50 cores | 50.0 (0.50), 40.0 (0.00) | 20% |",
 		// password: 45/s of 50/s; client_credentials 1000 of 2000, and of
 		// 1/(1/2000+1/20000) = 1818.
-		"| password | 4 | 0.0 s | 45.0 | 80.0 ms | 90.0 ms | 130 ms | 150 ms | 0 | 1.90 cores | 80.0 MB | 0.00 cores | 0.00 cores | argon2id 50.0/s | 90% | 90% of 49.9 |",
+		// per request: 3.8 CPU-s and 0.9 MB over 45/s × 2 s = 90 responses.
+		"| password | 4 | 2.0 s | 45.0 | 80.0 ms | 90.0 ms | 130 ms | 150 ms | 0 | 1.90 cores | 42222 µs | 10.0 KB | 80.0 MB | 0.00 cores | 0.00 cores | argon2id 50.0/s | 90% | 90% of 49.9 |",
 		"| client_credentials (RS256) | 16 | 0.0 s | 1000 |",
 		"| RS256 sign 2000/s | 50% | 55% of 1818 |",
 		"| jwks | 64 | 0.0 s | 15000 |",
