@@ -90,6 +90,7 @@ else
 fi
 
 SERVER_PID=
+SERVE_EXTRA=()
 stop_server() {
 	if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
 		kill -TERM "$SERVER_PID"
@@ -119,7 +120,7 @@ URL=http://$ADDR
 # start_server DB ALG LOGNAME starts the server and waits for "listening".
 start_server() {
 	local db=$1 alg=$2 logf=$OUT/$3
-	bin/authserver serve --addr "$ADDR" --db "$db" --demo --key-algorithm "$alg" >"$logf" 2>&1 &
+	bin/authserver serve --addr "$ADDR" --db "$db" --demo --key-algorithm "$alg" "${SERVE_EXTRA[@]}" >"$logf" 2>&1 &
 	SERVER_PID=$!
 	for _ in $(seq 1 200); do
 		if grep -q 'listening' "$logf"; then
@@ -234,6 +235,9 @@ if [[ -n $PG_URL ]]; then
 	psql "$PG_URL/postgres" -qc "DROP DATABASE IF EXISTS $PG_DB" >/dev/null
 	psql "$PG_URL/postgres" -qc "CREATE DATABASE $PG_DB" >/dev/null
 	DB="$PG_URL/$PG_DB?sslmode=disable"
+	# PostgreSQL is shared storage: the server insists on an explicit secret.
+	head -c 48 /dev/urandom | base64 >"$WORK/secret"
+	SERVE_EXTRA=(--secret-file "$WORK/secret")
 	STATE=$WORK/state-pg.json
 	ALG=$PG_ALG
 	start_server "$DB" "$ALG" "server-pg-start.log"
