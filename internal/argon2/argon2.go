@@ -153,18 +153,22 @@ type Pool struct {
 	maxBlocks uint64 // Hashers with a larger buffer are dropped
 
 	idle    time.Duration // see SetIdleRelease
+	after   func()        // called after an idle release (see SetIdleRelease)
 	busy    int           // Hashers handed out and not yet returned
-	uses    uint64        // calls so far; a release timer checks it has not moved
+	last    time.Time     // when a Hasher was last given back
 	pending bool          // a release timer is armed
 }
 
 // SetIdleRelease makes the pool drop its Hashers (and so their working
-// memory, to the garbage collector) once no call has used it for d. A server
-// that saw a burst of sign-ins then goes back to its idle footprint. Zero
-// (the default) keeps the Hashers for ever.
-func (p *Pool) SetIdleRelease(d time.Duration) {
+// memory, to the garbage collector) once no call has used it for d, and then
+// call after, if not nil, outside the pool's lock: a server that saw a burst
+// of sign-ins can pass debug.FreeOSMemory to go back to its idle footprint
+// (the runtime otherwise keeps freed memory until its next collection, which
+// an idle process may not run). Zero d (the default) keeps the Hashers for
+// ever.
+func (p *Pool) SetIdleRelease(d time.Duration, after func()) {
 	p.mu.Lock()
-	p.idle = d
+	p.idle, p.after = d, after
 	p.mu.Unlock()
 }
 
@@ -179,23 +183,35 @@ func (p *Pool) Release() {
 
 // armLocked starts a release timer if the pool is idle, keeps Hashers and
 // has none armed. p.mu must be held.
-func (p *Pool) armLocked() {
+func (p *Pool) armLocked(delay time.Duration) {
 	if p.idle <= 0 || p.pending || p.busy > 0 || len(p.free) == 0 {
 		return
 	}
 	p.pending = true
-	uses := p.uses
-	time.AfterFunc(p.idle, func() {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		p.pending = false
-		if p.uses == uses && p.busy == 0 {
-			clear(p.free)
-			p.free = p.free[:0]
-			return
-		}
-		p.armLocked()
-	})
+	time.AfterFunc(delay, p.idleCheck)
+}
+
+// idleCheck releases the Hashers if the pool has been idle for p.idle, or
+// checks again when it will have been.
+func (p *Pool) idleCheck() {
+	p.mu.Lock()
+	p.pending = false
+	if p.busy != 0 {
+		p.mu.Unlock()
+		return // the put that ends the call arms a new check
+	}
+	if left := p.idle - time.Since(p.last); left > 0 {
+		p.armLocked(left)
+		p.mu.Unlock()
+		return
+	}
+	clear(p.free)
+	p.free = p.free[:0]
+	after := p.after
+	p.mu.Unlock()
+	if after != nil {
+		after()
+	}
 }
 
 // NewPool returns a Pool that keeps at most max Hashers for reuse. With
@@ -215,7 +231,6 @@ func (p *Pool) IDKey(password, salt []byte, time, memory uint32, threads uint8, 
 func (p *Pool) get() *Hasher {
 	p.mu.Lock()
 	p.busy++
-	p.uses++
 	if n := len(p.free); n > 0 {
 		h := p.free[n-1]
 		p.free[n-1] = nil
@@ -231,19 +246,25 @@ func (p *Pool) put(h *Hasher) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.busy--
+	p.last = time.Now()
 	if uint64(cap(h.buf)) <= p.maxBlocks && len(p.free) < p.max {
 		p.free = append(p.free, h)
 	}
-	p.armLocked()
+	p.armLocked(p.idle)
 }
 
 // defaultPool is the Pool used by IDKey. It lets go of its Hashers after a
 // minute without calls.
 var defaultPool = func() *Pool {
 	p := NewPool(runtime.GOMAXPROCS(0))
-	p.SetIdleRelease(time.Minute)
+	p.SetIdleRelease(time.Minute, nil)
 	return p
 }()
+
+// SetIdleRelease sets the idle release of the package-level pool used by
+// IDKey (by default a minute, with no after function); see
+// Pool.SetIdleRelease.
+func SetIdleRelease(d time.Duration, after func()) { defaultPool.SetIdleRelease(d, after) }
 
 // Release drops the Hashers kept by the package-level pool used by IDKey,
 // for a process that knows it will not hash again soon (after start-up

@@ -1,6 +1,7 @@
 package argon2
 
 import (
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -35,7 +36,8 @@ func TestPoolRelease(t *testing.T) {
 func TestPoolIdleRelease(t *testing.T) {
 	pw, salt := []byte("password"), []byte("somesalt")
 	p := NewPool(2)
-	p.SetIdleRelease(50 * time.Millisecond)
+	var afters atomic.Int32
+	p.SetIdleRelease(50*time.Millisecond, func() { afters.Add(1) })
 
 	// Calls more often than the idle period keep the Hashers.
 	for range 6 {
@@ -62,6 +64,9 @@ func TestPoolIdleRelease(t *testing.T) {
 			t.Fatal("Hashers not released after the idle period")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+	if n := afters.Load(); n != 1 {
+		t.Fatalf("after called %d times, want 1", n)
 	}
 	// And the pool works afterwards.
 	p.IDKey(pw, salt, 1, 64, 1, 32)

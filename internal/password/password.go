@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/crypto/bcrypt"
 
@@ -58,6 +59,12 @@ var b64 = base64.RawStdEncoding
 // (it is also let go after a minute without hashing), for a process that has
 // finished hashing for now, such as a server after seeding its demo users.
 func ReleaseMemory() { argon2.Release() }
+
+// ReleaseMemoryWhenIdle sets how long the argon2id working memory is kept
+// without a hash (default a minute) and a function to call once it has been
+// let go, such as debug.FreeOSMemory in a server that wants its idle
+// footprint back after a burst of sign-ins.
+func ReleaseMemoryWhenIdle(d time.Duration, after func()) { argon2.SetIdleRelease(d, after) }
 
 // Hash returns the argon2id PHC string of pw:
 // $argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>.
