@@ -45,8 +45,8 @@ var errRevoked = errors.New("authserver: access token revoked")
 // checkTokenRecord refuses a verified access token whose record is gone
 // (revoked, or its grant was refreshed or revoked).
 func (s *Server) checkTokenRecord(ctx context.Context, raw string, _ *resource.Claims) error {
-	t, err := s.store.GetToken(ctx, storage.AccessToken, jwtSignature(raw))
-	if errors.Is(err, storage.ErrNotFound) || (err == nil && !t.Active) {
+	_, err := s.liveAccessRecord(ctx, jwtSignature(raw))
+	if errors.Is(err, storage.ErrNotFound) {
 		return errRevoked
 	}
 	if err != nil {

@@ -69,11 +69,7 @@ func (s *Server) authenticateIntrospector(r *http.Request, form map[string][]str
 	if scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "Bearer") {
 		c, err := s.strategy.verifyAccessToken(strings.TrimSpace(tok))
 		if err == nil {
-			var t storage.Token
-			t, err = s.store.GetToken(r.Context(), storage.AccessToken, jwtSignature(strings.TrimSpace(tok)))
-			if err == nil && !t.Active {
-				err = storage.ErrNotFound
-			}
+			_, err = s.liveAccessRecord(r.Context(), jwtSignature(strings.TrimSpace(tok)))
 		}
 		if err != nil {
 			return "", newError(http.StatusUnauthorized, errInvalidToken, "The access token is invalid.").withBearer()
@@ -133,15 +129,12 @@ func (s *Server) introspectAccess(ctx context.Context, token string) (*introspec
 	if err != nil {
 		return inactive, nil
 	}
-	t, err := s.store.GetToken(ctx, storage.AccessToken, jwtSignature(token))
+	_, err = s.liveAccessRecord(ctx, jwtSignature(token))
 	if errors.Is(err, storage.ErrNotFound) {
 		return inactive, nil
 	}
 	if err != nil {
 		return nil, err
-	}
-	if !t.Active {
-		return inactive, nil
 	}
 	return &introspection{
 		Active: true, Scope: c.Scope, ClientID: c.ClientID, Username: c.Email,
@@ -222,4 +215,15 @@ func acceptsIntrospectionJWT(accept string) bool {
 		}
 	}
 	return false
+}
+
+// liveAccessRecord returns the record of an access token by its JWT
+// signature; a record that is gone or inactive is storage.ErrNotFound.
+// Every check of an access token against storage goes through it.
+func (s *Server) liveAccessRecord(ctx context.Context, sig string) (storage.Token, error) {
+	t, err := s.store.GetToken(ctx, storage.AccessToken, sig)
+	if err == nil && !t.Active {
+		return storage.Token{}, storage.ErrNotFound
+	}
+	return t, err
 }

@@ -61,12 +61,9 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) *oauthError {
 func (s *Server) findToken(ctx context.Context, token string) (storage.Token, error) {
 	if strings.Count(token, ".") == 2 {
 		if sig := jwtSignature(token); sig != "" {
-			t, err := s.store.GetToken(ctx, storage.AccessToken, sig)
-			if err == nil && !t.Active {
-				// Revoked already, and no handle on the grant's other tokens.
-				return storage.Token{}, storage.ErrNotFound
-			}
-			return t, err
+			// An inactive record is revoked already, and no handle on the
+			// grant's other tokens.
+			return s.liveAccessRecord(ctx, sig)
 		}
 		return storage.Token{}, storage.ErrNotFound
 	}
