@@ -547,7 +547,9 @@ func targets(scen []record, limits map[string]*limitStat) []string {
 	for _, r := range scen {
 		name := r.label()
 		if strings.Contains(name, "PostgreSQL") {
-			continue // the targets are for SQLite; bench.sh labels PostgreSQL passes so
+			// The targets are for SQLite; bench.sh puts "PostgreSQL" in the
+			// labels of its PostgreSQL pass.
+			continue
 		}
 		switch r.Name {
 		case "password":
