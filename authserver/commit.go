@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/oauthkit/authserver/storage"
@@ -16,14 +17,34 @@ import (
 // previous commit was running. On SQLite, where commits are serialised, this
 // turns the token endpoint's ceiling from "one fsync per token" into "one
 // fsync per batch".
+//
+// When commits are quick and the CPU is the bottleneck (RS256 signing, say),
+// requests reach the committer one at a time, and each would pay for a
+// transaction and an fsync of its own, which cost CPU too. So a commit that
+// would carry fewer than minBatch requests waits, at most linger, while other
+// responses announced with expect are still being built: a request that no
+// other follows is committed at once.
 type committer struct {
 	store storage.Store
 	// observe, if set, is told the size and duration of each transaction.
 	observe func(requests int, d time.Duration)
+	// minBatch and linger: see above. A nil wake never lingers.
+	minBatch int
+	linger   time.Duration
+	wake     chan struct{} // buffered 1
+	// coming counts the responses announced by expect and not yet queued.
+	coming  atomic.Int64
 	mu      sync.Mutex
 	queue   []*commitReq
 	busy    bool
+	waiting bool // the draining goroutine lingers
 }
+
+// The server's group-commit linger (see committer).
+const (
+	defaultMinBatch = 8
+	defaultLinger   = 2 * time.Millisecond
+)
 
 // commitReq is one response's writes. guard, if set, runs first: when it
 // fails with storage.ErrNotFound (a lost compare-and-swap, which changes
@@ -39,18 +60,55 @@ type commitReq struct {
 // maxBatch bounds one transaction.
 const maxBatch = 256
 
+// expect announces a response that is about to be built and will most
+// likely submit. The returned func withdraws the announcement; submit calls
+// it once the writes are queued, and the caller calls it again (a no-op
+// then) in case it never submitted. A commit lingers only while announced
+// responses are still on their way.
+func (c *committer) expect() (arrived func()) {
+	if c.linger <= 0 {
+		return func() {}
+	}
+	c.coming.Add(1)
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			c.coming.Add(-1)
+			c.mu.Lock()
+			c.poke()
+			c.mu.Unlock()
+		})
+	}
+}
+
+// poke wakes a lingering drainer once waiting longer cannot grow its batch
+// or the batch is big enough. c.mu must be held.
+func (c *committer) poke() {
+	if c.waiting && (len(c.queue) >= c.minBatch || c.coming.Load() <= 0) {
+		c.waiting = false
+		select {
+		case c.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
 // submit queues the writes and waits until a transaction holding them has
 // committed (or failed). If no commit is running, the caller runs it.
-func (c *committer) submit(ctx context.Context, guard func(context.Context) error, writes ...func(context.Context) error) error {
+// arrived, if not nil, is the caller's withdrawal from expect.
+func (c *committer) submit(ctx context.Context, arrived func(), guard func(context.Context) error, writes ...func(context.Context) error) error {
 	req := &commitReq{guard: guard, writes: writes, done: make(chan error, 1)}
 	c.mu.Lock()
 	c.queue = append(c.queue, req)
-	if !c.busy {
-		c.busy = true
-		c.mu.Unlock()
+	c.poke()
+	run := !c.busy
+	c.busy = true
+	c.mu.Unlock()
+	if arrived != nil {
+		arrived()
+	}
+	if run {
 		c.drain(context.WithoutCancel(ctx), req)
-	} else {
-		c.mu.Unlock()
 	}
 	return <-req.done
 }
@@ -66,6 +124,7 @@ func (c *committer) drain(ctx context.Context, own *commitReq) {
 			c.mu.Unlock()
 			return
 		}
+		c.lingerLocked()
 		n := min(len(c.queue), maxBatch)
 		batch := c.queue[:n:n]
 		c.queue = c.queue[n:]
@@ -85,6 +144,28 @@ func (c *committer) drain(ctx context.Context, own *commitReq) {
 			return
 		}
 	}
+}
+
+// lingerLocked waits, at most c.linger, for a small batch to grow while
+// announced responses are on their way. c.mu is held on entry and on return.
+func (c *committer) lingerLocked() {
+	if c.wake == nil || c.linger <= 0 || len(c.queue) >= c.minBatch || c.coming.Load() <= 0 {
+		return
+	}
+	select { // a stale wake-up from an earlier linger
+	case <-c.wake:
+	default:
+	}
+	c.waiting = true
+	c.mu.Unlock()
+	t := time.NewTimer(c.linger)
+	select {
+	case <-c.wake:
+	case <-t.C:
+	}
+	t.Stop()
+	c.mu.Lock()
+	c.waiting = false
 }
 
 // commit writes a batch in one transaction. If it fails and holds several

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -31,7 +32,7 @@ func TestGroupCommitIsolatesFailures(t *testing.T) {
 			if i%50 == 0 {
 				sig = "dup" // fails: already exists
 			}
-			errs[i] = c.submit(context.Background(), nil, func(ctx context.Context) error { return st.CreateToken(ctx, tok(sig)) })
+			errs[i] = c.submit(context.Background(), nil, nil, func(ctx context.Context) error { return st.CreateToken(ctx, tok(sig)) })
 		}()
 	}
 	wg.Wait()
@@ -68,7 +69,7 @@ func TestGroupCommitGuardLosesAlone(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			sig := fmt.Sprint("new", i)
-			results[i] = c.submit(context.Background(),
+			results[i] = c.submit(context.Background(), nil,
 				func(ctx context.Context) error { return st.DeactivateToken(ctx, storage.RefreshToken, "rt") },
 				func(ctx context.Context) error {
 					return st.CreateToken(ctx, storage.Token{Kind: storage.RefreshToken, Signature: sig, RequestID: "g", ClientID: "c",
@@ -96,5 +97,113 @@ func TestGroupCommitGuardLosesAlone(t *testing.T) {
 	}
 	if won != 1 {
 		t.Fatalf("%d winners, want 1", won)
+	}
+}
+
+// lingeringCommitter returns a committer on a real SQLite store that records
+// the size of every transaction it commits.
+func lingeringCommitter(t *testing.T, minBatch int, linger time.Duration) (*committer, storage.Store, func() []int) {
+	st := openSQLite(t)
+	var mu sync.Mutex
+	var sizes []int
+	c := &committer{store: st, minBatch: minBatch, linger: linger, wake: make(chan struct{}, 1),
+		observe: func(n int, _ time.Duration) { mu.Lock(); sizes = append(sizes, n); mu.Unlock() }}
+	return c, st, func() []int { mu.Lock(); defer mu.Unlock(); return slices.Clone(sizes) }
+}
+
+func createTok(st storage.Store, sig string) func(context.Context) error {
+	return func(ctx context.Context) error {
+		now := time.Now()
+		return st.CreateToken(ctx, storage.Token{Kind: storage.AccessToken, Signature: sig, RequestID: "r-" + sig, ClientID: "c",
+			Active: true, RequestedAt: now, ExpiresAt: now.Add(time.Hour), Payload: []byte("{}")})
+	}
+}
+
+// Responses announced with expect that reach the committer one after another
+// share one transaction instead of committing one by one.
+func TestGroupCommitLingersForAnnouncedResponses(t *testing.T) {
+	c, st, sizes := lingeringCommitter(t, 8, time.Minute)
+	arrived := make([]func(), 8)
+	for i := range arrived {
+		arrived[i] = c.expect()
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, 8)
+	for i := range arrived {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = c.submit(context.Background(), arrived[i], nil, createTok(st, fmt.Sprint("t", i)))
+		}()
+		time.Sleep(5 * time.Millisecond) // each arrives after the previous would have committed
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+	}
+	if got := sizes(); !slices.Equal(got, []int{8}) {
+		t.Fatalf("transactions of %v requests, want one of 8", got)
+	}
+}
+
+// A request that nobody announced to follow is committed at once, and a
+// lingering commit stops waiting when the response it waits for withdraws
+// (its request failed before submitting).
+func TestGroupCommitDoesNotLingerForNobody(t *testing.T) {
+	c, st, sizes := lingeringCommitter(t, 8, time.Hour)
+	done := make(chan error, 1)
+	go func() { done <- c.submit(context.Background(), c.expect(), nil, createTok(st, "alone")) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a lone request lingered")
+	}
+
+	first, second := c.expect(), c.expect()
+	go func() { done <- c.submit(context.Background(), first, nil, createTok(st, "first")) }()
+	time.Sleep(20 * time.Millisecond) // the commit is lingering for second
+	select {
+	case err := <-done:
+		t.Fatalf("committed without waiting for the announced response: %v", err)
+	default:
+	}
+	second() // its request failed: nothing more is coming
+	second() // withdrawing twice is harmless
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("still lingering after the only announced response withdrew")
+	}
+	if got := sizes(); !slices.Equal(got, []int{1, 1}) {
+		t.Fatalf("transactions of %v requests, want [1 1]", got)
+	}
+	if n := c.coming.Load(); n != 0 {
+		t.Fatalf("%d responses still announced", n)
+	}
+}
+
+// The linger is bounded: a response announced but slow to arrive delays the
+// others' commit by at most linger.
+func TestGroupCommitLingerIsBounded(t *testing.T) {
+	c, st, sizes := lingeringCommitter(t, 8, 50*time.Millisecond)
+	slow := c.expect()
+	defer slow()
+	start := time.Now()
+	if err := c.submit(context.Background(), c.expect(), nil, createTok(st, "waits")); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d < 50*time.Millisecond {
+		t.Fatalf("committed after %v, before the linger of 50ms with a response announced", d)
+	}
+	if got := sizes(); !slices.Equal(got, []int{1}) {
+		t.Fatalf("transactions of %v requests, want [1]", got)
 	}
 }

@@ -29,6 +29,12 @@ type tokenStrategy struct {
 	issuer  string
 	now     func() time.Time
 	signers sync.Map // kid → jose.Signer
+	// slots bounds the signatures computed at once to the number of
+	// cores. An RSA signature is about a millisecond of CPU: with many
+	// token requests in flight, unbounded signing would fill the run queue
+	// and every other goroutine, the group committer first, would wait
+	// behind it for a core.
+	slots chan struct{}
 }
 
 var _ oauth2.CoreStrategy = (*tokenStrategy)(nil)
@@ -149,7 +155,13 @@ func (t *tokenStrategy) sign(claims any, typ string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("authserver: encode claims: %w", err)
 	}
+	if t.slots != nil {
+		t.slots <- struct{}{}
+	}
 	jws, err := signer.Sign(payload)
+	if t.slots != nil {
+		<-t.slots
+	}
 	if err != nil {
 		return "", fmt.Errorf("authserver: sign: %w", err)
 	}

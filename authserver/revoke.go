@@ -91,5 +91,5 @@ func (s *Server) revokeGrant(ctx context.Context, requestID string) error {
 			return err
 		}
 	}
-	return s.committer.submit(ctx, nil, del(storage.RefreshToken), del(storage.AccessToken))
+	return s.committer.submit(ctx, nil, nil, del(storage.RefreshToken), del(storage.AccessToken))
 }

@@ -173,7 +173,7 @@ func New(cfg Config, store storage.Store, km *keys.Manager, opts ...Option) (*Se
 	s.committer = &committer{store: store, observe: func(n int, d time.Duration) {
 		s.metrics.commitBatch.Observe(float64(n))
 		s.metrics.commitDuration.Observe(d.Seconds())
-	}}
+	}, minBatch: defaultMinBatch, linger: defaultLinger, wake: make(chan struct{}, 1)}
 	s.clientCache = &clientCache{key: deriveKey(cfg.Secret, "client-cache"), ttl: cfg.ClientCacheTTL, m: map[[32]byte]cachedClient{}}
 	if !cfg.Throttle.Disabled {
 		s.throttle = &throttler{cfg: cfg.Throttle, store: store, now: cfg.Now, blocked: map[string]time.Time{}}
@@ -241,6 +241,7 @@ func (s *Server) newProvider() (fosite.OAuth2Provider, *tokenStrategy) {
 		keys:            s.keys,
 		issuer:          s.cfg.Issuer,
 		now:             s.cfg.Now,
+		slots:           make(chan struct{}, runtime.GOMAXPROCS(0)),
 	}
 	store := &fositeStore{store: s.store, srv: s}
 	for _, factory := range []compose.Factory{

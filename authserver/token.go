@@ -38,6 +38,9 @@ type requestState struct {
 	// response's other writes. Both run in the committer's transaction.
 	guard  func(ctx context.Context) error
 	writes []func(ctx context.Context) error
+	// arrived withdraws the response's announcement to the committer (see
+	// committer.expect); nil outside the response phase.
+	arrived func()
 	// For the refresh grace window: the signature of the presented refresh
 	// token, and the new pair and its facts as they are generated.
 	presentedSig string
@@ -178,10 +181,12 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) (*tokenResponse, 
 	} else {
 		st.scope = strings.Join(ar.GetGrantedScopes(), " ")
 	}
+	st.arrived = s.committer.expect()
 	resp, err := s.provider.NewAccessResponse(ctx, ar)
 	if err == nil {
 		err = s.flush(ctx, st)
 	}
+	st.arrived()
 	if err != nil {
 		oe := toOAuthError(err)
 		if st.refreshRace {
@@ -274,7 +279,7 @@ func (s *Server) flush(ctx context.Context, st *requestState) error {
 	if st.guard == nil && len(st.writes) == 0 {
 		return nil
 	}
-	err := s.committer.submit(ctx, st.guard, st.writes...)
+	err := s.committer.submit(ctx, st.arrived, st.guard, st.writes...)
 	st.guard, st.writes = nil, nil
 	if errors.Is(err, storage.ErrNotFound) {
 		st.refreshRace = true
