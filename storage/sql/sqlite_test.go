@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -238,5 +240,39 @@ func TestSQLiteHotQueriesUseIndexes(t *testing.T) {
 				t.Errorf("%s scans a table: %s", name, p)
 			}
 		}
+	}
+}
+
+// The log is checkpointed at about 16 MiB, not SQLite's 4 MiB, and does not
+// grow past that under sustained writes.
+func TestSQLiteCheckpointsTheLogAt16MiB(t *testing.T) {
+	path := tempDB(t)
+	s := openSQLite(t, path)
+	payload := make([]byte, 16<<10)
+	now := time.Now()
+	maxWAL := int64(0)
+	for b := range 60 { // 60 commits of 40 tokens of 16 KiB: about 38 MiB
+		ctx, err := s.BeginTx(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 40 {
+			if err := s.CreateToken(ctx, storage.Token{Kind: storage.AccessToken, Signature: fmt.Sprint(b, "-", i),
+				RequestID: fmt.Sprint(b, "-", i), ExpiresAt: now.Add(time.Hour), Payload: payload}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.CommitTx(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if fi, err := os.Stat(path + "-wal"); err == nil {
+			maxWAL = max(maxWAL, fi.Size())
+		}
+	}
+	if maxWAL < 8<<20 {
+		t.Errorf("the log peaked at %d bytes: checkpointed before 8 MiB", maxWAL)
+	}
+	if maxWAL > 24<<20 {
+		t.Errorf("the log peaked at %d bytes: more than 24 MiB", maxWAL)
 	}
 }
