@@ -42,8 +42,8 @@ type committer struct {
 
 // The server's group-commit linger (see committer).
 const (
-	defaultMinBatch = 8
-	defaultLinger   = 2 * time.Millisecond
+	defaultMinBatch = 16
+	defaultLinger   = 4 * time.Millisecond
 )
 
 // commitReq is one response's writes. guard, if set, runs first: when it
