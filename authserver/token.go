@@ -182,6 +182,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) (*tokenResponse, 
 		st.scope = strings.Join(ar.GetGrantedScopes(), " ")
 	}
 	st.arrived = s.committer.expect()
+	defer st.arrived() // also if fosite panics: a stale announcement would make every commit linger
 	resp, err := s.provider.NewAccessResponse(ctx, ar)
 	if err == nil {
 		err = s.flush(ctx, st)
