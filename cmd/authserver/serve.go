@@ -69,6 +69,10 @@ type serveConfig struct {
 
 	// certificate is loaded from tlsCert and tlsKey by validate.
 	certificate *tls.Certificate
+	// issuerFromAddr: validate derived the issuer from --addr.
+	issuerFromAddr bool
+	// ln, when set, is the --addr listener, bound early by bindEphemeral.
+	ln net.Listener
 }
 
 // secretFlags locate the server secret.
@@ -267,6 +271,7 @@ func (c *serveConfig) validate(db string) error {
 			scheme = "https://"
 		}
 		c.issuer = scheme + c.addr
+		c.issuerFromAddr = true
 	}
 	if c.refreshGrace < 0 || c.refreshGrace > time.Hour {
 		bad("refresh-grace", "--refresh-grace must be between 0 and 1h, not %s", c.refreshGrace)
@@ -359,8 +364,14 @@ func serve(ctx context.Context, g *globals, c *serveConfig) error {
 		debug.SetMemoryLimit(int64(c.memoryLimitMiB) << 20)
 	}
 
+	if err := c.bindEphemeral(); err != nil {
+		return err
+	}
 	a, err := openApp(ctx, g, c, log)
 	if err != nil {
+		if c.ln != nil {
+			c.ln.Close()
+		}
 		return err
 	}
 	defer a.store.Close()
@@ -540,6 +551,26 @@ func (l *listener) serve() error { return l.Serve(l.ln) }
 
 // listen opens the main listener (with TLS when configured) and, with
 // --admin-addr, the admin listener; admin is nil without it.
+// bindEphemeral binds --addr now when its port is 0 and the issuer is
+// derived from it, so that the issuer (and the default audience) name the
+// port the kernel chose rather than port 0.
+func (c *serveConfig) bindEphemeral() error {
+	if !c.issuerFromAddr {
+		return nil
+	}
+	if _, port, err := net.SplitHostPort(c.addr); err != nil || port != "0" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", c.addr)
+	if err != nil {
+		return fmt.Errorf("listen on --addr: %w", err)
+	}
+	c.ln = ln
+	c.issuer = strings.TrimSuffix(c.issuer, c.addr) + ln.Addr().String()
+	c.addr = ln.Addr().String()
+	return nil
+}
+
 func (c *serveConfig) listen(srv *authserver.Server, log *slog.Logger) (primary, admin *listener, err error) {
 	handler := srv.Handler()
 	if c.pprof && c.adminAddr == "" {
@@ -554,9 +585,12 @@ func (c *serveConfig) listen(srv *authserver.Server, log *slog.Logger) (primary,
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	ln, err := net.Listen("tcp", c.addr)
-	if err != nil {
-		return nil, nil, fmt.Errorf("listen on --addr: %w", err)
+	ln := c.ln
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", c.addr); err != nil {
+			return nil, nil, fmt.Errorf("listen on --addr: %w", err)
+		}
 	}
 	if c.certificate != nil {
 		// Modern settings: TLS 1.2 minimum with AEAD suites only (Go's
