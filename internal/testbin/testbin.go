@@ -102,12 +102,17 @@ func Run(t testing.TB, stdin string, args ...string) string {
 	return out.String()
 }
 
-// Start runs `authserver serve` with args (it adds --addr 127.0.0.1:0 and
-// cheap argon2 parameters unless given) and waits for its "listening" line.
-// The process is killed at the end of the test.
+// Issuer is the --issuer Start gives every server: the same for all of a
+// test's instances and across restarts, as behind one public URL (a server
+// on port 0 would otherwise name its own, different, port).
+const Issuer = "http://localhost:18999"
+
+// Start runs `authserver serve` with args (it adds --addr 127.0.0.1:0,
+// --issuer Issuer and cheap argon2 parameters unless given) and waits for its
+// "listening" line. The process is killed at the end of the test.
 func Start(t testing.TB, env []string, args ...string) *Server {
 	t.Helper()
-	all := append([]string{"serve", "--addr", "127.0.0.1:0", "--argon2-memory", "64", "--argon2-time", "1"}, args...)
+	all := append([]string{"serve", "--addr", "127.0.0.1:0", "--issuer", Issuer, "--argon2-memory", "64", "--argon2-time", "1"}, args...)
 	cmd := exec.Command(Binary(t), all...)
 	cmd.Env = append(os.Environ(), env...)
 	stderr, err := cmd.StderrPipe()
