@@ -23,7 +23,9 @@ import (
 // transaction and an fsync of its own, which cost CPU too. So a commit that
 // would carry fewer than minBatch requests waits, at most linger, while other
 // responses announced with expect are still being built: a request that no
-// other follows is committed at once.
+// other follows is committed at once, and so is one that arrives when the
+// previous commit ended more than linger ago (at such a rate, a transaction
+// per request costs little, and waiting would only add latency).
 type committer struct {
 	store storage.Store
 	// observe, if set, is told the size and duration of each transaction.
@@ -37,7 +39,8 @@ type committer struct {
 	mu      sync.Mutex
 	queue   []*commitReq
 	busy    bool
-	waiting bool // the draining goroutine lingers
+	waiting bool      // the draining goroutine lingers
+	lastEnd time.Time // when the last transaction ended
 }
 
 // The server's group-commit linger (see committer).
@@ -131,6 +134,9 @@ func (c *committer) drain(ctx context.Context, own *commitReq) {
 		c.mu.Unlock()
 
 		c.commit(ctx, batch)
+		c.mu.Lock()
+		c.lastEnd = time.Now()
+		c.mu.Unlock()
 		if own != nil && len(own.done) == 1 {
 			c.mu.Lock()
 			more := len(c.queue) > 0
@@ -149,7 +155,8 @@ func (c *committer) drain(ctx context.Context, own *commitReq) {
 // lingerLocked waits, at most c.linger, for a small batch to grow while
 // announced responses are on their way. c.mu is held on entry and on return.
 func (c *committer) lingerLocked() {
-	if c.wake == nil || c.linger <= 0 || len(c.queue) >= c.minBatch || c.coming.Load() <= 0 {
+	if c.wake == nil || c.linger <= 0 || len(c.queue) >= c.minBatch || c.coming.Load() <= 0 ||
+		time.Since(c.lastEnd) > c.linger {
 		return
 	}
 	select { // a stale wake-up from an earlier linger

@@ -123,6 +123,9 @@ func createTok(st storage.Store, sig string) func(context.Context) error {
 // share one transaction instead of committing one by one.
 func TestGroupCommitLingersForAnnouncedResponses(t *testing.T) {
 	c, st, sizes := lingeringCommitter(t, 8, time.Minute)
+	if err := c.submit(context.Background(), nil, nil, createTok(st, "warm")); err != nil {
+		t.Fatal(err) // a commit just ended: the committer is busy
+	}
 	arrived := make([]func(), 8)
 	for i := range arrived {
 		arrived[i] = c.expect()
@@ -143,8 +146,8 @@ func TestGroupCommitLingersForAnnouncedResponses(t *testing.T) {
 			t.Fatalf("request %d: %v", i, err)
 		}
 	}
-	if got := sizes(); !slices.Equal(got, []int{8}) {
-		t.Fatalf("transactions of %v requests, want one of 8", got)
+	if got := sizes(); !slices.Equal(got, []int{1, 8}) {
+		t.Fatalf("transactions of %v requests, want [1 8]", got)
 	}
 }
 
@@ -194,6 +197,9 @@ func TestGroupCommitDoesNotLingerForNobody(t *testing.T) {
 // others' commit by at most linger.
 func TestGroupCommitLingerIsBounded(t *testing.T) {
 	c, st, sizes := lingeringCommitter(t, 8, 50*time.Millisecond)
+	if err := c.submit(context.Background(), nil, nil, createTok(st, "warm")); err != nil {
+		t.Fatal(err)
+	}
 	slow := c.expect()
 	defer slow()
 	start := time.Now()
@@ -202,6 +208,29 @@ func TestGroupCommitLingerIsBounded(t *testing.T) {
 	}
 	if d := time.Since(start); d < 50*time.Millisecond {
 		t.Fatalf("committed after %v, before the linger of 50ms with a response announced", d)
+	}
+	if got := sizes(); !slices.Equal(got, []int{1, 1}) {
+		t.Fatalf("transactions of %v requests, want [1 1]", got)
+	}
+}
+
+// A committer whose last transaction ended longer than linger ago commits at
+// once even with other responses announced: at that rate batching saves
+// little and waiting would only add latency.
+func TestGroupCommitDoesNotLingerWhenIdle(t *testing.T) {
+	c, st, sizes := lingeringCommitter(t, 8, time.Hour)
+	c.lastEnd = time.Now().Add(-2 * time.Hour)
+	other := c.expect()
+	defer other()
+	done := make(chan error, 1)
+	go func() { done <- c.submit(context.Background(), c.expect(), nil, createTok(st, "t")) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("an idle committer lingered")
 	}
 	if got := sizes(); !slices.Equal(got, []int{1}) {
 		t.Fatalf("transactions of %v requests, want [1]", got)
