@@ -23,9 +23,11 @@ import (
 // transaction and an fsync of its own, which cost CPU too. So a commit that
 // would carry fewer than minBatch requests waits, at most linger, while other
 // responses announced with expect are still being built: a request that no
-// other follows is committed at once, and so is one that arrives when the
-// previous commit ended more than linger ago (at such a rate, a transaction
-// per request costs little, and waiting would only add latency).
+// other announced response follows is committed at once, and so is one that
+// arrives when the previous commit ended more than linger ago (at such a
+// rate, a transaction per request costs little, and waiting would only add
+// latency). Whoever drains lingers, a revocation (which is not announced)
+// included, so a request waits at most one linger more than before.
 type committer struct {
 	store storage.Store
 	// observe, if set, is told the size and duration of each transaction.

@@ -29,11 +29,11 @@ type tokenStrategy struct {
 	issuer  string
 	now     func() time.Time
 	signers sync.Map // kid → jose.Signer
-	// slots bounds the signatures computed at once to the number of
-	// cores. An RSA signature is about a millisecond of CPU: with many
-	// token requests in flight, unbounded signing would fill the run queue
-	// and every other goroutine, the group committer first, would wait
-	// behind it for a core.
+	// slots bounds the signatures computed at once (access tokens and
+	// introspection responses) to GOMAXPROCS as it was at start. An RSA
+	// signature is about a millisecond of CPU: with many token requests in
+	// flight, unbounded signing would fill the run queue and every other
+	// goroutine, the group committer first, would wait behind it for a core.
 	slots chan struct{}
 }
 
@@ -111,7 +111,7 @@ func (t *tokenStrategy) GenerateAccessToken(ctx context.Context, r fosite.Reques
 			c.Roles = []string{}
 		}
 	}
-	token, err := t.sign(c, "at+jwt")
+	token, err := t.sign(ctx, c, "at+jwt")
 	if err != nil {
 		return "", "", err
 	}
@@ -134,7 +134,7 @@ func (t *tokenStrategy) GenerateRefreshToken(ctx context.Context, r fosite.Reque
 }
 
 // sign signs claims with the active key, with typ and kid in the header.
-func (t *tokenStrategy) sign(claims any, typ string) (string, error) {
+func (t *tokenStrategy) sign(ctx context.Context, claims any, typ string) (string, error) {
 	cur, err := t.keys.Current()
 	if err != nil {
 		return "", fmt.Errorf("authserver: no signing key: %w", err)
@@ -155,17 +155,25 @@ func (t *tokenStrategy) sign(claims any, typ string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("authserver: encode claims: %w", err)
 	}
-	if t.slots != nil {
-		t.slots <- struct{}{}
-	}
-	jws, err := signer.Sign(payload)
-	if t.slots != nil {
-		<-t.slots
-	}
+	jws, err := t.signSlot(ctx, signer, payload)
 	if err != nil {
 		return "", fmt.Errorf("authserver: sign: %w", err)
 	}
 	return jws.CompactSerialize()
+}
+
+// signSlot signs payload in one of t.slots, waiting for one no longer than
+// ctx allows; the slot is given back even if the signer panics.
+func (t *tokenStrategy) signSlot(ctx context.Context, signer jose.Signer, payload []byte) (*jose.JSONWebSignature, error) {
+	if t.slots != nil {
+		select {
+		case t.slots <- struct{}{}:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		defer func() { <-t.slots }()
+	}
+	return signer.Sign(payload)
 }
 
 // errTokenInvalid is returned for any access token that fails verification.

@@ -195,7 +195,7 @@ func (s *Server) writeIntrospection(w http.ResponseWriter, r *http.Request, call
 		Expiry   int64          `json:"exp"`
 		Token    *introspection `json:"token_introspection"`
 	}{s.cfg.Issuer, caller, now.Unix(), now.Add(s.cfg.IntrospectionJWTTTL).Unix(), res}
-	jwt, err := s.strategy.sign(claims, "token-introspection+jwt")
+	jwt, err := s.strategy.sign(r.Context(), claims, "token-introspection+jwt")
 	if err != nil {
 		e := serverError(err)
 		s.logError(r, "signing introspection response failed", e)

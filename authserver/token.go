@@ -39,7 +39,7 @@ type requestState struct {
 	guard  func(ctx context.Context) error
 	writes []func(ctx context.Context) error
 	// arrived withdraws the response's announcement to the committer (see
-	// committer.expect); nil outside the response phase.
+	// committer.expect); nil before the response phase, a no-op once called.
 	arrived func()
 	// For the refresh grace window: the signature of the presented refresh
 	// token, and the new pair and its facts as they are generated.

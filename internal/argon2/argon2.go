@@ -352,7 +352,8 @@ func initBlocks(h0 *[blake2b.Size + 8]byte, B []block, threads uint32) {
 // short work of other requests (a signature, a commit, writing a response)
 // waited up to that long for a core, several times per request. Yielding at
 // each segment cut the password grant's p99 at 4 workers on 2 cores from
-// 76–82 ms to 47–66 ms. A variable for the test.
+// 76–82 ms to 47–66 ms. With threads > 1 each segment already runs in a
+// goroutine of its own that ends at the sync point. A variable for the test.
 var yield = runtime.Gosched
 
 // processBlocks runs the time passes over B. Changed from x/crypto: Argon2id
