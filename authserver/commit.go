@@ -3,6 +3,7 @@ package authserver
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -202,13 +203,23 @@ func (c *committer) commit(ctx context.Context, batch []*commitReq) {
 
 // write runs the batch in one transaction; lost[i] is the guard error of a
 // request that lost its compare-and-swap.
-func (c *committer) write(ctx context.Context, batch []*commitReq) ([]error, error) {
-	lost := make([]error, len(batch))
+//
+// A panic in a write rolls the transaction back and becomes the batch's
+// error, so the committer goes on serving: a panic escaping here would leave
+// busy set and every later request waiting forever.
+func (c *committer) write(ctx context.Context, batch []*commitReq) (lost []error, err error) {
+	lost = make([]error, len(batch))
 	start := time.Now()
 	tx, err := c.store.BeginTx(ctx)
 	if err != nil {
 		return nil, err
 	}
+	defer func() {
+		if p := recover(); p != nil {
+			_ = c.store.RollbackTx(tx)
+			lost, err = nil, fmt.Errorf("authserver: token write panicked: %v", p)
+		}
+	}()
 	for i, r := range batch {
 		if r.guard != nil {
 			if gerr := r.guard(tx); gerr != nil {

@@ -236,3 +236,39 @@ func TestGroupCommitDoesNotLingerWhenIdle(t *testing.T) {
 		t.Fatalf("transactions of %v requests, want [1]", got)
 	}
 }
+
+// A write that panics fails its own request; its batch-mates commit and the
+// committer keeps serving.
+func TestGroupCommitSurvivesAPanickingWrite(t *testing.T) {
+	c, st, _ := lingeringCommitter(t, 8, time.Minute)
+	var wg sync.WaitGroup
+	errs := make([]error, 8)
+	arrived := make([]func(), 8)
+	for i := range arrived {
+		arrived[i] = c.expect()
+	}
+	c.lastEnd = time.Now() // busy: the eight share a batch
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w := createTok(st, fmt.Sprint("t", i))
+			if i == 3 {
+				w = func(context.Context) error { panic("write failure") }
+			}
+			errs[i] = c.submit(context.Background(), arrived[i], nil, w)
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if (err != nil) != (i == 3) {
+			t.Errorf("request %d: %v", i, err)
+		}
+	}
+	if err := c.submit(context.Background(), nil, nil, createTok(st, "after")); err != nil {
+		t.Fatalf("after the panic: %v", err)
+	}
+	if _, err := st.GetToken(t.Context(), storage.AccessToken, "after"); err != nil {
+		t.Fatal(err)
+	}
+}
