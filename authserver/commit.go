@@ -33,7 +33,8 @@ type committer struct {
 	store storage.Store
 	// observe, if set, is told the size and duration of each transaction.
 	observe func(requests int, d time.Duration)
-	// minBatch and linger: see above. A nil wake never lingers.
+	// minBatch and linger: see above; a zero linger (the zero committer)
+	// never waits.
 	minBatch int
 	linger   time.Duration
 	wake     chan struct{} // buffered 1
@@ -51,6 +52,11 @@ const (
 	defaultMinBatch = 16
 	defaultLinger   = 4 * time.Millisecond
 )
+
+// newCommitter returns a committer on store that lingers as described above.
+func newCommitter(store storage.Store, minBatch int, linger time.Duration, observe func(requests int, d time.Duration)) *committer {
+	return &committer{store: store, minBatch: minBatch, linger: linger, wake: make(chan struct{}, 1), observe: observe}
+}
 
 // commitReq is one response's writes. guard, if set, runs first: when it
 // fails with storage.ErrNotFound (a lost compare-and-swap, which changes
@@ -139,9 +145,7 @@ func (c *committer) drain(ctx context.Context, own *commitReq) {
 		c.commit(ctx, batch)
 		c.mu.Lock()
 		c.lastEnd = time.Now()
-		c.mu.Unlock()
 		if own != nil && len(own.done) == 1 {
-			c.mu.Lock()
 			more := len(c.queue) > 0
 			if !more {
 				c.busy = false
@@ -152,13 +156,14 @@ func (c *committer) drain(ctx context.Context, own *commitReq) {
 			}
 			return
 		}
+		c.mu.Unlock()
 	}
 }
 
 // lingerLocked waits, at most c.linger, for a small batch to grow while
 // announced responses are on their way. c.mu is held on entry and on return.
 func (c *committer) lingerLocked() {
-	if c.wake == nil || c.linger <= 0 || len(c.queue) >= c.minBatch || c.coming.Load() <= 0 ||
+	if c.linger <= 0 || len(c.queue) >= c.minBatch || c.coming.Load() <= 0 ||
 		time.Since(c.lastEnd) > c.linger {
 		return
 	}

@@ -106,8 +106,7 @@ func lingeringCommitter(t *testing.T, minBatch int, linger time.Duration) (*comm
 	st := openSQLite(t)
 	var mu sync.Mutex
 	var sizes []int
-	c := &committer{store: st, minBatch: minBatch, linger: linger, wake: make(chan struct{}, 1),
-		observe: func(n int, _ time.Duration) { mu.Lock(); sizes = append(sizes, n); mu.Unlock() }}
+	c := newCommitter(st, minBatch, linger, func(n int, _ time.Duration) { mu.Lock(); sizes = append(sizes, n); mu.Unlock() })
 	return c, st, func() []int { mu.Lock(); defer mu.Unlock(); return slices.Clone(sizes) }
 }
 

@@ -67,9 +67,10 @@ func (s *Server) handleIntrospect(w http.ResponseWriter, r *http.Request) {
 // authenticateIntrospector returns the calling client's ID.
 func (s *Server) authenticateIntrospector(r *http.Request, form map[string][]string) (string, *oauthError) {
 	if scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "Bearer") {
-		c, err := s.strategy.verifyAccessToken(strings.TrimSpace(tok))
+		tok = strings.TrimSpace(tok)
+		c, err := s.strategy.verifyAccessToken(tok)
 		if err == nil {
-			_, err = s.liveAccessRecord(r.Context(), jwtSignature(strings.TrimSpace(tok)))
+			_, err = s.liveAccessRecord(r.Context(), jwtSignature(tok))
 		}
 		if err != nil {
 			return "", newError(http.StatusUnauthorized, errInvalidToken, "The access token is invalid.").withBearer()

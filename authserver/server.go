@@ -170,10 +170,10 @@ func New(cfg Config, store storage.Store, km *keys.Manager, opts ...Option) (*Se
 	s := &Server{cfg: cfg, store: store, keys: km, log: cfg.Logger,
 		hashSem: make(chan struct{}, cfg.MaxConcurrentHashes)}
 	s.metrics = newMetrics(km)
-	s.committer = &committer{store: store, observe: func(n int, d time.Duration) {
+	s.committer = newCommitter(store, defaultMinBatch, defaultLinger, func(n int, d time.Duration) {
 		s.metrics.commitBatch.Observe(float64(n))
 		s.metrics.commitDuration.Observe(d.Seconds())
-	}, minBatch: defaultMinBatch, linger: defaultLinger, wake: make(chan struct{}, 1)}
+	})
 	s.clientCache = &clientCache{key: deriveKey(cfg.Secret, "client-cache"), ttl: cfg.ClientCacheTTL, m: map[[32]byte]cachedClient{}}
 	if !cfg.Throttle.Disabled {
 		s.throttle = &throttler{cfg: cfg.Throttle, store: store, now: cfg.Now, blocked: map[string]time.Time{}}

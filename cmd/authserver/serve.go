@@ -549,8 +549,6 @@ type listener struct {
 
 func (l *listener) serve() error { return l.Serve(l.ln) }
 
-// listen opens the main listener (with TLS when configured) and, with
-// --admin-addr, the admin listener; admin is nil without it.
 // bindEphemeral binds --addr now when its port is 0 and the issuer is
 // derived from it, so that the issuer (and the default audience) name the
 // port the kernel chose rather than port 0.
@@ -571,6 +569,8 @@ func (c *serveConfig) bindEphemeral() error {
 	return nil
 }
 
+// listen opens the main listener (with TLS when configured) and, with
+// --admin-addr, the admin listener; admin is nil without it.
 func (c *serveConfig) listen(srv *authserver.Server, log *slog.Logger) (primary, admin *listener, err error) {
 	handler := srv.Handler()
 	if c.pprof && c.adminAddr == "" {

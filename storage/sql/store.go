@@ -11,7 +11,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -31,8 +30,9 @@ type Store struct {
 	w, r *sql.DB
 	// Prepared on r for the hot reads.
 	getUserStmt, getUserByEmailStmt, getClientStmt, getTokenStmt *sql.Stmt
-	// wstmts caches statements prepared on w, by query text (writeStmt).
-	wstmts sync.Map
+	// wstmts holds the hot writes prepared on w at open, by query text
+	// (writeStmt); read-only after open.
+	wstmts map[string]*sql.Stmt
 }
 
 var _ storage.Store = (*Store)(nil)
@@ -227,10 +227,9 @@ func (s *Store) Close() error {
 			errs = append(errs, stmt.Close())
 		}
 	}
-	s.wstmts.Range(func(_, v any) bool {
-		errs = append(errs, v.(*sql.Stmt).Close())
-		return true
-	})
+	for _, stmt := range s.wstmts {
+		errs = append(errs, stmt.Close())
+	}
 	if s.r != s.w {
 		errs = append(errs, s.r.Close())
 	}
@@ -407,11 +406,10 @@ func (s *Store) execCount(ctx context.Context, q querier, op, query string, args
 // writer connection, parsing was a large share of each write). Otherwise it
 // returns nil and the caller runs the query as is.
 func (s *Store) writeStmt(ctx context.Context, q querier, query string) *sql.Stmt {
-	v, ok := s.wstmts.Load(query)
+	stmt, ok := s.wstmts[query]
 	if !ok {
 		return nil
 	}
-	stmt := v.(*sql.Stmt)
 	switch q := q.(type) {
 	case *sql.Tx:
 		return q.StmtContext(ctx, stmt)
@@ -427,12 +425,13 @@ func (s *Store) writeStmt(ctx context.Context, q querier, query string) *sql.Stm
 // later could wait for the connection a transaction of the same goroutine
 // holds).
 func (s *Store) prepareWrites(ctx context.Context) error {
+	s.wstmts = map[string]*sql.Stmt{}
 	for _, q := range []string{s.d.createToken, rotateTokenQuery, deactivateGrantQuery, deleteGrantQuery, deleteTokenQuery} {
 		stmt, err := s.w.PrepareContext(ctx, q)
 		if err != nil {
 			return fmt.Errorf("sql: open %s: prepare: %w", s.d.name, err)
 		}
-		s.wstmts.Store(q, stmt)
+		s.wstmts[q] = stmt
 	}
 	return nil
 }
