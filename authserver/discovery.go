@@ -1,8 +1,12 @@
 package authserver
 
 import (
+	"context"
 	"net/http"
+	"slices"
 	"strconv"
+	"sync"
+	"time"
 )
 
 // metadata is the RFC 8414 authorization server metadata document.
@@ -30,13 +34,17 @@ const metadataMaxAge = 300
 // published keys.
 func (s *Server) handleMetadata(w http.ResponseWriter, r *http.Request) {
 	algs := s.keys.Algorithms()
+	scopes := s.cfg.Scopes
+	if len(scopes) == 0 {
+		scopes = s.scopes.get(r.Context(), s)
+	}
 	m := metadata{
 		Issuer:                            s.cfg.Issuer,
 		TokenEndpoint:                     s.cfg.Issuer + "/token",
 		JWKSURI:                           s.cfg.Issuer + "/.well-known/jwks.json",
 		IntrospectionEndpoint:             s.cfg.Issuer + "/introspect",
 		RevocationEndpoint:                s.cfg.Issuer + "/revoke",
-		ScopesSupported:                   s.cfg.Scopes,
+		ScopesSupported:                   scopes,
 		ResponseTypesSupported:            []string{},
 		GrantTypesSupported:               SupportedGrantTypes,
 		TokenEndpointAuthMethodsSupported: []string{"client_secret_basic", "client_secret_post", "none"},
@@ -47,4 +55,40 @@ func (s *Server) handleMetadata(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Cache-Control", "public, max-age="+strconv.Itoa(metadataMaxAge))
 	writeJSON(w, http.StatusOK, m)
+}
+
+// scopesCacheTTL is how long the scopes of the registered clients are
+// remembered for the metadata document.
+const scopesCacheTTL = 10 * time.Second
+
+// scopeCache remembers the scopes registered clients may request, so that
+// metadata requests do not list every client each time.
+type scopeCache struct {
+	mu      sync.Mutex
+	scopes  []string
+	expires time.Time
+}
+
+// get returns the sorted union of the scopes of every registered client
+// (RFC 8414 §2 scopes_supported). When listing the clients fails, the last
+// known list is served (or none), and the failure is logged.
+func (c *scopeCache) get(ctx context.Context, s *Server) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := s.cfg.Now()
+	if now.Before(c.expires) {
+		return c.scopes
+	}
+	clients, err := s.store.ListClients(ctx)
+	if err != nil {
+		s.log.WarnContext(ctx, "metadata: listing clients for scopes_supported", "err", err)
+		return c.scopes
+	}
+	var scopes []string
+	for _, cl := range clients {
+		scopes = append(scopes, cl.Scopes...)
+	}
+	slices.Sort(scopes)
+	c.scopes, c.expires = slices.Compact(scopes), now.Add(scopesCacheTTL)
+	return c.scopes
 }

@@ -4,17 +4,22 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"testing"
+	"time"
+
+	"github.com/oauthkit/authserver/storage"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
 
 func TestMetadataGolden(t *testing.T) {
-	env := newTestEnv(t, openMemory(t), func(c *Config) { c.Scopes = []string{"read", "write"} })
+	env := newTestEnv(t, openMemory(t)) // the seeded clients may request read and write
 	resp, err := http.Get(env.srv.URL + "/.well-known/oauth-authorization-server")
 	if err != nil {
 		t.Fatal(err)
@@ -46,5 +51,46 @@ func TestMetadataGolden(t *testing.T) {
 	// The issuer must match exactly (RFC 8414 §3.3).
 	if !strings.Contains(string(b), `"issuer":"`+env.issuer+`"`) {
 		t.Errorf("issuer mismatch: %s", b)
+	}
+}
+
+// TestScopesSupportedFollowsClients checks that scopes_supported is the union
+// of the registered clients' scopes, that a newly registered client's scope
+// appears once the cache expires, and that Config.Scopes overrides it.
+func TestScopesSupportedFollowsClients(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	env := newTestEnv(t, openMemory(t), func(c *Config) { c.Now = clock })
+	scopes := func(base string) []any {
+		t.Helper()
+		resp, err := http.Get(base + "/.well-known/oauth-authorization-server")
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := decode(t, resp)
+		s, _ := m["scopes_supported"].([]any)
+		return s
+	}
+	if got := fmt.Sprint(scopes(env.srv.URL)); got != "[read write]" {
+		t.Fatalf("scopes_supported = %s, want [read write]", got)
+	}
+	c := storage.Client{ID: "reports", Public: true, GrantTypes: []string{"password"}, Scopes: []string{"reports:read", "read"}}
+	if err := env.store.CreateClient(t.Context(), c); err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(scopes(env.srv.URL)); got != "[read write]" {
+		t.Fatalf("within the cache TTL: scopes_supported = %s", got)
+	}
+	mu.Lock()
+	now = now.Add(scopesCacheTTL + time.Second)
+	mu.Unlock()
+	if got := fmt.Sprint(scopes(env.srv.URL)); got != "[read reports:read write]" {
+		t.Fatalf("after the cache TTL: scopes_supported = %s, want [read reports:read write]", got)
+	}
+
+	fixed := newTestEnv(t, openMemory(t), func(c *Config) { c.Scopes = []string{"openid"} })
+	if got := fmt.Sprint(scopes(fixed.srv.URL)); got != "[openid]" {
+		t.Fatalf("with Config.Scopes: scopes_supported = %s, want [openid]", got)
 	}
 }

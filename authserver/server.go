@@ -31,7 +31,8 @@ type Config struct {
 	Issuer string
 	// Audience is the aud of every access token; default Issuer + "/api".
 	Audience string
-	// Scopes are the scopes advertised in the metadata (scopes_supported).
+	// Scopes, when set, are advertised in the metadata (scopes_supported)
+	// instead of the default: every scope a registered client may request.
 	Scopes []string
 	// RefreshGrace, when positive, makes a retried refresh with the
 	// just-rotated refresh token return the same new pair within this window
@@ -140,6 +141,7 @@ type Server struct {
 	metrics     *metrics
 	committer   *committer
 	draining    atomic.Bool
+	scopes      scopeCache
 }
 
 // route is an extra handler mounted by an Option.
