@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
+	"strings"
 
 	"github.com/go-jose/go-jose/v4"
 
@@ -23,20 +25,55 @@ func WithDemoAPI() Option {
 }
 
 // mountDemoAPI builds the in-process API; called by New.
+//
+// Its resource identifier is the audience (RFC 9728 §2, RFC 8707): by default
+// {issuer}/api, the API's own base URL on this origin. Its protected resource
+// metadata is then served here, at the well-known URL RFC 9728 §3.1 derives
+// from that identifier ({issuer}/.well-known/oauth-protected-resource/api),
+// and its challenges name that URL. When the audience names an API on
+// another origin, that API serves the metadata of that identifier; the
+// in-process API then names none in its challenges rather than a URL this
+// server does not answer.
 func (s *Server) mountDemoAPI() error {
-	auth, err := resource.New(context.Background(), resource.Config{
+	rc := resource.Config{
 		Issuer:   s.cfg.Issuer,
 		Audience: s.cfg.Audience,
 		KeySet:   managerKeySet{s.keys},
 		Now:      s.cfg.Now,
 		Logger:   s.log,
 		Realm:    "api",
-	}, resource.WithTokenCheck(s.checkTokenRecord))
+	}
+	metaPath := s.localMetadataPath(s.cfg.Audience)
+	if metaPath != "" {
+		rc.ResourceMetadataURL, _ = resource.MetadataURL(s.cfg.Audience) // checked by localMetadataPath
+	}
+	auth, err := resource.New(context.Background(), rc, resource.WithTokenCheck(s.checkTokenRecord))
 	if err != nil {
 		return fmt.Errorf("authserver: demo API: %w", err)
 	}
-	s.extra = append(s.extra, route{"/api/", demoapi.Handler(auth, userDirectory{s.store})})
+	s.extra = append(s.extra, route{pattern: "/api/", h: demoapi.Handler(auth, userDirectory{s.store})})
+	if metaPath != "" {
+		md := auth.Metadata()
+		md.ResourceName = "Demo API"
+		s.extra = append(s.extra, route{pattern: metaPath, h: resource.MetadataHandler(md), exact: true})
+	}
 	return nil
+}
+
+// localMetadataPath returns the path at which this server answers for the
+// RFC 9728 metadata of the resource identifier id, or "" when that URL is on
+// another origin (or id is not a URL).
+func (s *Server) localMetadataPath(id string) string {
+	mu, err := resource.MetadataURL(id)
+	if err != nil {
+		return ""
+	}
+	m, err1 := url.Parse(mu)
+	is, err2 := url.Parse(s.cfg.Issuer)
+	if err1 != nil || err2 != nil || !strings.EqualFold(m.Scheme, is.Scheme) || !strings.EqualFold(m.Host, is.Host) {
+		return ""
+	}
+	return m.Path
 }
 
 // errRevoked is returned for a verified access token without a live record.

@@ -21,6 +21,10 @@ func (s *Server) Handler() http.Handler {
 		r.Handle("/metrics", s.MetricsHandler()).Methods(http.MethodGet)
 	}
 	for _, e := range s.extra {
+		if e.exact {
+			r.Handle(e.pattern, m("metadata", e.h)).Methods(http.MethodGet, http.MethodHead)
+			continue
+		}
 		r.PathPrefix(e.pattern).Handler(m("api", e.h))
 	}
 	r.NotFoundHandler = http.HandlerFunc(notFound)

@@ -144,10 +144,12 @@ type Server struct {
 	scopes      scopeCache
 }
 
-// route is an extra handler mounted by an Option.
+// route is an extra handler mounted by an Option: at a path prefix, or at
+// exactly one path (a metadata document).
 type route struct {
 	pattern string
 	h       http.Handler
+	exact   bool
 }
 
 // Option configures optional parts of a Server.
@@ -161,7 +163,7 @@ func WithCollector(c prometheus.Collector) Option {
 
 // WithHandler mounts h at the path prefix (for example the demo API).
 func WithHandler(prefix string, h http.Handler) Option {
-	return func(s *Server) { s.extra = append(s.extra, route{prefix, h}) }
+	return func(s *Server) { s.extra = append(s.extra, route{pattern: prefix, h: h}) }
 }
 
 // New builds a Server on store and the key manager.

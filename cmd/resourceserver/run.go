@@ -34,7 +34,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.addr, "addr", "127.0.0.1:8081", "address to listen on")
 	fs.StringVar(&c.issuer, "issuer", "", "issuer URL of the authorization server (required)")
-	fs.StringVar(&c.audience, "audience", "", "this API's identifier, required in the tokens' aud (default {issuer}/api)")
+	fs.StringVar(&c.audience, "audience", "", "this API's resource identifier, its public base URL (RFC 9728), required in the tokens' aud (default http://ADDR/api)")
 	fs.TextVar(&c.mode, "mode", resource.ModeLocal, "token checks: local, introspect or local-then-introspect")
 	fs.StringVar(&c.clientID, "introspect-client-id", "", "client ID for the introspection endpoint")
 	fs.StringVar(&c.clientSecretFile, "introspect-client-secret-file", "", "file holding the introspection client secret")
@@ -52,7 +52,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return c, errors.New("--issuer is required")
 	}
 	if c.audience == "" {
-		c.audience = strings.TrimSuffix(c.issuer, "/") + "/api"
+		if host, _, err := net.SplitHostPort(c.addr); err != nil || host == "" || net.ParseIP(host).IsUnspecified() {
+			return c, fmt.Errorf("--addr %q names no host to derive this API's identifier from; give --audience, its public base URL (such as https://api.example.com/api)", c.addr)
+		}
 	}
 	introspects := c.mode != resource.ModeLocal
 	hasCreds := c.clientID != "" || c.clientSecretFile != ""
@@ -75,12 +77,18 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
-	handler, err := newHandler(ctx, cfg, logger)
+	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", cfg.addr)
+	if cfg.audience == "" {
+		// The API's own base URL, on the port actually bound (--addr may
+		// name port 0).
+		cfg.audience = "http://" + ln.Addr().String() + "/api"
+	}
+	handler, err := newHandler(ctx, cfg, logger)
 	if err != nil {
+		ln.Close()
 		return err
 	}
 	logger.Info("resourceserver: listening", "addr", ln.Addr().String(), "issuer", cfg.issuer,
@@ -109,9 +117,11 @@ func newHandler(ctx context.Context, cfg config, logger *slog.Logger) (http.Hand
 			CacheTTL:     5 * time.Second,
 		}
 	}
-	// The audience is this API's resource identifier. When it is a URL, the
-	// API's RFC 9728 metadata lives at the well-known path derived from it,
-	// and challenges point there.
+	// The audience is this API's resource identifier (RFC 9728 §1.2), its
+	// own base URL. Its RFC 9728 metadata lives at the well-known URL derived
+	// from it (§3.1), on this API's origin: this process serves it there,
+	// with resource equal to the identifier (§3.3), and challenges point
+	// there.
 	metaURL, metaErr := resource.MetadataURL(cfg.audience)
 	if metaErr == nil {
 		rc.ResourceMetadataURL = metaURL

@@ -24,9 +24,15 @@ func TestParseFlags(t *testing.T) {
 		wantErr string
 		check   func(config) bool
 	}{
+		// The default identifier is derived from the bound address by run.
 		{"AudienceDefault", []string{"--issuer", "https://auth.example/"}, "", func(c config) bool {
-			return c.audience == "https://auth.example/api" && c.mode == resource.ModeLocal
+			return c.audience == "" && c.mode == resource.ModeLocal
 		}},
+		{"AudienceGiven", []string{"--issuer", "https://auth.example/", "--addr", ":8081", "--audience", "https://api.example/v1"}, "", func(c config) bool {
+			return c.audience == "https://api.example/v1"
+		}},
+		{"WildcardAddrNeedsAudience", []string{"--issuer", "https://a", "--addr", ":8081"}, "give --audience", nil},
+		{"UnspecifiedAddrNeedsAudience", []string{"--issuer", "https://a", "--addr", "0.0.0.0:8081"}, "give --audience", nil},
 		{"Introspect", []string{"--issuer", "https://a", "--mode", "introspect", "--introspect-client-id", "api", "--introspect-client-secret-file", secret}, "",
 			func(c config) bool { return c.mode == resource.ModeIntrospect && c.clientID == "api" }},
 		{"NoIssuer", nil, "--issuer is required", nil},
@@ -109,11 +115,18 @@ func TestServesDemoAPI(t *testing.T) {
 		return resp.StatusCode, resp.Header, body
 	}
 
-	ada := is.Claims("user-1", "admin")
+	// This API's resource identifier is its own base URL (RFC 9728): the
+	// issuer must put it in aud.
+	resourceID := base + "/api"
+	forAPI := func(c map[string]any) map[string]any { c["aud"] = []string{resourceID}; return c }
+	ada := forAPI(is.Claims("user-1", "admin"))
 	ada["name"], ada["email"] = "Ada", "ada@example.com"
 	adaTok := is.Sign(t, ada)
-	bobTok := is.Token(t, "user-2", "user")
-	serviceTok := is.Sign(t, func() map[string]any { c := is.Claims("test-client"); delete(c, "roles"); return c }())
+	bobTok := is.Sign(t, forAPI(is.Claims("user-2", "user")))
+	serviceTok := is.Sign(t, func() map[string]any { c := forAPI(is.Claims("test-client")); delete(c, "roles"); return c }())
+	if code, h, _ := get("/api/me", is.Token(t, "user-1", "admin")); code != 401 || !strings.Contains(h.Get("WWW-Authenticate"), "invalid_token") {
+		t.Errorf("a token for another resource ({issuer}/api): %d %q", code, h.Get("WWW-Authenticate"))
+	}
 
 	if code, _, body := get("/api/me", adaTok); code != 200 || body["name"] != "Ada" {
 		t.Errorf("/api/me: %d %v", code, body)
@@ -130,12 +143,25 @@ func TestServesDemoAPI(t *testing.T) {
 	if want := `[{"email":"ada@example.com","id":"user-1","name":"Ada","roles":["admin"]},{"email":"","id":"user-2","name":"","roles":["user"]}]`; code != 200 || string(users) != want {
 		t.Errorf("/api/admin/users: %d %s, want %s", code, users, want)
 	}
+	// The challenge names the metadata on this API's own origin (RFC 9728
+	// §3.1, §5.1); following it gives the document whose resource is the
+	// identifier the URL was formed from (§3.3).
 	code, h, _ := get("/api/me", "")
-	if want := `Bearer realm="demo-api", resource_metadata="` + is.URL + `/.well-known/oauth-protected-resource/api"`; code != 401 || h.Get("WWW-Authenticate") != want {
-		t.Errorf("no token: %d %q, want %q", code, h.Get("WWW-Authenticate"), want)
+	metaURL := base + "/.well-known/oauth-protected-resource/api"
+	if want := `Bearer realm="demo-api", resource_metadata="` + metaURL + `"`; code != 401 || h.Get("WWW-Authenticate") != want {
+		t.Fatalf("no token: %d %q, want %q", code, h.Get("WWW-Authenticate"), want)
 	}
-	if code, _, body := get("/.well-known/oauth-protected-resource/api", ""); code != 200 || body["resource"] != is.Audience() {
-		t.Errorf("metadata: %d %v", code, body)
+	resp, err := http.Get(regexp.MustCompile(`resource_metadata="([^"]+)"`).FindStringSubmatch(h.Get("WWW-Authenticate"))[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var md resource.ProtectedResourceMetadata
+	if err := json.NewDecoder(resp.Body).Decode(&md); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("metadata: %d %v", resp.StatusCode, err)
+	}
+	resp.Body.Close()
+	if md.Resource != resourceID || len(md.AuthorizationServers) != 1 || md.AuthorizationServers[0] != is.URL {
+		t.Errorf("metadata = %+v, want resource %s and authorization server %s", md, resourceID, is.URL)
 	}
 
 	cancel()
