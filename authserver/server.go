@@ -72,6 +72,9 @@ type Config struct {
 	MetricsOnMainHandler bool
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+	// Audit, if set, receives the audit events (NewAuditLog) instead of
+	// Logger, which gets them as INFO records "audit" when Audit is nil.
+	Audit *AuditLog
 	// Now defaults to time.Now.
 	Now func() time.Time
 }
@@ -342,10 +345,20 @@ func (s *Server) rehash(ctx context.Context, id, pw string) {
 	s.audit(ctx, "password_rehashed", slog.String("sub", id))
 }
 
-// audit writes one structured audit record.
+// audit writes one audit record: the single entry point for audit events.
+// With Config.Audit set it goes to that sink (see AuditLog for the schema and
+// which events are sampled); otherwise it is an INFO record "audit" of the
+// operational log. attrs use the AuditLog vocabulary and never hold secrets.
 func (s *Server) audit(ctx context.Context, event string, attrs ...slog.Attr) {
+	if s.cfg.Audit != nil && !s.cfg.Audit.Enabled() {
+		return // --audit-log off: skip even the address lookup
+	}
 	if st := stateFrom(ctx); st != nil && st.ip != "" {
 		attrs = append(attrs, slog.String("ip", st.ip))
+	}
+	if s.cfg.Audit != nil {
+		s.cfg.Audit.Log(ctx, event, attrs...)
+		return
 	}
 	s.log.LogAttrs(ctx, slog.LevelInfo, "audit", append([]slog.Attr{slog.String("event", event)}, attrs...)...)
 }

@@ -1,6 +1,7 @@
 package keys
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -79,6 +80,11 @@ type Config struct {
 	// Logger receives lifecycle events; default slog.Default(). Key material is
 	// never logged.
 	Logger *slog.Logger
+	// OnEvent, if set, is called for every lifecycle change this manager
+	// applies (what is created, activated, retired, rescheduled, deleted or
+	// dropped), for example to write an audit record. It gets identifiers
+	// only, never key material, and must not block.
+	OnEvent func(ctx context.Context, what, kid, alg string)
 }
 
 // withDefaults returns a copy of c with defaults applied, or an error when a

@@ -313,5 +313,8 @@ func (m *Manager) logEvents(ctx context.Context, events []event) {
 			attrs = append(attrs, "delete_at", e.key.DeleteAt)
 		}
 		m.log.Log(ctx, level, msg, attrs...)
+		if m.cfg.OnEvent != nil {
+			m.cfg.OnEvent(ctx, e.what, e.key.ID, e.key.Algorithm)
+		}
 	}
 }

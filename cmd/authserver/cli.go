@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/oauthkit/authserver/authserver"
 	sqlstore "github.com/oauthkit/authserver/storage/sql"
 )
 
@@ -57,6 +58,9 @@ type globals struct {
 	// loadErr holds the configuration problems of a command annotated with
 	// annotLateConfigErrors.
 	loadErr error
+	// audit is the audit log of the running admin command, if it changes
+	// something (see auditAdminCommands).
+	audit *authserver.AuditLog
 }
 
 // run executes the command line args. main calls it with the process's
@@ -99,6 +103,7 @@ errors are one line on stderr and a non-zero exit code.`,
 	_ = root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"text", "json"}, cobra.ShellCompDirectiveNoFileComp))
 	root.AddCommand(newServeCmd(g), newConfigCmd(g), newUsersCmd(g), newClientsCmd(g), newKeysCmd(g), newTokensCmd(g),
 		newMigrateCmd(g), newVersionCmd(g))
+	g.auditAdminCommands(root)
 	return root
 }
 

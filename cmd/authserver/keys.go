@@ -55,7 +55,7 @@ func newKeysCmd(g *globals) *cobra.Command {
 		}
 		km, err := keys.New(cmd.Context(), st, keys.Config{Algorithm: alg, Secret: sec,
 			TokenLifetime: max(accessTTL, introspectionJWTTTL), RotationPeriod: rotation, JWKSMaxAge: maxAge,
-			Logger: slog.New(slog.NewTextHandler(g.stderr, nil))})
+			Logger: slog.New(slog.NewTextHandler(g.stderr, nil)), OnEvent: keyEvents(g.audit)})
 		if err != nil {
 			st.Close()
 			return nil, nil, err

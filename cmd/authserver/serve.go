@@ -65,8 +65,12 @@ type serveConfig struct {
 	trustedProxies  []string
 	memoryLimitMiB  int
 	argon2          password.Params
+	auditLog        string
+	auditIssuance   string
 	secretFlags
 
+	// audit is the opened --audit-log sink, set by serve.
+	audit *authserver.AuditLog
 	// certificate is loaded from tlsCert and tlsKey by validate.
 	certificate *tls.Certificate
 	// issuerFromAddr: validate derived the issuer from --addr.
@@ -197,6 +201,8 @@ func (c *serveConfig) registerFlags(f *pflag.FlagSet) {
 	f.Uint32Var(&c.argon2.Memory, "argon2-memory", password.DefaultParams.Memory, "argon2id memory in KiB")
 	f.Uint32Var(&c.argon2.Time, "argon2-time", password.DefaultParams.Time, "argon2id passes")
 	f.Uint8Var(&c.argon2.Threads, "argon2-threads", password.DefaultParams.Threads, "argon2id parallelism")
+	f.StringVar(&c.auditLog, "audit-log", "stderr", auditLogUsage)
+	f.StringVar(&c.auditIssuance, "audit-issuance", "all", "audit events of successful issuance (token_issued, login_succeeded, refresh_replayed) to write: all, none, or a sampling rate such as 0.01; failures are always written")
 	c.secretFlags.register(f)
 }
 
@@ -327,6 +333,12 @@ func (c *serveConfig) validate(db string) error {
 	if c.argon2.Memory < 8*uint32(max(c.argon2.Threads, 1)) || c.argon2.Time < 1 || c.argon2.Threads < 1 {
 		bad("argon2-memory", "--argon2-memory/time/threads are out of range")
 	}
+	if c.auditLog == "" {
+		bad("audit-log", "--audit-log must be stderr, off or a file path")
+	}
+	if _, err := authserver.ParseAuditIssuance(c.auditIssuance); err != nil {
+		bad("audit-issuance", "--audit-issuance %w", err)
+	}
 	if c.gcInterval <= 0 {
 		bad("gc-interval", "--gc-interval must be positive")
 	}
@@ -363,6 +375,14 @@ func serve(ctx context.Context, g *globals, c *serveConfig) error {
 		// password flood's argon2 garbage (19 MiB per hash) from piling up.
 		debug.SetMemoryLimit(int64(c.memoryLimitMiB) << 20)
 	}
+
+	issuance, _ := authserver.ParseAuditIssuance(c.auditIssuance) // validated
+	audit, closeAudit, err := openAuditLog(c.auditLog, g.stderr, issuance)
+	if err != nil {
+		return err
+	}
+	defer closeAudit()
+	c.audit = audit
 
 	if err := c.bindEphemeral(); err != nil {
 		return err
@@ -482,6 +502,7 @@ func openApp(ctx context.Context, g *globals, c *serveConfig, log *slog.Logger) 
 		JWKSMaxAge:     c.jwksMaxAge,
 		TokenLifetime:  max(c.accessTTL, introspectionJWTTTL),
 		Logger:         log,
+		OnEvent:        keyEvents(c.audit),
 	})
 	if err != nil {
 		return nil, err
@@ -509,6 +530,7 @@ func openApp(ctx context.Context, g *globals, c *serveConfig, log *slog.Logger) 
 		PasswordParams:       c.argon2,
 		IntrospectionJWTTTL:  introspectionJWTTTL,
 		Logger:               log,
+		Audit:                c.audit,
 		MetricsOnMainHandler: c.adminAddr == "",
 		CORSAllowedOrigins:   c.corsOrigins,
 		RefreshGrace:         c.refreshGrace,
