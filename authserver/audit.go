@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Audit events of successful issuance. Every other event (failures,
@@ -92,6 +94,9 @@ func (l *AuditLog) Log(ctx context.Context, event string, attrs ...slog.Attr) {
 	}
 	r := slog.NewRecord(time.Now(), slog.LevelInfo, event, 0)
 	r.AddAttrs(attrs...)
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		r.AddAttrs(slog.String("trace_id", sc.TraceID().String()))
+	}
 	_ = l.h.Handle(ctx, r)
 }
 

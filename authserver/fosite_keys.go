@@ -15,6 +15,10 @@ import (
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/handler/oauth2"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/oauthkit/authserver/internal/tracing"
 	"github.com/oauthkit/authserver/keys"
 )
 
@@ -35,6 +39,8 @@ type tokenStrategy struct {
 	// flight, unbounded signing would fill the run queue and every other
 	// goroutine, the group committer first, would wait behind it for a core.
 	slots chan struct{}
+	// tracer, when tracing is on, records a span per signature.
+	tracer trace.Tracer
 }
 
 var _ oauth2.CoreStrategy = (*tokenStrategy)(nil)
@@ -155,7 +161,10 @@ func (t *tokenStrategy) sign(ctx context.Context, claims any, typ string) (strin
 	if err != nil {
 		return "", fmt.Errorf("authserver: encode claims: %w", err)
 	}
+	ctx, span := tracing.Start(ctx, t.tracer, "sign", attribute.String("jwt.typ", typ),
+		attribute.String("jwt.alg", cur.Algorithm), attribute.String("jwt.kid", cur.KeyID))
 	jws, err := t.signSlot(ctx, signer, payload)
+	tracing.End(span, err)
 	if err != nil {
 		return "", fmt.Errorf("authserver: sign: %w", err)
 	}

@@ -4,12 +4,16 @@ import (
 	"net/http"
 
 	"github.com/gorilla/mux"
+
+	"github.com/oauthkit/authserver/internal/tracing"
 )
 
 // Handler returns the server's HTTP handler. Every route is listed here.
 func (s *Server) Handler() http.Handler {
 	r := mux.NewRouter()
-	m := s.metrics.instrument
+	m := func(endpoint string, h http.Handler) http.Handler {
+		return tracing.Handler(s.cfg.TracerProvider, endpoint, s.metrics.instrument(endpoint, h))
+	}
 	r.Handle("/token", m("token", s.cors(http.HandlerFunc(s.handleToken))))
 	r.Handle("/introspect", m("introspect", http.HandlerFunc(s.handleIntrospect)))
 	r.Handle("/revoke", m("revoke", s.cors(http.HandlerFunc(s.handleRevoke))))

@@ -18,8 +18,10 @@ import (
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/compose"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/oauthkit/authserver/internal/password"
+	"github.com/oauthkit/authserver/internal/tracing"
 	"github.com/oauthkit/authserver/keys"
 	"github.com/oauthkit/authserver/storage"
 )
@@ -72,6 +74,10 @@ type Config struct {
 	MetricsOnMainHandler bool
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+	// TracerProvider, if set, traces every request (a server span per
+	// route, continuing an incoming traceparent) and every signature. Nil
+	// (the default) turns tracing off at no cost.
+	TracerProvider trace.TracerProvider
 	// Audit, if set, receives the audit events (NewAuditLog) instead of
 	// Logger, which gets them as INFO records "audit" when Audit is nil.
 	Audit *AuditLog
@@ -249,6 +255,9 @@ func (s *Server) newProvider() (fosite.OAuth2Provider, *tokenStrategy) {
 		issuer:          s.cfg.Issuer,
 		now:             s.cfg.Now,
 		slots:           make(chan struct{}, runtime.GOMAXPROCS(0)),
+	}
+	if s.cfg.TracerProvider != nil {
+		strategy.tracer = s.cfg.TracerProvider.Tracer(tracing.ScopeName)
 	}
 	store := &fositeStore{store: s.store, srv: s}
 	for _, factory := range []compose.Factory{

@@ -22,12 +22,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/oauthkit/authserver/authserver"
 	"github.com/oauthkit/authserver/internal/password"
+	"github.com/oauthkit/authserver/internal/tracing"
 	"github.com/oauthkit/authserver/keys"
 	"github.com/oauthkit/authserver/storage"
 	sqlstore "github.com/oauthkit/authserver/storage/sql"
+	"github.com/oauthkit/authserver/storage/storagetrace"
 )
 
 // introspectionJWTTTL is the lifetime of signed introspection responses; the
@@ -67,10 +70,13 @@ type serveConfig struct {
 	argon2          password.Params
 	auditLog        string
 	auditIssuance   string
+	otlpEndpoint    string
 	secretFlags
 
 	// audit is the opened --audit-log sink, set by serve.
 	audit *authserver.AuditLog
+	// tracer is the OpenTelemetry provider when tracing is on, set by serve.
+	tracer trace.TracerProvider
 	// certificate is loaded from tlsCert and tlsKey by validate.
 	certificate *tls.Certificate
 	// issuerFromAddr: validate derived the issuer from --addr.
@@ -202,6 +208,7 @@ func (c *serveConfig) registerFlags(f *pflag.FlagSet) {
 	f.Uint32Var(&c.argon2.Time, "argon2-time", password.DefaultParams.Time, "argon2id passes")
 	f.Uint8Var(&c.argon2.Threads, "argon2-threads", password.DefaultParams.Threads, "argon2id parallelism")
 	f.StringVar(&c.auditLog, "audit-log", "stderr", auditLogUsage)
+	f.StringVar(&c.otlpEndpoint, "otlp-endpoint", "", "send OpenTelemetry traces over OTLP/HTTP to this collector URL, such as http://127.0.0.1:4318 (off without it or OTEL_EXPORTER_OTLP_ENDPOINT)")
 	f.StringVar(&c.auditIssuance, "audit-issuance", "all", "audit events of successful issuance (token_issued, login_succeeded, refresh_replayed) to write: all, none, or a sampling rate such as 0.01; failures are always written")
 	c.secretFlags.register(f)
 }
@@ -333,6 +340,11 @@ func (c *serveConfig) validate(db string) error {
 	if c.argon2.Memory < 8*uint32(max(c.argon2.Threads, 1)) || c.argon2.Time < 1 || c.argon2.Threads < 1 {
 		bad("argon2-memory", "--argon2-memory/time/threads are out of range")
 	}
+	if c.otlpEndpoint != "" {
+		if u, err := url.Parse(c.otlpEndpoint); err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+			bad("otlp-endpoint", "--otlp-endpoint %q must be an http(s) URL such as http://127.0.0.1:4318", c.otlpEndpoint)
+		}
+	}
 	if c.auditLog == "" {
 		bad("audit-log", "--audit-log must be stderr, off or a file path")
 	}
@@ -376,6 +388,21 @@ func serve(ctx context.Context, g *globals, c *serveConfig) error {
 		debug.SetMemoryLimit(int64(c.memoryLimitMiB) << 20)
 	}
 
+	tp, stopTracing, err := tracing.Setup(ctx, c.otlpEndpoint, version)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := stopTracing(sctx); err != nil {
+			log.Warn("tracing: flushing spans failed", "err", err)
+		}
+	}()
+	if tp != nil {
+		c.tracer = tp
+		log = slog.New(tracing.LogHandler(log.Handler()))
+	}
 	issuance, _ := authserver.ParseAuditIssuance(c.auditIssuance) // validated
 	audit, closeAudit, err := openAuditLog(c.auditLog, g.stderr, issuance)
 	if err != nil {
@@ -495,7 +522,11 @@ func openApp(ctx context.Context, g *globals, c *serveConfig, log *slog.Logger) 
 	if err != nil {
 		return nil, err
 	}
-	km, err := keys.New(ctx, st, keys.Config{
+	var store storage.Store = st
+	if c.tracer != nil {
+		store = storagetrace.Wrap(st, c.tracer)
+	}
+	km, err := keys.New(ctx, store, keys.Config{
 		Algorithm:      c.keyAlgorithm,
 		Secret:         secret,
 		RotationPeriod: c.keyRotation,
@@ -531,11 +562,12 @@ func openApp(ctx context.Context, g *globals, c *serveConfig, log *slog.Logger) 
 		IntrospectionJWTTTL:  introspectionJWTTTL,
 		Logger:               log,
 		Audit:                c.audit,
+		TracerProvider:       c.tracer,
 		MetricsOnMainHandler: c.adminAddr == "",
 		CORSAllowedOrigins:   c.corsOrigins,
 		RefreshGrace:         c.refreshGrace,
 		Throttle:             authserver.ThrottleConfig{TrustedProxies: proxies},
-	}, st, km, serverOptions(st)...)
+	}, store, km, serverOptions(st)...)
 	if err != nil {
 		return nil, err
 	}
