@@ -161,10 +161,16 @@ func (t *tokenStrategy) sign(ctx context.Context, claims any, typ string) (strin
 	if err != nil {
 		return "", fmt.Errorf("authserver: encode claims: %w", err)
 	}
-	ctx, span := tracing.Start(ctx, t.tracer, "sign", attribute.String("jwt.typ", typ),
-		attribute.String("jwt.alg", cur.Algorithm), attribute.String("jwt.kid", cur.KeyID))
-	jws, err := t.signSlot(ctx, signer, payload)
-	tracing.End(span, err)
+	var jws *jose.JSONWebSignature
+	if t.tracer == nil { // tracing off: not even the span's attributes
+		jws, err = t.signSlot(ctx, signer, payload)
+	} else {
+		var span trace.Span
+		ctx, span = tracing.Start(ctx, t.tracer, "sign", attribute.String("jwt.typ", typ),
+			attribute.String("jwt.alg", cur.Algorithm), attribute.String("jwt.kid", cur.KeyID))
+		jws, err = t.signSlot(ctx, signer, payload)
+		tracing.End(span, err)
+	}
 	if err != nil {
 		return "", fmt.Errorf("authserver: sign: %w", err)
 	}
