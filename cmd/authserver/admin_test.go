@@ -101,12 +101,12 @@ type jsonUser struct {
 }
 
 type jsonClient struct {
-	ID         string    `json:"id"`
-	Name       string    `json:"name"`
-	Public     bool      `json:"public"`
-	GrantTypes []string  `json:"grant_types"`
-	Scopes     []string  `json:"scopes"`
-	Introspect bool      `json:"introspect"`
+	ID         string   `json:"id"`
+	Name       string   `json:"name"`
+	Public     bool     `json:"public"`
+	GrantTypes []string `json:"grant_types"`
+	Scopes     []string `json:"scopes"`
+	Introspect bool     `json:"introspect"`
 	// Code-flow registration.
 	RedirectURIs []string  `json:"redirect_uris"`
 	Resources    []string  `json:"resources"`

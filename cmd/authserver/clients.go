@@ -18,19 +18,19 @@ import (
 
 // clientView is the public form of a client (never a secret hash).
 type clientView struct {
-	ID         string    `json:"id"`
-	Name       string    `json:"name,omitempty"`
-	Public     bool      `json:"public"`
-	GrantTypes []string  `json:"grant_types"`
-	Scopes     []string  `json:"scopes"`
-	Introspect bool      `json:"introspect"`
+	ID         string   `json:"id"`
+	Name       string   `json:"name,omitempty"`
+	Public     bool     `json:"public"`
+	GrantTypes []string `json:"grant_types"`
+	Scopes     []string `json:"scopes"`
+	Introspect bool     `json:"introspect"`
 	// Code-flow registration.
-	RedirectURIs []string `json:"redirect_uris"`
-	Resources    []string `json:"resources"`
-	SkipConsent  bool     `json:"skip_consent"`
-	RequirePAR   bool     `json:"require_par"`
-	Secrets      int      `json:"secrets"`
-	CreatedAt  time.Time `json:"created_at"`
+	RedirectURIs []string  `json:"redirect_uris"`
+	Resources    []string  `json:"resources"`
+	SkipConsent  bool      `json:"skip_consent"`
+	RequirePAR   bool      `json:"require_par"`
+	Secrets      int       `json:"secrets"`
+	CreatedAt    time.Time `json:"created_at"`
 	// Secret is set only when the command generated it (shown once).
 	Secret string `json:"client_secret,omitempty"`
 }
