@@ -494,7 +494,12 @@ func seeOther(w http.ResponseWriter, location string) {
 // are committed together, in the group commit shared with concurrent
 // requests.
 func (s *Server) issueCode(w http.ResponseWriter, r *http.Request, az *authzRequest, bs *browserSession) {
-	freq, err := http.NewRequestWithContext(r.Context(), http.MethodGet, "/authorize?"+az.form.Encode(), nil)
+	// fosite insists on a state of 8 characters or more; state is
+	// optional with PKCE (RFC 9700 §2.1.1) and we answer with az.state, so
+	// fosite gets a placeholder (it is not stored with the code).
+	form := cloneWithout(az.form, nil)
+	form.Set("state", fositeStatePlaceholder)
+	freq, err := http.NewRequestWithContext(r.Context(), http.MethodGet, "/authorize?"+form.Encode(), nil)
 	if err != nil {
 		s.authorizeFailed(w, r, az, &authzError{code: errServerError, desc: genericServerErrorDetail, redirect: true, status: http.StatusInternalServerError, cause: err})
 		return
@@ -537,6 +542,9 @@ func (s *Server) issueCode(w http.ResponseWriter, r *http.Request, az *authzRequ
 	s.audit(ctx, "code_issued", slog.String("client_id", az.client.ID), slog.String("sub", bs.user.ID))
 	s.redirectToClient(w, r, az, url.Values{"code": {resp.GetCode()}})
 }
+
+// fositeStatePlaceholder stands in for the client's state inside fosite.
+const fositeStatePlaceholder = "state-is-kept-by-authserver"
 
 // fositeAuthorizeError maps a fosite error at the authorization endpoint;
 // the redirect URI was validated before fosite ran, so it redirects.

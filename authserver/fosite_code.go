@@ -41,6 +41,13 @@ func (f *fositeStore) GetAuthorizeCodeSession(ctx context.Context, sig string, s
 	if err != nil {
 		return nil, err
 	}
+	// fosite reads the client's grant types from the code's request
+	// (whether to issue a refresh token): give it the registration.
+	if st := stateFrom(ctx); st != nil && st.client != nil && st.client.ID == t.ClientID {
+		r.Client = f.srv.fositeClient(*st.client)
+	} else if c, err := f.store.GetClient(ctx, t.ClientID); err == nil {
+		r.Client = f.srv.fositeClient(c)
+	}
 	if !t.Active {
 		return r, fosite.ErrInvalidatedAuthorizeCode
 	}

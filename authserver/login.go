@@ -72,7 +72,7 @@ func (s *Server) renderLogin(w http.ResponseWriter, r *http.Request, status int,
 		s.errorPage(w, http.StatusInternalServerError, errServerError, genericServerErrorDetail)
 		return
 	}
-	d := ui.Login{Action: "/login", CSRF: s.csrf.Token("login", binding, auth), Username: username, Error: msg}
+	d := ui.Login{Action: "/login", CSRF: s.csrf.Token("login", binding, "auth:"+auth), Username: username, Error: msg}
 	var targets []string
 	if az != nil {
 		d.ClientName = clientDisplayName(az.client)
@@ -100,7 +100,7 @@ func (s *Server) postLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	auth := form.Get(fieldAuth)
-	if !s.csrf.Valid(form.Get(fieldCSRF), "login", s.cookieValue(r, csrfCookieName), auth) {
+	if !s.csrf.Valid(form.Get(fieldCSRF), "login", s.cookieValue(r, csrfCookieName), "auth:"+auth) {
 		s.audit(ctx, "csrf_rejected", slog.String("form", "login"))
 		s.errorPage(w, http.StatusForbidden, errInvalidRequest, "This form has expired or was not sent from this site. Go back, reload the page and try again.")
 		return
