@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -18,6 +20,7 @@ import (
 
 	"golang.org/x/oauth2"
 
+	"github.com/oauthkit/authserver/authserver/ui"
 	"github.com/oauthkit/authserver/internal/password"
 	"github.com/oauthkit/authserver/storage"
 )
@@ -805,5 +808,61 @@ func TestMetadataAdvertisesCodeFlow(t *testing.T) {
 	}
 	if l, _ := m["code_challenge_methods_supported"].([]any); len(l) != 1 {
 		t.Errorf("code_challenge_methods_supported = %v, want only S256", l)
+	}
+}
+
+// A remembered consent is asked again once revoked.
+func TestRevokeConsent(t *testing.T) {
+	env := newCodeEnv(t)
+	b := newBrowser(t, env)
+	env.codeFor(t, b, "web", webRedirect)
+	cs, err := ListConsents(t.Context(), env.store, env.alice.ID)
+	if err != nil || len(cs) != 1 || cs[0].ClientID != "web" || !slices.Equal(cs[0].Scopes, []string{"read", "write"}) {
+		t.Fatalf("consents %+v %v", cs, err)
+	}
+	_, ch := pkcePair("rc")
+	if p := b.get(authorizeQuery("web", webRedirect, "s", ch)); p.location == nil {
+		t.Fatalf("remembered consent: %d", p.status)
+	}
+	if n, err := RevokeConsents(t.Context(), env.store, env.alice.ID, ""); err != nil || n != 1 {
+		t.Fatalf("revoke: %d %v", n, err)
+	}
+	if p := b.get(authorizeQuery("web", webRedirect, "s", ch)); !strings.Contains(p.body, `value="allow"`) {
+		t.Fatalf("consent not asked again after revocation: %d", p.status)
+	}
+}
+
+// --ui-dir replaces embedded templates and static files by name.
+func TestUIDirBranding(t *testing.T) {
+	dir := t.TempDir()
+	must := func(err error) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.MkdirAll(filepath.Join(dir, "templates"), 0o755))
+	must(os.MkdirAll(filepath.Join(dir, "static"), 0o755))
+	must(os.WriteFile(filepath.Join(dir, "templates", "login.html"), []byte(`{{define "title"}}ACME sign-in{{end}}{{define "content"}}<h1>ACME</h1><form method="post" action="{{.Action}}"><input type="hidden" name="csrf_token" value="{{.CSRF}}">{{range .Hidden}}<input type="hidden" name="{{.Name}}" value="{{.Value}}">{{end}}<input name="username"><input name="password" type="password"></form>{{end}}`), 0o644))
+	must(os.WriteFile(filepath.Join(dir, "static", "style.css"), []byte("body{color:rebeccapurple}"), 0o644))
+	env := newCodeEnv(t, func(c *Config) { c.UIDir = dir })
+	b := newBrowser(t, env)
+	_, ch := pkcePair("ui")
+	p := b.get(authorizeQuery("web", webRedirect, "s", ch))
+	if !strings.Contains(p.body, "<h1>ACME</h1>") {
+		t.Fatalf("branded sign-in page not used: %s", p.body)
+	}
+	if p = b.signIn(p, "alice@example.com", alicePW); !strings.Contains(p.body, `value="allow"`) {
+		t.Fatalf("the branded form does not sign in: %d", p.status)
+	}
+	if css := b.get("/ui/static/style.css"); !strings.Contains(css.body, "rebeccapurple") {
+		t.Fatalf("stylesheet not replaced: %s", css.body)
+	}
+	if p := b.get("/ui/static/"); p.status != http.StatusNotFound {
+		t.Fatalf("directory listing: %d", p.status)
+	}
+	// A broken template is refused at start-up, not at the first sign-in.
+	must(os.WriteFile(filepath.Join(dir, "templates", "consent.html"), []byte(`{{define "content"}}{{.Nope`), 0o644))
+	if _, err := ui.New(dir); err == nil {
+		t.Fatal("a broken template was accepted")
 	}
 }

@@ -366,3 +366,71 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
 	}
 	s.pages.Render(w, http.StatusOK, ui.PageMessage, ui.Message{Title: "Signed out", Text: "You have been signed out."})
 }
+
+// Consent is a user's remembered consent to a client.
+type Consent struct {
+	ClientID  string    `json:"client_id"`
+	Scopes    []string  `json:"scopes"`
+	GrantedAt time.Time `json:"granted_at"`
+}
+
+// ConsentStore is the storage ListConsents and RevokeConsents need.
+type ConsentStore interface {
+	ListClients(ctx context.Context) ([]storage.Client, error)
+	GetToken(ctx context.Context, kind storage.TokenKind, signature string) (storage.Token, error)
+	DeleteToken(ctx context.Context, kind storage.TokenKind, signature string) error
+}
+
+// ListConsents returns the consents the user gave, by client.
+func ListConsents(ctx context.Context, st ConsentStore, userID string) ([]Consent, error) {
+	clients, err := st.ListClients(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := []Consent{}
+	for _, c := range clients {
+		t, err := st.GetToken(ctx, storage.Consent, consentKey(userID, c.ID))
+		if errors.Is(err, storage.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		var p consentPayload
+		if err := json.Unmarshal(t.Payload, &p); err != nil {
+			return nil, fmt.Errorf("authserver: decode consent: %w", err)
+		}
+		out = append(out, Consent{ClientID: c.ID, Scopes: p.Scopes, GrantedAt: t.RequestedAt})
+	}
+	return out, nil
+}
+
+// RevokeConsents forgets the user's consent to clientID, or to every client
+// when clientID is empty; the user is asked again next time. It returns how
+// many consents were revoked. Tokens already issued are not touched (see
+// `tokens revoke`).
+func RevokeConsents(ctx context.Context, st ConsentStore, userID, clientID string) (int, error) {
+	ids := []string{clientID}
+	if clientID == "" {
+		cs, err := st.ListClients(ctx)
+		if err != nil {
+			return 0, err
+		}
+		ids = ids[:0]
+		for _, c := range cs {
+			ids = append(ids, c.ID)
+		}
+	}
+	n := 0
+	for _, id := range ids {
+		err := st.DeleteToken(ctx, storage.Consent, consentKey(userID, id))
+		if errors.Is(err, storage.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}

@@ -199,6 +199,16 @@ func TestAdminCommands(t *testing.T) {
 	if u.Disabled {
 		t.Fatal("users enable: still disabled")
 	}
+	var consents []map[string]any
+	a.json(&consents, "", "users", "consents", "alice@example.com")
+	if len(consents) != 0 {
+		t.Fatalf("users consents of a new user: %v", consents)
+	}
+	var revoked map[string]any
+	a.json(&revoked, "", "users", "revoke-consent", "alice@example.com", "--client", "nope")
+	if revoked["consents_revoked"] != float64(0) {
+		t.Fatalf("users revoke-consent: %v", revoked)
+	}
 
 	// Clients.
 	var app jsonClient
