@@ -108,7 +108,7 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 func (s *Server) authorizeParams(w http.ResponseWriter, r *http.Request) (url.Values, *authzError) {
 	var raw string
 	switch r.Method {
-	case http.MethodGet, http.MethodHead:
+	case http.MethodGet:
 		raw = r.URL.RawQuery
 	case http.MethodPost:
 		mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
@@ -393,7 +393,7 @@ func (s *Server) authorizeFailed(w http.ResponseWriter, r *http.Request, az *aut
 	s.log.LogAttrs(r.Context(), level, "authorization request refused", attrs...)
 	if e.redirect && az != nil && az.redirectURI != "" {
 		v := url.Values{"error": {e.code}, "error_description": {e.desc}}
-		s.redirectToClient(w, r, az, v)
+		s.redirectToClient(w, az, v)
 		return
 	}
 	s.errorPage(w, e.status, e.code, e.desc)
@@ -411,7 +411,7 @@ func (s *Server) errorPage(w http.ResponseWriter, status int, code, desc string)
 // redirectToClient sends the authorization response (RFC 6749 §4.1.2) with
 // state and iss (RFC 9207) added to params, keeping the redirect URI's own
 // query.
-func (s *Server) redirectToClient(w http.ResponseWriter, r *http.Request, az *authzRequest, params url.Values) {
+func (s *Server) redirectToClient(w http.ResponseWriter, az *authzRequest, params url.Values) {
 	if az.state != "" {
 		params.Set("state", az.state)
 	}
@@ -425,7 +425,6 @@ func (s *Server) redirectToClient(w http.ResponseWriter, r *http.Request, az *au
 	noStore(w)
 	w.Header().Set("Location", u)
 	w.WriteHeader(http.StatusSeeOther)
-	_ = r
 }
 
 // formTarget is the CSP form-action source of a redirect URI: the origin of
@@ -540,7 +539,7 @@ func (s *Server) issueCode(w http.ResponseWriter, r *http.Request, az *authzRequ
 	}
 	s.metrics.codes.Inc()
 	s.audit(ctx, "code_issued", slog.String("client_id", az.client.ID), slog.String("sub", bs.user.ID))
-	s.redirectToClient(w, r, az, url.Values{"code": {resp.GetCode()}})
+	s.redirectToClient(w, az, url.Values{"code": {resp.GetCode()}})
 }
 
 // fositeStatePlaceholder stands in for the client's state inside fosite.

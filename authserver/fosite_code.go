@@ -129,7 +129,7 @@ func (f *fositeStore) DeletePARSession(ctx context.Context, requestURI string) e
 }
 
 // expiryOf returns the expiry a record of kind takes from its session.
-func expiryOf(kind storage.TokenKind, s *session) (exp fosite.TokenType, err error) {
+func expiryOf(kind storage.TokenKind) (fosite.TokenType, error) {
 	switch kind {
 	case storage.AccessToken:
 		return fosite.AccessToken, nil

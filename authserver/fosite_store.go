@@ -66,7 +66,7 @@ func (f *fositeStore) createToken(ctx context.Context, kind storage.TokenKind, s
 	if err != nil {
 		return err
 	}
-	tt, err := expiryOf(kind, s)
+	tt, err := expiryOf(kind)
 	if err != nil {
 		return err
 	}

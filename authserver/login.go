@@ -206,7 +206,7 @@ func (s *Server) handleConsent(w http.ResponseWriter, r *http.Request) {
 	case "deny":
 		s.dropPending(ctx, auth)
 		s.audit(ctx, "consent_denied", slog.String("client_id", az.client.ID), slog.String("sub", bs.user.ID))
-		s.redirectToClient(w, r, az, url.Values{"error": {errAccessDenied}, "error_description": {"The user denied the request."}})
+		s.redirectToClient(w, az, url.Values{"error": {errAccessDenied}, "error_description": {"The user denied the request."}})
 	case "allow":
 		if err := s.saveConsent(ctx, bs.user.ID, az); err != nil {
 			s.log.Error("could not store a consent", "err", err)
