@@ -11,6 +11,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -24,7 +25,7 @@ import (
 // parseForm reads an application/x-www-form-urlencoded body strictly: a
 // missing or different content type, an oversized body and a repeated
 // parameter (RFC 6749 §3.2) are invalid_request.
-func (s *Server) parseForm(w http.ResponseWriter, r *http.Request) (url.Values, *oauthError) {
+func (s *Server) parseForm(w http.ResponseWriter, r *http.Request, repeatable ...string) (url.Values, *oauthError) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		return nil, newError(http.StatusMethodNotAllowed, errInvalidRequest, "The endpoint requires POST.")
@@ -46,7 +47,7 @@ func (s *Server) parseForm(w http.ResponseWriter, r *http.Request) (url.Values, 
 		return nil, invalidRequest("The request body is not valid form encoding.")
 	}
 	for k, v := range form {
-		if len(v) > 1 {
+		if len(v) > 1 && !slices.Contains(repeatable, k) {
 			return nil, invalidRequest("The parameter '" + safeParam(k) + "' is repeated.")
 		}
 	}
@@ -197,14 +198,16 @@ func (s *Server) fositeClientAuth(ctx context.Context, r *http.Request, form url
 }
 
 // fositeClient converts a registration to fosite's client type. Every client
-// may receive the server's one audience.
+// may receive the server's default audience, and its registered resources.
 func (s *Server) fositeClient(c storage.Client) fosite.Client {
 	fc := &fosite.DefaultClient{
-		ID:         c.ID,
-		GrantTypes: c.GrantTypes,
-		Scopes:     c.Scopes,
-		Public:     c.Public,
-		Audience:   []string{s.cfg.Audience},
+		ID:            c.ID,
+		GrantTypes:    c.GrantTypes,
+		Scopes:        c.Scopes,
+		Public:        c.Public,
+		Audience:      append([]string{s.cfg.Audience}, c.Resources...),
+		RedirectURIs:  c.RedirectURIs,
+		ResponseTypes: []string{responseTypeCode},
 	}
 	if len(c.SecretHashes) > 0 {
 		fc.Secret = []byte(c.SecretHashes[0])

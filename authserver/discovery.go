@@ -12,12 +12,18 @@ import (
 // metadata is the RFC 8414 authorization server metadata document.
 type metadata struct {
 	Issuer                                    string   `json:"issuer"`
+	AuthorizationEndpoint                     string   `json:"authorization_endpoint"`
 	TokenEndpoint                             string   `json:"token_endpoint"`
 	JWKSURI                                   string   `json:"jwks_uri"`
 	IntrospectionEndpoint                     string   `json:"introspection_endpoint"`
 	RevocationEndpoint                        string   `json:"revocation_endpoint"`
 	ScopesSupported                           []string `json:"scopes_supported,omitempty"`
 	ResponseTypesSupported                    []string `json:"response_types_supported"`
+	ResponseModesSupported                    []string `json:"response_modes_supported"`
+	CodeChallengeMethodsSupported             []string `json:"code_challenge_methods_supported"`
+	PushedAuthorizationRequestEndpoint        string   `json:"pushed_authorization_request_endpoint"`
+	RequirePushedAuthorizationRequests        bool     `json:"require_pushed_authorization_requests"`
+	AuthorizationResponseIssParameter         bool     `json:"authorization_response_iss_parameter_supported"`
 	GrantTypesSupported                       []string `json:"grant_types_supported"`
 	TokenEndpointAuthMethodsSupported         []string `json:"token_endpoint_auth_methods_supported"`
 	IntrospectionEndpointAuthMethodsSupported []string `json:"introspection_endpoint_auth_methods_supported"`
@@ -39,15 +45,20 @@ func (s *Server) handleMetadata(w http.ResponseWriter, r *http.Request) {
 		scopes = s.scopes.get(r.Context(), s)
 	}
 	m := metadata{
-		Issuer:                            s.cfg.Issuer,
-		TokenEndpoint:                     s.cfg.Issuer + "/token",
-		JWKSURI:                           s.cfg.Issuer + "/.well-known/jwks.json",
-		IntrospectionEndpoint:             s.cfg.Issuer + "/introspect",
-		RevocationEndpoint:                s.cfg.Issuer + "/revoke",
-		ScopesSupported:                   scopes,
-		ResponseTypesSupported:            []string{},
-		GrantTypesSupported:               SupportedGrantTypes,
-		TokenEndpointAuthMethodsSupported: []string{"client_secret_basic", "client_secret_post", "none"},
+		Issuer:                                    s.cfg.Issuer,
+		AuthorizationEndpoint:                     s.cfg.Issuer + "/authorize",
+		TokenEndpoint:                             s.cfg.Issuer + "/token",
+		JWKSURI:                                   s.cfg.Issuer + "/.well-known/jwks.json",
+		IntrospectionEndpoint:                     s.cfg.Issuer + "/introspect",
+		RevocationEndpoint:                        s.cfg.Issuer + "/revoke",
+		ScopesSupported:                           scopes,
+		ResponseTypesSupported:                    []string{responseTypeCode},
+		ResponseModesSupported:                    []string{"query"},
+		CodeChallengeMethodsSupported:             []string{pkceS256},
+		PushedAuthorizationRequestEndpoint:        s.cfg.Issuer + "/par",
+		AuthorizationResponseIssParameter:         true,
+		GrantTypesSupported:                       SupportedGrantTypes,
+		TokenEndpointAuthMethodsSupported:         []string{"client_secret_basic", "client_secret_post", "none"},
 		IntrospectionEndpointAuthMethodsSupported: []string{"client_secret_basic", "client_secret_post"},
 		RevocationEndpointAuthMethodsSupported:    []string{"client_secret_basic", "client_secret_post", "none"},
 		IntrospectionSigningAlgValuesSupported:    algs,

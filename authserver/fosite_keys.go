@@ -101,10 +101,14 @@ func (t *tokenStrategy) GenerateAccessToken(ctx context.Context, r fosite.Reques
 	if scope == nil {
 		scope = r.GetGrantedScopes()
 	}
+	aud := s.AccessAudience
+	if aud == nil {
+		aud = r.GetGrantedAudience()
+	}
 	c := accessClaims{
 		Issuer:   t.issuer,
 		Subject:  s.Subject,
-		Audience: r.GetGrantedAudience(),
+		Audience: aud,
 		Expiry:   exp.Unix(),
 		IssuedAt: now.Unix(),
 		ID:       s.JTI,

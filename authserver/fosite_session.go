@@ -26,6 +26,14 @@ type session struct {
 	// grant's (a refresh with a smaller scope, RFC 6749 §6); the refresh
 	// token keeps the grant's scope.
 	AccessScope []string `json:"access_scope,omitempty"`
+	// Resources are the grant's audiences (RFC 8707); AccessAudience, when
+	// set, narrows one access token's audience below them.
+	Resources      []string `json:"resources,omitempty"`
+	AccessAudience []string `json:"access_aud,omitempty"`
+	// AuthTime is when the user signed in, and SessionID the browser
+	// session, for tokens of the authorization code flow.
+	AuthTime  time.Time `json:"auth_time,omitempty"`
+	SessionID string    `json:"sid,omitempty"`
 	// JTI and IssuedAt describe the access token issued with this session.
 	JTI      string    `json:"jti,omitempty"`
 	IssuedAt time.Time `json:"iat,omitempty"`
@@ -56,6 +64,8 @@ func (s *session) Clone() fosite.Session {
 	c := *s
 	c.Roles = slices.Clone(s.Roles)
 	c.AccessScope = slices.Clone(s.AccessScope)
+	c.Resources = slices.Clone(s.Resources)
+	c.AccessAudience = slices.Clone(s.AccessAudience)
 	c.ExpiresAt = make(map[fosite.TokenType]time.Time, len(s.ExpiresAt))
 	for k, v := range s.ExpiresAt {
 		c.ExpiresAt[k] = v
@@ -83,6 +93,13 @@ func encodePayload(r fosite.Requester) ([]byte, *session, error) {
 	if !ok {
 		return nil, nil, fmt.Errorf("authserver: unexpected session type %T", r.GetSession())
 	}
+	form := r.GetRequestForm()
+	for _, k := range secretParams {
+		if form.Has(k) {
+			form = cloneWithout(form, secretParams)
+			break
+		}
+	}
 	p := payload{
 		ID:                r.GetID(),
 		RequestedAt:       r.GetRequestedAt(),
@@ -91,7 +108,7 @@ func encodePayload(r fosite.Requester) ([]byte, *session, error) {
 		GrantedScope:      r.GetGrantedScopes(),
 		RequestedAudience: r.GetRequestedAudience(),
 		GrantedAudience:   r.GetGrantedAudience(),
-		Form:              r.GetRequestForm(),
+		Form:              form,
 		Session:           s,
 	}
 	b, err := json.Marshal(p)
@@ -123,4 +140,17 @@ func decodePayload(b []byte, into fosite.Session) (*fosite.Request, error) {
 		Form:              p.Form,
 		Session:           s,
 	}, nil
+}
+
+// secretParams are request parameters that are never stored.
+var secretParams = []string{"password", "client_secret", "client_assertion", "code_verifier"}
+
+func cloneWithout(form url.Values, drop []string) url.Values {
+	out := make(url.Values, len(form))
+	for k, v := range form {
+		if !slices.Contains(drop, k) {
+			out[k] = v
+		}
+	}
+	return out
 }

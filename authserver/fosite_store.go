@@ -66,10 +66,11 @@ func (f *fositeStore) createToken(ctx context.Context, kind storage.TokenKind, s
 	if err != nil {
 		return err
 	}
-	exp := s.GetExpiresAt(fosite.AccessToken)
-	if kind == storage.RefreshToken {
-		exp = s.GetExpiresAt(fosite.RefreshToken)
+	tt, err := expiryOf(kind)
+	if err != nil {
+		return err
 	}
+	exp := s.GetExpiresAt(tt)
 	if exp.IsZero() {
 		return fmt.Errorf("authserver: %s without expiry", kind)
 	}

@@ -22,6 +22,8 @@ type metrics struct {
 	duration       *prometheus.HistogramVec
 	tokens         *prometheus.CounterVec
 	loginFailures  prometheus.Counter
+	codes          prometheus.Counter
+	signIns        prometheus.Counter
 	throttled      *prometheus.CounterVec
 	introspections *prometheus.CounterVec
 	refreshReuse   prometheus.Counter
@@ -42,6 +44,10 @@ func newMetrics(km *keys.Manager) *metrics {
 		Help: "Token responses by grant type."}, []string{"grant"})
 	m.loginFailures = prometheus.NewCounter(prometheus.CounterOpts{Name: "authserver_login_failures_total",
 		Help: "Password grant attempts with bad credentials."})
+	m.codes = prometheus.NewCounter(prometheus.CounterOpts{Name: "authserver_authorization_codes_issued_total",
+		Help: "Authorization codes issued at the authorization endpoint."})
+	m.signIns = prometheus.NewCounter(prometheus.CounterOpts{Name: "authserver_sign_ins_total",
+		Help: "Successful sign-ins on the sign-in page."})
 	m.throttled = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "authserver_throttled_total",
 		Help: "Requests refused by brute-force throttling, by kind (password, client)."}, []string{"kind"})
 	m.introspections = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "authserver_introspections_total",
@@ -56,7 +62,7 @@ func newMetrics(km *keys.Manager) *metrics {
 	m.commitDuration = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "authserver_token_commit_duration_seconds",
 		Help:    "Time of one group-commit transaction, from begin to the end of the commit (fsync included).",
 		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1}})
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.tokens, m.loginFailures, m.throttled,
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.tokens, m.loginFailures, m.codes, m.signIns, m.throttled,
 		m.introspections, m.refreshReuse, m.revocations, m.commitBatch, m.commitDuration,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&keyCollector{km: km}} {

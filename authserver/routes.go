@@ -5,6 +5,7 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"github.com/oauthkit/authserver/authserver/ui"
 	"github.com/oauthkit/authserver/internal/tracing"
 )
 
@@ -17,6 +18,12 @@ func (s *Server) Handler() http.Handler {
 	r.Handle("/token", m("token", s.cors(http.HandlerFunc(s.handleToken))))
 	r.Handle("/introspect", m("introspect", http.HandlerFunc(s.handleIntrospect)))
 	r.Handle("/revoke", m("revoke", s.cors(http.HandlerFunc(s.handleRevoke))))
+	r.Handle("/authorize", m("authorize", http.HandlerFunc(s.handleAuthorize))).Methods(http.MethodGet, http.MethodPost)
+	r.Handle("/par", m("par", s.cors(http.HandlerFunc(s.handlePAR))))
+	r.Handle("/login", m("login", http.HandlerFunc(s.handleLogin))).Methods(http.MethodGet, http.MethodPost)
+	r.Handle("/consent", m("consent", http.HandlerFunc(s.handleConsent))).Methods(http.MethodGet, http.MethodPost)
+	r.Handle("/logout", m("logout", http.HandlerFunc(s.handleLogout))).Methods(http.MethodGet, http.MethodPost)
+	r.PathPrefix(ui.StaticPrefix).Handler(s.pages.StaticHandler()).Methods(http.MethodGet, http.MethodHead)
 	r.Handle("/.well-known/jwks.json", m("jwks", s.keys.JWKSHandler()))
 	r.Handle("/.well-known/oauth-authorization-server", m("metadata", http.HandlerFunc(s.handleMetadata))).Methods(http.MethodGet, http.MethodHead)
 	r.HandleFunc("/healthz", s.handleHealthz).Methods(http.MethodGet, http.MethodHead)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"runtime"
 	"slices"
 	"strconv"
@@ -20,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/oauthkit/authserver/authserver/ui"
 	"github.com/oauthkit/authserver/internal/password"
 	"github.com/oauthkit/authserver/internal/tracing"
 	"github.com/oauthkit/authserver/keys"
@@ -72,6 +74,18 @@ type Config struct {
 	// MetricsOnMainHandler serves /metrics from Handler; otherwise use
 	// MetricsHandler on a separate (admin) listener.
 	MetricsOnMainHandler bool
+	// AuthCodeTTL is the lifetime of an authorization code (default 60s).
+	AuthCodeTTL time.Duration
+	// PARTTL is the lifetime of a pushed request's request_uri (default 60s).
+	PARTTL time.Duration
+	// SessionTTL is the lifetime of a browser session (default 24h).
+	SessionTTL time.Duration
+	// LoginTTL is how long a user has to sign in and consent once an
+	// authorization request arrived (default 15 minutes).
+	LoginTTL time.Duration
+	// UIDir, when set, holds templates/*.html and static/* files that
+	// replace the embedded sign-in, consent and sign-out pages.
+	UIDir string
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// TracerProvider, if set, traces every request (a server span per
@@ -120,6 +134,18 @@ func (c *Config) setDefaults() error {
 	if c.ClientCacheTTL == 0 {
 		c.ClientCacheTTL = 10 * time.Second
 	}
+	if c.AuthCodeTTL <= 0 {
+		c.AuthCodeTTL = 60 * time.Second
+	}
+	if c.PARTTL <= 0 {
+		c.PARTTL = 60 * time.Second
+	}
+	if c.SessionTTL <= 0 {
+		c.SessionTTL = 24 * time.Hour
+	}
+	if c.LoginTTL <= 0 {
+		c.LoginTTL = pendingTTLDefault
+	}
 	c.Throttle.setDefaults()
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -150,6 +176,8 @@ type Server struct {
 	metrics     *metrics
 	committer   *committer
 	draining    atomic.Bool
+	pages       *ui.Pages
+	csrf        ui.CSRF
 	scopes      scopeCache
 }
 
@@ -181,7 +209,12 @@ func New(cfg Config, store storage.Store, km *keys.Manager, opts ...Option) (*Se
 		return nil, err
 	}
 	s := &Server{cfg: cfg, store: store, keys: km, log: cfg.Logger,
-		hashSem: make(chan struct{}, cfg.MaxConcurrentHashes)}
+		hashSem: make(chan struct{}, cfg.MaxConcurrentHashes), csrf: ui.NewCSRF(deriveKey(cfg.Secret, "csrf"))}
+	pages, err := ui.New(cfg.UIDir)
+	if err != nil {
+		return nil, err
+	}
+	s.pages = pages
 	s.metrics = newMetrics(km)
 	s.committer = newCommitter(store, defaultMinBatch, defaultLinger, func(n int, d time.Duration) {
 		s.metrics.commitBatch.Observe(float64(n))
@@ -247,6 +280,17 @@ func (s *Server) newProvider() (fosite.OAuth2Provider, *tokenStrategy) {
 		TokenURL:                     s.cfg.Issuer + "/token",
 		ClientAuthenticationStrategy: s.fositeClientAuth,
 		RefreshTokenScopes:           []string{},
+		AuthorizeCodeLifespan:        s.cfg.AuthCodeTTL,
+		// PKCE with S256 for every client (RFC 9700 §2.1.1); validated
+		// before fosite runs, enforced here again.
+		EnforcePKCE:                    true,
+		EnablePKCEPlainChallengeMethod: false,
+		// state is optional with PKCE (RFC 9700 §2.1): no minimum length.
+		MinParameterEntropy:             -1,
+		OmitRedirectScopeParam:          true,
+		RedirectSecureChecker:           redirectSecure,
+		PushedAuthorizeContextLifespan:  s.cfg.PARTTL,
+		PushedAuthorizeRequestURIPrefix: requestURIPrefix,
 	}
 	cfg := providerConfig{fc}
 	strategy := &tokenStrategy{
@@ -265,14 +309,43 @@ func (s *Server) newProvider() (fosite.OAuth2Provider, *tokenStrategy) {
 		compose.OAuth2ResourceOwnerPasswordCredentialsFactory,
 		compose.OAuth2RefreshTokenGrantFactory,
 		compose.OAuth2ClientCredentialsGrantFactory,
+		// The code handler first: PKCE needs the code it issues.
+		compose.OAuth2AuthorizeExplicitFactory,
+		compose.OAuth2PKCEFactory,
+		compose.PushedAuthorizeHandlerFactory,
 	} {
-		h, ok := factory(cfg, store, strategy).(fosite.TokenEndpointHandler)
-		if !ok {
-			panic("authserver: factory did not return a token endpoint handler")
+		h := factory(cfg, store, strategy)
+		registered := false
+		if th, ok := h.(fosite.TokenEndpointHandler); ok {
+			fc.TokenEndpointHandlers.Append(th)
+			registered = true
 		}
-		fc.TokenEndpointHandlers.Append(h)
+		if ah, ok := h.(fosite.AuthorizeEndpointHandler); ok {
+			fc.AuthorizeEndpointHandlers.Append(ah)
+			registered = true
+		}
+		if ph, ok := h.(fosite.PushedAuthorizeEndpointHandler); ok {
+			fc.PushedAuthorizeEndpointHandlers.Append(ph)
+			registered = true
+		}
+		if !registered {
+			panic("authserver: factory returned no endpoint handler")
+		}
 	}
 	return fosite.NewOAuth2Provider(store, cfg), strategy
+}
+
+// redirectSecure is fosite's check of a redirect URI's transport, matching
+// registration: https, loopback http, or a private-use scheme (RFC 8252).
+func redirectSecure(_ context.Context, u *url.URL) bool {
+	switch u.Scheme {
+	case "https":
+		return true
+	case "http":
+		return isLoopbackLiteral(u.Hostname())
+	default:
+		return strings.Contains(u.Scheme, ".")
+	}
 }
 
 // errHashBusy is returned when the password hashing queue is full.

@@ -23,7 +23,7 @@ const (
 )
 
 // SupportedGrantTypes lists the grant types the token endpoint offers.
-var SupportedGrantTypes = []string{grantPassword, grantRefreshToken, grantClientCredentials}
+var SupportedGrantTypes = []string{grantAuthorizationCode, grantPassword, grantRefreshToken, grantClientCredentials}
 
 // requestState carries what our fosite hooks learn during one token request.
 type requestState struct {
@@ -88,7 +88,7 @@ type tokenResponse struct {
 }
 
 func (s *Server) token(w http.ResponseWriter, r *http.Request) (*tokenResponse, *oauthError) {
-	form, oerr := s.parseForm(w, r)
+	form, oerr := s.parseForm(w, r, "resource")
 	if oerr != nil {
 		return nil, oerr
 	}
@@ -108,6 +108,13 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) (*tokenResponse, 
 	case grantRefreshToken:
 		if form.Get("refresh_token") == "" {
 			return nil, invalidRequest("The refresh_token parameter is missing.")
+		}
+	case grantAuthorizationCode:
+		if form.Get("code") == "" {
+			return nil, invalidRequest("The code parameter is missing.")
+		}
+		if form.Get("code_verifier") == "" {
+			return nil, invalidRequest("The code_verifier parameter is missing (PKCE is required).")
 		}
 	}
 
@@ -164,8 +171,14 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) (*tokenResponse, 
 		if oe := s.refreshSession(ctx, sess, ar, form); oe != nil {
 			return nil, oe
 		}
+	case grantAuthorizationCode:
+		if oe := s.codeSession(ctx, sess); oe != nil {
+			return nil, oe
+		}
 	}
-	ar.GrantAudience(s.cfg.Audience)
+	if oe := s.tokenAudience(client, grant, sess, ar, form["resource"]); oe != nil {
+		return nil, oe
+	}
 	// One issuance instant for iat, exp and expires_in.
 	now := s.cfg.Now().UTC().Truncate(time.Second)
 	sess.IssuedAt = now
@@ -190,6 +203,11 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) (*tokenResponse, 
 	st.arrived()
 	if err != nil {
 		oe := toOAuthError(err)
+		if st.refreshRace && grant == grantAuthorizationCode {
+			// A concurrent exchange consumed this code first: this is a
+			// second use, and every token issued from the code is revoked.
+			return nil, s.codeReused(ctx, ar.GetID())
+		}
 		if st.refreshRace {
 			// A concurrent request consumed this refresh token first: within
 			// a grace window it gets that request's pair.
@@ -257,7 +275,7 @@ func (s *Server) refreshSession(ctx context.Context, sess *session, ar fosite.Ac
 		}
 		fillUserSession(sess, u)
 	}
-	sess.AccessScope = nil
+	sess.AccessScope, sess.AccessAudience = nil, nil
 	if v, ok := form["scope"]; ok {
 		req := strings.Fields(v[0])
 		granted := ar.GetGrantedScopes()
@@ -288,6 +306,64 @@ func (s *Server) flush(ctx context.Context, st *requestState) error {
 	}
 	if err != nil {
 		return unavailable(err)
+	}
+	return nil
+}
+
+// codeSession refreshes the user's facts when a code is exchanged: a user
+// disabled or deleted since the sign-in gets no tokens.
+func (s *Server) codeSession(ctx context.Context, sess *session) *oauthError {
+	u, err := s.store.GetUser(ctx, sess.Subject)
+	if errors.Is(err, storage.ErrNotFound) || (err == nil && u.Disabled) {
+		return newError(http.StatusBadRequest, errInvalidGrant, "The authorization code is invalid, expired or revoked.")
+	}
+	if err != nil {
+		return unavailable(err)
+	}
+	fillUserSession(sess, u)
+	return nil
+}
+
+// codeReused revokes every token issued from a code that was used twice
+// (RFC 6749 §4.1.2) and returns the error of the second use.
+func (s *Server) codeReused(ctx context.Context, requestID string) *oauthError {
+	for _, kind := range []storage.TokenKind{storage.AccessToken, storage.RefreshToken} {
+		if _, err := s.store.DeleteTokens(ctx, kind, requestID); err != nil {
+			s.log.Error("revoking the tokens of a reused code failed", "err", err)
+		}
+	}
+	s.audit(ctx, "code_reuse_detected")
+	return newError(http.StatusBadRequest, errInvalidGrant, "The authorization code has already been used.")
+}
+
+// tokenAudience sets the access token's audience from the resource
+// parameters (RFC 8707 §2.2). A new grant (password, client_credentials)
+// picks among the client's allowed resources, the default audience without
+// the parameter; a code exchange or a refresh may only narrow the grant's
+// audience, which the refresh token keeps.
+func (s *Server) tokenAudience(c *storage.Client, grant string, sess *session, ar fosite.AccessRequester, requested []string) *oauthError {
+	switch grant {
+	case grantPassword, grantClientCredentials:
+		res, oe := s.resourcesFor(*c, requested, nil)
+		if oe != nil {
+			return oe
+		}
+		sess.Resources = res
+	default:
+		if sess.Resources == nil {
+			// A grant from before resource indicators: the default audience.
+			sess.Resources = []string{s.cfg.Audience}
+		}
+		if len(requested) > 0 {
+			res, oe := s.resourcesFor(*c, requested, sess.Resources)
+			if oe != nil {
+				return oe
+			}
+			sess.AccessAudience = res
+		}
+	}
+	for _, aud := range sess.Resources {
+		ar.GrantAudience(aud)
 	}
 	return nil
 }

@@ -63,6 +63,18 @@ type Client struct {
 	// Introspect allows the client to call the introspection endpoint.
 	Introspect bool
 	Name       string
+	// RedirectURIs are the registered redirection endpoints of the
+	// authorization code flow, matched as exact strings (RFC 9700 §4.1.3;
+	// only the port of a loopback URI may differ, RFC 8252 §7.3).
+	RedirectURIs []string
+	// Resources are the resource indicators (RFC 8707) the client may ask
+	// for: the audiences its access tokens may carry besides the default.
+	Resources []string
+	// SkipConsent marks a first-party client: its users see no consent page.
+	SkipConsent bool
+	// RequirePAR makes the client send its authorization requests through
+	// the pushed authorization request endpoint (RFC 9126 §6).
+	RequirePAR bool
 	CreatedAt  time.Time
 	UpdatedAt  time.Time
 }
@@ -70,10 +82,30 @@ type Client struct {
 // TokenKind tells access tokens from refresh tokens.
 type TokenKind string
 
-// Token kinds.
+// Token kinds. Besides tokens, the short-lived handles of the authorization
+// code flow are token records too: each is a bearer value of which only a
+// hash is stored, with a subject, a client, an expiry and an opaque payload.
 const (
 	AccessToken  TokenKind = "access_token"
 	RefreshToken TokenKind = "refresh_token"
+	// AuthorizeCode is an authorization code (RFC 6749 §4.1.2); it is
+	// consumed with DeactivateToken, so that exactly one exchange wins.
+	AuthorizeCode TokenKind = "authorize_code"
+	// PKCERequest holds the PKCE challenge of an authorization code
+	// (RFC 7636), under the code's signature.
+	PKCERequest TokenKind = "pkce"
+	// PushedRequest is a pushed authorization request (RFC 9126), under its
+	// request_uri; it is consumed with DeleteToken.
+	PushedRequest TokenKind = "par"
+	// AuthorizeRequest is an authorization request waiting for the user to
+	// sign in or consent.
+	AuthorizeRequest TokenKind = "authorize_request"
+	// BrowserSession is a signed-in browser session, under the hash of its
+	// cookie; Subject is the user.
+	BrowserSession TokenKind = "browser_session"
+	// Consent is a user's remembered consent to a client (Subject, ClientID);
+	// the payload holds the consented scopes.
+	Consent TokenKind = "consent"
 )
 
 // Token is the stored record of an issued token. The token itself is never
@@ -207,7 +239,8 @@ type Tokens interface {
 	DeactivateTokens(ctx context.Context, kind TokenKind, requestID string) (int64, error)
 	// DeleteTokens deletes every record of kind in the grant.
 	DeleteTokens(ctx context.Context, kind TokenKind, requestID string) (int64, error)
-	// RevokeTokens deletes every record (both kinds) matching the filter. It
+	// RevokeTokens deletes every record (of every kind: tokens, codes, browser
+	// sessions and consents) matching the filter. It
 	// fails, deleting nothing, when the filter is empty.
 	RevokeTokens(ctx context.Context, f TokenFilter) (int64, error)
 }

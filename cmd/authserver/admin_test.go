@@ -101,15 +101,20 @@ type jsonUser struct {
 }
 
 type jsonClient struct {
-	ID         string    `json:"id"`
-	Name       string    `json:"name"`
-	Public     bool      `json:"public"`
-	GrantTypes []string  `json:"grant_types"`
-	Scopes     []string  `json:"scopes"`
-	Introspect bool      `json:"introspect"`
-	Secrets    int       `json:"secrets"`
-	CreatedAt  time.Time `json:"created_at"`
-	Secret     string    `json:"client_secret"`
+	ID         string   `json:"id"`
+	Name       string   `json:"name"`
+	Public     bool     `json:"public"`
+	GrantTypes []string `json:"grant_types"`
+	Scopes     []string `json:"scopes"`
+	Introspect bool     `json:"introspect"`
+	// Code-flow registration.
+	RedirectURIs []string  `json:"redirect_uris"`
+	Resources    []string  `json:"resources"`
+	SkipConsent  bool      `json:"skip_consent"`
+	RequirePAR   bool      `json:"require_par"`
+	Secrets      int       `json:"secrets"`
+	CreatedAt    time.Time `json:"created_at"`
+	Secret       string    `json:"client_secret"`
 }
 
 type jsonKey struct {
@@ -194,6 +199,16 @@ func TestAdminCommands(t *testing.T) {
 	if u.Disabled {
 		t.Fatal("users enable: still disabled")
 	}
+	var consents []map[string]any
+	a.json(&consents, "", "users", "consents", "alice@example.com")
+	if len(consents) != 0 {
+		t.Fatalf("users consents of a new user: %v", consents)
+	}
+	var revoked map[string]any
+	a.json(&revoked, "", "users", "revoke-consent", "alice@example.com", "--client", "nope")
+	if revoked["consents_revoked"] != float64(0) {
+		t.Fatalf("users revoke-consent: %v", revoked)
+	}
 
 	// Clients.
 	var app jsonClient
@@ -207,6 +222,38 @@ func TestAdminCommands(t *testing.T) {
 		t.Fatalf("clients add --public: %+v", web)
 	}
 	a.fail("a public client may only use", "", "clients", "add", "--id", "bad", "--public", "--grant", "client_credentials")
+
+	// The authorization code flow's registration, and clients update.
+	var spa jsonClient
+	a.json(&spa, "", "clients", "add", "--id", "spa", "--public", "--grant", "authorization_code", "--grant", "refresh_token",
+		"--redirect-uri", "https://spa.example/cb", "--redirect-uri", "http://127.0.0.1/cb", "--redirect-uri", "com.example.app:/cb",
+		"--resource", "https://api.example/", "--skip-consent", "--require-par")
+	if !slices.Equal(spa.RedirectURIs, []string{"https://spa.example/cb", "http://127.0.0.1/cb", "com.example.app:/cb"}) ||
+		!slices.Equal(spa.Resources, []string{"https://api.example/"}) || !spa.SkipConsent || !spa.RequirePAR {
+		t.Fatalf("clients add (code flow): %+v", spa)
+	}
+	for _, bad := range []struct{ uri, msg string }{
+		{"https://spa.example/cb#frag", "fragment"},
+		{"http://spa.example/cb", "loopback"},
+		{"/relative", "absolute"},
+		{"https://user@spa.example/cb", "user information"},
+	} {
+		a.fail(bad.msg, "", "clients", "add", "--id", "bad", "--public", "--grant", "authorization_code", "--redirect-uri", bad.uri)
+	}
+	a.fail("needs at least one --redirect-uri", "", "clients", "add", "--id", "bad", "--public", "--grant", "authorization_code")
+	a.json(&spa, "", "clients", "update", "spa", "--redirect-uri", "https://spa.example/cb2", "--skip-consent=false", "--name", "SPA")
+	if !slices.Equal(spa.RedirectURIs, []string{"https://spa.example/cb2"}) || spa.SkipConsent || !spa.RequirePAR || spa.Name != "SPA" ||
+		!slices.Equal(spa.GrantTypes, []string{"authorization_code", "refresh_token"}) {
+		t.Fatalf("clients update changed more or less than its flags: %+v", spa)
+	}
+	a.fail("loopback", "", "clients", "update", "spa", "--redirect-uri", "http://evil.example/cb")
+	a.fail(`no client "nope"`, "", "clients", "update", "nope", "--name", "x")
+	a.json(&spa, "", "clients", "show", "spa")
+	if !slices.Equal(spa.RedirectURIs, []string{"https://spa.example/cb2"}) {
+		t.Fatalf("a refused update must change nothing: %+v", spa)
+	}
+	var deleted map[string]any
+	a.json(&deleted, "", "clients", "delete", "spa")
 	a.fail(`client "app" already exists`, "", "clients", "add", "--id", "app", "--grant", "client_credentials")
 	var clients []jsonClient
 	a.json(&clients, "", "clients", "list")

@@ -9,21 +9,28 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
+	"github.com/oauthkit/authserver/authserver"
 	"github.com/oauthkit/authserver/internal/password"
 	"github.com/oauthkit/authserver/storage"
 )
 
 // clientView is the public form of a client (never a secret hash).
 type clientView struct {
-	ID         string    `json:"id"`
-	Name       string    `json:"name,omitempty"`
-	Public     bool      `json:"public"`
-	GrantTypes []string  `json:"grant_types"`
-	Scopes     []string  `json:"scopes"`
-	Introspect bool      `json:"introspect"`
-	Secrets    int       `json:"secrets"`
-	CreatedAt  time.Time `json:"created_at"`
+	ID         string   `json:"id"`
+	Name       string   `json:"name,omitempty"`
+	Public     bool     `json:"public"`
+	GrantTypes []string `json:"grant_types"`
+	Scopes     []string `json:"scopes"`
+	Introspect bool     `json:"introspect"`
+	// Code-flow registration.
+	RedirectURIs []string  `json:"redirect_uris"`
+	Resources    []string  `json:"resources"`
+	SkipConsent  bool      `json:"skip_consent"`
+	RequirePAR   bool      `json:"require_par"`
+	Secrets      int       `json:"secrets"`
+	CreatedAt    time.Time `json:"created_at"`
 	// Secret is set only when the command generated it (shown once).
 	Secret string `json:"client_secret,omitempty"`
 }
@@ -36,10 +43,11 @@ func viewClient(c storage.Client) clientView {
 		return s
 	}
 	return clientView{ID: c.ID, Name: c.Name, Public: c.Public, GrantTypes: nz(c.GrantTypes), Scopes: nz(c.Scopes),
-		Introspect: c.Introspect, Secrets: len(c.SecretHashes), CreatedAt: c.CreatedAt}
+		Introspect: c.Introspect, RedirectURIs: nz(c.RedirectURIs), Resources: nz(c.Resources),
+		SkipConsent: c.SkipConsent, RequirePAR: c.RequirePAR, Secrets: len(c.SecretHashes), CreatedAt: c.CreatedAt}
 }
 
-var knownGrants = []string{"password", "refresh_token", "client_credentials"}
+var knownGrants = []string{"authorization_code", "password", "refresh_token", "client_credentials"}
 
 // validateClient applies the registration policy.
 func validateClient(c storage.Client) error {
@@ -56,8 +64,8 @@ func validateClient(c storage.Client) error {
 	}
 	if c.Public {
 		for _, gt := range c.GrantTypes {
-			if gt != "password" && gt != "refresh_token" {
-				return fmt.Errorf("a public client may only use the password and refresh_token grants, not %q", gt)
+			if gt != "authorization_code" && gt != "password" && gt != "refresh_token" {
+				return fmt.Errorf("a public client may only use the authorization_code, password and refresh_token grants, not %q", gt)
 			}
 		}
 		if c.Introspect {
@@ -69,7 +77,35 @@ func validateClient(c storage.Client) error {
 			return fmt.Errorf("invalid scope %q", s)
 		}
 	}
+	for _, u := range c.RedirectURIs {
+		if err := authserver.ValidateRedirectURI(u); err != nil {
+			return err
+		}
+	}
+	if slices.Contains(c.GrantTypes, "authorization_code") && len(c.RedirectURIs) == 0 {
+		return errors.New("the authorization_code grant needs at least one --redirect-uri")
+	}
+	if len(c.RedirectURIs) > 0 && !slices.Contains(c.GrantTypes, "authorization_code") {
+		return errors.New("--redirect-uri is only for clients with --grant authorization_code")
+	}
+	for _, r := range c.Resources {
+		if err := authserver.ValidateResource(r); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// registrationFlags are the flags clients add and clients update share.
+func registrationFlags(f *pflag.FlagSet, c *storage.Client) {
+	f.StringVar(&c.Name, "name", "", "display name (shown on the consent page)")
+	f.StringSliceVar(&c.GrantTypes, "grant", nil, "allowed grant type (repeatable): authorization_code, password, refresh_token, client_credentials")
+	f.StringSliceVar(&c.Scopes, "scope", nil, "allowed scope (repeatable)")
+	f.BoolVar(&c.Introspect, "introspect", false, "allow the client to call the introspection endpoint")
+	f.StringArrayVar(&c.RedirectURIs, "redirect-uri", nil, "registered redirect URI of the authorization code flow (repeatable; https, http://127.0.0.1 or http://[::1] loopback, or a private-use scheme such as com.example.app:/cb)")
+	f.StringArrayVar(&c.Resources, "resource", nil, "resource indicator (RFC 8707) the client may request as its tokens' aud (repeatable)")
+	f.BoolVar(&c.SkipConsent, "skip-consent", false, "first-party client: its users see no consent page")
+	f.BoolVar(&c.RequirePAR, "require-par", false, "the client must send authorization requests through /par (RFC 9126)")
 }
 
 func newClientsCmd(g *globals) *cobra.Command {
@@ -136,13 +172,67 @@ func newClientsCmd(g *globals) *cobra.Command {
 	}
 	f := add.Flags()
 	f.StringVar(&c.ID, "id", "", "client ID")
-	f.StringVar(&c.Name, "name", "", "display name")
+	registrationFlags(f, &c)
 	f.BoolVar(&c.Public, "public", false, "a public client (token_endpoint_auth_method none)")
 	f.BoolVar(&secretStdin, "secret-stdin", false, "read the client secret (at least 32 characters) from stdin")
 	f.BoolVar(&generate, "generate-secret", false, "generate a secret and print it once (the default for confidential clients)")
-	f.StringSliceVar(&c.GrantTypes, "grant", nil, "allowed grant type (repeatable): password, refresh_token, client_credentials")
-	f.StringSliceVar(&c.Scopes, "scope", nil, "allowed scope (repeatable)")
-	f.BoolVar(&c.Introspect, "introspect", false, "allow the client to call the introspection endpoint")
+
+	var upd storage.Client
+	update := &cobra.Command{
+		Use:   "update ID",
+		Short: "Change a client's registration; only the flags given change (list flags replace the whole list)",
+		Example: `  authserver clients update app --redirect-uri https://app.example/cb --redirect-uri http://127.0.0.1/cb
+  authserver clients update app --skip-consent=false`,
+		Args: oneArg,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			fl := cmd.Flags()
+			st, err := g.openStore(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			c, err := st.UpdateClient(cmd.Context(), args[0], func(c storage.Client) (storage.Client, error) {
+				if fl.Changed("name") {
+					c.Name = upd.Name
+				}
+				if fl.Changed("grant") {
+					c.GrantTypes = upd.GrantTypes
+				}
+				if fl.Changed("scope") {
+					c.Scopes = upd.Scopes
+				}
+				if fl.Changed("introspect") {
+					c.Introspect = upd.Introspect
+				}
+				if fl.Changed("redirect-uri") {
+					c.RedirectURIs = upd.RedirectURIs
+				}
+				if fl.Changed("resource") {
+					c.Resources = upd.Resources
+				}
+				if fl.Changed("skip-consent") {
+					c.SkipConsent = upd.SkipConsent
+				}
+				if fl.Changed("require-par") {
+					c.RequirePAR = upd.RequirePAR
+				}
+				if err := validateClient(c); err != nil {
+					return c, err
+				}
+				c.UpdatedAt = time.Now().UTC()
+				return c, nil
+			})
+			if errors.Is(err, storage.ErrNotFound) {
+				return fmt.Errorf("no client %q", args[0])
+			}
+			if err != nil {
+				return err
+			}
+			v := viewClient(c)
+			return g.print(v, func(w io.Writer) { fmt.Fprintf(w, "updated client %s\n", c.ID) })
+		},
+	}
+	registrationFlags(update.Flags(), &upd)
 
 	list := &cobra.Command{
 		Use: "list", Short: "List clients", Args: cobra.NoArgs,
@@ -185,8 +275,9 @@ func newClientsCmd(g *globals) *cobra.Command {
 			}
 			v := viewClient(c)
 			return g.print(v, func(w io.Writer) {
-				fmt.Fprintf(w, "id\t%s\nname\t%s\npublic\t%v\ngrants\t%s\nscopes\t%s\nintrospect\t%v\nsecrets\t%d\n",
-					v.ID, v.Name, v.Public, strings.Join(v.GrantTypes, ","), strings.Join(v.Scopes, ","), v.Introspect, v.Secrets)
+				fmt.Fprintf(w, "id\t%s\nname\t%s\npublic\t%v\ngrants\t%s\nscopes\t%s\nintrospect\t%v\nredirect_uris\t%s\nresources\t%s\nskip_consent\t%v\nrequire_par\t%v\nsecrets\t%d\n",
+					v.ID, v.Name, v.Public, strings.Join(v.GrantTypes, ","), strings.Join(v.Scopes, ","), v.Introspect,
+					strings.Join(v.RedirectURIs, " "), strings.Join(v.Resources, " "), v.SkipConsent, v.RequirePAR, v.Secrets)
 			})
 		},
 	}
@@ -270,7 +361,7 @@ func newClientsCmd(g *globals) *cobra.Command {
 			})
 		},
 	}
-	cmd.AddCommand(add, list, show, rotate, del)
+	cmd.AddCommand(add, update, list, show, rotate, del)
 	return cmd
 }
 

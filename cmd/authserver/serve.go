@@ -62,6 +62,9 @@ type serveConfig struct {
 	tlsKey          string
 	corsOrigins     []string
 	refreshGrace    time.Duration
+	authCodeTTL     time.Duration
+	sessionTTL      time.Duration
+	uiDir           string
 	dbMaxConns      int
 	dbStmtTimeout   time.Duration
 	dbConnLifetime  time.Duration
@@ -200,6 +203,9 @@ func (c *serveConfig) registerFlags(f *pflag.FlagSet) {
 	f.IntVar(&c.dbMaxConns, "db-max-conns", 0, "database connection pool size (0: 10 on PostgreSQL, max(4, CPUs) readers on SQLite)")
 	f.DurationVar(&c.dbStmtTimeout, "db-statement-timeout", 0, "PostgreSQL statement_timeout (0: none)")
 	f.DurationVar(&c.dbConnLifetime, "db-conn-max-lifetime", 0, "recycle database connections after this long (0: 30m on PostgreSQL, unlimited on SQLite)")
+	f.DurationVar(&c.authCodeTTL, "auth-code-ttl", 60*time.Second, "authorization code lifetime")
+	f.DurationVar(&c.sessionTTL, "session-ttl", 24*time.Hour, "browser sign-in session lifetime")
+	f.StringVar(&c.uiDir, "ui-dir", "", "directory with templates/*.html and static/* replacing the built-in sign-in, consent and sign-out pages")
 	f.DurationVar(&c.refreshGrace, "refresh-grace", 0, "window in which a retried refresh with the just-rotated token gets the same new pair (0: strict, any reuse revokes the grant)")
 	f.StringSliceVar(&c.trustedProxies, "trusted-proxy", nil, "proxy network (CIDR) whose X-Forwarded-For is believed for throttling and audit (repeatable)")
 	f.IntVar(&c.memoryLimitMiB, "memory-limit-mib", 96, "soft memory limit of the Go runtime in MiB (0: none; GOMEMLIMIT overrides)")
@@ -288,6 +294,17 @@ func (c *serveConfig) validate(db string) error {
 	}
 	if c.refreshGrace < 0 || c.refreshGrace > time.Hour {
 		bad("refresh-grace", "--refresh-grace must be between 0 and 1h, not %s", c.refreshGrace)
+	}
+	if c.authCodeTTL < time.Second || c.authCodeTTL > 10*time.Minute {
+		bad("auth-code-ttl", "--auth-code-ttl must be between 1s and 10m (RFC 6749 §4.1.2), not %s", c.authCodeTTL)
+	}
+	if c.sessionTTL < time.Minute {
+		bad("session-ttl", "--session-ttl must be at least 1m, not %s", c.sessionTTL)
+	}
+	if c.uiDir != "" {
+		if st, err := os.Stat(c.uiDir); err != nil || !st.IsDir() {
+			bad("ui-dir", "--ui-dir %q is not a directory", c.uiDir)
+		}
 	}
 	for _, p := range c.trustedProxies {
 		if _, err := netip.ParsePrefix(p); err != nil {
@@ -566,6 +583,9 @@ func openApp(ctx context.Context, g *globals, c *serveConfig, log *slog.Logger) 
 		MetricsOnMainHandler: c.adminAddr == "",
 		CORSAllowedOrigins:   c.corsOrigins,
 		RefreshGrace:         c.refreshGrace,
+		AuthCodeTTL:          c.authCodeTTL,
+		SessionTTL:           c.sessionTTL,
+		UIDir:                c.uiDir,
 		Throttle:             authserver.ThrottleConfig{TrustedProxies: proxies},
 	}, store, km, serverOptions(st)...)
 	if err != nil {
@@ -701,11 +721,14 @@ func seedDemo(ctx context.Context, st storage.Store, params password.Params, log
 	if err != nil {
 		return err
 	}
+	now := time.Now().UTC()
+	if err := seedDemoApp(ctx, st, now, log); err != nil {
+		return err
+	}
 	if len(users) > 0 || len(clients) > 0 {
-		log.Info("demo: the database is not empty; nothing seeded")
+		log.Info("demo: the database is not empty; no demo users seeded")
 		return nil
 	}
-	now := time.Now().UTC()
 	for _, u := range []struct{ email, name, pw, role string }{
 		{"alice@example.com", "Alice", "password123", "admin"},
 		{"bob@example.com", "Bob", "password456", "user"},
@@ -724,6 +747,26 @@ func seedDemo(ctx context.Context, st storage.Store, params password.Params, log
 		return fmt.Errorf("demo: %w", err)
 	}
 	log.Warn(strings.Repeat("!", 20) + " DEMO CREDENTIALS SEEDED: users alice@example.com (admin) and bob@example.com (user) with the well-known passwords from the README, and the public client \"demo\". Anyone can sign in with them: never use --demo in production. " + strings.Repeat("!", 20))
+	return nil
+}
+
+// demoAppRedirect is the loopback redirect URI of the demo-app client; any
+// port matches (RFC 8252 §7.3), so cmd/democlient can listen where it likes.
+const demoAppRedirect = "http://127.0.0.1/callback"
+
+// seedDemoApp registers demo-app, the public client of the authorization
+// code flow that cmd/democlient uses, when it is missing.
+func seedDemoApp(ctx context.Context, st storage.Store, now time.Time, log *slog.Logger) error {
+	err := st.CreateClient(ctx, storage.Client{ID: "demo-app", Name: "Demo App", Public: true,
+		GrantTypes: []string{"authorization_code", "refresh_token"}, Scopes: []string{"profile", "email"},
+		RedirectURIs: []string{demoAppRedirect}, CreatedAt: now, UpdatedAt: now})
+	switch {
+	case errors.Is(err, storage.ErrAlreadyExists):
+		return nil
+	case err != nil:
+		return fmt.Errorf("demo: %w", err)
+	}
+	log.Info("demo: registered the public client demo-app for the authorization code flow", "redirect_uri", demoAppRedirect)
 	return nil
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/oauthkit/authserver/authserver"
 	"github.com/oauthkit/authserver/internal/password"
 	"github.com/oauthkit/authserver/storage"
 	sqlstore "github.com/oauthkit/authserver/storage/sql"
@@ -254,6 +255,37 @@ argon2id one at the user's next successful sign-in.`,
 			})
 		},
 	}
-	cmd.AddCommand(add, list, show, setPassword, setRolesCmd, disable, enable, del)
+	consents := &cobra.Command{
+		Use: "consents ID|EMAIL", Short: "List the clients a user consented to", Args: oneArg,
+		RunE: func(c *cobra.Command, args []string) error {
+			return g.withUser(c.Context(), args[0], func(st *sqlstore.Store, u storage.User) error {
+				cs, err := authserver.ListConsents(c.Context(), st, u.ID)
+				if err != nil {
+					return err
+				}
+				return g.print(cs, func(w io.Writer) {
+					fmt.Fprintln(w, "CLIENT\tSCOPES\tGRANTED")
+					for _, x := range cs {
+						fmt.Fprintf(w, "%s\t%s\t%s\n", x.ClientID, strings.Join(x.Scopes, " "), x.GrantedAt.Format(time.RFC3339))
+					}
+				})
+			})
+		},
+	}
+	var consentClient string
+	revokeConsent := &cobra.Command{
+		Use: "revoke-consent ID|EMAIL", Short: "Forget a user's consent (to --client, or to every client): they are asked again", Args: oneArg,
+		RunE: func(c *cobra.Command, args []string) error {
+			return g.withUser(c.Context(), args[0], func(st *sqlstore.Store, u storage.User) error {
+				n, err := authserver.RevokeConsents(c.Context(), st, u.ID, consentClient)
+				if err != nil {
+					return err
+				}
+				return g.print(map[string]any{"consents_revoked": n}, func(w io.Writer) { fmt.Fprintf(w, "%d consents revoked\n", n) })
+			})
+		},
+	}
+	revokeConsent.Flags().StringVar(&consentClient, "client", "", "only the consent to this client")
+	cmd.AddCommand(add, list, show, setPassword, setRolesCmd, disable, enable, del, consents, revokeConsent)
 	return cmd
 }

@@ -241,6 +241,8 @@ func cloneClient(c storage.Client) storage.Client {
 	c.SecretHashes = slices.Clone(c.SecretHashes)
 	c.GrantTypes = slices.Clone(c.GrantTypes)
 	c.Scopes = slices.Clone(c.Scopes)
+	c.RedirectURIs = slices.Clone(c.RedirectURIs)
+	c.Resources = slices.Clone(c.Resources)
 	c.CreatedAt = c.CreatedAt.UTC()
 	c.UpdatedAt = c.UpdatedAt.UTC()
 	return c

@@ -3,20 +3,44 @@ package sql
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 
 	"github.com/oauthkit/authserver/storage"
 )
 
-const clientColumns = `id, secret_hashes, is_public, grant_types, scopes, introspect, name, created_at, updated_at`
+const clientColumns = `id, secret_hashes, is_public, grant_types, scopes, introspect, name, created_at, updated_at, settings`
+
+// clientSettings is the JSON form of the registration fields that no query
+// selects on (the settings column): new fields need no migration.
+type clientSettings struct {
+	RedirectURIs []string `json:"redirect_uris,omitempty"`
+	Resources    []string `json:"resources,omitempty"`
+	SkipConsent  bool     `json:"skip_consent,omitempty"`
+	RequirePAR   bool     `json:"require_par,omitempty"`
+}
+
+func encodeClientSettings(c storage.Client) string {
+	b, err := json.Marshal(clientSettings{RedirectURIs: c.RedirectURIs, Resources: c.Resources,
+		SkipConsent: c.SkipConsent, RequirePAR: c.RequirePAR})
+	if err != nil {
+		panic(err) // strings and booleans always marshal
+	}
+	return string(b)
+}
 
 func scanClient(row scanner) (storage.Client, error) {
 	var c storage.Client
-	var secrets, grants, scopes string
+	var secrets, grants, scopes, settings string
 	if err := row.Scan(&c.ID, &secrets, &c.Public, &grants, &scopes, &c.Introspect, &c.Name,
-		timeCol{&c.CreatedAt}, timeCol{&c.UpdatedAt}); err != nil {
+		timeCol{&c.CreatedAt}, timeCol{&c.UpdatedAt}, &settings); err != nil {
 		return c, err
 	}
+	var cs clientSettings
+	if err := json.Unmarshal([]byte(settings), &cs); err != nil {
+		return c, fmt.Errorf("client %q settings: %w", c.ID, err)
+	}
+	c.RedirectURIs, c.Resources, c.SkipConsent, c.RequirePAR = cs.RedirectURIs, cs.Resources, cs.SkipConsent, cs.RequirePAR
 	for _, f := range []struct {
 		s   string
 		dst *[]string
@@ -31,9 +55,9 @@ func scanClient(row scanner) (storage.Client, error) {
 // CreateClient stores a new client; a taken ID gives ErrAlreadyExists.
 func (s *Store) CreateClient(ctx context.Context, c storage.Client) error {
 	_, err := s.writer(ctx).ExecContext(ctx,
-		`INSERT INTO clients (`+clientColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+		`INSERT INTO clients (`+clientColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
 		c.ID, encodeStrings(c.SecretHashes), c.Public, encodeStrings(c.GrantTypes), encodeStrings(c.Scopes),
-		c.Introspect, c.Name, s.d.timeArg(c.CreatedAt), s.d.timeArg(c.UpdatedAt))
+		c.Introspect, c.Name, s.d.timeArg(c.CreatedAt), s.d.timeArg(c.UpdatedAt), encodeClientSettings(c))
 	return s.wrap("create client", err)
 }
 
@@ -78,9 +102,9 @@ func (s *Store) UpdateClient(ctx context.Context, id string, fn func(storage.Cli
 		}
 		_, err = tx.ExecContext(ctx,
 			`UPDATE clients SET secret_hashes = $2, is_public = $3, grant_types = $4, scopes = $5,
-			introspect = $6, name = $7, created_at = $8, updated_at = $9 WHERE id = $1`,
+			introspect = $6, name = $7, created_at = $8, updated_at = $9, settings = $10 WHERE id = $1`,
 			id, encodeStrings(next.SecretHashes), next.Public, encodeStrings(next.GrantTypes), encodeStrings(next.Scopes),
-			next.Introspect, next.Name, s.d.timeArg(next.CreatedAt), s.d.timeArg(next.UpdatedAt))
+			next.Introspect, next.Name, s.d.timeArg(next.CreatedAt), s.d.timeArg(next.UpdatedAt), encodeClientSettings(next))
 		return s.wrap("update client", err)
 	})
 	if err != nil {

@@ -40,6 +40,9 @@ func newClient(id string) storage.Client {
 		Scopes:       []string{"openid", "offline"},
 		Introspect:   true,
 		Name:         "Client " + id,
+		RedirectURIs: []string{"https://app.example/cb", "http://127.0.0.1/cb", "com.example.app:/cb"},
+		Resources:    []string{"https://api.example/"},
+		SkipConsent:  true,
 		CreatedAt:    at(0),
 		UpdatedAt:    at(time.Second),
 	}
@@ -98,9 +101,12 @@ func checkUser(t *testing.T, got, want storage.User) {
 
 func checkClient(t *testing.T, got, want storage.Client) {
 	t.Helper()
-	if got.ID != want.ID || got.Public != want.Public || got.Introspect != want.Introspect || got.Name != want.Name {
+	if got.ID != want.ID || got.Public != want.Public || got.Introspect != want.Introspect || got.Name != want.Name ||
+		got.SkipConsent != want.SkipConsent || got.RequirePAR != want.RequirePAR {
 		t.Errorf("client: got %+v, want %+v", got, want)
 	}
+	checkStrings(t, "client redirect URIs", got.RedirectURIs, want.RedirectURIs)
+	checkStrings(t, "client resources", got.Resources, want.Resources)
 	checkStrings(t, "client secret hashes", got.SecretHashes, want.SecretHashes)
 	checkStrings(t, "client grant types", got.GrantTypes, want.GrantTypes)
 	checkStrings(t, "client scopes", got.Scopes, want.Scopes)

@@ -252,10 +252,13 @@ func testClientCRUD(t *testing.T, s storage.Store) {
 	updated, err := s.UpdateClient(ctx, "c1", func(c storage.Client) (storage.Client, error) {
 		c.SecretHashes = []string{"$argon2id$newer", c.SecretHashes[0]}
 		c.Name = "Renamed"
+		c.RedirectURIs = []string{"https://app.example/cb2"}
+		c.SkipConsent, c.RequirePAR = false, true
 		return c, nil
 	})
 	must(t, "UpdateClient", err)
 	c1.SecretHashes, c1.Name = []string{"$argon2id$newer", "$argon2id$new"}, "Renamed"
+	c1.RedirectURIs, c1.SkipConsent, c1.RequirePAR = []string{"https://app.example/cb2"}, false, true
 	checkClient(t, updated, c1)
 	got, err = s.GetClient(ctx, "c1")
 	must(t, "GetClient after update", err)

@@ -1,0 +1,144 @@
+package authserver
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+
+	"github.com/ory/fosite"
+	"github.com/ory/fosite/handler/oauth2"
+	"github.com/ory/fosite/handler/pkce"
+
+	"github.com/oauthkit/authserver/storage"
+)
+
+// The storage of the authorization code flow: codes, PKCE challenges and
+// pushed authorization requests are token records of their own kinds.
+
+var (
+	_ oauth2.AuthorizeCodeStorage = (*fositeStore)(nil)
+	_ pkce.PKCERequestStorage     = (*fositeStore)(nil)
+	_ fosite.PARStorage           = (*fositeStore)(nil)
+)
+
+// CreateAuthorizeCodeSession implements oauth2.AuthorizeCodeStorage.
+func (f *fositeStore) CreateAuthorizeCodeSession(ctx context.Context, sig string, r fosite.Requester) error {
+	return f.createToken(ctx, storage.AuthorizeCode, sig, r)
+}
+
+// GetAuthorizeCodeSession implements oauth2.AuthorizeCodeStorage. A code
+// that was already exchanged returns its request together with
+// fosite.ErrInvalidatedAuthorizeCode, so that fosite revokes every token
+// issued from it (RFC 6749 §4.1.2).
+func (f *fositeStore) GetAuthorizeCodeSession(ctx context.Context, sig string, s fosite.Session) (fosite.Requester, error) {
+	t, err := f.store.GetToken(ctx, storage.AuthorizeCode, sig)
+	if err != nil {
+		return nil, toFositeErr(err)
+	}
+	r, err := decodePayload(t.Payload, s)
+	if err != nil {
+		return nil, err
+	}
+	// fosite reads the client's grant types from the code's request
+	// (whether to issue a refresh token): give it the registration.
+	if st := stateFrom(ctx); st != nil && st.client != nil && st.client.ID == t.ClientID {
+		r.Client = f.srv.fositeClient(*st.client)
+	} else if c, err := f.store.GetClient(ctx, t.ClientID); err == nil {
+		r.Client = f.srv.fositeClient(c)
+	}
+	if !t.Active {
+		return r, fosite.ErrInvalidatedAuthorizeCode
+	}
+	return r, nil
+}
+
+// InvalidateAuthorizeCodeSession implements oauth2.AuthorizeCodeStorage. It
+// is a compare-and-swap committed with the tokens of the exchange: of any
+// number of concurrent exchanges of one code, on any number of instances,
+// exactly one commits.
+func (f *fositeStore) InvalidateAuthorizeCodeSession(ctx context.Context, sig string) error {
+	consume := func(ctx context.Context) error { return f.store.DeactivateToken(ctx, storage.AuthorizeCode, sig) }
+	if st := stateFrom(ctx); st != nil && st.buffer {
+		st.guard = consume
+		return nil
+	}
+	return toFositeErr(consume(ctx))
+}
+
+// CreatePKCERequestSession implements pkce.PKCERequestStorage.
+func (f *fositeStore) CreatePKCERequestSession(ctx context.Context, sig string, r fosite.Requester) error {
+	return f.createToken(ctx, storage.PKCERequest, sig, r)
+}
+
+// GetPKCERequestSession implements pkce.PKCERequestStorage.
+func (f *fositeStore) GetPKCERequestSession(ctx context.Context, sig string, s fosite.Session) (fosite.Requester, error) {
+	t, err := f.store.GetToken(ctx, storage.PKCERequest, sig)
+	if err != nil {
+		return nil, toFositeErr(err)
+	}
+	return decodePayload(t.Payload, s)
+}
+
+// DeletePKCERequestSession implements pkce.PKCERequestStorage. Within a
+// token request the deletion is committed with the exchange.
+func (f *fositeStore) DeletePKCERequestSession(ctx context.Context, sig string) error {
+	del := func(ctx context.Context) error {
+		if err := f.store.DeleteToken(ctx, storage.PKCERequest, sig); err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return err
+		}
+		return nil
+	}
+	if st := stateFrom(ctx); st != nil {
+		st.writes = append(st.writes, del)
+		return nil
+	}
+	return toFositeErr(del(ctx))
+}
+
+// parKey is the stored key of a request_uri (RFC 9126): its SHA-256, so that
+// a database reader cannot replay pushed requests.
+func parKey(requestURI string) string {
+	h := sha256.Sum256([]byte(requestURI))
+	return hex.EncodeToString(h[:])
+}
+
+// CreatePARSession implements fosite.PARStorage.
+func (f *fositeStore) CreatePARSession(ctx context.Context, requestURI string, r fosite.AuthorizeRequester) error {
+	return f.createToken(ctx, storage.PushedRequest, parKey(requestURI), r)
+}
+
+// GetPARSession implements fosite.PARStorage.
+func (f *fositeStore) GetPARSession(ctx context.Context, requestURI string) (fosite.AuthorizeRequester, error) {
+	t, err := f.store.GetToken(ctx, storage.PushedRequest, parKey(requestURI))
+	if err != nil {
+		return nil, toFositeErr(err)
+	}
+	r, err := decodePayload(t.Payload, newSession())
+	if err != nil {
+		return nil, err
+	}
+	return &fosite.AuthorizeRequest{Request: *r}, nil
+}
+
+// DeletePARSession implements fosite.PARStorage; a request_uri is single-use,
+// so a second deletion is ErrNotFound.
+func (f *fositeStore) DeletePARSession(ctx context.Context, requestURI string) error {
+	return toFositeErr(f.store.DeleteToken(ctx, storage.PushedRequest, parKey(requestURI)))
+}
+
+// expiryOf returns the expiry a record of kind takes from its session.
+func expiryOf(kind storage.TokenKind) (fosite.TokenType, error) {
+	switch kind {
+	case storage.AccessToken:
+		return fosite.AccessToken, nil
+	case storage.RefreshToken:
+		return fosite.RefreshToken, nil
+	case storage.AuthorizeCode, storage.PKCERequest:
+		return fosite.AuthorizeCode, nil
+	case storage.PushedRequest:
+		return fosite.PushedAuthorizeRequestContext, nil
+	}
+	return "", fmt.Errorf("authserver: no expiry for records of kind %s", kind)
+}

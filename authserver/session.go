@@ -1,0 +1,190 @@
+package authserver
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/oauthkit/authserver/storage"
+)
+
+// Browser sessions. The cookie holds only an opaque random value; the
+// session is stored server-side under the value's SHA-256 (a database reader
+// cannot hijack sessions), so signing out, `users disable` and `tokens revoke
+// --user` end it on every instance at once. A new value is issued at every
+// sign-in: a session ID planted before sign-in is never promoted (no session
+// fixation).
+
+// Cookie names. The __Host- prefix (RFC 6265bis §4.1.3.2) pins a cookie to
+// the origin over https; browsers refuse it over plain http.
+const (
+	sessionCookieName = "authserver-session"
+	csrfCookieName    = "authserver-csrf"
+	hostCookiePrefix  = "__Host-"
+)
+
+// browserSession is a signed-in user in a browser.
+type browserSession struct {
+	// id is the stored key (the SHA-256 of the cookie value).
+	id string
+	// sid is the session's public identifier (OpenID Connect sid).
+	sid      string
+	user     storage.User
+	authTime time.Time
+}
+
+// sessionPayload is the stored form of a browser session.
+type sessionPayload struct {
+	AuthTime time.Time `json:"auth_time"`
+	AMR      []string  `json:"amr,omitempty"`
+}
+
+// randomHandle returns 32 random bytes, base64url-encoded.
+func randomHandle() (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("authserver: random: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+// hashHandle is the stored key of a bearer handle (cookie, pending request).
+func hashHandle(v string) string {
+	h := sha256.Sum256([]byte(v))
+	return hex.EncodeToString(h[:])
+}
+
+// secureCookies reports whether cookies are Secure with the __Host- prefix:
+// whenever the issuer is https.
+func (s *Server) secureCookies() bool { return strings.HasPrefix(s.cfg.Issuer, "https://") }
+
+func (s *Server) cookieName(base string) string {
+	if s.secureCookies() {
+		return hostCookiePrefix + base
+	}
+	return base
+}
+
+func (s *Server) setCookie(w http.ResponseWriter, base, value string, maxAge time.Duration) {
+	c := &http.Cookie{
+		Name:     s.cookieName(base),
+		Value:    value,
+		Path:     "/",
+		HttpOnly: true,
+		Secure:   s.secureCookies(),
+		SameSite: http.SameSiteLaxMode,
+	}
+	switch {
+	case maxAge > 0:
+		c.MaxAge = int(maxAge / time.Second)
+	case maxAge < 0:
+		c.MaxAge = -1
+	}
+	http.SetCookie(w, c)
+}
+
+func (s *Server) cookieValue(r *http.Request, base string) string {
+	c, err := r.Cookie(s.cookieName(base))
+	if err != nil || len(c.Value) > 100 {
+		return ""
+	}
+	return c.Value
+}
+
+// currentSession returns the browser's live session, or nil. A session of a
+// disabled or deleted user is ended here as well.
+func (s *Server) currentSession(ctx context.Context, r *http.Request) (*browserSession, error) {
+	v := s.cookieValue(r, sessionCookieName)
+	if v == "" {
+		return nil, nil
+	}
+	id := hashHandle(v)
+	t, err := s.store.GetToken(ctx, storage.BrowserSession, id)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !t.Active || !t.ExpiresAt.After(s.cfg.Now()) {
+		return nil, nil
+	}
+	u, err := s.store.GetUser(ctx, t.Subject)
+	if errors.Is(err, storage.ErrNotFound) || (err == nil && u.Disabled) {
+		_ = s.store.DeleteToken(ctx, storage.BrowserSession, id)
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var p sessionPayload
+	if err := json.Unmarshal(t.Payload, &p); err != nil {
+		return nil, fmt.Errorf("authserver: decode session: %w", err)
+	}
+	return &browserSession{id: id, sid: t.RequestID, user: u, authTime: p.AuthTime}, nil
+}
+
+// startSession signs u in: any session the browser had is ended and a new
+// one, with a new cookie value, starts.
+func (s *Server) startSession(ctx context.Context, w http.ResponseWriter, r *http.Request, u storage.User) (*browserSession, error) {
+	if old := s.cookieValue(r, sessionCookieName); old != "" {
+		if err := s.store.DeleteToken(ctx, storage.BrowserSession, hashHandle(old)); err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return nil, err
+		}
+	}
+	v, err := randomHandle()
+	if err != nil {
+		return nil, err
+	}
+	sid, err := randomHandle()
+	if err != nil {
+		return nil, err
+	}
+	now := s.cfg.Now().UTC().Truncate(time.Second)
+	b, err := json.Marshal(sessionPayload{AuthTime: now, AMR: []string{"pwd"}})
+	if err != nil {
+		return nil, fmt.Errorf("authserver: encode session: %w", err)
+	}
+	bs := &browserSession{id: hashHandle(v), sid: sid, user: u, authTime: now}
+	err = s.store.CreateToken(ctx, storage.Token{Kind: storage.BrowserSession, Signature: bs.id, RequestID: sid,
+		Subject: u.ID, Active: true, RequestedAt: now, ExpiresAt: now.Add(s.cfg.SessionTTL), Payload: b})
+	if err != nil {
+		return nil, fmt.Errorf("authserver: store session: %w", err)
+	}
+	s.setCookie(w, sessionCookieName, v, s.cfg.SessionTTL)
+	return bs, nil
+}
+
+// endSession signs the browser out.
+func (s *Server) endSession(ctx context.Context, w http.ResponseWriter, r *http.Request) error {
+	s.setCookie(w, sessionCookieName, "", -1)
+	if v := s.cookieValue(r, sessionCookieName); v != "" {
+		if err := s.store.DeleteToken(ctx, storage.BrowserSession, hashHandle(v)); err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return err
+		}
+	}
+	return nil
+}
+
+// csrfBinding returns the browser's CSRF cookie value, setting a new one
+// when it has none. Forms shown before sign-in are bound to it, which stops
+// login CSRF: another site cannot read it to forge the token.
+func (s *Server) csrfBinding(w http.ResponseWriter, r *http.Request) (string, error) {
+	if v := s.cookieValue(r, csrfCookieName); v != "" {
+		return v, nil
+	}
+	v, err := randomHandle()
+	if err != nil {
+		return "", err
+	}
+	s.setCookie(w, csrfCookieName, v, 0)
+	return v, nil
+}

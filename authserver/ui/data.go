@@ -1,0 +1,55 @@
+package ui
+
+// Login is the data of the sign-in page. The form posts username, password
+// and the hidden fields to Action.
+type Login struct {
+	// ClientName names the application the user signs in to (may be empty).
+	ClientName string
+	Action     string
+	// Hidden are extra hidden fields, such as the pending request's ID.
+	Hidden   []Field
+	CSRF     string
+	Username string
+	// Error is shown above the form when set.
+	Error string
+}
+
+// Consent is the data of the consent page. Its form has two submit buttons
+// named decision, with the values allow and deny.
+type Consent struct {
+	ClientName string
+	ClientID   string
+	UserName   string
+	Scopes     []Scope
+	Action     string
+	Hidden     []Field
+	CSRF       string
+}
+
+// Scope is one requested scope and what it lets the client do.
+type Scope struct {
+	Name        string
+	Description string
+}
+
+// Logout is the data of the sign-out confirmation page.
+type Logout struct {
+	UserName string
+	Action   string
+	Hidden   []Field
+	CSRF     string
+}
+
+// Message is the data of an information or error page. Code is an OAuth
+// error code shown for support (never a secret or internal detail).
+type Message struct {
+	Title string
+	Text  string
+	Code  string
+}
+
+// Field is a hidden form field.
+type Field struct {
+	Name  string
+	Value string
+}
