@@ -87,8 +87,8 @@ func TestTracingSpans(t *testing.T) {
 	}
 	for _, s := range spans { // no secret in span attributes
 		for _, a := range s.Attributes {
-			if strings.Contains(a.Value.Emit(), "secret") {
-				t.Errorf("span %s attribute %s = %q", s.Name, a.Key, a.Value.Emit())
+			if strings.Contains(a.Value.String(), "secret") {
+				t.Errorf("span %s attribute %s = %q", s.Name, a.Key, a.Value.String())
 			}
 		}
 	}
