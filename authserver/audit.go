@@ -17,9 +17,12 @@ import (
 // throttling, refresh reuse, revocation, key rotation, admin changes, and any
 // event added later) is always written when the audit log is on.
 var issuanceEvents = map[string]bool{
-	"token_issued":     true,
-	"login_succeeded":  true,
-	"refresh_replayed": true,
+	"token_issued":                 true,
+	"login_succeeded":              true,
+	"refresh_replayed":             true,
+	"code_issued":                  true,
+	"signed_in":                    true,
+	"authorization_request_pushed": true,
 }
 
 // AuditLog writes audit events as JSON lines, one object per event, on a sink
@@ -29,7 +32,7 @@ var issuanceEvents = map[string]bool{
 //
 // time (RFC 3339, UTC) and event come first; the other attributes are
 // event-specific, from a fixed vocabulary: sub, client_id, grant, kind,
-// reason, retry_after, ip, kid, alg, command, target, result, trace_id. No
+// reason, retry_after, ip, kid, alg, command, target, result, form, trace_id. No
 // attribute ever holds a password, secret or token. The zero value and a nil
 // *AuditLog discard everything.
 type AuditLog struct {
@@ -40,7 +43,8 @@ type AuditLog struct {
 
 // NewAuditLog returns an audit log writing JSON lines to w (nil: off).
 // issuance is the fraction of successful-issuance events (token_issued,
-// login_succeeded, refresh_replayed) that are written: 1 for all, 0 for none,
+// login_succeeded, refresh_replayed, code_issued, signed_in,
+// authorization_request_pushed) that are written: 1 for all, 0 for none,
 // or a sampling rate in between; every other event is always written.
 // Writes to w are serialized.
 func NewAuditLog(w io.Writer, issuance float64) *AuditLog {

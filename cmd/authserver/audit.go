@@ -40,7 +40,8 @@ func openAuditLog(dest string, stderr io.Writer, issuance float64) (log *authser
 // each run of one is audited as an admin_change event.
 var adminChanges = []string{
 	"users add", "users set-password", "users set-roles", "users disable", "users enable", "users delete",
-	"clients add", "clients rotate-secret", "clients delete", "tokens revoke", "keys rotate",
+	"users revoke-consent",
+	"clients add", "clients update", "clients rotate-secret", "clients delete", "tokens revoke", "keys rotate",
 }
 
 // adminTargetFlags name what an admin command acts on when it takes no

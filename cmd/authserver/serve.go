@@ -215,7 +215,7 @@ func (c *serveConfig) registerFlags(f *pflag.FlagSet) {
 	f.Uint8Var(&c.argon2.Threads, "argon2-threads", password.DefaultParams.Threads, "argon2id parallelism")
 	f.StringVar(&c.auditLog, "audit-log", "stderr", auditLogUsage)
 	f.StringVar(&c.otlpEndpoint, "otlp-endpoint", "", "send OpenTelemetry traces over OTLP/HTTP to this collector URL, such as http://127.0.0.1:4318 (off without it or OTEL_EXPORTER_OTLP_ENDPOINT)")
-	f.StringVar(&c.auditIssuance, "audit-issuance", "all", "audit events of successful issuance (token_issued, login_succeeded, refresh_replayed) to write: all, none, or a sampling rate such as 0.01; failures are always written")
+	f.StringVar(&c.auditIssuance, "audit-issuance", "none", "audit events of successful issuance (token_issued, login_succeeded, code_issued, signed_in, …) to write: all, none, or a sampling rate such as 0.01; failures and security events are always written")
 	c.secretFlags.register(f)
 }
 
