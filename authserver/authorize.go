@@ -100,6 +100,18 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		s.authorizeFailed(w, r, az, aerr)
 		return
 	}
+	if r.Method == http.MethodPost {
+		// A cross-site POST carries no SameSite=Lax session cookie: continue
+		// with a GET, which does, instead of asking a signed-in user to sign
+		// in again.
+		id, err := s.savePending(r.Context(), az)
+		if err != nil {
+			s.authorizeFailed(w, r, az, &authzError{code: errTemporarilyUnavailable, desc: genericUnavailableDetail, redirect: true, status: http.StatusServiceUnavailable, cause: err})
+			return
+		}
+		seeOther(w, s.path("/consent?"+url.Values{"auth": {id}}.Encode()))
+		return
+	}
 	s.proceed(w, r, az, "")
 }
 
@@ -270,23 +282,45 @@ func matchRedirectURI(registered []string, requested string, present bool) (stri
 	if slices.Contains(registered, requested) {
 		return requested, true
 	}
-	req, err := url.Parse(requested)
-	if err != nil || req.Scheme != "http" || req.User != nil || req.Fragment != "" || strings.Contains(requested, "#") {
+	if strings.ContainsAny(requested, "#@\\") {
 		return "", false
 	}
-	reqHost := req.Hostname()
-	if !isLoopbackLiteral(reqHost) {
+	want, ok := withoutLoopbackPort(requested)
+	if !ok {
 		return "", false
 	}
 	for _, reg := range registered {
-		u, err := url.Parse(reg)
-		if err != nil || u.Scheme != "http" || u.Hostname() != reqHost {
-			continue
-		}
-		// Only the port may differ: compare with the port taken out.
-		if stripPort(u) == stripPort(req) {
+		if got, ok := withoutLoopbackPort(reg); ok && got == want {
 			return requested, true
 		}
+	}
+	return "", false
+}
+
+// withoutLoopbackPort removes the port of a loopback redirect URI, compared
+// as a string (RFC 9700 §2.1: exact matching but for the port of a loopback
+// URI): http://127.0.0.1:51004/cb becomes http://127.0.0.1/cb. ok is false
+// for any other URI.
+func withoutLoopbackPort(raw string) (string, bool) {
+	for _, prefix := range []string{"http://127.0.0.1", "http://[::1]"} {
+		rest, found := strings.CutPrefix(raw, prefix)
+		if !found {
+			continue
+		}
+		if port, ok := strings.CutPrefix(rest, ":"); ok {
+			n := 0
+			for n < len(port) && port[n] >= '0' && port[n] <= '9' {
+				n++
+			}
+			if n == 0 || n > 5 {
+				return "", false
+			}
+			rest = port[n:]
+		}
+		if rest != "" && rest[0] != '/' && rest[0] != '?' {
+			return "", false
+		}
+		return prefix + rest, true
 	}
 	return "", false
 }
@@ -295,15 +329,6 @@ func matchRedirectURI(registered []string, requested string, present bool) (stri
 // §7.3; "localhost" is not a loopback literal, §8.3).
 func isLoopbackLiteral(host string) bool {
 	return host == "127.0.0.1" || host == "::1"
-}
-
-func stripPort(u *url.URL) string {
-	c := *u
-	c.Host = u.Hostname()
-	if strings.Contains(c.Host, ":") {
-		c.Host = "[" + c.Host + "]"
-	}
-	return c.String()
 }
 
 // ValidateRedirectURI checks a redirect URI for registration: absolute, no
@@ -456,7 +481,7 @@ func (s *Server) proceed(w http.ResponseWriter, r *http.Request, az *authzReques
 				return
 			}
 		}
-		seeOther(w, "/login?"+url.Values{"auth": {pendingID}}.Encode())
+		seeOther(w, s.path("/login?"+url.Values{"auth": {pendingID}}.Encode()))
 		return
 	}
 	need, err := s.needsConsent(ctx, bs.user.ID, az)
@@ -470,14 +495,14 @@ func (s *Server) proceed(w http.ResponseWriter, r *http.Request, az *authzReques
 				s.authorizeFailed(w, r, az, &authzError{code: errTemporarilyUnavailable, desc: genericUnavailableDetail, redirect: true, status: http.StatusServiceUnavailable, cause: err})
 				return
 			}
-			seeOther(w, "/consent?"+url.Values{"auth": {pendingID}}.Encode())
+			seeOther(w, s.path("/consent?"+url.Values{"auth": {pendingID}}.Encode()))
 			return
 		}
 		s.renderConsent(w, r, az, bs, pendingID)
 		return
 	}
-	if pendingID != "" {
-		s.dropPending(ctx, pendingID)
+	if pendingID != "" && !s.consumePending(w, r, pendingID) {
+		return
 	}
 	s.issueCode(w, r, az, bs)
 }
@@ -559,6 +584,13 @@ func fositeAuthorizeError(err error) *authzError {
 	return &authzError{code: oe.Code, desc: oe.Description, redirect: true, status: oe.Status, cause: err}
 }
 
+// authorizationParams are the parameters a pending request keeps (RFC 6749
+// §4.1.1, RFC 7636, RFC 8707, OpenID Connect Core §3.1.2.1); anything else,
+// such as a client secret put in a URL by mistake, is not stored.
+var authorizationParams = []string{"response_type", "client_id", "redirect_uri", "scope", "state",
+	"code_challenge", "code_challenge_method", "resource", "response_mode", "nonce", "prompt", "max_age",
+	"login_hint", "id_token_hint", "claims", "ui_locales", "claims_locales", "display", "acr_values", "dpop_jkt"}
+
 // pendingPayload is the stored form of a pending authorization request.
 type pendingPayload struct {
 	Form   url.Values `json:"form"`
@@ -571,7 +603,13 @@ func (s *Server) savePending(ctx context.Context, az *authzRequest) (string, err
 	if err != nil {
 		return "", err
 	}
-	b, err := json.Marshal(pendingPayload{Form: az.form, ViaPAR: az.viaPAR})
+	form := url.Values{}
+	for _, k := range authorizationParams {
+		if v, ok := az.form[k]; ok {
+			form[k] = v
+		}
+	}
+	b, err := json.Marshal(pendingPayload{Form: form, ViaPAR: az.viaPAR})
 	if err != nil {
 		return "", fmt.Errorf("authserver: encode pending request: %w", err)
 	}
@@ -613,11 +651,22 @@ func (s *Server) loadPending(ctx context.Context, id string) (*authzRequest, *au
 	return az, nil
 }
 
-// dropPending deletes a pending request once it is answered.
-func (s *Server) dropPending(ctx context.Context, id string) {
-	if err := s.store.DeleteToken(ctx, storage.AuthorizeRequest, hashHandle(id)); err != nil && !errors.Is(err, storage.ErrNotFound) {
-		s.log.Warn("could not delete a pending authorization request", "err", err)
+// consumePending deletes a pending request once it is answered. The
+// deletion is the compare-and-swap that makes it single-use: of two
+// concurrent answers (a double click, two tabs) only one goes on; the other
+// gets an error page and false.
+func (s *Server) consumePending(w http.ResponseWriter, r *http.Request, id string) bool {
+	err := s.store.DeleteToken(r.Context(), storage.AuthorizeRequest, hashHandle(id))
+	switch {
+	case err == nil:
+		return true
+	case errors.Is(err, storage.ErrNotFound):
+		s.errorPage(w, http.StatusBadRequest, errInvalidRequest, "This sign-in request was already completed. Go back to the application and start again.")
+	default:
+		s.log.Error("could not complete a pending authorization request", "err", err)
+		s.errorPage(w, http.StatusServiceUnavailable, errTemporarilyUnavailable, genericUnavailableDetail)
 	}
+	return false
 }
 
 // pendingTTLDefault is how long a user has to sign in and consent.

@@ -30,6 +30,8 @@ const (
 	webRedirect   = "https://web.example/cb"
 	loopRedirect  = "http://127.0.0.1/cb"
 	firstSecret   = "first-secret-0123456789-0123456789-abcdef"
+	confSecret    = "conf-secret-0123456789-0123456789-abcdefg"
+	confRedirect  = "https://conf.example/cb"
 	apiResource   = "https://api.example/"
 	otherResource = "https://other.example/"
 )
@@ -43,6 +45,8 @@ func seedCodeClients(t testing.TB, env *testEnv) {
 			Resources: []string{apiResource}},
 		{ID: "first", Name: "First Party", SecretHashes: []string{password.HashSecret(firstSecret)},
 			GrantTypes: []string{"authorization_code"}, Scopes: []string{"read"}, RedirectURIs: []string{"https://first.example/cb"}, SkipConsent: true},
+		{ID: "conf", Name: "Confidential App", SecretHashes: []string{password.HashSecret(confSecret)},
+			GrantTypes: []string{"authorization_code", "refresh_token"}, Scopes: []string{"read", "write"}, RedirectURIs: []string{confRedirect}},
 		{ID: "parapp", Public: true, GrantTypes: []string{"authorization_code"}, Scopes: []string{"read"},
 			RedirectURIs: []string{"https://par.example/cb"}, RequirePAR: true},
 	} {
@@ -223,8 +227,12 @@ func (env *testEnv) exchange(code, verifier, client, redirect string, extra ...s
 		v.Set(extra[i], extra[i+1])
 	}
 	user, pass := "", ""
-	if client == "first" {
+	switch client {
+	case "first":
 		user, pass = "first", firstSecret
+		v.Del("client_id")
+	case "conf":
+		user, pass = "conf", confSecret
 		v.Del("client_id")
 	}
 	resp := env.post("/token", v, user, pass)
@@ -277,17 +285,36 @@ func TestCodeFlowWithOAuth2Client(t *testing.T) {
 	if err != nil || tok2.AccessToken == tok.AccessToken {
 		t.Fatalf("refresh: %v", err)
 	}
-	// Signed in, consent remembered: straight back with a code.
+	// Signed in: no sign-in page. web is a public client, so the user is
+	// asked again even though consent was given (RFC 8252 §8.6: anyone can
+	// listen on a loopback port).
 	verifier2 := oauth2.GenerateVerifier()
 	u, _ = url.Parse(cfg.AuthCodeURL("st-2", oauth2.S256ChallengeOption(verifier2)))
 	p = b.get(u.RequestURI())
-	q = env.callback(t, p, loopRedirect)
+	if strings.Contains(p.body, `name="password"`) || !strings.Contains(p.body, `value="allow"`) {
+		t.Fatalf("public client, second authorization: %d %s", p.status, p.body)
+	}
+	q = env.callback(t, b.decide(p, "allow"), loopRedirect)
 	if _, err := cfg.Exchange(ctx, q.Get("code"), oauth2.VerifierOption(verifier2)); err != nil {
 		t.Fatal(err)
 	}
-	// Asking for more scopes than consented shows consent again.
-	u, _ = url.Parse(cfg.AuthCodeURL("st-3", oauth2.S256ChallengeOption(verifier2), oauth2.SetAuthURLParam("scope", "read write")))
-	if p = b.get(u.RequestURI()); !strings.Contains(p.body, `value="allow"`) || !strings.Contains(p.body, ">write<") {
+}
+
+// A confidential client's remembered consent: straight back with a code;
+// more scopes than consented ask again.
+func TestConsentRememberedForConfidentialClient(t *testing.T) {
+	env := newCodeEnv(t)
+	b := newBrowser(t, env)
+	code, verifier := env.codeFor(t, b, "conf", confRedirect, "scope", "read")
+	if status, m := env.exchange(code, verifier, "conf", confRedirect); status != 200 {
+		t.Fatalf("exchange: %d %v", status, m)
+	}
+	_, ch := pkcePair("again")
+	p := b.get(authorizeQuery("conf", confRedirect, "s2", ch, "scope", "read"))
+	if q := env.callback(t, p, confRedirect); q.Get("code") == "" || q.Get("state") != "s2" {
+		t.Fatalf("remembered consent: %v", q)
+	}
+	if p = b.get(authorizeQuery("conf", confRedirect, "s3", ch, "scope", "read write")); !strings.Contains(p.body, `value="allow"`) || !strings.Contains(p.body, ">write<") {
 		t.Fatalf("consent for a wider scope: %d %s", p.status, p.body)
 	}
 }
@@ -361,6 +388,9 @@ func TestAuthorizeErrorPageNeverRedirects(t *testing.T) {
 		{"LoopbackOtherPath", authorizeQuery("web", "http://127.0.0.1:9000/other", "s", ch)},
 		{"LocalhostIsNotLoopbackLiteral", authorizeQuery("web", "http://localhost:9000/cb", "s", ch)},
 		{"LoopbackUserInfo", authorizeQuery("web", "http://evil@127.0.0.1:9000/cb", "s", ch)},
+		{"LoopbackSchemeCase", authorizeQuery("web", "HTTP://127.0.0.1:9000/cb", "s", ch)},
+		{"LoopbackPortNotNumeric", authorizeQuery("web", "http://127.0.0.1:x/cb", "s", ch)},
+		{"LoopbackOtherHost", authorizeQuery("web", "http://127.0.0.2:9000/cb", "s", ch)},
 		{"MissingRedirectWithSeveralRegistered", authorizeQuery("web", "", "s", ch, "redirect_uri", "")},
 		{"RepeatedClientID", authorizeQuery("web", webRedirect, "s", ch) + "&client_id=first"},
 		{"OversizedState", authorizeQuery("web", webRedirect, strings.Repeat("s", 3000), ch)},
@@ -815,19 +845,19 @@ func TestMetadataAdvertisesCodeFlow(t *testing.T) {
 func TestRevokeConsent(t *testing.T) {
 	env := newCodeEnv(t)
 	b := newBrowser(t, env)
-	env.codeFor(t, b, "web", webRedirect)
+	env.codeFor(t, b, "conf", confRedirect)
 	cs, err := ListConsents(t.Context(), env.store, env.alice.ID)
-	if err != nil || len(cs) != 1 || cs[0].ClientID != "web" || !slices.Equal(cs[0].Scopes, []string{"read", "write"}) {
+	if err != nil || len(cs) != 1 || cs[0].ClientID != "conf" || !slices.Equal(cs[0].Scopes, []string{"read", "write"}) {
 		t.Fatalf("consents %+v %v", cs, err)
 	}
 	_, ch := pkcePair("rc")
-	if p := b.get(authorizeQuery("web", webRedirect, "s", ch)); p.location == nil {
+	if p := b.get(authorizeQuery("conf", confRedirect, "s", ch)); p.location == nil {
 		t.Fatalf("remembered consent: %d", p.status)
 	}
 	if n, err := RevokeConsents(t.Context(), env.store, env.alice.ID, ""); err != nil || n != 1 {
 		t.Fatalf("revoke: %d %v", n, err)
 	}
-	if p := b.get(authorizeQuery("web", webRedirect, "s", ch)); !strings.Contains(p.body, `value="allow"`) {
+	if p := b.get(authorizeQuery("conf", confRedirect, "s", ch)); !strings.Contains(p.body, `value="allow"`) {
 		t.Fatalf("consent not asked again after revocation: %d", p.status)
 	}
 }
@@ -862,7 +892,116 @@ func TestUIDirBranding(t *testing.T) {
 	}
 	// A broken template is refused at start-up, not at the first sign-in.
 	must(os.WriteFile(filepath.Join(dir, "templates", "consent.html"), []byte(`{{define "content"}}{{.Nope`), 0o644))
-	if _, err := ui.New(dir); err == nil {
+	if _, err := ui.New(dir, ""); err == nil {
 		t.Fatal("a broken template was accepted")
+	}
+}
+
+// A POST to /authorize (possibly cross-site, without the SameSite=Lax
+// session cookie) continues with a GET that sees the session.
+func TestAuthorizePOSTContinuesWithSession(t *testing.T) {
+	env := newCodeEnv(t)
+	b := newBrowser(t, env)
+	env.codeFor(t, b, "conf", confRedirect)
+	_, ch := pkcePair("post")
+	q := strings.TrimPrefix(authorizeQuery("conf", confRedirect, "post-state", ch), "/authorize?")
+	v, _ := url.ParseQuery(q)
+	p := b.post("/authorize", v)
+	cb := env.callback(t, p, confRedirect)
+	if cb.Get("code") == "" || cb.Get("state") != "post-state" {
+		t.Fatalf("POST /authorize: %v", cb)
+	}
+}
+
+// A pending request is answered once: a second consent POST (a double
+// click) gets an error page, not a second code.
+func TestPendingRequestIsSingleUse(t *testing.T) {
+	env := newCodeEnv(t)
+	b := newBrowser(t, env)
+	_, ch := pkcePair("once")
+	consent := b.signIn(b.get(authorizeQuery("web", webRedirect, "s", ch)), "alice@example.com", alicePW)
+	env.callback(t, b.decide(consent, "allow"), webRedirect)
+	if p := b.decide(consent, "allow"); p.location != nil || p.status != http.StatusBadRequest {
+		t.Fatalf("second answer to one request: %d %v", p.status, p.location)
+	}
+}
+
+// A pending request keeps only authorization parameters: a secret a client
+// puts in the URL by mistake is never stored.
+func TestPendingRequestStoresNoSecrets(t *testing.T) {
+	env := newCodeEnv(t)
+	b := newBrowser(t, env)
+	_, ch := pkcePair("sec")
+	p := b.get(authorizeQuery("web", webRedirect, "s", ch, "client_secret", "do-not-store-me", "password", "nor-me"))
+	u, _ := url.Parse(p.url.String())
+	id := u.Query().Get("auth")
+	tok, err := env.store.GetToken(t.Context(), storage.AuthorizeRequest, hashHandle(id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(tok.Payload), "do-not-store-me") || strings.Contains(string(tok.Payload), "nor-me") || !strings.Contains(string(tok.Payload), ch) {
+		t.Fatalf("stored pending request: %s", tok.Payload)
+	}
+}
+
+// With an issuer that has a path (behind a proxy that strips it), the
+// pages' links and redirects stay under that path.
+func TestIssuerWithPath(t *testing.T) {
+	env := newTestEnv(t, openMemory(t), func(c *Config) { c.Issuer += "/auth" })
+	seedCodeClients(t, env)
+	_, ch := pkcePair("path")
+	req, _ := http.NewRequest(http.MethodGet, env.srv.URL+authorizeQuery("web", webRedirect, "s", ch), nil)
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if loc := resp.Header.Get("Location"); !strings.HasPrefix(loc, "/auth/login?auth=") {
+		t.Fatalf("Location %q", loc)
+	}
+	b := newBrowser(t, env)
+	p := b.get("/login")
+	if !strings.Contains(p.body, `href="/auth/ui/static/style.css"`) || !strings.Contains(p.body, `action="/auth/login"`) {
+		t.Fatalf("page links: %s", p.body)
+	}
+}
+
+// error_description keeps to RFC 6749 §5.2's characters, fosite's hints
+// included.
+func TestErrorDescriptionCharacters(t *testing.T) {
+	env := newCodeEnv(t)
+	b := newBrowser(t, env)
+	code, verifier := env.codeFor(t, b, "web", webRedirect)
+	status, m := env.exchange(code, verifier, "web", loopRedirect)
+	d, _ := m["error_description"].(string)
+	if status != 400 || d == "" || strings.ContainsAny(d, "\"\\") {
+		t.Fatalf("%d %q", status, d)
+	}
+}
+
+// A signed-in user reviews and revokes their consents on /consents.
+func TestUserRevokesConsent(t *testing.T) {
+	env := newCodeEnv(t)
+	b := newBrowser(t, env)
+	if p := b.get("/consents"); p.url.Path != "/login" {
+		t.Fatalf("/consents without a session went to %s", p.url)
+	}
+	env.codeFor(t, b, "conf", confRedirect)
+	p := b.get("/consents")
+	if p.status != 200 || !strings.Contains(p.body, "Confidential App") || !strings.Contains(p.body, "read write") {
+		t.Fatalf("consents page: %d %s", p.status, p.body)
+	}
+	action, v := p.form(t)
+	forged := url.Values{"csrf_token": {"forged"}, "client_id": {"conf"}}
+	if f := b.post(action, forged); f.status != http.StatusForbidden {
+		t.Fatalf("forged revoke: %d", f.status)
+	}
+	p = b.post(action, v)
+	if p.status != 200 || !strings.Contains(p.body, "Access revoked.") || strings.Contains(p.body, "Confidential App") {
+		t.Fatalf("after revoke: %d %s", p.status, p.body)
+	}
+	_, ch := pkcePair("urc")
+	if p := b.get(authorizeQuery("conf", confRedirect, "s", ch)); !strings.Contains(p.body, `value="allow"`) {
+		t.Fatalf("consent not asked again: %d", p.status)
 	}
 }

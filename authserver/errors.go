@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strings"
 
 	"github.com/ory/fosite"
 )
@@ -93,6 +94,7 @@ func toOAuthError(err error) *oauthError {
 	if desc == "" {
 		desc = fe.DescriptionField
 	}
+	desc = descriptionChars(desc)
 	switch fe.ErrorField {
 	case errInvalidRequest, errInvalidGrant, errUnauthorizedClient, errUnsupportedGrantType, errInvalidScope:
 		return &oauthError{Code: fe.ErrorField, Description: desc, Status: http.StatusBadRequest, Cause: err}
@@ -149,4 +151,19 @@ func writeOAuthError(w http.ResponseWriter, e *oauthError) {
 		Description string `json:"error_description,omitempty"`
 	}{e.Code, e.Description}
 	writeJSON(w, e.Status, body)
+}
+
+// descriptionChars keeps an error_description within the characters RFC 6749
+// §5.2 allows (%x20-21 / %x23-5B / %x5D-7E): fosite's hints quote parameter
+// names with '"'.
+func descriptionChars(d string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r == '"':
+			return '\''
+		case r < 0x20 || r > 0x7e || r == '\\':
+			return '?'
+		}
+		return r
+	}, d)
 }

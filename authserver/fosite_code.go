@@ -37,7 +37,14 @@ func (f *fositeStore) GetAuthorizeCodeSession(ctx context.Context, sig string, s
 	if err != nil {
 		return nil, toFositeErr(err)
 	}
-	r, err := decodePayload(t.Payload, s)
+	// fosite reads the code twice in one exchange, the second time into
+	// the session the token handler has already refreshed (user facts,
+	// issuance instant): that read gets a session of its own.
+	into := s
+	if cur, ok := s.(*session); ok && cur.Subject != "" {
+		into = nil
+	}
+	r, err := decodePayload(t.Payload, into)
 	if err != nil {
 		return nil, err
 	}

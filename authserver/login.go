@@ -72,7 +72,7 @@ func (s *Server) renderLogin(w http.ResponseWriter, r *http.Request, status int,
 		s.errorPage(w, http.StatusInternalServerError, errServerError, genericServerErrorDetail)
 		return
 	}
-	d := ui.Login{Action: "/login", CSRF: s.csrf.Token("login", binding, "auth:"+auth), Username: username, Error: msg}
+	d := ui.Login{Action: s.path("/login"), CSRF: s.csrf.Token("login", binding, "auth:"+auth), Username: username, Error: msg}
 	var targets []string
 	if az != nil {
 		d.ClientName = clientDisplayName(az.client)
@@ -153,7 +153,7 @@ func (s *Server) postLogin(w http.ResponseWriter, r *http.Request) {
 		s.pages.Render(w, http.StatusOK, ui.PageMessage, ui.Message{Title: "Signed in", Text: "You are signed in as " + u.Email + "."})
 		return
 	}
-	seeOther(w, "/consent?"+url.Values{fieldAuth: {auth}}.Encode())
+	seeOther(w, s.path("/consent?"+url.Values{fieldAuth: {auth}}.Encode()))
 }
 
 func limitString(s string, n int) string {
@@ -194,7 +194,7 @@ func (s *Server) handleConsent(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if bs == nil {
-		seeOther(w, "/login?"+url.Values{fieldAuth: {auth}}.Encode())
+		seeOther(w, s.path("/login?"+url.Values{fieldAuth: {auth}}.Encode()))
 		return
 	}
 	if !s.csrf.Valid(form.Get(fieldCSRF), "consent", bs.id, auth) {
@@ -204,7 +204,9 @@ func (s *Server) handleConsent(w http.ResponseWriter, r *http.Request) {
 	}
 	switch form.Get("decision") {
 	case "deny":
-		s.dropPending(ctx, auth)
+		if !s.consumePending(w, r, auth) {
+			return
+		}
 		s.audit(ctx, "consent_denied", slog.String("client_id", az.client.ID), slog.String("sub", bs.user.ID))
 		s.redirectToClient(w, az, url.Values{"error": {errAccessDenied}, "error_description": {"The user denied the request."}})
 	case "allow":
@@ -213,8 +215,10 @@ func (s *Server) handleConsent(w http.ResponseWriter, r *http.Request) {
 			s.errorPage(w, http.StatusServiceUnavailable, errTemporarilyUnavailable, genericUnavailableDetail)
 			return
 		}
+		if !s.consumePending(w, r, auth) {
+			return
+		}
 		s.audit(ctx, "consent_granted", slog.String("client_id", az.client.ID), slog.String("sub", bs.user.ID))
-		s.dropPending(ctx, auth)
 		s.issueCode(w, r, az, bs)
 	default:
 		s.errorPage(w, http.StatusBadRequest, errInvalidRequest, "Choose Allow or Deny.")
@@ -227,7 +231,7 @@ func (s *Server) renderConsent(w http.ResponseWriter, r *http.Request, az *authz
 		ClientName: clientDisplayName(az.client),
 		ClientID:   az.client.ID,
 		UserName:   bs.user.Email,
-		Action:     "/consent",
+		Action:     s.path("/consent"),
 		Hidden:     []ui.Field{{Name: fieldAuth, Value: auth}},
 		CSRF:       s.csrf.Token("consent", bs.id, auth),
 	}
@@ -265,10 +269,18 @@ const consentLifetime = 100 * 365 * 24 * time.Hour
 func consentKey(userID, clientID string) string { return hashHandle(userID + "\x00" + clientID) }
 
 // needsConsent reports whether the user must be asked: not for a
-// first-party client, nor when a remembered consent covers the scopes.
+// first-party client, nor when a remembered consent covers the scopes of a
+// confidential client. A public client is always asked (unless it is
+// first-party): anyone can listen on a loopback port or claim a private-use
+// scheme, so its identity is not assured and a remembered consent would
+// hand codes to an impersonator without the user doing anything (RFC 8252
+// §8.6, RFC 6749 §10.2).
 func (s *Server) needsConsent(ctx context.Context, userID string, az *authzRequest) (bool, error) {
 	if az.client.SkipConsent {
 		return false, nil
+	}
+	if az.client.Public {
+		return true, nil
 	}
 	have, err := s.consentedScopes(ctx, userID, az.client.ID)
 	if err != nil || have == nil {
@@ -347,7 +359,7 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
 			s.pages.Render(w, http.StatusOK, ui.PageMessage, ui.Message{Title: "Signed out", Text: "You are not signed in."})
 			return
 		}
-		s.pages.Render(w, http.StatusOK, ui.PageLogout, ui.Logout{UserName: bs.user.Email, Action: "/logout",
+		s.pages.Render(w, http.StatusOK, ui.PageLogout, ui.Logout{UserName: bs.user.Email, Action: s.path("/logout"),
 			CSRF: s.csrf.Token("logout", bs.id)})
 		return
 	}

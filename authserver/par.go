@@ -32,6 +32,13 @@ func (s *Server) pushAuthorize(w http.ResponseWriter, r *http.Request) *oauthErr
 	if form.Has("request_uri") {
 		return invalidRequest("A pushed authorization request must not contain request_uri.")
 	}
+	for _, vs := range form {
+		for _, v := range vs {
+			if len(v) > maxAuthorizeParam {
+				return invalidRequest("A parameter of the authorization request is too long.")
+			}
+		}
+	}
 	if !form.Has("client_id") {
 		form.Set("client_id", c.ID)
 	}

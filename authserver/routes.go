@@ -22,6 +22,7 @@ func (s *Server) Handler() http.Handler {
 	r.Handle("/par", m("par", s.cors(http.HandlerFunc(s.handlePAR))))
 	r.Handle("/login", m("login", http.HandlerFunc(s.handleLogin))).Methods(http.MethodGet, http.MethodPost)
 	r.Handle("/consent", m("consent", http.HandlerFunc(s.handleConsent))).Methods(http.MethodGet, http.MethodPost)
+	r.Handle("/consents", m("consents", http.HandlerFunc(s.handleConsents))).Methods(http.MethodGet, http.MethodPost)
 	r.Handle("/logout", m("logout", http.HandlerFunc(s.handleLogout))).Methods(http.MethodGet, http.MethodPost)
 	r.PathPrefix(ui.StaticPrefix).Handler(s.pages.StaticHandler()).Methods(http.MethodGet, http.MethodHead)
 	r.Handle("/.well-known/jwks.json", m("jwks", s.keys.JWKSHandler()))

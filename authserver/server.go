@@ -179,6 +179,8 @@ type Server struct {
 	pages       *ui.Pages
 	csrf        ui.CSRF
 	scopes      scopeCache
+	// basePath is the issuer's path ("" for an issuer at a host's root).
+	basePath string
 }
 
 // route is an extra handler mounted by an Option: at a path prefix, or at
@@ -210,7 +212,10 @@ func New(cfg Config, store storage.Store, km *keys.Manager, opts ...Option) (*Se
 	}
 	s := &Server{cfg: cfg, store: store, keys: km, log: cfg.Logger,
 		hashSem: make(chan struct{}, cfg.MaxConcurrentHashes), csrf: ui.NewCSRF(deriveKey(cfg.Secret, "csrf"))}
-	pages, err := ui.New(cfg.UIDir)
+	if u, err := url.Parse(cfg.Issuer); err == nil {
+		s.basePath = strings.TrimRight(u.EscapedPath(), "/")
+	}
+	pages, err := ui.New(cfg.UIDir, s.basePath)
 	if err != nil {
 		return nil, err
 	}
@@ -243,6 +248,11 @@ func New(cfg Config, store storage.Store, km *keys.Manager, opts ...Option) (*Se
 	s.provider, s.strategy = s.newProvider()
 	return s, nil
 }
+
+// path returns p (a path with an optional query) under the issuer's path,
+// for the pages' own links and redirects: an issuer such as
+// https://example.com/auth serves its pages under /auth.
+func (s *Server) path(p string) string { return s.basePath + p }
 
 // deriveKey derives a purpose-bound key from the server secret.
 func deriveKey(secret []byte, purpose string) []byte {

@@ -203,7 +203,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) (*tokenResponse, 
 	st.arrived()
 	if err != nil {
 		oe := toOAuthError(err)
-		if st.refreshRace && grant == grantAuthorizationCode {
+		if grant == grantAuthorizationCode && (st.refreshRace || errors.Is(err, fosite.ErrInvalidatedAuthorizeCode)) {
 			// A concurrent exchange consumed this code first: this is a
 			// second use, and every token issued from the code is revoked.
 			return nil, s.codeReused(ctx, ar.GetID())

@@ -53,3 +53,21 @@ type Field struct {
 	Name  string
 	Value string
 }
+
+// Consents is the data of the page where a user reviews and revokes the
+// consents they gave. Each consent has a form posting client_id to Action.
+type Consents struct {
+	UserName string
+	Consents []ConsentEntry
+	Action   string
+	CSRF     string
+	// Message confirms the last action.
+	Message string
+}
+
+// ConsentEntry is one remembered consent.
+type ConsentEntry struct {
+	ClientID   string
+	ClientName string
+	Scopes     string
+}

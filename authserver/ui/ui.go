@@ -24,6 +24,7 @@ const (
 	PageConsent   = "consent"
 	PageMessage   = "message"
 	PageLogout    = "logout"
+	PageConsents  = "consents"
 	pageLayout    = "layout"
 	staticPrefix  = "/ui/static/"
 	templatesDir  = "templates"
@@ -39,12 +40,15 @@ const StaticPrefix = staticPrefix
 type Pages struct {
 	pages  map[string]*template.Template
 	static http.Handler
+	base   string
 }
 
 // New loads the embedded templates and static files; files in dir (when not
 // empty) replace embedded ones of the same name: dir/templates/login.html
-// replaces the sign-in page, dir/static/style.css the stylesheet.
-func New(dir string) (*Pages, error) {
+// replaces the sign-in page, dir/static/style.css the stylesheet. base is
+// the path the server is mounted under ("" at the root); templates link to
+// static files with {{static "style.css"}}.
+func New(dir, base string) (*Pages, error) {
 	tfs, err := fs.Sub(embedded, templatesDir)
 	if err != nil {
 		return nil, err
@@ -64,13 +68,14 @@ func New(dir string) (*Pages, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ui: layout template: %w", err)
 	}
-	p := &Pages{pages: map[string]*template.Template{}}
-	for _, name := range []string{PageLogin, PageConsent, PageMessage, PageLogout} {
+	p := &Pages{pages: map[string]*template.Template{}, base: base}
+	funcs := template.FuncMap{"static": func(name string) string { return base + staticPrefix + name }}
+	for _, name := range []string{PageLogin, PageConsent, PageMessage, PageLogout, PageConsents} {
 		body, err := fs.ReadFile(tfs, name+templateExt)
 		if err != nil {
 			return nil, fmt.Errorf("ui: template %s: %w", name, err)
 		}
-		t, err := template.New(pageLayout).Parse(string(layout))
+		t, err := template.New(pageLayout).Funcs(funcs).Parse(string(layout))
 		if err == nil {
 			_, err = t.New(name).Parse(string(body))
 		}
