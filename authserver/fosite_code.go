@@ -56,6 +56,9 @@ func (f *fositeStore) GetAuthorizeCodeSession(ctx context.Context, sig string, s
 		r.Client = f.srv.fositeClient(c)
 	}
 	if !t.Active {
+		if st := stateFrom(ctx); st != nil {
+			st.codeReuse = true
+		}
 		return r, fosite.ErrInvalidatedAuthorizeCode
 	}
 	return r, nil
@@ -89,19 +92,21 @@ func (f *fositeStore) GetPKCERequestSession(ctx context.Context, sig string, s f
 }
 
 // DeletePKCERequestSession implements pkce.PKCERequestStorage. Within a
-// token request the deletion is committed with the exchange.
+// token request it does nothing: the record expires with its code and is
+// garbage-collected. Deleted with the exchange, it would be missing for a
+// concurrent second use that read the code just before the exchange
+// committed; fosite would refuse that use for want of PKCE data, and no
+// token issued from the code would be revoked (RFC 6749 §4.1.2). Kept, the
+// second use reaches the code's compare-and-swap, loses it, and revokes
+// them.
 func (f *fositeStore) DeletePKCERequestSession(ctx context.Context, sig string) error {
-	del := func(ctx context.Context) error {
-		if err := f.store.DeleteToken(ctx, storage.PKCERequest, sig); err != nil && !errors.Is(err, storage.ErrNotFound) {
-			return err
-		}
+	if stateFrom(ctx) != nil {
 		return nil
 	}
-	if st := stateFrom(ctx); st != nil {
-		st.writes = append(st.writes, del)
-		return nil
+	if err := f.store.DeleteToken(ctx, storage.PKCERequest, sig); err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return toFositeErr(err)
 	}
-	return toFositeErr(del(ctx))
+	return nil
 }
 
 // parKey is the stored key of a request_uri (RFC 9126): its SHA-256, so that

@@ -30,6 +30,9 @@ type requestState struct {
 	client      *storage.Client
 	user        *storage.User
 	refreshRace bool
+	// codeReuse is set when the presented code had already been exchanged
+	// (fosite then revokes the tokens issued from it).
+	codeReuse bool
 	// buffer defers token record writes to one transaction at the end of
 	// the request (password and client_credentials grants), together with
 	// the throttling counters' release: one commit per token response.
@@ -139,6 +142,9 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) (*tokenResponse, 
 			s.metrics.refreshReuse.Inc()
 			s.audit(ctx, "refresh_reuse_detected", slog.String("client_id", clientID(st)))
 		}
+		if grant == grantAuthorizationCode && st.codeReuse {
+			s.audit(ctx, "code_reuse_detected", slog.String("client_id", clientID(st)), slog.String("reason", "already_used"))
+		}
 		return nil, oe
 	}
 	client := st.client
@@ -237,7 +243,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) (*tokenResponse, 
 // against the client's), or the client's whole set when none was requested
 // (RFC 6749 §3.3 lets the server apply a default).
 func clientID(st *requestState) string {
-	if st.client != nil {
+	if st != nil && st.client != nil {
 		return st.client.ID
 	}
 	return ""
@@ -332,7 +338,7 @@ func (s *Server) codeReused(ctx context.Context, requestID string) *oauthError {
 			s.log.Error("revoking the tokens of a reused code failed", "err", err)
 		}
 	}
-	s.audit(ctx, "code_reuse_detected")
+	s.audit(ctx, "code_reuse_detected", slog.String("client_id", clientID(stateFrom(ctx))), slog.String("reason", "concurrent_exchange"))
 	return newError(http.StatusBadRequest, errInvalidGrant, "The authorization code has already been used.")
 }
 

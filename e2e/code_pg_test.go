@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/url"
@@ -225,14 +226,12 @@ func TestCodeRaceOverThreeInstancesPostgres(t *testing.T) {
 	close(start)
 	done.Wait()
 
-	// How many losers read the code before the winner committed and lost
-	// the compare-and-swap itself (the others found the code already used);
-	// the server audits the former as code_reuse_detected.
-	casLosers := 0
-	for _, s := range c.inst {
-		casLosers += strings.Count(s.Logs.String(), `"code_reuse_detected"`)
-	}
-	t.Logf("%d of %d losers lost the compare-and-swap on the code itself", casLosers, n-1)
+	// Every second use is audited (the audit log goes to the instances'
+	// stderr); the reason tells the losers that read the code before the
+	// winner committed, and lost the compare-and-swap itself, from those
+	// that found it already used.
+	reasons := waitReuseAudits(t, c.inst[:], n-1)
+	t.Logf("code_reuse_detected by reason: %v", reasons)
 	var winner map[string]any
 	other := map[string]int{}
 	for i, r := range results {
@@ -269,6 +268,33 @@ func TestCodeRaceOverThreeInstancesPostgres(t *testing.T) {
 	// The control grant is another code: its tokens are not touched.
 	if got := introspect(t, a.URL, m["access_token"].(string)); got["active"] != true {
 		t.Errorf("the reuse of one code revoked the tokens of another: %v", got)
+	}
+}
+
+// waitReuseAudits waits until the instances have written want
+// code_reuse_detected audit events and returns their count by reason.
+func waitReuseAudits(t *testing.T, inst []*testbin.Server, want int) map[string]int {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		reasons, n := map[string]int{}, 0
+		for _, s := range inst {
+			for _, line := range strings.Split(s.Logs.String(), "\n") {
+				var ev struct{ Event, Reason string }
+				if json.Unmarshal([]byte(line), &ev) == nil && ev.Event == "code_reuse_detected" {
+					reasons[ev.Reason]++
+					n++
+				}
+			}
+		}
+		if n == want {
+			return reasons
+		}
+		if n > want || time.Now().After(deadline) {
+			t.Errorf("%d code_reuse_detected audit events (%v), want %d", n, reasons, want)
+			return reasons
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
