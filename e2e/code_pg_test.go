@@ -143,13 +143,24 @@ func authorizeWithCookie(t testing.TB, base, cookie string) (int, *url.URL) {
 	return resp.StatusCode, loc
 }
 
+// redact returns u without the values of its code parameter, for messages.
+func redact(u *url.URL) string {
+	q := u.Query()
+	if q.Has("code") {
+		q.Set("code", "REDACTED")
+	}
+	r := *u
+	r.RawQuery = q.Encode()
+	return r.String()
+}
+
 // wantSignInRedirect checks that a kept session cookie no longer signs in at
 // base: /authorize sends the browser to the sign-in page.
 func wantSignInRedirect(t testing.TB, base, cookie, why string) {
 	t.Helper()
 	status, loc := authorizeWithCookie(t, base, cookie)
 	if status != http.StatusSeeOther || loc.Path != "/login" || loc.Query().Get("auth") == "" {
-		t.Fatalf("%s: /authorize at %s answered %d to %s, want 303 to the sign-in page", why, base, status, loc)
+		t.Fatalf("%s: /authorize at %s answered %d to %s, want 303 to the sign-in page", why, base, status, redact(loc))
 	}
 }
 
@@ -159,7 +170,7 @@ func wantCode(t testing.TB, base, cookie, why string) {
 	t.Helper()
 	status, loc := authorizeWithCookie(t, base, cookie)
 	if status != http.StatusSeeOther || !strings.HasPrefix(loc.String(), webRedirect+"?") || loc.Query().Get("code") == "" {
-		t.Fatalf("%s: /authorize at %s answered %d to %s, want 303 to %s with a code", why, base, status, loc, webRedirect)
+		t.Fatalf("%s: /authorize at %s answered %d to %s, want 303 to %s with a code", why, base, status, redact(loc), webRedirect)
 	}
 }
 
