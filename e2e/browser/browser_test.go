@@ -1,0 +1,248 @@
+package browser
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/chromedp/chromedp"
+	"golang.org/x/oauth2"
+)
+
+// cmd/democlient signs alice in through Chromium with JavaScript disabled:
+// sign-in page, consent page, Allow, loopback redirect; democlient checks
+// state and iss, exchanges the code with x/oauth2 and the PKCE verifier,
+// verifies the token with the JWKS and calls /api/me.
+func TestDemoclientSignsInWithoutJavaScript(t *testing.T) {
+	ctx := newBrowser(t, browserOpts{width: desktop.width, height: desktop.height, noScript: true})
+	issuer := startServer(t)
+	dc := startDemoclient(t, issuer)
+
+	if err := chromedp.Do(ctx, chromedp.Navigate(dc.authURL), chromedp.WaitVisible(chromedp.ID("username"))); err != nil {
+		t.Fatalf("opening the authorization URL: %v", err)
+	}
+	screenshot(t, ctx, "signin-desktop")
+	if err := chromedp.Do(ctx, signIn(aliceEmail, alicePassword), chromedp.WaitVisible(chromedp.CSS(`button[name=decision][value=allow]`))); err != nil {
+		t.Fatalf("signing in: %v\n%s", err, dc.out)
+	}
+	page, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("main")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Demo App", "Signed in as " + aliceEmail, "profile", "email"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the consent page lacks %q:\n%s", want, page)
+		}
+	}
+	screenshot(t, ctx, "consent-desktop")
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`button[name=decision][value=allow]`)), chromedp.WaitVisible(chromedp.ID("result"))); err != nil {
+		t.Fatalf("allowing: %v\n%s", err, dc.out)
+	}
+	result, err := chromedp.Run(ctx, chromedp.Text(chromedp.ID("result")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(result, "You are signed in") {
+		t.Errorf("the loopback page says %q", result)
+	}
+
+	exit, out := dc.wait(t)
+	if exit != nil {
+		t.Fatalf("democlient: %v\n%s", exit, out)
+	}
+	if !strings.Contains(out, "Access token claims (signature verified with "+issuer+"/.well-known/jwks.json)") {
+		t.Errorf("democlient did not verify the token:\n%s", out)
+	}
+	_, meJSON, ok := strings.Cut(out, "GET "+issuer+"/api/me:\n")
+	if !ok {
+		t.Fatalf("democlient did not call /api/me:\n%s", out)
+	}
+	var me struct {
+		Email string   `json:"email"`
+		Name  string   `json:"name"`
+		Roles []string `json:"roles"`
+	}
+	if err := json.NewDecoder(strings.NewReader(meJSON)).Decode(&me); err != nil {
+		t.Fatalf("democlient's /api/me output: %v\n%s", err, out)
+	}
+	if me.Email != aliceEmail || me.Name != "Alice" || len(me.Roles) != 1 || me.Roles[0] != "admin" {
+		t.Errorf("/api/me = %+v, want alice", me)
+	}
+}
+
+// On a phone-sized viewport the pages have no horizontal overflow and show
+// keyboard focus; the test drives the flow itself and exchanges the code
+// with x/oauth2 (S256ChallengeOption, VerifierOption), then calls /api/me.
+func TestCodeFlowOnPhoneWithXOAuth2(t *testing.T) {
+	ctx := newBrowser(t, phone)
+	issuer := startServer(t)
+	cb := newCallback(t)
+	conf := oauthConfig(issuer, cb.URL())
+	verifier := oauth2.GenerateVerifier()
+	state := "phone-state-0123456789"
+
+	if err := chromedp.Do(ctx, chromedp.Navigate(conf.AuthCodeURL(state, oauth2.S256ChallengeOption(verifier))), chromedp.WaitVisible(chromedp.ID("username"))); err != nil {
+		t.Fatal(err)
+	}
+	checkNoOverflow(t, ctx, "sign-in")
+	// Keyboard focus: Tab from the e-mail field to the password field and
+	// to the button; each shows an outline.
+	if err := chromedp.Do(ctx, chromedp.Focus(chromedp.ID("username"))); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"password", "BUTTON"} {
+		if err := chromedp.Do(ctx, chromedp.KeyEvent("\t")); err != nil {
+			t.Fatal(err)
+		}
+		checkFocusVisible(t, ctx, want)
+	}
+	screenshot(t, ctx, "signin-phone")
+
+	if err := chromedp.Do(ctx, signIn(aliceEmail, alicePassword), chromedp.WaitVisible(chromedp.CSS(`button[name=decision][value=allow]`))); err != nil {
+		t.Fatal(err)
+	}
+	checkNoOverflow(t, ctx, "consent")
+	screenshot(t, ctx, "consent-phone")
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`button[name=decision][value=allow]`))); err != nil {
+		t.Fatal(err)
+	}
+	q := cb.wait(t)
+	if q.Get("state") != state || q.Get("iss") != issuer || q.Get("code") == "" {
+		t.Fatalf("redirect query = %v, want a code, state %q and iss %q", q, state, issuer)
+	}
+
+	tok, err := conf.Exchange(context.Background(), q.Get("code"), oauth2.VerifierOption(verifier))
+	if err != nil {
+		t.Fatalf("exchange: %v", err)
+	}
+	resp, err := conf.Client(context.Background(), tok).Get(issuer + "/api/me")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"email":"`+aliceEmail+`"`) {
+		t.Fatalf("/api/me: %d %s", resp.StatusCode, body)
+	}
+
+	// The same code a second time is refused (single use).
+	if _, err := conf.Exchange(context.Background(), q.Get("code"), oauth2.VerifierOption(verifier)); err == nil || !strings.Contains(err.Error(), "invalid_grant") {
+		t.Errorf("second exchange of the code: %v, want invalid_grant", err)
+	}
+}
+
+// A wrong password keeps the user on the sign-in page with the error shown
+// in the page (never JSON) and the e-mail kept.
+func TestWrongPasswordShowsErrorOnPage(t *testing.T) {
+	ctx := newBrowser(t, desktop)
+	issuer := startServer(t)
+	conf := oauthConfig(issuer, "http://127.0.0.1:9/callback")
+	u := conf.AuthCodeURL("wrong-pw-state", oauth2.S256ChallengeOption(oauth2.GenerateVerifier()))
+	if err := chromedp.Do(ctx, chromedp.Navigate(u), signIn(aliceEmail, "not-the-password"), chromedp.WaitVisible(chromedp.ID("error"))); err != nil {
+		t.Fatal(err)
+	}
+	msg, err := chromedp.Run(ctx, chromedp.Text(chromedp.ID("error")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msg != "Incorrect email or password." {
+		t.Errorf("error on the page = %q", msg)
+	}
+	role, err := chromedp.Run(ctx, chromedp.AttributeValue(chromedp.ID("error"), "role"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if role.Value != "alert" {
+		t.Errorf("the error has role %q, want alert (read out by screen readers)", role.Value)
+	}
+	kept, err := chromedp.Run(ctx, chromedp.Value(chromedp.ID("username")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kept != aliceEmail {
+		t.Errorf("the e-mail field holds %q after the error, want %q", kept, aliceEmail)
+	}
+	loc, err := chromedp.Run(ctx, chromedp.Location())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(loc, issuer+"/") {
+		t.Errorf("after a wrong password the browser is at %s, want the server's page", loc)
+	}
+	screenshot(t, ctx, "signin-error-desktop")
+}
+
+// Deny on the consent page redirects with access_denied, the state and iss
+// (RFC 6749 §4.1.2.1, RFC 9207), and democlient reports the refusal.
+func TestDenyRedirectsAccessDenied(t *testing.T) {
+	ctx := newBrowser(t, desktop)
+	issuer := startServer(t)
+	dc := startDemoclient(t, issuer)
+	au, err := url.Parse(dc.authURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	state := au.Query().Get("state")
+
+	if err := chromedp.Do(ctx, chromedp.Navigate(dc.authURL), signIn(aliceEmail, alicePassword),
+		chromedp.WaitVisible(chromedp.CSS(`button[name=decision][value=deny]`)),
+		chromedp.Click(chromedp.CSS(`button[name=decision][value=deny]`)),
+		chromedp.WaitVisible(chromedp.ID("result"))); err != nil {
+		t.Fatal(err)
+	}
+	loc, err := chromedp.Run(ctx, chromedp.Location())
+	if err != nil {
+		t.Fatal(err)
+	}
+	lu, err := url.Parse(loc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := lu.Query()
+	redirect, err := url.Parse(au.Query().Get("redirect_uri"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lu.Host != redirect.Host || lu.Path != redirect.Path || q.Get("error") != "access_denied" || q.Get("state") != state || q.Get("iss") != issuer || q.Has("code") {
+		t.Fatalf("after Deny the browser is at %s, want the loopback redirect with error=access_denied, state=%s, iss=%s and no code", loc, state, issuer)
+	}
+	exit, out := dc.wait(t)
+	if exit == nil || !strings.Contains(out, "access_denied") {
+		t.Fatalf("democlient after Deny: exit %v, output:\n%s", exit, out)
+	}
+	if desc := q.Get("error_description"); desc == "" || !strings.Contains(out, desc) {
+		t.Errorf("democlient does not show the error_description %q:\n%s", desc, out)
+	}
+}
+
+// checkNoOverflow fails when the page is wider than the viewport.
+func checkNoOverflow(t *testing.T, ctx context.Context, page string) {
+	t.Helper()
+	w, err := chromedp.Run(ctx, chromedp.Evaluate[[]int]("[document.documentElement.scrollWidth, window.innerWidth]"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w[0] > w[1] {
+		t.Errorf("the %s page overflows horizontally: scrollWidth %d > innerWidth %d", page, w[0], w[1])
+	}
+}
+
+// checkFocusVisible fails unless the focused element is want (an id, or a
+// tag name) and has an outline.
+func checkFocusVisible(t *testing.T, ctx context.Context, want string) {
+	t.Helper()
+	got, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`(() => {
+		const el = document.activeElement, s = getComputedStyle(el);
+		return [el.id || el.tagName, s.outlineStyle, s.outlineWidth];
+	})()`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[0] != want || got[1] == "none" || got[2] == "0px" {
+		t.Errorf("focus on %s: outline %s %s (want %s with a visible outline)", got[0], got[1], got[2], want)
+	}
+}
