@@ -38,6 +38,7 @@ func TestDemoclientSignsInWithoutJavaScript(t *testing.T) {
 			t.Errorf("the consent page lacks %q:\n%s", want, page)
 		}
 	}
+	checkButtonsAligned(t, ctx)
 	screenshot(t, ctx, "consent-desktop")
 	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`button[name=decision][value=allow]`)), chromedp.WaitVisible(chromedp.ID("result"))); err != nil {
 		t.Fatalf("allowing: %v\n%s", err, dc.out)
@@ -89,6 +90,7 @@ func TestCodeFlowOnPhoneWithXOAuth2(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkNoOverflow(t, ctx, "sign-in")
+	screenshot(t, ctx, "signin-phone")
 	// Keyboard focus: Tab from the e-mail field to the password field and
 	// to the button; each shows an outline.
 	if err := chromedp.Do(ctx, chromedp.Focus(chromedp.ID("username"))); err != nil {
@@ -100,12 +102,12 @@ func TestCodeFlowOnPhoneWithXOAuth2(t *testing.T) {
 		}
 		checkFocusVisible(t, ctx, want)
 	}
-	screenshot(t, ctx, "signin-phone")
 
 	if err := chromedp.Do(ctx, signIn(aliceEmail, alicePassword), chromedp.WaitVisible(chromedp.CSS(`button[name=decision][value=allow]`))); err != nil {
 		t.Fatal(err)
 	}
 	checkNoOverflow(t, ctx, "consent")
+	checkButtonsAligned(t, ctx)
 	screenshot(t, ctx, "consent-phone")
 	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`button[name=decision][value=allow]`))); err != nil {
 		t.Fatal(err)
@@ -244,5 +246,22 @@ func checkFocusVisible(t *testing.T, ctx context.Context, want string) {
 	}
 	if got[0] != want || got[1] == "none" || got[2] == "0px" {
 		t.Errorf("focus on %s: outline %s %s (want %s with a visible outline)", got[0], got[1], got[2], want)
+	}
+}
+
+// checkButtonsAligned fails unless Deny and Allow sit side by side with the
+// same top and height.
+func checkButtonsAligned(t *testing.T, ctx context.Context) {
+	t.Helper()
+	r, err := chromedp.Run(ctx, chromedp.Evaluate[[]float64](`(() => {
+		const d = document.querySelector("button[value=deny]").getBoundingClientRect();
+		const a = document.querySelector("button[value=allow]").getBoundingClientRect();
+		return [d.top, d.height, d.right, a.top, a.height, a.left];
+	})()`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r[0] != r[3] || r[1] != r[4] || r[2] > r[5] {
+		t.Errorf("Deny (top %v, height %v, right %v) and Allow (top %v, height %v, left %v) are not side by side", r[0], r[1], r[2], r[3], r[4], r[5])
 	}
 }
