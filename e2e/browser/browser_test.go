@@ -51,7 +51,7 @@ func TestDemoclientSignsInWithoutJavaScript(t *testing.T) {
 		t.Errorf("the loopback page says %q", result)
 	}
 
-	exit, out := dc.wait(t)
+	out, exit := dc.wait(t)
 	if exit != nil {
 		t.Fatalf("democlient: %v\n%s", exit, out)
 	}
@@ -212,7 +212,7 @@ func TestDenyRedirectsAccessDenied(t *testing.T) {
 	if lu.Host != redirect.Host || lu.Path != redirect.Path || q.Get("error") != "access_denied" || q.Get("state") != state || q.Get("iss") != issuer || q.Has("code") {
 		t.Fatalf("after Deny the browser is at %s, want the loopback redirect with error=access_denied, state=%s, iss=%s and no code", loc, state, issuer)
 	}
-	exit, out := dc.wait(t)
+	out, exit := dc.wait(t)
 	if exit == nil || !strings.Contains(out, "access_denied") {
 		t.Fatalf("democlient after Deny: exit %v, output:\n%s", exit, out)
 	}

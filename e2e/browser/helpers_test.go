@@ -257,15 +257,15 @@ func startDemoclient(t *testing.T, issuer string) *democlient {
 	return d
 }
 
-// wait waits for democlient to exit and returns its exit error and output.
-func (d *democlient) wait(t *testing.T) (error, string) {
+// wait waits for democlient to exit and returns its output and exit error.
+func (d *democlient) wait(t *testing.T) (string, error) {
 	t.Helper()
 	select {
 	case err := <-d.done:
-		return err, d.out.String()
+		return d.out.String(), err
 	case <-time.After(60 * time.Second):
 		t.Fatalf("democlient did not exit:\n%s", d.out)
-		return nil, ""
+		return "", nil
 	}
 }
 
