@@ -73,6 +73,42 @@ func TestDemoclientSignsInWithoutJavaScript(t *testing.T) {
 	if me.Email != aliceEmail || me.Name != "Alice" || len(me.Roles) != 1 || me.Roles[0] != "admin" {
 		t.Errorf("/api/me = %+v, want alice", me)
 	}
+
+	// A second sign-in keeps the session (no sign-in page) but asks for
+	// consent again: demo-app is a public client, whose identity a
+	// redirect to a loopback port does not prove (RFC 8252 §8.6).
+	dc2 := startDemoclient(t, issuer)
+	if err := chromedp.Do(ctx, chromedp.Navigate(dc2.authURL), chromedp.WaitVisible(chromedp.CSS(`button[name=decision][value=allow]`))); err != nil {
+		t.Fatalf("second sign-in: %v\n%s", err, dc2.out)
+	}
+	if n, err := chromedp.Run(ctx, chromedp.Nodes(chromedp.ID("password"), chromedp.AtLeast(0))); err != nil || len(n) != 0 {
+		t.Errorf("the second sign-in shows a password field (%d, %v): the session was not kept", len(n), err)
+	}
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`button[name=decision][value=allow]`)), chromedp.WaitVisible(chromedp.ID("result"))); err != nil {
+		t.Fatalf("second sign-in: %v\n%s", err, dc2.out)
+	}
+	if out, err := dc2.wait(t); err != nil {
+		t.Fatalf("second democlient: %v\n%s", err, out)
+	}
+
+	// /consents lists Demo App; Revoke forgets the consent.
+	if err := chromedp.Do(ctx, chromedp.Navigate(issuer+"/consents"), chromedp.WaitVisible(chromedp.CSS(".consents"))); err != nil {
+		t.Fatalf("/consents: %v", err)
+	}
+	list, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(".consents")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(list, "Demo App") || !strings.Contains(list, "profile email") {
+		t.Errorf("/consents lists %q, want Demo App with profile email", list)
+	}
+	screenshot(t, ctx, "consents-desktop")
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(".consents button[type=submit]")), chromedp.WaitVisible(chromedp.CSS(".notice"))); err != nil {
+		t.Fatalf("revoking: %v", err)
+	}
+	if page, _ := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("main"))); !strings.Contains(page, "Access revoked.") || !strings.Contains(page, "You have not given any application access.") {
+		t.Errorf("after Revoke, /consents says:\n%s", page)
+	}
 }
 
 // On a phone-sized viewport the pages have no horizontal overflow and show
