@@ -55,6 +55,7 @@ func TestDemoclientSignsInWithoutJavaScript(t *testing.T) {
 	if exit != nil {
 		t.Fatalf("democlient: %v\n%s", exit, out)
 	}
+	t.Logf("democlient output:\n%s", out)
 	if !strings.Contains(out, "Access token claims (signature verified with "+issuer+"/.well-known/jwks.json)") {
 		t.Errorf("democlient did not verify the token:\n%s", out)
 	}
@@ -249,6 +250,7 @@ func TestDenyRedirectsAccessDenied(t *testing.T) {
 		t.Fatalf("after Deny the browser is at %s, want the loopback redirect with error=access_denied, state=%s, iss=%s and no code", loc, state, issuer)
 	}
 	out, exit := dc.wait(t)
+	t.Logf("democlient output after Deny:\n%s", out)
 	if exit == nil || !strings.Contains(out, "access_denied") {
 		t.Fatalf("democlient after Deny: exit %v, output:\n%s", exit, out)
 	}
