@@ -303,3 +303,62 @@ func checkButtonsAligned(t *testing.T, ctx context.Context) {
 		t.Errorf("Deny (top %v, height %v, right %v) and Allow (top %v, height %v, left %v) are not side by side", r[0], r[1], r[2], r[3], r[4], r[5])
 	}
 }
+
+// The text of the sign-in and consent pages has a contrast of at least
+// 4.5:1 with its background (WCAG 2.2 AA, 1.4.3), in the light and the dark
+// color scheme.
+func TestTextContrastInLightAndDarkSchemes(t *testing.T) {
+	for _, dark := range []bool{false, true} {
+		name := map[bool]string{false: "Light", true: "Dark"}[dark]
+		t.Run(name, func(t *testing.T) {
+			ctx := newBrowser(t, browserOpts{width: desktop.width, height: desktop.height, dark: dark})
+			issuer := startServer(t)
+			conf := oauthConfig(issuer, "http://127.0.0.1:9/callback")
+			u := conf.AuthCodeURL("contrast-state", oauth2.S256ChallengeOption(oauth2.GenerateVerifier()))
+			if err := chromedp.Do(ctx, chromedp.Navigate(u), signIn(aliceEmail, "not-the-password"), chromedp.WaitVisible(chromedp.ID("error"))); err != nil {
+				t.Fatal(err)
+			}
+			checkContrast(t, ctx, "sign-in", "h1", ".lead", "label", ".error", "button.primary")
+			if err := chromedp.Do(ctx, signIn("", alicePassword), chromedp.WaitVisible(chromedp.CSS(`button[name=decision][value=allow]`))); err != nil {
+				t.Fatal(err)
+			}
+			checkContrast(t, ctx, "consent", "h1", ".lead", ".scope-desc", ".small", "button.primary", "button.secondary")
+		})
+	}
+}
+
+// checkContrast fails when the text of an element matched by one of the
+// selectors has a contrast below 4.5:1 with the first opaque background
+// behind it.
+func checkContrast(t *testing.T, ctx context.Context, page string, selectors ...string) {
+	t.Helper()
+	sel, _ := json.Marshal(selectors)
+	got, err := chromedp.Run(ctx, chromedp.Evaluate[[][]any](`(() => {
+		const rgb = s => (s.match(/[\d.]+/g) || []).map(Number);
+		const lum = ([r, g, b]) => {
+			const f = c => (c /= 255) <= 0.03928 ? c / 12.92 : Math.pow((c + 0.055) / 1.055, 2.4);
+			return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+		};
+		const bg = el => {
+			for (; el; el = el.parentElement) {
+				const c = rgb(getComputedStyle(el).backgroundColor);
+				if (c.length === 3 || c[3] === 1) return c;
+			}
+			return [255, 255, 255];
+		};
+		return ` + string(sel) + `.map(s => {
+			const el = document.querySelector(s);
+			if (!el) return [s, 0, "missing"];
+			const a = lum(rgb(getComputedStyle(el).color)), b = lum(bg(el));
+			return [s, (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05), getComputedStyle(el).color + " on " + bg(el)];
+		});
+	})()`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range got {
+		if ratio, _ := r[1].(float64); ratio < 4.5 {
+			t.Errorf("%s page: %v has a contrast of %.2f:1 (%v), want at least 4.5:1", page, r[0], ratio, r[2])
+		}
+	}
+}

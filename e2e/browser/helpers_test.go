@@ -79,6 +79,7 @@ type browserOpts struct {
 	width, height int64
 	mobile        bool
 	noScript      bool
+	dark          bool // prefers-color-scheme: dark (light otherwise)
 }
 
 var (
@@ -96,8 +97,6 @@ func newBrowser(t *testing.T, o browserOpts) context.Context {
 		chromedp.ExecPath(exe),
 		chromedp.NoSandbox, // CI runs as root, where Chromium's sandbox cannot start
 		chromedp.DisableGPU,
-		chromedp.Flag("force-color-profile", "srgb"),
-		chromedp.Flag("blink-settings", "preferredColorScheme=1"), // light
 		chromedp.Flag("lang", "en-US"),
 		chromedp.WindowSize(int(o.width), int(o.height)),
 	)
@@ -116,6 +115,15 @@ func newBrowser(t *testing.T, o browserOpts) context.Context {
 	} else {
 		steps = append(steps, chromedp.EmulateViewport(o.width, o.height))
 	}
+	scheme := "light"
+	if o.dark {
+		scheme = "dark"
+	}
+	steps = append(steps, chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := cdp.Call(ctx, tg, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
+			Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: scheme}}})
+		return err
+	}))
 	if o.noScript {
 		steps = append(steps, chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
 			_, err := cdp.Call(ctx, tg, emulation.SetScriptExecutionDisabled, emulation.SetScriptExecutionDisabledParams{Value: true})
