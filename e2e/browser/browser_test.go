@@ -346,7 +346,7 @@ func checkContrast(t *testing.T, ctx context.Context, page string, selectors ...
 			}
 			return [255, 255, 255];
 		};
-		return ` + string(sel) + `.map(s => {
+		return `+string(sel)+`.map(s => {
 			const el = document.querySelector(s);
 			if (!el) return [s, 0, "missing"];
 			const a = lum(rgb(getComputedStyle(el).color)), b = lum(bg(el));
