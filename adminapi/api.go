@@ -114,9 +114,8 @@ func (a *API) Handler() http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(OpenAPI)
 	}).Methods(http.MethodGet, http.MethodHead)
-	v := r.PathPrefix(Prefix).Subrouter()
 	h := func(path string, fn func(http.ResponseWriter, *http.Request) error, methods ...string) {
-		v.Handle(path, a.protect(fn)).Methods(methods...)
+		r.Handle(Prefix+path, a.protect(fn)).Methods(methods...)
 	}
 	h("/clients", a.listClients, http.MethodGet)
 	h("/clients", a.createClient, http.MethodPost)
@@ -139,12 +138,13 @@ func (a *API) Handler() http.Handler {
 	h("/keys/rotate", a.rotateKeys, http.MethodPost)
 	h("/tokens/revoke", a.revokeTokens, http.MethodPost)
 	h("/audit", a.listAudit, http.MethodGet)
-	r.NotFoundHandler = a.protect(func(_ http.ResponseWriter, _ *http.Request) error {
+	notFound := a.protect(func(_ http.ResponseWriter, _ *http.Request) error {
 		return problem(http.StatusNotFound, "no such resource")
 	})
-	r.MethodNotAllowedHandler = a.protect(func(_ http.ResponseWriter, _ *http.Request) error {
+	notAllowed := a.protect(func(_ http.ResponseWriter, _ *http.Request) error {
 		return problem(http.StatusMethodNotAllowed, "method not allowed on this resource")
 	})
+	r.NotFoundHandler, r.MethodNotAllowedHandler = notFound, notAllowed
 	return r
 }
 
