@@ -48,7 +48,7 @@ type Count struct {
 	Revoked int64 `json:"revoked"`
 }
 
-func rfc3339(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+func rfc3339(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
 
 func viewUser(u storage.User) User {
 	return User{ID: u.ID, Email: u.Email, Name: u.Name, Roles: nz(u.Roles), Disabled: u.Disabled,
