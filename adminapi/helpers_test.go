@@ -38,7 +38,7 @@ var testSecret = []byte("test-secret-0123456789-0123456789-0123456789")
 // env is a server on a real SQLite database with its public listener and its
 // admin listener, each an httptest.Server.
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	store  storage.Store
 	km     *keys.Manager
 	pub    *httptest.Server
@@ -82,7 +82,7 @@ var openAPIRouter = sync.OnceValues(func() (routers.Router, error) {
 	return gorillamux.NewRouter(doc)
 })
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	ctx := t.Context()
 	st, err := sqlstore.OpenSQLite(ctx, t.TempDir()+"/auth.db")

@@ -49,12 +49,10 @@ func viewKeys(ks []keys.KeyInfo) List[Key] {
 	return out
 }
 
-func (a *API) listKeys(w http.ResponseWriter, r *http.Request) error {
-	ks, err := keys.Describe(r.Context(), a.cfg.Store)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, viewKeys(ks))
+// listKeys serves the key manager's snapshot (no database read); it follows
+// a rotation made by another instance when the manager reloads.
+func (a *API) listKeys(w http.ResponseWriter, _ *http.Request) error {
+	writeJSON(w, http.StatusOK, viewKeys(a.cfg.Keys.List()))
 	return nil
 }
 
