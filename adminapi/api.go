@@ -72,9 +72,10 @@ type Config struct {
 
 // API is the admin REST API. Create it with New; serve Handler.
 type API struct {
-	cfg  Config
-	auth *resource.Authenticator
-	log  *slog.Logger
+	cfg     Config
+	auth    *resource.Authenticator
+	log     *slog.Logger
+	console *console
 }
 
 // New builds the API.
@@ -138,6 +139,9 @@ func (a *API) Handler() http.Handler {
 	h("/keys/rotate", a.rotateKeys, http.MethodPost)
 	h("/tokens/revoke", a.revokeTokens, http.MethodPost)
 	h("/audit", a.listAudit, http.MethodGet)
+	if a.console != nil {
+		a.console.routes(r)
+	}
 	notFound := a.protect(func(_ http.ResponseWriter, _ *http.Request) error {
 		return problem(http.StatusNotFound, "no such resource")
 	})
@@ -154,6 +158,29 @@ type actorKey struct{}
 // actor is who made a request, for the audit log.
 type actor struct{ clientID, subject string }
 
+func contextWithActor(ctx context.Context, act actor) context.Context {
+	return context.WithValue(ctx, actorKey{}, act)
+}
+
+// verify checks an access token as the API's middleware does.
+func (a *API) verify(ctx context.Context, raw string) (*resource.Claims, error) {
+	if a.auth == nil {
+		auth, err := a.cfg.Server.AdminAuthenticator(ctx, nil)
+		if err != nil {
+			return nil, err
+		}
+		return auth.Verify(ctx, raw)
+	}
+	return a.auth.Verify(ctx, raw)
+}
+
+func claimsSub(c *resource.Claims) string {
+	if c == nil {
+		return ""
+	}
+	return c.Subject
+}
+
 // protect authenticates the request (a token with the admin scope), runs fn
 // and turns its error into a problem.
 func (a *API) protect(fn func(http.ResponseWriter, *http.Request) error) http.Handler {
@@ -163,7 +190,7 @@ func (a *API) protect(fn func(http.ResponseWriter, *http.Request) error) http.Ha
 		if c, ok := resource.FromContext(r.Context()); ok {
 			act = actor{clientID: c.ClientID, subject: c.Subject}
 		}
-		r = r.WithContext(context.WithValue(r.Context(), actorKey{}, act))
+		r = r.WithContext(contextWithActor(r.Context(), act))
 		if err := fn(w, r); err != nil {
 			a.fail(w, r, err)
 		}

@@ -48,6 +48,8 @@ type env struct {
 	token  string // an admin token of the ops client
 	alice  storage.User
 	router routers.Router
+	srv    *authserver.Server
+	log    *authserver.AuditLog
 }
 
 // syncBuffer is a bytes.Buffer safe for the audit log's writes.
@@ -125,6 +127,7 @@ func newEnv(t testing.TB) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.srv, e.log = srv, auditLog
 	e.pub.Config.Handler = srv.Handler()
 	e.pub.Start()
 	t.Cleanup(e.pub.Close)

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/oauthkit/authserver/resource"
 )
 
@@ -29,3 +31,7 @@ func (s *Server) AdminAuthenticator(ctx context.Context, onError func(http.Respo
 	}
 	return a, nil
 }
+
+// Gatherer returns the server's metrics registry, for in-process readers
+// such as the admin console's charts.
+func (s *Server) Gatherer() prometheus.Gatherer { return s.metrics.reg }

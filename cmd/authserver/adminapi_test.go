@@ -78,7 +78,17 @@ func TestServeAdminAPI(t *testing.T) {
 	if st != http.StatusOK || body["items"] == nil {
 		t.Fatalf("admin list clients: %d %v", st, body)
 	}
-	for _, p := range []string{"/admin/v1/clients", "/admin/openapi.json"} {
+	// The console sends a browser without a session to the public sign-in.
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err = noFollow.Get(adminBase + "/admin/ui/login")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(loc, base+"/authorize?") || !strings.Contains(loc, "client_id=admin-console") {
+		t.Fatalf("console login: %d %s", resp.StatusCode, loc)
+	}
+	for _, p := range []string{"/admin/v1/clients", "/admin/openapi.json", "/admin/ui/"} {
 		if st, _ := getStatus(t, base+p, tok.AccessToken); st != http.StatusNotFound {
 			t.Fatalf("public listener %s: %d", p, st)
 		}
