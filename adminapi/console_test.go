@@ -26,7 +26,7 @@ type consoleEnv struct {
 	metrics *adminapi.MetricsRing
 }
 
-func newConsoleEnv(t *testing.T) *consoleEnv {
+func newConsoleEnv(t testing.TB) *consoleEnv {
 	e := newEnv(t)
 	ui := httptest.NewUnstartedServer(nil)
 	base := "http://" + ui.Listener.Addr().String()
@@ -58,12 +58,12 @@ var (
 )
 
 // browser is a client with a cookie jar that follows redirects.
-func browser(t *testing.T) *http.Client {
+func browser(t testing.TB) *http.Client {
 	jar, _ := cookiejar.New(nil)
 	return &http.Client{Jar: jar}
 }
 
-func fetch(t *testing.T, c *http.Client, method, u string, form url.Values) (*http.Response, string) {
+func fetch(t testing.TB, c *http.Client, method, u string, form url.Values) (*http.Response, string) {
 	t.Helper()
 	var resp *http.Response
 	var err error
@@ -82,7 +82,7 @@ func fetch(t *testing.T, c *http.Client, method, u string, form url.Values) (*ht
 
 // signIn goes to the console, signs in on the public sign-in page and
 // returns the page the console then shows.
-func (ce *consoleEnv) signIn(t *testing.T, c *http.Client, email, pw string) (*http.Response, string) {
+func (ce *consoleEnv) signIn(t testing.TB, c *http.Client, email, pw string) (*http.Response, string) {
 	t.Helper()
 	resp, page := fetch(t, c, http.MethodGet, ce.ui.URL+"/admin/ui/", nil)
 	if !strings.HasPrefix(resp.Request.URL.String(), ce.pub.URL) {
