@@ -21,11 +21,23 @@ const auditLogUsage = "audit log sink: stderr, off, or a file to append JSON lin
 // openAuditLog opens the audit sink named by --audit-log: "stderr", "off",
 // or a file opened for appending (created 0600). close releases it.
 func openAuditLog(dest string, stderr io.Writer, issuance float64) (log *authserver.AuditLog, close func() error, err error) {
+	return openAuditLogTee(dest, stderr, issuance, nil)
+}
+
+// openAuditLogTee is openAuditLog that also copies every line to tee (the
+// admin API's ring of recent events) unless the log is off.
+func openAuditLogTee(dest string, stderr io.Writer, issuance float64, tee io.Writer) (log *authserver.AuditLog, close func() error, err error) {
+	with := func(w io.Writer) io.Writer {
+		if tee == nil {
+			return w
+		}
+		return io.MultiWriter(w, tee)
+	}
 	switch dest {
 	case "off":
 		return authserver.NewAuditLog(nil, 0), func() error { return nil }, nil
 	case "stderr":
-		return authserver.NewAuditLog(stderr, issuance), func() error { return nil }, nil
+		return authserver.NewAuditLog(with(stderr), issuance), func() error { return nil }, nil
 	case "":
 		return nil, nil, fmt.Errorf("--audit-log must be stderr, off or a file path")
 	}
@@ -33,7 +45,7 @@ func openAuditLog(dest string, stderr io.Writer, issuance float64) (log *authser
 	if err != nil {
 		return nil, nil, fmt.Errorf("--audit-log: %w", err)
 	}
-	return authserver.NewAuditLog(f, issuance), f.Close, nil
+	return authserver.NewAuditLog(with(f), issuance), f.Close, nil
 }
 
 // adminChanges are the commands that change users, clients, tokens or keys;

@@ -103,6 +103,7 @@ errors are one line on stderr and a non-zero exit code.`,
 	_ = root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"text", "json"}, cobra.ShellCompDirectiveNoFileComp))
 	root.AddCommand(newServeCmd(g), newConfigCmd(g), newUsersCmd(g), newClientsCmd(g), newKeysCmd(g), newTokensCmd(g),
 		newMigrateCmd(g), newVersionCmd(g))
+	g.remoteAdmin(root)
 	g.auditAdminCommands(root)
 	return root
 }

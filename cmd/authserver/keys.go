@@ -62,24 +62,7 @@ func newKeysCmd(g *globals) *cobra.Command {
 		}
 		return km, func() { st.Close() }, nil
 	}
-	printKeys := func(ks []keys.KeyInfo) error {
-		views := make([]keyView, 0, len(ks))
-		for _, k := range ks {
-			views = append(views, viewKey(k))
-		}
-		return g.print(views, func(w io.Writer) {
-			fmt.Fprintln(w, "KID\tALG\tSTATE\tCREATED\tACTIVATES\tRETIRED\tDELETE AT")
-			ts := func(t time.Time) string {
-				if t.IsZero() {
-					return "-"
-				}
-				return t.UTC().Format(time.RFC3339)
-			}
-			for _, k := range ks {
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Algorithm, k.State, ts(k.CreatedAt), ts(k.ActivateAt), ts(k.RetiredAt), ts(k.DeleteAt))
-			}
-		})
-	}
+	printKeys := g.printKeys
 	rotate := &cobra.Command{
 		Use:   "rotate",
 		Short: "Force the next rotation step: publish a new key now (it signs after the pre-publication window), or with --now activate it at once",
@@ -122,4 +105,24 @@ func newKeysCmd(g *globals) *cobra.Command {
 	}
 	cmd.AddCommand(rotate, list)
 	return cmd
+}
+
+// printKeys prints signing keys as `keys list` does.
+func (g *globals) printKeys(ks []keys.KeyInfo) error {
+	views := make([]keyView, 0, len(ks))
+	for _, k := range ks {
+		views = append(views, viewKey(k))
+	}
+	return g.print(views, func(w io.Writer) {
+		fmt.Fprintln(w, "KID\tALG\tSTATE\tCREATED\tACTIVATES\tRETIRED\tDELETE AT")
+		ts := func(t time.Time) string {
+			if t.IsZero() {
+				return "-"
+			}
+			return t.UTC().Format(time.RFC3339)
+		}
+		for _, k := range ks {
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Algorithm, k.State, ts(k.CreatedAt), ts(k.ActivateAt), ts(k.RetiredAt), ts(k.DeleteAt))
+		}
+	})
 }

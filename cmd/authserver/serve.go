@@ -24,6 +24,7 @@ import (
 	"github.com/spf13/pflag"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/oauthkit/authserver/adminapi"
 	"github.com/oauthkit/authserver/authserver"
 	"github.com/oauthkit/authserver/internal/password"
 	"github.com/oauthkit/authserver/internal/tracing"
@@ -56,6 +57,7 @@ type serveConfig struct {
 	gcInterval      time.Duration
 	insecureHTTP    bool
 	adminAddr       string
+	adminInsecure   bool
 	pprof           bool
 	drainDelay      time.Duration
 	tlsCert         string
@@ -86,6 +88,10 @@ type serveConfig struct {
 	issuerFromAddr bool
 	// ln, when set, is the --addr listener, bound early by bindEphemeral.
 	ln net.Listener
+	// auditRing keeps the last audit events for the admin API; adminAPI is
+	// that API, set by serve with --admin-addr.
+	auditRing *adminapi.AuditRing
+	adminAPI  http.Handler
 }
 
 // secretFlags locate the server secret.
@@ -194,7 +200,8 @@ func (c *serveConfig) registerFlags(f *pflag.FlagSet) {
 	f.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight requests may finish on shutdown")
 	f.DurationVar(&c.gcInterval, "gc-interval", 10*time.Minute, "how often expired token records are deleted")
-	f.StringVar(&c.adminAddr, "admin-addr", "", "serve /metrics, /healthz, /readyz (and pprof) on this separate address instead of the main one")
+	f.StringVar(&c.adminAddr, "admin-addr", "", "serve the admin API (/admin/v1, /admin/openapi.json), /metrics, /healthz, /readyz (and pprof) on this separate address instead of the main one (the admin API is off without it)")
+	f.BoolVar(&c.adminInsecure, "admin-insecure-loopback", false, "serve the admin API without authentication on a loopback --admin-addr (development only; MUST NOT be used in production)")
 	f.BoolVar(&c.pprof, "pprof", false, "serve net/http/pprof under /debug/pprof/ on the admin address (or the main one without --admin-addr)")
 	f.DurationVar(&c.drainDelay, "drain-delay", 0, "on shutdown, how long /readyz fails before the listener closes (lets load balancers drain)")
 	f.StringVar(&c.tlsCert, "tls-cert", "", "serve HTTPS with this certificate (PEM); requires --tls-key")
@@ -270,7 +277,11 @@ func (c *serveConfig) validate(db string) error {
 			bad("admin-addr", "--admin-addr %q: %w", c.adminAddr, err)
 		} else if c.adminAddr == c.addr {
 			bad("admin-addr", "--admin-addr must differ from --addr")
+		} else if host, _, _ := net.SplitHostPort(c.adminAddr); c.adminInsecure && !isLoopback(host) {
+			bad("admin-insecure-loopback", "--admin-insecure-loopback needs a loopback --admin-addr, not %q", c.adminAddr)
 		}
+	} else if c.adminInsecure {
+		bad("admin-insecure-loopback", "--admin-insecure-loopback needs --admin-addr")
 	}
 	c.certificate = nil
 	switch {
@@ -421,7 +432,8 @@ func serve(ctx context.Context, g *globals, c *serveConfig) error {
 		log = slog.New(tracing.LogHandler(log.Handler()))
 	}
 	issuance, _ := authserver.ParseAuditIssuance(c.auditIssuance) // validated
-	audit, closeAudit, err := openAuditLog(c.auditLog, g.stderr, issuance)
+	c.auditRing = adminapi.NewAuditRing(auditRingSize)
+	audit, closeAudit, err := openAuditLogTee(c.auditLog, g.stderr, issuance, c.auditRing)
 	if err != nil {
 		return err
 	}
@@ -439,6 +451,11 @@ func serve(ctx context.Context, g *globals, c *serveConfig) error {
 		return err
 	}
 	defer a.store.Close()
+	if c.adminAddr != "" {
+		if c.adminAPI, err = newAdminAPI(ctx, a, c, log); err != nil {
+			return err
+		}
+	}
 	hs, admin, err := c.listen(a.srv, log)
 	if err != nil {
 		return err
@@ -682,7 +699,7 @@ func (c *serveConfig) listen(srv *authserver.Server, log *slog.Logger) (primary,
 		return nil, nil, fmt.Errorf("listen on --admin-addr: %w", err)
 	}
 	admin = &listener{Server: &http.Server{
-		Handler:           adminHandler(srv, c.pprof),
+		Handler:           adminHandler(srv, c.pprof, c.adminAPI),
 		ReadHeaderTimeout: 5 * time.Second,
 		IdleTimeout:       time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
@@ -771,8 +788,11 @@ func seedDemoApp(ctx context.Context, st storage.Store, now time.Time, log *slog
 }
 
 // adminHandler serves the operational endpoints on the admin listener.
-func adminHandler(srv *authserver.Server, pprof bool) http.Handler {
+func adminHandler(srv *authserver.Server, pprof bool, api http.Handler) http.Handler {
 	mux := http.NewServeMux()
+	if api != nil {
+		mux.Handle("/admin/", api)
+	}
 	mux.Handle("GET /metrics", srv.MetricsHandler())
 	main := srv.Handler()
 	mux.Handle("GET /healthz", main)

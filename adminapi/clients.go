@@ -1,0 +1,292 @@
+package adminapi
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/gorilla/mux"
+
+	"github.com/oauthkit/authserver/authserver"
+	"github.com/oauthkit/authserver/internal/password"
+	"github.com/oauthkit/authserver/storage"
+)
+
+// Client is the API form of a client registration. It never holds a secret
+// hash; ClientSecret is set only in the response that created a secret.
+type Client struct {
+	ID           string   `json:"id"`
+	Name         string   `json:"name"`
+	Public       bool     `json:"public"`
+	GrantTypes   []string `json:"grant_types"`
+	Scopes       []string `json:"scopes"`
+	Introspect   bool     `json:"introspect"`
+	RedirectURIs []string `json:"redirect_uris"`
+	Resources    []string `json:"resources"`
+	SkipConsent  bool     `json:"skip_consent"`
+	RequirePAR   bool     `json:"require_par"`
+	// Secrets is how many secrets are valid (two during a rotation).
+	Secrets   int    `json:"secrets"`
+	CreatedAt string `json:"created_at"`
+	UpdatedAt string `json:"updated_at"`
+	// ClientSecret is shown once, when generated.
+	ClientSecret string `json:"client_secret,omitempty"`
+}
+
+// ClientInput is the body of POST /clients and PUT /clients/{id}: the whole
+// registration (a PUT replaces it). The ID comes from the path on PUT.
+type ClientInput struct {
+	ID           string   `json:"id"`
+	Name         string   `json:"name"`
+	Public       bool     `json:"public"`
+	GrantTypes   []string `json:"grant_types"`
+	Scopes       []string `json:"scopes"`
+	Introspect   bool     `json:"introspect"`
+	RedirectURIs []string `json:"redirect_uris"`
+	Resources    []string `json:"resources"`
+	SkipConsent  bool     `json:"skip_consent"`
+	RequirePAR   bool     `json:"require_par"`
+}
+
+func viewClient(c storage.Client) Client {
+	return Client{ID: c.ID, Name: c.Name, Public: c.Public, GrantTypes: nz(c.GrantTypes), Scopes: nz(c.Scopes),
+		Introspect: c.Introspect, RedirectURIs: nz(c.RedirectURIs), Resources: nz(c.Resources),
+		SkipConsent: c.SkipConsent, RequirePAR: c.RequirePAR, Secrets: len(c.SecretHashes),
+		CreatedAt: rfc3339(c.CreatedAt), UpdatedAt: rfc3339(c.UpdatedAt)}
+}
+
+func clientETag(c storage.Client) string {
+	return etagOf(struct {
+		V Client
+		H []string
+	}{viewClient(c), c.SecretHashes}, c.UpdatedAt)
+}
+
+var knownGrants = []string{"authorization_code", "password", "refresh_token", "client_credentials"}
+
+// validateClient applies the registration policy of `clients add`.
+func validateClient(c storage.Client) error {
+	bad := func(format string, args ...any) error {
+		return problem(http.StatusUnprocessableEntity, fmt.Sprintf(format, args...))
+	}
+	if c.ID == "" || len(c.ID) > 200 || strings.ContainsAny(c.ID, " :/\t\r\n") {
+		return bad("id is required, at most 200 characters, without spaces, colons or slashes")
+	}
+	if len(c.GrantTypes) == 0 {
+		return bad("grant_types needs at least one grant")
+	}
+	for _, gt := range c.GrantTypes {
+		if !slices.Contains(knownGrants, gt) {
+			return bad("unknown grant %q (want one of %s)", gt, strings.Join(knownGrants, ", "))
+		}
+	}
+	if c.Public {
+		for _, gt := range c.GrantTypes {
+			if gt == "client_credentials" {
+				return bad("a public client cannot use the client_credentials grant")
+			}
+		}
+		if c.Introspect {
+			return bad("a public client cannot be allowed to introspect")
+		}
+	}
+	for _, s := range c.Scopes {
+		if s == "" || strings.ContainsAny(s, " \"\\") {
+			return bad("invalid scope %q", s)
+		}
+	}
+	for _, u := range c.RedirectURIs {
+		if err := authserver.ValidateRedirectURI(u); err != nil {
+			return bad("%s", err.Error())
+		}
+	}
+	if slices.Contains(c.GrantTypes, "authorization_code") && len(c.RedirectURIs) == 0 {
+		return bad("the authorization_code grant needs at least one redirect URI")
+	}
+	if len(c.RedirectURIs) > 0 && !slices.Contains(c.GrantTypes, "authorization_code") {
+		return bad("redirect_uris are only for clients with the authorization_code grant")
+	}
+	for _, r := range c.Resources {
+		if err := authserver.ValidateResource(r); err != nil {
+			return bad("%s", err.Error())
+		}
+	}
+	return nil
+}
+
+func (in ClientInput) apply(c *storage.Client) {
+	c.Name, c.Public, c.GrantTypes, c.Scopes = in.Name, in.Public, in.GrantTypes, in.Scopes
+	c.Introspect, c.RedirectURIs, c.Resources = in.Introspect, in.RedirectURIs, in.Resources
+	c.SkipConsent, c.RequirePAR = in.SkipConsent, in.RequirePAR
+}
+
+func (a *API) listClients(w http.ResponseWriter, r *http.Request) error {
+	limit, after, err := page(r)
+	if err != nil {
+		return err
+	}
+	cs, err := a.cfg.Store.ListClients(r.Context())
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, paginate(cs, func(c storage.Client) string { return c.ID }, viewClient, limit, after))
+	return nil
+}
+
+func (a *API) getClient(w http.ResponseWriter, r *http.Request) error {
+	c, err := a.cfg.Store.GetClient(r.Context(), mux.Vars(r)["id"])
+	if err != nil {
+		return err
+	}
+	w.Header().Set("ETag", clientETag(c))
+	writeJSON(w, http.StatusOK, viewClient(c))
+	return nil
+}
+
+// createClient registers a client; a confidential client gets a generated
+// secret, shown once in the response.
+func (a *API) createClient(w http.ResponseWriter, r *http.Request) (err error) {
+	var in ClientInput
+	if err := decode(r, &in); err != nil {
+		return err
+	}
+	defer func() { a.audit(r, "clients create", in.ID, err) }()
+	c := storage.Client{ID: in.ID}
+	in.apply(&c)
+	if err := validateClient(c); err != nil {
+		return err
+	}
+	var secret string
+	if !c.Public {
+		if secret, err = password.GenerateSecret(); err != nil {
+			return err
+		}
+		c.SecretHashes = []string{password.HashSecret(secret)}
+	}
+	c.CreatedAt = a.cfg.Now().UTC()
+	c.UpdatedAt = c.CreatedAt
+	if err := a.cfg.Store.CreateClient(r.Context(), c); err != nil {
+		if errors.Is(err, storage.ErrAlreadyExists) {
+			return problem(http.StatusConflict, fmt.Sprintf("client %q already exists", c.ID))
+		}
+		return err
+	}
+	v := viewClient(c)
+	v.ClientSecret = secret
+	w.Header().Set("ETag", clientETag(c))
+	w.Header().Set("Location", Prefix+"/clients/"+c.ID)
+	writeJSON(w, http.StatusCreated, v)
+	return nil
+}
+
+// putClient replaces a client's registration (not its secrets). Repeating
+// the same PUT leaves the same state.
+func (a *API) putClient(w http.ResponseWriter, r *http.Request) (err error) {
+	id := mux.Vars(r)["id"]
+	var in ClientInput
+	if err := decode(r, &in); err != nil {
+		return err
+	}
+	defer func() { a.audit(r, "clients update", id, err) }()
+	if in.ID != "" && in.ID != id {
+		return problem(http.StatusUnprocessableEntity, "id in the body differs from the path")
+	}
+	c, err := a.cfg.Store.UpdateClient(r.Context(), id, func(c storage.Client) (storage.Client, error) {
+		if err := checkIfMatch(r, clientETag(c)); err != nil {
+			return c, err
+		}
+		before := viewClient(c)
+		in.apply(&c)
+		if c.Public != before.Public {
+			return c, problem(http.StatusUnprocessableEntity, "public cannot change; delete and register the client again")
+		}
+		if err := validateClient(c); err != nil {
+			return c, err
+		}
+		if after := viewClient(c); !sameRegistration(before, after) {
+			c.UpdatedAt = a.cfg.Now().UTC()
+		}
+		return c, nil
+	})
+	if err != nil {
+		return err
+	}
+	w.Header().Set("ETag", clientETag(c))
+	writeJSON(w, http.StatusOK, viewClient(c))
+	return nil
+}
+
+// sameRegistration compares the registrations of two views.
+func sameRegistration(a, b Client) bool {
+	a.UpdatedAt, b.UpdatedAt = "", ""
+	return fmt.Sprint(a) == fmt.Sprint(b)
+}
+
+// deleteClient deletes a client and revokes its tokens.
+func (a *API) deleteClient(w http.ResponseWriter, r *http.Request) (err error) {
+	id := mux.Vars(r)["id"]
+	defer func() { a.audit(r, "clients delete", id, err) }()
+	c, err := a.cfg.Store.GetClient(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	if err := checkIfMatch(r, clientETag(c)); err != nil {
+		return err
+	}
+	if _, err := a.cfg.Store.RevokeTokens(r.Context(), storage.TokenFilter{ClientID: id}); err != nil {
+		return err
+	}
+	if err := a.cfg.Store.DeleteClient(r.Context(), id); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// SecretRotation is the body of POST /clients/{id}/secret.
+type SecretRotation struct {
+	// KeepOld keeps the previous secret valid too, until the next rotation.
+	KeepOld bool `json:"keep_old"`
+}
+
+// rotateSecret gives a confidential client a new generated secret.
+func (a *API) rotateSecret(w http.ResponseWriter, r *http.Request) (err error) {
+	id := mux.Vars(r)["id"]
+	var in SecretRotation
+	if r.ContentLength != 0 {
+		if err := decode(r, &in); err != nil {
+			return err
+		}
+	}
+	defer func() { a.audit(r, "clients rotate-secret", id, err, slog.Bool("keep_old", in.KeepOld)) }()
+	secret, err := password.GenerateSecret()
+	if err != nil {
+		return err
+	}
+	c, err := a.cfg.Store.UpdateClient(r.Context(), id, func(c storage.Client) (storage.Client, error) {
+		if err := checkIfMatch(r, clientETag(c)); err != nil {
+			return c, err
+		}
+		if c.Public {
+			return c, problem(http.StatusConflict, "a public client has no secret")
+		}
+		hashes := []string{password.HashSecret(secret)}
+		if in.KeepOld && len(c.SecretHashes) > 0 {
+			hashes = append(hashes, c.SecretHashes[0])
+		}
+		c.SecretHashes = hashes
+		c.UpdatedAt = a.cfg.Now().UTC()
+		return c, nil
+	})
+	if err != nil {
+		return err
+	}
+	v := viewClient(c)
+	v.ClientSecret = secret
+	w.Header().Set("ETag", clientETag(c))
+	writeJSON(w, http.StatusOK, v)
+	return nil
+}

@@ -1,0 +1,86 @@
+package adminapi
+
+import (
+	"fmt"
+	"html/template"
+	"sort"
+)
+
+// consoleTemplates are the console's pages: server-rendered, no script,
+// usable on a phone (one column under 40em).
+var consoleTemplates = template.Must(template.New("console").Funcs(template.FuncMap{
+	"num": func(f float64) string { return fmt.Sprintf("%.0f", f) },
+	"keys": func(m map[string]any) []string {
+		out := make([]string, 0, len(m))
+		for k := range m {
+			if k != "time" && k != "event" {
+				out = append(out, k)
+			}
+		}
+		sort.Strings(out)
+		return out
+	},
+}).Parse(`
+{{define "head"}}<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{{.Page}} · authserver admin</title>
+<style>
+body{font:16px/1.4 system-ui,sans-serif;margin:0;color:#111;background:#fff}
+header{background:#1d3557;color:#fff;padding:.5em 1em;display:flex;flex-wrap:wrap;gap:1em;align-items:center}
+header a{color:#fff} nav{display:flex;flex-wrap:wrap;gap:1em} main{padding:1em;max-width:70em}
+table{border-collapse:collapse;width:100%} th,td{text-align:left;padding:.3em;border-bottom:1px solid #ccc;vertical-align:top}
+.charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(18em,1fr));gap:1em}
+figure{margin:0;border:1px solid #ccc;padding:.5em} svg{width:100%;height:auto} rect{fill:#457b9d}
+.secret{background:#ffe8a3;padding:.5em;word-break:break-all} .error{color:#a00}
+label{display:block;margin:.3em 0} button{padding:.4em .8em}
+@media (max-width:40em){th:nth-child(n+4),td:nth-child(n+4){display:none}}
+</style></head><body>
+<header><strong>authserver admin</strong>
+<nav aria-label="Console"><a href="/admin/ui/">Dashboard</a><a href="/admin/ui/users">Users</a><a href="/admin/ui/clients">Clients</a><a href="/admin/ui/keys">Keys</a><a href="/admin/ui/audit">Audit log</a></nav>
+<form method="post" action="/admin/ui/logout"><input type="hidden" name="csrf" value="{{.CSRF}}"><button>Sign out {{.Me}}</button></form>
+</header><main>{{end}}
+{{define "foot"}}</main></body></html>{{end}}
+
+{{define "dashboard"}}{{template "head" .}}<h1>Dashboard</h1><p>Per minute, last hour.</p>
+<div class="charts">{{range .Charts}}<figure><figcaption>{{.Title}}: {{num .Total}} in the last hour</figcaption>
+<svg viewBox="0 0 300 52" role="img" aria-label="{{.Title}} per minute, peak {{num .Max}}"><line x1="0" y1="50.5" x2="300" y2="50.5" stroke="#999"/>
+{{range .Bars}}<rect x="{{.X}}" y="{{.Y}}" width="4" height="{{.H}}"><title>{{num .V}}</title></rect>{{end}}</svg></figure>{{else}}<p>No metrics.</p>{{end}}</div>
+{{template "foot" .}}{{end}}
+
+{{define "users"}}{{template "head" .}}<h1>Users</h1>
+<form method="get" action="/admin/ui/users"><label>Find by email <input type="email" name="email" value="{{.Email}}"></label><button>Find</button></form>
+<table><thead><tr><th scope="col">Email</th><th scope="col">Status</th><th scope="col">Action</th><th scope="col">Name</th><th scope="col">Roles</th><th scope="col">ID</th></tr></thead><tbody>
+{{range .Users}}<tr><td>{{.Email}}</td><td>{{if .Disabled}}disabled{{else}}active{{end}}</td><td>
+<form method="post" action="/admin/ui/users/{{.ID}}/{{if .Disabled}}enable{{else}}disable{{end}}"><input type="hidden" name="csrf" value="{{$.CSRF}}"><button>{{if .Disabled}}Enable{{else}}Disable{{end}}</button></form></td>
+<td>{{.Name}}</td><td>{{range .Roles}}{{.}} {{end}}</td><td><code>{{.ID}}</code></td></tr>{{else}}<tr><td colspan="6">No users.</td></tr>{{end}}
+</tbody></table>{{if .Next}}<p><a href="/admin/ui/users?cursor={{.Next}}">Next page</a></p>{{end}}
+{{template "foot" .}}{{end}}
+
+{{define "clients"}}{{template "head" .}}<h1>Clients</h1>
+{{if .Error}}<p class="error" role="alert">{{.Error}}</p>{{end}}
+{{if .Secret}}<p class="secret" role="status">Created {{.Created}}. Its secret, shown once: <code>{{.Secret}}</code></p>{{end}}
+<table><thead><tr><th scope="col">ID</th><th scope="col">Grants</th><th scope="col">Scopes</th><th scope="col">Name</th><th scope="col">Public</th></tr></thead><tbody>
+{{range .Clients}}<tr><td><code>{{.ID}}</code></td><td>{{range .GrantTypes}}{{.}} {{end}}</td><td>{{range .Scopes}}{{.}} {{end}}</td><td>{{.Name}}</td><td>{{.Public}}</td></tr>{{end}}
+</tbody></table>
+<h2>Register a confidential client</h2>
+<form method="post" action="/admin/ui/clients"><input type="hidden" name="csrf" value="{{.CSRF}}">
+<label>ID <input name="id" required></label><label>Name <input name="name"></label>
+<label>Grants (space-separated) <input name="grants" value="client_credentials"></label><label>Scopes (space-separated) <input name="scopes"></label>
+<button>Register</button></form>
+{{template "foot" .}}{{end}}
+
+{{define "keys"}}{{template "head" .}}<h1>Signing keys</h1>
+<table><thead><tr><th scope="col">Key ID</th><th scope="col">State</th><th scope="col">Algorithm</th><th scope="col">Created</th><th scope="col">Activates</th></tr></thead><tbody>
+{{range .Keys}}<tr><td><code>{{.ID}}</code></td><td>{{.State}}</td><td>{{.Algorithm}}</td><td>{{.CreatedAt}}</td><td>{{.ActivateAt}}</td></tr>{{end}}
+</tbody></table>
+<form method="post" action="/admin/ui/keys"><input type="hidden" name="csrf" value="{{.CSRF}}">
+<label><input type="checkbox" name="now"> Activate at once (tokens it signs may fail where the JWKS is cached)</label><button>Rotate</button></form>
+{{template "foot" .}}{{end}}
+
+{{define "audit"}}{{template "head" .}}<h1>Audit log</h1>
+<form method="get" action="/admin/ui/audit"><label>Event <input name="event" value="{{.Event}}"></label><button>Filter</button></form>
+<table><thead><tr><th scope="col">Time</th><th scope="col">Event</th><th scope="col">Details</th></tr></thead><tbody>
+{{range .Events}}<tr><td>{{index . "time"}}</td><td>{{index . "event"}}</td><td>{{$e := .}}{{range keys .}}{{.}}={{index $e .}} {{end}}</td></tr>{{else}}<tr><td colspan="3">No events.</td></tr>{{end}}
+</tbody></table>
+{{template "foot" .}}{{end}}
+`))

@@ -1,0 +1,326 @@
+package adminapi
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gorilla/mux"
+
+	"github.com/oauthkit/authserver/authserver"
+	"github.com/oauthkit/authserver/internal/password"
+	"github.com/oauthkit/authserver/storage"
+)
+
+// User is the API form of a user; it never holds the password hash.
+type User struct {
+	ID        string   `json:"id"`
+	Email     string   `json:"email"`
+	Name      string   `json:"name"`
+	Roles     []string `json:"roles"`
+	Disabled  bool     `json:"disabled"`
+	CreatedAt string   `json:"created_at"`
+	UpdatedAt string   `json:"updated_at"`
+}
+
+// UserInput is the body of POST /users (Password required) and of
+// PUT /users/{id} (Password not allowed; the whole profile is replaced).
+type UserInput struct {
+	Email    string   `json:"email"`
+	Name     string   `json:"name"`
+	Roles    []string `json:"roles"`
+	Disabled bool     `json:"disabled"`
+	Password string   `json:"password,omitempty"`
+}
+
+// PasswordInput is the body of POST /users/{id}/password.
+type PasswordInput struct {
+	Password string `json:"password"`
+}
+
+// Count reports how many records an operation removed.
+type Count struct {
+	Revoked int64 `json:"revoked"`
+}
+
+func rfc3339(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+
+func viewUser(u storage.User) User {
+	return User{ID: u.ID, Email: u.Email, Name: u.Name, Roles: nz(u.Roles), Disabled: u.Disabled,
+		CreatedAt: rfc3339(u.CreatedAt), UpdatedAt: rfc3339(u.UpdatedAt)}
+}
+
+func userETag(u storage.User) string {
+	return etagOf(struct {
+		V User
+		H string
+	}{viewUser(u), u.PasswordHash}, u.UpdatedAt)
+}
+
+func newID() (string, error) {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("adminapi: random ID: %w", err)
+	}
+	return hex.EncodeToString(b), nil
+}
+
+func (in UserInput) validate() error {
+	if len(in.Email) > 320 || !strings.Contains(in.Email, "@") || strings.ContainsAny(in.Email, " \t\r\n") {
+		return problem(http.StatusUnprocessableEntity, "email must be an email address")
+	}
+	if len(in.Name) > 200 {
+		return problem(http.StatusUnprocessableEntity, "name must be at most 200 characters")
+	}
+	for _, r := range in.Roles {
+		if r == "" || len(r) > 64 || strings.ContainsAny(r, " ,\t\r\n") {
+			return problem(http.StatusUnprocessableEntity, fmt.Sprintf("invalid role %q", r))
+		}
+	}
+	return nil
+}
+
+func (a *API) checkPassword(pw string) (string, error) {
+	if err := password.CheckPolicy(pw, password.DefaultMinLength); err != nil {
+		return "", problem(http.StatusUnprocessableEntity, err.Error())
+	}
+	return password.Hash(pw, a.cfg.PasswordParams)
+}
+
+func (a *API) listUsers(w http.ResponseWriter, r *http.Request) error {
+	limit, after, err := page(r)
+	if err != nil {
+		return err
+	}
+	var us []storage.User
+	if email := r.URL.Query().Get("email"); email != "" {
+		u, err := a.cfg.Store.GetUserByEmail(r.Context(), email)
+		if err == nil {
+			us = []storage.User{u}
+		} else if !errors.Is(err, storage.ErrNotFound) {
+			return err
+		}
+	} else if us, err = a.cfg.Store.ListUsers(r.Context()); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, paginate(us, func(u storage.User) string { return u.ID }, viewUser, limit, after))
+	return nil
+}
+
+func (a *API) getUser(w http.ResponseWriter, r *http.Request) error {
+	u, err := a.cfg.Store.GetUser(r.Context(), mux.Vars(r)["id"])
+	if err != nil {
+		return err
+	}
+	w.Header().Set("ETag", userETag(u))
+	writeJSON(w, http.StatusOK, viewUser(u))
+	return nil
+}
+
+func (a *API) createUser(w http.ResponseWriter, r *http.Request) (err error) {
+	var in UserInput
+	if err := decode(r, &in); err != nil {
+		return err
+	}
+	defer func() { a.audit(r, "users create", in.Email, err) }()
+	if err := in.validate(); err != nil {
+		return err
+	}
+	if in.Password == "" {
+		return problem(http.StatusUnprocessableEntity, "password is required")
+	}
+	h, err := a.checkPassword(in.Password)
+	if err != nil {
+		return err
+	}
+	id, err := newID()
+	if err != nil {
+		return err
+	}
+	now := a.cfg.Now().UTC()
+	u := storage.User{ID: id, Email: in.Email, Name: in.Name, Roles: in.Roles, Disabled: in.Disabled, PasswordHash: h, CreatedAt: now, UpdatedAt: now}
+	if err := a.cfg.Store.CreateUser(r.Context(), u); err != nil {
+		if errors.Is(err, storage.ErrAlreadyExists) {
+			return problem(http.StatusConflict, "a user with this email already exists")
+		}
+		return err
+	}
+	w.Header().Set("ETag", userETag(u))
+	w.Header().Set("Location", Prefix+"/users/"+u.ID)
+	writeJSON(w, http.StatusCreated, viewUser(u))
+	return nil
+}
+
+// updateUser applies fn to the user of the path under If-Match, bumping
+// UpdatedAt when the user changed, and revokes every token and session of a
+// user who became disabled.
+func (a *API) updateUser(w http.ResponseWriter, r *http.Request, fn func(*storage.User) error) (storage.User, error) {
+	id := mux.Vars(r)["id"]
+	wasEnabled := false
+	u, err := a.cfg.Store.UpdateUser(r.Context(), id, func(u storage.User) (storage.User, error) {
+		if err := checkIfMatch(r, userETag(u)); err != nil {
+			return u, err
+		}
+		before, hash := viewUser(u), u.PasswordHash
+		wasEnabled = !u.Disabled
+		if err := fn(&u); err != nil {
+			return u, err
+		}
+		if after := viewUser(u); fmt.Sprint(before) != fmt.Sprint(after) || hash != u.PasswordHash {
+			u.UpdatedAt = a.cfg.Now().UTC()
+		}
+		return u, nil
+	})
+	if err != nil {
+		if errors.Is(err, storage.ErrAlreadyExists) {
+			return u, problem(http.StatusConflict, "a user with this email already exists")
+		}
+		return u, err
+	}
+	if wasEnabled && u.Disabled {
+		// A disabled user's sessions end and their refresh tokens stop.
+		if _, err := a.cfg.Store.RevokeTokens(r.Context(), storage.TokenFilter{Subject: u.ID}); err != nil {
+			return u, err
+		}
+	}
+	w.Header().Set("ETag", userETag(u))
+	writeJSON(w, http.StatusOK, viewUser(u))
+	return u, nil
+}
+
+func (a *API) putUser(w http.ResponseWriter, r *http.Request) (err error) {
+	id := mux.Vars(r)["id"]
+	var in UserInput
+	if err := decode(r, &in); err != nil {
+		return err
+	}
+	defer func() { a.audit(r, "users update", id, err) }()
+	if in.Password != "" {
+		return problem(http.StatusUnprocessableEntity, "set the password with POST /users/{id}/password")
+	}
+	if err := in.validate(); err != nil {
+		return err
+	}
+	if other, err := a.cfg.Store.GetUserByEmail(r.Context(), in.Email); err == nil && other.ID != id {
+		return problem(http.StatusConflict, "a user with this email already exists")
+	}
+	_, err = a.updateUser(w, r, func(u *storage.User) error {
+		u.Email, u.Name, u.Roles, u.Disabled = in.Email, in.Name, in.Roles, in.Disabled
+		if u.Roles == nil {
+			u.Roles = []string{}
+		}
+		slices.Sort(u.Roles)
+		return nil
+	})
+	return err
+}
+
+func (a *API) setPassword(w http.ResponseWriter, r *http.Request) (err error) {
+	id := mux.Vars(r)["id"]
+	var in PasswordInput
+	if err := decode(r, &in); err != nil {
+		return err
+	}
+	defer func() { a.audit(r, "users set-password", id, err) }()
+	h, err := a.checkPassword(in.Password)
+	if err != nil {
+		return err
+	}
+	_, err = a.updateUser(w, r, func(u *storage.User) error {
+		u.PasswordHash = h
+		return nil
+	})
+	return err
+}
+
+func (a *API) disableUser(w http.ResponseWriter, r *http.Request) (err error) {
+	id := mux.Vars(r)["id"]
+	defer func() { a.audit(r, "users disable", id, err) }()
+	_, err = a.updateUser(w, r, func(u *storage.User) error {
+		u.Disabled = true
+		return nil
+	})
+	return err
+}
+
+func (a *API) enableUser(w http.ResponseWriter, r *http.Request) (err error) {
+	id := mux.Vars(r)["id"]
+	defer func() { a.audit(r, "users enable", id, err) }()
+	_, err = a.updateUser(w, r, func(u *storage.User) error {
+		u.Disabled = false
+		return nil
+	})
+	return err
+}
+
+// deleteUser deletes a user and revokes their tokens and sessions.
+func (a *API) deleteUser(w http.ResponseWriter, r *http.Request) (err error) {
+	id := mux.Vars(r)["id"]
+	defer func() { a.audit(r, "users delete", id, err) }()
+	u, err := a.cfg.Store.GetUser(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	if err := checkIfMatch(r, userETag(u)); err != nil {
+		return err
+	}
+	if _, err := a.cfg.Store.RevokeTokens(r.Context(), storage.TokenFilter{Subject: id}); err != nil {
+		return err
+	}
+	if err := a.cfg.Store.DeleteUser(r.Context(), id); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (a *API) listConsents(w http.ResponseWriter, r *http.Request) error {
+	id := mux.Vars(r)["id"]
+	if _, err := a.cfg.Store.GetUser(r.Context(), id); err != nil {
+		return err
+	}
+	cs, err := authserver.ListConsents(r.Context(), a.cfg.Store, id)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, List[authserver.Consent]{Items: nz(cs)})
+	return nil
+}
+
+// revokeConsents forgets the user's consent to ?client_id, or to every
+// client.
+func (a *API) revokeConsents(w http.ResponseWriter, r *http.Request) (err error) {
+	id := mux.Vars(r)["id"]
+	client := r.URL.Query().Get("client_id")
+	defer func() { a.audit(r, "users revoke-consent", strings.TrimSpace(id+" "+client), err) }()
+	if _, err := a.cfg.Store.GetUser(r.Context(), id); err != nil {
+		return err
+	}
+	n, err := authserver.RevokeConsents(r.Context(), a.cfg.Store, id, client)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, Count{Revoked: int64(n)})
+	return nil
+}
+
+// revokeSessions ends every browser session of the user and revokes their
+// tokens (every record with the user as subject).
+func (a *API) revokeSessions(w http.ResponseWriter, r *http.Request) (err error) {
+	id := mux.Vars(r)["id"]
+	defer func() { a.audit(r, "users revoke-sessions", id, err) }()
+	if _, err := a.cfg.Store.GetUser(r.Context(), id); err != nil {
+		return err
+	}
+	n, err := a.cfg.Store.RevokeTokens(r.Context(), storage.TokenFilter{Subject: id})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, Count{Revoked: n})
+	return nil
+}
