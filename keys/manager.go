@@ -89,11 +89,11 @@ type snapshot struct {
 	// actives holds the active key of each group (see group), the
 	// primary group's first.
 	actives []Signer
-	public    map[string]*jose.JSONWebKey
-	jwks      []byte
-	etag      string
-	algs      []string
-	infos     []KeyInfo
+	public  map[string]*jose.JSONWebKey
+	jwks    []byte
+	etag    string
+	algs    []string
+	infos   []KeyInfo
 }
 
 // New returns a Manager for the key set in store. It loads the set, decrypts
