@@ -149,6 +149,12 @@ func (t *tokenStrategy) sign(ctx context.Context, claims any, typ string) (strin
 	if err != nil {
 		return "", fmt.Errorf("authserver: no signing key: %w", err)
 	}
+	return t.signWith(ctx, cur, claims, typ)
+}
+
+// signWith signs claims with the key cur, with typ and kid in the header.
+func (t *tokenStrategy) signWith(ctx context.Context, cur keys.Signer, claims any, typ string) (string, error) {
+	var err error
 	cacheKey := cur.KeyID + "\x00" + typ
 	var signer jose.Signer
 	if v, ok := t.signers.Load(cacheKey); ok {

@@ -272,6 +272,11 @@ const noRefresh = "\x00no-refresh"
 // issue"; a list nobody matches means "never".
 func (c providerConfig) GetRefreshTokenScopes(ctx context.Context) []string {
 	if st := stateFrom(ctx); st != nil && st.client != nil && slices.Contains(st.client.GrantTypes, grantRefreshToken) {
+		// An OpenID Connect grant gets a refresh token only with
+		// offline_access (Core §11).
+		if slices.Contains(strings.Fields(st.scope), scopeOpenID) {
+			return []string{scopeOfflineAccess}
+		}
 		return []string{}
 	}
 	return []string{noRefresh}
@@ -301,6 +306,8 @@ func (s *Server) newProvider() (fosite.OAuth2Provider, *tokenStrategy) {
 		RedirectSecureChecker:           redirectSecure,
 		PushedAuthorizeContextLifespan:  s.cfg.PARTTL,
 		PushedAuthorizeRequestURIPrefix: requestURIPrefix,
+		IDTokenLifespan:                 s.cfg.AccessTokenTTL,
+		IDTokenIssuer:                   s.cfg.Issuer,
 	}
 	cfg := providerConfig{fc}
 	strategy := &tokenStrategy{
@@ -314,6 +321,7 @@ func (s *Server) newProvider() (fosite.OAuth2Provider, *tokenStrategy) {
 		strategy.tracer = s.cfg.TracerProvider.Tracer(tracing.ScopeName)
 	}
 	store := &fositeStore{store: s.store, srv: s}
+	var handlers []any
 	for _, factory := range []compose.Factory{
 		//lint:ignore SA1019 the password grant is deprecated upstream but a requirement here
 		compose.OAuth2ResourceOwnerPasswordCredentialsFactory,
@@ -324,7 +332,11 @@ func (s *Server) newProvider() (fosite.OAuth2Provider, *tokenStrategy) {
 		compose.OAuth2PKCEFactory,
 		compose.PushedAuthorizeHandlerFactory,
 	} {
-		h := factory(cfg, store, strategy)
+		handlers = append(handlers, factory(cfg, store, strategy))
+	}
+	// The ID token handlers after the code handler (fosite's requirement).
+	handlers = append(handlers, oidcHandlers(cfg, store, strategy)...)
+	for _, h := range handlers {
 		registered := false
 		if th, ok := h.(fosite.TokenEndpointHandler); ok {
 			fc.TokenEndpointHandlers.Append(th)

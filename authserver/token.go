@@ -85,6 +85,7 @@ type tokenResponse struct {
 	ExpiresIn    int64  `json:"expires_in"`
 	RefreshToken string `json:"refresh_token,omitempty"`
 	Scope        string `json:"scope,omitempty"`
+	IDToken      string `json:"id_token,omitempty"`
 }
 
 func (s *Server) token(w http.ResponseWriter, r *http.Request) (*tokenResponse, *oauthError) {
@@ -222,6 +223,9 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) (*tokenResponse, 
 	}
 	if rt, ok := resp.GetExtra("refresh_token").(string); ok {
 		out.RefreshToken = rt
+	}
+	if it, ok := resp.GetExtra("id_token").(string); ok {
+		out.IDToken = it
 	}
 	scope := sess.AccessScope
 	if scope == nil {
