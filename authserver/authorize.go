@@ -576,6 +576,7 @@ func (s *Server) issueCode(w http.ResponseWriter, r *http.Request, az *authzRequ
 		return
 	}
 	s.metrics.codes.Inc()
+	s.rememberLogoutTarget(ctx, az, bs)
 	s.audit(ctx, "code_issued", slog.String("client_id", az.client.ID), slog.String("sub", bs.user.ID))
 	s.redirectToClient(w, az, url.Values{"code": {resp.GetCode()}})
 }

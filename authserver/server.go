@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -181,6 +182,8 @@ type Server struct {
 	scopes      scopeCache
 	// basePath is the issuer's path ("" for an issuer at a host's root).
 	basePath string
+	// backchannel counts back-channel logout deliveries in flight.
+	backchannel sync.WaitGroup
 }
 
 // route is an extra handler mounted by an Option: at a path prefix, or at
