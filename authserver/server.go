@@ -277,7 +277,7 @@ func (c providerConfig) GetRefreshTokenScopes(ctx context.Context) []string {
 	if st := stateFrom(ctx); st != nil && st.client != nil && slices.Contains(st.client.GrantTypes, grantRefreshToken) {
 		// An OpenID Connect grant gets a refresh token only with
 		// offline_access (Core §11).
-		if slices.Contains(strings.Fields(st.scope), scopeOpenID) {
+		if st.oidcGrant {
 			return []string{scopeOfflineAccess}
 		}
 		return []string{}

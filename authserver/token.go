@@ -51,6 +51,9 @@ type requestState struct {
 	accessExpiry time.Time
 	// ip is the caller's address, for throttling and the audit log.
 	ip string
+	// oidcGrant is set for a grant with the openid scope: it gets a refresh
+	// token only with offline_access (see providerConfig).
+	oidcGrant bool
 }
 
 type stateKey struct{}
@@ -189,6 +192,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) (*tokenResponse, 
 	}
 
 	st.buffer = true
+	st.oidcGrant = sess.OIDC != nil
 	st.accessExpiry = sess.GetExpiresAt(fosite.AccessToken)
 	if sess.AccessScope != nil {
 		st.scope = strings.Join(sess.AccessScope, " ")
