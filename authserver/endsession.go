@@ -3,6 +3,7 @@ package authserver
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -39,6 +40,20 @@ const (
 var backchannelHTTP = &http.Client{
 	Timeout:       backchannelTimeout,
 	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+}
+
+// ValidateBackchannelLogoutURI checks a back-channel logout URI for
+// registration: an absolute https URI without a fragment, or http on a
+// loopback address (Back-Channel Logout 1.0 §2.2).
+func ValidateBackchannelLogoutURI(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || !u.IsAbs() || u.Host == "" || u.Fragment != "" || strings.Contains(raw, "#") || u.User != nil {
+		return fmt.Errorf("back-channel logout URI %q: must be an absolute URI without a fragment or user information", raw)
+	}
+	if u.Scheme != "https" && !(u.Scheme == "http" && (isLoopbackLiteral(u.Hostname()) || u.Hostname() == "localhost")) {
+		return fmt.Errorf("back-channel logout URI %q: must be https (or http on a loopback address)", raw)
+	}
+	return nil
 }
 
 func logoutTargetKey(sid, clientID string) string { return hashHandle(sid + "\x00" + clientID) }

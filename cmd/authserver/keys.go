@@ -53,7 +53,7 @@ func newKeysCmd(g *globals) *cobra.Command {
 			st.Close()
 			return nil, nil, err
 		}
-		km, err := keys.New(cmd.Context(), st, keys.Config{Algorithm: alg, Secret: sec,
+		km, err := keys.New(cmd.Context(), st, keys.Config{Algorithm: alg, ExtraAlgorithms: oidcKeyAlgorithms, Secret: sec,
 			TokenLifetime: max(accessTTL, introspectionJWTTTL), RotationPeriod: rotation, JWKSMaxAge: maxAge,
 			Logger: slog.New(slog.NewTextHandler(g.stderr, nil)), OnEvent: keyEvents(g.audit)})
 		if err != nil {
@@ -123,3 +123,8 @@ func newKeysCmd(g *globals) *cobra.Command {
 	cmd.AddCommand(rotate, list)
 	return cmd
 }
+
+// oidcKeyAlgorithms keep an active key whatever --key-algorithm says: RS256
+// signs the ID tokens (OpenID Connect Core §15.1). serve and the keys
+// commands must agree, or a rotation from one would merge the groups.
+var oidcKeyAlgorithms = []string{keys.RS256}
