@@ -209,8 +209,11 @@ func (s *Server) handleEndSession(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, http.StatusServiceUnavailable, errTemporarilyUnavailable, genericUnavailableDetail)
 		return
 	}
-	confirmed := r.Method == http.MethodPost && bs != nil && s.csrf.Valid(form.Get(fieldCSRF), "end_session", bs.id)
-	if r.Method == http.MethodPost && bs != nil && !confirmed {
+	// A POST carrying csrf_token answers our confirmation page; any other
+	// request is the relying party's (GET or an auto-submitted POST).
+	answer := r.Method == http.MethodPost && form.Has(fieldCSRF)
+	confirmed := answer && bs != nil && s.csrf.Valid(form.Get(fieldCSRF), "end_session", bs.id)
+	if answer && bs != nil && !confirmed {
 		s.audit(ctx, "csrf_rejected", slog.String("form", "end_session"))
 		s.errorPage(w, http.StatusForbidden, errInvalidRequest, "This form has expired or was not sent from this site. Go back, reload the page and try again.")
 		return

@@ -683,11 +683,18 @@ func TestRPInitiatedLogout(t *testing.T) {
 	if p.location == nil || p.location.String() != rpBye {
 		t.Fatalf("after confirmation: %d %v", p.status, p.location)
 	}
-	// A forged confirmation (no CSRF token) signs nobody out.
+	// A forged confirmation signs nobody out; a POST without a hint asks.
 	e.codeFlow(t, b)
-	p = b.post("/end_session", url.Values{"client_id": {"rp"}})
+	p = b.post("/end_session", url.Values{"client_id": {"rp"}, "csrf_token": {"forged"}})
 	if p.status != http.StatusForbidden {
-		t.Fatalf("POST without CSRF: %d", p.status)
+		t.Fatalf("POST with a forged CSRF token: %d", p.status)
+	}
+	p = b.post("/end_session", url.Values{"client_id": {"rp"}, "post_logout_redirect_uri": {rpBye}})
+	if p.location != nil || !strings.Contains(p.body, "Sign out") {
+		t.Fatalf("POST without a hint: %d %v", p.status, p.location)
+	}
+	if q := e.callback(t, b.get(authorizeQuery("rp", rpRedirect, "state-123", mustChallenge(), "scope", "openid", "prompt", "none")), rpRedirect); q.Get("code") == "" {
+		t.Fatalf("signed out without confirmation: %v", q)
 	}
 }
 
