@@ -61,7 +61,7 @@ func logoutTargetKey(sid, clientID string) string { return hashHandle(sid + "\x0
 // rememberLogoutTarget records, for back-channel logout, that the client got
 // a code in the browser session bs.
 func (s *Server) rememberLogoutTarget(ctx context.Context, az *authzRequest, bs *browserSession) {
-	if az.client.BackchannelLogoutURI == "" || bs.sid == "" || !slices.Contains(az.scopes, scopeOpenID) {
+	if az.client.BackchannelLogoutURI == "" || bs.sid == "" || !slices.Contains(requestedScopes(az), scopeOpenID) {
 		return
 	}
 	now := s.cfg.Now().UTC()

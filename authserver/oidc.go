@@ -261,9 +261,10 @@ type oidcFacts struct {
 	Claims claimsRequest `json:"claims,omitempty"`
 }
 
-// fillOIDCSession records what the ID token and userinfo need.
+// fillOIDCSession records what the ID token and userinfo need, for a grant
+// with openid (requested, or the client's default set when no scope was).
 func fillOIDCSession(sess *session, az *authzRequest) {
-	if !slices.Contains(az.scopes, scopeOpenID) {
+	if !slices.Contains(requestedScopes(az), scopeOpenID) {
 		return
 	}
 	sess.OIDC = &oidcFacts{Nonce: az.form.Get("nonce"), AMR: []string{"pwd"}, Claims: az.oidc.claims}
@@ -354,8 +355,12 @@ type userClaims struct {
 // GenerateIDToken implements openid.OpenIDConnectTokenStrategy.
 func (t *tokenStrategy) GenerateIDToken(ctx context.Context, lifespan time.Duration, r fosite.Requester) (string, error) {
 	s, ok := r.GetSession().(*session)
-	if !ok || s.OIDC == nil {
-		return "", fosite.ErrServerError.WithDebug("ID token for a session without OpenID Connect facts")
+	if !ok {
+		return "", fosite.ErrServerError.WithDebug("unexpected session type")
+	}
+	facts := s.OIDC
+	if facts == nil { // a grant with openid from before OpenID Connect support
+		facts = &oidcFacts{AMR: []string{"pwd"}}
 	}
 	now := t.now().UTC().Truncate(time.Second)
 	clientID := r.GetClient().GetID()
@@ -367,7 +372,7 @@ func (t *tokenStrategy) GenerateIDToken(ctx context.Context, lifespan time.Durat
 		IssuedAt: now.Unix(),
 		AtHash:   s.IDTokenClaims().AccessTokenHash,
 		AZP:      clientID,
-		AMR:      s.OIDC.AMR,
+		AMR:      facts.AMR,
 		SID:      s.SessionID,
 	}
 	if !s.AuthTime.IsZero() {
@@ -375,9 +380,9 @@ func (t *tokenStrategy) GenerateIDToken(ctx context.Context, lifespan time.Durat
 	}
 	// A refreshed ID token has no nonce (Core §12.2).
 	if !r.GetRequestForm().Has("refresh_token") {
-		c.Nonce = s.OIDC.Nonce
+		c.Nonce = facts.Nonce
 	}
-	c.userClaims = releaseClaims(s.OIDC.Claims.IDToken, s.Name, s.Username, time.Time{})
+	c.userClaims = releaseClaims(facts.Claims.IDToken, s.Name, s.Username, time.Time{})
 	signer, err := t.keys.CurrentFor(idTokenAlg)
 	if err != nil {
 		signer, err = t.keys.Current()
