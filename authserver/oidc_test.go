@@ -657,6 +657,25 @@ func TestOIDCHostile(t *testing.T) {
 	})
 }
 
+// Without a scope parameter the client's registered scopes are granted; with
+// openid among them, the grant is an OpenID Connect one (ID token, refresh
+// with a new ID token).
+func TestOIDCDefaultScopes(t *testing.T) {
+	e := newOIDCEnv(t)
+	tok := e.codeFlow(t, newBrowser(t, e.testEnv), "scope", "")
+	e.idToken(t, tok)
+	rt, _ := tok["refresh_token"].(string)
+	if rt == "" {
+		t.Fatalf("no refresh token with the default scopes (offline_access among them): %v", tok)
+	}
+	resp := e.post("/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}, "rp", rpSecret)
+	ref := decode(t, resp)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("refresh %d %v", resp.StatusCode, ref)
+	}
+	e.idToken(t, ref)
+}
+
 func mustChallenge() string { _, c := pkcePair("rp"); return c }
 
 // RP-initiated logout: with a hint, at once back to the registered URI with

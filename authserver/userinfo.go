@@ -1,6 +1,7 @@
 package authserver
 
 import (
+	"encoding/json"
 	"errors"
 	"mime"
 	"net/http"
@@ -71,13 +72,17 @@ func (s *Server) handleUserinfo(w http.ResponseWriter, r *http.Request) {
 		bearerError(w, http.StatusForbidden, errInsufficientScope, "The access token was not granted the openid scope.")
 		return
 	}
-	req, err := decodePayload(rec.Payload, nil)
-	if err != nil {
+	// Only the claims request of the stored session is needed.
+	var stored struct {
+		Session struct {
+			OIDC *oidcFacts `json:"oidc"`
+		} `json:"session"`
+	}
+	if err := json.Unmarshal(rec.Payload, &stored); err != nil {
 		s.log.ErrorContext(ctx, "userinfo: decoding the access token record", "err", err)
 		writeOAuthError(w, serverError(err))
 		return
 	}
-	sess, _ := req.Session.(*session)
 	u, err := s.store.GetUser(ctx, c.Subject)
 	if errors.Is(err, storage.ErrNotFound) || (err == nil && u.Disabled) {
 		bearerError(w, http.StatusUnauthorized, errInvalidToken, "The access token's user no longer exists.")
@@ -91,8 +96,8 @@ func (s *Server) handleUserinfo(w http.ResponseWriter, r *http.Request) {
 	for _, sc := range scopes {
 		names = append(names, scopeClaims[sc]...)
 	}
-	if sess != nil && sess.OIDC != nil {
-		names = append(names, sess.OIDC.Claims.UserInfo...)
+	if f := stored.Session.OIDC; f != nil {
+		names = append(names, f.Claims.UserInfo...)
 	}
 	writeJSON(w, http.StatusOK, userinfoResponse{Subject: c.Subject, userClaims: releaseClaims(names, u.Name, u.Email, u.UpdatedAt)})
 }
