@@ -104,7 +104,7 @@ func (s *Server) handleMetadata(w http.ResponseWriter, r *http.Request) {
 
 		UserinfoEndpoint:                  s.cfg.Issuer + "/userinfo",
 		EndSessionEndpoint:                s.cfg.Issuer + "/end_session",
-		SubjectTypesSupported:             []string{"public"},
+		SubjectTypesSupported:             []string{"public", SubjectPairwise},
 		IDTokenSigningAlgValuesSupported:  s.idTokenSigningAlgs(),
 		ClaimsSupported:                   supportedClaims(),
 		ClaimTypesSupported:               []string{"normal"},

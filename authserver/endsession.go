@@ -107,7 +107,7 @@ func (s *Server) backchannelLogout(ctx context.Context, bs *browserSession) {
 		}
 		_ = s.store.DeleteToken(ctx, logoutTargetKind, key)
 		now := s.cfg.Now().UTC().Truncate(time.Second)
-		claims := logoutClaims{Issuer: s.cfg.Issuer, Subject: bs.user.ID, Audience: []string{c.ID}, IssuedAt: now.Unix(),
+		claims := logoutClaims{Issuer: s.cfg.Issuer, Subject: subjectFor(s.strategy.pairwiseKey, &c, bs.user.ID), Audience: []string{c.ID}, IssuedAt: now.Unix(),
 			Expiry: now.Add(logoutTokenTTL).Unix(), ID: newJTI(), SID: bs.sid,
 			Events: map[string]map[string]any{backchannelEvent: {}}}
 		signer, err := s.keys.CurrentFor(idTokenAlg)
@@ -218,7 +218,7 @@ func (s *Server) handleEndSession(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, http.StatusForbidden, errInvalidRequest, "This form has expired or was not sent from this site. Go back, reload the page and try again.")
 		return
 	}
-	if bs != nil && !confirmed && (req.hintSub == "" || req.hintSub != bs.user.ID) {
+	if bs != nil && !confirmed && (req.hintSub == "" || req.hintSub != subjectFor(s.strategy.pairwiseKey, req.client, bs.user.ID)) {
 		// Without proof that the client speaks for this user, ask (§2, §6).
 		var hidden []ui.Field
 		for _, k := range []string{"client_id", "post_logout_redirect_uri", "state", "id_token_hint"} {

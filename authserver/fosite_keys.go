@@ -41,6 +41,8 @@ type tokenStrategy struct {
 	slots chan struct{}
 	// tracer, when tracing is on, records a span per signature.
 	tracer trace.Tracer
+	// pairwiseKey derives pairwise subjects (oidc_subject.go).
+	pairwiseKey []byte
 }
 
 var _ oauth2.CoreStrategy = (*tokenStrategy)(nil)
@@ -107,7 +109,7 @@ func (t *tokenStrategy) GenerateAccessToken(ctx context.Context, r fosite.Reques
 	}
 	c := accessClaims{
 		Issuer:   t.issuer,
-		Subject:  s.Subject,
+		Subject:  t.tokenSubject(ctx, s),
 		Audience: aud,
 		Expiry:   exp.Unix(),
 		IssuedAt: now.Unix(),

@@ -221,7 +221,7 @@ func (s *Server) oidcGate(w http.ResponseWriter, r *http.Request, az *authzReque
 	}
 	fresh := p.has(promptLogin) || p.maxAge == 0 ||
 		(p.maxAge > 0 && s.cfg.Now().Sub(bs.authTime) > time.Duration(p.maxAge)*time.Second) ||
-		(p.hintSub != "" && p.hintSub != bs.user.ID)
+		(p.hintSub != "" && p.hintSub != subjectFor(s.strategy.pairwiseKey, &az.client, bs.user.ID))
 	if !fresh {
 		return false
 	}
@@ -366,7 +366,7 @@ func (t *tokenStrategy) GenerateIDToken(ctx context.Context, lifespan time.Durat
 	clientID := r.GetClient().GetID()
 	c := idTokenClaims{
 		Issuer:   t.issuer,
-		Subject:  s.Subject,
+		Subject:  t.tokenSubject(ctx, s),
 		Audience: []string{clientID},
 		Expiry:   now.Add(lifespan).Unix(),
 		IssuedAt: now.Unix(),

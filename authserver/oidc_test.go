@@ -789,3 +789,76 @@ func TestBackchannelLogout(t *testing.T) {
 func (e *oidcEnv) verifierKeySet(t *testing.T) *oidc.RemoteKeySet {
 	return oidc.NewRemoteKeySet(t.Context(), e.issuer+"/.well-known/jwks.json")
 }
+
+// A pairwise client sees one pseudonym per user and sector, the same in its
+// access tokens, ID tokens, userinfo and logout tokens (Core §8.1); another
+// sector sees another one; id_token_hint and end_session accept it.
+func TestPairwiseSubjects(t *testing.T) {
+	got := make(chan string, 4)
+	recv := newHTTPTestServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := r.ParseForm(); err == nil {
+			got <- r.PostForm.Get("logout_token")
+		}
+	}))
+	e := newOIDCEnv(t, func(c *storage.Client) { c.SubjectType = SubjectPairwise; c.BackchannelLogoutURI = recv + "/bc" })
+	other := storage.Client{ID: "rp2", SecretHashes: []string{password.HashSecret(rpSecret)}, GrantTypes: []string{"authorization_code"},
+		Scopes: []string{"openid"}, RedirectURIs: []string{"https://rp2.example/cb"}, SubjectType: SubjectPairwise, SkipConsent: true,
+		CreatedAt: time.Now(), UpdatedAt: time.Now()}
+	if err := e.store.CreateClient(t.Context(), other); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.as.WaitBackchannel)
+	b := newBrowser(t, e.testEnv)
+	tok := e.codeFlow(t, b, "scope", "openid email")
+	idt, _ := e.idToken(t, tok)
+	if idt.Subject == e.alice.ID || !strings.HasPrefix(idt.Subject, "pw-") {
+		t.Fatalf("pairwise client got sub %q", idt.Subject)
+	}
+	if sub := e.introspect(tok["access_token"].(string))["sub"]; sub != idt.Subject {
+		t.Fatalf("access token sub %v, ID token sub %s", sub, idt.Subject)
+	}
+	status, _, info := e.userinfo(t, http.MethodGet, tok["access_token"].(string), "header")
+	if status != http.StatusOK || info["sub"] != idt.Subject || info["email"] != "alice@example.com" {
+		t.Fatalf("userinfo %d %v", status, info)
+	}
+	// Stable across grants.
+	if again, _ := e.idToken(t, e.codeFlow(t, b)); again.Subject != idt.Subject {
+		t.Fatalf("pairwise sub changed: %s, %s", idt.Subject, again.Subject)
+	}
+	// Another sector: another pseudonym.
+	p := b.get(authorizeQuery("rp2", "https://rp2.example/cb", "state-123", mustChallenge(), "scope", "openid"))
+	code := e.callback(t, p, "https://rp2.example/cb").Get("code")
+	v := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "code_verifier": {strings.Repeat("rp", 64)[:64]}, "redirect_uri": {"https://rp2.example/cb"}}
+	resp := e.post("/token", v, "rp2", rpSecret)
+	tok2 := decode(t, resp)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("rp2 exchange %d %v", resp.StatusCode, tok2)
+	}
+	p2, err := oidc.NewProvider(t.Context(), e.issuer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idt2, err := p2.Verifier(&oidc.Config{ClientID: "rp2"}).Verify(t.Context(), tok2["id_token"].(string))
+	if err != nil || idt2.Subject == idt.Subject || idt2.Subject == e.alice.ID {
+		t.Fatalf("rp2 sub %v (rp's %s): %v", idt2, idt.Subject, err)
+	}
+	// The hint (a pseudonym) names the signed-in user.
+	p, _ = e.authorize(t, b, "prompt", "none", "id_token_hint", tok["id_token"].(string))
+	if q := e.callback(t, p, rpRedirect); q.Get("code") == "" {
+		t.Fatalf("pairwise id_token_hint with prompt=none: %v", q)
+	}
+	p = b.get("/end_session?" + url.Values{"id_token_hint": {tok["id_token"].(string)}, "post_logout_redirect_uri": {rpBye}}.Encode())
+	if p.location == nil {
+		t.Fatalf("end_session with a pairwise hint asked for confirmation (status %d)", p.status)
+	}
+	select {
+	case lt := <-got:
+		payload, _ := base64.RawURLEncoding.DecodeString(strings.Split(lt, ".")[1])
+		var c map[string]any
+		if err := json.Unmarshal(payload, &c); err != nil || c["sub"] != idt.Subject {
+			t.Fatalf("logout token sub %v, want %s", c["sub"], idt.Subject)
+		}
+	case <-time.After(time.Second):
+		t.Fatal("no logout token")
+	}
+}

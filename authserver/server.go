@@ -319,6 +319,7 @@ func (s *Server) newProvider() (fosite.OAuth2Provider, *tokenStrategy) {
 		issuer:          s.cfg.Issuer,
 		now:             s.cfg.Now,
 		slots:           make(chan struct{}, runtime.GOMAXPROCS(0)),
+		pairwiseKey:     deriveKey(s.cfg.Secret, "pairwise-subject"),
 	}
 	if s.cfg.TracerProvider != nil {
 		strategy.tracer = s.cfg.TracerProvider.Tracer(tracing.ScopeName)

@@ -75,7 +75,8 @@ func (s *Server) handleUserinfo(w http.ResponseWriter, r *http.Request) {
 	// Only the claims request of the stored session is needed.
 	var stored struct {
 		Session struct {
-			OIDC *oidcFacts `json:"oidc"`
+			Subject string     `json:"sub"` // the user ID, also for pairwise clients
+			OIDC    *oidcFacts `json:"oidc"`
 		} `json:"session"`
 	}
 	if err := json.Unmarshal(rec.Payload, &stored); err != nil {
@@ -83,7 +84,7 @@ func (s *Server) handleUserinfo(w http.ResponseWriter, r *http.Request) {
 		writeOAuthError(w, serverError(err))
 		return
 	}
-	u, err := s.store.GetUser(ctx, c.Subject)
+	u, err := s.store.GetUser(ctx, stored.Session.Subject)
 	if errors.Is(err, storage.ErrNotFound) || (err == nil && u.Disabled) {
 		bearerError(w, http.StatusUnauthorized, errInvalidToken, "The access token's user no longer exists.")
 		return

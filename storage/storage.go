@@ -81,8 +81,11 @@ type Client struct {
 	// BackchannelLogoutURI, when set, receives a logout token whenever a
 	// session in which the client got tokens ends (Back-Channel Logout 1.0).
 	BackchannelLogoutURI string
-	CreatedAt            time.Time
-	UpdatedAt            time.Time
+	// SubjectType is "pairwise" for per-sector pseudonymous subjects
+	// (OpenID Connect Core §8.1); empty or "public" otherwise.
+	SubjectType string
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
 }
 
 // TokenKind tells access tokens from refresh tokens.

@@ -259,6 +259,9 @@ func TestAdminCommands(t *testing.T) {
 	}
 	a.fail("fragment", "", "clients", "update", "spa", "--post-logout-redirect-uri", "https://spa.example/bye#x")
 	a.fail("must be https", "", "clients", "update", "spa", "--backchannel-logout-uri", "http://spa.example/backchannel")
+	a.fail("all redirect URIs on one host", "", "clients", "add", "--id", "pw", "--public", "--grant", "authorization_code",
+		"--redirect-uri", "https://a.example/cb", "--redirect-uri", "https://b.example/cb", "--subject-type", "pairwise")
+	a.fail("public or pairwise", "", "clients", "update", "spa", "--subject-type", "secret")
 	a.fail(`no client "nope"`, "", "clients", "update", "nope", "--name", "x")
 	a.json(&spa, "", "clients", "show", "spa")
 	if !slices.Equal(spa.RedirectURIs, []string{"https://spa.example/cb2"}) {

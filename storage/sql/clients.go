@@ -21,12 +21,14 @@ type clientSettings struct {
 	// OpenID Connect logout.
 	PostLogoutRedirectURIs []string `json:"post_logout_redirect_uris,omitempty"`
 	BackchannelLogoutURI   string   `json:"backchannel_logout_uri,omitempty"`
+	SubjectType            string   `json:"subject_type,omitempty"`
 }
 
 func encodeClientSettings(c storage.Client) string {
 	b, err := json.Marshal(clientSettings{RedirectURIs: c.RedirectURIs, Resources: c.Resources,
 		SkipConsent: c.SkipConsent, RequirePAR: c.RequirePAR,
-		PostLogoutRedirectURIs: c.PostLogoutRedirectURIs, BackchannelLogoutURI: c.BackchannelLogoutURI})
+		PostLogoutRedirectURIs: c.PostLogoutRedirectURIs, BackchannelLogoutURI: c.BackchannelLogoutURI,
+		SubjectType: c.SubjectType})
 	if err != nil {
 		panic(err) // strings and booleans always marshal
 	}
@@ -45,7 +47,7 @@ func scanClient(row scanner) (storage.Client, error) {
 		return c, fmt.Errorf("client %q settings: %w", c.ID, err)
 	}
 	c.RedirectURIs, c.Resources, c.SkipConsent, c.RequirePAR = cs.RedirectURIs, cs.Resources, cs.SkipConsent, cs.RequirePAR
-	c.PostLogoutRedirectURIs, c.BackchannelLogoutURI = cs.PostLogoutRedirectURIs, cs.BackchannelLogoutURI
+	c.PostLogoutRedirectURIs, c.BackchannelLogoutURI, c.SubjectType = cs.PostLogoutRedirectURIs, cs.BackchannelLogoutURI, cs.SubjectType
 	for _, f := range []struct {
 		s   string
 		dst *[]string

@@ -45,6 +45,7 @@ func newClient(id string) storage.Client {
 		SkipConsent:            true,
 		PostLogoutRedirectURIs: []string{"https://app.example/bye"},
 		BackchannelLogoutURI:   "https://app.example/backchannel",
+		SubjectType:            "pairwise",
 		CreatedAt:              at(0),
 		UpdatedAt:              at(time.Second),
 	}
@@ -109,6 +110,9 @@ func checkClient(t *testing.T, got, want storage.Client) {
 	}
 	checkStrings(t, "client redirect URIs", got.RedirectURIs, want.RedirectURIs)
 	checkStrings(t, "client post-logout redirect URIs", got.PostLogoutRedirectURIs, want.PostLogoutRedirectURIs)
+	if got.SubjectType != want.SubjectType {
+		t.Errorf("client subject type = %q, want %q", got.SubjectType, want.SubjectType)
+	}
 	if got.BackchannelLogoutURI != want.BackchannelLogoutURI {
 		t.Errorf("client back-channel logout URI = %q, want %q", got.BackchannelLogoutURI, want.BackchannelLogoutURI)
 	}
