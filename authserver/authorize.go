@@ -67,6 +67,7 @@ type authzRequest struct {
 	scopes      []string
 	resources   []string
 	viaPAR      bool
+	oidc        oidcParams
 }
 
 // authzError is a refused authorization request. When redirect is false the
@@ -238,6 +239,9 @@ func (s *Server) validateAuthorize(ctx context.Context, form url.Values, pushed 
 		return az, redirectError(oerr.Code, oerr.Description)
 	}
 	az.resources = res
+	if aerr := s.validateOIDC(az); aerr != nil {
+		return az, aerr
+	}
 	return az, nil
 }
 
@@ -474,6 +478,9 @@ func (s *Server) proceed(w http.ResponseWriter, r *http.Request, az *authzReques
 		s.authorizeFailed(w, r, az, &authzError{code: errTemporarilyUnavailable, desc: genericUnavailableDetail, redirect: true, status: http.StatusServiceUnavailable, cause: err})
 		return
 	}
+	if s.oidcGate(w, r, az, bs, pendingID) {
+		return
+	}
 	if bs == nil {
 		if pendingID == "" {
 			if pendingID, err = s.savePending(ctx, az); err != nil {
@@ -487,6 +494,11 @@ func (s *Server) proceed(w http.ResponseWriter, r *http.Request, az *authzReques
 	need, err := s.needsConsent(ctx, bs.user.ID, az)
 	if err != nil {
 		s.authorizeFailed(w, r, az, &authzError{code: errTemporarilyUnavailable, desc: genericUnavailableDetail, redirect: true, status: http.StatusServiceUnavailable, cause: err})
+		return
+	}
+	need = need || az.oidc.has(promptConsent)
+	if need && az.oidc.has(promptNone) {
+		s.authorizeFailed(w, r, az, redirectError(errConsentRequired, "The user has not consented to this request."))
 		return
 	}
 	if need {
@@ -521,7 +533,7 @@ func (s *Server) issueCode(w http.ResponseWriter, r *http.Request, az *authzRequ
 	// fosite insists on a state of 8 characters or more; state is
 	// optional with PKCE (RFC 9700 §2.1.1) and we answer with az.state, so
 	// fosite gets a placeholder (it is not stored with the code).
-	form := cloneWithout(az.form, nil)
+	form := cloneWithout(az.form, oidcHandledParams)
 	form.Set("state", fositeStatePlaceholder)
 	freq, err := http.NewRequestWithContext(r.Context(), http.MethodGet, "/authorize?"+form.Encode(), nil)
 	if err != nil {
@@ -540,6 +552,7 @@ func (s *Server) issueCode(w http.ResponseWriter, r *http.Request, az *authzRequ
 	sess.AuthTime = bs.authTime
 	sess.SessionID = bs.sid
 	sess.Resources = az.resources
+	fillOIDCSession(sess, az)
 	scopes := az.scopes
 	if len(scopes) == 0 {
 		scopes = az.client.Scopes
@@ -563,6 +576,7 @@ func (s *Server) issueCode(w http.ResponseWriter, r *http.Request, az *authzRequ
 		return
 	}
 	s.metrics.codes.Inc()
+	s.rememberLogoutTarget(ctx, az, bs)
 	s.audit(ctx, "code_issued", slog.String("client_id", az.client.ID), slog.String("sub", bs.user.ID))
 	s.redirectToClient(w, az, url.Values{"code": {resp.GetCode()}})
 }
@@ -595,6 +609,8 @@ var authorizationParams = []string{"response_type", "client_id", "redirect_uri",
 type pendingPayload struct {
 	Form   url.Values `json:"form"`
 	ViaPAR bool       `json:"par,omitempty"`
+	// LoginSID is oidcParams.loginSID.
+	LoginSID string `json:"login_sid,omitempty"`
 }
 
 // savePending stores a request that waits for the user, for LoginTTL.
@@ -609,7 +625,7 @@ func (s *Server) savePending(ctx context.Context, az *authzRequest) (string, err
 			form[k] = v
 		}
 	}
-	b, err := json.Marshal(pendingPayload{Form: form, ViaPAR: az.viaPAR})
+	b, err := json.Marshal(pendingPayload{Form: form, ViaPAR: az.viaPAR, LoginSID: az.oidc.loginSID})
 	if err != nil {
 		return "", fmt.Errorf("authserver: encode pending request: %w", err)
 	}
@@ -648,6 +664,7 @@ func (s *Server) loadPending(ctx context.Context, id string) (*authzRequest, *au
 		return az, aerr
 	}
 	az.viaPAR = p.ViaPAR
+	az.oidc.loginSID = p.LoginSID
 	return az, nil
 }
 

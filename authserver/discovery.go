@@ -31,6 +31,43 @@ type metadata struct {
 	IntrospectionSigningAlgValuesSupported    []string `json:"introspection_signing_alg_values_supported"`
 	AccessTokenSigningAlgValuesSupported      []string `json:"access_token_signing_alg_values_supported"`
 	ServiceDocumentation                      string   `json:"service_documentation,omitempty"`
+
+	// OpenID Connect Discovery 1.0 §3; the same document is served at
+	// /.well-known/openid-configuration, so the two agree field for field.
+	UserinfoEndpoint                  string   `json:"userinfo_endpoint"`
+	EndSessionEndpoint                string   `json:"end_session_endpoint"`
+	SubjectTypesSupported             []string `json:"subject_types_supported"`
+	IDTokenSigningAlgValuesSupported  []string `json:"id_token_signing_alg_values_supported"`
+	ClaimsSupported                   []string `json:"claims_supported"`
+	ClaimTypesSupported               []string `json:"claim_types_supported"`
+	PromptValuesSupported             []string `json:"prompt_values_supported"`
+	DisplayValuesSupported            []string `json:"display_values_supported"`
+	UILocalesSupported                []string `json:"ui_locales_supported"`
+	ClaimsParameterSupported          bool     `json:"claims_parameter_supported"`
+	RequestParameterSupported         bool     `json:"request_parameter_supported"`
+	RequestURIParameterSupported      bool     `json:"request_uri_parameter_supported"`
+	BackchannelLogoutSupported        bool     `json:"backchannel_logout_supported"`
+	BackchannelLogoutSessionSupported bool     `json:"backchannel_logout_session_supported"`
+	FrontchannelLogoutSupported       bool     `json:"frontchannel_logout_supported"`
+}
+
+// accessTokenAlgs are the algorithms of the published keys, without the
+// RS256 of the ID token keys when access tokens use another algorithm.
+func (s *Server) accessTokenAlgs() []string {
+	algs := s.keys.Algorithms()
+	cur, err := s.keys.Current()
+	if _, rsErr := s.keys.CurrentFor(idTokenAlg); err == nil && rsErr == nil && cur.Algorithm != idTokenAlg {
+		algs = slices.DeleteFunc(algs, func(a string) bool { return a == idTokenAlg })
+	}
+	return algs
+}
+
+// withOIDCScopes adds the OpenID Connect scopes to scopes_supported,
+// sorted, without duplicates.
+func withOIDCScopes(scopes []string) []string {
+	out := append(slices.Clone(scopes), oidcScopes...)
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // metadataMaxAge is the Cache-Control max-age of the metadata document.
@@ -39,11 +76,12 @@ const metadataMaxAge = 300
 // handleMetadata serves RFC 8414 metadata. The signing algorithms follow the
 // published keys.
 func (s *Server) handleMetadata(w http.ResponseWriter, r *http.Request) {
-	algs := s.keys.Algorithms()
+	algs := s.accessTokenAlgs()
 	scopes := s.cfg.Scopes
 	if len(scopes) == 0 {
 		scopes = s.scopes.get(r.Context(), s)
 	}
+	scopes = withOIDCScopes(scopes)
 	m := metadata{
 		Issuer:                                    s.cfg.Issuer,
 		AuthorizationEndpoint:                     s.cfg.Issuer + "/authorize",
@@ -63,6 +101,22 @@ func (s *Server) handleMetadata(w http.ResponseWriter, r *http.Request) {
 		RevocationEndpointAuthMethodsSupported:    []string{"client_secret_basic", "client_secret_post", "none"},
 		IntrospectionSigningAlgValuesSupported:    algs,
 		AccessTokenSigningAlgValuesSupported:      algs,
+
+		UserinfoEndpoint:                  s.cfg.Issuer + "/userinfo",
+		EndSessionEndpoint:                s.cfg.Issuer + "/end_session",
+		SubjectTypesSupported:             []string{"public", SubjectPairwise},
+		IDTokenSigningAlgValuesSupported:  s.idTokenSigningAlgs(),
+		ClaimsSupported:                   supportedClaims(),
+		ClaimTypesSupported:               []string{"normal"},
+		PromptValuesSupported:             []string{promptNone, promptLogin, promptConsent, "select_account"},
+		DisplayValuesSupported:            []string{"page", "popup", "touch", "wap"},
+		UILocalesSupported:                []string{"en"},
+		ClaimsParameterSupported:          true,
+		RequestParameterSupported:         false,
+		RequestURIParameterSupported:      false, // only request_uri values of our PAR endpoint
+		BackchannelLogoutSupported:        true,
+		BackchannelLogoutSessionSupported: true,
+		FrontchannelLogoutSupported:       false,
 	}
 	w.Header().Set("Cache-Control", "public, max-age="+strconv.Itoa(metadataMaxAge))
 	writeJSON(w, http.StatusOK, m)

@@ -72,25 +72,25 @@ func TestScopesSupportedFollowsClients(t *testing.T) {
 		s, _ := m["scopes_supported"].([]any)
 		return s
 	}
-	if got := fmt.Sprint(scopes(env.srv.URL)); got != "[read write]" {
-		t.Fatalf("scopes_supported = %s, want [read write]", got)
+	if got := fmt.Sprint(scopes(env.srv.URL)); got != "[email offline_access openid profile read write]" {
+		t.Fatalf("scopes_supported = %s, want the OpenID Connect scopes and [read write]", got)
 	}
 	c := storage.Client{ID: "reports", Public: true, GrantTypes: []string{"password"}, Scopes: []string{"reports:read", "read"}}
 	if err := env.store.CreateClient(t.Context(), c); err != nil {
 		t.Fatal(err)
 	}
-	if got := fmt.Sprint(scopes(env.srv.URL)); got != "[read write]" {
+	if got := fmt.Sprint(scopes(env.srv.URL)); got != "[email offline_access openid profile read write]" {
 		t.Fatalf("within the cache TTL: scopes_supported = %s", got)
 	}
 	mu.Lock()
 	now = now.Add(scopesCacheTTL + time.Second)
 	mu.Unlock()
-	if got := fmt.Sprint(scopes(env.srv.URL)); got != "[read reports:read write]" {
+	if got := fmt.Sprint(scopes(env.srv.URL)); got != "[email offline_access openid profile read reports:read write]" {
 		t.Fatalf("after the cache TTL: scopes_supported = %s, want [read reports:read write]", got)
 	}
 
-	fixed := newTestEnv(t, openMemory(t), func(c *Config) { c.Scopes = []string{"openid"} })
-	if got := fmt.Sprint(scopes(fixed.srv.URL)); got != "[openid]" {
-		t.Fatalf("with Config.Scopes: scopes_supported = %s, want [openid]", got)
+	fixed := newTestEnv(t, openMemory(t), func(c *Config) { c.Scopes = []string{"openid", "api"} })
+	if got := fmt.Sprint(scopes(fixed.srv.URL)); got != "[api email offline_access openid profile]" {
+		t.Fatalf("with Config.Scopes: scopes_supported = %s, want [api] and the OpenID Connect scopes", got)
 	}
 }

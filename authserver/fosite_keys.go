@@ -41,6 +41,8 @@ type tokenStrategy struct {
 	slots chan struct{}
 	// tracer, when tracing is on, records a span per signature.
 	tracer trace.Tracer
+	// pairwiseKey derives pairwise subjects (oidc_subject.go).
+	pairwiseKey []byte
 }
 
 var _ oauth2.CoreStrategy = (*tokenStrategy)(nil)
@@ -107,7 +109,7 @@ func (t *tokenStrategy) GenerateAccessToken(ctx context.Context, r fosite.Reques
 	}
 	c := accessClaims{
 		Issuer:   t.issuer,
-		Subject:  s.Subject,
+		Subject:  t.tokenSubject(ctx, s),
 		Audience: aud,
 		Expiry:   exp.Unix(),
 		IssuedAt: now.Unix(),
@@ -149,6 +151,12 @@ func (t *tokenStrategy) sign(ctx context.Context, claims any, typ string) (strin
 	if err != nil {
 		return "", fmt.Errorf("authserver: no signing key: %w", err)
 	}
+	return t.signWith(ctx, cur, claims, typ)
+}
+
+// signWith signs claims with the key cur, with typ and kid in the header.
+func (t *tokenStrategy) signWith(ctx context.Context, cur keys.Signer, claims any, typ string) (string, error) {
+	var err error
 	cacheKey := cur.KeyID + "\x00" + typ
 	var signer jose.Signer
 	if v, ok := t.signers.Load(cacheKey); ok {

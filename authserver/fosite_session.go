@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ory/fosite"
+	"github.com/ory/fosite/token/jwt"
 )
 
 // session is the one fosite.Session type used everywhere. It holds the facts
@@ -37,6 +38,10 @@ type session struct {
 	// JTI and IssuedAt describe the access token issued with this session.
 	JTI      string    `json:"jti,omitempty"`
 	IssuedAt time.Time `json:"iat,omitempty"`
+	// OIDC holds the OpenID Connect facts of a grant with the openid scope
+	// (oidc.go); idClaims is what fosite's ID token handlers amend.
+	OIDC     *oidcFacts `json:"oidc,omitempty"`
+	idClaims *jwt.IDTokenClaims
 }
 
 var _ fosite.Session = (*session)(nil)
@@ -62,6 +67,7 @@ func (s *session) Clone() fosite.Session {
 		return nil
 	}
 	c := *s
+	c.idClaims = nil
 	c.Roles = slices.Clone(s.Roles)
 	c.AccessScope = slices.Clone(s.AccessScope)
 	c.Resources = slices.Clone(s.Resources)

@@ -58,7 +58,7 @@ func newTestEnv(t testing.TB, store storage.Store, mods ...func(*Config)) *testE
 // build (re)creates the key manager and server, as a restart does.
 func (env *testEnv) build(mods ...func(*Config)) {
 	t := env.t
-	km, err := keys.New(t.Context(), env.store, keys.Config{Algorithm: "ES256", Secret: testSecret, TokenLifetime: time.Hour, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	km, err := keys.New(t.Context(), env.store, keys.Config{Algorithm: "ES256", ExtraAlgorithms: []string{"RS256"}, Secret: testSecret, TokenLifetime: time.Hour, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -375,6 +375,7 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
 	}
 	if bs != nil {
 		s.audit(ctx, "signed_out", slog.String("sub", bs.user.ID))
+		s.backchannelLogout(context.WithoutCancel(ctx), bs)
 	}
 	s.pages.Render(w, http.StatusOK, ui.PageMessage, ui.Message{Title: "Signed out", Text: "You have been signed out."})
 }

@@ -64,7 +64,8 @@ func TestMetricsMove(t *testing.T) {
 			t.Errorf("%s did not move: %v → %v", k, before[k], after[k])
 		}
 	}
-	if after["authserver_signing_keys|state=active"] != 1 {
+	// One active key per algorithm: ES256 (access tokens) and RS256 (ID tokens).
+	if after["authserver_signing_keys|state=active"] != 2 {
 		t.Errorf("active keys = %v", after["authserver_signing_keys|state=active"])
 	}
 	if _, ok := after["go_goroutines"]; !ok {

@@ -24,9 +24,12 @@ func (s *Server) Handler() http.Handler {
 	r.Handle("/consent", m("consent", http.HandlerFunc(s.handleConsent))).Methods(http.MethodGet, http.MethodPost)
 	r.Handle("/consents", m("consents", http.HandlerFunc(s.handleConsents))).Methods(http.MethodGet, http.MethodPost)
 	r.Handle("/logout", m("logout", http.HandlerFunc(s.handleLogout))).Methods(http.MethodGet, http.MethodPost)
+	r.Handle("/end_session", m("end_session", http.HandlerFunc(s.handleEndSession))).Methods(http.MethodGet, http.MethodPost)
 	r.PathPrefix(ui.StaticPrefix).Handler(s.pages.StaticHandler()).Methods(http.MethodGet, http.MethodHead)
 	r.Handle("/.well-known/jwks.json", m("jwks", s.keys.JWKSHandler()))
 	r.Handle("/.well-known/oauth-authorization-server", m("metadata", http.HandlerFunc(s.handleMetadata))).Methods(http.MethodGet, http.MethodHead)
+	r.Handle("/.well-known/openid-configuration", m("metadata", http.HandlerFunc(s.handleMetadata))).Methods(http.MethodGet, http.MethodHead)
+	r.Handle("/userinfo", m("userinfo", s.cors(http.HandlerFunc(s.handleUserinfo)))).Methods(http.MethodGet, http.MethodPost)
 	r.HandleFunc("/healthz", s.handleHealthz).Methods(http.MethodGet, http.MethodHead)
 	r.HandleFunc("/readyz", s.handleReadyz).Methods(http.MethodGet, http.MethodHead)
 	if s.cfg.MetricsOnMainHandler {

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -181,6 +182,8 @@ type Server struct {
 	scopes      scopeCache
 	// basePath is the issuer's path ("" for an issuer at a host's root).
 	basePath string
+	// backchannel counts back-channel logout deliveries in flight.
+	backchannel sync.WaitGroup
 }
 
 // route is an extra handler mounted by an Option: at a path prefix, or at
@@ -272,6 +275,11 @@ const noRefresh = "\x00no-refresh"
 // issue"; a list nobody matches means "never".
 func (c providerConfig) GetRefreshTokenScopes(ctx context.Context) []string {
 	if st := stateFrom(ctx); st != nil && st.client != nil && slices.Contains(st.client.GrantTypes, grantRefreshToken) {
+		// An OpenID Connect grant gets a refresh token only with
+		// offline_access (Core §11).
+		if st.oidcGrant {
+			return []string{scopeOfflineAccess}
+		}
 		return []string{}
 	}
 	return []string{noRefresh}
@@ -301,6 +309,8 @@ func (s *Server) newProvider() (fosite.OAuth2Provider, *tokenStrategy) {
 		RedirectSecureChecker:           redirectSecure,
 		PushedAuthorizeContextLifespan:  s.cfg.PARTTL,
 		PushedAuthorizeRequestURIPrefix: requestURIPrefix,
+		IDTokenLifespan:                 s.cfg.AccessTokenTTL,
+		IDTokenIssuer:                   s.cfg.Issuer,
 	}
 	cfg := providerConfig{fc}
 	strategy := &tokenStrategy{
@@ -309,11 +319,13 @@ func (s *Server) newProvider() (fosite.OAuth2Provider, *tokenStrategy) {
 		issuer:          s.cfg.Issuer,
 		now:             s.cfg.Now,
 		slots:           make(chan struct{}, runtime.GOMAXPROCS(0)),
+		pairwiseKey:     deriveKey(s.cfg.Secret, "pairwise-subject"),
 	}
 	if s.cfg.TracerProvider != nil {
 		strategy.tracer = s.cfg.TracerProvider.Tracer(tracing.ScopeName)
 	}
 	store := &fositeStore{store: s.store, srv: s}
+	var handlers []any
 	for _, factory := range []compose.Factory{
 		//lint:ignore SA1019 the password grant is deprecated upstream but a requirement here
 		compose.OAuth2ResourceOwnerPasswordCredentialsFactory,
@@ -324,7 +336,11 @@ func (s *Server) newProvider() (fosite.OAuth2Provider, *tokenStrategy) {
 		compose.OAuth2PKCEFactory,
 		compose.PushedAuthorizeHandlerFactory,
 	} {
-		h := factory(cfg, store, strategy)
+		handlers = append(handlers, factory(cfg, store, strategy))
+	}
+	// The ID token handlers after the code handler (fosite's requirement).
+	handlers = append(handlers, oidcHandlers(cfg, store, strategy)...)
+	for _, h := range handlers {
 		registered := false
 		if th, ok := h.(fosite.TokenEndpointHandler); ok {
 			fc.TokenEndpointHandlers.Append(th)

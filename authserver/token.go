@@ -54,6 +54,9 @@ type requestState struct {
 	accessExpiry time.Time
 	// ip is the caller's address, for throttling and the audit log.
 	ip string
+	// oidcGrant is set for a grant with the openid scope: it gets a refresh
+	// token only with offline_access (see providerConfig).
+	oidcGrant bool
 }
 
 type stateKey struct{}
@@ -88,6 +91,7 @@ type tokenResponse struct {
 	ExpiresIn    int64  `json:"expires_in"`
 	RefreshToken string `json:"refresh_token,omitempty"`
 	Scope        string `json:"scope,omitempty"`
+	IDToken      string `json:"id_token,omitempty"`
 }
 
 func (s *Server) token(w http.ResponseWriter, r *http.Request) (*tokenResponse, *oauthError) {
@@ -194,6 +198,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) (*tokenResponse, 
 	}
 
 	st.buffer = true
+	st.oidcGrant = sess.OIDC != nil
 	st.accessExpiry = sess.GetExpiresAt(fosite.AccessToken)
 	if sess.AccessScope != nil {
 		st.scope = strings.Join(sess.AccessScope, " ")
@@ -228,6 +233,9 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) (*tokenResponse, 
 	}
 	if rt, ok := resp.GetExtra("refresh_token").(string); ok {
 		out.RefreshToken = rt
+	}
+	if it, ok := resp.GetExtra("id_token").(string); ok {
+		out.IDToken = it
 	}
 	scope := sess.AccessScope
 	if scope == nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 )
 
@@ -57,6 +58,16 @@ type Config struct {
 	// or "EdDSA". Existing keys keep their algorithm, so changing it takes
 	// effect at the next rotation.
 	Algorithm string
+	// ExtraAlgorithms each keep one active key of their own, rotated by the
+	// same lifecycle as the keys of Algorithm and published in the same
+	// JWKS (for example RS256 for OpenID Connect ID tokens, which every
+	// relying party must be able to verify, while access tokens use ES256).
+	// An entry equal to Algorithm is ignored. Keys of any algorithm that is
+	// not an extra one belong to Algorithm's group, so changing Algorithm
+	// still takes effect at the next rotation. A group without keys gets an
+	// active key at once (it cannot be in any cached JWKS yet: verifiers
+	// must refetch the JWKS on an unknown kid, as go-oidc does).
+	ExtraAlgorithms []string
 	// Secret encrypts private keys at rest. Required, at least MinSecretLen
 	// bytes (see LoadOrCreateSecret). Every instance sharing a store MUST use
 	// the same Secret.
@@ -98,6 +109,18 @@ func (c Config) withDefaults() (Config, error) {
 	default:
 		return c, fmt.Errorf("keys: unsupported algorithm %q (want %s, %s or %s)", c.Algorithm, RS256, ES256, EdDSA)
 	}
+	var extra []string
+	for _, a := range c.ExtraAlgorithms {
+		switch a {
+		case RS256, ES256, EdDSA:
+		default:
+			return c, fmt.Errorf("keys: unsupported extra algorithm %q (want %s, %s or %s)", a, RS256, ES256, EdDSA)
+		}
+		if a != c.Algorithm && !slices.Contains(extra, a) {
+			extra = append(extra, a)
+		}
+	}
+	c.ExtraAlgorithms = extra
 	if len(c.Secret) < MinSecretLen {
 		return c, fmt.Errorf("keys: Config.Secret must be at least %d bytes, got %d", MinSecretLen, len(c.Secret))
 	}

@@ -86,11 +86,14 @@ type snapshot struct {
 	set       storage.KeySet
 	hasActive bool
 	signer    Signer
-	public    map[string]*jose.JSONWebKey
-	jwks      []byte
-	etag      string
-	algs      []string
-	infos     []KeyInfo
+	// actives holds the active key of each group (see group), the
+	// primary group's first.
+	actives []Signer
+	public  map[string]*jose.JSONWebKey
+	jwks    []byte
+	etag    string
+	algs    []string
+	infos   []KeyInfo
 }
 
 // New returns a Manager for the key set in store. It loads the set, decrypts
@@ -141,6 +144,18 @@ func (m *Manager) Current() (Signer, error) {
 		return Signer{}, ErrNoActiveKey
 	}
 	return s.signer, nil
+}
+
+// CurrentFor returns the active signing key of algorithm alg (see
+// Config.ExtraAlgorithms) from memory, or ErrNoActiveKey when no active key
+// has that algorithm.
+func (m *Manager) CurrentFor(alg string) (Signer, error) {
+	for _, s := range m.snap.Load().actives {
+		if s.Algorithm == alg {
+			return s, nil
+		}
+	}
+	return Signer{}, ErrNoActiveKey
 }
 
 // PublicKey returns the published key (next, active or retired) with the
@@ -290,7 +305,8 @@ func (m *Manager) install(set storage.KeySet) error {
 func (m *Manager) build(set storage.KeySet) (*snapshot, error) {
 	s := &snapshot{set: set, public: make(map[string]*jose.JSONWebKey, len(set.Keys))}
 	var published []storage.SigningKey
-	var active *storage.SigningKey
+	gs := m.groups()
+	active := make([]*storage.SigningKey, len(gs)) // by group
 	for i, k := range set.Keys {
 		switch k.State {
 		case storage.KeyNext, storage.KeyActive, storage.KeyRetired:
@@ -303,8 +319,16 @@ func (m *Manager) build(set storage.KeySet) (*snapshot, error) {
 		}
 		s.public[k.ID] = jwk
 		published = append(published, k)
-		if k.State == storage.KeyActive && (active == nil || k.ActivateAt.After(active.ActivateAt)) {
-			active = &set.Keys[i]
+		if k.State != storage.KeyActive {
+			continue
+		}
+		for g := range gs {
+			if gs[g].member(k) {
+				if active[g] == nil || k.ActivateAt.After(active[g].ActivateAt) {
+					active[g] = &set.Keys[i]
+				}
+				break
+			}
 		}
 	}
 
@@ -331,9 +355,15 @@ func (m *Manager) build(set storage.KeySet) (*snapshot, error) {
 			delete(m.privates, kid)
 		}
 	}
-	if active != nil {
-		s.hasActive = true
-		s.signer = Signer{KeyID: active.ID, Algorithm: active.Algorithm, Key: m.privates[active.ID]}
+	for g, a := range active {
+		if a == nil {
+			continue
+		}
+		sg := Signer{KeyID: a.ID, Algorithm: a.Algorithm, Key: m.privates[a.ID]}
+		if g == 0 {
+			s.hasActive, s.signer = true, sg
+		}
+		s.actives = append(s.actives, sg)
 	}
 
 	// JWKS order: active, next, then retired keys newest first.

@@ -243,20 +243,86 @@ func later(a, b time.Time) time.Time {
 	return b
 }
 
-// apply runs fn against storage with the dex pattern: a dry run on the
-// in-memory set decides whether a key must be generated, the key is generated
-// before UpdateKeys (never inside it), and fn re-checks on the stored set
-// whether its step is still due. errAlreadyRotated means another instance
-// got there first and counts as success. The caller holds m.mu.
+// group is a set of keys with a lifecycle of its own: one active key, at
+// most one next key. Without Config.ExtraAlgorithms there is one group
+// holding every key; with them, one per extra algorithm and one (the
+// primary, first) for Config.Algorithm and any other algorithm.
+type group struct {
+	alg    string
+	member func(storage.SigningKey) bool
+}
+
+func (m *Manager) groups() []group {
+	extra := m.cfg.ExtraAlgorithms
+	gs := []group{{alg: m.cfg.Algorithm, member: func(k storage.SigningKey) bool { return !slices.Contains(extra, k.Algorithm) }}}
+	for _, a := range extra {
+		gs = append(gs, group{alg: a, member: func(k storage.SigningKey) bool { return k.Algorithm == a }})
+	}
+	return gs
+}
+
+// groupUpdater is an updater over every group: fresh holds a generated
+// key per algorithm; need lists the algorithms that still need one.
+type groupUpdater func(set storage.KeySet, fresh map[string]*storage.SigningKey) (out storage.KeySet, ev []event, need []string, err error)
+
+// perGroup applies fn to each group's keys on their own. It returns
+// errNeedKey when a group needs a key it was not given, and
+// errAlreadyRotated when no group changed.
+func (m *Manager) perGroup(fn updater) groupUpdater {
+	gs := m.groups()
+	return func(set storage.KeySet, fresh map[string]*storage.SigningKey) (storage.KeySet, []event, []string, error) {
+		var all []storage.SigningKey
+		var events []event
+		var need []string
+		changed := false
+		for _, g := range gs {
+			sub := storage.KeySet{Version: set.Version}
+			for _, k := range set.Keys {
+				if g.member(k) {
+					sub.Keys = append(sub.Keys, k)
+				}
+			}
+			out, ev, err := fn(sub, fresh[g.alg])
+			switch {
+			case errors.Is(err, errAlreadyRotated):
+				all = append(all, sub.Keys...)
+			case errors.Is(err, errNeedKey):
+				need = append(need, g.alg)
+				all = append(all, sub.Keys...)
+			case err != nil:
+				return set, nil, nil, err
+			default:
+				changed = true
+				all = append(all, out.Keys...)
+				events = append(events, ev...)
+			}
+		}
+		if len(need) > 0 {
+			return set, nil, need, errNeedKey
+		}
+		if !changed {
+			return set, nil, nil, errAlreadyRotated
+		}
+		return storage.KeySet{Keys: all, Version: set.Version}, events, nil, nil
+	}
+}
+
+// apply runs fn against storage, on each group of keys (see group), with
+// the dex pattern: a dry run on the in-memory set decides which keys must
+// be generated, the keys are generated before UpdateKeys (never inside
+// it), and fn re-checks on the stored set whether its step is still due.
+// errAlreadyRotated means another instance got there first and counts as
+// success. The caller holds m.mu.
 func (m *Manager) apply(ctx context.Context, now time.Time, fn updater) error {
+	run := m.perGroup(fn)
 	cur := m.snap.Load()
-	var fresh *storage.SigningKey
-	_, _, err := fn(cur.set, nil)
+	fresh := map[string]*storage.SigningKey{}
+	_, _, need, err := run(cur.set, nil)
 	switch {
 	case errors.Is(err, errAlreadyRotated):
 		return nil // nothing due on what we know; Reload ran just before
 	case errors.Is(err, errNeedKey):
-		if fresh, err = m.generate(now); err != nil {
+		if err := m.generateFor(now, need, fresh); err != nil {
 			return err
 		}
 	case err != nil:
@@ -266,13 +332,13 @@ func (m *Manager) apply(ctx context.Context, now time.Time, fn updater) error {
 	for attempt := 0; ; attempt++ {
 		var events []event
 		set, err := m.store.UpdateKeys(ctx, func(old storage.KeySet) (storage.KeySet, error) {
-			out, ev, err := fn(old, fresh)
-			events = ev
+			out, ev, nd, err := run(old, fresh)
+			events, need = ev, nd
 			return out, err
 		})
 		switch {
-		case errors.Is(err, errNeedKey) && fresh == nil && attempt < 3:
-			if fresh, err = m.generate(now); err != nil {
+		case errors.Is(err, errNeedKey) && attempt < 3:
+			if err := m.generateFor(now, need, fresh); err != nil {
 				return err
 			}
 			continue
@@ -286,12 +352,16 @@ func (m *Manager) apply(ctx context.Context, now time.Time, fn updater) error {
 	}
 }
 
-func (m *Manager) generate(now time.Time) (*storage.SigningKey, error) {
-	k, err := m.sealer.newKey(m.cfg.Algorithm, now)
-	if err != nil {
-		return nil, err
+// generateFor generates a key for each algorithm in algs into fresh.
+func (m *Manager) generateFor(now time.Time, algs []string, fresh map[string]*storage.SigningKey) error {
+	for _, a := range algs {
+		k, err := m.sealer.newKey(a, now)
+		if err != nil {
+			return err
+		}
+		fresh[a] = &k
 	}
-	return &k, nil
+	return nil
 }
 
 func (m *Manager) logEvents(ctx context.Context, events []event) {

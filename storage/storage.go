@@ -75,8 +75,17 @@ type Client struct {
 	// RequirePAR makes the client send its authorization requests through
 	// the pushed authorization request endpoint (RFC 9126 §6).
 	RequirePAR bool
-	CreatedAt  time.Time
-	UpdatedAt  time.Time
+	// PostLogoutRedirectURIs are where RP-initiated logout may return the
+	// browser (OpenID Connect RP-Initiated Logout 1.0), exact strings.
+	PostLogoutRedirectURIs []string
+	// BackchannelLogoutURI, when set, receives a logout token whenever a
+	// session in which the client got tokens ends (Back-Channel Logout 1.0).
+	BackchannelLogoutURI string
+	// SubjectType is "pairwise" for per-sector pseudonymous subjects
+	// (OpenID Connect Core §8.1); empty or "public" otherwise.
+	SubjectType string
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
 }
 
 // TokenKind tells access tokens from refresh tokens.

@@ -213,7 +213,7 @@ func newRunCmd(g *globals) *cobra.Command {
 	f.DurationVarP(&c.duration, "duration", "d", 10*time.Second, "measured window")
 	f.DurationVar(&c.warmup, "warmup", time.Second, "warm-up before the measured window (not counted)")
 	f.StringVar(&c.statePath, "state", "authbench-state.json", "state file written by setup")
-	f.IntVar(&c.pool, "pool", 0, "token pool size for introspect (default 256), revoke (5000) and api (256)")
+	f.IntVar(&c.pool, "pool", 0, "token pool size for introspect (default 256), revoke (5000), api (256), oidc_code (codes, 3000) and userinfo (64)")
 	f.IntVar(&c.serverPID, "server-pid", 0, "server process to read CPU and memory of (Linux /proc)")
 	f.DurationVar(&c.timeout, "timeout", 60*time.Second, "per-request timeout")
 	f.StringVar(&c.label, "label", "", "name of the result in tables (default: the scenario, with the algorithm)")

@@ -32,6 +32,8 @@ func testServer(t *testing.T) (string, *benchState) {
 		ClientSecret:       "bench-secret-0123456789-0123456789-0123",
 		IntrospectorID:     benchIntrospector,
 		IntrospectorSecret: "bench-rs-secret-0123456789-0123456789-01",
+		OIDCClientID:       benchOIDCClient,
+		OIDCClientSecret:   "bench-oidc-secret-0123456789-0123456789-0",
 	}
 	now := time.Now().UTC()
 	h, err := password.Hash(state.Password, password.TestParams)
@@ -51,6 +53,9 @@ func testServer(t *testing.T) (string, *benchState) {
 			GrantTypes: []string{"password", "refresh_token", "client_credentials"}, Scopes: []string{"read", "write"}},
 		{ID: state.IntrospectorID, SecretHashes: []string{password.HashSecret(state.IntrospectorSecret)},
 			GrantTypes: []string{"client_credentials"}, Introspect: true},
+		{ID: state.OIDCClientID, SecretHashes: []string{password.HashSecret(state.OIDCClientSecret)},
+			GrantTypes: []string{"authorization_code", "refresh_token"}, Scopes: []string{"openid", "profile", "email", "offline_access"},
+			RedirectURIs: []string{benchOIDCRedirect}, SkipConsent: true},
 	} {
 		c.CreatedAt, c.UpdatedAt = now, now
 		if err := st.CreateClient(ctx, c); err != nil {
@@ -60,7 +65,7 @@ func testServer(t *testing.T) (string, *benchState) {
 
 	discard := slog.New(slog.NewTextHandler(io.Discard, nil))
 	secret := []byte("authbench-test-secret-0123456789-0123456789")
-	km, err := keys.New(ctx, st, keys.Config{Algorithm: "ES256", Secret: secret, TokenLifetime: time.Hour, Logger: discard})
+	km, err := keys.New(ctx, st, keys.Config{Algorithm: "ES256", ExtraAlgorithms: []string{"RS256"}, Secret: secret, TokenLifetime: time.Hour, Logger: discard})
 	if err != nil {
 		t.Fatal(err)
 	}

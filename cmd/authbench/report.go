@@ -250,9 +250,9 @@ func limitKind(scenario string) string {
 	switch scenario {
 	case "password":
 		return limitArgon2
-	case "refresh", "client_credentials":
+	case "refresh", "client_credentials", "oidc_code":
 		return "sign"
-	case "introspect", "api":
+	case "introspect", "api", "userinfo":
 		return "verify"
 	case "jwks", "revoke":
 		return limitHTTP
@@ -264,6 +264,10 @@ func limitKind(scenario string) string {
 func (r record) limitName() string {
 	switch k := limitKind(r.Name); k {
 	case "sign", "verify":
+		if r.Name == "oidc_code" {
+			// Its ID token is always RS256, whatever the access tokens use.
+			return k + "/RS256"
+		}
 		if r.Alg == "" {
 			return ""
 		}

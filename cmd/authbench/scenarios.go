@@ -43,6 +43,8 @@ var scenarios = []scenario{
 	{name: "introspect", help: "RFC 7662 introspection of JWT access tokens from a pool, by the bench-rs client", needsState: true, prepare: prepareIntrospect},
 	{name: "revoke", help: "RFC 7009 revocation, each request a distinct pre-issued access token (ends early if the pool runs out)", needsState: true, prepare: prepareRevoke},
 	{name: "jwks", help: "GET /.well-known/jwks.json", prepare: prepareJWKS},
+	{name: "oidc_code", help: "authorization code exchange with openid offline_access (access, ID and refresh token), each request a distinct pre-issued code (ends early if the pool runs out)", needsState: true, prepare: prepareOIDCCode},
+	{name: "userinfo", help: "GET /userinfo (OpenID Connect) with access tokens from a pool", needsState: true, prepare: prepareUserinfo},
 	{name: "api", help: "GET /api/protected through the resource middleware, with access tokens from a pool", needsState: true, prepare: prepareAPI},
 	{name: "memflood", help: "wrong passwords for random bench users (429, 503 and 400 are all acceptable outcomes)", needsState: true, ok: []int{400, 401, 429, 503}, prepare: prepareMemflood},
 }
@@ -187,6 +189,16 @@ func (e *target) noteAlg(jwt string) {
 func (e *target) algorithm(ctx context.Context) string {
 	if a, ok := e.alg.Load().(string); ok {
 		return a
+	}
+	// The metadata names the access tokens' algorithm; the JWKS may also
+	// hold the RS256 key of the ID tokens.
+	if status, b, err := e.request(ctx, http.MethodGet, "/.well-known/oauth-authorization-server", "", nil, true); err == nil && status == http.StatusOK {
+		var md struct {
+			Algs []string `json:"access_token_signing_alg_values_supported"`
+		}
+		if json.Unmarshal(b, &md) == nil && len(md.Algs) > 0 {
+			return md.Algs[0]
+		}
 	}
 	status, b, err := e.request(ctx, http.MethodGet, "/.well-known/jwks.json", "", nil, true)
 	if err != nil || status != http.StatusOK {

@@ -45,6 +45,8 @@ func TestEveryScenarioSucceeds(t *testing.T) {
 				pool = 16
 			case "revoke":
 				pool = 2000 // more than 0.5 s of revocations in process
+			case "oidc_code":
+				pool = 500
 			}
 			r := runOne(t, url, st, s.name, conc, pool)
 			if r.Server == nil || r.Server.PID != os.Getpid() {

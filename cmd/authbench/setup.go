@@ -35,9 +35,13 @@ type benchState struct {
 	ClientID     string `json:"client_id"`
 	ClientSecret string `json:"client_secret"`
 	// IntrospectorID may call the introspection endpoint.
-	IntrospectorID     string    `json:"introspector_id"`
-	IntrospectorSecret string    `json:"introspector_secret"`
-	CreatedAt          time.Time `json:"created_at"`
+	IntrospectorID     string `json:"introspector_id"`
+	IntrospectorSecret string `json:"introspector_secret"`
+	// OIDCClientID is a first-party confidential client of the
+	// authorization code flow with the OpenID Connect scopes.
+	OIDCClientID     string    `json:"oidc_client_id,omitempty"`
+	OIDCClientSecret string    `json:"oidc_client_secret,omitempty"`
+	CreatedAt        time.Time `json:"created_at"`
 }
 
 // loadState reads a state file.
@@ -105,6 +109,9 @@ func setup(ctx context.Context, cfg setupConfig) (*benchState, error) {
 	case err != nil:
 		return nil, err
 	}
+	if st.OIDCClientID == "" { // a state file from before the OpenID Connect scenarios
+		st.OIDCClientID, st.OIDCClientSecret = benchOIDCClient, randomString(40)
+	}
 	st.CreatedAt = time.Now().UTC()
 
 	cli := func(ctx context.Context, stdin string, args ...string) (created bool, err error) {
@@ -130,6 +137,9 @@ func setup(ctx context.Context, cfg setupConfig) (*benchState, error) {
 	}{
 		{st.ClientID, st.ClientSecret, []string{"--grant", "password", "--grant", "refresh_token", "--grant", "client_credentials", "--scope", "read", "--scope", "write"}},
 		{st.IntrospectorID, st.IntrospectorSecret, []string{"--grant", "client_credentials", "--introspect"}},
+		{st.OIDCClientID, st.OIDCClientSecret, []string{"--grant", "authorization_code", "--grant", "refresh_token",
+			"--scope", "openid", "--scope", "profile", "--scope", "email", "--scope", "offline_access",
+			"--redirect-uri", benchOIDCRedirect, "--skip-consent"}},
 	} {
 		args := append([]string{"clients", "add", "--id", c.id, "--name", "authbench", "--secret-stdin"}, c.args...)
 		created, err := cli(ctx, c.secret, args...)

@@ -51,8 +51,8 @@ func TestSetupCreatesUsersAndClientsOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	if len(lines) != 7 {
-		t.Fatalf("%d calls, want 7:\n%s", len(lines), b)
+	if len(lines) != 8 {
+		t.Fatalf("%d calls, want 8 (3 clients, 5 users):\n%s", len(lines), b)
 	}
 	for _, l := range lines {
 		if !strings.Contains(l, "--db /tmp/x.db") || !strings.Contains(l, "--output json") {
@@ -66,6 +66,11 @@ func TestSetupCreatesUsersAndClientsOnce(t *testing.T) {
 		case strings.Contains(l, "--id bench-rs"):
 			if !strings.Contains(l, "--introspect") || !strings.HasSuffix(l, "stdin="+st.IntrospectorSecret) {
 				t.Errorf("introspector call: %s", l)
+			}
+		case strings.Contains(l, "--id bench-oidc"):
+			if !strings.Contains(l, "--grant authorization_code") || !strings.Contains(l, "--scope openid") || !strings.Contains(l, "--skip-consent") ||
+				!strings.HasSuffix(l, "stdin="+st.OIDCClientSecret) || len(st.OIDCClientSecret) < 32 {
+				t.Errorf("OpenID Connect client call: %s", l)
 			}
 		case strings.Contains(l, "--id bench "):
 			for _, g := range []string{"password", "refresh_token", "client_credentials"} {

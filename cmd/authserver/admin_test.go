@@ -108,13 +108,16 @@ type jsonClient struct {
 	Scopes     []string `json:"scopes"`
 	Introspect bool     `json:"introspect"`
 	// Code-flow registration.
-	RedirectURIs []string  `json:"redirect_uris"`
-	Resources    []string  `json:"resources"`
-	SkipConsent  bool      `json:"skip_consent"`
-	RequirePAR   bool      `json:"require_par"`
-	Secrets      int       `json:"secrets"`
-	CreatedAt    time.Time `json:"created_at"`
-	Secret       string    `json:"client_secret"`
+	RedirectURIs []string `json:"redirect_uris"`
+	Resources    []string `json:"resources"`
+	SkipConsent  bool     `json:"skip_consent"`
+	RequirePAR   bool     `json:"require_par"`
+	// OpenID Connect logout.
+	PostLogoutRedirectURIs []string  `json:"post_logout_redirect_uris"`
+	BackchannelLogoutURI   string    `json:"backchannel_logout_uri"`
+	Secrets                int       `json:"secrets"`
+	CreatedAt              time.Time `json:"created_at"`
+	Secret                 string    `json:"client_secret"`
 }
 
 type jsonKey struct {
@@ -247,6 +250,18 @@ func TestAdminCommands(t *testing.T) {
 		t.Fatalf("clients update changed more or less than its flags: %+v", spa)
 	}
 	a.fail("loopback", "", "clients", "update", "spa", "--redirect-uri", "http://evil.example/cb")
+	// OpenID Connect logout registration.
+	a.json(&spa, "", "clients", "update", "spa", "--post-logout-redirect-uri", "https://spa.example/bye",
+		"--backchannel-logout-uri", "https://spa.example/backchannel")
+	if !slices.Equal(spa.PostLogoutRedirectURIs, []string{"https://spa.example/bye"}) || spa.BackchannelLogoutURI != "https://spa.example/backchannel" ||
+		!slices.Equal(spa.RedirectURIs, []string{"https://spa.example/cb2"}) {
+		t.Fatalf("clients update with logout URIs: %+v", spa)
+	}
+	a.fail("fragment", "", "clients", "update", "spa", "--post-logout-redirect-uri", "https://spa.example/bye#x")
+	a.fail("must be https", "", "clients", "update", "spa", "--backchannel-logout-uri", "http://spa.example/backchannel")
+	a.fail("all redirect URIs on one host", "", "clients", "add", "--id", "pw", "--public", "--grant", "authorization_code",
+		"--redirect-uri", "https://a.example/cb", "--redirect-uri", "https://b.example/cb", "--subject-type", "pairwise")
+	a.fail("public or pairwise", "", "clients", "update", "spa", "--subject-type", "secret")
 	a.fail(`no client "nope"`, "", "clients", "update", "nope", "--name", "x")
 	a.json(&spa, "", "clients", "show", "spa")
 	if !slices.Equal(spa.RedirectURIs, []string{"https://spa.example/cb2"}) {
@@ -282,20 +297,24 @@ func TestAdminCommands(t *testing.T) {
 	}
 	a.fail("no server secret", "", "keys", "rotate")
 	a.json(&ks, "", "keys", "rotate", "--secret", secret, "--key-algorithm", "ES256")
-	if len(ks) != 2 {
-		t.Fatalf("keys rotate: want an active key and a next one, got %+v", ks)
+	// Each algorithm (ES256 for access tokens, RS256 always, for ID tokens)
+	// has an active key and a next one.
+	if len(ks) != 4 {
+		t.Fatalf("keys rotate: want an active key and a next one per algorithm, got %+v", ks)
 	}
 	a.json(&ks, "", "keys", "list")
-	states := []string{}
+	states := map[string][]string{}
 	for _, k := range ks {
-		states = append(states, k.State)
-		if k.ID == "" || k.Algorithm != "ES256" || k.CreatedAt.IsZero() {
+		states[k.Algorithm] = append(states[k.Algorithm], k.State)
+		if k.ID == "" || k.CreatedAt.IsZero() {
 			t.Errorf("keys list: %+v", k)
 		}
 	}
-	slices.Sort(states)
-	if !slices.Equal(states, []string{"active", "next"}) {
-		t.Fatalf("keys list states: %v", states)
+	for _, alg := range []string{"ES256", "RS256"} {
+		slices.Sort(states[alg])
+		if !slices.Equal(states[alg], []string{"active", "next"}) {
+			t.Fatalf("keys list states: %v", states)
+		}
 	}
 
 	// Tokens: run the server in-process on the same database, get a token for

@@ -25,12 +25,16 @@ type clientView struct {
 	Scopes     []string `json:"scopes"`
 	Introspect bool     `json:"introspect"`
 	// Code-flow registration.
-	RedirectURIs []string  `json:"redirect_uris"`
-	Resources    []string  `json:"resources"`
-	SkipConsent  bool      `json:"skip_consent"`
-	RequirePAR   bool      `json:"require_par"`
-	Secrets      int       `json:"secrets"`
-	CreatedAt    time.Time `json:"created_at"`
+	RedirectURIs []string `json:"redirect_uris"`
+	Resources    []string `json:"resources"`
+	SkipConsent  bool     `json:"skip_consent"`
+	RequirePAR   bool     `json:"require_par"`
+	// OpenID Connect logout.
+	PostLogoutRedirectURIs []string  `json:"post_logout_redirect_uris"`
+	BackchannelLogoutURI   string    `json:"backchannel_logout_uri,omitempty"`
+	SubjectType            string    `json:"subject_type,omitempty"`
+	Secrets                int       `json:"secrets"`
+	CreatedAt              time.Time `json:"created_at"`
 	// Secret is set only when the command generated it (shown once).
 	Secret string `json:"client_secret,omitempty"`
 }
@@ -44,7 +48,8 @@ func viewClient(c storage.Client) clientView {
 	}
 	return clientView{ID: c.ID, Name: c.Name, Public: c.Public, GrantTypes: nz(c.GrantTypes), Scopes: nz(c.Scopes),
 		Introspect: c.Introspect, RedirectURIs: nz(c.RedirectURIs), Resources: nz(c.Resources),
-		SkipConsent: c.SkipConsent, RequirePAR: c.RequirePAR, Secrets: len(c.SecretHashes), CreatedAt: c.CreatedAt}
+		SkipConsent: c.SkipConsent, RequirePAR: c.RequirePAR, Secrets: len(c.SecretHashes), CreatedAt: c.CreatedAt,
+		PostLogoutRedirectURIs: nz(c.PostLogoutRedirectURIs), BackchannelLogoutURI: c.BackchannelLogoutURI, SubjectType: c.SubjectType}
 }
 
 var knownGrants = []string{"authorization_code", "password", "refresh_token", "client_credentials"}
@@ -93,6 +98,19 @@ func validateClient(c storage.Client) error {
 			return err
 		}
 	}
+	for _, u := range c.PostLogoutRedirectURIs {
+		if err := authserver.ValidateRedirectURI(u); err != nil {
+			return fmt.Errorf("--post-logout-redirect-uri: %w", err)
+		}
+	}
+	if err := authserver.ValidateSubjectType(c); err != nil {
+		return err
+	}
+	if u := c.BackchannelLogoutURI; u != "" {
+		if err := authserver.ValidateBackchannelLogoutURI(u); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -106,6 +124,9 @@ func registrationFlags(f *pflag.FlagSet, c *storage.Client) {
 	f.StringArrayVar(&c.Resources, "resource", nil, "resource indicator (RFC 8707) the client may request as its tokens' aud (repeatable)")
 	f.BoolVar(&c.SkipConsent, "skip-consent", false, "first-party client: its users see no consent page")
 	f.BoolVar(&c.RequirePAR, "require-par", false, "the client must send authorization requests through /par (RFC 9126)")
+	f.StringArrayVar(&c.PostLogoutRedirectURIs, "post-logout-redirect-uri", nil, "where RP-initiated logout (/end_session) may return the browser (repeatable; exact match)")
+	f.StringVar(&c.SubjectType, "subject-type", "", "public (default) or pairwise: per-sector pseudonymous sub values (OpenID Connect Core §8.1; the sector is the host of the redirect URIs)")
+	f.StringVar(&c.BackchannelLogoutURI, "backchannel-logout-uri", "", "OpenID Connect back-channel logout endpoint of the client: receives a logout token when a session it signed in through ends")
 }
 
 func newClientsCmd(g *globals) *cobra.Command {
@@ -215,6 +236,15 @@ func newClientsCmd(g *globals) *cobra.Command {
 				}
 				if fl.Changed("require-par") {
 					c.RequirePAR = upd.RequirePAR
+				}
+				if fl.Changed("post-logout-redirect-uri") {
+					c.PostLogoutRedirectURIs = upd.PostLogoutRedirectURIs
+				}
+				if fl.Changed("subject-type") {
+					c.SubjectType = upd.SubjectType
+				}
+				if fl.Changed("backchannel-logout-uri") {
+					c.BackchannelLogoutURI = upd.BackchannelLogoutURI
 				}
 				if err := validateClient(c); err != nil {
 					return c, err

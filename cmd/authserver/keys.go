@@ -53,7 +53,7 @@ func newKeysCmd(g *globals) *cobra.Command {
 			st.Close()
 			return nil, nil, err
 		}
-		km, err := keys.New(cmd.Context(), st, keys.Config{Algorithm: alg, Secret: sec,
+		km, err := keys.New(cmd.Context(), st, keys.Config{Algorithm: alg, ExtraAlgorithms: oidcKeyAlgorithms, Secret: sec,
 			TokenLifetime: max(accessTTL, introspectionJWTTTL), RotationPeriod: rotation, JWKSMaxAge: maxAge,
 			Logger: slog.New(slog.NewTextHandler(g.stderr, nil)), OnEvent: keyEvents(g.audit)})
 		if err != nil {
@@ -126,3 +126,7 @@ func (g *globals) printKeys(ks []keys.KeyInfo) error {
 		}
 	})
 }
+// oidcKeyAlgorithms keep an active key whatever --key-algorithm says: RS256
+// signs the ID tokens (OpenID Connect Core §15.1). serve and the keys
+// commands must agree, or a rotation from one would merge the groups.
+var oidcKeyAlgorithms = []string{keys.RS256}

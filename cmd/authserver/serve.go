@@ -561,13 +561,14 @@ func openApp(ctx context.Context, g *globals, c *serveConfig, log *slog.Logger) 
 		store = storagetrace.Wrap(st, c.tracer)
 	}
 	km, err := keys.New(ctx, store, keys.Config{
-		Algorithm:      c.keyAlgorithm,
-		Secret:         secret,
-		RotationPeriod: c.keyRotation,
-		JWKSMaxAge:     c.jwksMaxAge,
-		TokenLifetime:  max(c.accessTTL, introspectionJWTTTL),
-		Logger:         log,
-		OnEvent:        keyEvents(c.audit),
+		Algorithm:       c.keyAlgorithm,
+		ExtraAlgorithms: oidcKeyAlgorithms,
+		Secret:          secret,
+		RotationPeriod:  c.keyRotation,
+		JWKSMaxAge:      c.jwksMaxAge,
+		TokenLifetime:   max(c.accessTTL, introspectionJWTTTL),
+		Logger:          log,
+		OnEvent:         keyEvents(c.audit),
 	})
 	if err != nil {
 		return nil, err

@@ -18,11 +18,17 @@ type clientSettings struct {
 	Resources    []string `json:"resources,omitempty"`
 	SkipConsent  bool     `json:"skip_consent,omitempty"`
 	RequirePAR   bool     `json:"require_par,omitempty"`
+	// OpenID Connect logout.
+	PostLogoutRedirectURIs []string `json:"post_logout_redirect_uris,omitempty"`
+	BackchannelLogoutURI   string   `json:"backchannel_logout_uri,omitempty"`
+	SubjectType            string   `json:"subject_type,omitempty"`
 }
 
 func encodeClientSettings(c storage.Client) string {
 	b, err := json.Marshal(clientSettings{RedirectURIs: c.RedirectURIs, Resources: c.Resources,
-		SkipConsent: c.SkipConsent, RequirePAR: c.RequirePAR})
+		SkipConsent: c.SkipConsent, RequirePAR: c.RequirePAR,
+		PostLogoutRedirectURIs: c.PostLogoutRedirectURIs, BackchannelLogoutURI: c.BackchannelLogoutURI,
+		SubjectType: c.SubjectType})
 	if err != nil {
 		panic(err) // strings and booleans always marshal
 	}
@@ -41,6 +47,7 @@ func scanClient(row scanner) (storage.Client, error) {
 		return c, fmt.Errorf("client %q settings: %w", c.ID, err)
 	}
 	c.RedirectURIs, c.Resources, c.SkipConsent, c.RequirePAR = cs.RedirectURIs, cs.Resources, cs.SkipConsent, cs.RequirePAR
+	c.PostLogoutRedirectURIs, c.BackchannelLogoutURI, c.SubjectType = cs.PostLogoutRedirectURIs, cs.BackchannelLogoutURI, cs.SubjectType
 	for _, f := range []struct {
 		s   string
 		dst *[]string

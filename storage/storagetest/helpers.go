@@ -34,17 +34,20 @@ func newUser(id, email string) storage.User {
 
 func newClient(id string) storage.Client {
 	return storage.Client{
-		ID:           id,
-		SecretHashes: []string{"$argon2id$new", "$argon2id$old"},
-		GrantTypes:   []string{"password", "refresh_token"},
-		Scopes:       []string{"openid", "offline"},
-		Introspect:   true,
-		Name:         "Client " + id,
-		RedirectURIs: []string{"https://app.example/cb", "http://127.0.0.1/cb", "com.example.app:/cb"},
-		Resources:    []string{"https://api.example/"},
-		SkipConsent:  true,
-		CreatedAt:    at(0),
-		UpdatedAt:    at(time.Second),
+		ID:                     id,
+		SecretHashes:           []string{"$argon2id$new", "$argon2id$old"},
+		GrantTypes:             []string{"password", "refresh_token"},
+		Scopes:                 []string{"openid", "offline"},
+		Introspect:             true,
+		Name:                   "Client " + id,
+		RedirectURIs:           []string{"https://app.example/cb", "http://127.0.0.1/cb", "com.example.app:/cb"},
+		Resources:              []string{"https://api.example/"},
+		SkipConsent:            true,
+		PostLogoutRedirectURIs: []string{"https://app.example/bye"},
+		BackchannelLogoutURI:   "https://app.example/backchannel",
+		SubjectType:            "pairwise",
+		CreatedAt:              at(0),
+		UpdatedAt:              at(time.Second),
 	}
 }
 
@@ -106,6 +109,13 @@ func checkClient(t *testing.T, got, want storage.Client) {
 		t.Errorf("client: got %+v, want %+v", got, want)
 	}
 	checkStrings(t, "client redirect URIs", got.RedirectURIs, want.RedirectURIs)
+	checkStrings(t, "client post-logout redirect URIs", got.PostLogoutRedirectURIs, want.PostLogoutRedirectURIs)
+	if got.SubjectType != want.SubjectType {
+		t.Errorf("client subject type = %q, want %q", got.SubjectType, want.SubjectType)
+	}
+	if got.BackchannelLogoutURI != want.BackchannelLogoutURI {
+		t.Errorf("client back-channel logout URI = %q, want %q", got.BackchannelLogoutURI, want.BackchannelLogoutURI)
+	}
 	checkStrings(t, "client resources", got.Resources, want.Resources)
 	checkStrings(t, "client secret hashes", got.SecretHashes, want.SecretHashes)
 	checkStrings(t, "client grant types", got.GrantTypes, want.GrantTypes)

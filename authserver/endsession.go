@@ -1,0 +1,295 @@
+package authserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/oauthkit/authserver/authserver/ui"
+	"github.com/oauthkit/authserver/storage"
+)
+
+// Logout for relying parties: OpenID Connect RP-Initiated Logout 1.0 at
+// /end_session, and Back-Channel Logout 1.0 to every client that got an ID
+// token in the browser session that ends (here or at /logout).
+
+// logoutTargetKind records that a client with a back-channel logout URI got
+// tokens in a browser session: RequestID is the sid, ClientID the client.
+const logoutTargetKind storage.TokenKind = "logout_target"
+
+// backchannelEvent is the events member of a logout token (§2.4).
+const backchannelEvent = "http://schemas.openid.net/event/backchannel-logout"
+
+// Back-channel delivery: each attempt is bounded, and so is their number;
+// sign-out never waits for them.
+const (
+	backchannelTimeout  = 2 * time.Second
+	backchannelAttempts = 3
+	backchannelBackoff  = 500 * time.Millisecond
+	logoutTokenTTL      = 2 * time.Minute
+)
+
+// backchannelHTTP sends logout tokens. Redirects are not followed: the
+// registered URI is the receiver.
+var backchannelHTTP = &http.Client{
+	Timeout:       backchannelTimeout,
+	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+}
+
+// ValidateBackchannelLogoutURI checks a back-channel logout URI for
+// registration: an absolute https URI without a fragment, or http on a
+// loopback address (Back-Channel Logout 1.0 §2.2).
+func ValidateBackchannelLogoutURI(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || !u.IsAbs() || u.Host == "" || u.Fragment != "" || strings.Contains(raw, "#") || u.User != nil {
+		return fmt.Errorf("back-channel logout URI %q: must be an absolute URI without a fragment or user information", raw)
+	}
+	if u.Scheme != "https" && !(u.Scheme == "http" && (isLoopbackLiteral(u.Hostname()) || u.Hostname() == "localhost")) {
+		return fmt.Errorf("back-channel logout URI %q: must be https (or http on a loopback address)", raw)
+	}
+	return nil
+}
+
+func logoutTargetKey(sid, clientID string) string { return hashHandle(sid + "\x00" + clientID) }
+
+// rememberLogoutTarget records, for back-channel logout, that the client got
+// a code in the browser session bs.
+func (s *Server) rememberLogoutTarget(ctx context.Context, az *authzRequest, bs *browserSession) {
+	if az.client.BackchannelLogoutURI == "" || bs.sid == "" || !slices.Contains(requestedScopes(az), scopeOpenID) {
+		return
+	}
+	now := s.cfg.Now().UTC()
+	err := s.store.CreateToken(ctx, storage.Token{Kind: logoutTargetKind, Signature: logoutTargetKey(bs.sid, az.client.ID),
+		RequestID: bs.sid, ClientID: az.client.ID, Subject: bs.user.ID, Active: true, RequestedAt: now,
+		ExpiresAt: now.Add(s.cfg.SessionTTL), Payload: []byte("{}")})
+	if err != nil && !errors.Is(err, storage.ErrAlreadyExists) {
+		s.log.WarnContext(ctx, "back-channel logout: recording the client of a session failed", "client_id", az.client.ID, "err", err)
+	}
+}
+
+// logoutClaims is the payload of a logout token (Back-Channel Logout §2.4).
+type logoutClaims struct {
+	Issuer   string                    `json:"iss"`
+	Subject  string                    `json:"sub"`
+	Audience []string                  `json:"aud"`
+	IssuedAt int64                     `json:"iat"`
+	Expiry   int64                     `json:"exp"`
+	ID       string                    `json:"jti"`
+	SID      string                    `json:"sid"`
+	Events   map[string]map[string]any `json:"events"`
+}
+
+// backchannelLogout notifies, in the background, every client that got
+// tokens in the ended session bs. It returns once the tokens are signed;
+// delivery runs in the background (see WaitBackchannel).
+func (s *Server) backchannelLogout(ctx context.Context, bs *browserSession) {
+	if bs == nil || bs.sid == "" {
+		return
+	}
+	clients, err := s.store.ListClients(ctx)
+	if err != nil {
+		s.log.WarnContext(ctx, "back-channel logout: listing clients failed", "err", err)
+		return
+	}
+	for _, c := range clients {
+		if c.BackchannelLogoutURI == "" {
+			continue
+		}
+		key := logoutTargetKey(bs.sid, c.ID)
+		if _, err := s.store.GetToken(ctx, logoutTargetKind, key); err != nil {
+			continue
+		}
+		_ = s.store.DeleteToken(ctx, logoutTargetKind, key)
+		now := s.cfg.Now().UTC().Truncate(time.Second)
+		claims := logoutClaims{Issuer: s.cfg.Issuer, Subject: subjectFor(s.strategy.pairwiseKey, &c, bs.user.ID), Audience: []string{c.ID}, IssuedAt: now.Unix(),
+			Expiry: now.Add(logoutTokenTTL).Unix(), ID: newJTI(), SID: bs.sid,
+			Events: map[string]map[string]any{backchannelEvent: {}}}
+		signer, err := s.keys.CurrentFor(idTokenAlg)
+		if err != nil {
+			signer, err = s.keys.Current()
+		}
+		if err != nil {
+			s.log.ErrorContext(ctx, "back-channel logout: no signing key", "err", err)
+			return
+		}
+		token, err := s.strategy.signWith(ctx, signer, claims, "logout+jwt")
+		if err != nil {
+			s.log.ErrorContext(ctx, "back-channel logout: signing failed", "err", err)
+			continue
+		}
+		s.backchannel.Add(1)
+		go func(clientID, uri string) {
+			defer s.backchannel.Done()
+			s.deliverLogoutToken(clientID, uri, token)
+		}(c.ID, c.BackchannelLogoutURI)
+	}
+}
+
+// deliverLogoutToken POSTs a logout token, retrying a bounded number of
+// times on network errors and 5xx answers (§2.8).
+func (s *Server) deliverLogoutToken(clientID, uri, token string) {
+	body := url.Values{"logout_token": {token}}.Encode()
+	for attempt := 1; attempt <= backchannelAttempts; attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), backchannelTimeout)
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, uri, strings.NewReader(body))
+		if err != nil {
+			cancel()
+			s.log.Warn("back-channel logout: bad URI", "client_id", clientID, "err", err)
+			return
+		}
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		resp, err := backchannelHTTP.Do(req)
+		status := 0
+		if err == nil {
+			status = resp.StatusCode
+			resp.Body.Close()
+		}
+		cancel()
+		if err == nil && status < 500 {
+			if status >= 300 {
+				s.log.Warn("back-channel logout refused", "client_id", clientID, "status", status)
+			}
+			return
+		}
+		if attempt < backchannelAttempts {
+			time.Sleep(backchannelBackoff * time.Duration(attempt))
+		}
+	}
+	s.log.Warn("back-channel logout: client unreachable, gave up", "client_id", clientID, "attempts", backchannelAttempts)
+}
+
+// WaitBackchannel waits until every back-channel logout delivery started so
+// far has finished (each is bounded: at most backchannelAttempts attempts of
+// backchannelTimeout).
+func (s *Server) WaitBackchannel() { s.backchannel.Wait() }
+
+// endSessionRequest is a validated RP-initiated logout request.
+type endSessionRequest struct {
+	client      *storage.Client
+	hintSub     string
+	redirectURI string
+	state       string
+}
+
+// handleEndSession serves GET and POST /end_session (RP-Initiated Logout
+// 1.0 §2). With a valid id_token_hint for the signed-in user it signs out
+// at once; otherwise it asks for confirmation. It then returns to a
+// registered post_logout_redirect_uri with state, or shows a page.
+func (s *Server) handleEndSession(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	noStore(w)
+	var form url.Values
+	if r.Method == http.MethodPost {
+		if form = readPageForm(w, r); form == nil {
+			s.errorPage(w, http.StatusBadRequest, errInvalidRequest, "The form could not be read.")
+			return
+		}
+	} else {
+		form = r.URL.Query()
+	}
+	for k, v := range form {
+		if len(v) > 1 || len(v[0]) > maxAuthorizeParam {
+			s.errorPage(w, http.StatusBadRequest, errInvalidRequest, "The parameter '"+safeParam(k)+"' is repeated or too long.")
+			return
+		}
+	}
+	req, msg := s.validateEndSession(ctx, form)
+	if msg != "" {
+		s.errorPage(w, http.StatusBadRequest, errInvalidRequest, msg)
+		return
+	}
+	bs, err := s.currentSession(ctx, r)
+	if err != nil {
+		s.errorPage(w, http.StatusServiceUnavailable, errTemporarilyUnavailable, genericUnavailableDetail)
+		return
+	}
+	// A POST carrying csrf_token answers our confirmation page; any other
+	// request is the relying party's (GET or an auto-submitted POST).
+	answer := r.Method == http.MethodPost && form.Has(fieldCSRF)
+	confirmed := answer && bs != nil && s.csrf.Valid(form.Get(fieldCSRF), "end_session", bs.id)
+	if answer && bs != nil && !confirmed {
+		s.audit(ctx, "csrf_rejected", slog.String("form", "end_session"))
+		s.errorPage(w, http.StatusForbidden, errInvalidRequest, "This form has expired or was not sent from this site. Go back, reload the page and try again.")
+		return
+	}
+	if bs != nil && !confirmed && (req.hintSub == "" || req.hintSub != subjectFor(s.strategy.pairwiseKey, req.client, bs.user.ID)) {
+		// Without proof that the client speaks for this user, ask (§2, §6).
+		var hidden []ui.Field
+		for _, k := range []string{"client_id", "post_logout_redirect_uri", "state", "id_token_hint"} {
+			if v := form.Get(k); v != "" {
+				hidden = append(hidden, ui.Field{Name: k, Value: v})
+			}
+		}
+		var targets []string
+		if req.redirectURI != "" {
+			targets = append(targets, formTarget(req.redirectURI))
+		}
+		s.pages.Render(w, http.StatusOK, ui.PageLogout, ui.Logout{UserName: bs.user.Email, Action: s.path("/end_session"),
+			Hidden: hidden, CSRF: s.csrf.Token("end_session", bs.id)}, targets...)
+		return
+	}
+	if bs != nil {
+		if err := s.endSession(ctx, w, r); err != nil {
+			s.errorPage(w, http.StatusServiceUnavailable, errTemporarilyUnavailable, genericUnavailableDetail)
+			return
+		}
+		s.audit(ctx, "signed_out", slog.String("sub", bs.user.ID))
+		s.backchannelLogout(context.WithoutCancel(ctx), bs)
+	}
+	if req.redirectURI != "" {
+		u := req.redirectURI
+		if req.state != "" {
+			sep := "?"
+			if strings.Contains(u, "?") {
+				sep = "&"
+			}
+			u += sep + url.Values{"state": {req.state}}.Encode()
+		}
+		seeOther(w, u)
+		return
+	}
+	s.pages.Render(w, http.StatusOK, ui.PageMessage, ui.Message{Title: "Signed out", Text: "You have been signed out."})
+}
+
+// validateEndSession checks the parameters; msg is the error for the user.
+func (s *Server) validateEndSession(ctx context.Context, form url.Values) (endSessionRequest, string) {
+	var req endSessionRequest
+	clientID := form.Get("client_id")
+	if hint := form.Get("id_token_hint"); hint != "" {
+		c, ok := s.verifyIDToken(hint)
+		if !ok {
+			return req, "The id_token_hint is not an ID token issued by this server."
+		}
+		if clientID != "" && !slices.Contains(c.Audience, clientID) {
+			return req, "The id_token_hint was not issued to this client_id."
+		}
+		if clientID == "" {
+			clientID = c.Audience[0]
+		}
+		req.hintSub = c.Subject
+	}
+	if clientID != "" {
+		c, err := s.store.GetClient(ctx, clientID)
+		if err != nil {
+			return req, "The application is not registered with this server."
+		}
+		req.client = &c
+	}
+	if uri := form.Get("post_logout_redirect_uri"); uri != "" {
+		if req.client == nil {
+			return req, "A post_logout_redirect_uri needs client_id or id_token_hint."
+		}
+		if !slices.Contains(req.client.PostLogoutRedirectURIs, uri) {
+			return req, "The post_logout_redirect_uri is not registered for this application."
+		}
+		req.redirectURI = uri
+		req.state = form.Get("state")
+	}
+	return req, ""
+}
