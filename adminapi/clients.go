@@ -28,6 +28,12 @@ type Client struct {
 	Resources    []string `json:"resources"`
 	SkipConsent  bool     `json:"skip_consent"`
 	RequirePAR   bool     `json:"require_par"`
+	// PostLogoutRedirectURIs, BackchannelLogoutURI and SubjectType are the
+	// OpenID Connect registration (RP-initiated and back-channel logout,
+	// pairwise subjects).
+	PostLogoutRedirectURIs []string `json:"post_logout_redirect_uris"`
+	BackchannelLogoutURI   string   `json:"backchannel_logout_uri,omitempty"`
+	SubjectType            string   `json:"subject_type,omitempty"`
 	// Secrets is how many secrets are valid (two during a rotation).
 	Secrets   int    `json:"secrets"`
 	CreatedAt string `json:"created_at"`
@@ -49,12 +55,17 @@ type ClientInput struct {
 	Resources    []string `json:"resources"`
 	SkipConsent  bool     `json:"skip_consent"`
 	RequirePAR   bool     `json:"require_par"`
+	// PostLogoutRedirectURIs, BackchannelLogoutURI and SubjectType: see Client.
+	PostLogoutRedirectURIs []string `json:"post_logout_redirect_uris"`
+	BackchannelLogoutURI   string   `json:"backchannel_logout_uri,omitempty"`
+	SubjectType            string   `json:"subject_type,omitempty"`
 }
 
 func viewClient(c storage.Client) Client {
 	return Client{ID: c.ID, Name: c.Name, Public: c.Public, GrantTypes: nz(c.GrantTypes), Scopes: nz(c.Scopes),
 		Introspect: c.Introspect, RedirectURIs: nz(c.RedirectURIs), Resources: nz(c.Resources),
 		SkipConsent: c.SkipConsent, RequirePAR: c.RequirePAR, Secrets: len(c.SecretHashes),
+		PostLogoutRedirectURIs: nz(c.PostLogoutRedirectURIs), BackchannelLogoutURI: c.BackchannelLogoutURI, SubjectType: c.SubjectType,
 		CreatedAt: rfc3339(c.CreatedAt), UpdatedAt: rfc3339(c.UpdatedAt)}
 }
 
@@ -114,6 +125,19 @@ func validateClient(c storage.Client) error {
 			return bad("%s", err.Error())
 		}
 	}
+	for _, u := range c.PostLogoutRedirectURIs {
+		if err := authserver.ValidateRedirectURI(u); err != nil {
+			return bad("post_logout_redirect_uris: %s", err.Error())
+		}
+	}
+	if err := authserver.ValidateSubjectType(c); err != nil {
+		return bad("%s", err.Error())
+	}
+	if u := c.BackchannelLogoutURI; u != "" {
+		if err := authserver.ValidateBackchannelLogoutURI(u); err != nil {
+			return bad("%s", err.Error())
+		}
+	}
 	return nil
 }
 
@@ -121,6 +145,7 @@ func (in ClientInput) apply(c *storage.Client) {
 	c.Name, c.Public, c.GrantTypes, c.Scopes = in.Name, in.Public, in.GrantTypes, in.Scopes
 	c.Introspect, c.RedirectURIs, c.Resources = in.Introspect, in.RedirectURIs, in.Resources
 	c.SkipConsent, c.RequirePAR = in.SkipConsent, in.RequirePAR
+	c.PostLogoutRedirectURIs, c.BackchannelLogoutURI, c.SubjectType = in.PostLogoutRedirectURIs, in.BackchannelLogoutURI, in.SubjectType
 }
 
 func (a *API) listClients(w http.ResponseWriter, r *http.Request) error {

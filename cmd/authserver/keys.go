@@ -126,6 +126,7 @@ func (g *globals) printKeys(ks []keys.KeyInfo) error {
 		}
 	})
 }
+
 // oidcKeyAlgorithms keep an active key whatever --key-algorithm says: RS256
 // signs the ID tokens (OpenID Connect Core §15.1). serve and the keys
 // commands must agree, or a rotation from one would merge the groups.

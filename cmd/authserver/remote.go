@@ -345,6 +345,7 @@ func (r *remote) usersRevokeConsent(c *cobra.Command, args []string) error {
 func clientFromAPI(c adminapi.Client) clientView {
 	return clientView{ID: c.ID, Name: c.Name, Public: c.Public, GrantTypes: c.GrantTypes, Scopes: c.Scopes, Introspect: c.Introspect,
 		RedirectURIs: c.RedirectURIs, Resources: c.Resources, SkipConsent: c.SkipConsent, RequirePAR: c.RequirePAR,
+		PostLogoutRedirectURIs: c.PostLogoutRedirectURIs, BackchannelLogoutURI: c.BackchannelLogoutURI, SubjectType: c.SubjectType,
 		Secrets: c.Secrets, CreatedAt: parseTime(c.CreatedAt), Secret: c.ClientSecret}
 }
 
@@ -491,6 +492,15 @@ func clientInput(c *cobra.Command, in adminapi.ClientInput) adminapi.ClientInput
 	if fs.Changed("require-par") {
 		in.RequirePAR, _ = fs.GetBool("require-par")
 	}
+	if fs.Changed("post-logout-redirect-uri") {
+		in.PostLogoutRedirectURIs, _ = fs.GetStringArray("post-logout-redirect-uri")
+	}
+	if fs.Changed("backchannel-logout-uri") {
+		in.BackchannelLogoutURI, _ = fs.GetString("backchannel-logout-uri")
+	}
+	if fs.Changed("subject-type") {
+		in.SubjectType, _ = fs.GetString("subject-type")
+	}
 	return in
 }
 
@@ -527,7 +537,8 @@ func (r *remote) clientsUpdate(c *cobra.Command, args []string) error {
 		return err
 	}
 	in := clientInput(c, adminapi.ClientInput{ID: cur.ID, Name: cur.Name, Public: cur.Public, GrantTypes: cur.GrantTypes, Scopes: cur.Scopes,
-		Introspect: cur.Introspect, RedirectURIs: cur.RedirectURIs, Resources: cur.Resources, SkipConsent: cur.SkipConsent, RequirePAR: cur.RequirePAR})
+		Introspect: cur.Introspect, RedirectURIs: cur.RedirectURIs, Resources: cur.Resources, SkipConsent: cur.SkipConsent, RequirePAR: cur.RequirePAR,
+		PostLogoutRedirectURIs: cur.PostLogoutRedirectURIs, BackchannelLogoutURI: cur.BackchannelLogoutURI, SubjectType: cur.SubjectType})
 	var ac adminapi.Client
 	if err := r.do(c.Context(), http.MethodPut, "/clients/"+url.PathEscape(args[0]), in, &ac); err != nil {
 		return err
