@@ -332,6 +332,7 @@ func (s *Server) codeReused(ctx context.Context, requestID string) *oauthError {
 			s.log.Error("revoking the tokens of a reused code failed", "err", err)
 		}
 	}
+	s.syncRevocations(ctx)
 	s.audit(ctx, "code_reuse_detected")
 	return newError(http.StatusBadRequest, errInvalidGrant, "The authorization code has already been used.")
 }
