@@ -1,11 +1,14 @@
 package authserver
 
 import (
+	"encoding/binary"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -179,4 +182,32 @@ func TestRevocationSetGivesUpGapsAfterTheWait(t *testing.T) {
 	if r.cursor != 3 || len(r.gaps) != 0 || len(r.seen) != 0 {
 		t.Fatalf("after the wait: cursor %d gaps %v seen %v, want 3 and none", r.cursor, r.gaps, r.seen)
 	}
+}
+
+// The cache's memory per entry, measured on the heap with claims shaped like
+// a password-grant token's, bounds the cache at its default size (the figure
+// in BENCHMARKS.md comes from this test's log).
+func TestIntrospectionCacheMemoryPerEntry(t *testing.T) {
+	const n = 10000
+	c := newIntroCache(n)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for i := range n {
+		var key [32]byte
+		binary.BigEndian.PutUint64(key[:], uint64(i))
+		res := &introspection{Active: true, Scope: strings.Clone("openid profile read write"), ClientID: strings.Clone("demo-client"),
+			Username: fmt.Sprintf("user-%06d@example.com", i), TokenType: "Bearer", Expiry: 1e9, IssuedAt: 1e9, NotBefore: 1e9,
+			Subject: fmt.Sprintf("u-%032d", i), Audience: []string{strings.Clone("https://auth.example.com/api")},
+			Issuer: strings.Clone("https://auth.example.com"), JTI: fmt.Sprintf("%036d", i), Roles: []string{strings.Clone("user")}}
+		c.put(key, cachedIntrospection{res: res, sig: revocationKeyOf(fmt.Sprint(i)), kid: strings.Clone("key-2026-12-05")})
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	per := float64(after.HeapAlloc-before.HeapAlloc) / n
+	t.Logf("%d entries: %.0f bytes each, %.1f MiB in all", c.len(), per, per*n/(1<<20))
+	if per > 2048 {
+		t.Errorf("%.0f bytes per entry; the documented bound assumes under 2 KiB", per)
+	}
+	runtime.KeepAlive(c)
 }
