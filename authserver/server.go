@@ -245,7 +245,7 @@ func New(cfg Config, store storage.Store, km *keys.Manager, opts ...Option) (*Se
 	for _, o := range opts {
 		o(s)
 	}
-	dh, err := password.Hash("not a password: unknown user", cfg.PasswordParams)
+	dh, err := unusableHash(cfg.PasswordParams)
 	if err != nil {
 		return nil, err
 	}
