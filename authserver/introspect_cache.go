@@ -140,13 +140,6 @@ func (r *revocationSet) revoked(k revocationKey) bool {
 	return ok
 }
 
-// size reports the number of revoked tokens held.
-func (r *revocationSet) size() int {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	return len(r.m)
-}
-
 // fresh reports whether the set may answer now: it was polled successfully
 // within maxDelay. It polls when the last poll is older than the interval;
 // concurrent callers wait only when the set is too old to use.
