@@ -210,34 +210,40 @@ var errTokenInvalid = errors.New("authserver: invalid access token")
 // its kid, its typ and its expiry, and returns its claims. It does not check
 // revocation.
 func (t *tokenStrategy) verifyAccessToken(token string) (*accessClaims, error) {
+	c, _, err := t.verifyAccessTokenKey(token)
+	return c, err
+}
+
+// verifyAccessTokenKey is verifyAccessToken that also returns the key ID.
+func (t *tokenStrategy) verifyAccessTokenKey(token string) (*accessClaims, string, error) {
 	if len(token) > maxTokenLength {
-		return nil, errTokenInvalid
+		return nil, "", errTokenInvalid
 	}
 	jws, err := jose.ParseSignedCompact(token, signatureAlgorithms)
 	if err != nil || len(jws.Signatures) != 1 {
-		return nil, errTokenInvalid
+		return nil, "", errTokenInvalid
 	}
 	h := jws.Signatures[0].Protected
 	if typ, _ := h.ExtraHeaders[jose.HeaderType].(string); !strings.EqualFold(typ, "at+jwt") {
-		return nil, errTokenInvalid
+		return nil, "", errTokenInvalid
 	}
 	key, ok := t.keys.PublicKey(h.KeyID)
 	if !ok || key.Algorithm != h.Algorithm {
-		return nil, errTokenInvalid
+		return nil, "", errTokenInvalid
 	}
 	raw, err := jws.Verify(key)
 	if err != nil {
-		return nil, errTokenInvalid
+		return nil, "", errTokenInvalid
 	}
 	var c accessClaims
 	if err := json.Unmarshal(raw, &c); err != nil {
-		return nil, errTokenInvalid
+		return nil, "", errTokenInvalid
 	}
 	now := t.now().Unix()
 	if c.Expiry <= now || c.Issuer != t.issuer || (c.NotBefore != 0 && c.NotBefore > now+5) {
-		return nil, errTokenInvalid
+		return nil, "", errTokenInvalid
 	}
-	return &c, nil
+	return &c, h.KeyID, nil
 }
 
 // maxTokenLength bounds the tokens we parse.

@@ -2,6 +2,7 @@ package authserver
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"net/http"
 	"strings"
@@ -125,23 +126,54 @@ func (s *Server) introspect(ctx context.Context, token, hint string) (*introspec
 	return inactive, nil
 }
 
+// introspectAccess answers for a JWT access token: from the cache of verified
+// tokens when the token is there, its key still published and the revocation
+// set fresh; otherwise by verifying the signature and reading the record.
 func (s *Server) introspectAccess(ctx context.Context, token string) (*introspection, error) {
-	c, err := s.strategy.verifyAccessToken(token)
+	var key [32]byte
+	cacheable := s.introCache != nil && len(token) <= maxTokenLength
+	if cacheable {
+		key = sha256.Sum256([]byte(token))
+		if e, ok := s.introCache.get(key); ok {
+			_, published := s.keys.PublicKey(e.kid)
+			switch {
+			case e.res.Expiry <= s.cfg.Now().Unix() || !published:
+				s.introCache.remove(key)
+				return inactive, nil
+			case s.revoked.fresh(ctx):
+				if s.revoked.revoked(e.sig) {
+					s.introCache.remove(key)
+					return inactive, nil
+				}
+				return e.res, nil
+			}
+			// The revocation set is stale (storage unreachable): ask storage.
+		}
+	}
+	c, kid, err := s.strategy.verifyAccessTokenKey(token)
 	if err != nil {
 		return inactive, nil
 	}
-	_, err = s.liveAccessRecord(ctx, jwtSignature(token))
+	sig := jwtSignature(token)
+	_, err = s.liveAccessRecord(ctx, sig)
 	if errors.Is(err, storage.ErrNotFound) {
 		return inactive, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	return &introspection{
+	res := &introspection{
 		Active: true, Scope: c.Scope, ClientID: c.ClientID, Username: c.Email,
 		TokenType: "Bearer", Expiry: c.Expiry, IssuedAt: c.IssuedAt, NotBefore: c.NotBefore,
 		Subject: c.Subject, Audience: c.Audience, Issuer: c.Issuer, JTI: c.ID, Roles: c.Roles,
-	}, nil
+	}
+	if cacheable {
+		// A revocation committed after the record was read is in the
+		// revocation set by the time a hit can be answered, so caching
+		// after the read is safe.
+		s.introCache.put(key, cachedIntrospection{res: res, sig: revocationKeyOf(sig), kid: kid})
+	}
+	return res, nil
 }
 
 func (s *Server) introspectRefresh(ctx context.Context, token string) (*introspection, error) {

@@ -83,7 +83,8 @@ func (s *Server) findToken(ctx context.Context, token string) (storage.Token, er
 }
 
 // revokeGrant deletes every token of a grant in one transaction (shared with
-// concurrent requests by the committer).
+// concurrent requests by the committer), then brings this instance's
+// revocation set up to date.
 func (s *Server) revokeGrant(ctx context.Context, requestID string) error {
 	del := func(kind storage.TokenKind) func(context.Context) error {
 		return func(ctx context.Context) error {
@@ -91,5 +92,18 @@ func (s *Server) revokeGrant(ctx context.Context, requestID string) error {
 			return err
 		}
 	}
-	return s.committer.submit(ctx, nil, nil, del(storage.RefreshToken), del(storage.AccessToken))
+	if err := s.committer.submit(ctx, nil, nil, del(storage.RefreshToken), del(storage.AccessToken)); err != nil {
+		return err
+	}
+	s.syncRevocations(ctx)
+	return nil
+}
+
+// syncRevocations reads the revocation feed after this instance revoked
+// tokens, so that its introspection cache answers inactive at once. On
+// failure the feed is read again before the next cached answer.
+func (s *Server) syncRevocations(ctx context.Context) {
+	if err := s.revoked.sync(ctx); err != nil {
+		s.log.Warn("reading the revocation feed failed", "err", err)
+	}
 }

@@ -66,6 +66,15 @@ type Config struct {
 	// per instance (default 10s; negative disables the cache). A rotated or
 	// deleted client secret keeps working on an instance for at most this.
 	ClientCacheTTL time.Duration
+	// IntrospectionCacheSize bounds the cache of verified access tokens that
+	// introspection answers from (default 10000 entries; negative disables
+	// it). See introspect_cache.go.
+	IntrospectionCacheSize int
+	// RevocationMaxDelay bounds how long a cached access token revoked on
+	// another instance can still read active (default 1s). The instance
+	// polls the storage revocation feed at a quarter of it while
+	// introspection requests arrive.
+	RevocationMaxDelay time.Duration
 	// Throttle configures brute-force protection (on by default).
 	Throttle ThrottleConfig
 	// CORSAllowedOrigins are the browser origins allowed to call the token and
@@ -174,6 +183,8 @@ type Server struct {
 	demoAPI     bool
 	collectors  []prometheus.Collector
 	clientCache *clientCache
+	introCache  *introCache
+	revoked     *revocationSet
 	metrics     *metrics
 	committer   *committer
 	draining    atomic.Bool
@@ -228,6 +239,8 @@ func New(cfg Config, store storage.Store, km *keys.Manager, opts ...Option) (*Se
 		s.metrics.commitBatch.Observe(float64(n))
 		s.metrics.commitDuration.Observe(d.Seconds())
 	})
+	s.introCache = newIntroCache(cfg.IntrospectionCacheSize)
+	s.revoked = newRevocationSet(store, cfg.RevocationMaxDelay)
 	s.clientCache = &clientCache{key: deriveKey(cfg.Secret, "client-cache"), ttl: cfg.ClientCacheTTL, m: map[[32]byte]cachedClient{}}
 	if !cfg.Throttle.Disabled {
 		s.throttle = &throttler{cfg: cfg.Throttle, store: store, now: cfg.Now, blocked: map[string]time.Time{}}
@@ -235,7 +248,7 @@ func New(cfg Config, store storage.Store, km *keys.Manager, opts ...Option) (*Se
 	for _, o := range opts {
 		o(s)
 	}
-	dh, err := password.Hash("not a password: unknown user", cfg.PasswordParams)
+	dh, err := unusableHash(cfg.PasswordParams)
 	if err != nil {
 		return nil, err
 	}

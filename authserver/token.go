@@ -144,9 +144,11 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) (*tokenResponse, 
 		oe := toOAuthError(err)
 		if grant == grantRefreshToken && errors.Is(err, fosite.ErrInactiveToken) {
 			s.metrics.refreshReuse.Inc()
+			s.syncRevocations(ctx) // the grant's tokens were revoked: answer so here at once
 			s.audit(ctx, "refresh_reuse_detected", slog.String("client_id", clientID(st)))
 		}
 		if grant == grantAuthorizationCode && st.codeReuse {
+			s.syncRevocations(ctx)
 			s.audit(ctx, "code_reuse_detected", slog.String("client_id", clientID(st)), slog.String("reason", "already_used"))
 		}
 		return nil, oe
@@ -346,6 +348,7 @@ func (s *Server) codeReused(ctx context.Context, requestID string) *oauthError {
 			s.log.Error("revoking the tokens of a reused code failed", "err", err)
 		}
 	}
+	s.syncRevocations(ctx)
 	s.audit(ctx, "code_reuse_detected", slog.String("client_id", clientID(stateFrom(ctx))), slog.String("reason", "concurrent_exchange"))
 	return newError(http.StatusBadRequest, errInvalidGrant, "The authorization code has already been used.")
 }

@@ -197,6 +197,20 @@ type Attempts struct {
 type GCResult struct {
 	Tokens   int64
 	Attempts int64
+	// Revocations counts revocation feed entries of expired tokens.
+	Revocations int64
+}
+
+// Revocation is an entry of the revocation feed: an access token whose record
+// was deleted or deactivated before it expired.
+type Revocation struct {
+	// Seq orders the feed; it increases with every entry but may have gaps,
+	// and (on PostgreSQL) an entry may become visible after one with a
+	// higher Seq.
+	Seq int64
+	// Signature is the token record's Signature.
+	Signature string
+	ExpiresAt time.Time
 }
 
 // Users stores resource owners.
@@ -254,6 +268,18 @@ type Tokens interface {
 	RevokeTokens(ctx context.Context, f TokenFilter) (int64, error)
 }
 
+// Revocations is the revocation feed. Every backend appends an entry, in the
+// same atomic step as the change, whenever an active access token record that
+// has not expired is deleted (DeleteToken, DeleteTokens, RevokeTokens) or
+// deactivated (DeactivateToken, DeactivateTokens, RotateToken). Instances poll
+// the feed to answer revocation from memory.
+type Revocations interface {
+	// ListRevocations returns at most limit entries with Seq > after, in Seq
+	// order, including entries of tokens that have expired but are not yet
+	// garbage collected.
+	ListRevocations(ctx context.Context, after int64, limit int) ([]Revocation, error)
+}
+
 // Keys stores the signing key set.
 type Keys interface {
 	// GetKeys returns the key set; an empty set (Version 0) when none is stored.
@@ -292,11 +318,13 @@ type Store interface {
 	Users
 	Clients
 	Tokens
+	Revocations
 	Keys
 	Throttle
 	Transactor
-	// GarbageCollect deletes token records that expired before now and attempt
-	// counters last touched before now minus attemptsTTL. It works in bounded
+	// GarbageCollect deletes token records (and revocation feed entries) that
+	// expired before now and attempt counters last touched before now minus
+	// attemptsTTL. It works in bounded
 	// batches and is safe to run from several instances at once.
 	GarbageCollect(ctx context.Context, now time.Time, attemptsTTL time.Duration) (GCResult, error)
 	// Ping reports whether the backend is reachable and its schema is current.

@@ -107,7 +107,14 @@ func (e *target) request(ctx context.Context, method, path, auth string, body []
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, e.base+path, rd)
+	u := e.base + path
+	if p, ok := e.paths()[path]; ok {
+		u = e.base + p
+		if strings.Contains(p, "://") {
+			u = p
+		}
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, rd)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -449,4 +456,12 @@ func (s scenario) okFunc() func(int) bool {
 		return func(status int) bool { return status == http.StatusOK }
 	}
 	return func(status int) bool { return slices.Contains(s.ok, status) }
+}
+
+// paths returns the state's path map; nil without a state.
+func (e *target) paths() map[string]string {
+	if e.state == nil {
+		return nil
+	}
+	return e.state.Paths
 }

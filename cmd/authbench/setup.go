@@ -42,6 +42,11 @@ type benchState struct {
 	OIDCClientID     string    `json:"oidc_client_id,omitempty"`
 	OIDCClientSecret string    `json:"oidc_client_secret,omitempty"`
 	CreatedAt        time.Time `json:"created_at"`
+	// Paths maps the paths the scenarios use (/token, /introspect,
+	// /.well-known/jwks.json) to another server's: a path, or a whole URL
+	// (another port). scripts/compare-hydra.sh writes it for Ory Hydra;
+	// setup leaves it empty.
+	Paths map[string]string `json:"paths,omitempty"`
 }
 
 // loadState reads a state file.

@@ -64,6 +64,8 @@ type serveConfig struct {
 	tlsKey          string
 	corsOrigins     []string
 	refreshGrace    time.Duration
+	introCacheSize  int
+	revocationDelay time.Duration
 	authCodeTTL     time.Duration
 	sessionTTL      time.Duration
 	uiDir           string
@@ -214,6 +216,8 @@ func (c *serveConfig) registerFlags(f *pflag.FlagSet) {
 	f.DurationVar(&c.sessionTTL, "session-ttl", 24*time.Hour, "browser sign-in session lifetime")
 	f.StringVar(&c.uiDir, "ui-dir", "", "directory with templates/*.html and static/* replacing the built-in sign-in, consent and sign-out pages")
 	f.DurationVar(&c.refreshGrace, "refresh-grace", 0, "window in which a retried refresh with the just-rotated token gets the same new pair (0: strict, any reuse revokes the grant)")
+	f.IntVar(&c.introCacheSize, "introspection-cache-size", 10000, "verified access tokens introspection answers from memory (negative: no cache)")
+	f.DurationVar(&c.revocationDelay, "revocation-max-delay", time.Second, "longest time a token revoked on another instance can still introspect active (the revocation feed is polled at a quarter of it)")
 	f.StringSliceVar(&c.trustedProxies, "trusted-proxy", nil, "proxy network (CIDR) whose X-Forwarded-For is believed for throttling and audit (repeatable)")
 	f.IntVar(&c.memoryLimitMiB, "memory-limit-mib", 96, "soft memory limit of the Go runtime in MiB (0: none; GOMEMLIMIT overrides)")
 	f.BoolVar(&c.insecureHTTP, "insecure-http", false, "allow a non-loopback http:// issuer (MUST NOT be used in production)")
@@ -305,6 +309,9 @@ func (c *serveConfig) validate(db string) error {
 	}
 	if c.refreshGrace < 0 || c.refreshGrace > time.Hour {
 		bad("refresh-grace", "--refresh-grace must be between 0 and 1h, not %s", c.refreshGrace)
+	}
+	if c.revocationDelay < 40*time.Millisecond || c.revocationDelay > time.Minute {
+		bad("revocation-max-delay", "--revocation-max-delay must be between 40ms and 1m, not %s", c.revocationDelay)
 	}
 	if c.authCodeTTL < time.Second || c.authCodeTTL > 10*time.Minute {
 		bad("auth-code-ttl", "--auth-code-ttl must be between 1s and 10m (RFC 6749 §4.1.2), not %s", c.authCodeTTL)
@@ -588,23 +595,25 @@ func openApp(ctx context.Context, g *globals, c *serveConfig, log *slog.Logger) 
 		proxies = append(proxies, netip.MustParsePrefix(p)) // validated
 	}
 	srv, err := authserver.New(authserver.Config{
-		Issuer:               c.issuer,
-		Audience:             c.audience,
-		AccessTokenTTL:       c.accessTTL,
-		RefreshTokenTTL:      c.refreshTTL,
-		Secret:               secret,
-		PasswordParams:       c.argon2,
-		IntrospectionJWTTTL:  introspectionJWTTTL,
-		Logger:               log,
-		Audit:                c.audit,
-		TracerProvider:       c.tracer,
-		MetricsOnMainHandler: c.adminAddr == "",
-		CORSAllowedOrigins:   c.corsOrigins,
-		RefreshGrace:         c.refreshGrace,
-		AuthCodeTTL:          c.authCodeTTL,
-		SessionTTL:           c.sessionTTL,
-		UIDir:                c.uiDir,
-		Throttle:             authserver.ThrottleConfig{TrustedProxies: proxies},
+		Issuer:                 c.issuer,
+		Audience:               c.audience,
+		AccessTokenTTL:         c.accessTTL,
+		RefreshTokenTTL:        c.refreshTTL,
+		Secret:                 secret,
+		PasswordParams:         c.argon2,
+		IntrospectionJWTTTL:    introspectionJWTTTL,
+		Logger:                 log,
+		Audit:                  c.audit,
+		TracerProvider:         c.tracer,
+		MetricsOnMainHandler:   c.adminAddr == "",
+		CORSAllowedOrigins:     c.corsOrigins,
+		RefreshGrace:           c.refreshGrace,
+		IntrospectionCacheSize: c.introCacheSize,
+		RevocationMaxDelay:     c.revocationDelay,
+		AuthCodeTTL:            c.authCodeTTL,
+		SessionTTL:             c.sessionTTL,
+		UIDir:                  c.uiDir,
+		Throttle:               authserver.ThrottleConfig{TrustedProxies: proxies},
 	}, store, km, serverOptions(st)...)
 	if err != nil {
 		return nil, err

@@ -2,6 +2,7 @@ package memory
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -36,6 +37,9 @@ type data struct {
 	tokens   map[tokenKey]storage.Token
 	keys     storage.KeySet
 	attempts map[string]storage.Attempts
+	// revocations is the revocation feed; revSeq is the last Seq given out.
+	revocations []storage.Revocation
+	revSeq      int64
 }
 
 func newData() *data {
@@ -56,7 +60,21 @@ func (d *data) clone() *data {
 		tokens:   maps.Clone(d.tokens),
 		keys:     d.keys, // replaced wholesale by UpdateKeys, never modified in place
 		attempts: maps.Clone(d.attempts),
+		// Clipped, so that an append in the copy never writes into the
+		// array the original still reads.
+		revocations: slices.Clip(d.revocations),
+		revSeq:      d.revSeq,
 	}
+}
+
+// revoked appends a feed entry when t is a live access token: one that is
+// active and has not expired (by the wall clock, as the SQL triggers judge).
+func (d *data) revoked(t storage.Token) {
+	if t.Kind != storage.AccessToken || !t.Active || !t.ExpiresAt.After(time.Now()) {
+		return
+	}
+	d.revSeq++
+	d.revocations = append(d.revocations, storage.Revocation{Seq: d.revSeq, Signature: t.Signature, ExpiresAt: t.ExpiresAt})
 }
 
 // Store is an in-memory storage.Store. Create it with New; the zero value is
@@ -499,10 +517,12 @@ func (s *Store) GetToken(ctx context.Context, kind storage.TokenKind, signature 
 func (s *Store) DeleteToken(ctx context.Context, kind storage.TokenKind, signature string) error {
 	return s.write(ctx, func(d *data) error {
 		k := tokenKey{kind, signature}
-		if _, ok := d.tokens[k]; !ok {
+		t, ok := d.tokens[k]
+		if !ok {
 			return notFound(string(kind), signature)
 		}
 		delete(d.tokens, k)
+		d.revoked(t)
 		return nil
 	})
 }
@@ -522,6 +542,7 @@ func (s *Store) RotateToken(ctx context.Context, kind storage.TokenKind, signatu
 		if !ok || !t.Active {
 			return notFound("active "+string(kind), signature)
 		}
+		d.revoked(t)
 		t.Active = false
 		t.RotatedAt = at.UTC()
 		t.Successor = bytes.Clone(successor)
@@ -537,6 +558,7 @@ func (s *Store) DeactivateTokens(ctx context.Context, kind storage.TokenKind, re
 	err := s.write(ctx, func(d *data) error {
 		for k, t := range d.tokens {
 			if k.kind == kind && t.RequestID == requestID && t.Active {
+				d.revoked(t)
 				t.Active = false
 				d.tokens[k] = t
 				n++
@@ -570,12 +592,27 @@ func (s *Store) deleteTokensWhere(ctx context.Context, match func(tokenKey, stor
 		for k, t := range d.tokens {
 			if match(k, t) {
 				delete(d.tokens, k)
+				d.revoked(t)
 				n++
 			}
 		}
 		return nil
 	})
 	return n, err
+}
+
+// ListRevocations returns at most limit feed entries with Seq > after.
+func (s *Store) ListRevocations(ctx context.Context, after int64, limit int) ([]storage.Revocation, error) {
+	var out []storage.Revocation
+	err := s.view(ctx, func(d *data) error {
+		i, _ := slices.BinarySearchFunc(d.revocations, after+1, func(r storage.Revocation, seq int64) int {
+			return cmp.Compare(r.Seq, seq)
+		})
+		end := min(len(d.revocations), i+max(limit, 0))
+		out = slices.Clone(d.revocations[i:end])
+		return nil
+	})
+	return out, err
 }
 
 // GetKeys returns the key set.
@@ -664,6 +701,15 @@ func (s *Store) GarbageCollect(ctx context.Context, now time.Time, attemptsTTL t
 				res.Tokens++
 			}
 		}
+		kept := d.revocations[:0:0]
+		for _, r := range d.revocations {
+			if r.ExpiresAt.Before(now) {
+				res.Revocations++
+			} else {
+				kept = append(kept, r)
+			}
+		}
+		d.revocations = kept
 		for k, a := range d.attempts {
 			if a.Last.Before(cutoff) {
 				delete(d.attempts, k)

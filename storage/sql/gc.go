@@ -10,7 +10,8 @@ import (
 // gcBatch is the most rows one garbage-collection statement deletes.
 const gcBatch = 1000
 
-// GarbageCollect deletes expired tokens and old counters, at most gcBatch
+// GarbageCollect deletes expired tokens, the revocation feed entries of
+// expired tokens and old counters, at most gcBatch
 // rows per statement, each statement its own transaction. On PostgreSQL the
 // batches skip rows other transactions hold locked, so several instances can
 // collect at once without waiting on each other or on requests.
@@ -20,6 +21,13 @@ func (s *Store) GarbageCollect(ctx context.Context, now time.Time, attemptsTTL t
 	res.Tokens, err = s.deleteBatches(ctx, "garbage collect tokens",
 		`DELETE FROM tokens WHERE (kind, signature) IN
 		(SELECT kind, signature FROM tokens WHERE expires_at < $1 LIMIT $2`+s.d.skipLocked+`)`,
+		s.d.timeArg(now), gcBatch)
+	if err != nil {
+		return res, err
+	}
+	res.Revocations, err = s.deleteBatches(ctx, "garbage collect revocations",
+		`DELETE FROM revocations WHERE seq IN
+		(SELECT seq FROM revocations WHERE expires_at < $1 LIMIT $2`+s.d.skipLocked+`)`,
 		s.d.timeArg(now), gcBatch)
 	if err != nil {
 		return res, err

@@ -37,6 +37,7 @@ func Run(t *testing.T, open func(t *testing.T) storage.Store) {
 		{"DeleteTokensByRequestID", testDeleteTokens},
 		{"RevokeTokensBySubjectAndClient", testRevokeTokens},
 		{"RevokeTokensRejectsEmptyFilter", testRevokeEmptyFilter},
+		{"RevocationFeedRecordsEndedAccessTokens", testRevocationFeed},
 		{"KeySetStartsEmpty", testKeysEmpty},
 		{"UpdateKeysRoundTripsAndCountsVersions", testUpdateKeys},
 		{"UpdateKeysUpdaterErrorAborts", testUpdateKeysError},

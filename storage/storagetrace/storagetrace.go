@@ -35,6 +35,14 @@ func (w *store) start(ctx context.Context, method string) (context.Context, trac
 		trace.WithAttributes(attribute.String("db.operation.name", method)))
 }
 
+// ListRevocations implements storage.Revocations.
+func (w *store) ListRevocations(ctx context.Context, after int64, limit int) ([]storage.Revocation, error) {
+	ctx, sp := w.start(ctx, "ListRevocations")
+	rs, err := w.s.ListRevocations(ctx, after, limit)
+	tracing.End(sp, err)
+	return rs, err
+}
+
 // CreateUser implements storage.Users.
 func (w *store) CreateUser(ctx context.Context, u storage.User) error {
 	ctx, sp := w.start(ctx, "CreateUser")

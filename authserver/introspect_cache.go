@@ -1,0 +1,252 @@
+package authserver
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/oauthkit/authserver/storage"
+)
+
+// Introspection of JWT access tokens answers from memory once a token has been
+// verified on this instance:
+//
+//   - introCache remembers, per token (keyed by its SHA-256), the claims of a
+//     token whose signature verified and whose record was live, until the
+//     token's exp. It holds at most Config.IntrospectionCacheSize entries and
+//     evicts a random one when full.
+//   - revocationSet holds the signatures (as hashes) of access tokens revoked
+//     before they expired, read from the storage revocation feed. Every cache
+//     hit is checked against it. It is polled from storage at most every
+//     RevocationMaxDelay/4 while requests arrive; a hit is never answered from
+//     a set older than RevocationMaxDelay, so a revocation on any instance is
+//     seen on every instance within that delay. A revocation through this
+//     instance's revocation endpoint polls the feed before answering, so it is
+//     seen here at once.
+
+const (
+	defaultIntrospectionCacheSize = 10000
+	defaultRevocationMaxDelay     = time.Second
+	// revocationPage is how many feed entries one query reads.
+	revocationPage = 1000
+	// revocationGapWait is how long the poller waits for a feed entry with a
+	// lower sequence number than one already read to commit (PostgreSQL hands
+	// out sequence numbers before commit). A transaction that writes a
+	// revocation and commits later than this is seen only by instances that
+	// start after it.
+	revocationGapWait = 10 * time.Second
+)
+
+// revocationKey identifies a token signature in the revocation set.
+type revocationKey [16]byte
+
+func revocationKeyOf(sig string) revocationKey {
+	h := sha256.Sum256([]byte(sig))
+	return revocationKey(h[:16])
+}
+
+// cachedIntrospection is a verified, live access token's answer.
+type cachedIntrospection struct {
+	res *introspection
+	sig revocationKey
+	kid string
+}
+
+// introCache is the bounded cache of verified access tokens.
+type introCache struct {
+	mu  sync.RWMutex
+	m   map[[32]byte]cachedIntrospection
+	max int
+}
+
+func newIntroCache(size int) *introCache {
+	if size < 0 {
+		return nil
+	}
+	if size == 0 {
+		size = defaultIntrospectionCacheSize
+	}
+	return &introCache{m: make(map[[32]byte]cachedIntrospection, min(size, 1024)), max: size}
+}
+
+func (c *introCache) get(k [32]byte) (cachedIntrospection, bool) {
+	c.mu.RLock()
+	e, ok := c.m[k]
+	c.mu.RUnlock()
+	return e, ok
+}
+
+func (c *introCache) put(k [32]byte, e cachedIntrospection) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.m[k]; !ok && len(c.m) >= c.max {
+		for old := range c.m { // map order is random: a random eviction
+			delete(c.m, old)
+			break
+		}
+	}
+	c.m[k] = e
+}
+
+func (c *introCache) remove(k [32]byte) {
+	c.mu.Lock()
+	delete(c.m, k)
+	c.mu.Unlock()
+}
+
+// len reports the number of entries (for tests and metrics).
+func (c *introCache) len() int {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return len(c.m)
+}
+
+// revocationSet is this instance's copy of the revocation feed.
+type revocationSet struct {
+	feed     storage.Revocations
+	interval time.Duration
+	maxDelay time.Duration
+
+	mu sync.RWMutex
+	m  map[revocationKey]int64 // → token expiry, Unix seconds
+
+	// lastPoll is when the last successful poll started (UnixNano); zero
+	// before the first.
+	lastPoll atomic.Int64
+
+	pollMu sync.Mutex // serialises polls; guards the fields below
+	cursor int64      // every entry with Seq <= cursor has been applied or given up
+	seen   map[int64]struct{}
+	gaps   map[int64]time.Time // missing Seq → when first missed
+	pruned time.Time
+}
+
+func newRevocationSet(feed storage.Revocations, maxDelay time.Duration) *revocationSet {
+	if maxDelay <= 0 {
+		maxDelay = defaultRevocationMaxDelay
+	}
+	return &revocationSet{feed: feed, interval: maxDelay / 4, maxDelay: maxDelay,
+		m: map[revocationKey]int64{}, seen: map[int64]struct{}{}, gaps: map[int64]time.Time{}}
+}
+
+// revoked reports whether the token with signature key k was revoked.
+func (r *revocationSet) revoked(k revocationKey) bool {
+	r.mu.RLock()
+	_, ok := r.m[k]
+	r.mu.RUnlock()
+	return ok
+}
+
+// fresh reports whether the set may answer now: it was polled successfully
+// within maxDelay. It polls when the last poll is older than the interval;
+// concurrent callers wait only when the set is too old to use.
+func (r *revocationSet) fresh(ctx context.Context) bool {
+	age := time.Since(time.Unix(0, r.lastPoll.Load()))
+	if age < r.interval {
+		return true
+	}
+	if r.pollMu.TryLock() {
+		err := r.pollLocked(ctx)
+		r.pollMu.Unlock()
+		return err == nil || age < r.maxDelay
+	}
+	if age < r.maxDelay {
+		return true // another request is polling
+	}
+	r.pollMu.Lock()
+	defer r.pollMu.Unlock()
+	if time.Since(time.Unix(0, r.lastPoll.Load())) < r.maxDelay {
+		return true
+	}
+	return r.pollLocked(ctx) == nil
+}
+
+// sync polls the feed now, after any poll in flight; a revocation committed
+// before the call is in the set when it returns nil.
+func (r *revocationSet) sync(ctx context.Context) error {
+	r.pollMu.Lock()
+	defer r.pollMu.Unlock()
+	return r.pollLocked(ctx)
+}
+
+// pollLocked reads the feed past the cursor. Entries above a gap in the
+// sequence are read again on the next poll until the gap fills or is given
+// up after revocationGapWait.
+func (r *revocationSet) pollLocked(ctx context.Context) error {
+	start := time.Now()
+	after := r.cursor
+	for {
+		page, err := r.feed.ListRevocations(ctx, after, revocationPage)
+		if err != nil {
+			return fmt.Errorf("authserver: read the revocation feed: %w", err)
+		}
+		r.mu.Lock()
+		for _, e := range page {
+			if _, ok := r.seen[e.Seq]; !ok {
+				r.seen[e.Seq] = struct{}{}
+				r.m[revocationKeyOf(e.Signature)] = e.ExpiresAt.Unix()
+			}
+		}
+		r.mu.Unlock()
+		if len(page) > 0 {
+			after = page[len(page)-1].Seq
+		}
+		if len(page) < revocationPage {
+			break
+		}
+	}
+	r.advance(start, after)
+	if start.Sub(r.pruned) > time.Minute {
+		r.prune(start)
+	}
+	r.lastPoll.Store(start.UnixNano())
+	return nil
+}
+
+// advance moves the cursor over the entries read and the gaps given up.
+func (r *revocationSet) advance(now time.Time, maxSeen int64) {
+	for r.cursor < maxSeen {
+		next := r.cursor + 1
+		if _, ok := r.seen[next]; ok {
+			delete(r.seen, next)
+			r.cursor = next
+			continue
+		}
+		first, ok := r.gaps[next]
+		if !ok {
+			r.gaps[next] = now
+			first = now
+		}
+		if now.Sub(first) < revocationGapWait {
+			// Remember the other gaps below maxSeen, so each is given up
+			// in time.
+			for s := next + 1; s < maxSeen; s++ {
+				if _, ok := r.seen[s]; !ok {
+					if _, ok := r.gaps[s]; !ok {
+						r.gaps[s] = now
+					}
+				}
+			}
+			return
+		}
+		delete(r.gaps, next)
+		r.cursor = next
+	}
+}
+
+// prune drops the entries of tokens that have expired: they fail
+// verification anyway.
+func (r *revocationSet) prune(now time.Time) {
+	r.pruned = now
+	cutoff := now.Unix()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for k, exp := range r.m {
+		if exp < cutoff {
+			delete(r.m, k)
+		}
+	}
+}
