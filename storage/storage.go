@@ -75,8 +75,15 @@ type Client struct {
 	// RequirePAR makes the client send its authorization requests through
 	// the pushed authorization request endpoint (RFC 9126 §6).
 	RequirePAR bool
-	CreatedAt  time.Time
-	UpdatedAt  time.Time
+	// ExchangeAudiences are the audiences and resources (RFC 8693 §2.1) the
+	// client may ask for in a token exchange; none means it may only keep
+	// the subject token's audience.
+	ExchangeAudiences []string
+	// SecretExpiresAt, when set, is when the client's secret stops
+	// authenticating it (RFC 7591 client_secret_expires_at).
+	SecretExpiresAt time.Time
+	CreatedAt       time.Time
+	UpdatedAt       time.Time
 }
 
 // TokenKind tells access tokens from refresh tokens.

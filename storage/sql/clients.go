@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/oauthkit/authserver/storage"
 )
@@ -14,15 +15,22 @@ const clientColumns = `id, secret_hashes, is_public, grant_types, scopes, intros
 // clientSettings is the JSON form of the registration fields that no query
 // selects on (the settings column): new fields need no migration.
 type clientSettings struct {
-	RedirectURIs []string `json:"redirect_uris,omitempty"`
-	Resources    []string `json:"resources,omitempty"`
-	SkipConsent  bool     `json:"skip_consent,omitempty"`
-	RequirePAR   bool     `json:"require_par,omitempty"`
+	RedirectURIs      []string   `json:"redirect_uris,omitempty"`
+	Resources         []string   `json:"resources,omitempty"`
+	SkipConsent       bool       `json:"skip_consent,omitempty"`
+	RequirePAR        bool       `json:"require_par,omitempty"`
+	ExchangeAudiences []string   `json:"exchange_audiences,omitempty"`
+	SecretExpiresAt   *time.Time `json:"secret_expires_at,omitempty"`
 }
 
 func encodeClientSettings(c storage.Client) string {
-	b, err := json.Marshal(clientSettings{RedirectURIs: c.RedirectURIs, Resources: c.Resources,
-		SkipConsent: c.SkipConsent, RequirePAR: c.RequirePAR})
+	cs := clientSettings{RedirectURIs: c.RedirectURIs, Resources: c.Resources,
+		SkipConsent: c.SkipConsent, RequirePAR: c.RequirePAR, ExchangeAudiences: c.ExchangeAudiences}
+	if !c.SecretExpiresAt.IsZero() {
+		exp := c.SecretExpiresAt.UTC()
+		cs.SecretExpiresAt = &exp
+	}
+	b, err := json.Marshal(cs)
 	if err != nil {
 		panic(err) // strings and booleans always marshal
 	}
@@ -41,6 +49,10 @@ func scanClient(row scanner) (storage.Client, error) {
 		return c, fmt.Errorf("client %q settings: %w", c.ID, err)
 	}
 	c.RedirectURIs, c.Resources, c.SkipConsent, c.RequirePAR = cs.RedirectURIs, cs.Resources, cs.SkipConsent, cs.RequirePAR
+	c.ExchangeAudiences = cs.ExchangeAudiences
+	if cs.SecretExpiresAt != nil {
+		c.SecretExpiresAt = cs.SecretExpiresAt.UTC()
+	}
 	for _, f := range []struct {
 		s   string
 		dst *[]string

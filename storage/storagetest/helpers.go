@@ -34,17 +34,19 @@ func newUser(id, email string) storage.User {
 
 func newClient(id string) storage.Client {
 	return storage.Client{
-		ID:           id,
-		SecretHashes: []string{"$argon2id$new", "$argon2id$old"},
-		GrantTypes:   []string{"password", "refresh_token"},
-		Scopes:       []string{"openid", "offline"},
-		Introspect:   true,
-		Name:         "Client " + id,
-		RedirectURIs: []string{"https://app.example/cb", "http://127.0.0.1/cb", "com.example.app:/cb"},
-		Resources:    []string{"https://api.example/"},
-		SkipConsent:  true,
-		CreatedAt:    at(0),
-		UpdatedAt:    at(time.Second),
+		ID:                id,
+		SecretHashes:      []string{"$argon2id$new", "$argon2id$old"},
+		GrantTypes:        []string{"password", "refresh_token"},
+		Scopes:            []string{"openid", "offline"},
+		Introspect:        true,
+		Name:              "Client " + id,
+		RedirectURIs:      []string{"https://app.example/cb", "http://127.0.0.1/cb", "com.example.app:/cb"},
+		Resources:         []string{"https://api.example/"},
+		SkipConsent:       true,
+		ExchangeAudiences: []string{"https://orders.example/", "billing"},
+		SecretExpiresAt:   at(time.Hour),
+		CreatedAt:         at(0),
+		UpdatedAt:         at(time.Second),
 	}
 }
 
@@ -107,6 +109,8 @@ func checkClient(t *testing.T, got, want storage.Client) {
 	}
 	checkStrings(t, "client redirect URIs", got.RedirectURIs, want.RedirectURIs)
 	checkStrings(t, "client resources", got.Resources, want.Resources)
+	checkStrings(t, "client exchange audiences", got.ExchangeAudiences, want.ExchangeAudiences)
+	checkTime(t, "client secret_expires_at", got.SecretExpiresAt, want.SecretExpiresAt)
 	checkStrings(t, "client secret hashes", got.SecretHashes, want.SecretHashes)
 	checkStrings(t, "client grant types", got.GrantTypes, want.GrantTypes)
 	checkStrings(t, "client scopes", got.Scopes, want.Scopes)
