@@ -37,6 +37,10 @@ type session struct {
 	// JTI and IssuedAt describe the access token issued with this session.
 	JTI      string    `json:"jti,omitempty"`
 	IssuedAt time.Time `json:"iat,omitempty"`
+	// Act is the delegation chain of an exchanged token (RFC 8693 §4.1);
+	// MayAct, who may act for the subject (§4.4).
+	Act    *actor `json:"act,omitempty"`
+	MayAct *actor `json:"may_act,omitempty"`
 }
 
 var _ fosite.Session = (*session)(nil)
