@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -238,4 +239,28 @@ func signTestJWT(t *testing.T, key jose.JSONWebKey, claims map[string]any) strin
 		t.Fatal(err)
 	}
 	return out
+}
+
+func TestClientSecretExpiry(t *testing.T) {
+	now := time.Now().UTC()
+	var offset atomic.Int64
+	env := newTestEnv(t, openSQLite(t), func(c *Config) {
+		c.Now = func() time.Time { return now.Add(time.Duration(offset.Load())) }
+	})
+	c := storage.Client{ID: "ttl", SecretHashes: []string{password.HashSecret(gwSecret)}, GrantTypes: []string{"client_credentials"},
+		Scopes: []string{"read"}, SecretExpiresAt: now.Add(time.Hour), CreatedAt: now, UpdatedAt: now}
+	if err := env.store.CreateClient(t.Context(), c); err != nil {
+		t.Fatal(err)
+	}
+	cc := func() (int, map[string]any) {
+		resp := env.post("/token", url.Values{"grant_type": {"client_credentials"}}, "ttl", gwSecret)
+		return resp.StatusCode, decode(t, resp)
+	}
+	if st, m := cc(); st != 200 {
+		t.Fatalf("before expiry: %d %v", st, m)
+	}
+	// After the expiry, also for a secret the instance has cached.
+	offset.Store(int64(time.Hour))
+	st, m := cc()
+	wantError(t, st, m, 401, errInvalidClient)
 }

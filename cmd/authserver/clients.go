@@ -25,12 +25,15 @@ type clientView struct {
 	Scopes     []string `json:"scopes"`
 	Introspect bool     `json:"introspect"`
 	// Code-flow registration.
-	RedirectURIs []string  `json:"redirect_uris"`
-	Resources    []string  `json:"resources"`
-	SkipConsent  bool      `json:"skip_consent"`
-	RequirePAR   bool      `json:"require_par"`
-	Secrets      int       `json:"secrets"`
-	CreatedAt    time.Time `json:"created_at"`
+	RedirectURIs []string `json:"redirect_uris"`
+	Resources    []string `json:"resources"`
+	SkipConsent  bool     `json:"skip_consent"`
+	RequirePAR   bool     `json:"require_par"`
+	Secrets      int      `json:"secrets"`
+	// ExchangeAudiences and SecretExpiresAt (Unix seconds, 0 for never).
+	ExchangeAudiences []string  `json:"exchange_audiences"`
+	SecretExpiresAt   int64     `json:"client_secret_expires_at"`
+	CreatedAt         time.Time `json:"created_at"`
 	// Secret is set only when the command generated it (shown once).
 	Secret string `json:"client_secret,omitempty"`
 }
@@ -44,10 +47,19 @@ func viewClient(c storage.Client) clientView {
 	}
 	return clientView{ID: c.ID, Name: c.Name, Public: c.Public, GrantTypes: nz(c.GrantTypes), Scopes: nz(c.Scopes),
 		Introspect: c.Introspect, RedirectURIs: nz(c.RedirectURIs), Resources: nz(c.Resources),
-		SkipConsent: c.SkipConsent, RequirePAR: c.RequirePAR, Secrets: len(c.SecretHashes), CreatedAt: c.CreatedAt}
+		SkipConsent: c.SkipConsent, RequirePAR: c.RequirePAR, Secrets: len(c.SecretHashes), CreatedAt: c.CreatedAt,
+		ExchangeAudiences: nz(c.ExchangeAudiences), SecretExpiresAt: unixOrZero(c.SecretExpiresAt)}
 }
 
-var knownGrants = []string{"authorization_code", "password", "refresh_token", "client_credentials"}
+func unixOrZero(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.Unix()
+}
+
+var knownGrants = []string{"authorization_code", "password", "refresh_token", "client_credentials",
+	"urn:ietf:params:oauth:grant-type:token-exchange"}
 
 // validateClient applies the registration policy.
 func validateClient(c storage.Client) error {
@@ -64,7 +76,7 @@ func validateClient(c storage.Client) error {
 	}
 	if c.Public {
 		for _, gt := range c.GrantTypes {
-			if gt != "authorization_code" && gt != "password" && gt != "refresh_token" {
+			if gt != "authorization_code" && gt != "password" && gt != "refresh_token" { // no token exchange either
 				return fmt.Errorf("a public client may only use the authorization_code, password and refresh_token grants, not %q", gt)
 			}
 		}
@@ -93,6 +105,14 @@ func validateClient(c storage.Client) error {
 			return err
 		}
 	}
+	for _, a := range c.ExchangeAudiences {
+		if a == "" || strings.ContainsAny(a, " \t\r\n\"\\") {
+			return fmt.Errorf("invalid --exchange-audience %q", a)
+		}
+	}
+	if len(c.ExchangeAudiences) > 0 && !slices.Contains(c.GrantTypes, "urn:ietf:params:oauth:grant-type:token-exchange") {
+		return errors.New("--exchange-audience is only for clients with --grant urn:ietf:params:oauth:grant-type:token-exchange")
+	}
 	return nil
 }
 
@@ -106,6 +126,7 @@ func registrationFlags(f *pflag.FlagSet, c *storage.Client) {
 	f.StringArrayVar(&c.Resources, "resource", nil, "resource indicator (RFC 8707) the client may request as its tokens' aud (repeatable)")
 	f.BoolVar(&c.SkipConsent, "skip-consent", false, "first-party client: its users see no consent page")
 	f.BoolVar(&c.RequirePAR, "require-par", false, "the client must send authorization requests through /par (RFC 9126)")
+	f.StringArrayVar(&c.ExchangeAudiences, "exchange-audience", nil, "audience or resource URI the client may ask for in a token exchange (RFC 8693; repeatable)")
 }
 
 func newClientsCmd(g *globals) *cobra.Command {
@@ -114,6 +135,7 @@ func newClientsCmd(g *globals) *cobra.Command {
 		c           storage.Client
 		secretStdin bool
 		generate    bool
+		secretTTL   time.Duration
 	)
 	add := &cobra.Command{
 		Use:   "add",
@@ -154,6 +176,9 @@ func newClientsCmd(g *globals) *cobra.Command {
 			defer st.Close()
 			c.CreatedAt = time.Now().UTC()
 			c.UpdatedAt = c.CreatedAt
+			if secretTTL > 0 && !c.Public {
+				c.SecretExpiresAt = c.CreatedAt.Add(secretTTL).Truncate(time.Second)
+			}
 			if err := st.CreateClient(cmd.Context(), c); err != nil {
 				if errors.Is(err, storage.ErrAlreadyExists) {
 					return fmt.Errorf("client %q already exists", c.ID)
@@ -175,6 +200,7 @@ func newClientsCmd(g *globals) *cobra.Command {
 	registrationFlags(f, &c)
 	f.BoolVar(&c.Public, "public", false, "a public client (token_endpoint_auth_method none)")
 	f.BoolVar(&secretStdin, "secret-stdin", false, "read the client secret (at least 32 characters) from stdin")
+	f.DurationVar(&secretTTL, "secret-ttl", 0, "the secret stops authenticating the client after this long (client_secret_expires_at; 0 never)")
 	f.BoolVar(&generate, "generate-secret", false, "generate a secret and print it once (the default for confidential clients)")
 
 	var upd storage.Client
@@ -215,6 +241,9 @@ func newClientsCmd(g *globals) *cobra.Command {
 				}
 				if fl.Changed("require-par") {
 					c.RequirePAR = upd.RequirePAR
+				}
+				if fl.Changed("exchange-audience") {
+					c.ExchangeAudiences = upd.ExchangeAudiences
 				}
 				if err := validateClient(c); err != nil {
 					return c, err
