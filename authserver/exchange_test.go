@@ -26,7 +26,7 @@ const (
 
 // exchangeEnv is a server on SQLite with two exchange clients: gw (may
 // exchange for https://orders.example/) and orders (may exchange for billing).
-func exchangeEnv(t *testing.T) *testEnv {
+func exchangeEnv(t testing.TB) *testEnv {
 	env := newTestEnv(t, openSQLite(t))
 	now := time.Now().UTC()
 	for _, c := range []storage.Client{
