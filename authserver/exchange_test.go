@@ -157,11 +157,15 @@ func TestExchangeRefusals(t *testing.T) {
 		wantError(t, st, m, 400, errInvalidTarget)
 	})
 	t.Run("scope escalation", func(t *testing.T) {
-		ro, _ := env.passwordToken("bob@example.com", bobPW)
 		resp := env.post("/token", url.Values{"grant_type": {"password"}, "username": {"bob@example.com"}, "password": {bobPW}, "client_id": {"demo"}, "scope": {"read"}}, "", "")
-		ro = decode(t, resp)["access_token"].(string)
+		ro := decode(t, resp)["access_token"].(string)
 		st, m := env.tokenExchange("gw", gwSecret, url.Values{"subject_token": {ro}, "subject_token_type": {tokenTypeAccess}, "scope": {"read write"}})
 		wantError(t, st, m, 400, errInvalidScope)
+		// Without a scope the result keeps the subject token's (read only).
+		st, m = env.tokenExchange("gw", gwSecret, url.Values{"subject_token": {ro}, "subject_token_type": {tokenTypeAccess}})
+		if st != 200 || m["scope"] != "read" {
+			t.Fatalf("same scope: %d %v", st, m)
+		}
 	})
 	t.Run("missing parameters", func(t *testing.T) {
 		st, m := env.tokenExchange("gw", gwSecret, url.Values{"subject_token_type": {tokenTypeAccess}})
