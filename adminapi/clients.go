@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/gorilla/mux"
 
@@ -34,6 +35,11 @@ type Client struct {
 	PostLogoutRedirectURIs []string `json:"post_logout_redirect_uris"`
 	BackchannelLogoutURI   string   `json:"backchannel_logout_uri,omitempty"`
 	SubjectType            string   `json:"subject_type,omitempty"`
+	// ExchangeAudiences are the audiences the client may ask for in a token
+	// exchange (RFC 8693); SecretExpiresAt is when its secret stops working
+	// (Unix seconds, 0 for never; RFC 7591 client_secret_expires_at).
+	ExchangeAudiences []string `json:"exchange_audiences"`
+	SecretExpiresAt   int64    `json:"client_secret_expires_at"`
 	// Secrets is how many secrets are valid (two during a rotation).
 	Secrets   int    `json:"secrets"`
 	CreatedAt string `json:"created_at"`
@@ -59,6 +65,8 @@ type ClientInput struct {
 	PostLogoutRedirectURIs []string `json:"post_logout_redirect_uris"`
 	BackchannelLogoutURI   string   `json:"backchannel_logout_uri,omitempty"`
 	SubjectType            string   `json:"subject_type,omitempty"`
+	// ExchangeAudiences: see Client.
+	ExchangeAudiences []string `json:"exchange_audiences"`
 }
 
 func viewClient(c storage.Client) Client {
@@ -66,6 +74,7 @@ func viewClient(c storage.Client) Client {
 		Introspect: c.Introspect, RedirectURIs: nz(c.RedirectURIs), Resources: nz(c.Resources),
 		SkipConsent: c.SkipConsent, RequirePAR: c.RequirePAR, Secrets: len(c.SecretHashes),
 		PostLogoutRedirectURIs: nz(c.PostLogoutRedirectURIs), BackchannelLogoutURI: c.BackchannelLogoutURI, SubjectType: c.SubjectType,
+		ExchangeAudiences: nz(c.ExchangeAudiences), SecretExpiresAt: unixOrZero(c.SecretExpiresAt),
 		CreatedAt: rfc3339(c.CreatedAt), UpdatedAt: rfc3339(c.UpdatedAt)}
 }
 
@@ -76,7 +85,16 @@ func clientETag(c storage.Client) string {
 	}{viewClient(c), c.SecretHashes}, c.UpdatedAt)
 }
 
-var knownGrants = []string{"authorization_code", "password", "refresh_token", "client_credentials"}
+func unixOrZero(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.Unix()
+}
+
+var knownGrants = []string{"authorization_code", "password", "refresh_token", "client_credentials", grantTokenExchange}
+
+const grantTokenExchange = "urn:ietf:params:oauth:grant-type:token-exchange"
 
 // validateClient applies the registration policy of `clients add`.
 func validateClient(c storage.Client) error {
@@ -130,6 +148,14 @@ func validateClient(c storage.Client) error {
 			return bad("post_logout_redirect_uris: %s", err.Error())
 		}
 	}
+	for _, a := range c.ExchangeAudiences {
+		if a == "" || strings.ContainsAny(a, " \t\r\n\"\\") {
+			return bad("invalid exchange audience %q", a)
+		}
+	}
+	if len(c.ExchangeAudiences) > 0 && !slices.Contains(c.GrantTypes, grantTokenExchange) {
+		return bad("exchange_audiences are only for clients with the %s grant", grantTokenExchange)
+	}
 	if err := authserver.ValidateSubjectType(c); err != nil {
 		return bad("%s", err.Error())
 	}
@@ -146,6 +172,7 @@ func (in ClientInput) apply(c *storage.Client) {
 	c.Introspect, c.RedirectURIs, c.Resources = in.Introspect, in.RedirectURIs, in.Resources
 	c.SkipConsent, c.RequirePAR = in.SkipConsent, in.RequirePAR
 	c.PostLogoutRedirectURIs, c.BackchannelLogoutURI, c.SubjectType = in.PostLogoutRedirectURIs, in.BackchannelLogoutURI, in.SubjectType
+	c.ExchangeAudiences = in.ExchangeAudiences
 }
 
 func (a *API) listClients(w http.ResponseWriter, r *http.Request) error {

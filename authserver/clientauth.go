@@ -127,7 +127,7 @@ func (s *Server) authenticateClient(ctx context.Context, r *http.Request, form u
 		return storage.Client{}, oerr
 	}
 	if cc.hasSecret {
-		if c, ok := s.clientCache.get(cc.id, cc.secret, s.cfg.Now()); ok {
+		if c, ok := s.clientCache.get(cc.id, cc.secret, s.cfg.Now()); ok && !secretExpired(c, s.cfg.Now()) {
 			return c, nil
 		}
 	}
@@ -159,11 +159,19 @@ func (s *Server) authenticateClient(ctx context.Context, r *http.Request, form u
 	if !cc.hasSecret {
 		return storage.Client{}, invalidClient()
 	}
+	// Every hash is checked (VerifySecret compares in constant time), so
+	// the time taken does not tell which secret matched.
 	ok := false
 	for _, h := range c.SecretHashes {
 		if password.VerifySecret(cc.secret, h) {
 			ok = true
 		}
+	}
+	if ok && secretExpired(c, s.cfg.Now()) {
+		s.audit(ctx, "client_secret_expired", slog.String("client_id", c.ID))
+		e := invalidClient()
+		e.Description = "The client secret has expired."
+		return storage.Client{}, e
 	}
 	if !ok {
 		s.clientAuthFailed(ctx, cc.id, ip)
@@ -171,6 +179,12 @@ func (s *Server) authenticateClient(ctx context.Context, r *http.Request, form u
 	}
 	s.clientCache.put(cc.id, cc.secret, c, s.cfg.Now())
 	return c, nil
+}
+
+// secretExpired reports whether the client's secret has passed its
+// client_secret_expires_at (RFC 7591 §3.2.1).
+func secretExpired(c storage.Client, now time.Time) bool {
+	return !c.SecretExpiresAt.IsZero() && !now.Before(c.SecretExpiresAt)
 }
 
 // clientAuthFailed counts a wrong client secret against the client ID and

@@ -61,6 +61,8 @@ type accessClaims struct {
 	Roles     []string `json:"roles,omitempty"`
 	Email     string   `json:"email,omitempty"`
 	Name      string   `json:"name,omitempty"`
+	Act       *actor   `json:"act,omitempty"`
+	MayAct    *actor   `json:"may_act,omitempty"`
 }
 
 // jwtSignature returns the signature segment of a compact JWS, or "".
@@ -116,6 +118,8 @@ func (t *tokenStrategy) GenerateAccessToken(ctx context.Context, r fosite.Reques
 		ID:       s.JTI,
 		ClientID: r.GetClient().GetID(),
 		Scope:    strings.Join(scope, " "),
+		Act:      s.Act,
+		MayAct:   s.MayAct,
 	}
 	if s.User {
 		c.Roles, c.Email, c.Name = s.Roles, s.Username, s.Name

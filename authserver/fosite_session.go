@@ -42,6 +42,10 @@ type session struct {
 	// (oidc.go); idClaims is what fosite's ID token handlers amend.
 	OIDC     *oidcFacts `json:"oidc,omitempty"`
 	idClaims *jwt.IDTokenClaims
+	// Act is the delegation chain of an exchanged token (RFC 8693 §4.1);
+	// MayAct, who may act for the subject (§4.4).
+	Act    *actor `json:"act,omitempty"`
+	MayAct *actor `json:"may_act,omitempty"`
 }
 
 var _ fosite.Session = (*session)(nil)

@@ -371,6 +371,7 @@ func (s *Server) newProvider() (fosite.OAuth2Provider, *tokenStrategy) {
 			panic("authserver: factory returned no endpoint handler")
 		}
 	}
+	fc.TokenEndpointHandlers.Append(exchangeHandler{s: s, store: store, tok: strategy})
 	return fosite.NewOAuth2Provider(store, cfg), strategy
 }
 

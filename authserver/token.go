@@ -23,7 +23,7 @@ const (
 )
 
 // SupportedGrantTypes lists the grant types the token endpoint offers.
-var SupportedGrantTypes = []string{grantAuthorizationCode, grantPassword, grantRefreshToken, grantClientCredentials}
+var SupportedGrantTypes = []string{grantAuthorizationCode, grantPassword, grantRefreshToken, grantClientCredentials, grantTokenExchange}
 
 // requestState carries what our fosite hooks learn during one token request.
 type requestState struct {
@@ -57,6 +57,8 @@ type requestState struct {
 	// oidcGrant is set for a grant with the openid scope: it gets a refresh
 	// token only with offline_access (see providerConfig).
 	oidcGrant bool
+	// exchangeExpiry caps an exchanged token's expiry (see exchange.go).
+	exchangeExpiry time.Time
 }
 
 type stateKey struct{}
@@ -92,10 +94,12 @@ type tokenResponse struct {
 	RefreshToken string `json:"refresh_token,omitempty"`
 	Scope        string `json:"scope,omitempty"`
 	IDToken      string `json:"id_token,omitempty"`
+	// IssuedTokenType is set by a token exchange (RFC 8693 §2.2.1).
+	IssuedTokenType string `json:"issued_token_type,omitempty"`
 }
 
 func (s *Server) token(w http.ResponseWriter, r *http.Request) (*tokenResponse, *oauthError) {
-	form, oerr := s.parseForm(w, r, "resource")
+	form, oerr := s.parseForm(w, r, "resource", "audience")
 	if oerr != nil {
 		return nil, oerr
 	}
@@ -188,8 +192,10 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) (*tokenResponse, 
 			return nil, oe
 		}
 	}
-	if oe := s.tokenAudience(client, grant, sess, ar, form["resource"]); oe != nil {
-		return nil, oe
+	if grant != grantTokenExchange { // the exchange sets its own (exchange.go)
+		if oe := s.tokenAudience(client, grant, sess, ar, form["resource"]); oe != nil {
+			return nil, oe
+		}
 	}
 	// One issuance instant for iat, exp and expires_in.
 	now := s.cfg.Now().UTC().Truncate(time.Second)
@@ -238,6 +244,10 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) (*tokenResponse, 
 	}
 	if it, ok := resp.GetExtra("id_token").(string); ok {
 		out.IDToken = it
+	}
+	if it, ok := resp.GetExtra("issued_token_type").(string); ok {
+		out.IssuedTokenType = it
+		out.ExpiresIn = int64(sess.GetExpiresAt(fosite.AccessToken).Sub(now) / time.Second)
 	}
 	scope := sess.AccessScope
 	if scope == nil {

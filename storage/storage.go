@@ -84,8 +84,15 @@ type Client struct {
 	// SubjectType is "pairwise" for per-sector pseudonymous subjects
 	// (OpenID Connect Core §8.1); empty or "public" otherwise.
 	SubjectType string
-	CreatedAt   time.Time
-	UpdatedAt   time.Time
+	// ExchangeAudiences are the audiences and resources (RFC 8693 §2.1) the
+	// client may ask for in a token exchange; none means it may only keep
+	// the subject token's audience.
+	ExchangeAudiences []string
+	// SecretExpiresAt, when set, is when the client's secret stops
+	// authenticating it (RFC 7591 client_secret_expires_at).
+	SecretExpiresAt time.Time
+	CreatedAt       time.Time
+	UpdatedAt       time.Time
 }
 
 // TokenKind tells access tokens from refresh tokens.

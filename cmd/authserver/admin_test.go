@@ -118,6 +118,9 @@ type jsonClient struct {
 	Secrets                int       `json:"secrets"`
 	CreatedAt              time.Time `json:"created_at"`
 	Secret                 string    `json:"client_secret"`
+	// Token exchange and secret expiry.
+	ExchangeAudiences []string `json:"exchange_audiences"`
+	SecretExpiresAt   int64    `json:"client_secret_expires_at"`
 }
 
 type jsonKey struct {
@@ -225,6 +228,19 @@ func TestAdminCommands(t *testing.T) {
 		t.Fatalf("clients add --public: %+v", web)
 	}
 	a.fail("a public client may only use", "", "clients", "add", "--id", "bad", "--public", "--grant", "client_credentials")
+
+	// Token exchange policy and secret expiry.
+	var gw jsonClient
+	var deleted0 map[string]any
+	a.json(&gw, "", "clients", "add", "--id", "gw", "--grant", "urn:ietf:params:oauth:grant-type:token-exchange",
+		"--exchange-audience", "https://orders.example/", "--exchange-audience", "billing", "--secret-ttl", "24h")
+	if !slices.Equal(gw.ExchangeAudiences, []string{"https://orders.example/", "billing"}) ||
+		gw.SecretExpiresAt < time.Now().Add(23*time.Hour).Unix() || gw.SecretExpiresAt > time.Now().Add(25*time.Hour).Unix() {
+		t.Fatalf("clients add (exchange): %+v", gw)
+	}
+	a.json(&deleted0, "", "clients", "delete", "gw")
+	a.fail("--exchange-audience is only for", "", "clients", "add", "--id", "bad", "--grant", "client_credentials", "--exchange-audience", "billing")
+	a.fail("a public client may only use", "", "clients", "add", "--id", "bad", "--public", "--grant", "urn:ietf:params:oauth:grant-type:token-exchange")
 
 	// The authorization code flow's registration, and clients update.
 	var spa jsonClient

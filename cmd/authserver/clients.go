@@ -30,11 +30,14 @@ type clientView struct {
 	SkipConsent  bool     `json:"skip_consent"`
 	RequirePAR   bool     `json:"require_par"`
 	// OpenID Connect logout.
-	PostLogoutRedirectURIs []string  `json:"post_logout_redirect_uris"`
-	BackchannelLogoutURI   string    `json:"backchannel_logout_uri,omitempty"`
-	SubjectType            string    `json:"subject_type,omitempty"`
-	Secrets                int       `json:"secrets"`
-	CreatedAt              time.Time `json:"created_at"`
+	PostLogoutRedirectURIs []string `json:"post_logout_redirect_uris"`
+	BackchannelLogoutURI   string   `json:"backchannel_logout_uri,omitempty"`
+	SubjectType            string   `json:"subject_type,omitempty"`
+	Secrets                int      `json:"secrets"`
+	// ExchangeAudiences and SecretExpiresAt (Unix seconds, 0 for never).
+	ExchangeAudiences []string  `json:"exchange_audiences"`
+	SecretExpiresAt   int64     `json:"client_secret_expires_at"`
+	CreatedAt         time.Time `json:"created_at"`
 	// Secret is set only when the command generated it (shown once).
 	Secret string `json:"client_secret,omitempty"`
 }
@@ -49,10 +52,19 @@ func viewClient(c storage.Client) clientView {
 	return clientView{ID: c.ID, Name: c.Name, Public: c.Public, GrantTypes: nz(c.GrantTypes), Scopes: nz(c.Scopes),
 		Introspect: c.Introspect, RedirectURIs: nz(c.RedirectURIs), Resources: nz(c.Resources),
 		SkipConsent: c.SkipConsent, RequirePAR: c.RequirePAR, Secrets: len(c.SecretHashes), CreatedAt: c.CreatedAt,
-		PostLogoutRedirectURIs: nz(c.PostLogoutRedirectURIs), BackchannelLogoutURI: c.BackchannelLogoutURI, SubjectType: c.SubjectType}
+		PostLogoutRedirectURIs: nz(c.PostLogoutRedirectURIs), BackchannelLogoutURI: c.BackchannelLogoutURI, SubjectType: c.SubjectType,
+		ExchangeAudiences: nz(c.ExchangeAudiences), SecretExpiresAt: unixOrZero(c.SecretExpiresAt)}
 }
 
-var knownGrants = []string{"authorization_code", "password", "refresh_token", "client_credentials"}
+func unixOrZero(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.Unix()
+}
+
+var knownGrants = []string{"authorization_code", "password", "refresh_token", "client_credentials",
+	"urn:ietf:params:oauth:grant-type:token-exchange"}
 
 // validateClient applies the registration policy.
 func validateClient(c storage.Client) error {
@@ -69,7 +81,7 @@ func validateClient(c storage.Client) error {
 	}
 	if c.Public {
 		for _, gt := range c.GrantTypes {
-			if gt != "authorization_code" && gt != "password" && gt != "refresh_token" {
+			if gt != "authorization_code" && gt != "password" && gt != "refresh_token" { // no token exchange either
 				return fmt.Errorf("a public client may only use the authorization_code, password and refresh_token grants, not %q", gt)
 			}
 		}
@@ -111,6 +123,14 @@ func validateClient(c storage.Client) error {
 			return err
 		}
 	}
+	for _, a := range c.ExchangeAudiences {
+		if a == "" || strings.ContainsAny(a, " \t\r\n\"\\") {
+			return fmt.Errorf("invalid --exchange-audience %q", a)
+		}
+	}
+	if len(c.ExchangeAudiences) > 0 && !slices.Contains(c.GrantTypes, "urn:ietf:params:oauth:grant-type:token-exchange") {
+		return errors.New("--exchange-audience is only for clients with --grant urn:ietf:params:oauth:grant-type:token-exchange")
+	}
 	return nil
 }
 
@@ -127,6 +147,7 @@ func registrationFlags(f *pflag.FlagSet, c *storage.Client) {
 	f.StringArrayVar(&c.PostLogoutRedirectURIs, "post-logout-redirect-uri", nil, "where RP-initiated logout (/end_session) may return the browser (repeatable; exact match)")
 	f.StringVar(&c.SubjectType, "subject-type", "", "public (default) or pairwise: per-sector pseudonymous sub values (OpenID Connect Core §8.1; the sector is the host of the redirect URIs)")
 	f.StringVar(&c.BackchannelLogoutURI, "backchannel-logout-uri", "", "OpenID Connect back-channel logout endpoint of the client: receives a logout token when a session it signed in through ends")
+	f.StringArrayVar(&c.ExchangeAudiences, "exchange-audience", nil, "audience or resource URI the client may ask for in a token exchange (RFC 8693; repeatable)")
 }
 
 func newClientsCmd(g *globals) *cobra.Command {
@@ -135,6 +156,7 @@ func newClientsCmd(g *globals) *cobra.Command {
 		c           storage.Client
 		secretStdin bool
 		generate    bool
+		secretTTL   time.Duration
 	)
 	add := &cobra.Command{
 		Use:   "add",
@@ -175,6 +197,9 @@ func newClientsCmd(g *globals) *cobra.Command {
 			defer st.Close()
 			c.CreatedAt = time.Now().UTC()
 			c.UpdatedAt = c.CreatedAt
+			if secretTTL > 0 && !c.Public {
+				c.SecretExpiresAt = c.CreatedAt.Add(secretTTL).Truncate(time.Second)
+			}
 			if err := st.CreateClient(cmd.Context(), c); err != nil {
 				if errors.Is(err, storage.ErrAlreadyExists) {
 					return fmt.Errorf("client %q already exists", c.ID)
@@ -196,6 +221,7 @@ func newClientsCmd(g *globals) *cobra.Command {
 	registrationFlags(f, &c)
 	f.BoolVar(&c.Public, "public", false, "a public client (token_endpoint_auth_method none)")
 	f.BoolVar(&secretStdin, "secret-stdin", false, "read the client secret (at least 32 characters) from stdin")
+	f.DurationVar(&secretTTL, "secret-ttl", 0, "the secret stops authenticating the client after this long (client_secret_expires_at; 0 never)")
 	f.BoolVar(&generate, "generate-secret", false, "generate a secret and print it once (the default for confidential clients)")
 
 	var upd storage.Client
@@ -245,6 +271,9 @@ func newClientsCmd(g *globals) *cobra.Command {
 				}
 				if fl.Changed("backchannel-logout-uri") {
 					c.BackchannelLogoutURI = upd.BackchannelLogoutURI
+				}
+				if fl.Changed("exchange-audience") {
+					c.ExchangeAudiences = upd.ExchangeAudiences
 				}
 				if err := validateClient(c); err != nil {
 					return c, err

@@ -346,6 +346,7 @@ func clientFromAPI(c adminapi.Client) clientView {
 	return clientView{ID: c.ID, Name: c.Name, Public: c.Public, GrantTypes: c.GrantTypes, Scopes: c.Scopes, Introspect: c.Introspect,
 		RedirectURIs: c.RedirectURIs, Resources: c.Resources, SkipConsent: c.SkipConsent, RequirePAR: c.RequirePAR,
 		PostLogoutRedirectURIs: c.PostLogoutRedirectURIs, BackchannelLogoutURI: c.BackchannelLogoutURI, SubjectType: c.SubjectType,
+		ExchangeAudiences: c.ExchangeAudiences, SecretExpiresAt: c.SecretExpiresAt,
 		Secrets: c.Secrets, CreatedAt: parseTime(c.CreatedAt), Secret: c.ClientSecret}
 }
 
@@ -501,6 +502,9 @@ func clientInput(c *cobra.Command, in adminapi.ClientInput) adminapi.ClientInput
 	if fs.Changed("subject-type") {
 		in.SubjectType, _ = fs.GetString("subject-type")
 	}
+	if fs.Changed("exchange-audience") {
+		in.ExchangeAudiences, _ = fs.GetStringArray("exchange-audience")
+	}
 	return in
 }
 
@@ -508,6 +512,9 @@ func (r *remote) clientsAdd(c *cobra.Command, _ []string) error {
 	fs := c.Flags()
 	if s, _ := fs.GetBool("secret-stdin"); s {
 		return errors.New("--secret-stdin is not available through --admin-url: the API generates the secret")
+	}
+	if fs.Changed("secret-ttl") {
+		return errors.New("--secret-ttl is not available through --admin-url yet")
 	}
 	in := clientInput(c, adminapi.ClientInput{})
 	in.ID, _ = fs.GetString("id")
@@ -538,7 +545,8 @@ func (r *remote) clientsUpdate(c *cobra.Command, args []string) error {
 	}
 	in := clientInput(c, adminapi.ClientInput{ID: cur.ID, Name: cur.Name, Public: cur.Public, GrantTypes: cur.GrantTypes, Scopes: cur.Scopes,
 		Introspect: cur.Introspect, RedirectURIs: cur.RedirectURIs, Resources: cur.Resources, SkipConsent: cur.SkipConsent, RequirePAR: cur.RequirePAR,
-		PostLogoutRedirectURIs: cur.PostLogoutRedirectURIs, BackchannelLogoutURI: cur.BackchannelLogoutURI, SubjectType: cur.SubjectType})
+		PostLogoutRedirectURIs: cur.PostLogoutRedirectURIs, BackchannelLogoutURI: cur.BackchannelLogoutURI, SubjectType: cur.SubjectType,
+		ExchangeAudiences: cur.ExchangeAudiences})
 	var ac adminapi.Client
 	if err := r.do(c.Context(), http.MethodPut, "/clients/"+url.PathEscape(args[0]), in, &ac); err != nil {
 		return err

@@ -262,6 +262,8 @@ func cloneClient(c storage.Client) storage.Client {
 	c.RedirectURIs = slices.Clone(c.RedirectURIs)
 	c.PostLogoutRedirectURIs = slices.Clone(c.PostLogoutRedirectURIs)
 	c.Resources = slices.Clone(c.Resources)
+	c.ExchangeAudiences = slices.Clone(c.ExchangeAudiences)
+	c.SecretExpiresAt = c.SecretExpiresAt.UTC()
 	c.CreatedAt = c.CreatedAt.UTC()
 	c.UpdatedAt = c.UpdatedAt.UTC()
 	return c

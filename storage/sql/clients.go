@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/oauthkit/authserver/storage"
 )
@@ -22,13 +23,21 @@ type clientSettings struct {
 	PostLogoutRedirectURIs []string `json:"post_logout_redirect_uris,omitempty"`
 	BackchannelLogoutURI   string   `json:"backchannel_logout_uri,omitempty"`
 	SubjectType            string   `json:"subject_type,omitempty"`
+	// Token exchange and secret expiry.
+	ExchangeAudiences []string   `json:"exchange_audiences,omitempty"`
+	SecretExpiresAt   *time.Time `json:"secret_expires_at,omitempty"`
 }
 
 func encodeClientSettings(c storage.Client) string {
-	b, err := json.Marshal(clientSettings{RedirectURIs: c.RedirectURIs, Resources: c.Resources,
+	cs := clientSettings{RedirectURIs: c.RedirectURIs, Resources: c.Resources,
 		SkipConsent: c.SkipConsent, RequirePAR: c.RequirePAR,
 		PostLogoutRedirectURIs: c.PostLogoutRedirectURIs, BackchannelLogoutURI: c.BackchannelLogoutURI,
-		SubjectType: c.SubjectType})
+		SubjectType: c.SubjectType, ExchangeAudiences: c.ExchangeAudiences}
+	if !c.SecretExpiresAt.IsZero() {
+		exp := c.SecretExpiresAt.UTC()
+		cs.SecretExpiresAt = &exp
+	}
+	b, err := json.Marshal(cs)
 	if err != nil {
 		panic(err) // strings and booleans always marshal
 	}
@@ -48,6 +57,10 @@ func scanClient(row scanner) (storage.Client, error) {
 	}
 	c.RedirectURIs, c.Resources, c.SkipConsent, c.RequirePAR = cs.RedirectURIs, cs.Resources, cs.SkipConsent, cs.RequirePAR
 	c.PostLogoutRedirectURIs, c.BackchannelLogoutURI, c.SubjectType = cs.PostLogoutRedirectURIs, cs.BackchannelLogoutURI, cs.SubjectType
+	c.ExchangeAudiences = cs.ExchangeAudiences
+	if cs.SecretExpiresAt != nil {
+		c.SecretExpiresAt = cs.SecretExpiresAt.UTC()
+	}
 	for _, f := range []struct {
 		s   string
 		dst *[]string

@@ -46,6 +46,8 @@ func newClient(id string) storage.Client {
 		PostLogoutRedirectURIs: []string{"https://app.example/bye"},
 		BackchannelLogoutURI:   "https://app.example/backchannel",
 		SubjectType:            "pairwise",
+		ExchangeAudiences:      []string{"https://orders.example/", "billing"},
+		SecretExpiresAt:        at(time.Hour),
 		CreatedAt:              at(0),
 		UpdatedAt:              at(time.Second),
 	}
@@ -117,6 +119,8 @@ func checkClient(t *testing.T, got, want storage.Client) {
 		t.Errorf("client back-channel logout URI = %q, want %q", got.BackchannelLogoutURI, want.BackchannelLogoutURI)
 	}
 	checkStrings(t, "client resources", got.Resources, want.Resources)
+	checkStrings(t, "client exchange audiences", got.ExchangeAudiences, want.ExchangeAudiences)
+	checkTime(t, "client secret_expires_at", got.SecretExpiresAt, want.SecretExpiresAt)
 	checkStrings(t, "client secret hashes", got.SecretHashes, want.SecretHashes)
 	checkStrings(t, "client grant types", got.GrantTypes, want.GrantTypes)
 	checkStrings(t, "client scopes", got.Scopes, want.Scopes)

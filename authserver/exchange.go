@@ -1,0 +1,291 @@
+package authserver
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/ory/fosite"
+
+	"github.com/oauthkit/authserver/storage"
+)
+
+// Token exchange (RFC 8693). fosite has no handler for it: exchangeHandler
+// is a fosite.TokenEndpointHandler, so that client authentication, access
+// token minting, the token record and the audit are those of every grant.
+
+const (
+	grantTokenExchange = "urn:ietf:params:oauth:grant-type:token-exchange"
+	// Token type identifiers (RFC 8693 §3).
+	tokenTypeAccess = "urn:ietf:params:oauth:token-type:access_token"
+	tokenTypeID     = "urn:ietf:params:oauth:token-type:id_token"
+)
+
+// actor is the act and may_act claim (RFC 8693 §4.1, §4.4): the outermost
+// act is the current actor, nested ones the prior actors.
+type actor struct {
+	Subject  string `json:"sub"`
+	ClientID string `json:"client_id,omitempty"`
+	Act      *actor `json:"act,omitempty"`
+}
+
+// exchangeHandler handles the token-exchange grant.
+type exchangeHandler struct {
+	s     *Server
+	store *fositeStore
+	tok   *tokenStrategy
+}
+
+var _ fosite.TokenEndpointHandler = exchangeHandler{}
+
+func (exchangeHandler) CanSkipClientAuth(context.Context, fosite.AccessRequester) bool { return false }
+
+func (exchangeHandler) CanHandleTokenEndpointRequest(_ context.Context, r fosite.AccessRequester) bool {
+	return r.GetGrantTypes().ExactOne(grantTokenExchange)
+}
+
+// exchangeParty is what a verified subject or actor token says.
+type exchangeParty struct {
+	subject, clientID string
+	scope, audience   []string
+	act, mayAct       *actor
+	expiry            time.Time
+	// sess is the stored session of an access token (nil for an ID token).
+	sess *session
+}
+
+// HandleTokenEndpointRequest validates the exchange (RFC 8693 §2.1) and
+// fills the session of the token to issue.
+func (h exchangeHandler) HandleTokenEndpointRequest(ctx context.Context, ar fosite.AccessRequester) error {
+	if !h.CanHandleTokenEndpointRequest(ctx, ar) {
+		return fosite.ErrUnknownRequest
+	}
+	s := h.s
+	st := stateFrom(ctx)
+	if st == nil || st.client == nil {
+		return serverError(errors.New("authserver: token exchange without an authenticated client"))
+	}
+	c := st.client
+	if !slices.Contains(c.GrantTypes, grantTokenExchange) || c.Public {
+		return newError(http.StatusBadRequest, errUnauthorizedClient, "The client is not allowed to use this grant type.")
+	}
+	form := ar.GetRequestForm()
+	if form.Get("subject_token") == "" || form.Get("subject_token_type") == "" {
+		return invalidRequest("The subject_token and subject_token_type parameters are required.")
+	}
+	if (form.Get("actor_token") == "") != (form.Get("actor_token_type") == "") {
+		return invalidRequest("The actor_token and actor_token_type parameters go together.")
+	}
+	if t := form.Get("requested_token_type"); t != "" && t != tokenTypeAccess {
+		return invalidRequest("Only access tokens can be requested.")
+	}
+	sub, oe := h.verify(ctx, form.Get("subject_token"), form.Get("subject_token_type"), "subject_token")
+	if oe != nil {
+		return oe
+	}
+	sess, ok := ar.GetSession().(*session)
+	if !ok {
+		return serverError(errors.New("authserver: unexpected session type"))
+	}
+	if sub.sess != nil {
+		fillFrom := *sub.sess
+		sess.Subject, sess.User, sess.Username, sess.Name, sess.Roles = fillFrom.Subject, fillFrom.User, fillFrom.Username, fillFrom.Name, slices.Clone(fillFrom.Roles)
+	} else {
+		// An ID token names a user and carries no scope: the result may
+		// have the requesting client's registered scopes.
+		sess.Subject, sess.User = sub.subject, true
+		sub.scope = c.Scopes
+	}
+	if sess.User {
+		u, err := s.store.GetUser(ctx, sess.Subject)
+		if errors.Is(err, storage.ErrNotFound) || (err == nil && u.Disabled) {
+			return newError(http.StatusBadRequest, errInvalidGrant, "The subject_token is invalid, expired or revoked.")
+		}
+		if err != nil {
+			return unavailable(err)
+		}
+		fillUserSession(sess, u)
+	}
+	// Delegation: the actor becomes the outermost act over the subject
+	// token's own chain. Impersonation (no actor) carries no act.
+	if at := form.Get("actor_token"); at != "" {
+		act, oe := h.verify(ctx, at, form.Get("actor_token_type"), "actor_token")
+		if oe != nil {
+			return oe
+		}
+		if m := sub.mayAct; m != nil && (m.Subject != act.subject || (m.ClientID != "" && m.ClientID != act.clientID)) {
+			return newError(http.StatusBadRequest, errInvalidGrant, "The actor is not allowed to act for the subject (may_act).")
+		}
+		sess.Act = &actor{Subject: act.subject, ClientID: act.clientID, Act: sub.act}
+	} else if m := sub.mayAct; m != nil && m.Subject != c.ID {
+		return newError(http.StatusBadRequest, errInvalidGrant, "The client is not allowed to act for the subject (may_act).")
+	}
+	// Scopes only shrink.
+	requested := ar.GetRequestedScopes()
+	if len(requested) == 0 {
+		requested = sub.scope
+	}
+	for _, sc := range requested {
+		if !slices.Contains(sub.scope, sc) {
+			return newError(http.StatusBadRequest, errInvalidScope, "The requested scope exceeds the subject token's scope.")
+		}
+		ar.GrantScope(sc)
+	}
+	// audience and resource narrow the result to targets the client may
+	// exchange for; without either, the subject token's audience stays.
+	targets := slices.Concat(form["audience"], form["resource"])
+	for _, r := range form["resource"] {
+		if ValidateResource(r) != nil {
+			return newError(http.StatusBadRequest, errInvalidTarget, "The resource parameter must be an absolute URI without a fragment.")
+		}
+	}
+	for _, t := range targets {
+		if t == "" || !slices.Contains(c.ExchangeAudiences, t) {
+			return newError(http.StatusBadRequest, errInvalidTarget, "The client may not exchange tokens for this audience.")
+		}
+	}
+	if len(targets) == 0 {
+		targets = sub.audience
+	}
+	slices.Sort(targets)
+	targets = slices.Compact(targets)
+	sess.Resources, sess.AccessAudience, sess.AccessScope = targets, nil, nil
+	for _, t := range targets {
+		ar.GrantAudience(t)
+	}
+	st.exchangeExpiry = sub.expiry
+	return nil
+}
+
+// PopulateTokenEndpointResponse mints the access token; it never outlives
+// the subject token. No refresh token is issued.
+func (h exchangeHandler) PopulateTokenEndpointResponse(ctx context.Context, ar fosite.AccessRequester, resp fosite.AccessResponder) error {
+	// fosite asks every handler; only an exchange is ours.
+	if !h.CanHandleTokenEndpointRequest(ctx, ar) {
+		return fosite.ErrUnknownRequest
+	}
+	sess, ok := ar.GetSession().(*session)
+	if !ok {
+		return serverError(errors.New("authserver: unexpected session type"))
+	}
+	if st := stateFrom(ctx); st != nil && !st.exchangeExpiry.IsZero() && st.exchangeExpiry.Before(sess.GetExpiresAt(fosite.AccessToken)) {
+		sess.SetExpiresAt(fosite.AccessToken, st.exchangeExpiry)
+		st.accessExpiry = st.exchangeExpiry
+	}
+	token, sig, err := h.tok.GenerateAccessToken(ctx, ar)
+	if err != nil {
+		return err
+	}
+	if err := h.store.CreateAccessTokenSession(ctx, sig, ar.Sanitize(nil)); err != nil {
+		return err
+	}
+	resp.SetAccessToken(token)
+	resp.SetTokenType("bearer")
+	resp.SetExtra("issued_token_type", tokenTypeAccess)
+	return nil
+}
+
+var errSubjectToken = map[string]string{
+	"subject_token": "The subject_token is invalid, expired or revoked.",
+	"actor_token":   "The actor_token is invalid, expired or revoked.",
+}
+
+// verify checks a subject or actor token of the given type: our access
+// tokens (signature, expiry, not revoked) or ID tokens signed by our keys
+// with our issuer.
+func (h exchangeHandler) verify(ctx context.Context, token, typ, param string) (*exchangeParty, *oauthError) {
+	bad := newError(http.StatusBadRequest, errInvalidGrant, errSubjectToken[param])
+	switch typ {
+	case tokenTypeAccess:
+		c, err := h.tok.verifyAccessToken(token)
+		if err != nil {
+			return nil, bad
+		}
+		rec, err := h.s.liveAccessRecord(ctx, jwtSignature(token))
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil, bad
+		}
+		if err != nil {
+			return nil, unavailable(err)
+		}
+		req, err := decodePayload(rec.Payload, nil)
+		if err != nil {
+			return nil, serverError(err)
+		}
+		sess, _ := req.Session.(*session)
+		var extra struct {
+			Act    *actor `json:"act"`
+			MayAct *actor `json:"may_act"`
+		}
+		if sess != nil {
+			extra.Act, extra.MayAct = sess.Act, sess.MayAct
+		}
+		return &exchangeParty{subject: c.Subject, clientID: c.ClientID, scope: strings.Fields(c.Scope),
+			audience: c.Audience, act: extra.Act, mayAct: extra.MayAct, expiry: time.Unix(c.Expiry, 0), sess: sess}, nil
+	case tokenTypeID:
+		c, ok := h.verifyIDToken(token)
+		if !ok {
+			return nil, bad
+		}
+		return &exchangeParty{subject: c.Subject, mayAct: c.MayAct, audience: []string{h.s.cfg.Audience},
+			expiry: time.Unix(c.Expiry, 0)}, nil
+	case "":
+		return nil, invalidRequest("The " + param + "_type parameter is missing.")
+	default:
+		return nil, invalidRequest("The " + param + "_type is not supported.")
+	}
+}
+
+// exchangeIDClaims are the ID token claims an exchange reads.
+type exchangeIDClaims struct {
+	Issuer   string          `json:"iss"`
+	Subject  string          `json:"sub"`
+	Audience json.RawMessage `json:"aud"`
+	Expiry   int64           `json:"exp"`
+	MayAct   *actor          `json:"may_act,omitempty"`
+}
+
+// verifyIDToken accepts a JWT (typ JWT or none) signed by one of our keys,
+// with our issuer, a subject, an audience and a future expiry.
+func (h exchangeHandler) verifyIDToken(token string) (*exchangeIDClaims, bool) {
+	if len(token) > maxTokenLength {
+		return nil, false
+	}
+	jws, err := jose.ParseSignedCompact(token, signatureAlgorithms)
+	if err != nil || len(jws.Signatures) != 1 {
+		return nil, false
+	}
+	hd := jws.Signatures[0].Protected
+	if typ, _ := hd.ExtraHeaders[jose.HeaderType].(string); typ != "" && !strings.EqualFold(typ, "JWT") {
+		return nil, false
+	}
+	key, ok := h.s.keys.PublicKey(hd.KeyID)
+	if !ok || key.Algorithm != hd.Algorithm {
+		return nil, false
+	}
+	raw, err := jws.Verify(key)
+	if err != nil {
+		return nil, false
+	}
+	var c exchangeIDClaims
+	if json.Unmarshal(raw, &c) != nil {
+		return nil, false
+	}
+	var aud []string
+	if json.Unmarshal(c.Audience, &aud) != nil {
+		var one string
+		if json.Unmarshal(c.Audience, &one) != nil || one == "" {
+			return nil, false
+		}
+		aud = []string{one}
+	}
+	if c.Issuer != h.s.cfg.Issuer || c.Subject == "" || len(aud) == 0 || c.Expiry <= h.s.cfg.Now().Unix() {
+		return nil, false
+	}
+	return &c, true
+}

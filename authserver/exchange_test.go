@@ -1,0 +1,270 @@
+package authserver
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+
+	"github.com/oauthkit/authserver/internal/password"
+	"github.com/oauthkit/authserver/storage"
+)
+
+const (
+	gwSecret     = "gw-secret-0123456789-0123456789-abcdefghi"
+	ordersSecret = "orders-secret-0123456789-0123456789-abcde"
+)
+
+// exchangeEnv is a server on SQLite with two exchange clients: gw (may
+// exchange for https://orders.example/) and orders (may exchange for billing).
+func exchangeEnv(t testing.TB) *testEnv {
+	env := newTestEnv(t, openSQLite(t))
+	now := time.Now().UTC()
+	for _, c := range []storage.Client{
+		{ID: "gw", SecretHashes: []string{password.HashSecret(gwSecret)}, GrantTypes: []string{"client_credentials", grantTokenExchange},
+			Scopes: []string{"read", "write"}, ExchangeAudiences: []string{"https://orders.example/"}},
+		{ID: "orders", SecretHashes: []string{password.HashSecret(ordersSecret)}, GrantTypes: []string{"client_credentials", grantTokenExchange},
+			Scopes: []string{"read"}, ExchangeAudiences: []string{"billing"}},
+	} {
+		c.CreatedAt, c.UpdatedAt = now, now
+		if err := env.store.CreateClient(context.Background(), c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return env
+}
+
+func (env *testEnv) tokenExchange(client, secret string, form url.Values) (int, map[string]any) {
+	env.t.Helper()
+	form.Set("grant_type", grantTokenExchange)
+	resp := env.post("/token", form, client, secret)
+	return resp.StatusCode, decode(env.t, resp)
+}
+
+func (env *testEnv) clientToken(client, secret, scope string) string {
+	env.t.Helper()
+	resp := env.post("/token", url.Values{"grant_type": {"client_credentials"}, "scope": {scope}}, client, secret)
+	m := decode(env.t, resp)
+	if resp.StatusCode != 200 {
+		env.t.Fatalf("client_credentials: %d %v", resp.StatusCode, m)
+	}
+	return m["access_token"].(string)
+}
+
+// jwtClaims decodes a JWT's payload without verifying it.
+func jwtClaims(t *testing.T, tok string) map[string]any {
+	t.Helper()
+	parts := strings.Split(tok, ".")
+	if len(parts) != 3 {
+		t.Fatalf("not a JWT: %q", tok)
+	}
+	b, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func wantError(t *testing.T, status int, m map[string]any, wantStatus int, code string) {
+	t.Helper()
+	if status != wantStatus || m["error"] != code {
+		t.Fatalf("got %d %v, want %d %s", status, m, wantStatus, code)
+	}
+}
+
+func TestExchangeDelegationChain(t *testing.T) {
+	env := exchangeEnv(t)
+	user, _ := env.passwordToken("alice@example.com", alicePW)
+	// gw acts for alice towards orders.
+	st, m := env.tokenExchange("gw", gwSecret, url.Values{
+		"subject_token": {user}, "subject_token_type": {tokenTypeAccess},
+		"actor_token": {env.clientToken("gw", gwSecret, "read")}, "actor_token_type": {tokenTypeAccess},
+		"audience": {"https://orders.example/"}, "scope": {"read"},
+	})
+	if st != 200 {
+		t.Fatalf("first exchange: %d %v", st, m)
+	}
+	if m["issued_token_type"] != tokenTypeAccess || m["token_type"] != "Bearer" || m["scope"] != "read" || m["refresh_token"] != nil {
+		t.Fatalf("response: %v", m)
+	}
+	if e, _ := m["expires_in"].(float64); e <= 0 {
+		t.Fatalf("expires_in: %v", m["expires_in"])
+	}
+	first := m["access_token"].(string)
+	c := jwtClaims(t, first)
+	if c["sub"] != env.alice.ID || c["aud"].([]any)[0] != "https://orders.example/" || c["act"].(map[string]any)["sub"] != "gw" {
+		t.Fatalf("first claims: %v", c)
+	}
+	// orders acts for alice (through gw) towards billing: nested act.
+	st, m = env.tokenExchange("orders", ordersSecret, url.Values{
+		"subject_token": {first}, "subject_token_type": {tokenTypeAccess},
+		"actor_token": {env.clientToken("orders", ordersSecret, "read")}, "actor_token_type": {tokenTypeAccess},
+		"audience": {"billing"},
+	})
+	if st != 200 {
+		t.Fatalf("second exchange: %d %v", st, m)
+	}
+	second := m["access_token"].(string)
+	c = jwtClaims(t, second)
+	act := c["act"].(map[string]any)
+	inner, _ := act["act"].(map[string]any)
+	if c["sub"] != env.alice.ID || act["sub"] != "orders" || inner == nil || inner["sub"] != "gw" || inner["act"] != nil {
+		t.Fatalf("second claims: %v", c)
+	}
+	// The result is a real token: introspection sees it, revocation ends it.
+	if in := env.introspect(second); in["active"] != true || in["sub"] != env.alice.ID {
+		t.Fatalf("introspect: %v", in)
+	}
+	resp := env.post("/revoke", url.Values{"token": {second}}, "orders", ordersSecret)
+	resp.Body.Close()
+	if in := env.introspect(second); in["active"] != false {
+		t.Fatalf("introspect after revoke: %v", in)
+	}
+	// Impersonation: no actor, no act.
+	st, m = env.tokenExchange("gw", gwSecret, url.Values{"subject_token": {user}, "subject_token_type": {tokenTypeAccess}})
+	if st != 200 || jwtClaims(t, m["access_token"].(string))["act"] != nil {
+		t.Fatalf("impersonation: %d %v", st, m)
+	}
+}
+
+func TestExchangeRefusals(t *testing.T) {
+	env := exchangeEnv(t)
+	user, _ := env.passwordToken("alice@example.com", alicePW)
+	subj := func(extra ...string) url.Values {
+		v := url.Values{"subject_token": {user}, "subject_token_type": {tokenTypeAccess}}
+		for i := 0; i+1 < len(extra); i += 2 {
+			v.Add(extra[i], extra[i+1])
+		}
+		return v
+	}
+	t.Run("disallowed audience", func(t *testing.T) {
+		st, m := env.tokenExchange("gw", gwSecret, subj("audience", "billing"))
+		wantError(t, st, m, 400, errInvalidTarget)
+		st, m = env.tokenExchange("gw", gwSecret, subj("resource", "https://evil.example/"))
+		wantError(t, st, m, 400, errInvalidTarget)
+	})
+	t.Run("scope escalation", func(t *testing.T) {
+		resp := env.post("/token", url.Values{"grant_type": {"password"}, "username": {"bob@example.com"}, "password": {bobPW}, "client_id": {"demo"}, "scope": {"read"}}, "", "")
+		ro := decode(t, resp)["access_token"].(string)
+		st, m := env.tokenExchange("gw", gwSecret, url.Values{"subject_token": {ro}, "subject_token_type": {tokenTypeAccess}, "scope": {"read write"}})
+		wantError(t, st, m, 400, errInvalidScope)
+		// Without a scope the result keeps the subject token's (read only).
+		st, m = env.tokenExchange("gw", gwSecret, url.Values{"subject_token": {ro}, "subject_token_type": {tokenTypeAccess}})
+		if st != 200 || m["scope"] != "read" {
+			t.Fatalf("same scope: %d %v", st, m)
+		}
+	})
+	t.Run("missing parameters", func(t *testing.T) {
+		st, m := env.tokenExchange("gw", gwSecret, url.Values{"subject_token_type": {tokenTypeAccess}})
+		wantError(t, st, m, 400, errInvalidRequest)
+		st, m = env.tokenExchange("gw", gwSecret, url.Values{"subject_token": {user}})
+		wantError(t, st, m, 400, errInvalidRequest)
+		st, m = env.tokenExchange("gw", gwSecret, subj("actor_token", user))
+		wantError(t, st, m, 400, errInvalidRequest)
+	})
+	t.Run("wrong token types", func(t *testing.T) {
+		st, m := env.tokenExchange("gw", gwSecret, url.Values{"subject_token": {user}, "subject_token_type": {"urn:ietf:params:oauth:token-type:saml2"}})
+		wantError(t, st, m, 400, errInvalidRequest)
+		// An access token presented as an ID token is refused (typ at+jwt).
+		st, m = env.tokenExchange("gw", gwSecret, url.Values{"subject_token": {user}, "subject_token_type": {tokenTypeID}})
+		wantError(t, st, m, 400, errInvalidGrant)
+	})
+	t.Run("client not registered for the grant", func(t *testing.T) {
+		st, m := env.tokenExchange("app", appSecret, subj())
+		wantError(t, st, m, 400, errUnauthorizedClient)
+	})
+	t.Run("revoked subject token", func(t *testing.T) {
+		tok, _ := env.passwordToken("bob@example.com", bobPW)
+		resp := env.post("/revoke", url.Values{"token": {tok}, "client_id": {"demo"}}, "", "")
+		resp.Body.Close()
+		st, m := env.tokenExchange("gw", gwSecret, url.Values{"subject_token": {tok}, "subject_token_type": {tokenTypeAccess}})
+		wantError(t, st, m, 400, errInvalidGrant)
+	})
+	t.Run("id token from another issuer", func(t *testing.T) {
+		// Signed by a foreign key, and signed by our key with a foreign iss.
+		k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		foreign := signTestJWT(t, jose.JSONWebKey{Key: k, KeyID: "other", Algorithm: "ES256"}, map[string]any{
+			"iss": "https://other.example", "sub": env.alice.ID, "aud": "gw", "exp": time.Now().Add(time.Hour).Unix()})
+		st, m := env.tokenExchange("gw", gwSecret, url.Values{"subject_token": {foreign}, "subject_token_type": {tokenTypeID}})
+		wantError(t, st, m, 400, errInvalidGrant)
+		ours, err := env.as.strategy.sign(t.Context(), map[string]any{
+			"iss": "https://other.example", "sub": env.alice.ID, "aud": "gw", "exp": time.Now().Add(time.Hour).Unix()}, "JWT")
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, m = env.tokenExchange("gw", gwSecret, url.Values{"subject_token": {ours}, "subject_token_type": {tokenTypeID}})
+		wantError(t, st, m, 400, errInvalidGrant)
+	})
+	t.Run("id token of ours with may_act", func(t *testing.T) {
+		idt, err := env.as.strategy.sign(t.Context(), map[string]any{
+			"iss": env.issuer, "sub": env.alice.ID, "aud": "gw", "exp": time.Now().Add(time.Hour).Unix(),
+			"may_act": map[string]any{"sub": "gw"}}, "JWT")
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, m := env.tokenExchange("gw", gwSecret, url.Values{"subject_token": {idt}, "subject_token_type": {tokenTypeID},
+			"actor_token": {env.clientToken("gw", gwSecret, "read")}, "actor_token_type": {tokenTypeAccess}, "scope": {"read"}})
+		if st != 200 || jwtClaims(t, m["access_token"].(string))["sub"] != env.alice.ID {
+			t.Fatalf("id token exchange: %d %v", st, m)
+		}
+		// orders is not the actor may_act names.
+		st, m = env.tokenExchange("orders", ordersSecret, url.Values{"subject_token": {idt}, "subject_token_type": {tokenTypeID},
+			"actor_token": {env.clientToken("orders", ordersSecret, "read")}, "actor_token_type": {tokenTypeAccess}})
+		wantError(t, st, m, 400, errInvalidGrant)
+	})
+}
+
+func signTestJWT(t *testing.T, key jose.JSONWebKey, claims map[string]any) string {
+	t.Helper()
+	sig, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: key}, (&jose.SignerOptions{}).WithType("JWT"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(claims)
+	jws, err := sig.Sign(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := jws.CompactSerialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestClientSecretExpiry(t *testing.T) {
+	now := time.Now().UTC()
+	var offset atomic.Int64
+	env := newTestEnv(t, openSQLite(t), func(c *Config) {
+		c.Now = func() time.Time { return now.Add(time.Duration(offset.Load())) }
+	})
+	c := storage.Client{ID: "ttl", SecretHashes: []string{password.HashSecret(gwSecret)}, GrantTypes: []string{"client_credentials"},
+		Scopes: []string{"read"}, SecretExpiresAt: now.Add(time.Hour), CreatedAt: now, UpdatedAt: now}
+	if err := env.store.CreateClient(t.Context(), c); err != nil {
+		t.Fatal(err)
+	}
+	cc := func() (int, map[string]any) {
+		resp := env.post("/token", url.Values{"grant_type": {"client_credentials"}}, "ttl", gwSecret)
+		return resp.StatusCode, decode(t, resp)
+	}
+	if st, m := cc(); st != 200 {
+		t.Fatalf("before expiry: %d %v", st, m)
+	}
+	// After the expiry, also for a secret the instance has cached.
+	offset.Store(int64(time.Hour))
+	st, m := cc()
+	wantError(t, st, m, 401, errInvalidClient)
+}
