@@ -57,6 +57,8 @@ type exchangeParty struct {
 	expiry            time.Time
 	// sess is the stored session of an access token (nil for an ID token).
 	sess *session
+	// idAudience is an ID token's aud: the clients it was issued to.
+	idAudience []string
 }
 
 // HandleTokenEndpointRequest validates the exchange (RFC 8693 §2.1) and
@@ -96,8 +98,13 @@ func (h exchangeHandler) HandleTokenEndpointRequest(ctx context.Context, ar fosi
 		fillFrom := *sub.sess
 		sess.Subject, sess.User, sess.Username, sess.Name, sess.Roles = fillFrom.Subject, fillFrom.User, fillFrom.Username, fillFrom.Name, slices.Clone(fillFrom.Roles)
 	} else {
-		// An ID token names a user and carries no scope: the result may
-		// have the requesting client's registered scopes.
+		// An ID token names a user and carries no scope: only a client it
+		// was issued to may exchange it (another party holding it is not the
+		// relying party the user signed in to), and the result may have
+		// that client's registered scopes.
+		if !slices.Contains(sub.idAudience, c.ID) {
+			return newError(http.StatusBadRequest, errInvalidGrant, "The subject_token was not issued to this client.")
+		}
 		sess.Subject, sess.User = sub.subject, true
 		sub.scope = c.Scopes
 	}
@@ -233,7 +240,7 @@ func (h exchangeHandler) verify(ctx context.Context, token, typ, param string) (
 			return nil, bad
 		}
 		return &exchangeParty{subject: c.Subject, mayAct: c.MayAct, audience: []string{h.s.cfg.Audience},
-			expiry: time.Unix(c.Expiry, 0)}, nil
+			expiry: time.Unix(c.Expiry, 0), idAudience: c.aud}, nil
 	case "":
 		return nil, invalidRequest("The " + param + "_type parameter is missing.")
 	default:
@@ -248,6 +255,7 @@ type exchangeIDClaims struct {
 	Audience json.RawMessage `json:"aud"`
 	Expiry   int64           `json:"exp"`
 	MayAct   *actor          `json:"may_act,omitempty"`
+	aud      []string
 }
 
 // verifyIDToken accepts a JWT (typ JWT or none) signed by one of our keys,
@@ -287,5 +295,6 @@ func (h exchangeHandler) verifyIDToken(token string) (*exchangeIDClaims, bool) {
 	if c.Issuer != h.s.cfg.Issuer || c.Subject == "" || len(aud) == 0 || c.Expiry <= h.s.cfg.Now().Unix() {
 		return nil, false
 	}
+	c.aud = aud
 	return &c, true
 }

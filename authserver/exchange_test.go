@@ -210,7 +210,7 @@ func TestExchangeRefusals(t *testing.T) {
 	})
 	t.Run("id token of ours with may_act", func(t *testing.T) {
 		idt, err := env.as.strategy.sign(t.Context(), map[string]any{
-			"iss": env.issuer, "sub": env.alice.ID, "aud": "gw", "exp": time.Now().Add(time.Hour).Unix(),
+			"iss": env.issuer, "sub": env.alice.ID, "aud": []string{"gw", "orders"}, "exp": time.Now().Add(time.Hour).Unix(),
 			"may_act": map[string]any{"sub": "gw"}}, "JWT")
 		if err != nil {
 			t.Fatal(err)
@@ -224,6 +224,22 @@ func TestExchangeRefusals(t *testing.T) {
 		st, m = env.tokenExchange("orders", ordersSecret, url.Values{"subject_token": {idt}, "subject_token_type": {tokenTypeID},
 			"actor_token": {env.clientToken("orders", ordersSecret, "read")}, "actor_token_type": {tokenTypeAccess}})
 		wantError(t, st, m, 400, errInvalidGrant)
+		if !strings.Contains(m["error_description"].(string), "may_act") {
+			t.Fatalf("orders refused for another reason: %v", m)
+		}
+	})
+	t.Run("id token issued to another client", func(t *testing.T) {
+		idt, err := env.as.strategy.sign(t.Context(), map[string]any{
+			"iss": env.issuer, "sub": env.alice.ID, "aud": "orders", "exp": time.Now().Add(time.Hour).Unix()}, "JWT")
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, m := env.tokenExchange("gw", gwSecret, url.Values{"subject_token": {idt}, "subject_token_type": {tokenTypeID}})
+		wantError(t, st, m, 400, errInvalidGrant)
+		st, m = env.tokenExchange("orders", ordersSecret, url.Values{"subject_token": {idt}, "subject_token_type": {tokenTypeID}, "scope": {"read"}})
+		if st != 200 {
+			t.Fatalf("the client the ID token was issued to: %d %v", st, m)
+		}
 	})
 }
 
