@@ -93,7 +93,7 @@ func TestClients(t *testing.T) {
 		r := e.call(http.MethodGet, "/admin/v1/clients/billing", nil).want(t, http.StatusOK)
 		l := e.call(http.MethodGet, "/admin/v1/clients", nil).want(t, http.StatusOK)
 		for _, b := range [][]byte{r.body, l.body} {
-			if strings.Contains(string(b), secret) || strings.Contains(string(b), "client_secret") {
+			if strings.Contains(string(b), secret) || strings.Contains(string(b), `"client_secret":`) {
 				t.Fatalf("secret in %s", b)
 			}
 		}
