@@ -52,7 +52,7 @@ type Config struct {
 	// password.DefaultParams.
 	PasswordParams password.Params
 	// MaxConcurrentHashes bounds the password hashes computed at once
-	// (default: the number of CPUs). Requests beyond it wait up to
+	// (default: GOMAXPROCS). Requests beyond it wait up to
 	// HashQueueTimeout (default 2s) and then get 503 temporarily_unavailable.
 	MaxConcurrentHashes int
 	HashQueueTimeout    time.Duration
@@ -120,7 +120,7 @@ func (c *Config) setDefaults() error {
 		c.PasswordParams = password.DefaultParams
 	}
 	if c.MaxConcurrentHashes <= 0 {
-		c.MaxConcurrentHashes = runtime.NumCPU()
+		c.MaxConcurrentHashes = runtime.GOMAXPROCS(0)
 	}
 	if c.HashQueueTimeout <= 0 {
 		c.HashQueueTimeout = 2 * time.Second
