@@ -372,6 +372,10 @@ func (s *Server) authenticateUser(ctx context.Context, email, pw string) (storag
 	if oe := s.reservePassword(ctx, email, ip); oe != nil {
 		return storage.User{}, oe
 	}
+	kAI, kA, kIP := passwordKeys(email, ip)
+	if s.throttle != nil {
+		defer s.throttle.end(kAI, kA)
+	}
 	u, err := s.store.GetUserByEmail(ctx, email)
 	if err != nil && !errors.Is(err, storage.ErrNotFound) {
 		return storage.User{}, unavailable(err)
@@ -398,17 +402,18 @@ func (s *Server) authenticateUser(ctx context.Context, email, pw string) (storag
 		}
 		s.metrics.loginFailures.Inc()
 		if s.throttle != nil {
-			_, _, kIP := passwordKeys(email, ip)
 			s.throttle.failed(ctx, kIP, s.cfg.Throttle.IP)
 		}
 		s.audit(ctx, "login_failed", slog.String("reason", "bad_credentials"))
 		return storage.User{}, fmt.Errorf("%w: bad credentials", fosite.ErrNotFound)
 	}
 	if s.throttle != nil {
-		kAI, kA, _ := passwordKeys(email, ip)
+		s.throttle.unblock(kAI, kA)
 		release := func(ctx context.Context) error { return s.throttle.release(ctx, kAI, kA) }
-		if st := stateFrom(ctx); st != nil {
-			st.writes = append(st.writes, release) // committed with the token records
+		// Committed with the token records, unless other attempts on the
+		// account wait for this success to reset its counters.
+		if st := stateFrom(ctx); st != nil && !s.throttle.contended(kAI, kA) {
+			st.writes = append(st.writes, release)
 		} else if err := release(ctx); err != nil {
 			s.log.Warn("throttle release failed", "err", err)
 		}
