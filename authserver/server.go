@@ -373,8 +373,9 @@ func (s *Server) authenticateUser(ctx context.Context, email, pw string) (storag
 		return storage.User{}, oe
 	}
 	kAI, kA, kIP := passwordKeys(email, ip)
+	succeeded := false
 	if s.throttle != nil {
-		defer s.throttle.end(kAI, kA)
+		defer func() { s.throttle.end(succeeded, kAI, kA) }()
 	}
 	u, err := s.store.GetUserByEmail(ctx, email)
 	if err != nil && !errors.Is(err, storage.ErrNotFound) {
@@ -418,6 +419,7 @@ func (s *Server) authenticateUser(ctx context.Context, email, pw string) (storag
 			s.log.Warn("throttle release failed", "err", err)
 		}
 	}
+	succeeded = true
 	s.audit(ctx, "login_succeeded", slog.String("sub", u.ID))
 	if rehash {
 		s.rehash(ctx, u.ID, pw)

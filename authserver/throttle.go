@@ -98,9 +98,10 @@ type throttler struct {
 
 // flight counts the attempts in flight on one key of this instance.
 type flight struct {
-	n       int           // attempts holding a reservation
-	waiting int           // attempts waiting for one of them to finish
-	done    chan struct{} // closed, and replaced, when one finishes
+	n         int           // attempts holding a reservation
+	waiting   int           // attempts waiting for one of them to succeed
+	successes int           // attempts that ended in a successful sign-in
+	done      chan struct{} // closed, and replaced, when one finishes
 }
 
 // begin records attempts in flight on keys.
@@ -120,9 +121,9 @@ func (th *throttler) begin(keys ...string) {
 	}
 }
 
-// end records that an attempt begun on keys has finished, and wakes the
-// attempts waiting for it.
-func (th *throttler) end(keys ...string) {
+// end records that an attempt begun on keys has finished (successfully or
+// not), and wakes the attempts waiting for it.
+func (th *throttler) end(success bool, keys ...string) {
 	th.fmu.Lock()
 	defer th.fmu.Unlock()
 	for _, k := range keys {
@@ -131,6 +132,9 @@ func (th *throttler) end(keys ...string) {
 			continue
 		}
 		f.n--
+		if success {
+			f.successes++
+		}
 		close(f.done)
 		f.done = make(chan struct{})
 		if f.n == 0 && f.waiting == 0 {
@@ -152,9 +156,10 @@ func (th *throttler) contended(keys ...string) bool {
 	return false
 }
 
-// await waits until an attempt in flight on key finishes. It returns false
-// at once when none is in flight on this instance, or when ctx or timeout
-// ends first.
+// await waits until an attempt in flight on key ends in a successful
+// sign-in (which resets the counters). It returns false at once when none
+// is in flight on this instance, when all in flight have failed (their
+// failures are real), or when ctx or timeout ends first.
 func (th *throttler) await(ctx context.Context, key string, timeout <-chan time.Time) bool {
 	th.fmu.Lock()
 	f := th.flights[key]
@@ -163,23 +168,34 @@ func (th *throttler) await(ctx context.Context, key string, timeout <-chan time.
 		return false
 	}
 	f.waiting++
-	done := f.done
-	th.fmu.Unlock()
+	start := f.successes
 	defer func() {
-		th.fmu.Lock()
 		f.waiting--
 		if f.n == 0 && f.waiting == 0 && th.flights[key] == f {
 			delete(th.flights, key)
 		}
 		th.fmu.Unlock()
 	}()
-	select {
-	case <-done:
-		return true
-	case <-timeout:
-	case <-ctx.Done():
+	for {
+		done := f.done
+		th.fmu.Unlock()
+		select {
+		case <-done:
+		case <-timeout:
+			th.fmu.Lock()
+			return false
+		case <-ctx.Done():
+			th.fmu.Lock()
+			return false
+		}
+		th.fmu.Lock()
+		if f.successes != start {
+			return true
+		}
+		if f.n == 0 {
+			return false
+		}
 	}
-	return false
 }
 
 // unblock forgets the local blocks of keys (after a successful sign-in).
@@ -290,14 +306,15 @@ func passwordKeys(email, ip string) (accountIP, account, addr string) {
 // reservePassword admits a password attempt or returns a 429 error. An
 // admitted attempt holds a reservation on the account counters, counted as a
 // failure until the sign-in succeeds (release), and must call
-// s.throttle.end(kAI, kA) when its verification is over.
+// s.throttle.end(success, kAI, kA) when its verification is over.
 //
 // Throttling counts failures, not attempts in flight: an attempt refused
 // only because other attempts on the same account from this instance still
-// hold reservations waits (up to HashQueueTimeout) for one of them to finish
-// and tries again. A correct password therefore frees the way for the
-// others (its success resets the counters), while parallel wrong passwords
-// still never get more verifications than the limit allows.
+// hold reservations waits (up to HashQueueTimeout) for one of them to
+// succeed, which resets the counters, and tries again; when they all fail it
+// gets its 429. A correct password therefore frees the way for the others,
+// while parallel wrong passwords still never get more verifications than
+// the limit allows.
 func (s *Server) reservePassword(ctx context.Context, email, ip string) *oauthError {
 	if s.throttle == nil {
 		return nil
@@ -365,7 +382,7 @@ func (s *Server) reservePasswordOnce(ctx context.Context, kAI, kA, kIP string) e
 	// because of this reservation finds it and waits.
 	s.throttle.begin(kAI, kA)
 	if err := s.store.CommitTx(tx); err != nil {
-		s.throttle.end(kAI, kA)
+		s.throttle.end(false, kAI, kA)
 		return err
 	}
 	return nil
