@@ -53,7 +53,7 @@ type Config struct {
 	// password.DefaultParams.
 	PasswordParams password.Params
 	// MaxConcurrentHashes bounds the password hashes computed at once
-	// (default: the number of CPUs). Requests beyond it wait up to
+	// (default: GOMAXPROCS). Requests beyond it wait up to
 	// HashQueueTimeout (default 2s) and then get 503 temporarily_unavailable.
 	MaxConcurrentHashes int
 	HashQueueTimeout    time.Duration
@@ -130,7 +130,7 @@ func (c *Config) setDefaults() error {
 		c.PasswordParams = password.DefaultParams
 	}
 	if c.MaxConcurrentHashes <= 0 {
-		c.MaxConcurrentHashes = runtime.NumCPU()
+		c.MaxConcurrentHashes = runtime.GOMAXPROCS(0)
 	}
 	if c.HashQueueTimeout <= 0 {
 		c.HashQueueTimeout = 2 * time.Second
@@ -402,6 +402,11 @@ func (s *Server) authenticateUser(ctx context.Context, email, pw string) (storag
 	if oe := s.reservePassword(ctx, email, ip); oe != nil {
 		return storage.User{}, oe
 	}
+	kAI, kA, kIP := passwordKeys(email, ip)
+	succeeded := false
+	if s.throttle != nil {
+		defer func() { s.throttle.end(succeeded, kAI, kA) }()
+	}
 	u, err := s.store.GetUserByEmail(ctx, email)
 	if err != nil && !errors.Is(err, storage.ErrNotFound) {
 		return storage.User{}, unavailable(err)
@@ -428,21 +433,23 @@ func (s *Server) authenticateUser(ctx context.Context, email, pw string) (storag
 		}
 		s.metrics.loginFailures.Inc()
 		if s.throttle != nil {
-			_, _, kIP := passwordKeys(email, ip)
 			s.throttle.failed(ctx, kIP, s.cfg.Throttle.IP)
 		}
 		s.audit(ctx, "login_failed", slog.String("reason", "bad_credentials"))
 		return storage.User{}, fmt.Errorf("%w: bad credentials", fosite.ErrNotFound)
 	}
 	if s.throttle != nil {
-		kAI, kA, _ := passwordKeys(email, ip)
+		s.throttle.unblock(kAI, kA)
 		release := func(ctx context.Context) error { return s.throttle.release(ctx, kAI, kA) }
-		if st := stateFrom(ctx); st != nil {
-			st.writes = append(st.writes, release) // committed with the token records
+		// Committed with the token records, unless other attempts on the
+		// account wait for this success to reset its counters.
+		if st := stateFrom(ctx); st != nil && !s.throttle.contended(kAI, kA) {
+			st.writes = append(st.writes, release)
 		} else if err := release(ctx); err != nil {
 			s.log.Warn("throttle release failed", "err", err)
 		}
 	}
+	succeeded = true
 	s.audit(ctx, "login_succeeded", slog.String("sub", u.ID))
 	if rehash {
 		s.rehash(ctx, u.ID, pw)

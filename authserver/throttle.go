@@ -90,6 +90,121 @@ type throttler struct {
 	// secrets only, where a storage write per request would be too dear).
 	mu      sync.Mutex
 	blocked map[string]time.Time
+	// flights are, per instance, the password attempts whose reservation
+	// is held while their hash runs, by account key.
+	fmu     sync.Mutex
+	flights map[string]*flight
+}
+
+// flight counts the attempts in flight on one key of this instance.
+type flight struct {
+	n         int           // attempts holding a reservation
+	waiting   int           // attempts waiting for one of them to succeed
+	successes int           // attempts that ended in a successful sign-in
+	done      chan struct{} // closed, and replaced, when one finishes
+}
+
+// begin records attempts in flight on keys.
+func (th *throttler) begin(keys ...string) {
+	th.fmu.Lock()
+	defer th.fmu.Unlock()
+	if th.flights == nil {
+		th.flights = map[string]*flight{}
+	}
+	for _, k := range keys {
+		f := th.flights[k]
+		if f == nil {
+			f = &flight{done: make(chan struct{})}
+			th.flights[k] = f
+		}
+		f.n++
+	}
+}
+
+// end records that an attempt begun on keys has finished (successfully or
+// not), and wakes the attempts waiting for it.
+func (th *throttler) end(success bool, keys ...string) {
+	th.fmu.Lock()
+	defer th.fmu.Unlock()
+	for _, k := range keys {
+		f := th.flights[k]
+		if f == nil {
+			continue
+		}
+		f.n--
+		if success {
+			f.successes++
+		}
+		close(f.done)
+		f.done = make(chan struct{})
+		if f.n == 0 && f.waiting == 0 {
+			delete(th.flights, k)
+		}
+	}
+}
+
+// contended reports whether, besides the caller's own attempt, other
+// attempts on keys are in flight or waiting on this instance.
+func (th *throttler) contended(keys ...string) bool {
+	th.fmu.Lock()
+	defer th.fmu.Unlock()
+	for _, k := range keys {
+		if f := th.flights[k]; f != nil && (f.n > 1 || f.waiting > 0) {
+			return true
+		}
+	}
+	return false
+}
+
+// await waits until an attempt in flight on key ends in a successful
+// sign-in (which resets the counters). It returns false at once when none
+// is in flight on this instance, when all in flight have failed (their
+// failures are real), or when ctx or timeout ends first.
+func (th *throttler) await(ctx context.Context, key string, timeout <-chan time.Time) bool {
+	th.fmu.Lock()
+	f := th.flights[key]
+	if f == nil || f.n == 0 {
+		th.fmu.Unlock()
+		return false
+	}
+	f.waiting++
+	start := f.successes
+	defer func() {
+		f.waiting--
+		if f.n == 0 && f.waiting == 0 && th.flights[key] == f {
+			delete(th.flights, key)
+		}
+		th.fmu.Unlock()
+	}()
+	for {
+		done := f.done
+		th.fmu.Unlock()
+		select {
+		case <-done:
+		case <-timeout:
+			th.fmu.Lock()
+			return false
+		case <-ctx.Done():
+			th.fmu.Lock()
+			return false
+		}
+		th.fmu.Lock()
+		if f.successes != start {
+			return true
+		}
+		if f.n == 0 {
+			return false
+		}
+	}
+}
+
+// unblock forgets the local blocks of keys (after a successful sign-in).
+func (th *throttler) unblock(keys ...string) {
+	th.mu.Lock()
+	for _, k := range keys {
+		delete(th.blocked, k)
+	}
+	th.mu.Unlock()
 }
 
 // reserve atomically admits one attempt under policy p for key, counting it
@@ -188,7 +303,18 @@ func passwordKeys(email, ip string) (accountIP, account, addr string) {
 	return "acct-ip:" + e + "|" + ip, "acct:" + e, "ip:" + ip
 }
 
-// reservePassword admits a password attempt or returns a 429 error.
+// reservePassword admits a password attempt or returns a 429 error. An
+// admitted attempt holds a reservation on the account counters, counted as a
+// failure until the sign-in succeeds (release), and must call
+// s.throttle.end(success, kAI, kA) when its verification is over.
+//
+// Throttling counts failures, not attempts in flight: an attempt refused
+// only because other attempts on the same account from this instance still
+// hold reservations waits (up to HashQueueTimeout) for one of them to
+// succeed, which resets the counters, and tries again; when they all fail it
+// gets its 429. A correct password therefore frees the way for the others,
+// while parallel wrong passwords still never get more verifications than
+// the limit allows.
 func (s *Server) reservePassword(ctx context.Context, email, ip string) *oauthError {
 	if s.throttle == nil {
 		return nil
@@ -200,6 +326,36 @@ func (s *Server) reservePassword(ctx context.Context, email, ip string) *oauthEr
 		s.metrics.throttled.WithLabelValues("password").Inc()
 		return throttledError(errInvalidGrant, wait)
 	}
+	var timeout <-chan time.Time
+	for {
+		err := s.reservePasswordOnce(ctx, kAI, kA, kIP)
+		var te *errThrottled
+		if errors.As(err, &te) {
+			if te.key != kIP {
+				if timeout == nil {
+					t := time.NewTimer(s.cfg.HashQueueTimeout)
+					defer t.Stop()
+					timeout = t.C
+				}
+				if s.throttle.await(ctx, te.key, timeout) {
+					continue
+				}
+			}
+			s.throttle.block(te.key, te.wait)
+			s.metrics.throttled.WithLabelValues("password").Inc()
+			s.audit(ctx, "login_throttled", slog.String("retry_after", te.wait.Round(time.Second).String()))
+			return throttledError(errInvalidGrant, te.wait)
+		}
+		if err != nil {
+			return unavailable(err)
+		}
+		return nil
+	}
+}
+
+// reservePasswordOnce reserves one attempt on the account counters and
+// checks the address counter; begin is called on success.
+func (s *Server) reservePasswordOnce(ctx context.Context, kAI, kA, kIP string) error {
 	// The account counters reserve the attempt (so parallel guesses at one
 	// account cannot exceed its limit); the address counter is only checked
 	// here and counts real failures afterwards, so that many concurrent
@@ -207,7 +363,7 @@ func (s *Server) reservePassword(ctx context.Context, email, ip string) *oauthEr
 	// All commit together: one write per attempt.
 	tx, err := s.store.BeginTx(ctx)
 	if err != nil {
-		return unavailable(err)
+		return err
 	}
 	for _, r := range []struct {
 		key   string
@@ -218,20 +374,16 @@ func (s *Server) reservePassword(ctx context.Context, email, ip string) *oauthEr
 			break
 		}
 	}
-	if err == nil {
-		err = s.store.CommitTx(tx)
-	} else {
-		_ = s.store.RollbackTx(tx)
-	}
-	var te *errThrottled
-	if errors.As(err, &te) {
-		s.throttle.block(te.key, te.wait)
-		s.metrics.throttled.WithLabelValues("password").Inc()
-		s.audit(ctx, "login_throttled", slog.String("retry_after", te.wait.Round(time.Second).String()))
-		return throttledError(errInvalidGrant, te.wait)
-	}
 	if err != nil {
-		return unavailable(err)
+		_ = s.store.RollbackTx(tx)
+		return err
+	}
+	// Counted in flight before the commit, so that an attempt refused
+	// because of this reservation finds it and waits.
+	s.throttle.begin(kAI, kA)
+	if err := s.store.CommitTx(tx); err != nil {
+		s.throttle.end(false, kAI, kA)
+		return err
 	}
 	return nil
 }

@@ -7,9 +7,13 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/oauthkit/authserver/internal/password"
 	"github.com/oauthkit/authserver/storage"
@@ -227,5 +231,159 @@ func TestThrottleManyUsersBehindOneAddress(t *testing.T) {
 	wg.Wait()
 	if counts[200] != n {
 		t.Fatalf("statuses %v: sign-ins behind one address were throttled", counts)
+	}
+}
+
+// concurrently runs fn n times at once and counts the statuses it returns.
+func concurrently(n int, fn func(i int) int) map[int]int {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	counts := map[int]int{}
+	start := make(chan struct{})
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			status := fn(i)
+			mu.Lock()
+			counts[status]++
+			mu.Unlock()
+		}()
+	}
+	close(start)
+	wg.Wait()
+	return counts
+}
+
+// Concurrent correct password grants for one account from one address (a
+// pool of workers sharing a service account) are all answered: throttling
+// counts failures, not correct attempts in flight.
+func TestThrottleConcurrentCorrectPasswordGrants(t *testing.T) {
+	env := newTestEnv(t, openMemory(t), trustLoopback, slowHashes)
+	slowUsers(t, env)
+	counts := concurrently(16, func(int) int {
+		status, _, _ := env.login("alice@example.com", alicePW, "203.0.113.20")
+		return status
+	})
+	if counts[200] != 16 {
+		t.Fatalf("statuses %v: correct passwords were refused because of other correct ones", counts)
+	}
+	if got := counterValue(t, env.as.metrics.loginFailures); got != 0 {
+		t.Fatalf("%v login failures recorded for correct passwords", got)
+	}
+	// The protection is intact afterwards: wrong passwords are still limited.
+	counts = concurrently(20, func(int) int {
+		status, _, _ := env.login("alice@example.com", "wrong", "203.0.113.20")
+		return status
+	})
+	if free := env.as.cfg.Throttle.AccountIP.Free; counts[400] > free || counts[400]+counts[429] != 20 {
+		t.Fatalf("statuses %v after the correct burst: more than %d wrong passwords were checked", counts, free)
+	}
+}
+
+// 100 parallel wrong passwords get no more verifications than the limit
+// allows, counted on the server (hashes compared), while another account
+// signing in from the same address at the same time is unaffected.
+func TestThrottleParallelWrongPasswordsCountedOnServer(t *testing.T) {
+	env := newTestEnv(t, openMemory(t), trustLoopback, slowHashes)
+	slowUsers(t, env)
+	var bob [4]int
+	counts := concurrently(104, func(i int) int {
+		if i%26 == 0 {
+			status, _, _ := env.login("bob@example.com", bobPW, "203.0.113.21")
+			bob[i/26] = status
+			return -status
+		}
+		status, _, _ := env.login("alice@example.com", "wrong", "203.0.113.21")
+		return status
+	})
+	free := env.as.cfg.Throttle.AccountIP.Free
+	if counts[400] > free || counts[400]+counts[429] != 100 {
+		t.Fatalf("statuses %v: more than %d wrong passwords were answered", counts, free)
+	}
+	if got := counterValue(t, env.as.metrics.loginFailures); got > float64(free) {
+		t.Fatalf("%v wrong passwords verified, limit %d", got, free)
+	}
+	if bob != [4]int{200, 200, 200, 200} {
+		t.Fatalf("bob from the same address during the flood: %v", bob)
+	}
+}
+
+// The sign-in form shares the throttle: several tabs signing in at once with
+// the right password all get in; parallel wrong passwords stay limited.
+func TestThrottleLoginFormConcurrentSignIns(t *testing.T) {
+	env := newCodeEnv(t, slowHashes)
+	slowUsers(t, env)
+	_, ch := pkcePair("c")
+	pages := make([]*page, 16)
+	browsers := make([]*browser, 16)
+	for i := range pages {
+		browsers[i] = newBrowser(t, env)
+		pages[i] = browsers[i].get(authorizeQuery("web", webRedirect, "s", ch))
+	}
+	counts := concurrently(16, func(i int) int {
+		p := browsers[i].signIn(pages[i], "alice@example.com", alicePW)
+		if p.status == 200 && !strings.Contains(p.body, `value="allow"`) {
+			return -1 // not the consent page
+		}
+		return p.status
+	})
+	if counts[200] != 16 {
+		t.Fatalf("statuses %v: concurrent correct sign-ins were refused", counts)
+	}
+
+	for i := range pages {
+		browsers[i] = newBrowser(t, env)
+		pages[i] = browsers[i].get(authorizeQuery("web", webRedirect, "s", ch))
+	}
+	before := counterValue(t, env.as.metrics.loginFailures)
+	counts = concurrently(16, func(i int) int {
+		return browsers[i].signIn(pages[i], "bob@example.com", "wrong").status
+	})
+	free := env.as.cfg.Throttle.AccountIP.Free
+	if counts[http.StatusUnauthorized] > free || counts[http.StatusUnauthorized]+counts[http.StatusTooManyRequests] != 16 {
+		t.Fatalf("statuses %v: more than %d wrong passwords were checked", counts, free)
+	}
+	if got := counterValue(t, env.as.metrics.loginFailures) - before; got > float64(free) {
+		t.Fatalf("%v wrong passwords verified, limit %d", got, free)
+	}
+}
+
+// counterValue reads a Prometheus counter.
+func counterValue(t *testing.T, c prometheus.Counter) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
+}
+
+// slowParams make a hash slow enough (several milliseconds) that concurrent
+// attempts overlap, queued behind the hashing semaphore as in production.
+var slowParams = password.Params{Memory: 4096, Time: 2, Threads: 1, SaltLen: 16, KeyLen: 32}
+
+// slowHashes also lets queued hashes wait longer than the default 2 s, so
+// that a slow machine (or -race) gets no 503 from the hash queue.
+func slowHashes(c *Config) {
+	c.PasswordParams = slowParams
+	c.HashQueueTimeout = time.Minute
+}
+
+// slowUsers rehashes alice's and bob's passwords with slowParams.
+func slowUsers(t *testing.T, env *testEnv) {
+	t.Helper()
+	for id, pw := range map[string]string{env.alice.ID: alicePW, env.bob.ID: bobPW} {
+		h, err := password.Hash(pw, slowParams)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := env.store.UpdateUser(t.Context(), id, func(u storage.User) (storage.User, error) {
+			u.PasswordHash = h
+			return u, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

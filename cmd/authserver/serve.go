@@ -584,12 +584,8 @@ func openApp(ctx context.Context, g *globals, c *serveConfig, log *slog.Logger) 
 		if err := seedDemo(ctx, st, c.argon2, log); err != nil {
 			return nil, err
 		}
-		password.ReleaseMemory() // the seeding hashes' ~40 MB would otherwise linger
-		debug.FreeOSMemory()
+		debug.FreeOSMemory() // the seeding hashes' garbage would otherwise linger in RSS
 	}
-	// After a burst of sign-ins, the argon2id memory (19 MiB per core at the
-	// default parameters) goes back to the OS once a minute passes without one.
-	password.ReleaseMemoryWhenIdle(time.Minute, debug.FreeOSMemory)
 	var proxies []netip.Prefix
 	for _, p := range c.trustedProxies {
 		proxies = append(proxies, netip.MustParsePrefix(p)) // validated

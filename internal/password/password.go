@@ -1,10 +1,9 @@
 // Package password hashes and verifies user passwords (argon2id in PHC string
 // form, with bcrypt accepted for imported hashes) and client secrets.
 //
-// argon2id comes from internal/argon2, a fork of golang.org/x/crypto/argon2
-// that keeps its working memory (19 MiB at the default parameters) between
-// hashes instead of allocating and zeroing it for each one; the results are
-// identical. ReleaseMemory lets that memory go.
+// argon2id is golang.org/x/crypto/argon2. Each hash allocates its working
+// memory (Params.Memory KiB, 19 MiB at the default parameters); callers
+// bound how many hashes run at once.
 //
 // It is shared by the authserver package and the command line; it has no
 // dependency on storage or fosite.
@@ -19,11 +18,9 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"time"
 
+	"golang.org/x/crypto/argon2"
 	"golang.org/x/crypto/bcrypt"
-
-	"github.com/oauthkit/authserver/internal/argon2"
 )
 
 // ErrMismatch is returned by Verify when the password does not match.
@@ -54,17 +51,6 @@ var DefaultParams = Params{Memory: 19456, Time: 2, Threads: 1, SaltLen: 16, KeyL
 var TestParams = Params{Memory: 64, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}
 
 var b64 = base64.RawStdEncoding
-
-// ReleaseMemory lets go of the argon2id working memory kept between hashes
-// (it is also let go after a minute without hashing), for a process that has
-// finished hashing for now, such as a server after seeding its demo users.
-func ReleaseMemory() { argon2.Release() }
-
-// ReleaseMemoryWhenIdle sets how long the argon2id working memory is kept
-// without a hash (default a minute) and a function to call once it has been
-// let go, such as debug.FreeOSMemory in a server that wants its idle
-// footprint back after a burst of sign-ins.
-func ReleaseMemoryWhenIdle(d time.Duration, after func()) { argon2.SetIdleRelease(d, after) }
 
 // Hash returns the argon2id PHC string of pw:
 // $argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>.
