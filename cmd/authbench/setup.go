@@ -22,6 +22,8 @@ import (
 const (
 	benchClientID     = "bench"
 	benchIntrospector = "bench-rs"
+	benchWebClient    = "bench-web"
+	benchRedirectURI  = "http://127.0.0.1:9/cb"
 )
 
 // benchState is what setup created, as the JSON state file that run reads.
@@ -35,9 +37,14 @@ type benchState struct {
 	ClientID     string `json:"client_id"`
 	ClientSecret string `json:"client_secret"`
 	// IntrospectorID may call the introspection endpoint.
-	IntrospectorID     string    `json:"introspector_id"`
-	IntrospectorSecret string    `json:"introspector_secret"`
-	CreatedAt          time.Time `json:"created_at"`
+	IntrospectorID     string `json:"introspector_id"`
+	IntrospectorSecret string `json:"introspector_secret"`
+	// WebClientID is a confidential --skip-consent client of the
+	// authorization code flow, registered with WebRedirectURI.
+	WebClientID     string    `json:"web_client_id,omitempty"`
+	WebClientSecret string    `json:"web_client_secret,omitempty"`
+	WebRedirectURI  string    `json:"web_redirect_uri,omitempty"`
+	CreatedAt       time.Time `json:"created_at"`
 }
 
 // loadState reads a state file.
@@ -105,6 +112,9 @@ func setup(ctx context.Context, cfg setupConfig) (*benchState, error) {
 	case err != nil:
 		return nil, err
 	}
+	if st.WebClientID == "" {
+		st.WebClientID, st.WebClientSecret, st.WebRedirectURI = benchWebClient, randomString(40), benchRedirectURI
+	}
 	st.CreatedAt = time.Now().UTC()
 
 	cli := func(ctx context.Context, stdin string, args ...string) (created bool, err error) {
@@ -130,6 +140,7 @@ func setup(ctx context.Context, cfg setupConfig) (*benchState, error) {
 	}{
 		{st.ClientID, st.ClientSecret, []string{"--grant", "password", "--grant", "refresh_token", "--grant", "client_credentials", "--scope", "read", "--scope", "write"}},
 		{st.IntrospectorID, st.IntrospectorSecret, []string{"--grant", "client_credentials", "--introspect"}},
+		{st.WebClientID, st.WebClientSecret, []string{"--grant", "authorization_code", "--redirect-uri", st.WebRedirectURI, "--skip-consent", "--scope", "read"}},
 	} {
 		args := append([]string{"clients", "add", "--id", c.id, "--name", "authbench", "--secret-stdin"}, c.args...)
 		created, err := cli(ctx, c.secret, args...)
