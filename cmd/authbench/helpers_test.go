@@ -32,6 +32,9 @@ func testServer(t *testing.T) (string, *benchState) {
 		ClientSecret:       "bench-secret-0123456789-0123456789-0123",
 		IntrospectorID:     benchIntrospector,
 		IntrospectorSecret: "bench-rs-secret-0123456789-0123456789-01",
+		WebClientID:        benchWebClient,
+		WebClientSecret:    "bench-web-secret-0123456789-0123456789-0",
+		WebRedirectURI:     benchRedirectURI,
 	}
 	now := time.Now().UTC()
 	h, err := password.Hash(state.Password, password.TestParams)
@@ -51,6 +54,9 @@ func testServer(t *testing.T) (string, *benchState) {
 			GrantTypes: []string{"password", "refresh_token", "client_credentials"}, Scopes: []string{"read", "write"}},
 		{ID: state.IntrospectorID, SecretHashes: []string{password.HashSecret(state.IntrospectorSecret)},
 			GrantTypes: []string{"client_credentials"}, Introspect: true},
+		{ID: state.WebClientID, SecretHashes: []string{password.HashSecret(state.WebClientSecret)},
+			GrantTypes: []string{"authorization_code"}, Scopes: []string{"read"},
+			RedirectURIs: []string{state.WebRedirectURI}, SkipConsent: true},
 	} {
 		c.CreatedAt, c.UpdatedAt = now, now
 		if err := st.CreateClient(ctx, c); err != nil {
