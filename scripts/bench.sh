@@ -162,10 +162,11 @@ limits() {
 # limit_for SCENARIO names the limit a scenario is compared with.
 limit_for() {
 	case $1 in
-	password) echo argon2id ;;
+	password | signin) echo argon2id ;;
+	code) echo "sign/$ALG" ;;
 	refresh | client_credentials) echo "sign/$ALG" ;;
 	introspect | api) echo "verify/$ALG" ;;
-	jwks | revoke) echo http ;;
+	jwks | revoke | authorize) echo http ;;
 	esac
 }
 
@@ -202,6 +203,11 @@ fresh introspect "$(conc introspect 64)"
 fresh revoke "$(conc revoke 16)" --pool "$REVOKE_POOL"
 fresh jwks "$(conc jwks 64)"
 fresh api "$(conc api 64)"
+# Code flow (issue #14): signin vs argon2id, code exchange vs signing;
+# authorize has an absolute target (5,000/s), compared with the http limit.
+fresh signin "$(conc signin 4)"
+fresh authorize "$(conc authorize 64)"
+fresh code "$(conc code 64)" --pool "$(conc code_pool 4000)"
 fresh idle 0 --label "idle (fresh restart, no seeding)"
 # memflood comes last: its wrong passwords throttle 127.0.0.1.
 fresh memflood "$(conc memflood 1000)"

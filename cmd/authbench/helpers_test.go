@@ -34,6 +34,9 @@ func testServer(t *testing.T) (string, *benchState) {
 		IntrospectorSecret: "bench-rs-secret-0123456789-0123456789-01",
 		OIDCClientID:       benchOIDCClient,
 		OIDCClientSecret:   "bench-oidc-secret-0123456789-0123456789-0",
+		WebClientID:        benchWebClient,
+		WebClientSecret:    "bench-web-secret-0123456789-0123456789-0",
+		WebRedirectURI:     benchRedirectURI,
 	}
 	now := time.Now().UTC()
 	h, err := password.Hash(state.Password, password.TestParams)
@@ -56,6 +59,9 @@ func testServer(t *testing.T) (string, *benchState) {
 		{ID: state.OIDCClientID, SecretHashes: []string{password.HashSecret(state.OIDCClientSecret)},
 			GrantTypes: []string{"authorization_code", "refresh_token"}, Scopes: []string{"openid", "profile", "email", "offline_access"},
 			RedirectURIs: []string{benchOIDCRedirect}, SkipConsent: true},
+		{ID: state.WebClientID, SecretHashes: []string{password.HashSecret(state.WebClientSecret)},
+			GrantTypes: []string{"authorization_code"}, Scopes: []string{"read"},
+			RedirectURIs: []string{state.WebRedirectURI}, SkipConsent: true},
 	} {
 		c.CreatedAt, c.UpdatedAt = now, now
 		if err := st.CreateClient(ctx, c); err != nil {

@@ -46,6 +46,9 @@ var scenarios = []scenario{
 	{name: "oidc_code", help: "authorization code exchange with openid offline_access (access, ID and refresh token), each request a distinct pre-issued code (ends early if the pool runs out)", needsState: true, prepare: prepareOIDCCode},
 	{name: "userinfo", help: "GET /userinfo (OpenID Connect) with access tokens from a pool", needsState: true, prepare: prepareUserinfo},
 	{name: "api", help: "GET /api/protected through the resource middleware, with access tokens from a pool", needsState: true, prepare: prepareAPI},
+	{name: "signin", help: "POST /login with the correct password, one bench user per worker, each a fresh browser with only its CSRF cookie", needsState: true, prepare: prepareSignin},
+	{name: "authorize", help: "GET /authorize of the --skip-consent web client by signed-in browsers; success is the 303 to the redirect URI with a code", needsState: true, ok: []int{http.StatusSeeOther}, prepare: prepareAuthorize},
+	{name: "code", help: "authorization_code exchange at /token of codes from a pool issued before the window (ends early if the pool runs out)", needsState: true, prepare: prepareCode},
 	{name: "memflood", help: "wrong passwords for random bench users (429, 503 and 400 are all acceptable outcomes)", needsState: true, ok: []int{400, 401, 429, 503}, prepare: prepareMemflood},
 }
 

@@ -22,6 +22,8 @@ import (
 const (
 	benchClientID     = "bench"
 	benchIntrospector = "bench-rs"
+	benchWebClient    = "bench-web"
+	benchRedirectURI  = "http://127.0.0.1:9/cb"
 )
 
 // benchState is what setup created, as the JSON state file that run reads.
@@ -47,6 +49,11 @@ type benchState struct {
 	// (another port). scripts/compare-hydra.sh writes it for Ory Hydra;
 	// setup leaves it empty.
 	Paths map[string]string `json:"paths,omitempty"`
+	// WebClientID is a confidential --skip-consent client of the
+	// authorization code flow, registered with WebRedirectURI.
+	WebClientID     string `json:"web_client_id,omitempty"`
+	WebClientSecret string `json:"web_client_secret,omitempty"`
+	WebRedirectURI  string `json:"web_redirect_uri,omitempty"`
 }
 
 // loadState reads a state file.
@@ -117,6 +124,9 @@ func setup(ctx context.Context, cfg setupConfig) (*benchState, error) {
 	if st.OIDCClientID == "" { // a state file from before the OpenID Connect scenarios
 		st.OIDCClientID, st.OIDCClientSecret = benchOIDCClient, randomString(40)
 	}
+	if st.WebClientID == "" {
+		st.WebClientID, st.WebClientSecret, st.WebRedirectURI = benchWebClient, randomString(40), benchRedirectURI
+	}
 	st.CreatedAt = time.Now().UTC()
 
 	cli := func(ctx context.Context, stdin string, args ...string) (created bool, err error) {
@@ -145,6 +155,7 @@ func setup(ctx context.Context, cfg setupConfig) (*benchState, error) {
 		{st.OIDCClientID, st.OIDCClientSecret, []string{"--grant", "authorization_code", "--grant", "refresh_token",
 			"--scope", "openid", "--scope", "profile", "--scope", "email", "--scope", "offline_access",
 			"--redirect-uri", benchOIDCRedirect, "--skip-consent"}},
+		{st.WebClientID, st.WebClientSecret, []string{"--grant", "authorization_code", "--redirect-uri", st.WebRedirectURI, "--skip-consent", "--scope", "read"}},
 	} {
 		args := append([]string{"clients", "add", "--id", c.id, "--name", "authbench", "--secret-stdin"}, c.args...)
 		created, err := cli(ctx, c.secret, args...)

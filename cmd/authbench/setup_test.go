@@ -51,8 +51,8 @@ func TestSetupCreatesUsersAndClientsOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	if len(lines) != 8 {
-		t.Fatalf("%d calls, want 8 (3 clients, 5 users):\n%s", len(lines), b)
+	if len(lines) != 9 {
+		t.Fatalf("%d calls, want 9 (4 clients, 5 users):\n%s", len(lines), b)
 	}
 	for _, l := range lines {
 		if !strings.Contains(l, "--db /tmp/x.db") || !strings.Contains(l, "--output json") {
@@ -77,6 +77,10 @@ func TestSetupCreatesUsersAndClientsOnce(t *testing.T) {
 				if !strings.Contains(l, "--grant "+g) {
 					t.Errorf("bench client lacks grant %s: %s", g, l)
 				}
+			}
+		case strings.Contains(l, "--id bench-web "):
+			if !strings.Contains(l, "--grant authorization_code --redirect-uri "+st.WebRedirectURI+" --skip-consent") || !strings.HasSuffix(l, "stdin="+st.WebClientSecret) {
+				t.Errorf("web client call: %s", l)
 			}
 		default:
 			t.Errorf("unexpected call: %s", l)
