@@ -36,15 +36,17 @@ func TestAuditCodeReuse(t *testing.T) {
 	}
 }
 
-// hookStore runs onPKCE, once, before the first read of a PKCE record.
+// hookStore runs onPKCE, once, before the PKCE check of a token request
+// reads the code's record: the second read of a code record (the code
+// handler reads it first; the PKCE challenge lives in the same record).
 type hookStore struct {
 	storage.Store
-	done   atomic.Bool
+	reads  atomic.Int32
 	onPKCE func()
 }
 
 func (h *hookStore) GetToken(ctx context.Context, kind storage.TokenKind, sig string) (storage.Token, error) {
-	if kind == storage.PKCERequest && h.onPKCE != nil && !h.done.Swap(true) {
+	if kind == storage.AuthorizeCode && h.onPKCE != nil && h.reads.Add(1) == 2 {
 		h.onPKCE()
 	}
 	return h.Store.GetToken(ctx, kind, sig)

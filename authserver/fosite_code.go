@@ -77,18 +77,38 @@ func (f *fositeStore) InvalidateAuthorizeCodeSession(ctx context.Context, sig st
 	return toFositeErr(consume(ctx))
 }
 
-// CreatePKCERequestSession implements pkce.PKCERequestStorage.
-func (f *fositeStore) CreatePKCERequestSession(ctx context.Context, sig string, r fosite.Requester) error {
-	return f.createToken(ctx, storage.PKCERequest, sig, r)
+// CreatePKCERequestSession implements pkce.PKCERequestStorage. It writes
+// nothing: fosite's code handler, which runs first, has stored the request
+// with its code_challenge and code_challenge_method in the code's record
+// (the SanitationWhiteList of the fosite configuration), so each code costs
+// one write.
+func (f *fositeStore) CreatePKCERequestSession(context.Context, string, fosite.Requester) error {
+	return nil
 }
 
-// GetPKCERequestSession implements pkce.PKCERequestStorage.
-func (f *fositeStore) GetPKCERequestSession(ctx context.Context, sig string, s fosite.Session) (fosite.Requester, error) {
-	t, err := f.store.GetToken(ctx, storage.PKCERequest, sig)
+// GetPKCERequestSession implements pkce.PKCERequestStorage from the code's
+// record, used or not: a second use of a code must reach the code's
+// compare-and-swap and revoke its tokens, not stop here (RFC 6749 §4.1.2).
+// A separate PKCE record, as written before codes kept their challenge, is
+// read when the code's record has none.
+func (f *fositeStore) GetPKCERequestSession(ctx context.Context, sig string, _ fosite.Session) (fosite.Requester, error) {
+	t, err := f.store.GetToken(ctx, storage.AuthorizeCode, sig)
+	if err == nil {
+		r, err := decodePayload(t.Payload, nil)
+		if err != nil {
+			return nil, err
+		}
+		if r.GetRequestForm().Get("code_challenge") != "" {
+			return r, nil
+		}
+	} else if !errors.Is(err, storage.ErrNotFound) {
+		return nil, toFositeErr(err)
+	}
+	t, err = f.store.GetToken(ctx, storage.PKCERequest, sig)
 	if err != nil {
 		return nil, toFositeErr(err)
 	}
-	return decodePayload(t.Payload, s)
+	return decodePayload(t.Payload, nil)
 }
 
 // DeletePKCERequestSession implements pkce.PKCERequestStorage. Within a
