@@ -314,11 +314,11 @@ func (s *Server) newProvider() (fosite.OAuth2Provider, *tokenStrategy) {
 		AuthorizeCodeLifespan:        s.cfg.AuthCodeTTL,
 		// PKCE with S256 for every client (RFC 9700 §2.1.1); validated
 		// before fosite runs, enforced here again.
-		EnforcePKCE:                    true,
+		EnforcePKCE: true,
 		// The code record keeps the PKCE challenge (fosite's default list
 		// is code and redirect_uri): the PKCE storage reads it from there,
 		// so issuing a code is one write, not two (see fosite_code.go).
-		SanitationWhiteList: []string{"code", "redirect_uri", "code_challenge", "code_challenge_method"},
+		SanitationWhiteList:            []string{"code", "redirect_uri", "code_challenge", "code_challenge_method"},
 		EnablePKCEPlainChallengeMethod: false,
 		// state is optional with PKCE (RFC 9700 §2.1): no minimum length.
 		MinParameterEntropy:             -1,
