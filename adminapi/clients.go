@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -92,77 +90,15 @@ func unixOrZero(t time.Time) int64 {
 	return t.Unix()
 }
 
-var knownGrants = []string{"authorization_code", "password", "refresh_token", "client_credentials", grantTokenExchange}
+// apiNames are the registration fields as the API's JSON names them.
+var apiNames = authserver.RegistrationNames{ID: "id", Grant: "grant_types entry", RedirectURI: "redirect_uris",
+	PostLogoutRedirectURI: "post_logout_redirect_uris", ExchangeAudience: "exchange_audiences"}
 
-const grantTokenExchange = "urn:ietf:params:oauth:grant-type:token-exchange"
-
-// validateClient applies the registration policy of `clients add`.
+// validateClient applies the registration policy of `clients add`
+// (authserver.ValidateClient) and answers 422 when it fails.
 func validateClient(c storage.Client) error {
-	bad := func(format string, args ...any) error {
-		return problem(http.StatusUnprocessableEntity, fmt.Sprintf(format, args...))
-	}
-	if c.ID == "" || len(c.ID) > 200 || strings.ContainsAny(c.ID, " :/\t\r\n") {
-		return bad("id is required, at most 200 characters, without spaces, colons or slashes")
-	}
-	if len(c.GrantTypes) == 0 {
-		return bad("grant_types needs at least one grant")
-	}
-	for _, gt := range c.GrantTypes {
-		if !slices.Contains(knownGrants, gt) {
-			return bad("unknown grant %q (want one of %s)", gt, strings.Join(knownGrants, ", "))
-		}
-	}
-	if c.Public {
-		for _, gt := range c.GrantTypes {
-			if gt == "client_credentials" {
-				return bad("a public client cannot use the client_credentials grant")
-			}
-		}
-		if c.Introspect {
-			return bad("a public client cannot be allowed to introspect")
-		}
-	}
-	for _, s := range c.Scopes {
-		if s == "" || strings.ContainsAny(s, " \"\\") {
-			return bad("invalid scope %q", s)
-		}
-	}
-	for _, u := range c.RedirectURIs {
-		if err := authserver.ValidateRedirectURI(u); err != nil {
-			return bad("%s", err.Error())
-		}
-	}
-	if slices.Contains(c.GrantTypes, "authorization_code") && len(c.RedirectURIs) == 0 {
-		return bad("the authorization_code grant needs at least one redirect URI")
-	}
-	if len(c.RedirectURIs) > 0 && !slices.Contains(c.GrantTypes, "authorization_code") {
-		return bad("redirect_uris are only for clients with the authorization_code grant")
-	}
-	for _, r := range c.Resources {
-		if err := authserver.ValidateResource(r); err != nil {
-			return bad("%s", err.Error())
-		}
-	}
-	for _, u := range c.PostLogoutRedirectURIs {
-		if err := authserver.ValidateRedirectURI(u); err != nil {
-			return bad("post_logout_redirect_uris: %s", err.Error())
-		}
-	}
-	for _, a := range c.ExchangeAudiences {
-		if a == "" || strings.ContainsAny(a, " \t\r\n\"\\") {
-			return bad("invalid exchange audience %q", a)
-		}
-	}
-	if len(c.ExchangeAudiences) > 0 && !slices.Contains(c.GrantTypes, grantTokenExchange) {
-		return bad("exchange_audiences are only for clients with the %s grant", grantTokenExchange)
-	}
-	if err := authserver.ValidateSubjectType(c); err != nil {
-		return bad("%s", err.Error())
-	}
-	if u := c.BackchannelLogoutURI; u != "" {
-		if err := authserver.ValidateBackchannelLogoutURI(u); err != nil {
-			return bad("%s", err.Error())
-		}
+	if err := authserver.ValidateClient(c, apiNames); err != nil {
+		return problem(http.StatusUnprocessableEntity, err.Error())
 	}
 	return nil
 }

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"strings"
 	"time"
 
@@ -63,76 +62,12 @@ func unixOrZero(t time.Time) int64 {
 	return t.Unix()
 }
 
-var knownGrants = []string{"authorization_code", "password", "refresh_token", "client_credentials",
-	"urn:ietf:params:oauth:grant-type:token-exchange"}
+// cliNames are the registration fields as the CLI's flags name them.
+var cliNames = authserver.RegistrationNames{ID: "--id", Grant: "--grant", RedirectURI: "--redirect-uri",
+	PostLogoutRedirectURI: "--post-logout-redirect-uri", ExchangeAudience: "--exchange-audience"}
 
-// validateClient applies the registration policy.
-func validateClient(c storage.Client) error {
-	if c.ID == "" || strings.ContainsAny(c.ID, " :\t\r\n") {
-		return errors.New("--id is required and must not contain spaces or colons")
-	}
-	if len(c.GrantTypes) == 0 {
-		return errors.New("at least one --grant is required")
-	}
-	for _, gt := range c.GrantTypes {
-		if !slices.Contains(knownGrants, gt) {
-			return fmt.Errorf("unknown grant %q (want one of %s)", gt, strings.Join(knownGrants, ", "))
-		}
-	}
-	if c.Public {
-		for _, gt := range c.GrantTypes {
-			if gt != "authorization_code" && gt != "password" && gt != "refresh_token" { // no token exchange either
-				return fmt.Errorf("a public client may only use the authorization_code, password and refresh_token grants, not %q", gt)
-			}
-		}
-		if c.Introspect {
-			return errors.New("a public client cannot be allowed to introspect")
-		}
-	}
-	for _, s := range c.Scopes {
-		if s == "" || strings.ContainsAny(s, " \"\\") {
-			return fmt.Errorf("invalid scope %q", s)
-		}
-	}
-	for _, u := range c.RedirectURIs {
-		if err := authserver.ValidateRedirectURI(u); err != nil {
-			return err
-		}
-	}
-	if slices.Contains(c.GrantTypes, "authorization_code") && len(c.RedirectURIs) == 0 {
-		return errors.New("the authorization_code grant needs at least one --redirect-uri")
-	}
-	if len(c.RedirectURIs) > 0 && !slices.Contains(c.GrantTypes, "authorization_code") {
-		return errors.New("--redirect-uri is only for clients with --grant authorization_code")
-	}
-	for _, r := range c.Resources {
-		if err := authserver.ValidateResource(r); err != nil {
-			return err
-		}
-	}
-	for _, u := range c.PostLogoutRedirectURIs {
-		if err := authserver.ValidateRedirectURI(u); err != nil {
-			return fmt.Errorf("--post-logout-redirect-uri: %w", err)
-		}
-	}
-	if err := authserver.ValidateSubjectType(c); err != nil {
-		return err
-	}
-	if u := c.BackchannelLogoutURI; u != "" {
-		if err := authserver.ValidateBackchannelLogoutURI(u); err != nil {
-			return err
-		}
-	}
-	for _, a := range c.ExchangeAudiences {
-		if a == "" || strings.ContainsAny(a, " \t\r\n\"\\") {
-			return fmt.Errorf("invalid --exchange-audience %q", a)
-		}
-	}
-	if len(c.ExchangeAudiences) > 0 && !slices.Contains(c.GrantTypes, "urn:ietf:params:oauth:grant-type:token-exchange") {
-		return errors.New("--exchange-audience is only for clients with --grant urn:ietf:params:oauth:grant-type:token-exchange")
-	}
-	return nil
-}
+// validateClient applies the registration policy (authserver.ValidateClient).
+func validateClient(c storage.Client) error { return authserver.ValidateClient(c, cliNames) }
 
 // registrationFlags are the flags clients add and clients update share.
 func registrationFlags(f *pflag.FlagSet, c *storage.Client) {

@@ -1,0 +1,87 @@
+package authserver
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/oauthkit/authserver/storage"
+)
+
+// RegistrationNames are the names ValidateClient gives the registration's
+// fields in its errors, so that each front end speaks its own language:
+// the CLI its flags, the admin API its JSON members.
+type RegistrationNames struct {
+	ID, Grant, RedirectURI, PostLogoutRedirectURI, ExchangeAudience string
+}
+
+// ValidateClient applies the registration policy every front end shares
+// (CLI and admin API): known grants, what a public client may do, scope
+// syntax, redirect URIs and their grant, resources, OpenID Connect logout
+// and subject type, and token-exchange audiences.
+func ValidateClient(c storage.Client, n RegistrationNames) error {
+	if c.ID == "" || len(c.ID) > 200 || strings.ContainsAny(c.ID, " :/\t\r\n") {
+		return fmt.Errorf("%s is required, at most 200 characters, without spaces, colons or slashes", n.ID)
+	}
+	if len(c.GrantTypes) == 0 {
+		return fmt.Errorf("at least one %s is required", n.Grant)
+	}
+	for _, gt := range c.GrantTypes {
+		if !slices.Contains(SupportedGrantTypes, gt) {
+			return fmt.Errorf("unknown grant %q (want one of %s)", gt, strings.Join(SupportedGrantTypes, ", "))
+		}
+		// A public client cannot authenticate: no client_credentials,
+		// and no token exchange either.
+		if c.Public && gt != grantAuthorizationCode && gt != grantPassword && gt != grantRefreshToken {
+			return fmt.Errorf("a public client may only use the authorization_code, password and refresh_token grants, not %q", gt)
+		}
+	}
+	if c.Public && c.Introspect {
+		return errors.New("a public client cannot be allowed to introspect")
+	}
+	for _, s := range c.Scopes {
+		if s == "" || strings.ContainsAny(s, " \"\\") {
+			return fmt.Errorf("invalid scope %q", s)
+		}
+	}
+	for _, u := range c.RedirectURIs {
+		if err := ValidateRedirectURI(u); err != nil {
+			return err
+		}
+	}
+	code := slices.Contains(c.GrantTypes, grantAuthorizationCode)
+	if code && len(c.RedirectURIs) == 0 {
+		return fmt.Errorf("the authorization_code grant needs at least one %s", n.RedirectURI)
+	}
+	if !code && len(c.RedirectURIs) > 0 {
+		return fmt.Errorf("%s is only for clients with the authorization_code grant", n.RedirectURI)
+	}
+	for _, r := range c.Resources {
+		if err := ValidateResource(r); err != nil {
+			return err
+		}
+	}
+	for _, u := range c.PostLogoutRedirectURIs {
+		if err := ValidateRedirectURI(u); err != nil {
+			return fmt.Errorf("%s: %w", n.PostLogoutRedirectURI, err)
+		}
+	}
+	if err := ValidateSubjectType(c); err != nil {
+		return err
+	}
+	if u := c.BackchannelLogoutURI; u != "" {
+		if err := ValidateBackchannelLogoutURI(u); err != nil {
+			return err
+		}
+	}
+	for _, a := range c.ExchangeAudiences {
+		if a == "" || strings.ContainsAny(a, " \t\r\n\"\\") {
+			return fmt.Errorf("invalid %s %q", n.ExchangeAudience, a)
+		}
+	}
+	if len(c.ExchangeAudiences) > 0 && !slices.Contains(c.GrantTypes, grantTokenExchange) {
+		return fmt.Errorf("%s is only for clients with the %s grant", n.ExchangeAudience, grantTokenExchange)
+	}
+	return nil
+}
