@@ -14,9 +14,9 @@ import (
 	"github.com/oauthkit/authserver/storage"
 )
 
-// Client is the API form of a client registration. It never holds a secret
-// hash; ClientSecret is set only in the response that created a secret.
-type Client struct {
+// ClientInput is the body of POST /clients and PUT /clients/{id}: the whole
+// registration (a PUT replaces it). The ID comes from the path on PUT.
+type ClientInput struct {
 	ID           string   `json:"id"`
 	Name         string   `json:"name"`
 	Public       bool     `json:"public"`
@@ -34,10 +34,18 @@ type Client struct {
 	BackchannelLogoutURI   string   `json:"backchannel_logout_uri,omitempty"`
 	SubjectType            string   `json:"subject_type,omitempty"`
 	// ExchangeAudiences are the audiences the client may ask for in a token
-	// exchange (RFC 8693); SecretExpiresAt is when its secret stops working
-	// (Unix seconds, 0 for never; RFC 7591 client_secret_expires_at).
+	// exchange (RFC 8693).
 	ExchangeAudiences []string `json:"exchange_audiences"`
-	SecretExpiresAt   int64    `json:"client_secret_expires_at"`
+}
+
+// Client is the API form of a client registration: its input, and what
+// the server keeps about it. It never holds a secret hash; ClientSecret is
+// set only in the response that created a secret.
+type Client struct {
+	ClientInput
+	// SecretExpiresAt is when the secret stops working (Unix seconds, 0 for
+	// never; RFC 7591 client_secret_expires_at).
+	SecretExpiresAt int64 `json:"client_secret_expires_at"`
 	// Secrets is how many secrets are valid (two during a rotation).
 	Secrets   int    `json:"secrets"`
 	CreatedAt string `json:"created_at"`
@@ -46,33 +54,13 @@ type Client struct {
 	ClientSecret string `json:"client_secret,omitempty"`
 }
 
-// ClientInput is the body of POST /clients and PUT /clients/{id}: the whole
-// registration (a PUT replaces it). The ID comes from the path on PUT.
-type ClientInput struct {
-	ID           string   `json:"id"`
-	Name         string   `json:"name"`
-	Public       bool     `json:"public"`
-	GrantTypes   []string `json:"grant_types"`
-	Scopes       []string `json:"scopes"`
-	Introspect   bool     `json:"introspect"`
-	RedirectURIs []string `json:"redirect_uris"`
-	Resources    []string `json:"resources"`
-	SkipConsent  bool     `json:"skip_consent"`
-	RequirePAR   bool     `json:"require_par"`
-	// PostLogoutRedirectURIs, BackchannelLogoutURI and SubjectType: see Client.
-	PostLogoutRedirectURIs []string `json:"post_logout_redirect_uris"`
-	BackchannelLogoutURI   string   `json:"backchannel_logout_uri,omitempty"`
-	SubjectType            string   `json:"subject_type,omitempty"`
-	// ExchangeAudiences: see Client.
-	ExchangeAudiences []string `json:"exchange_audiences"`
-}
-
 func viewClient(c storage.Client) Client {
-	return Client{ID: c.ID, Name: c.Name, Public: c.Public, GrantTypes: nz(c.GrantTypes), Scopes: nz(c.Scopes),
+	return Client{ClientInput: ClientInput{ID: c.ID, Name: c.Name, Public: c.Public, GrantTypes: nz(c.GrantTypes), Scopes: nz(c.Scopes),
 		Introspect: c.Introspect, RedirectURIs: nz(c.RedirectURIs), Resources: nz(c.Resources),
-		SkipConsent: c.SkipConsent, RequirePAR: c.RequirePAR, Secrets: len(c.SecretHashes),
+		SkipConsent: c.SkipConsent, RequirePAR: c.RequirePAR,
 		PostLogoutRedirectURIs: nz(c.PostLogoutRedirectURIs), BackchannelLogoutURI: c.BackchannelLogoutURI, SubjectType: c.SubjectType,
-		ExchangeAudiences: nz(c.ExchangeAudiences), SecretExpiresAt: unixOrZero(c.SecretExpiresAt),
+		ExchangeAudiences: nz(c.ExchangeAudiences)},
+		SecretExpiresAt: unixOrZero(c.SecretExpiresAt), Secrets: len(c.SecretHashes),
 		CreatedAt: rfc3339(c.CreatedAt), UpdatedAt: rfc3339(c.UpdatedAt)}
 }
 

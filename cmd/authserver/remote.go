@@ -543,10 +543,7 @@ func (r *remote) clientsUpdate(c *cobra.Command, args []string) error {
 		}
 		return err
 	}
-	in := clientInput(c, adminapi.ClientInput{ID: cur.ID, Name: cur.Name, Public: cur.Public, GrantTypes: cur.GrantTypes, Scopes: cur.Scopes,
-		Introspect: cur.Introspect, RedirectURIs: cur.RedirectURIs, Resources: cur.Resources, SkipConsent: cur.SkipConsent, RequirePAR: cur.RequirePAR,
-		PostLogoutRedirectURIs: cur.PostLogoutRedirectURIs, BackchannelLogoutURI: cur.BackchannelLogoutURI, SubjectType: cur.SubjectType,
-		ExchangeAudiences: cur.ExchangeAudiences})
+	in := clientInput(c, cur.ClientInput)
 	var ac adminapi.Client
 	if err := r.do(c.Context(), http.MethodPut, "/clients/"+url.PathEscape(args[0]), in, &ac); err != nil {
 		return err
