@@ -14,7 +14,6 @@ import (
 	"regexp"
 	"strings"
 	"sync"
-	"sync/atomic"
 )
 
 // The authorization code flow scenarios: signin (the sign-in form),
@@ -232,20 +231,6 @@ func prepareAuthorize(ctx context.Context, e *target, conc int) (opFactory, erro
 	}, nil
 }
 
-// codePool is a fixed set of authorization codes, each taken once.
-type codePool struct {
-	codes []string
-	next  atomic.Int64
-}
-
-func (p *codePool) take() (string, bool) {
-	i := p.next.Add(1) - 1
-	if i >= int64(len(p.codes)) {
-		return "", false
-	}
-	return p.codes[i], true
-}
-
 func prepareCode(ctx context.Context, e *target, conc int) (opFactory, error) {
 	if err := e.needWebClient(); err != nil {
 		return nil, err
@@ -255,37 +240,16 @@ func prepareCode(ctx context.Context, e *target, conc int) (opFactory, error) {
 		return nil, err
 	}
 	p := newPKCE()
-	pool := &codePool{codes: make([]string, e.poolSize(4000))}
-	var (
-		wg    sync.WaitGroup
-		next  atomic.Int64
-		once  sync.Once
-		first error
-	)
-	for _, b := range bs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(pool.codes) {
-					return
-				}
-				status, code, err := b.authorize(ctx, p)
-				if err == nil && code == "" {
-					err = fmt.Errorf("status %d", status)
-				}
-				if err != nil {
-					once.Do(func() { first = fmt.Errorf("issuing the code pool: %w", err) })
-					return
-				}
-				pool.codes[i] = code
-			}
-		}()
-	}
-	wg.Wait()
-	if first != nil {
-		return nil, first
+	// One worker per signed-in browser.
+	pool, err := fillPool(ctx, e.poolSize(4000), len(bs), "code", func(ctx context.Context, w, _ int) (string, error) {
+		status, code, err := bs[w].authorize(ctx, p)
+		if err == nil && code == "" {
+			err = fmt.Errorf("status %d", status)
+		}
+		return code, err
+	})
+	if err != nil {
+		return nil, err
 	}
 	auth := basicAuth(e.state.WebClientID, e.state.WebClientSecret)
 	return func(context.Context, int) (op, error) {

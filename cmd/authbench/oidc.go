@@ -14,8 +14,6 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
-	"sync"
-	"sync/atomic"
 )
 
 // OpenID Connect scenarios: the code exchange with openid (access token, ID
@@ -84,38 +82,9 @@ func (e *target) codePool(ctx context.Context, n, conc int, scope string) (*toke
 	q := url.Values{"response_type": {"code"}, "client_id": {benchOIDCClient}, "redirect_uri": {benchOIDCRedirect},
 		"scope": {scope}, "code_challenge": {benchChallenge()}, "code_challenge_method": {"S256"}, "nonce": {"bench-nonce"}}
 	authURL := e.base + "/authorize?" + q.Encode()
-	p := &tokenPool{tokens: make([]string, n)}
-	var (
-		wg    sync.WaitGroup
-		next  atomic.Int64
-		once  sync.Once
-		first error
-	)
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	for range max(1, min(conc, n)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for ctx.Err() == nil {
-				i := int(next.Add(1) - 1)
-				if i >= n {
-					return
-				}
-				code, err := authorizeOnce(ctx, c, authURL)
-				if err != nil {
-					once.Do(func() { first = fmt.Errorf("issuing the code pool: %w", err); cancel() })
-					return
-				}
-				p.tokens[i] = code
-			}
-		}()
-	}
-	wg.Wait()
-	if first != nil {
-		return nil, first
-	}
-	return p, ctx.Err()
+	return fillPool(ctx, n, conc, "code", func(ctx context.Context, _, _ int) (string, error) {
+		return authorizeOnce(ctx, c, authURL)
+	})
 }
 
 func authorizeOnce(ctx context.Context, c *http.Client, authURL string) (string, error) {

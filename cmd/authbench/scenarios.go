@@ -336,6 +336,19 @@ func (p *tokenPool) take() (string, bool) {
 // issuePool gets n access tokens with conc requests at a time; form(i)
 // is the token request of token i.
 func (e *target) issuePool(ctx context.Context, n, conc int, form func(i int) url.Values) (*tokenPool, error) {
+	return fillPool(ctx, n, conc, "token", func(ctx context.Context, _, i int) (string, error) {
+		tp, err := e.mustToken(ctx, form(i))
+		if err != nil {
+			return "", err
+		}
+		return tp.AccessToken, nil
+	})
+}
+
+// fillPool makes a pool of n tokens (access tokens, codes) with workers
+// goroutines calling one(ctx, worker, i) for token i; the first error
+// stops them all.
+func fillPool(ctx context.Context, n, workers int, what string, one func(ctx context.Context, worker, i int) (string, error)) (*tokenPool, error) {
 	p := &tokenPool{tokens: make([]string, n)}
 	var (
 		wg      sync.WaitGroup
@@ -345,7 +358,7 @@ func (e *target) issuePool(ctx context.Context, n, conc int, form func(i int) ur
 	)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	for range max(1, min(conc, n)) {
+	for w := range max(1, min(workers, n)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -354,12 +367,12 @@ func (e *target) issuePool(ctx context.Context, n, conc int, form func(i int) ur
 				if i >= n {
 					return
 				}
-				tp, err := e.mustToken(ctx, form(i))
+				tok, err := one(ctx, w, i)
 				if err != nil {
-					errOnce.Do(func() { first = fmt.Errorf("issuing the token pool: %w", err); cancel() })
+					errOnce.Do(func() { first = fmt.Errorf("issuing the %s pool: %w", what, err); cancel() })
 					return
 				}
-				p.tokens[i] = tp.AccessToken
+				p.tokens[i] = tok
 			}
 		}()
 	}
