@@ -132,10 +132,17 @@ func (e *target) authorizePath(p pkcePair) string {
 	}.Encode()
 }
 
-// authorize sends one /authorize and returns the status and the code of a
-// 303 to the redirect URI (the error is a protocolError when it has none).
+// authorize sends one /authorize of the bench web client and returns the
+// status and the code of a 303 to the redirect URI (the error is a
+// protocolError when it has none).
 func (b *browser) authorize(ctx context.Context, p pkcePair) (int, string, error) {
-	resp, _, err := b.do(ctx, http.MethodGet, b.e.authorizePath(p), nil, false)
+	return b.authorizeAt(ctx, b.e.authorizePath(p), b.e.state.WebRedirectURI)
+}
+
+// authorizeAt sends the /authorize request path and returns the status and
+// the code of a 303 to redirect.
+func (b *browser) authorizeAt(ctx context.Context, path, redirect string) (int, string, error) {
+	resp, _, err := b.do(ctx, http.MethodGet, path, nil, false)
 	if err != nil {
 		return 0, "", err
 	}
@@ -143,7 +150,7 @@ func (b *browser) authorize(ctx context.Context, p pkcePair) (int, string, error
 		return resp.StatusCode, "", nil
 	}
 	loc, err := url.Parse(resp.Header.Get("Location"))
-	if err != nil || !strings.HasPrefix(loc.String(), b.e.state.WebRedirectURI) || loc.Query().Get("code") == "" {
+	if err != nil || !strings.HasPrefix(loc.String(), redirect) || loc.Query().Get("code") == "" {
 		return resp.StatusCode, "", &protocolError{"303 without a code to the redirect URI: " + resp.Header.Get("Location")}
 	}
 	return resp.StatusCode, loc.Query().Get("code"), nil

@@ -7,12 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"html"
-	"io"
 	"net/http"
-	"net/http/cookiejar"
 	"net/url"
-	"regexp"
 	"strings"
 )
 
@@ -36,74 +32,25 @@ func benchChallenge() string {
 	return base64.RawURLEncoding.EncodeToString(h[:])
 }
 
-var csrfFieldRE = regexp.MustCompile(`name="csrf_token" value="([^"]*)"`)
-
-// browserSession signs bench user 0 in through /login and returns a client
-// carrying the session cookie that does not follow redirects.
-func (e *target) browserSession(ctx context.Context) (*http.Client, error) {
+// codePool issues n authorization codes with scope in a browser session of
+// bench user 0.
+func (e *target) codePool(ctx context.Context, n, conc int, scope string) (*tokenPool, error) {
 	if len(e.state.Users) == 0 {
 		return nil, errors.New("the state has no bench users")
 	}
-	jar, _ := cookiejar.New(nil)
-	c := &http.Client{Transport: e.client.Transport, Jar: jar,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.base+"/login", nil)
-	resp, err := c.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("sign-in page: %w", err)
-	}
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	resp.Body.Close()
-	m := csrfFieldRE.FindSubmatch(body)
-	if m == nil {
-		return nil, fmt.Errorf("sign-in page (status %d) has no csrf_token", resp.StatusCode)
-	}
-	form := url.Values{"csrf_token": {html.UnescapeString(string(m[1]))}, "username": {e.state.Users[0]}, "password": {e.state.Password}}
-	req, _ = http.NewRequestWithContext(ctx, http.MethodPost, e.base+"/login", strings.NewReader(form.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	resp, err = c.Do(req)
-	if err != nil {
+	b := e.newBrowser()
+	if err := b.signIn(ctx, e.state.Users[0], e.state.Password); err != nil {
 		return nil, fmt.Errorf("sign-in: %w", err)
 	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("sign-in: status %d", resp.StatusCode)
-	}
-	return c, nil
-}
-
-// codePool issues n authorization codes with scope in the browser session.
-func (e *target) codePool(ctx context.Context, n, conc int, scope string) (*tokenPool, error) {
-	c, err := e.browserSession(ctx)
-	if err != nil {
-		return nil, err
-	}
-	q := url.Values{"response_type": {"code"}, "client_id": {benchOIDCClient}, "redirect_uri": {benchOIDCRedirect},
-		"scope": {scope}, "code_challenge": {benchChallenge()}, "code_challenge_method": {"S256"}, "nonce": {"bench-nonce"}}
-	authURL := e.base + "/authorize?" + q.Encode()
+	path := "/authorize?" + url.Values{"response_type": {"code"}, "client_id": {benchOIDCClient}, "redirect_uri": {benchOIDCRedirect},
+		"scope": {scope}, "code_challenge": {benchChallenge()}, "code_challenge_method": {"S256"}, "nonce": {"bench-nonce"}}.Encode()
 	return fillPool(ctx, n, conc, "code", func(ctx context.Context, _, _ int) (string, error) {
-		return authorizeOnce(ctx, c, authURL)
+		status, code, err := b.authorizeAt(ctx, path, benchOIDCRedirect)
+		if err == nil && code == "" {
+			err = fmt.Errorf("authorize: status %d", status)
+		}
+		return code, err
 	})
-}
-
-func authorizeOnce(ctx context.Context, c *http.Client, authURL string) (string, error) {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, authURL, nil)
-	resp, err := c.Do(req)
-	if err != nil {
-		return "", err
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	loc, err := resp.Location()
-	if err != nil {
-		return "", fmt.Errorf("authorize: status %d without a redirect", resp.StatusCode)
-	}
-	code := loc.Query().Get("code")
-	if code == "" {
-		return "", fmt.Errorf("authorize: redirect without a code (error %q)", loc.Query().Get("error"))
-	}
-	return code, nil
 }
 
 func codeForm(code string) []byte {
