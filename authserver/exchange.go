@@ -2,14 +2,12 @@ package authserver
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"slices"
 	"strings"
 	"time"
 
-	"github.com/go-jose/go-jose/v4"
 	"github.com/ory/fosite"
 
 	"github.com/oauthkit/authserver/storage"
@@ -235,66 +233,15 @@ func (h exchangeHandler) verify(ctx context.Context, token, typ, param string) (
 		return &exchangeParty{subject: c.Subject, clientID: c.ClientID, scope: strings.Fields(c.Scope),
 			audience: c.Audience, act: extra.Act, mayAct: extra.MayAct, expiry: time.Unix(c.Expiry, 0), sess: sess}, nil
 	case tokenTypeID:
-		c, ok := h.verifyIDToken(token)
-		if !ok {
+		c, ok := h.s.verifyIDToken(token)
+		if !ok || c.Expiry <= h.s.cfg.Now().Unix() {
 			return nil, bad
 		}
 		return &exchangeParty{subject: c.Subject, mayAct: c.MayAct, audience: []string{h.s.cfg.Audience},
-			expiry: time.Unix(c.Expiry, 0), idAudience: c.aud}, nil
+			expiry: time.Unix(c.Expiry, 0), idAudience: c.Audience}, nil
 	case "":
 		return nil, invalidRequest("The " + param + "_type parameter is missing.")
 	default:
 		return nil, invalidRequest("The " + param + "_type is not supported.")
 	}
-}
-
-// exchangeIDClaims are the ID token claims an exchange reads.
-type exchangeIDClaims struct {
-	Issuer   string          `json:"iss"`
-	Subject  string          `json:"sub"`
-	Audience json.RawMessage `json:"aud"`
-	Expiry   int64           `json:"exp"`
-	MayAct   *actor          `json:"may_act,omitempty"`
-	aud      []string
-}
-
-// verifyIDToken accepts a JWT (typ JWT or none) signed by one of our keys,
-// with our issuer, a subject, an audience and a future expiry.
-func (h exchangeHandler) verifyIDToken(token string) (*exchangeIDClaims, bool) {
-	if len(token) > maxTokenLength {
-		return nil, false
-	}
-	jws, err := jose.ParseSignedCompact(token, signatureAlgorithms)
-	if err != nil || len(jws.Signatures) != 1 {
-		return nil, false
-	}
-	hd := jws.Signatures[0].Protected
-	if typ, _ := hd.ExtraHeaders[jose.HeaderType].(string); typ != "" && !strings.EqualFold(typ, "JWT") {
-		return nil, false
-	}
-	key, ok := h.s.keys.PublicKey(hd.KeyID)
-	if !ok || key.Algorithm != hd.Algorithm {
-		return nil, false
-	}
-	raw, err := jws.Verify(key)
-	if err != nil {
-		return nil, false
-	}
-	var c exchangeIDClaims
-	if json.Unmarshal(raw, &c) != nil {
-		return nil, false
-	}
-	var aud []string
-	if json.Unmarshal(c.Audience, &aud) != nil {
-		var one string
-		if json.Unmarshal(c.Audience, &one) != nil || one == "" {
-			return nil, false
-		}
-		aud = []string{one}
-	}
-	if c.Issuer != h.s.cfg.Issuer || c.Subject == "" || len(aud) == 0 || c.Expiry <= h.s.cfg.Now().Unix() {
-		return nil, false
-	}
-	c.aud = aud
-	return &c, true
 }

@@ -331,7 +331,7 @@ func oidcHandlers(cfg fosite.Configurator, store *fositeStore, strategy *tokenSt
 type idTokenClaims struct {
 	Issuer   string   `json:"iss"`
 	Subject  string   `json:"sub"`
-	Audience []string `json:"aud"`
+	Audience audience `json:"aud"`
 	Expiry   int64    `json:"exp"`
 	IssuedAt int64    `json:"iat"`
 	AuthTime int64    `json:"auth_time,omitempty"`
@@ -340,7 +340,29 @@ type idTokenClaims struct {
 	AZP      string   `json:"azp,omitempty"`
 	AMR      []string `json:"amr,omitempty"`
 	SID      string   `json:"sid,omitempty"`
+	// MayAct names who may act for the subject in a token exchange
+	// (RFC 8693 §4.4); it is read, never issued.
+	MayAct *actor `json:"may_act,omitempty"`
 	userClaims
+}
+
+// audience is an aud claim, which is a string or an array of strings
+// (RFC 7519 §4.1.3); it is written as an array.
+type audience []string
+
+// UnmarshalJSON accepts both forms of the claim.
+func (a *audience) UnmarshalJSON(b []byte) error {
+	var one string
+	if json.Unmarshal(b, &one) == nil {
+		*a = audience{one}
+		return nil
+	}
+	var many []string
+	if err := json.Unmarshal(b, &many); err != nil {
+		return err
+	}
+	*a = many
+	return nil
 }
 
 // userClaims are the claims about the user (Core §5.1) we can release.
