@@ -107,14 +107,9 @@ func (h exchangeHandler) HandleTokenEndpointRequest(ctx context.Context, ar fosi
 		sub.scope = c.Scopes
 	}
 	if sess.User {
-		u, err := s.store.GetUser(ctx, sess.Subject)
-		if errors.Is(err, storage.ErrNotFound) || (err == nil && u.Disabled) {
-			return newError(http.StatusBadRequest, errInvalidGrant, "The subject_token is invalid, expired or revoked.")
+		if oe := s.refreshUser(ctx, sess, "The subject_token is invalid, expired or revoked."); oe != nil {
+			return oe
 		}
-		if err != nil {
-			return unavailable(err)
-		}
-		fillUserSession(sess, u)
 	}
 	// Delegation: the actor becomes the outermost act over the subject
 	// token's own chain. Impersonation (no actor) carries no act.

@@ -292,14 +292,9 @@ func fillUserSession(sess *session, u storage.User) {
 // token keeps the grant's.
 func (s *Server) refreshSession(ctx context.Context, sess *session, ar fosite.AccessRequester, form map[string][]string) *oauthError {
 	if sess.User {
-		u, err := s.store.GetUser(ctx, sess.Subject)
-		if errors.Is(err, storage.ErrNotFound) || (err == nil && u.Disabled) {
-			return newError(http.StatusBadRequest, errInvalidGrant, "The refresh token is invalid, expired or revoked.")
+		if oe := s.refreshUser(ctx, sess, "The refresh token is invalid, expired or revoked."); oe != nil {
+			return oe
 		}
-		if err != nil {
-			return unavailable(err)
-		}
-		fillUserSession(sess, u)
 	}
 	sess.AccessScope, sess.AccessAudience = nil, nil
 	if v, ok := form["scope"]; ok {
@@ -339,9 +334,16 @@ func (s *Server) flush(ctx context.Context, st *requestState) error {
 // codeSession refreshes the user's facts when a code is exchanged: a user
 // disabled or deleted since the sign-in gets no tokens.
 func (s *Server) codeSession(ctx context.Context, sess *session) *oauthError {
+	return s.refreshUser(ctx, sess, "The authorization code is invalid, expired or revoked.")
+}
+
+// refreshUser reloads the facts of the session's user into it (roles, name
+// and email as they are now); a user deleted or disabled since the grant
+// gets invalid_grant with desc.
+func (s *Server) refreshUser(ctx context.Context, sess *session, desc string) *oauthError {
 	u, err := s.store.GetUser(ctx, sess.Subject)
 	if errors.Is(err, storage.ErrNotFound) || (err == nil && u.Disabled) {
-		return newError(http.StatusBadRequest, errInvalidGrant, "The authorization code is invalid, expired or revoked.")
+		return newError(http.StatusBadRequest, errInvalidGrant, desc)
 	}
 	if err != nil {
 		return unavailable(err)
