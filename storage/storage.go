@@ -91,8 +91,23 @@ type Client struct {
 	// SecretExpiresAt, when set, is when the client's secret stops
 	// authenticating it (RFC 7591 client_secret_expires_at).
 	SecretExpiresAt time.Time
-	CreatedAt       time.Time
-	UpdatedAt       time.Time
+	// TokenEndpointAuthMethod is how the client authenticates (RFC 7591
+	// §2): "client_secret_basic" (empty means this, or "none" for a public
+	// client), "client_secret_post", "client_secret_jwt" or
+	// "private_key_jwt" (RFC 7523).
+	TokenEndpointAuthMethod string
+	// JWKSURI is where the client publishes its public keys (private_key_jwt).
+	JWKSURI string
+	// JWKS is the client's public JWK Set as JSON, when registered by value.
+	JWKS []byte
+	// SecretCiphertext is the client secret encrypted by the keys package,
+	// kept only for client_secret_jwt, whose HMAC needs the secret itself.
+	SecretCiphertext []byte
+	// RequireDPoP refuses token requests without a DPoP proof (RFC 9449 §5.2,
+	// dpop_bound_access_tokens).
+	RequireDPoP bool
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
 }
 
 // TokenKind tells access tokens from refresh tokens.
@@ -122,6 +137,12 @@ const (
 	// Consent is a user's remembered consent to a client (Subject, ClientID);
 	// the payload holds the consented scopes.
 	Consent TokenKind = "consent"
+	// UsedJTI marks a single-use JWT identifier as seen (client assertions,
+	// RFC 7523 §3; DPoP proofs, RFC 9449 §11.1): CreateToken's
+	// ErrAlreadyExists is the replay check, shared by every instance, and
+	// the record expires with the JWT. Signature is a purpose prefix and
+	// the jti (or its hash), for example "dpop:" + jti.
+	UsedJTI TokenKind = "jti"
 )
 
 // Token is the stored record of an issued token. The token itself is never

@@ -263,6 +263,7 @@ func cloneClient(c storage.Client) storage.Client {
 	c.PostLogoutRedirectURIs = slices.Clone(c.PostLogoutRedirectURIs)
 	c.Resources = slices.Clone(c.Resources)
 	c.ExchangeAudiences = slices.Clone(c.ExchangeAudiences)
+	c.JWKS, c.SecretCiphertext = slices.Clone(c.JWKS), slices.Clone(c.SecretCiphertext)
 	c.SecretExpiresAt = c.SecretExpiresAt.UTC()
 	c.CreatedAt = c.CreatedAt.UTC()
 	c.UpdatedAt = c.UpdatedAt.UTC()

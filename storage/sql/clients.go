@@ -26,13 +26,21 @@ type clientSettings struct {
 	// Token exchange and secret expiry.
 	ExchangeAudiences []string   `json:"exchange_audiences,omitempty"`
 	SecretExpiresAt   *time.Time `json:"secret_expires_at,omitempty"`
+	// Client authentication (RFC 7523) and DPoP (RFC 9449).
+	TokenEndpointAuthMethod string `json:"token_endpoint_auth_method,omitempty"`
+	JWKSURI                 string `json:"jwks_uri,omitempty"`
+	JWKS                    []byte `json:"jwks,omitempty"`
+	SecretCiphertext        []byte `json:"secret_ciphertext,omitempty"`
+	RequireDPoP             bool   `json:"require_dpop,omitempty"`
 }
 
 func encodeClientSettings(c storage.Client) string {
 	cs := clientSettings{RedirectURIs: c.RedirectURIs, Resources: c.Resources,
 		SkipConsent: c.SkipConsent, RequirePAR: c.RequirePAR,
 		PostLogoutRedirectURIs: c.PostLogoutRedirectURIs, BackchannelLogoutURI: c.BackchannelLogoutURI,
-		SubjectType: c.SubjectType, ExchangeAudiences: c.ExchangeAudiences}
+		SubjectType: c.SubjectType, ExchangeAudiences: c.ExchangeAudiences,
+		TokenEndpointAuthMethod: c.TokenEndpointAuthMethod, JWKSURI: c.JWKSURI, JWKS: c.JWKS,
+		SecretCiphertext: c.SecretCiphertext, RequireDPoP: c.RequireDPoP}
 	if !c.SecretExpiresAt.IsZero() {
 		exp := c.SecretExpiresAt.UTC()
 		cs.SecretExpiresAt = &exp
@@ -58,6 +66,8 @@ func scanClient(row scanner) (storage.Client, error) {
 	c.RedirectURIs, c.Resources, c.SkipConsent, c.RequirePAR = cs.RedirectURIs, cs.Resources, cs.SkipConsent, cs.RequirePAR
 	c.PostLogoutRedirectURIs, c.BackchannelLogoutURI, c.SubjectType = cs.PostLogoutRedirectURIs, cs.BackchannelLogoutURI, cs.SubjectType
 	c.ExchangeAudiences = cs.ExchangeAudiences
+	c.TokenEndpointAuthMethod, c.JWKSURI, c.JWKS = cs.TokenEndpointAuthMethod, cs.JWKSURI, cs.JWKS
+	c.SecretCiphertext, c.RequireDPoP = cs.SecretCiphertext, cs.RequireDPoP
 	if cs.SecretExpiresAt != nil {
 		c.SecretExpiresAt = cs.SecretExpiresAt.UTC()
 	}

@@ -34,22 +34,27 @@ func newUser(id, email string) storage.User {
 
 func newClient(id string) storage.Client {
 	return storage.Client{
-		ID:                     id,
-		SecretHashes:           []string{"$argon2id$new", "$argon2id$old"},
-		GrantTypes:             []string{"password", "refresh_token"},
-		Scopes:                 []string{"openid", "offline"},
-		Introspect:             true,
-		Name:                   "Client " + id,
-		RedirectURIs:           []string{"https://app.example/cb", "http://127.0.0.1/cb", "com.example.app:/cb"},
-		Resources:              []string{"https://api.example/"},
-		SkipConsent:            true,
-		PostLogoutRedirectURIs: []string{"https://app.example/bye"},
-		BackchannelLogoutURI:   "https://app.example/backchannel",
-		SubjectType:            "pairwise",
-		ExchangeAudiences:      []string{"https://orders.example/", "billing"},
-		SecretExpiresAt:        at(time.Hour),
-		CreatedAt:              at(0),
-		UpdatedAt:              at(time.Second),
+		ID:                      id,
+		SecretHashes:            []string{"$argon2id$new", "$argon2id$old"},
+		GrantTypes:              []string{"password", "refresh_token"},
+		Scopes:                  []string{"openid", "offline"},
+		Introspect:              true,
+		Name:                    "Client " + id,
+		RedirectURIs:            []string{"https://app.example/cb", "http://127.0.0.1/cb", "com.example.app:/cb"},
+		Resources:               []string{"https://api.example/"},
+		SkipConsent:             true,
+		PostLogoutRedirectURIs:  []string{"https://app.example/bye"},
+		BackchannelLogoutURI:    "https://app.example/backchannel",
+		SubjectType:             "pairwise",
+		ExchangeAudiences:       []string{"https://orders.example/", "billing"},
+		SecretExpiresAt:         at(time.Hour),
+		TokenEndpointAuthMethod: "private_key_jwt",
+		JWKSURI:                 "https://app.example/jwks.json",
+		JWKS:                    []byte(`{"keys":[]}`),
+		SecretCiphertext:        []byte{1, 2, 3},
+		RequireDPoP:             true,
+		CreatedAt:               at(0),
+		UpdatedAt:               at(time.Second),
 	}
 }
 
@@ -121,6 +126,13 @@ func checkClient(t *testing.T, got, want storage.Client) {
 	checkStrings(t, "client resources", got.Resources, want.Resources)
 	checkStrings(t, "client exchange audiences", got.ExchangeAudiences, want.ExchangeAudiences)
 	checkTime(t, "client secret_expires_at", got.SecretExpiresAt, want.SecretExpiresAt)
+	if got.TokenEndpointAuthMethod != want.TokenEndpointAuthMethod || got.JWKSURI != want.JWKSURI ||
+		string(got.JWKS) != string(want.JWKS) || string(got.SecretCiphertext) != string(want.SecretCiphertext) ||
+		got.RequireDPoP != want.RequireDPoP {
+		t.Errorf("client auth fields: got %q %q %q %v %v, want %q %q %q %v %v",
+			got.TokenEndpointAuthMethod, got.JWKSURI, got.JWKS, got.SecretCiphertext, got.RequireDPoP,
+			want.TokenEndpointAuthMethod, want.JWKSURI, want.JWKS, want.SecretCiphertext, want.RequireDPoP)
+	}
 	checkStrings(t, "client secret hashes", got.SecretHashes, want.SecretHashes)
 	checkStrings(t, "client grant types", got.GrantTypes, want.GrantTypes)
 	checkStrings(t, "client scopes", got.Scopes, want.Scopes)
