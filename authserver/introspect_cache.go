@@ -55,31 +55,39 @@ type cachedIntrospection struct {
 	kid string
 }
 
-// introCache is the bounded cache of verified access tokens.
-type introCache struct {
+// tokenCache is a bounded cache keyed by the SHA-256 of a token: the
+// verified access tokens of introspection and of UserInfo.
+type tokenCache[V any] struct {
 	mu  sync.RWMutex
-	m   map[[32]byte]cachedIntrospection
+	m   map[[32]byte]V
 	max int
 }
 
-func newIntroCache(size int) *introCache {
+// introCache is the cache of introspection answers.
+type introCache = tokenCache[cachedIntrospection]
+
+// newTokenCache returns a cache of at most size entries (the default size
+// for 0), or nil (no cache) for a negative size.
+func newTokenCache[V any](size int) *tokenCache[V] {
 	if size < 0 {
 		return nil
 	}
 	if size == 0 {
 		size = defaultIntrospectionCacheSize
 	}
-	return &introCache{m: make(map[[32]byte]cachedIntrospection, min(size, 1024)), max: size}
+	return &tokenCache[V]{m: make(map[[32]byte]V, min(size, 1024)), max: size}
 }
 
-func (c *introCache) get(k [32]byte) (cachedIntrospection, bool) {
+func newIntroCache(size int) *introCache { return newTokenCache[cachedIntrospection](size) }
+
+func (c *tokenCache[V]) get(k [32]byte) (V, bool) {
 	c.mu.RLock()
 	e, ok := c.m[k]
 	c.mu.RUnlock()
 	return e, ok
 }
 
-func (c *introCache) put(k [32]byte, e cachedIntrospection) {
+func (c *tokenCache[V]) put(k [32]byte, e V) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, ok := c.m[k]; !ok && len(c.m) >= c.max {
@@ -91,14 +99,14 @@ func (c *introCache) put(k [32]byte, e cachedIntrospection) {
 	c.m[k] = e
 }
 
-func (c *introCache) remove(k [32]byte) {
+func (c *tokenCache[V]) remove(k [32]byte) {
 	c.mu.Lock()
 	delete(c.m, k)
 	c.mu.Unlock()
 }
 
 // len reports the number of entries (for tests and metrics).
-func (c *introCache) len() int {
+func (c *tokenCache[V]) len() int {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	return len(c.m)

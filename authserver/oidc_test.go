@@ -49,8 +49,18 @@ func (e *oidcEnv) clock() time.Time { e.mu.Lock(); defer e.mu.Unlock(); return e
 func (e *oidcEnv) advance(d time.Duration) { e.mu.Lock(); e.now = e.now.Add(d); e.mu.Unlock() }
 
 func newOIDCEnv(t *testing.T, mods ...func(*storage.Client)) *oidcEnv {
+	return newOIDCEnvConfig(t, nil, mods...)
+}
+
+// newOIDCEnvConfig is newOIDCEnv with cfg applied to the server's Config.
+func newOIDCEnvConfig(t *testing.T, cfg func(*Config), mods ...func(*storage.Client)) *oidcEnv {
 	e := &oidcEnv{now: time.Now().Add(-time.Minute)}
-	e.testEnv = newTestEnv(t, openMemory(t), func(c *Config) { c.Now = e.clock })
+	e.testEnv = newTestEnv(t, openMemory(t), func(c *Config) {
+		c.Now = e.clock
+		if cfg != nil {
+			cfg(c)
+		}
+	})
 	seedCodeClients(t, e.testEnv)
 	c := storage.Client{ID: "rp", Name: "Relying Party", SecretHashes: []string{password.HashSecret(rpSecret)},
 		GrantTypes: []string{"authorization_code", "refresh_token"}, Scopes: []string{"openid", "profile", "email", "offline_access", "read"},

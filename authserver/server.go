@@ -184,13 +184,17 @@ type Server struct {
 	collectors  []prometheus.Collector
 	clientCache *clientCache
 	introCache  *introCache
-	revoked     *revocationSet
-	metrics     *metrics
-	committer   *committer
-	draining    atomic.Bool
-	pages       *ui.Pages
-	csrf        ui.CSRF
-	scopes      scopeCache
+	// userinfoCache and userCache answer UserInfo from memory, with the
+	// rules of introCache (userinfo.go).
+	userinfoCache *tokenCache[cachedUserinfo]
+	userCache     *tokenCache[cachedUser]
+	revoked       *revocationSet
+	metrics       *metrics
+	committer     *committer
+	draining      atomic.Bool
+	pages         *ui.Pages
+	csrf          ui.CSRF
+	scopes        scopeCache
 	// basePath is the issuer's path ("" for an issuer at a host's root).
 	basePath string
 	// backchannel counts back-channel logout deliveries in flight.
@@ -240,6 +244,8 @@ func New(cfg Config, store storage.Store, km *keys.Manager, opts ...Option) (*Se
 		s.metrics.commitDuration.Observe(d.Seconds())
 	})
 	s.introCache = newIntroCache(cfg.IntrospectionCacheSize)
+	s.userinfoCache = newTokenCache[cachedUserinfo](cfg.IntrospectionCacheSize)
+	s.userCache = newTokenCache[cachedUser](cfg.IntrospectionCacheSize)
 	s.revoked = newRevocationSet(store, cfg.RevocationMaxDelay)
 	s.clientCache = &clientCache{key: deriveKey(cfg.Secret, "client-cache"), ttl: cfg.ClientCacheTTL, m: map[[32]byte]cachedClient{}}
 	if !cfg.Throttle.Disabled {

@@ -1,12 +1,15 @@
 package authserver
 
 import (
+	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"mime"
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/oauthkit/authserver/storage"
 )
@@ -52,25 +55,91 @@ func (s *Server) handleUserinfo(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	c, err := s.strategy.verifyAccessToken(token)
-	if err != nil {
-		bearerError(w, http.StatusUnauthorized, errInvalidToken, "The access token is invalid or expired.")
+	grant, oe := s.userinfoGrant(ctx, token)
+	if oe != nil {
+		bearerError(w, oe.Status, oe.Code, oe.Description)
 		return
 	}
-	rec, err := s.liveAccessRecord(ctx, jwtSignature(token))
+	if grant == nil {
+		writeOAuthError(w, unavailable(errUserinfoStorage))
+		return
+	}
+	u, err := s.userinfoUser(ctx, grant.userID)
 	if errors.Is(err, storage.ErrNotFound) {
-		bearerError(w, http.StatusUnauthorized, errInvalidToken, "The access token is invalid, expired or revoked.")
+		bearerError(w, http.StatusUnauthorized, errInvalidToken, "The access token's user no longer exists.")
 		return
 	}
 	if err != nil {
-		s.log.ErrorContext(ctx, "userinfo: reading the access token record", "err", err)
 		writeOAuthError(w, unavailable(err))
 		return
 	}
+	writeJSON(w, http.StatusOK, userinfoResponse{Subject: grant.subject, userClaims: releaseClaims(grant.claims, u.name, u.email, u.updated)})
+}
+
+// errUserinfoStorage stands for a storage failure already logged.
+var errUserinfoStorage = errors.New("authserver: userinfo: storage unavailable")
+
+// cachedUserinfo is what UserInfo needs of a verified, live access token
+// with the openid scope.
+type cachedUserinfo struct {
+	subject string   // the token's sub (pairwise for pairwise clients)
+	userID  string   // the stored user's ID
+	claims  []string // the claim names the scopes and claims request release
+	exp     int64
+	sig     revocationKey
+	kid     string
+}
+
+// cachedUser is a user's released fields, read at a known time.
+type cachedUser struct {
+	name, email string
+	updated     time.Time
+	read        time.Time
+}
+
+// userinfoGrant verifies the access token once per instance: later calls
+// with the same token are answered from the cache of verified tokens (the
+// same rules as introspection: the key still published, not expired, and
+// not revoked per a revocation set at most RevocationMaxDelay old). It
+// returns an RFC 6750 error for a bad token, or nil and nil when storage
+// failed.
+func (s *Server) userinfoGrant(ctx context.Context, token string) (*cachedUserinfo, *oauthError) {
+	var key [32]byte
+	cacheable := s.userinfoCache != nil && len(token) <= maxTokenLength
+	if cacheable {
+		key = sha256.Sum256([]byte(token))
+		if e, ok := s.userinfoCache.get(key); ok {
+			_, published := s.keys.PublicKey(e.kid)
+			switch {
+			case e.exp <= s.cfg.Now().Unix() || !published:
+				s.userinfoCache.remove(key)
+				return nil, bearerErr(http.StatusUnauthorized, errInvalidToken, "The access token is invalid or expired.")
+			case s.revoked.fresh(ctx):
+				if s.revoked.revoked(e.sig) {
+					s.userinfoCache.remove(key)
+					return nil, bearerErr(http.StatusUnauthorized, errInvalidToken, "The access token is invalid, expired or revoked.")
+				}
+				return &e, nil
+			}
+			// The revocation set is stale (storage unreachable): ask storage.
+		}
+	}
+	c, kid, err := s.strategy.verifyAccessTokenKey(token)
+	if err != nil {
+		return nil, bearerErr(http.StatusUnauthorized, errInvalidToken, "The access token is invalid or expired.")
+	}
+	sig := jwtSignature(token)
+	rec, err := s.liveAccessRecord(ctx, sig)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, bearerErr(http.StatusUnauthorized, errInvalidToken, "The access token is invalid, expired or revoked.")
+	}
+	if err != nil {
+		s.log.ErrorContext(ctx, "userinfo: reading the access token record", "err", err)
+		return nil, nil
+	}
 	scopes := strings.Fields(c.Scope)
 	if !slices.Contains(scopes, scopeOpenID) {
-		bearerError(w, http.StatusForbidden, errInsufficientScope, "The access token was not granted the openid scope.")
-		return
+		return nil, bearerErr(http.StatusForbidden, errInsufficientScope, "The access token was not granted the openid scope.")
 	}
 	// Only the claims request of the stored session is needed.
 	var stored struct {
@@ -81,26 +150,52 @@ func (s *Server) handleUserinfo(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := json.Unmarshal(rec.Payload, &stored); err != nil {
 		s.log.ErrorContext(ctx, "userinfo: decoding the access token record", "err", err)
-		writeOAuthError(w, serverError(err))
-		return
+		return nil, nil
 	}
-	u, err := s.store.GetUser(ctx, stored.Session.Subject)
-	if errors.Is(err, storage.ErrNotFound) || (err == nil && u.Disabled) {
-		bearerError(w, http.StatusUnauthorized, errInvalidToken, "The access token's user no longer exists.")
-		return
-	}
-	if err != nil {
-		writeOAuthError(w, unavailable(err))
-		return
-	}
-	var names []string
+	e := cachedUserinfo{subject: c.Subject, userID: stored.Session.Subject, exp: c.Expiry, sig: revocationKeyOf(sig), kid: kid}
 	for _, sc := range scopes {
-		names = append(names, scopeClaims[sc]...)
+		e.claims = append(e.claims, scopeClaims[sc]...)
 	}
 	if f := stored.Session.OIDC; f != nil {
-		names = append(names, f.Claims.UserInfo...)
+		e.claims = append(e.claims, f.Claims.UserInfo...)
 	}
-	writeJSON(w, http.StatusOK, userinfoResponse{Subject: c.Subject, userClaims: releaseClaims(names, u.Name, u.Email, u.UpdatedAt)})
+	if cacheable {
+		// As for introspection: a revocation committed after the record
+		// was read is in the revocation set before a hit is answered.
+		s.userinfoCache.put(key, e)
+	}
+	return &e, nil
+}
+
+// userinfoUser returns the released fields of a user that exists and is
+// not disabled, from a per-instance copy at most RevocationMaxDelay old (a
+// disabled user's tokens are revoked, which the revocation set reports
+// within the same delay). ErrNotFound means no such enabled user.
+func (s *Server) userinfoUser(ctx context.Context, id string) (cachedUser, error) {
+	now := time.Now()
+	if s.userCache != nil {
+		if u, ok := s.userCache.get(userCacheKey(id)); ok && now.Sub(u.read) < s.revoked.maxDelay {
+			return u, nil
+		}
+	}
+	u, err := s.store.GetUser(ctx, id)
+	if err == nil && u.Disabled {
+		err = storage.ErrNotFound
+	}
+	if err != nil {
+		return cachedUser{}, err
+	}
+	cu := cachedUser{name: u.Name, email: u.Email, updated: u.UpdatedAt, read: now}
+	if s.userCache != nil {
+		s.userCache.put(userCacheKey(id), cu)
+	}
+	return cu, nil
+}
+
+func userCacheKey(id string) [32]byte { return sha256.Sum256([]byte(id)) }
+
+func bearerErr(status int, code, desc string) *oauthError {
+	return &oauthError{Status: status, Code: code, Description: desc}
 }
 
 // bearerToken reads the access token from the Authorization header or a
