@@ -57,6 +57,9 @@ type Config struct {
 	// HashQueueTimeout (default 2s) and then get 503 temporarily_unavailable.
 	MaxConcurrentHashes int
 	HashQueueTimeout    time.Duration
+	// HashGCPercent is the garbage collector's target (GOGC) while password
+	// hashes run (default 25; negative: leave GOGC alone). See hashGC.
+	HashGCPercent int
 	// MaxBodyBytes limits request bodies at the OAuth endpoints (default 64 KiB).
 	MaxBodyBytes int64
 	// IntrospectionJWTTTL is the lifetime of signed (RFC 9701) introspection
@@ -135,6 +138,9 @@ func (c *Config) setDefaults() error {
 	if c.HashQueueTimeout <= 0 {
 		c.HashQueueTimeout = 2 * time.Second
 	}
+	if c.HashGCPercent == 0 {
+		c.HashGCPercent = defaultHashGCPercent
+	}
 	if c.MaxBodyBytes <= 0 {
 		c.MaxBodyBytes = 64 << 10
 	}
@@ -175,6 +181,7 @@ type Server struct {
 	strategy *tokenStrategy
 	log      *slog.Logger
 	hashSem  chan struct{}
+	hashGC   *hashGC
 	// dummyHash is verified for unknown users so that every password
 	// attempt costs one hash.
 	dummyHash   string
@@ -243,6 +250,7 @@ func New(cfg Config, store storage.Store, km *keys.Manager, opts ...Option) (*Se
 		s.metrics.commitBatch.Observe(float64(n))
 		s.metrics.commitDuration.Observe(d.Seconds())
 	})
+	s.hashGC = newHashGC(cfg.HashGCPercent)
 	s.introCache = newIntroCache(cfg.IntrospectionCacheSize)
 	s.userinfoCache = newTokenCache[cachedUserinfo](cfg.IntrospectionCacheSize)
 	s.userCache = newTokenCache[cachedUser](cfg.IntrospectionCacheSize)
@@ -435,7 +443,9 @@ func (s *Server) authenticateUser(ctx context.Context, email, pw string) (storag
 	case <-ctx.Done():
 		return storage.User{}, unavailable(ctx.Err())
 	}
+	s.hashGC.enter()
 	rehash, verr := password.Verify(pw, hash, s.cfg.PasswordParams)
+	s.hashGC.exit()
 	<-s.hashSem
 	if !found || verr != nil || u.Disabled {
 		if verr != nil && !errors.Is(verr, password.ErrMismatch) && found {
