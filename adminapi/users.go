@@ -1,7 +1,9 @@
 package adminapi
 
 import (
+	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -9,6 +11,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/gorilla/mux"
 
@@ -97,19 +101,52 @@ func (a *API) listUsers(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var us []storage.User
-	if email := r.URL.Query().Get("email"); email != "" {
+	q := r.URL.Query()
+	if email := q.Get("email"); email != "" {
+		var us []storage.User
 		u, err := a.cfg.Store.GetUserByEmail(r.Context(), email)
 		if err == nil {
 			us = []storage.User{u}
 		} else if !errors.Is(err, storage.ErrNotFound) {
 			return err
 		}
-	} else if us, err = a.cfg.Store.ListUsers(r.Context()); err != nil {
+		writeJSON(w, http.StatusOK, paginate(us, func(u storage.User) string { return u.ID }, viewUser, limit, after))
+		return nil
+	}
+	prefix := q.Get("email_prefix")
+	if len(prefix) > 320 || !utf8.ValidString(prefix) || strings.ContainsFunc(prefix, unicode.IsControl) {
+		return problem(http.StatusBadRequest, "email_prefix must be at most 320 characters of text")
+	}
+	l, err := a.userPage(r.Context(), storage.UserQuery{EmailPrefix: prefix, After: after, Limit: limit})
+	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, paginate(us, func(u storage.User) string { return u.ID }, viewUser, limit, after))
+	writeJSON(w, http.StatusOK, l)
 	return nil
+}
+
+// userPage reads one page of users from the store's index, and the cursor
+// of the next page when there is one: the last ID, or with an email prefix
+// the last lower-cased email.
+func (a *API) userPage(ctx context.Context, q storage.UserQuery) (List[User], error) {
+	limit := q.Limit
+	q.Limit++ // one more tells whether a next page exists
+	us, err := a.cfg.Store.ListUsersPage(ctx, q)
+	if err != nil {
+		return List[User]{}, err
+	}
+	out := List[User]{Items: make([]User, 0, min(len(us), limit))}
+	for _, u := range us[:min(len(us), limit)] {
+		out.Items = append(out.Items, viewUser(u))
+	}
+	if len(us) > limit {
+		last := us[limit-1].ID
+		if q.EmailPrefix != "" {
+			last = strings.ToLower(us[limit-1].Email)
+		}
+		out.NextCursor = base64.RawURLEncoding.EncodeToString([]byte(last))
+	}
+	return out, nil
 }
 
 func (a *API) getUser(w http.ResponseWriter, r *http.Request) error {
