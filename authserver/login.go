@@ -113,6 +113,10 @@ func (s *Server) postLogin(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if form.Has(fieldChange) {
+		s.postPasswordChange(w, r, form, az, auth)
+		return
+	}
 	username, pw := strings.TrimSpace(form.Get("username")), form.Get("password")
 	if username == "" || pw == "" || len(username) > maxCredential || len(pw) > maxCredential {
 		s.renderLogin(w, r, http.StatusBadRequest, az, auth, limitString(username, maxCredential), "Enter your email and password.")
@@ -142,6 +146,17 @@ func (s *Server) postLogin(w http.ResponseWriter, r *http.Request) {
 			s.log.Warn("sign-in bookkeeping failed", "err", err)
 		}
 	}
+	if u.MustChangePassword {
+		s.startPasswordChange(w, r, az, auth, u)
+		return
+	}
+	s.signedIn(w, r, u, auth)
+}
+
+// signedIn starts the session of u, whose credentials were just verified,
+// and continues the pending authorization request auth, if any.
+func (s *Server) signedIn(w http.ResponseWriter, r *http.Request, u storage.User, auth string) {
+	ctx := r.Context()
 	if _, err := s.startSession(ctx, w, r, u); err != nil {
 		s.log.Error("could not start a session", "err", err)
 		s.errorPage(w, http.StatusServiceUnavailable, errTemporarilyUnavailable, genericUnavailableDetail)

@@ -27,9 +27,11 @@ var SupportedGrantTypes = []string{grantAuthorizationCode, grantPassword, grantR
 
 // requestState carries what our fosite hooks learn during one token request.
 type requestState struct {
-	client      *storage.Client
-	user        *storage.User
-	refreshRace bool
+	client *storage.Client
+	user   *storage.User
+	// passwordChange: the password grant's user must change the password.
+	passwordChange bool
+	refreshRace    bool
 	// codeReuse is set when the presented code had already been exchanged
 	// (fosite then revokes the tokens issued from it).
 	codeReuse bool
@@ -143,6 +145,9 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) (*tokenResponse, 
 		// The registration is the policy; fosite words some cases (a public
 		// client asking for client_credentials) as invalid_grant.
 		err = newError(http.StatusBadRequest, errUnauthorizedClient, "The client is not allowed to use this grant type.")
+	}
+	if err != nil && st.passwordChange {
+		err = newError(http.StatusBadRequest, errInvalidGrant, descPasswordChange)
 	}
 	if err != nil {
 		oe := toOAuthError(err)

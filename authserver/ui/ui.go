@@ -20,7 +20,9 @@ var embedded embed.FS
 
 // Page names, one per template file.
 const (
-	PageLogin     = "login"
+	PageLogin = "login"
+	// PagePassword asks for a new password after an administrator's reset.
+	PagePassword  = "password"
 	PageConsent   = "consent"
 	PageMessage   = "message"
 	PageLogout    = "logout"
@@ -70,7 +72,7 @@ func New(dir, base string) (*Pages, error) {
 	}
 	p := &Pages{pages: map[string]*template.Template{}, base: base}
 	funcs := template.FuncMap{"static": func(name string) string { return base + staticPrefix + name }}
-	for _, name := range []string{PageLogin, PageConsent, PageMessage, PageLogout, PageConsents} {
+	for _, name := range []string{PageLogin, PagePassword, PageConsent, PageMessage, PageLogout, PageConsents} {
 		body, err := fs.ReadFile(tfs, name+templateExt)
 		if err != nil {
 			return nil, fmt.Errorf("ui: template %s: %w", name, err)
