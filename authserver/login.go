@@ -100,6 +100,10 @@ func (s *Server) postLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	auth := form.Get(fieldAuth)
+	if form.Has(fieldChange) {
+		s.postPasswordChange(w, r, form, auth)
+		return
+	}
 	if !s.csrf.Valid(form.Get(fieldCSRF), "login", s.cookieValue(r, csrfCookieName), "auth:"+auth) {
 		s.audit(ctx, "csrf_rejected", slog.String("form", "login"))
 		s.errorPage(w, http.StatusForbidden, errInvalidRequest, "This form has expired or was not sent from this site. Go back, reload the page and try again.")
@@ -112,10 +116,6 @@ func (s *Server) postLogin(w http.ResponseWriter, r *http.Request) {
 			s.authorizeFailed(w, r, az, aerr)
 			return
 		}
-	}
-	if form.Has(fieldChange) {
-		s.postPasswordChange(w, r, form, az, auth)
-		return
 	}
 	username, pw := strings.TrimSpace(form.Get("username")), form.Get("password")
 	if username == "" || pw == "" || len(username) > maxCredential || len(pw) > maxCredential {

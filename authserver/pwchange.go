@@ -80,13 +80,21 @@ func (s *Server) renderPasswordChange(w http.ResponseWriter, r *http.Request, st
 // postPasswordChange handles the change form: it checks the handle and the
 // new password, stores the password's hash, clears MustChangePassword and
 // signs the user in.
-func (s *Server) postPasswordChange(w http.ResponseWriter, r *http.Request, form url.Values, az *authzRequest, auth string) {
+func (s *Server) postPasswordChange(w http.ResponseWriter, r *http.Request, form url.Values, auth string) {
 	ctx := r.Context()
 	handle := form.Get(fieldChange)
 	if len(handle) > 100 || !s.csrf.Valid(form.Get(fieldCSRF), "password_change", s.cookieValue(r, csrfCookieName), "auth:"+auth, hashHandle(handle)) {
 		s.audit(ctx, "csrf_rejected", slog.String("form", "password_change"))
 		s.errorPage(w, http.StatusForbidden, errInvalidRequest, "This form has expired or was not sent from this site. Go back, reload the page and try again.")
 		return
+	}
+	var az *authzRequest
+	if auth != "" {
+		var aerr *authzError
+		if az, aerr = s.loadPending(ctx, auth); aerr != nil {
+			s.authorizeFailed(w, r, az, aerr)
+			return
+		}
 	}
 	sig := hashHandle(handle)
 	t, err := s.store.GetToken(ctx, passwordChangeKind, sig)
