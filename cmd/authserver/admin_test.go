@@ -439,6 +439,10 @@ func serveInProcess(t *testing.T, db string, args ...string) (base string, stop 
 	ctx, cancel := context.WithCancel(t.Context())
 	logs := &testbin.Buffer{}
 	all := append([]string{"serve", "--db", db, "--addr", "127.0.0.1:0", "--argon2-memory", "64", "--argon2-time", "1"}, args...)
+	if !slices.Contains(args, "--admin-addr") {
+		// Tests run servers side by side: none takes the default 127.0.0.1:8081.
+		all = append(all, "--admin-addr", "off")
+	}
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, all, strings.NewReader(""), &bytes.Buffer{}, logs) }()
 	deadline := time.Now().Add(30 * time.Second)
