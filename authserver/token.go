@@ -27,11 +27,9 @@ var SupportedGrantTypes = []string{grantAuthorizationCode, grantPassword, grantR
 
 // requestState carries what our fosite hooks learn during one token request.
 type requestState struct {
-	client *storage.Client
-	user   *storage.User
-	// passwordChange: the password grant's user must change the password.
-	passwordChange bool
-	refreshRace    bool
+	client      *storage.Client
+	user        *storage.User
+	refreshRace bool
 	// codeReuse is set when the presented code had already been exchanged
 	// (fosite then revokes the tokens issued from it).
 	codeReuse bool
@@ -61,6 +59,9 @@ type requestState struct {
 	oidcGrant bool
 	// exchangeExpiry caps an exchanged token's expiry (see exchange.go).
 	exchangeExpiry time.Time
+	// passwordChange: the password grant's user must change the password
+	// (an administrator's reset with force_change).
+	passwordChange bool
 }
 
 type stateKey struct{}

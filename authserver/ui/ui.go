@@ -20,13 +20,12 @@ var embedded embed.FS
 
 // Page names, one per template file.
 const (
-	PageLogin = "login"
-	// PagePassword asks for a new password after an administrator's reset.
-	PagePassword  = "password"
+	PageLogin     = "login"
 	PageConsent   = "consent"
 	PageMessage   = "message"
 	PageLogout    = "logout"
 	PageConsents  = "consents"
+	PagePassword  = "password" // a new password after an administrator's reset
 	pageLayout    = "layout"
 	staticPrefix  = "/ui/static/"
 	templatesDir  = "templates"
