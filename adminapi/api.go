@@ -63,6 +63,13 @@ type Config struct {
 	// used except on a loopback address for development
 	// (--admin-insecure-loopback); New logs a warning.
 	InsecureSkipAuth bool
+	// ClientCertificates authenticates a request by its TLS client
+	// certificate instead of a bearer token when the connection carries a
+	// verified one: the listener's tls.Config must verify client
+	// certificates against the operators' CA (ClientCAs with
+	// VerifyClientCertIfGiven, as --admin-client-ca sets up). The
+	// certificate's subject is the actor in the audit log.
+	ClientCertificates bool
 	// PasswordParams hash new passwords; default password.DefaultParams.
 	PasswordParams password.Params
 	Logger         *slog.Logger
@@ -134,7 +141,9 @@ func (a *API) Handler() http.Handler {
 	h("/users/{id}/enable", a.enableUser, http.MethodPost)
 	h("/users/{id}/consents", a.listConsents, http.MethodGet)
 	h("/users/{id}/consents", a.revokeConsents, http.MethodDelete)
+	h("/users/{id}/sessions", a.listSessions, http.MethodGet)
 	h("/users/{id}/sessions", a.revokeSessions, http.MethodDelete)
+	h("/users/{id}/sessions/{sid}", a.endSession, http.MethodDelete)
 	h("/keys", a.listKeys, http.MethodGet)
 	h("/keys/rotate", a.rotateKeys, http.MethodPost)
 	h("/tokens/revoke", a.revokeTokens, http.MethodPost)
@@ -155,8 +164,18 @@ func (a *API) Handler() http.Handler {
 // actorKey carries who makes the request.
 type actorKey struct{}
 
-// actor is who made a request, for the audit log.
-type actor struct{ clientID, subject string }
+// actor is who made a request, for the audit log: a client (and a user,
+// for a user's token), or an operator's client certificate.
+type actor struct{ clientID, subject, certSubject string }
+
+// clientCert returns the subject of the request's verified TLS client
+// certificate, when client certificates authenticate.
+func (a *API) clientCert(r *http.Request) (string, bool) {
+	if !a.cfg.ClientCertificates || r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.VerifiedChains[0]) == 0 {
+		return "", false
+	}
+	return r.TLS.VerifiedChains[0][0].Subject.String(), true
+}
 
 func contextWithActor(ctx context.Context, act actor) context.Context {
 	return context.WithValue(ctx, actorKey{}, act)
@@ -187,7 +206,9 @@ func (a *API) protect(fn func(http.ResponseWriter, *http.Request) error) http.Ha
 	inner := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
 		act := actor{clientID: "insecure-loopback"}
-		if c, ok := resource.FromContext(r.Context()); ok {
+		if subj, ok := a.clientCert(r); ok {
+			act = actor{certSubject: subj}
+		} else if c, ok := resource.FromContext(r.Context()); ok {
 			act = actor{clientID: c.ClientID, subject: c.Subject}
 		}
 		r = r.WithContext(contextWithActor(r.Context(), act))
@@ -198,7 +219,14 @@ func (a *API) protect(fn func(http.ResponseWriter, *http.Request) error) http.Ha
 	if a.auth == nil {
 		return inner
 	}
-	return a.auth.RequireAnyScope(Scope)(inner)
+	bearer := a.auth.RequireAnyScope(Scope)(inner)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := a.clientCert(r); ok {
+			inner.ServeHTTP(w, r) // mutual TLS: the certificate is the credential
+			return
+		}
+		bearer.ServeHTTP(w, r)
+	})
 }
 
 // fail writes err as a problem; unexpected errors are logged and become a
@@ -229,8 +257,12 @@ func (a *API) audit(r *http.Request, command, target string, err error, attrs ..
 	if err != nil {
 		result = "error"
 	}
-	all := []slog.Attr{slog.String("command", command), slog.String("target", target), slog.String("result", result),
-		slog.String("actor_client_id", act.clientID)}
+	all := []slog.Attr{slog.String("command", command), slog.String("target", target), slog.String("result", result)}
+	if act.certSubject != "" {
+		all = append(all, slog.String("actor_cert_subject", act.certSubject))
+	} else {
+		all = append(all, slog.String("actor_client_id", act.clientID))
+	}
 	if act.subject != "" && act.subject != act.clientID {
 		all = append(all, slog.String("actor_sub", act.subject))
 	}

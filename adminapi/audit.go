@@ -84,7 +84,7 @@ func (a *AuditRing) Last(limit int, match map[string]string) []json.RawMessage {
 }
 
 // auditFilters are the query parameters GET /audit filters on.
-var auditFilters = []string{"event", "sub", "client_id", "actor_client_id", "command", "ip"}
+var auditFilters = []string{"event", "sub", "client_id", "actor_client_id", "actor_cert_subject", "command", "ip"}
 
 func (a *API) listAudit(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()

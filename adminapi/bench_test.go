@@ -1,6 +1,7 @@
 package adminapi_test
 
 import (
+	"encoding/base64"
 	"fmt"
 	"io"
 	"net/http"
@@ -52,12 +53,14 @@ func BenchmarkAdminReads(b *testing.B) {
 	b.Run("GetUser", func(b *testing.B) { get(b, e.admin.URL+"/admin/v1/users/u0500", true) })
 	b.Run("GetClient", func(b *testing.B) { get(b, e.admin.URL+"/admin/v1/clients/ops", true) })
 	b.Run("ListUsers50", func(b *testing.B) { get(b, e.admin.URL+"/admin/v1/users?limit=50", true) })
+	b.Run("ListUsers50ByEmailPrefix", func(b *testing.B) { get(b, e.admin.URL+"/admin/v1/users?limit=50&email_prefix=user5", true) })
+	b.Run("ListClients50", func(b *testing.B) { get(b, e.admin.URL+"/admin/v1/clients?limit=50", true) })
 	b.Run("ListKeys", func(b *testing.B) { get(b, e.admin.URL+"/admin/v1/keys", true) })
 }
 
 // BenchmarkConsoleUsers100k renders the console's users page with 100,000
-// users on SQLite: the first page (the storage interface lists every user,
-// then the page is cut) and a search by email (one indexed lookup).
+// users on SQLite: the first page and a page far in (each one range of the
+// primary key, ListUsersPage) and a search by email (one indexed lookup).
 func BenchmarkConsoleUsers100k(b *testing.B) {
 	ce := newConsoleEnv(b)
 	ctx := b.Context()
@@ -89,5 +92,8 @@ func BenchmarkConsoleUsers100k(b *testing.B) {
 		b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/page")
 	}
 	b.Run("FirstPage", func(b *testing.B) { page(b, "/admin/ui/users") })
+	b.Run("PageAfter99950", func(b *testing.B) {
+		page(b, "/admin/ui/users?cursor="+base64.RawURLEncoding.EncodeToString([]byte("u099950")))
+	})
 	b.Run("SearchByEmail", func(b *testing.B) { page(b, "/admin/ui/users?email=user99999@example.com") })
 }

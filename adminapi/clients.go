@@ -104,11 +104,11 @@ func (a *API) listClients(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	cs, err := a.cfg.Store.ListClients(r.Context())
+	cs, err := a.cfg.Store.ListClientsPage(r.Context(), after, limit+1) // one more tells whether a next page exists
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, paginate(cs, func(c storage.Client) string { return c.ID }, viewClient, limit, after))
+	writeJSON(w, http.StatusOK, paginate(cs, func(c storage.Client) string { return c.ID }, viewClient, limit, ""))
 	return nil
 }
 

@@ -334,8 +334,6 @@ func (c *console) users(w http.ResponseWriter, r *http.Request, s consoleSession
 		} else if !errors.Is(gerr, storage.ErrNotFound) {
 			return gerr
 		}
-	} else if us, err = c.api.cfg.Store.ListUsers(r.Context()); err != nil {
-		return err
 	}
 	after := ""
 	if cur := q.Get("cursor"); cur != "" {
@@ -346,6 +344,12 @@ func (c *console) users(w http.ResponseWriter, r *http.Request, s consoleSession
 		after = string(b)
 	}
 	p := paginate(us, func(u storage.User) string { return u.ID }, viewUser, defaultLimit, after)
+	if strings.TrimSpace(q.Get("email")) == "" {
+		// One page from the store's index, not every user.
+		if p, err = c.api.userPage(r.Context(), storage.UserQuery{After: after, Limit: defaultLimit}); err != nil {
+			return err
+		}
+	}
 	return c.render(w, s, "users", map[string]any{"Users": p.Items, "Next": p.NextCursor, "Email": q.Get("email")})
 }
 

@@ -5,7 +5,9 @@
 //
 // Requests carry a bearer access token issued by this server to a client
 // holding the admin scope (client_credentials); it is verified with the
-// resource package's rules, and a revoked token is refused at once. Errors
+// resource package's rules, and a revoked token is refused at once. With
+// Config.ClientCertificates, a TLS client certificate verified by the
+// listener against the operators' CA authenticates instead. Errors
 // are RFC 9457 problem details. Lists are paginated with an opaque cursor;
 // single resources carry an ETag, and a write with a stale If-Match gets 412.
 // Every change is written to the audit log with who made it.

@@ -3,6 +3,7 @@ package adminapi
 import (
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/oauthkit/authserver/keys"
@@ -29,9 +30,14 @@ type KeyRotation struct {
 }
 
 // TokenRevocation is the body of POST /tokens/revoke; at least one field.
+// The fields combine: every record matching all the given ones is revoked.
 type TokenRevocation struct {
 	UserID   string `json:"user_id"`
 	ClientID string `json:"client_id"`
+	// GrantID is the request ID shared by every token of one grant (the
+	// first pair and all pairs refreshed from it), as GET
+	// /users/{id}/sessions lists it.
+	GrantID string `json:"grant_id"`
 }
 
 func viewKeys(ks []keys.KeyInfo) List[Key] {
@@ -80,11 +86,13 @@ func (a *API) revokeTokens(w http.ResponseWriter, r *http.Request) (err error) {
 	if err := decode(r, &in); err != nil {
 		return err
 	}
-	defer func() { a.audit(r, "tokens revoke", in.UserID+" "+in.ClientID, err) }()
-	if in.UserID == "" && in.ClientID == "" {
-		return problem(http.StatusUnprocessableEntity, "give user_id and/or client_id")
+	defer func() {
+		a.audit(r, "tokens revoke", strings.TrimSpace(in.UserID+" "+in.ClientID), err, slog.String("grant_id", in.GrantID))
+	}()
+	if in.UserID == "" && in.ClientID == "" && in.GrantID == "" {
+		return problem(http.StatusUnprocessableEntity, "give user_id, client_id and/or grant_id")
 	}
-	n, err := a.cfg.Store.RevokeTokens(r.Context(), storage.TokenFilter{Subject: in.UserID, ClientID: in.ClientID})
+	n, err := a.cfg.Store.RevokeTokens(r.Context(), storage.TokenFilter{Subject: in.UserID, ClientID: in.ClientID, RequestID: in.GrantID})
 	if err != nil {
 		return err
 	}

@@ -1,14 +1,19 @@
 package adminapi
 
 import (
+	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/gorilla/mux"
 
@@ -19,13 +24,16 @@ import (
 
 // User is the API form of a user; it never holds the password hash.
 type User struct {
-	ID        string   `json:"id"`
-	Email     string   `json:"email"`
-	Name      string   `json:"name"`
-	Roles     []string `json:"roles"`
-	Disabled  bool     `json:"disabled"`
-	CreatedAt string   `json:"created_at"`
-	UpdatedAt string   `json:"updated_at"`
+	ID       string   `json:"id"`
+	Email    string   `json:"email"`
+	Name     string   `json:"name"`
+	Roles    []string `json:"roles"`
+	Disabled bool     `json:"disabled"`
+	// MustChangePassword: the user must choose a new password at the next
+	// sign-in (set by a password reset with force_change).
+	MustChangePassword bool   `json:"must_change_password"`
+	CreatedAt          string `json:"created_at"`
+	UpdatedAt          string `json:"updated_at"`
 }
 
 // UserInput is the body of POST /users (Password required) and of
@@ -41,6 +49,10 @@ type UserInput struct {
 // PasswordInput is the body of POST /users/{id}/password.
 type PasswordInput struct {
 	Password string `json:"password"`
+	// ForceChange makes the user choose a new password at the next
+	// sign-in; until then the password grant refuses them. It also ends
+	// their browser sessions, so that the next sign-in asks.
+	ForceChange bool `json:"force_change"`
 }
 
 // Count reports how many records an operation removed.
@@ -52,7 +64,7 @@ func rfc3339(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
 
 func viewUser(u storage.User) User {
 	return User{ID: u.ID, Email: u.Email, Name: u.Name, Roles: nz(u.Roles), Disabled: u.Disabled,
-		CreatedAt: rfc3339(u.CreatedAt), UpdatedAt: rfc3339(u.UpdatedAt)}
+		MustChangePassword: u.MustChangePassword, CreatedAt: rfc3339(u.CreatedAt), UpdatedAt: rfc3339(u.UpdatedAt)}
 }
 
 func userETag(u storage.User) string {
@@ -97,19 +109,52 @@ func (a *API) listUsers(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var us []storage.User
-	if email := r.URL.Query().Get("email"); email != "" {
+	q := r.URL.Query()
+	if email := q.Get("email"); email != "" {
+		var us []storage.User
 		u, err := a.cfg.Store.GetUserByEmail(r.Context(), email)
 		if err == nil {
 			us = []storage.User{u}
 		} else if !errors.Is(err, storage.ErrNotFound) {
 			return err
 		}
-	} else if us, err = a.cfg.Store.ListUsers(r.Context()); err != nil {
+		writeJSON(w, http.StatusOK, paginate(us, func(u storage.User) string { return u.ID }, viewUser, limit, after))
+		return nil
+	}
+	prefix := q.Get("email_prefix")
+	if len(prefix) > 320 || !utf8.ValidString(prefix) || strings.ContainsFunc(prefix, unicode.IsControl) {
+		return problem(http.StatusBadRequest, "email_prefix must be at most 320 characters of text")
+	}
+	l, err := a.userPage(r.Context(), storage.UserQuery{EmailPrefix: prefix, After: after, Limit: limit})
+	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, paginate(us, func(u storage.User) string { return u.ID }, viewUser, limit, after))
+	writeJSON(w, http.StatusOK, l)
 	return nil
+}
+
+// userPage reads one page of users from the store's index, and the cursor
+// of the next page when there is one: the last ID, or with an email prefix
+// the last lower-cased email.
+func (a *API) userPage(ctx context.Context, q storage.UserQuery) (List[User], error) {
+	limit := q.Limit
+	q.Limit++ // one more tells whether a next page exists
+	us, err := a.cfg.Store.ListUsersPage(ctx, q)
+	if err != nil {
+		return List[User]{}, err
+	}
+	out := List[User]{Items: make([]User, 0, min(len(us), limit))}
+	for _, u := range us[:min(len(us), limit)] {
+		out.Items = append(out.Items, viewUser(u))
+	}
+	if len(us) > limit {
+		last := us[limit-1].ID
+		if q.EmailPrefix != "" {
+			last = strings.ToLower(us[limit-1].Email)
+		}
+		out.NextCursor = base64.RawURLEncoding.EncodeToString([]byte(last))
+	}
+	return out, nil
 }
 
 func (a *API) getUser(w http.ResponseWriter, r *http.Request) error {
@@ -159,7 +204,9 @@ func (a *API) createUser(w http.ResponseWriter, r *http.Request) (err error) {
 // updateUser applies fn to the user of the path under If-Match, bumping
 // UpdatedAt when the user changed, and revokes every token and session of a
 // user who became disabled.
-func (a *API) updateUser(w http.ResponseWriter, r *http.Request, fn func(*storage.User) error) (storage.User, error) {
+//
+// after, if given, runs on the updated user before the response is written.
+func (a *API) updateUser(w http.ResponseWriter, r *http.Request, fn func(*storage.User) error, after ...func(storage.User) error) (storage.User, error) {
 	id := mux.Vars(r)["id"]
 	wasEnabled := false
 	u, err := a.cfg.Store.UpdateUser(r.Context(), id, func(u storage.User) (storage.User, error) {
@@ -185,6 +232,11 @@ func (a *API) updateUser(w http.ResponseWriter, r *http.Request, fn func(*storag
 	if wasEnabled && u.Disabled {
 		// A disabled user's sessions end and their refresh tokens stop.
 		if _, err := a.cfg.Store.RevokeTokens(r.Context(), storage.TokenFilter{Subject: u.ID}); err != nil {
+			return u, err
+		}
+	}
+	for _, f := range after {
+		if err := f(u); err != nil {
 			return u, err
 		}
 	}
@@ -226,15 +278,24 @@ func (a *API) setPassword(w http.ResponseWriter, r *http.Request) (err error) {
 	if err := decode(r, &in); err != nil {
 		return err
 	}
-	defer func() { a.audit(r, "users set-password", id, err) }()
+	defer func() { a.audit(r, "users set-password", id, err, slog.Bool("force_change", in.ForceChange)) }()
 	h, err := a.checkPassword(in.Password)
 	if err != nil {
 		return err
 	}
+	var after []func(storage.User) error
+	if in.ForceChange {
+		after = append(after, func(u storage.User) error {
+			if _, err := authserver.EndBrowserSessions(r.Context(), a.cfg.Store, u.ID); err != nil {
+				return fmt.Errorf("adminapi: end the browser sessions of %s: %w", u.ID, err)
+			}
+			return nil
+		})
+	}
 	_, err = a.updateUser(w, r, func(u *storage.User) error {
-		u.PasswordHash = h
+		u.PasswordHash, u.MustChangePassword = h, in.ForceChange
 		return nil
-	})
+	}, after...)
 	return err
 }
 
@@ -322,5 +383,66 @@ func (a *API) revokeSessions(w http.ResponseWriter, r *http.Request) (err error)
 		return err
 	}
 	writeJSON(w, http.StatusOK, Count{Revoked: n})
+	return nil
+}
+
+// Session is the API form of a browser session: its public identifier
+// (the OpenID Connect sid, never the cookie), its times and the grants made
+// in it.
+type Session struct {
+	ID        string   `json:"id"`
+	CreatedAt string   `json:"created_at"`
+	ExpiresAt string   `json:"expires_at"`
+	Clients   []string `json:"clients"`
+	Grants    []Grant  `json:"grants"`
+}
+
+// Grant is a grant made in a session: revoke its tokens with
+// POST /tokens/revoke {"grant_id"}.
+type Grant struct {
+	GrantID  string `json:"grant_id"`
+	ClientID string `json:"client_id"`
+}
+
+// listSessions lists the user's live browser sessions.
+func (a *API) listSessions(w http.ResponseWriter, r *http.Request) error {
+	id := mux.Vars(r)["id"]
+	if _, err := a.cfg.Store.GetUser(r.Context(), id); err != nil {
+		return err
+	}
+	ss, err := authserver.ListBrowserSessions(r.Context(), a.cfg.Store, id, a.cfg.Now())
+	if err != nil {
+		return err
+	}
+	out := List[Session]{Items: make([]Session, 0, len(ss))}
+	for _, s := range ss {
+		v := Session{ID: s.ID, CreatedAt: rfc3339(s.CreatedAt), ExpiresAt: rfc3339(s.ExpiresAt), Clients: []string{}, Grants: []Grant{}}
+		for _, g := range s.Grants {
+			v.Grants = append(v.Grants, Grant{GrantID: g.GrantID, ClientID: g.ClientID})
+			if !slices.Contains(v.Clients, g.ClientID) {
+				v.Clients = append(v.Clients, g.ClientID)
+			}
+		}
+		out.Items = append(out.Items, v)
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// endSession ends one browser session of the user; its tokens stay valid
+// (revoke them by grant).
+func (a *API) endSession(w http.ResponseWriter, r *http.Request) (err error) {
+	id, sid := mux.Vars(r)["id"], mux.Vars(r)["sid"]
+	defer func() { a.audit(r, "users end-session", id, err) }()
+	if _, err := a.cfg.Store.GetUser(r.Context(), id); err != nil {
+		return err
+	}
+	if err := authserver.EndBrowserSession(r.Context(), a.cfg.Store, id, sid); err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			return problem(http.StatusNotFound, "the user has no such session")
+		}
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

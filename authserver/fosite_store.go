@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/ory/fosite"
@@ -219,6 +220,13 @@ func (f *fositeStore) Authenticate(ctx context.Context, username, password strin
 	u, err := f.srv.authenticateUser(ctx, username, password)
 	if err != nil {
 		return "", err
+	}
+	if u.MustChangePassword {
+		if st := stateFrom(ctx); st != nil {
+			st.passwordChange = true
+		}
+		f.srv.audit(ctx, "login_failed", slog.String("sub", u.ID), slog.String("reason", "password_change_required"))
+		return "", fmt.Errorf("%w: %w", fosite.ErrNotFound, errPasswordChange)
 	}
 	if st := stateFrom(ctx); st != nil {
 		st.user = &u

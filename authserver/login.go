@@ -100,6 +100,10 @@ func (s *Server) postLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	auth := form.Get(fieldAuth)
+	if form.Has(fieldChange) {
+		s.postPasswordChange(w, r, form, auth)
+		return
+	}
 	if !s.csrf.Valid(form.Get(fieldCSRF), "login", s.cookieValue(r, csrfCookieName), "auth:"+auth) {
 		s.audit(ctx, "csrf_rejected", slog.String("form", "login"))
 		s.errorPage(w, http.StatusForbidden, errInvalidRequest, "This form has expired or was not sent from this site. Go back, reload the page and try again.")
@@ -142,6 +146,17 @@ func (s *Server) postLogin(w http.ResponseWriter, r *http.Request) {
 			s.log.Warn("sign-in bookkeeping failed", "err", err)
 		}
 	}
+	if u.MustChangePassword {
+		s.startPasswordChange(w, r, az, auth, u)
+		return
+	}
+	s.signedIn(w, r, u, auth)
+}
+
+// signedIn starts the session of u, whose credentials were just verified,
+// and continues the pending authorization request auth, if any.
+func (s *Server) signedIn(w http.ResponseWriter, r *http.Request, u storage.User, auth string) {
+	ctx := r.Context()
 	if _, err := s.startSession(ctx, w, r, u); err != nil {
 		s.log.Error("could not start a session", "err", err)
 		s.errorPage(w, http.StatusServiceUnavailable, errTemporarilyUnavailable, genericUnavailableDetail)

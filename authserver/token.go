@@ -59,6 +59,9 @@ type requestState struct {
 	oidcGrant bool
 	// exchangeExpiry caps an exchanged token's expiry (see exchange.go).
 	exchangeExpiry time.Time
+	// passwordChange: the password grant's user must change the password
+	// (an administrator's reset with force_change).
+	passwordChange bool
 }
 
 type stateKey struct{}
@@ -143,6 +146,9 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) (*tokenResponse, 
 		// The registration is the policy; fosite words some cases (a public
 		// client asking for client_credentials) as invalid_grant.
 		err = newError(http.StatusBadRequest, errUnauthorizedClient, "The client is not allowed to use this grant type.")
+	}
+	if err != nil && st.passwordChange {
+		err = newError(http.StatusBadRequest, errInvalidGrant, descPasswordChange)
 	}
 	if err != nil {
 		oe := toOAuthError(err)

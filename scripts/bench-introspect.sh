@@ -26,7 +26,7 @@ start() { # alg, extra serve flags...
 	mkdir -p "$work/db"
 	bin/authbench setup --server-bin bin/authserver --db "$work/db/auth.db" --users 64 --state "$work/state.json" >/dev/null
 	# shellcheck disable=SC2086
-	bin/authserver serve --addr "127.0.0.1:$PORT" --db "$work/db/auth.db" --key-algorithm "$alg" ${SERVE_EXTRA:-} "$@" >"$work/server.log" 2>&1 &
+	bin/authserver serve --addr "127.0.0.1:$PORT" --admin-addr off --db "$work/db/auth.db" --key-algorithm "$alg" ${SERVE_EXTRA:-} "$@" >"$work/server.log" 2>&1 &
 	pid=$!
 	for _ in $(seq 100); do
 		curl -fs "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && return 0

@@ -120,7 +120,7 @@ URL=http://$ADDR
 # start_server DB ALG LOGNAME starts the server and waits for "listening".
 start_server() {
 	local db=$1 alg=$2 logf=$OUT/$3
-	bin/authserver serve --addr "$ADDR" --db "$db" --demo --key-algorithm "$alg" "${SERVE_EXTRA[@]}" >"$logf" 2>&1 &
+	bin/authserver serve --addr "$ADDR" --admin-addr off --db "$db" --demo --key-algorithm "$alg" "${SERVE_EXTRA[@]}" >"$logf" 2>&1 &
 	SERVER_PID=$!
 	for _ in $(seq 1 200); do
 		if grep -q 'listening' "$logf"; then
@@ -266,7 +266,7 @@ fi
 report_args=(
 	--meta "Run $(date -u +%Y-%m-%dT%H:%MZ), ${ELAPSED}s in all, at commit \`$COMMIT\`$OTHER, $(go version | awk '{print $3}')."
 	--meta "Machine: $(nproc) cores ($CPU), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM, Linux $(uname -r); load tool and server on the same cores."
-	--meta "Server: \`bin/authserver serve --demo --key-algorithm $KEY_ALG\` (every other flag at its default: argon2id m=19456 KiB t=2 p=1, SQLite WAL with synchronous=FULL) on a fresh database on $FS, restarted before each scenario; extra passes with ${EXTRA_ALGS:-no other algorithm} on fresh databases."
+	--meta "Server: \`bin/authserver serve --demo --admin-addr off --key-algorithm $KEY_ALG\` (every other flag at its default: argon2id m=19456 KiB t=2 p=1, SQLite WAL with synchronous=FULL) on a fresh database on $FS, restarted before each scenario; extra passes with ${EXTRA_ALGS:-no other algorithm} on fresh databases."
 	--meta "Scenarios: ${DURATION} measured after ${WARMUP} of warm-up; limits: ${LIMIT_DURATION} each, all of them once and each scenario's own right before it (server stopped)."
 )
 if [[ -n $PG_URL ]]; then

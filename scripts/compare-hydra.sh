@@ -89,7 +89,7 @@ run() { # label scenario url state
 start_ours() { # alg
 	rm -rf "$work/db" && mkdir -p "$work/db"
 	bin/authbench setup --server-bin bin/authserver --db "$work/db/auth.db" --users 1 --state "$work/ours.json" >/dev/null 2>&1
-	bin/authserver serve --addr "127.0.0.1:$PORT" --db "$work/db/auth.db" --key-algorithm "$1" >"$work/ours.log" 2>&1 &
+	bin/authserver serve --addr "127.0.0.1:$PORT" --admin-addr off --db "$work/db/auth.db" --key-algorithm "$1" >"$work/ours.log" 2>&1 &
 	pid=$!
 	wait_up "http://127.0.0.1:$PORT/healthz"
 }

@@ -23,7 +23,7 @@ run_db() { # NAME SEED
 		echo "seeding $seed token records into $name…" >&2
 		bin/authbench seed --db "$db" --tokens "$seed" 2>&1 | tail -1 >&2
 	fi
-	bin/authserver serve --addr "$ADDR" --db "$db" >"$OUT/$name.log" 2>&1 &
+	bin/authserver serve --addr "$ADDR" --admin-addr off --db "$db" >"$OUT/$name.log" 2>&1 &
 	local pid=$!
 	until grep -q listening "$OUT/$name.log"; do sleep 0.1; done
 	for s in introspect:64 refresh:16; do

@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"time"
+	"unicode/utf8"
 )
 
 // Sentinel errors. Backends return them bare or wrapped; callers test them with
@@ -40,6 +41,10 @@ type User struct {
 	Roles []string
 	// Disabled users cannot sign in.
 	Disabled bool
+	// MustChangePassword is set by an administrator's password reset: the
+	// user must choose a new password at the next sign-in, and the password
+	// grant refuses the user until then.
+	MustChangePassword bool
 	// PasswordHash is a PHC string (argon2id, or bcrypt when imported).
 	PasswordHash string
 	CreatedAt    time.Time
@@ -174,6 +179,21 @@ type Token struct {
 type TokenFilter struct {
 	Subject  string
 	ClientID string
+	// RequestID selects the records of one grant (Token.RequestID).
+	RequestID string
+}
+
+// UserQuery selects one page of users for ListUsersPage.
+type UserQuery struct {
+	// EmailPrefix, when set, keeps the users whose lower-cased email starts
+	// with the lower-cased prefix; the page is then ordered by lower-cased
+	// email (byte order) instead of by ID.
+	EmailPrefix string
+	// After is the cursor: the last ID (or, with EmailPrefix, the last
+	// lower-cased email) of the previous page; empty for the first page.
+	After string
+	// Limit is the most users returned; it must be positive.
+	Limit int
 }
 
 // KeyState is the lifecycle state of a signing key.
@@ -249,6 +269,10 @@ type Users interface {
 	GetUserByEmail(ctx context.Context, email string) (User, error)
 	// ListUsers returns every user, ordered by ID.
 	ListUsers(ctx context.Context) ([]User, error)
+	// ListUsersPage returns at most q.Limit users after q.After, in ID
+	// order, or in lower-cased email order among those matching
+	// q.EmailPrefix; an index answers it without reading the other users.
+	ListUsersPage(ctx context.Context, q UserQuery) ([]User, error)
 	// UpdateUser applies fn to the stored user atomically. fn may run more than
 	// once and must only modify the value it is given. The ID cannot change.
 	UpdateUser(ctx context.Context, id string, fn func(User) (User, error)) (User, error)
@@ -262,6 +286,9 @@ type Clients interface {
 	GetClient(ctx context.Context, id string) (Client, error)
 	// ListClients returns every client, ordered by ID.
 	ListClients(ctx context.Context) ([]Client, error)
+	// ListClientsPage returns at most limit clients with an ID greater than
+	// after, ordered by ID.
+	ListClientsPage(ctx context.Context, after string, limit int) ([]Client, error)
 	// UpdateClient applies fn atomically; the same rules as UpdateUser apply.
 	UpdateClient(ctx context.Context, id string, fn func(Client) (Client, error)) (Client, error)
 	// DeleteClient returns ErrNotFound when no client has the ID. It leaves
@@ -290,6 +317,10 @@ type Tokens interface {
 	DeactivateTokens(ctx context.Context, kind TokenKind, requestID string) (int64, error)
 	// DeleteTokens deletes every record of kind in the grant.
 	DeleteTokens(ctx context.Context, kind TokenKind, requestID string) (int64, error)
+	// ListTokens returns the records of kind whose subject is subject
+	// (active or not, expired ones included until garbage collected),
+	// ordered by RequestedAt.
+	ListTokens(ctx context.Context, kind TokenKind, subject string) ([]Token, error)
 	// RevokeTokens deletes every record (of every kind: tokens, codes, browser
 	// sessions and consents) matching the filter. It
 	// fails, deleting nothing, when the filter is empty.
@@ -358,4 +389,25 @@ type Store interface {
 	// Ping reports whether the backend is reachable and its schema is current.
 	Ping(ctx context.Context) error
 	Close() error
+}
+
+// PrefixEnd returns the least string greater than every string that starts
+// with prefix, in byte order (which for valid UTF-8 is code point order), so
+// that "s >= prefix AND s < PrefixEnd(prefix)" selects the strings with the
+// prefix as an index range. It is empty when no such bound exists (an empty
+// prefix, or one of only U+10FFFF). prefix must be valid UTF-8.
+func PrefixEnd(prefix string) string {
+	rs := []rune(prefix)
+	for i := len(rs) - 1; i >= 0; i-- {
+		switch r := rs[i]; {
+		case r >= utf8.MaxRune:
+			continue
+		case r == 0xD7FF:
+			rs[i] = 0xE000 // skip the surrogates, which UTF-8 cannot hold
+		default:
+			rs[i] = r + 1
+		}
+		return string(rs[:i+1])
+	}
+	return ""
 }

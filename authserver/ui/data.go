@@ -14,6 +14,23 @@ type Login struct {
 	Error string
 }
 
+// PasswordChange is the data of the page that makes a user whose password
+// an administrator reset choose a new one, after the reset password was
+// accepted. The form posts new_password, confirm_password and the hidden
+// fields (among them the single-use change handle) to Action.
+type PasswordChange struct {
+	ClientName string
+	Action     string
+	Hidden     []Field
+	CSRF       string
+	// Username is the user's email, for password managers.
+	Username string
+	// MinLength is the shortest password the policy accepts.
+	MinLength int
+	// Error is shown above the form when set.
+	Error string
+}
+
 // Consent is the data of the consent page. Its form has two submit buttons
 // named decision, with the values allow and deny.
 type Consent struct {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/oauthkit/authserver/internal/testbin"
+	sqlstore "github.com/oauthkit/authserver/storage/sql"
 	"github.com/spf13/cobra"
 	"golang.org/x/crypto/bcrypt"
 )
@@ -191,7 +192,14 @@ func TestAdminCommands(t *testing.T) {
 	}
 	a.fail(`no user "nobody@example.com"`, "", "users", "show", "nobody@example.com")
 	a.fail("takes one argument, ID|EMAIL", "", "users", "show")
+	a.json(&u, aliceNewPW+"\n", "users", "set-password", alice.ID, "--force-change")
+	if !mustChange(t, a.db, alice.ID) {
+		t.Fatal("set-password --force-change did not set must_change_password")
+	}
 	a.json(&u, aliceNewPW+"\n", "users", "set-password", alice.ID)
+	if mustChange(t, a.db, alice.ID) {
+		t.Fatal("set-password without --force-change left must_change_password set")
+	}
 	a.fail("at least 12 characters", "short\n", "users", "set-password", alice.ID)
 	a.json(&u, "", "users", "set-roles", "alice@example.com", "--role", "admin", "--role", "auditor")
 	if !slices.Equal(u.Roles, []string{"admin", "auditor"}) {
@@ -439,6 +447,10 @@ func serveInProcess(t *testing.T, db string, args ...string) (base string, stop 
 	ctx, cancel := context.WithCancel(t.Context())
 	logs := &testbin.Buffer{}
 	all := append([]string{"serve", "--db", db, "--addr", "127.0.0.1:0", "--argon2-memory", "64", "--argon2-time", "1"}, args...)
+	if !slices.Contains(args, "--admin-addr") {
+		// Tests run servers side by side: none takes the default 127.0.0.1:8081.
+		all = append(all, "--admin-addr", "off")
+	}
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, all, strings.NewReader(""), &bytes.Buffer{}, logs) }()
 	deadline := time.Now().Add(30 * time.Second)
@@ -491,4 +503,19 @@ func postStatus(t *testing.T, u string, form url.Values, user, pass string) int 
 	}
 	resp.Body.Close()
 	return resp.StatusCode
+}
+
+// mustChange reads the user's MustChangePassword from the database.
+func mustChange(t *testing.T, db, id string) bool {
+	t.Helper()
+	st, err := sqlstore.OpenSQLite(t.Context(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	u, err := st.GetUser(t.Context(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.MustChangePassword
 }

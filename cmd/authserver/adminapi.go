@@ -30,13 +30,15 @@ func newAdminAPI(ctx context.Context, a *app, c *serveConfig, log *slog.Logger) 
 		Audit:            c.audit,
 		Ring:             c.auditRing,
 		InsecureSkipAuth: c.adminInsecure,
-		PasswordParams:   c.argon2,
-		Logger:           log,
+		// With --admin-client-ca the listener verifies client certificates.
+		ClientCertificates: c.adminClientCA != "",
+		PasswordParams:     c.argon2,
+		Logger:             log,
 	})
 	if err != nil {
 		return nil, err
 	}
-	redirect := "http://" + c.adminAddr + "/admin/ui/callback"
+	redirect := c.adminScheme() + "://" + c.adminAddr + "/admin/ui/callback"
 	if err := authserver.ValidateRedirectURI(redirect); err != nil {
 		log.Warn("admin console off: its callback on --admin-addr is not a valid redirect URI (use a loopback or named --admin-addr)", "err", err)
 		return api.Handler(), nil
@@ -48,7 +50,7 @@ func newAdminAPI(ctx context.Context, a *app, c *serveConfig, log *slog.Logger) 
 	go m.Run(ctx.Done())
 	api.WithConsole(adminapi.ConsoleConfig{Issuer: c.issuer, ClientID: consoleClientID, RedirectURI: redirect,
 		TokenEndpoint: a.srv.Handler(), Metrics: m})
-	log.Info("admin console", "url", "http://"+c.adminAddr+"/admin/ui/")
+	log.Info("admin console", "url", c.adminScheme()+"://"+c.adminAddr+"/admin/ui/")
 	return api.Handler(), nil
 }
 

@@ -101,7 +101,7 @@ func TestServeAdminInsecureLoopback(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "loopback") {
 		t.Fatalf("non-loopback --admin-insecure-loopback: %v", err)
 	}
-	if _, err := cliRun(t, "", "serve", "--db", db, "--admin-insecure-loopback"); err == nil {
+	if _, err := cliRun(t, "", "serve", "--db", db, "--admin-addr", "off", "--admin-insecure-loopback"); err == nil {
 		t.Fatal("--admin-insecure-loopback without --admin-addr was accepted")
 	}
 	adminAddr := freeAddr(t)

@@ -158,7 +158,7 @@ func TestConfigValidation(t *testing.T) {
 		{name: "argon2 threads", args: []string{"--argon2-threads", "0"}, want: []string{"--argon2-memory/time/threads are out of range"}},
 		{name: "gc, shutdown and drain", args: []string{"--gc-interval", "0s", "--shutdown-timeout", "0s", "--drain-delay", "-1s"},
 			want: []string{"--gc-interval must be positive", "--shutdown-timeout must be positive", "--drain-delay must not be negative"}},
-		{name: "admin address equals the main one", args: []string{"--admin-addr", "127.0.0.1:8080"}, want: []string{"--admin-addr must differ from --addr"}},
+		{name: "admin address equals the main one", args: []string{"--admin-addr", "127.0.0.1:8080"}, want: []string{"must differ from --addr"}},
 		{name: "secret and secret file", args: []string{"--secret", strings.Repeat("s", 32), "--secret-file", "x"}, want: []string{"give --secret or --secret-file, not both"}},
 		{name: "postgres needs a shared secret", args: []string{"--db", "postgres://auth@db/auth"}, want: []string{"with a PostgreSQL database, give --secret or --secret-file"}},
 		{name: "empty db", args: []string{"--db", ""}, want: []string{"--db must name"}},

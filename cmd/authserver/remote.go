@@ -256,7 +256,8 @@ func (r *remote) usersSetPassword(c *cobra.Command, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := r.do(c.Context(), http.MethodPost, "/users/"+url.PathEscape(u.ID)+"/password", adminapi.PasswordInput{Password: pw}, &u); err != nil {
+	force, _ := c.Flags().GetBool("force-change")
+	if err := r.do(c.Context(), http.MethodPost, "/users/"+url.PathEscape(u.ID)+"/password", adminapi.PasswordInput{Password: pw, ForceChange: force}, &u); err != nil {
 		return err
 	}
 	return r.printUser(u, "updated user %s (%s)")

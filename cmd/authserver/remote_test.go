@@ -75,6 +75,14 @@ func TestAdminCommandsThroughAPI(t *testing.T) {
 	if out := mustRun("", "users", "show", "bob@example.com", "--db", db, "--output", "json"); !strings.Contains(out, `"disabled": true`) {
 		t.Fatalf("not disabled in the database: %s", out)
 	}
+	mustRun("a new long password 77\n", "users", "set-password", "bob@example.com", "--force-change", "--admin-url", api, "--audit-log", "off")
+	var bobID struct {
+		ID string `json:"id"`
+	}
+	_ = json.Unmarshal([]byte(mustRun("", "users", "show", "bob@example.com", "--db", db, "--output", "json")), &bobID)
+	if !mustChange(t, db, bobID.ID) {
+		t.Fatal("set-password --force-change through the API did not set must_change_password")
+	}
 	mustRun("", "users", "set-roles", "bob@example.com", "--role", "support", "--admin-url", api, "--audit-log", "off")
 	same("users", "show", "bob@example.com")
 	if out := mustRun("", "users", "show", "bob@example.com", "--db", db); !strings.Contains(out, "support") {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -58,6 +59,9 @@ type serveConfig struct {
 	insecureHTTP    bool
 	adminAddr       string
 	adminInsecure   bool
+	adminTLSCert    string
+	adminTLSKey     string
+	adminClientCA   string
 	pprof           bool
 	drainDelay      time.Duration
 	tlsCert         string
@@ -94,7 +98,15 @@ type serveConfig struct {
 	// that API, set by serve with --admin-addr.
 	auditRing *adminapi.AuditRing
 	adminAPI  http.Handler
+	// adminTLS is the admin listener's TLS configuration (with the
+	// operators' CA when --admin-client-ca is set), built by validate.
+	adminTLS *tls.Config
+	// adminLn is the admin listener, bound early by bindAdmin.
+	adminLn net.Listener
 }
+
+// adminOff turns the admin listener off as the value of --admin-addr.
+const adminOff = "off"
 
 // secretFlags locate the server secret.
 type secretFlags struct {
@@ -202,9 +214,12 @@ func (c *serveConfig) registerFlags(f *pflag.FlagSet) {
 	f.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight requests may finish on shutdown")
 	f.DurationVar(&c.gcInterval, "gc-interval", 10*time.Minute, "how often expired token records are deleted")
-	f.StringVar(&c.adminAddr, "admin-addr", "", "serve the admin API (/admin/v1, /admin/openapi.json), /metrics, /healthz, /readyz (and pprof) on this separate address instead of the main one (the admin API is off without it)")
+	f.StringVar(&c.adminAddr, "admin-addr", "127.0.0.1:8081", "address of the admin listener: the admin API (/admin/v1, /admin/openapi.json), the console (/admin/ui/), /metrics, /healthz, /readyz (and pprof); \"off\" (or empty) for none, which moves /metrics (and pprof) to the main address")
+	f.StringVar(&c.adminTLSCert, "admin-tls-cert", "", "serve the admin listener over HTTPS with this certificate (PEM); requires --admin-tls-key")
+	f.StringVar(&c.adminTLSKey, "admin-tls-key", "", "private key (PEM) of --admin-tls-cert")
+	f.StringVar(&c.adminClientCA, "admin-client-ca", "", "CA certificates (PEM) of operators' client certificates: a client certificate verified against them authenticates to the admin API instead of a bearer token (mutual TLS; requires --admin-tls-cert)")
 	f.BoolVar(&c.adminInsecure, "admin-insecure-loopback", false, "serve the admin API without authentication on a loopback --admin-addr (development only; MUST NOT be used in production)")
-	f.BoolVar(&c.pprof, "pprof", false, "serve net/http/pprof under /debug/pprof/ on the admin address (or the main one without --admin-addr)")
+	f.BoolVar(&c.pprof, "pprof", false, "serve net/http/pprof under /debug/pprof/ on the admin address (or the main one with --admin-addr off)")
 	f.DurationVar(&c.drainDelay, "drain-delay", 0, "on shutdown, how long /readyz fails before the listener closes (lets load balancers drain)")
 	f.StringVar(&c.tlsCert, "tls-cert", "", "serve HTTPS with this certificate (PEM); requires --tls-key")
 	f.StringVar(&c.tlsKey, "tls-key", "", "private key (PEM) of --tls-cert")
@@ -276,16 +291,34 @@ func (c *serveConfig) validate(db string) error {
 	if _, _, err := net.SplitHostPort(c.addr); err != nil {
 		bad("addr", "--addr %q: %w", c.addr, err)
 	}
+	if c.adminAddr == adminOff {
+		c.adminAddr = ""
+	}
 	if c.adminAddr != "" {
 		if _, _, err := net.SplitHostPort(c.adminAddr); err != nil {
 			bad("admin-addr", "--admin-addr %q: %w", c.adminAddr, err)
 		} else if c.adminAddr == c.addr {
-			bad("admin-addr", "--admin-addr must differ from --addr")
+			bad("admin-addr", "--admin-addr (default 127.0.0.1:8081) must differ from --addr; give another address, or --admin-addr off")
 		} else if host, _, _ := net.SplitHostPort(c.adminAddr); c.adminInsecure && !isLoopback(host) {
 			bad("admin-insecure-loopback", "--admin-insecure-loopback needs a loopback --admin-addr, not %q", c.adminAddr)
 		}
 	} else if c.adminInsecure {
 		bad("admin-insecure-loopback", "--admin-insecure-loopback needs --admin-addr")
+	}
+	c.adminTLS = nil
+	switch {
+	case (c.adminTLSCert == "") != (c.adminTLSKey == ""):
+		bad("admin-tls-cert", "--admin-tls-cert and --admin-tls-key go together")
+	case c.adminClientCA != "" && c.adminTLSCert == "":
+		bad("admin-client-ca", "--admin-client-ca needs --admin-tls-cert and --admin-tls-key (client certificates need TLS)")
+	case c.adminTLSCert != "" && c.adminAddr == "":
+		bad("admin-tls-cert", "--admin-tls-cert needs an --admin-addr")
+	case c.adminTLSCert != "":
+		if cfg, err := adminTLSConfig(c.adminTLSCert, c.adminTLSKey, c.adminClientCA); err != nil {
+			bad("admin-tls-cert", "%w", err)
+		} else {
+			c.adminTLS = cfg
+		}
 	}
 	c.certificate = nil
 	switch {
@@ -450,16 +483,29 @@ func serve(ctx context.Context, g *globals, c *serveConfig) error {
 	if err := c.bindEphemeral(); err != nil {
 		return err
 	}
+	if err := c.bindAdmin(); err != nil {
+		if c.ln != nil {
+			c.ln.Close()
+		}
+		return err
+	}
 	a, err := openApp(ctx, g, c, log)
 	if err != nil {
 		if c.ln != nil {
 			c.ln.Close()
+		}
+		if c.adminLn != nil {
+			c.adminLn.Close()
 		}
 		return err
 	}
 	defer a.store.Close()
 	if c.adminAddr != "" {
 		if c.adminAPI, err = newAdminAPI(ctx, a, c, log); err != nil {
+			if c.ln != nil {
+				c.ln.Close()
+			}
+			c.adminLn.Close()
 			return err
 		}
 	}
@@ -666,6 +712,61 @@ func (c *serveConfig) bindEphemeral() error {
 	return nil
 }
 
+// bindAdmin binds the admin listener now, before the database is opened:
+// a taken --admin-addr (such as the default 127.0.0.1:8081 on a machine
+// that already runs a server) fails at once with a clear error, and an
+// --admin-addr with port 0 names the port the kernel chose (the console's
+// callback needs it).
+func (c *serveConfig) bindAdmin() error {
+	if c.adminAddr == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", c.adminAddr)
+	if err != nil {
+		return fmt.Errorf("listen on --admin-addr %s (the admin listener, on by default): %w; give a free address with --admin-addr HOST:PORT, or --admin-addr off", c.adminAddr, err)
+	}
+	if host, port, _ := net.SplitHostPort(c.adminAddr); port == "0" {
+		_, real, _ := net.SplitHostPort(ln.Addr().String())
+		c.adminAddr = net.JoinHostPort(host, real)
+	}
+	c.adminLn = ln
+	return nil
+}
+
+// adminScheme is the scheme of the admin listener's URLs.
+func (c *serveConfig) adminScheme() string {
+	if c.adminTLS != nil {
+		return "https"
+	}
+	return "http"
+}
+
+// adminTLSConfig loads the admin listener's certificate and, when caFile is
+// set, the CA pool that verifies operators' client certificates. A client
+// without a certificate still connects (and needs a bearer token); one with
+// a certificate the pool does not verify fails the handshake.
+func adminTLSConfig(certFile, keyFile, caFile string) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("--admin-tls-cert/--admin-tls-key: %w", err)
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+	if caFile == "" {
+		return cfg, nil
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("--admin-client-ca: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("--admin-client-ca %s: no PEM certificate in it", caFile)
+	}
+	cfg.ClientCAs = pool
+	cfg.ClientAuth = tls.VerifyClientCertIfGiven
+	return cfg, nil
+}
+
 // listen opens the main listener (with TLS when configured) and, with
 // --admin-addr, the admin listener; admin is nil without it.
 func (c *serveConfig) listen(srv *authserver.Server, log *slog.Logger) (primary, admin *listener, err error) {
@@ -699,10 +800,15 @@ func (c *serveConfig) listen(srv *authserver.Server, log *slog.Logger) (primary,
 	if c.adminAddr == "" {
 		return primary, nil, nil
 	}
-	aln, err := net.Listen("tcp", c.adminAddr)
-	if err != nil {
-		ln.Close()
-		return nil, nil, fmt.Errorf("listen on --admin-addr: %w", err)
+	aln := c.adminLn
+	if aln == nil {
+		if aln, err = net.Listen("tcp", c.adminAddr); err != nil {
+			ln.Close()
+			return nil, nil, fmt.Errorf("listen on --admin-addr: %w", err)
+		}
+	}
+	if c.adminTLS != nil {
+		aln = tls.NewListener(aln, c.adminTLS)
 	}
 	admin = &listener{Server: &http.Server{
 		Handler:           adminHandler(srv, c.pprof, c.adminAPI),

@@ -193,7 +193,8 @@ argon2id one at the user's next successful sign-in.`,
 		},
 	}
 	// update runs fn on the user named by the argument and prints the result.
-	update := func(use, short string, fn func(*storage.User) error) *cobra.Command {
+	// after, if given, runs on the updated user before it is printed.
+	update := func(use, short string, fn func(*storage.User) error, after ...func(context.Context, *sqlstore.Store, storage.User) error) *cobra.Command {
 		return &cobra.Command{
 			Use: use, Short: short, Args: oneArg,
 			RunE: func(c *cobra.Command, args []string) error {
@@ -203,16 +204,23 @@ argon2id one at the user's next successful sign-in.`,
 					}
 					u, err := st.UpdateUser(c.Context(), u.ID, func(old storage.User) (storage.User, error) {
 						old.Roles, old.Disabled, old.PasswordHash, old.UpdatedAt = u.Roles, u.Disabled, u.PasswordHash, time.Now().UTC()
+						old.MustChangePassword = u.MustChangePassword
 						return old, nil
 					})
 					if err != nil {
 						return err
+					}
+					for _, f := range after {
+						if err := f(c.Context(), st, u); err != nil {
+							return err
+						}
 					}
 					return g.print(viewUser(u), func(w io.Writer) { fmt.Fprintf(w, "updated user %s (%s)\n", u.ID, u.Email) })
 				})
 			},
 		}
 	}
+	var forceChange bool
 	setPassword := update("set-password ID|EMAIL", "Set a user's password (read from stdin)", func(u *storage.User) error {
 		pw, err := readSecretLine(g.stdin)
 		if err != nil {
@@ -221,9 +229,17 @@ argon2id one at the user's next successful sign-in.`,
 		if err := password.CheckPolicy(pw, password.DefaultMinLength); err != nil {
 			return err
 		}
+		u.MustChangePassword = forceChange
 		u.PasswordHash, err = password.Hash(pw, params)
 		return err
+	}, func(ctx context.Context, st *sqlstore.Store, u storage.User) error {
+		if !forceChange {
+			return nil
+		}
+		_, err := authserver.EndBrowserSessions(ctx, st, u.ID)
+		return err
 	})
+	setPassword.Flags().BoolVar(&forceChange, "force-change", false, "make the user choose a new password at the next sign-in (the password grant refuses them until then); also ends their browser sessions")
 	var setRoles []string
 	setRolesCmd := update("set-roles ID|EMAIL", "Replace a user's roles", func(u *storage.User) error {
 		u.Roles = setRoles

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -108,11 +109,17 @@ func Run(t testing.TB, stdin string, args ...string) string {
 const Issuer = "http://localhost:18999"
 
 // Start runs `authserver serve` with args (it adds --addr 127.0.0.1:0,
-// --issuer Issuer and cheap argon2 parameters unless given) and waits for its
+// --issuer Issuer, cheap argon2 parameters and --admin-addr off unless
+// given) and waits for its
 // "listening" line. The process is killed at the end of the test.
 func Start(t testing.TB, env []string, args ...string) *Server {
 	t.Helper()
 	all := append([]string{"serve", "--addr", "127.0.0.1:0", "--issuer", Issuer, "--argon2-memory", "64", "--argon2-time", "1"}, args...)
+	if !slices.Contains(args, "--admin-addr") {
+		// Tests run servers side by side: none takes the default admin
+		// address 127.0.0.1:8081.
+		all = append(all, "--admin-addr", "off")
+	}
 	cmd := exec.Command(Binary(t), all...)
 	cmd.Env = append(os.Environ(), env...)
 	stderr, err := cmd.StderrPipe()

@@ -354,6 +354,36 @@ func (s *Store) ListUsers(ctx context.Context) ([]storage.User, error) {
 	return out, err
 }
 
+// ListUsersPage returns one page of users (see storage.Users). The memory
+// store has no index: it sorts the matching users for every page.
+func (s *Store) ListUsersPage(ctx context.Context, q storage.UserQuery) ([]storage.User, error) {
+	if q.Limit <= 0 {
+		return nil, errors.New("memory: list users: limit must be positive")
+	}
+	prefix := emailKey(q.EmailPrefix)
+	key := func(u storage.User) string {
+		if prefix != "" {
+			return emailKey(u.Email)
+		}
+		return u.ID
+	}
+	var out []storage.User
+	err := s.view(ctx, func(d *data) error {
+		for _, u := range d.users {
+			if strings.HasPrefix(emailKey(u.Email), prefix) && key(u) > q.After {
+				out = append(out, u)
+			}
+		}
+		return nil
+	})
+	sort.Slice(out, func(i, j int) bool { return key(out[i]) < key(out[j]) })
+	out = out[:min(len(out), q.Limit)]
+	for i := range out {
+		out[i] = cloneUser(out[i])
+	}
+	return out, err
+}
+
 // UpdateUser applies fn to the stored user atomically. fn runs once, with no
 // lock held; it must not write to the store.
 func (s *Store) UpdateUser(ctx context.Context, id string, fn func(storage.User) (storage.User, error)) (storage.User, error) {
@@ -441,6 +471,28 @@ func (s *Store) ListClients(ctx context.Context) ([]storage.Client, error) {
 		return nil
 	})
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, err
+}
+
+// ListClientsPage returns at most limit clients with an ID after after.
+func (s *Store) ListClientsPage(ctx context.Context, after string, limit int) ([]storage.Client, error) {
+	if limit <= 0 {
+		return nil, errors.New("memory: list clients: limit must be positive")
+	}
+	var out []storage.Client
+	err := s.view(ctx, func(d *data) error {
+		for _, c := range d.clients {
+			if c.ID > after {
+				out = append(out, c)
+			}
+		}
+		return nil
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	out = out[:min(len(out), limit)]
+	for i := range out {
+		out[i] = cloneClient(out[i])
+	}
 	return out, err
 }
 
@@ -585,8 +637,29 @@ func (s *Store) RevokeTokens(ctx context.Context, f storage.TokenFilter) (int64,
 		return 0, errors.New("memory: revoke tokens: empty filter")
 	}
 	return s.deleteTokensWhere(ctx, func(_ tokenKey, t storage.Token) bool {
-		return (f.Subject == "" || t.Subject == f.Subject) && (f.ClientID == "" || t.ClientID == f.ClientID)
+		return (f.Subject == "" || t.Subject == f.Subject) && (f.ClientID == "" || t.ClientID == f.ClientID) &&
+			(f.RequestID == "" || t.RequestID == f.RequestID)
 	})
+}
+
+// ListTokens returns the records of kind with the subject, by RequestedAt.
+func (s *Store) ListTokens(ctx context.Context, kind storage.TokenKind, subject string) ([]storage.Token, error) {
+	var out []storage.Token
+	err := s.view(ctx, func(d *data) error {
+		for k, t := range d.tokens {
+			if k.kind == kind && t.Subject == subject {
+				out = append(out, cloneToken(t))
+			}
+		}
+		return nil
+	})
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].RequestedAt.Equal(out[j].RequestedAt) {
+			return out[i].RequestedAt.Before(out[j].RequestedAt)
+		}
+		return out[i].Signature < out[j].Signature
+	})
+	return out, err
 }
 
 func (s *Store) deleteTokensWhere(ctx context.Context, match func(tokenKey, storage.Token) bool) (int64, error) {

@@ -115,6 +115,29 @@ func (s *Store) ListClients(ctx context.Context) ([]storage.Client, error) {
 	return out, s.wrap("list clients", rows.Err())
 }
 
+// ListClientsPage returns at most limit clients with an ID after after, a
+// range of the primary key.
+func (s *Store) ListClientsPage(ctx context.Context, after string, limit int) ([]storage.Client, error) {
+	const op = "list clients page"
+	if limit <= 0 {
+		return nil, fmt.Errorf("sql: %s: limit must be positive", op)
+	}
+	rows, err := s.reader(ctx).QueryContext(ctx, `SELECT `+clientColumns+` FROM clients WHERE id > $1 ORDER BY id LIMIT $2`, after, limit)
+	if err != nil {
+		return nil, s.wrap(op, err)
+	}
+	defer rows.Close()
+	var out []storage.Client
+	for rows.Next() {
+		c, err := scanClient(rows)
+		if err != nil {
+			return nil, s.wrap(op, err)
+		}
+		out = append(out, c)
+	}
+	return out, s.wrap(op, rows.Err())
+}
+
 // UpdateClient applies fn to the stored client in a transaction that holds
 // the row locked (the caller's, or one of its own). fn must not use the store.
 func (s *Store) UpdateClient(ctx context.Context, id string, fn func(storage.Client) (storage.Client, error)) (storage.Client, error) {

@@ -35,6 +35,9 @@ type dialect struct {
 	lockToken   string // $1 = kind, $2 = signature: the locks CreateToken took for that token
 	lockSubject string // $1 = subject: the subject lock, exclusive
 	lockClient  string // $1 = client_id: the client lock, exclusive
+	// byteOrder follows a text column to compare and sort it by bytes, as
+	// an index made for prefix ranges does (migration 0009).
+	byteOrder string
 	// timeArg converts a time to the column's representation.
 	timeArg func(time.Time) any
 	// classify returns the storage sentinel a driver error stands for, or nil.
@@ -92,6 +95,7 @@ var postgresDialect = &dialect{
 	migrateLock: `SELECT pg_advisory_xact_lock(` + pgMigrateLock + `, hashtext(coalesce(current_schema(), '')))`,
 	forUpdate:   ` FOR UPDATE`,
 	skipLocked:  ` FOR UPDATE SKIP LOCKED`,
+	byteOrder:   ` COLLATE "C"`,
 	// The locks and the insert are one statement, so that a token created
 	// outside a transaction costs one round trip. An INSERT reads no
 	// snapshot, so taking the locks first within the statement is enough.

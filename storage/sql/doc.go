@@ -48,7 +48,8 @@
 //     the same transaction (their own if the caller has none);
 //     DeactivateToken, when inside a transaction, by looking the token up.
 //   - RevokeTokens takes the subject lock and the client lock (those in the
-//     filter) exclusively, then deletes.
+//     filter) exclusively, then deletes; with a grant (RequestID) in the
+//     filter it takes that grant's lock instead, as a grant's writes do.
 //
 // Rotation and revocation of one grant are thus serialised: the later one
 // sees everything the earlier one committed, so either the rotation finds its

@@ -122,9 +122,31 @@ func (s *Store) lockedWrite(ctx context.Context, op string, locks []lock, query 
 	return n, err
 }
 
+// ListTokens returns the records of kind with the subject (the subject
+// index), ordered by requested_at.
+func (s *Store) ListTokens(ctx context.Context, kind storage.TokenKind, subject string) ([]storage.Token, error) {
+	const op = "list tokens"
+	rows, err := s.reader(ctx).QueryContext(ctx, `SELECT `+tokenColumns+` FROM tokens WHERE subject = $1 AND kind = $2
+		ORDER BY requested_at, signature`, subject, string(kind))
+	if err != nil {
+		return nil, s.wrap(op, err)
+	}
+	defer rows.Close()
+	var out []storage.Token
+	for rows.Next() {
+		t, err := scanToken(rows)
+		if err != nil {
+			return nil, s.wrap(op, err)
+		}
+		out = append(out, t)
+	}
+	return out, s.wrap(op, rows.Err())
+}
+
 // RevokeTokens deletes every record matching f; f must set at least one
 // field. On PostgreSQL it first takes the subject lock and the client lock
-// exclusively (those set in f, in that order), which waits for every
+// exclusively (those set in f, in that order; with a RequestID, the grant's
+// lock instead), which waits for every
 // transaction writing a token of that subject or client and holds off new
 // ones until the deletion commits.
 func (s *Store) RevokeTokens(ctx context.Context, f storage.TokenFilter) (int64, error) {
@@ -143,6 +165,14 @@ func (s *Store) RevokeTokens(ctx context.Context, f storage.TokenFilter) (int64,
 		args = append(args, f.ClientID)
 		where = append(where, fmt.Sprintf("client_id = $%d", len(args)))
 		locks = append(locks, lock{s.d.lockClient, f.ClientID})
+	}
+	if f.RequestID != "" {
+		// Only the grant's records can match: its lock (which every write
+		// to them takes first, exclusively) is enough, and taking it alone
+		// keeps the lock order of rotation.
+		args = append(args, f.RequestID)
+		where = append(where, fmt.Sprintf("request_id = $%d", len(args)))
+		locks = []lock{{s.d.lockGrant, f.RequestID}}
 	}
 	if len(where) == 0 {
 		return 0, errors.New("sql: revoke tokens: empty filter")

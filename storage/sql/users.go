@@ -11,7 +11,7 @@ import (
 	"github.com/oauthkit/authserver/storage"
 )
 
-const userColumns = `id, email, name, roles, disabled, password_hash, created_at, updated_at`
+const userColumns = `id, email, name, roles, disabled, password_hash, created_at, updated_at, must_change_password`
 
 // scanner is *sql.Row or *sql.Rows.
 type scanner interface{ Scan(dest ...any) error }
@@ -20,7 +20,7 @@ func scanUser(row scanner) (storage.User, error) {
 	var u storage.User
 	var roles string
 	if err := row.Scan(&u.ID, &u.Email, &u.Name, &roles, &u.Disabled, &u.PasswordHash,
-		timeCol{&u.CreatedAt}, timeCol{&u.UpdatedAt}); err != nil {
+		timeCol{&u.CreatedAt}, timeCol{&u.UpdatedAt}, &u.MustChangePassword); err != nil {
 		return u, err
 	}
 	return u, decodeStrings(roles, &u.Roles)
@@ -54,10 +54,10 @@ func decodeStrings(s string, dst *[]string) error {
 // CreateUser stores a new user; a taken ID or email gives ErrAlreadyExists.
 func (s *Store) CreateUser(ctx context.Context, u storage.User) error {
 	_, err := s.writer(ctx).ExecContext(ctx,
-		`INSERT INTO users (id, email, email_lower, name, roles, disabled, password_hash, created_at, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+		`INSERT INTO users (id, email, email_lower, name, roles, disabled, password_hash, created_at, updated_at, must_change_password)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
 		u.ID, u.Email, emailKey(u.Email), u.Name, encodeStrings(u.Roles), u.Disabled, u.PasswordHash,
-		s.d.timeArg(u.CreatedAt), s.d.timeArg(u.UpdatedAt))
+		s.d.timeArg(u.CreatedAt), s.d.timeArg(u.UpdatedAt), u.MustChangePassword)
 	return s.wrap("create user", err)
 }
 
@@ -92,6 +92,44 @@ func (s *Store) ListUsers(ctx context.Context) ([]storage.User, error) {
 	return out, s.wrap("list users", rows.Err())
 }
 
+// ListUsersPage returns one page of users (see storage.Users): a range
+// of the primary key, or with an email prefix a range of the email index
+// (byte order on PostgreSQL too, whatever the database's collation).
+func (s *Store) ListUsersPage(ctx context.Context, q storage.UserQuery) ([]storage.User, error) {
+	const op = "list users page"
+	if q.Limit <= 0 {
+		return nil, fmt.Errorf("sql: %s: limit must be positive", op)
+	}
+	query := `SELECT ` + userColumns + ` FROM users WHERE id > $1 ORDER BY id LIMIT $2`
+	args := []any{q.After, q.Limit}
+	if prefix := emailKey(q.EmailPrefix); prefix != "" {
+		col := `email_lower` + s.d.byteOrder
+		query = `SELECT ` + userColumns + ` FROM users WHERE ` + col + ` >= $1 AND ` + col + ` > $2`
+		args = []any{prefix, q.After}
+		if end := storage.PrefixEnd(prefix); end != "" {
+			query += ` AND ` + col + ` < $4`
+			args = append(args, q.Limit, end)
+		} else {
+			args = append(args, q.Limit)
+		}
+		query += ` ORDER BY ` + col + ` LIMIT $3`
+	}
+	rows, err := s.reader(ctx).QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, s.wrap(op, err)
+	}
+	defer rows.Close()
+	var out []storage.User
+	for rows.Next() {
+		u, err := scanUser(rows)
+		if err != nil {
+			return nil, s.wrap(op, err)
+		}
+		out = append(out, u)
+	}
+	return out, s.wrap(op, rows.Err())
+}
+
 // UpdateUser applies fn to the stored user in a transaction that holds the
 // row locked (the caller's, or one of its own). fn must not use the store.
 func (s *Store) UpdateUser(ctx context.Context, id string, fn func(storage.User) (storage.User, error)) (storage.User, error) {
@@ -109,9 +147,9 @@ func (s *Store) UpdateUser(ctx context.Context, id string, fn func(storage.User)
 		}
 		_, err = tx.ExecContext(ctx,
 			`UPDATE users SET email = $2, email_lower = $3, name = $4, roles = $5, disabled = $6,
-			password_hash = $7, created_at = $8, updated_at = $9 WHERE id = $1`,
+			password_hash = $7, created_at = $8, updated_at = $9, must_change_password = $10 WHERE id = $1`,
 			id, next.Email, emailKey(next.Email), next.Name, encodeStrings(next.Roles), next.Disabled,
-			next.PasswordHash, s.d.timeArg(next.CreatedAt), s.d.timeArg(next.UpdatedAt))
+			next.PasswordHash, s.d.timeArg(next.CreatedAt), s.d.timeArg(next.UpdatedAt), next.MustChangePassword)
 		return s.wrap("update user", err)
 	})
 	if err != nil {

@@ -101,7 +101,8 @@ func checkBytes(t *testing.T, field string, got, want []byte) {
 func checkUser(t *testing.T, got, want storage.User) {
 	t.Helper()
 	if got.ID != want.ID || got.Email != want.Email || got.Name != want.Name ||
-		got.Disabled != want.Disabled || got.PasswordHash != want.PasswordHash {
+		got.Disabled != want.Disabled || got.PasswordHash != want.PasswordHash ||
+		got.MustChangePassword != want.MustChangePassword {
 		t.Errorf("user: got %+v, want %+v", got, want)
 	}
 	checkStrings(t, "user roles", got.Roles, want.Roles)

@@ -75,6 +75,30 @@ func (w *store) ListUsers(ctx context.Context) ([]storage.User, error) {
 	return us, err
 }
 
+// ListUsersPage implements storage.Users.
+func (w *store) ListUsersPage(ctx context.Context, q storage.UserQuery) ([]storage.User, error) {
+	ctx, sp := w.start(ctx, "ListUsersPage")
+	us, err := w.s.ListUsersPage(ctx, q)
+	tracing.End(sp, err)
+	return us, err
+}
+
+// ListClientsPage implements storage.Clients.
+func (w *store) ListClientsPage(ctx context.Context, after string, limit int) ([]storage.Client, error) {
+	ctx, sp := w.start(ctx, "ListClientsPage")
+	cs, err := w.s.ListClientsPage(ctx, after, limit)
+	tracing.End(sp, err)
+	return cs, err
+}
+
+// ListTokens implements storage.Tokens.
+func (w *store) ListTokens(ctx context.Context, kind storage.TokenKind, subject string) ([]storage.Token, error) {
+	ctx, sp := w.start(ctx, "ListTokens")
+	ts, err := w.s.ListTokens(ctx, kind, subject)
+	tracing.End(sp, err)
+	return ts, err
+}
+
 // UpdateUser implements storage.Users.
 func (w *store) UpdateUser(ctx context.Context, id string, fn func(storage.User) (storage.User, error)) (storage.User, error) {
 	ctx, sp := w.start(ctx, "UpdateUser")

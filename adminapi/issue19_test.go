@@ -1,0 +1,295 @@
+package adminapi_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/oauthkit/authserver/adminapi"
+	"github.com/oauthkit/authserver/storage"
+)
+
+// tokenError posts a token request and returns the status and the error
+// response's error and error_description.
+func (e *env) tokenError(form url.Values) (int, string, string) {
+	e.t.Helper()
+	resp, err := http.PostForm(e.pub.URL+"/token", form)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var er struct {
+		Error       string `json:"error"`
+		Description string `json:"error_description"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&er)
+	return resp.StatusCode, er.Error, er.Description
+}
+
+// submit posts the form of page (its hidden fields plus fields) to its
+// action, relative to base.
+func submit(t *testing.T, c *http.Client, base *url.URL, page string, fields url.Values) (*http.Response, string) {
+	t.Helper()
+	form := url.Values{}
+	for _, m := range hiddenRE.FindAllStringSubmatch(page, -1) {
+		form.Set(m[1], htmlUnescape(m[2]))
+	}
+	for k, v := range fields {
+		form[k] = v
+	}
+	m := actionRE.FindStringSubmatch(page)
+	if m == nil {
+		t.Fatalf("no form in %s", page)
+	}
+	ref, _ := url.Parse(htmlUnescape(m[1]))
+	return fetch(t, c, http.MethodPost, base.ResolveReference(ref).String(), form)
+}
+
+func TestForcedPasswordChange(t *testing.T) {
+	ce := newConsoleEnv(t)
+	const reset = "temporary password 2024!"
+	const chosen = "my own new passphrase 99"
+	base := "/admin/v1/users/" + ce.alice.ID
+	etag := ce.call(http.MethodGet, base, nil).want(t, http.StatusOK).header.Get("ETag")
+	ce.call(http.MethodPut, base, map[string]any{"email": "alice@example.com", "name": "Alice A.", "roles": []string{"admin"}}).want(t, http.StatusOK)
+
+	t.Run("StaleIfMatchIs412", func(t *testing.T) {
+		ce.call(http.MethodPost, base+"/password", map[string]any{"password": reset, "force_change": true}, "If-Match", etag).want(t, http.StatusPreconditionFailed)
+	})
+	t.Run("NeedsAnAdminToken", func(t *testing.T) {
+		ce.callAs("", http.MethodPost, base+"/password", map[string]any{"password": reset, "force_change": true}).want(t, http.StatusUnauthorized)
+		tok := ce.clientToken("svc", svcSecret, "read")
+		ce.callAs(tok, http.MethodPost, base+"/password", map[string]any{"password": reset, "force_change": true}).want(t, http.StatusForbidden)
+		ce.call(http.MethodPost, "/admin/v1/users/nobody/password", map[string]any{"password": reset, "force_change": true}).want(t, http.StatusNotFound)
+		ce.call(http.MethodPost, base+"/password", `{"password":"`+reset+`","force_change":"yes"}`).want(t, http.StatusBadRequest)
+	})
+
+	// Alice has a browser session before the reset; the reset ends it.
+	before := browser(t)
+	if resp, _ := ce.signIn(t, before, "alice@example.com", alicePW); resp.StatusCode != http.StatusOK {
+		t.Fatalf("sign-in before the reset: %d", resp.StatusCode)
+	}
+	var ss adminapi.List[adminapi.Session]
+	ce.call(http.MethodGet, base+"/sessions", nil).want(t, http.StatusOK).decode(t, &ss)
+	if len(ss.Items) != 1 {
+		t.Fatalf("sessions before the reset: %+v", ss.Items)
+	}
+
+	var u adminapi.User
+	ce.call(http.MethodPost, base+"/password", map[string]any{"password": reset, "force_change": true}).want(t, http.StatusOK).decode(t, &u)
+	if !u.MustChangePassword {
+		t.Fatalf("after the reset: %+v", u)
+	}
+	ce.call(http.MethodGet, base+"/sessions", nil).want(t, http.StatusOK).decode(t, &ss)
+	if len(ss.Items) != 0 {
+		t.Fatalf("the forced reset left sessions: %+v", ss.Items)
+	}
+
+	t.Run("PasswordGrantRefusesUntilChanged", func(t *testing.T) {
+		st, code, desc := ce.tokenError(url.Values{"grant_type": {"password"}, "username": {"alice@example.com"}, "password": {reset}, "client_id": {"app"}, "scope": {"read"}})
+		if st != http.StatusBadRequest || code != "invalid_grant" || !strings.Contains(desc, "must be changed") {
+			t.Fatalf("password grant with the reset password: %d %s %q", st, code, desc)
+		}
+		// A wrong password still gets the usual answer, which tells nothing.
+		_, _, desc = ce.tokenError(url.Values{"grant_type": {"password"}, "username": {"alice@example.com"}, "password": {"wrong password 123"}, "client_id": {"app"}, "scope": {"read"}})
+		if strings.Contains(desc, "changed") {
+			t.Fatalf("a wrong password learns of the reset: %q", desc)
+		}
+	})
+
+	c := browser(t)
+	resp, page := ce.signIn(t, c, "alice@example.com", reset)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(page, "Choose a new password") || !strings.Contains(page, `name="new_password"`) {
+		t.Fatalf("after the reset password: %d %s", resp.StatusCode, page)
+	}
+	if strings.Contains(page, reset) {
+		t.Fatal("the change form holds the password")
+	}
+	pub := resp.Request.URL
+	t.Run("ChangeFormValidates", func(t *testing.T) {
+		r, p := submit(t, c, pub, page, url.Values{"new_password": {chosen}, "confirm_password": {chosen + "x"}})
+		if r.StatusCode != http.StatusBadRequest || !strings.Contains(p, "differ") {
+			t.Fatalf("mismatch: %d %s", r.StatusCode, p)
+		}
+		r, p = submit(t, c, pub, page, url.Values{"new_password": {reset}, "confirm_password": {reset}})
+		if r.StatusCode != http.StatusBadRequest || !strings.Contains(p, "other than") {
+			t.Fatalf("same password: %d %s", r.StatusCode, p)
+		}
+		r, p = submit(t, c, pub, page, url.Values{"new_password": {"short"}, "confirm_password": {"short"}})
+		if r.StatusCode != http.StatusBadRequest || !strings.Contains(p, "cannot be used") {
+			t.Fatalf("short password: %d %s", r.StatusCode, p)
+		}
+		bad := url.Values{"new_password": {chosen}, "confirm_password": {chosen}, "csrf_token": {"forged"}}
+		if r, _ := submit(t, c, pub, page, bad); r.StatusCode != http.StatusForbidden {
+			t.Fatalf("forged CSRF token: %d", r.StatusCode)
+		}
+	})
+	resp, done := submit(t, c, pub, page, url.Values{"new_password": {chosen}, "confirm_password": {chosen}})
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Request.URL.String(), ce.ui.URL) {
+		t.Fatalf("after the change the authorization goes on to the console: %d at %s\n%s", resp.StatusCode, resp.Request.URL, done)
+	}
+	t.Run("HandleIsSingleUse", func(t *testing.T) {
+		r, p := submit(t, c, pub, page, url.Values{"new_password": {chosen + "2"}, "confirm_password": {chosen + "2"}})
+		// The authorization request it continued is completed too.
+		if r.StatusCode != http.StatusBadRequest || !(strings.Contains(p, "ran out") || strings.Contains(p, "already completed")) {
+			t.Fatalf("second use of the change form: %d %s", r.StatusCode, p)
+		}
+	})
+	ce.call(http.MethodGet, base, nil).want(t, http.StatusOK).decode(t, &u)
+	if u.MustChangePassword {
+		t.Fatal("must_change_password still set after the change")
+	}
+	if st, _ := ce.passwordGrant("alice@example.com", chosen); st != http.StatusOK {
+		t.Fatalf("password grant with the new password: %d", st)
+	}
+	if st, _ := ce.passwordGrant("alice@example.com", reset); st == http.StatusOK {
+		t.Fatal("the reset password still works")
+	}
+	if !strings.Contains(ce.audit.String(), `"event":"password_changed"`) {
+		t.Fatal("no password_changed audit event")
+	}
+	for _, s := range []string{reset, chosen} {
+		if strings.Contains(ce.audit.String(), s) {
+			t.Fatal("a password is in the audit log")
+		}
+	}
+	// A reset without force_change clears the flag.
+	ce.call(http.MethodPost, base+"/password", map[string]any{"password": reset, "force_change": true}).want(t, http.StatusOK)
+	ce.call(http.MethodPost, base+"/password", map[string]any{"password": reset}).want(t, http.StatusOK).decode(t, &u)
+	if st, _ := ce.passwordGrant("alice@example.com", reset); u.MustChangePassword || st != http.StatusOK {
+		t.Fatalf("plain reset: %+v, password grant %d", u, st)
+	}
+}
+
+func TestSessionsAndRevocationByGrant(t *testing.T) {
+	ce := newConsoleEnv(t)
+	base := "/admin/v1/users/" + ce.alice.ID
+	c := browser(t)
+	if resp, _ := ce.signIn(t, c, "alice@example.com", alicePW); resp.StatusCode != http.StatusOK {
+		t.Fatalf("sign-in: %d", resp.StatusCode)
+	}
+	var ss adminapi.List[adminapi.Session]
+	ce.call(http.MethodGet, base+"/sessions", nil).want(t, http.StatusOK).decode(t, &ss)
+	if len(ss.Items) != 1 {
+		t.Fatalf("sessions: %+v", ss.Items)
+	}
+	s := ss.Items[0]
+	exp, err := time.Parse(time.RFC3339, s.ExpiresAt)
+	if err != nil || !exp.After(time.Now()) || s.ID == "" || !slices.Equal(s.Clients, []string{"admin-console"}) || len(s.Grants) != 1 {
+		t.Fatalf("session %+v", s)
+	}
+	// The ID is the public sid, not the cookie's value or its hash.
+	for _, ck := range c.Jar.Cookies(mustURL(t, ce.pub.URL)) {
+		if strings.Contains(ck.Value, s.ID) || strings.Contains(s.ID, ck.Value) {
+			t.Fatalf("the session's id %q is its cookie", s.ID)
+		}
+	}
+
+	t.Run("AuthAndNotFound", func(t *testing.T) {
+		ce.callAs("", http.MethodGet, base+"/sessions", nil).want(t, http.StatusUnauthorized)
+		ce.callAs("", http.MethodDelete, base+"/sessions/"+s.ID, nil).want(t, http.StatusUnauthorized)
+		tok := ce.clientToken("svc", svcSecret, "read")
+		ce.callAs(tok, http.MethodGet, base+"/sessions", nil).want(t, http.StatusForbidden)
+		ce.callAs(tok, http.MethodDelete, base+"/sessions/"+s.ID, nil).want(t, http.StatusForbidden)
+		ce.callAs(tok, http.MethodPost, "/admin/v1/tokens/revoke", map[string]any{"grant_id": s.Grants[0].GrantID}).want(t, http.StatusForbidden)
+		ce.call(http.MethodGet, "/admin/v1/users/nobody/sessions", nil).want(t, http.StatusNotFound)
+		ce.call(http.MethodDelete, "/admin/v1/users/nobody/sessions/"+s.ID, nil).want(t, http.StatusNotFound)
+		ce.call(http.MethodDelete, base+"/sessions/no-such-session", nil).want(t, http.StatusNotFound)
+		// Another user's session is not found under bob.
+		ce.call(http.MethodDelete, "/admin/v1/users/u-bob/sessions/"+s.ID, nil).want(t, http.StatusNotFound)
+	})
+
+	t.Run("RevokeByGrant", func(t *testing.T) {
+		// bob's tokens are another grant, and survive.
+		_, bobRefresh := ce.passwordGrant("bob@example.com", bobPassword)
+		var n adminapi.Count
+		ce.call(http.MethodPost, "/admin/v1/tokens/revoke", map[string]any{"grant_id": s.Grants[0].GrantID}).want(t, http.StatusOK).decode(t, &n)
+		if n.Revoked < 1 {
+			t.Fatalf("revoked %d", n.Revoked)
+		}
+		ce.call(http.MethodGet, base+"/sessions", nil).want(t, http.StatusOK).decode(t, &ss)
+		if len(ss.Items) != 1 || len(ss.Items[0].Grants) != 0 {
+			t.Fatalf("after revoking the grant: %+v", ss.Items)
+		}
+		if st, _ := ce.tokenForm(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {bobRefresh}, "client_id": {"app"}}); st != http.StatusOK {
+			t.Fatalf("another grant's refresh token: %d", st)
+		}
+		ce.call(http.MethodPost, "/admin/v1/tokens/revoke", map[string]any{"grant_id": "no-such-grant"}).want(t, http.StatusOK).decode(t, &n)
+		if n.Revoked != 0 {
+			t.Fatalf("unknown grant revoked %d", n.Revoked)
+		}
+	})
+
+	t.Run("EndOneSession", func(t *testing.T) {
+		other := browser(t)
+		if resp, _ := ce.signIn(t, other, "alice@example.com", alicePW); resp.StatusCode != http.StatusOK {
+			t.Fatalf("second sign-in: %d", resp.StatusCode)
+		}
+		ce.call(http.MethodGet, base+"/sessions", nil).want(t, http.StatusOK).decode(t, &ss)
+		if len(ss.Items) != 2 {
+			t.Fatalf("two browsers, %d sessions", len(ss.Items))
+		}
+		ce.call(http.MethodDelete, base+"/sessions/"+s.ID, nil).want(t, http.StatusNoContent)
+		ce.call(http.MethodDelete, base+"/sessions/"+s.ID, nil).want(t, http.StatusNotFound)
+		ce.call(http.MethodGet, base+"/sessions", nil).want(t, http.StatusOK).decode(t, &ss)
+		if len(ss.Items) != 1 || ss.Items[0].ID == s.ID {
+			t.Fatalf("after ending %s: %+v", s.ID, ss.Items)
+		}
+		// The ended browser must sign in again at the public listener.
+		resp, page := fetch(t, c, http.MethodGet, ce.pub.URL+"/consents", nil)
+		if strings.Contains(page, "alice@example.com") {
+			t.Fatalf("the ended session still works: %d", resp.StatusCode)
+		}
+		if _, page := fetch(t, other, http.MethodGet, ce.pub.URL+"/consents", nil); !strings.Contains(page, "alice@example.com") {
+			t.Fatal("the other session ended too")
+		}
+	})
+}
+
+func mustURL(t *testing.T, s string) *url.URL {
+	t.Helper()
+	u, err := url.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+func TestUsersByEmailPrefix(t *testing.T) {
+	e := newEnv(t)
+	now := time.Now().UTC()
+	var want []string
+	for i := range 40 {
+		email := fmt.Sprintf("User%02d@Example.com", i)
+		u := storage.User{ID: fmt.Sprintf("id-%03d", 99-i), Email: email, PasswordHash: e.alice.PasswordHash, CreatedAt: now, UpdatedAt: now}
+		if err := e.store.CreateUser(t.Context(), u); err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasPrefix(strings.ToLower(email), "user1") {
+			want = append(want, strings.ToLower(email))
+		}
+	}
+	var got []string
+	cursor := ""
+	for range 10 {
+		var l adminapi.List[adminapi.User]
+		e.call(http.MethodGet, "/admin/v1/users?email_prefix=USER1&limit=3&cursor="+cursor, nil).want(t, http.StatusOK).decode(t, &l)
+		for _, u := range l.Items {
+			got = append(got, strings.ToLower(u.Email))
+		}
+		if cursor = l.NextCursor; cursor == "" {
+			break
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("pages gave %v, want %v", got, want)
+	}
+	e.call(http.MethodGet, "/admin/v1/users?email_prefix=%00", nil).want(t, http.StatusBadRequest)
+	e.call(http.MethodGet, "/admin/v1/users?email_prefix=%ff", nil).want(t, http.StatusBadRequest)
+	e.callAs("", http.MethodGet, "/admin/v1/users?email_prefix=user", nil).want(t, http.StatusUnauthorized)
+}

@@ -1,0 +1,124 @@
+package authserver
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/oauthkit/authserver/storage"
+)
+
+// Browser sessions as the admin API sees them: listed by their public
+// identifier (the sid), ended one by one or all at once.
+
+// EndBrowserSessions ends every browser session of the user (their
+// sign-in cookies stop working on every instance); tokens are left alone.
+// It returns how many sessions ended.
+func EndBrowserSessions(ctx context.Context, st storage.Tokens, userID string) (int, error) {
+	ts, err := st.ListTokens(ctx, storage.BrowserSession, userID)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, t := range ts {
+		err := st.DeleteToken(ctx, storage.BrowserSession, t.Signature)
+		if errors.Is(err, storage.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
+
+// SessionInfo describes a live browser session for administrators.
+type SessionInfo struct {
+	// ID is the session's public identifier (the OpenID Connect sid),
+	// never its cookie.
+	ID        string
+	CreatedAt time.Time
+	ExpiresAt time.Time
+	// Grants are the grants (each a client's tokens, under one request ID)
+	// made in the session that still have tokens.
+	Grants []SessionGrant
+}
+
+// SessionGrant is a grant made in a browser session.
+type SessionGrant struct {
+	GrantID  string
+	ClientID string
+}
+
+// ListBrowserSessions returns the user's live browser sessions, oldest
+// first, with the grants made in each.
+func ListBrowserSessions(ctx context.Context, st storage.Tokens, userID string, now time.Time) ([]SessionInfo, error) {
+	ts, err := st.ListTokens(ctx, storage.BrowserSession, userID)
+	if err != nil {
+		return nil, err
+	}
+	out := []SessionInfo{}
+	index := map[string]int{}
+	for _, t := range ts {
+		if !t.Active || !t.ExpiresAt.After(now) || t.RequestID == "" {
+			continue
+		}
+		index[t.RequestID] = len(out)
+		out = append(out, SessionInfo{ID: t.RequestID, CreatedAt: t.RequestedAt, ExpiresAt: t.ExpiresAt, Grants: []SessionGrant{}})
+	}
+	if len(out) == 0 {
+		return out, nil
+	}
+	seen := map[string]bool{}
+	for _, kind := range []storage.TokenKind{storage.RefreshToken, storage.AccessToken} {
+		ts, err := st.ListTokens(ctx, kind, userID)
+		if err != nil {
+			return nil, err
+		}
+		for _, t := range ts {
+			if seen[t.RequestID] {
+				continue
+			}
+			var p struct {
+				Session struct {
+					SID string `json:"sid"`
+				} `json:"session"`
+			}
+			if json.Unmarshal(t.Payload, &p) != nil {
+				continue
+			}
+			if i, ok := index[p.Session.SID]; ok && p.Session.SID != "" {
+				seen[t.RequestID] = true
+				out[i].Grants = append(out[i].Grants, SessionGrant{GrantID: t.RequestID, ClientID: t.ClientID})
+			}
+		}
+	}
+	return out, nil
+}
+
+// EndBrowserSession ends the user's browser session with the public
+// identifier sid: its cookie stops working on every instance. Tokens issued
+// in it are left alone (revoke them by grant). It returns
+// storage.ErrNotFound when the user has no such session.
+func EndBrowserSession(ctx context.Context, st storage.Tokens, userID, sid string) error {
+	ts, err := st.ListTokens(ctx, storage.BrowserSession, userID)
+	if err != nil {
+		return err
+	}
+	for _, t := range ts {
+		if t.RequestID != sid || sid == "" {
+			continue
+		}
+		if err := st.DeleteToken(ctx, storage.BrowserSession, t.Signature); err != nil {
+			return err
+		}
+		if _, err := st.DeleteTokens(ctx, logoutTargetKind, sid); err != nil {
+			return err
+		}
+		return nil
+	}
+	return fmt.Errorf("authserver: session of %s: %w", userID, storage.ErrNotFound)
+}
