@@ -464,11 +464,8 @@ func (c *console) audit(w http.ResponseWriter, r *http.Request, s consoleSession
 	return c.render(w, s, "audit", map[string]any{"Events": events, "Event": r.URL.Query().Get("event")})
 }
 
-// signIn is a recent sign-in of a user, from the audit ring.
-type signIn struct{ Time, IP string }
-
-// sessionsPage shows a user's consents (each with a revoke button), recent
-// sign-ins and a button that ends every browser session. Browser sessions
+// sessionsPage shows a user's consents (each with a revoke button) and a
+// button that ends every browser session. Browser sessions
 // are stored under a hash of their cookie and storage cannot list them by
 // user, so they are ended all at once; no cookie value or hash is shown.
 func (c *console) sessionsPage(w http.ResponseWriter, r *http.Request, s consoleSession) error {
@@ -490,19 +487,7 @@ func (c *console) sessionsPage(w http.ResponseWriter, r *http.Request, s console
 	if err != nil {
 		return err
 	}
-	var signIns []signIn
-	if c.api.cfg.Ring != nil {
-		for _, raw := range c.api.cfg.Ring.Last(10, map[string]string{"event": "signed_in", "sub": u.ID}) {
-			var e struct {
-				Time string `json:"time"`
-				IP   string `json:"ip"`
-			}
-			if json.Unmarshal(raw, &e) == nil {
-				signIns = append(signIns, signIn{Time: e.Time, IP: e.IP})
-			}
-		}
-	}
-	data["User"], data["Consents"], data["SignIns"] = viewUser(u), consents, signIns
+	data["User"], data["Consents"] = viewUser(u), consents
 	return c.render(w, s, "sessions", data)
 }
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"html/template"
 	"sort"
+	"time"
 )
 
 // navItem is an entry of the console's navigation.
@@ -24,6 +25,24 @@ var consoleNav = []navItem{
 var consoleTemplates = template.Must(template.New("console").Funcs(template.FuncMap{
 	"num":      func(f float64) string { return fmt.Sprintf("%.0f", f) },
 	"navItems": func() []navItem { return consoleNav },
+	// when shortens an audit event's RFC 3339 time to the second, in UTC.
+	"when": func(v any) string {
+		switch v := v.(type) {
+		case time.Time:
+			return v.UTC().Format(time.DateTime)
+		case *time.Time:
+			if v != nil {
+				return v.UTC().Format(time.DateTime)
+			}
+			return ""
+		case string:
+			if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+				return t.UTC().Format(time.DateTime)
+			}
+			return v
+		}
+		return fmt.Sprint(v)
+	},
 	"keys": func(m map[string]any) []string {
 		out := make([]string, 0, len(m))
 		for k := range m {
@@ -45,9 +64,9 @@ header a{color:#fff} nav{display:flex;flex-wrap:wrap;gap:.25em 1em} nav a[aria-c
 main{padding:1em;max-width:70em}
 a{color:#1a4f8b} a:focus-visible,button:focus-visible,input:focus-visible{outline:3px solid #e76f00;outline-offset:2px}
 header a:focus-visible,header button:focus-visible{outline-color:#ffd166}
-table{border-collapse:collapse;width:100%} th,td{text-align:left;padding:.3em;border-bottom:1px solid #ccc;vertical-align:top;overflow-wrap:anywhere}
-.charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(18em,100%),1fr));gap:1em}
-figure{margin:0;border:1px solid #ccc;padding:.5em} svg{width:100%;height:auto} rect{fill:#1d3557}
+table{border-collapse:collapse;width:100%} th,td{text-align:left;padding:.3em;border-bottom:1px solid #ccc;vertical-align:top} td.details{overflow-wrap:anywhere}
+.charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(24em,100%),1fr));gap:1em}
+figure{margin:0;border:1px solid #ccc;padding:.5em} svg{width:100%;height:auto} rect{fill:#1d3557} svg text{fill:#555;font-size:8px}
 .secret{background:#ffe8a3;padding:.5em;overflow-wrap:anywhere} .error{color:#a00} .notice{color:#155724;background:#e6f4ea;padding:.5em}
 .muted{color:#555} code{overflow-wrap:anywhere}
 label{display:block;margin:.3em 0} input{font:inherit;max-width:100%} button{font:inherit;padding:.4em .8em}
@@ -57,13 +76,14 @@ form.inline{display:inline}
 <header><strong>authserver admin</strong>
 <nav aria-label="Console">{{$p := .Page}}{{range navItems}}<a href="{{.Href}}"{{if eq .Page $p}} aria-current="page"{{end}}>{{.Label}}</a>{{end}}</nav>
 <form method="post" action="/admin/ui/logout"><input type="hidden" name="csrf" value="{{.CSRF}}"><button>Sign out {{.Me}}</button></form>
-</header><main>{{end}}
+</header><main class="console">{{end}}
 {{define "foot"}}</main></body></html>{{end}}
 
 {{define "dashboard"}}{{template "head" .}}<h1>Dashboard</h1><p>Per minute, last hour.</p>
 <div class="charts">{{range .Charts}}<figure><figcaption>{{.Title}}: {{num .Total}} in the last hour</figcaption>
-<svg viewBox="0 0 300 52" role="img" aria-label="{{.Title}} per minute, peak {{num .Max}}"><line x1="0" y1="50.5" x2="300" y2="50.5" stroke="#999"/>
-{{range .Bars}}<rect x="{{.X}}" y="{{.Y}}" width="4" height="{{.H}}"><title>{{num .V}}</title></rect>{{end}}</svg></figure>{{else}}<p>No metrics.</p>{{end}}</div>
+<svg viewBox="0 0 300 62" role="img" aria-label="{{.Title}} per minute, peak {{num .Max}}"><line x1="0" y1="50.5" x2="300" y2="50.5" stroke="#767676"/>
+{{range .Bars}}<rect x="{{.X}}" y="{{.Y}}" width="4" height="{{.H}}"><title>{{num .V}}</title></rect>{{end}}
+<text x="0" y="60">60 min ago</text><text x="300" y="60" text-anchor="end">now</text></svg></figure>{{else}}<p>No metrics.</p>{{end}}</div>
 {{template "foot" .}}{{end}}
 
 {{define "users"}}{{template "head" .}}<h1>Users</h1>
@@ -90,8 +110,8 @@ form.inline{display:inline}
 {{template "foot" .}}{{end}}
 
 {{define "keys"}}{{template "head" .}}<h1>Signing keys</h1>
-<table><thead><tr><th scope="col">Key ID</th><th scope="col">State</th><th scope="col">Algorithm</th><th scope="col">Created</th><th scope="col">Activates</th></tr></thead><tbody>
-{{range .Keys}}<tr><td><code>{{.ID}}</code></td><td>{{.State}}</td><td>{{.Algorithm}}</td><td>{{.CreatedAt}}</td><td>{{.ActivateAt}}</td></tr>{{end}}
+<table><thead><tr><th scope="col">Key ID</th><th scope="col">State</th><th scope="col">Algorithm</th><th scope="col">Created (UTC)</th><th scope="col">Activates (UTC)</th></tr></thead><tbody>
+{{range .Keys}}<tr><td><code>{{.ID}}</code></td><td>{{.State}}</td><td>{{.Algorithm}}</td><td>{{when .CreatedAt}}</td><td>{{when .ActivateAt}}</td></tr>{{end}}
 </tbody></table>
 <form method="post" action="/admin/ui/keys"><input type="hidden" name="csrf" value="{{.CSRF}}">
 <label><input type="checkbox" name="now"> Activate at once (tokens it signs may fail where the JWKS is cached)</label><button>Rotate</button></form>
@@ -106,14 +126,12 @@ form.inline{display:inline}
 <h3>Browser sessions</h3>
 <p class="muted">A browser session is stored under a hash of its cookie, which is never shown. Ending the sessions signs the user out
 of every browser and revokes every token and remembered consent of the user.</p>
-{{if $.SignIns}}<table class="signins"><caption class="muted">Recent sign-ins (this instance's audit log)</caption><thead><tr><th scope="col">Time</th><th scope="col">IP address</th></tr></thead><tbody>
-{{range $.SignIns}}<tr><td>{{.Time}}</td><td>{{.IP}}</td></tr>{{end}}</tbody></table>{{end}}
 <form method="post" action="/admin/ui/users/{{.ID}}/sessions/revoke"><input type="hidden" name="csrf" value="{{$.CSRF}}"><button>End all sessions of {{.Email}}</button></form>
 <h3>Consents</h3>
-<table class="consents"><thead><tr><th scope="col">Client</th><th scope="col">Scopes</th><th scope="col">Action</th><th scope="col">Granted</th></tr></thead><tbody>
+<table class="consents"><thead><tr><th scope="col">Client</th><th scope="col">Scopes</th><th scope="col">Action</th><th scope="col">Granted (UTC)</th></tr></thead><tbody>
 {{range $.Consents}}<tr><td><code>{{.ClientID}}</code></td><td>{{range .Scopes}}{{.}} {{end}}</td><td>
 <form method="post" action="/admin/ui/users/{{$.User.ID}}/consents/revoke"><input type="hidden" name="csrf" value="{{$.CSRF}}"><input type="hidden" name="client_id" value="{{.ClientID}}"><button aria-label="Revoke the consent to {{.ClientID}}">Revoke</button></form></td>
-<td>{{.GrantedAt.UTC.Format "2006-01-02 15:04"}}</td></tr>{{else}}<tr><td colspan="4">No remembered consents.</td></tr>{{end}}
+<td>{{when .GrantedAt}}</td></tr>{{else}}<tr><td colspan="4">No remembered consents.</td></tr>{{end}}
 </tbody></table>{{end}}
 {{template "foot" .}}{{end}}
 
@@ -122,13 +140,13 @@ of every browser and revokes every token and remembered consent of the user.</p>
 <title>{{.Page}} · authserver admin</title>
 <style>body{font:16px/1.4 system-ui,sans-serif;margin:0;color:#111;background:#fff} header{background:#1d3557;color:#fff;padding:.5em 1em} main{padding:1em}
 a{color:#1a4f8b} a:focus-visible{outline:3px solid #e76f00;outline-offset:2px}</style></head><body>
-<header><strong>authserver admin</strong></header><main><h1>{{.Status}} {{.Page}}</h1><p class="error" role="alert">{{.Message}}</p>
+<header><strong>authserver admin</strong></header><main class="console"><h1>{{.Status}} {{.Page}}</h1><p class="error" role="alert">{{.Message}}</p>
 <p><a href="/admin/ui/">Back to the console</a></p></main></body></html>{{end}}
 
 {{define "audit"}}{{template "head" .}}<h1>Audit log</h1>
 <form method="get" action="/admin/ui/audit"><label>Event <input name="event" value="{{.Event}}"></label><button>Filter</button></form>
-<table><thead><tr><th scope="col">Time</th><th scope="col">Event</th><th scope="col">Details</th></tr></thead><tbody>
-{{range .Events}}<tr><td>{{index . "time"}}</td><td>{{index . "event"}}</td><td>{{$e := .}}{{range keys .}}{{.}}={{index $e .}} {{end}}</td></tr>{{else}}<tr><td colspan="3">No events.</td></tr>{{end}}
+<table><thead><tr><th scope="col">Time (UTC)</th><th scope="col">Event</th><th scope="col">Details</th></tr></thead><tbody>
+{{range .Events}}<tr><td>{{when (index . "time")}}</td><td>{{index . "event"}}</td><td class="details">{{$e := .}}{{range keys .}}{{.}}={{index $e .}} {{end}}</td></tr>{{else}}<tr><td colspan="3">No events.</td></tr>{{end}}
 </tbody></table>
 {{template "foot" .}}{{end}}
 `))
