@@ -516,14 +516,18 @@ func (c *console) revokeConsent(w http.ResponseWriter, r *http.Request, _ consol
 		c.api.audit(r, "users revoke-consent", strings.TrimSpace(id+" "+client), err, slog.String("via_console", "yes"))
 	}()
 	if client == "" {
-		return problem(http.StatusBadRequest, "client_id is required")
+		return problem(http.StatusBadRequest, "Choose a client.")
 	}
 	u, err := c.api.cfg.Store.GetUser(r.Context(), id)
 	if err != nil {
 		return err
 	}
-	if _, err := authserver.RevokeConsents(r.Context(), c.api.cfg.Store, u.ID, client); err != nil {
+	n, err := authserver.RevokeConsents(r.Context(), c.api.cfg.Store, u.ID, client)
+	if err != nil {
 		return err
+	}
+	if n == 0 {
+		return problem(http.StatusNotFound, "The user has no remembered consent to this client.")
 	}
 	http.Redirect(w, r, "/admin/ui/sessions?done=consent&email="+url.QueryEscape(u.Email), http.StatusSeeOther)
 	return nil

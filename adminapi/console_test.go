@@ -207,6 +207,15 @@ func TestConsole(t *testing.T) {
 		if !strings.Contains(page, "Consent revoked") || strings.Contains(page, "<code>webapp</code>") {
 			t.Fatalf("after revoking the consent: %s", page)
 		}
+		if resp, _ := fetch(t, alice, http.MethodPost, ce.ui.URL+"/admin/ui/users/u-bob/consents/revoke", url.Values{"csrf": {csrf}, "client_id": {"webapp"}}); resp.StatusCode != http.StatusNotFound {
+			t.Fatalf("revoking a consent twice: %d", resp.StatusCode)
+		}
+		if resp, _ := fetch(t, alice, http.MethodPost, ce.ui.URL+"/admin/ui/users/u-bob/consents/revoke", url.Values{"csrf": {csrf}}); resp.StatusCode != http.StatusBadRequest {
+			t.Fatalf("revoking without a client: %d", resp.StatusCode)
+		}
+		if resp, _ := fetch(t, alice, http.MethodPost, ce.ui.URL+"/admin/ui/users/u-nobody/disable", url.Values{"csrf": {csrf}}); resp.StatusCode != http.StatusNotFound {
+			t.Fatalf("disabling an unknown user: %d", resp.StatusCode)
+		}
 		if resp, _ := fetch(t, alice, http.MethodPost, ce.ui.URL+"/admin/ui/users/u-nobody/sessions/revoke", url.Values{"csrf": {csrf}}); resp.StatusCode != http.StatusNotFound {
 			t.Fatalf("ending the sessions of an unknown user: %d", resp.StatusCode)
 		}
