@@ -20,6 +20,7 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"github.com/oauthkit/authserver/authserver"
 	"github.com/oauthkit/authserver/internal/password"
 	"github.com/oauthkit/authserver/storage"
 )
@@ -112,6 +113,9 @@ func (c *console) routes(r *mux.Router) {
 	h("/admin/ui/", c.dashboard, http.MethodGet)
 	h("/admin/ui/users", c.users, http.MethodGet)
 	h("/admin/ui/users/{id}/{action:disable|enable}", c.userAction, http.MethodPost)
+	h("/admin/ui/sessions", c.sessionsPage, http.MethodGet)
+	h("/admin/ui/users/{id}/sessions/revoke", c.revokeSessions, http.MethodPost)
+	h("/admin/ui/users/{id}/consents/revoke", c.revokeConsent, http.MethodPost)
 	h("/admin/ui/clients", c.clients, http.MethodGet, http.MethodPost)
 	h("/admin/ui/keys", c.keys, http.MethodGet, http.MethodPost)
 	h("/admin/ui/audit", c.audit, http.MethodGet)
@@ -138,7 +142,7 @@ func (c *console) page(fn func(http.ResponseWriter, *http.Request, consoleSessio
 		s, ok := c.session(r)
 		if !ok {
 			if r.Method != http.MethodGet {
-				http.Error(w, "sign in first", http.StatusForbidden)
+				c.errorPage(w, http.StatusForbidden, "Sign in first.")
 				return
 			}
 			http.Redirect(w, r, "/admin/ui/login", http.StatusSeeOther)
@@ -147,11 +151,11 @@ func (c *console) page(fn func(http.ResponseWriter, *http.Request, consoleSessio
 		if r.Method == http.MethodPost {
 			r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 			if o := r.Header.Get("Origin"); o != "" && o != "null" && !sameOrigin(o, c.cfg.RedirectURI) {
-				http.Error(w, "cross-origin request refused", http.StatusForbidden)
+				c.errorPage(w, http.StatusForbidden, "Cross-origin request refused.")
 				return
 			}
 			if subtle.ConstantTimeCompare([]byte(r.PostFormValue("csrf")), []byte(s.csrf)) != 1 {
-				http.Error(w, "invalid or missing CSRF token", http.StatusForbidden)
+				c.errorPage(w, http.StatusForbidden, "Invalid or missing CSRF token: reload the page and try again.")
 				return
 			}
 		}
@@ -159,12 +163,15 @@ func (c *console) page(fn func(http.ResponseWriter, *http.Request, consoleSessio
 		r = r.WithContext(contextWithActor(ctx, actor{clientID: c.cfg.ClientID, subject: s.sub}))
 		if err := fn(w, r, s); err != nil {
 			var ae *apiError
-			if errors.As(err, &ae) {
-				http.Error(w, ae.detail, ae.status)
-				return
+			switch {
+			case errors.As(err, &ae):
+				c.errorPage(w, ae.status, ae.detail)
+			case errors.Is(err, storage.ErrNotFound):
+				c.errorPage(w, http.StatusNotFound, "No such user or client.")
+			default:
+				c.api.log.ErrorContext(ctx, "admin console request failed", "path", r.URL.Path, "err", err)
+				c.errorPage(w, http.StatusInternalServerError, "Internal error.")
 			}
-			c.api.log.ErrorContext(ctx, "admin console request failed", "path", r.URL.Path, "err", err)
-			http.Error(w, "internal error", http.StatusInternalServerError)
 		}
 	}))
 }
@@ -208,7 +215,7 @@ func (c *console) login(w http.ResponseWriter, r *http.Request) {
 	}
 	if len(c.pending) > 10000 {
 		c.mu.Unlock()
-		http.Error(w, "too many sign-ins in progress", http.StatusServiceUnavailable)
+		c.errorPage(w, http.StatusServiceUnavailable, "Too many sign-ins in progress; try again later.")
 		return
 	}
 	c.pending[state] = pendingLogin{verifier: verifier, expires: now.Add(15 * time.Minute)}
@@ -227,7 +234,7 @@ func (c *console) callback(w http.ResponseWriter, r *http.Request) {
 	state := r.URL.Query().Get("state")
 	ck, err := r.Cookie(stateCookie)
 	if err != nil || state == "" || subtle.ConstantTimeCompare([]byte(ck.Value), []byte(state)) != 1 {
-		http.Error(w, "sign-in state mismatch; start again at /admin/ui/login", http.StatusBadRequest)
+		c.errorPage(w, http.StatusBadRequest, "Sign-in state mismatch; start again.")
 		return
 	}
 	c.mu.Lock()
@@ -236,7 +243,7 @@ func (c *console) callback(w http.ResponseWriter, r *http.Request) {
 	c.mu.Unlock()
 	code := r.URL.Query().Get("code")
 	if !ok || time.Now().After(p.expires) || code == "" {
-		http.Error(w, "sign-in expired or refused; start again at /admin/ui/login", http.StatusBadRequest)
+		c.errorPage(w, http.StatusBadRequest, "Sign-in expired or refused; start again.")
 		return
 	}
 	form := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {c.cfg.RedirectURI},
@@ -250,13 +257,13 @@ func (c *console) callback(w http.ResponseWriter, r *http.Request) {
 		AccessToken string `json:"access_token"`
 	}
 	if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &tr) != nil || tr.AccessToken == "" {
-		http.Error(w, "the code exchange failed; start again at /admin/ui/login", http.StatusBadRequest)
+		c.errorPage(w, http.StatusBadRequest, "The code exchange failed; start again.")
 		return
 	}
 	claims, err := c.api.verify(r.Context(), tr.AccessToken)
 	if err != nil || !slices.Contains(claims.Roles, ConsoleRole) {
 		c.api.audit(r.WithContext(contextWithActor(r.Context(), actor{clientID: c.cfg.ClientID, subject: claimsSub(claims)})), "console sign-in", claimsSub(claims), errors.New("refused"))
-		http.Error(w, "this account may not use the admin console", http.StatusForbidden)
+		c.errorPage(w, http.StatusForbidden, "This account may not use the admin console.")
 		return
 	}
 	sid := randomToken()
@@ -292,6 +299,19 @@ func (c *console) render(w http.ResponseWriter, s consoleSession, name string, d
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	_, err := buf.WriteTo(w)
 	return err
+}
+
+// errorPage writes a page with the status and a message for people; it
+// has no navigation, as the browser may not be signed in.
+func (c *console) errorPage(w http.ResponseWriter, status int, msg string) {
+	var buf bytes.Buffer
+	if err := consoleTemplates.ExecuteTemplate(&buf, "error", map[string]any{"Page": http.StatusText(status), "Status": status, "Message": msg}); err != nil {
+		http.Error(w, msg, status)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	_, _ = buf.WriteTo(w)
 }
 
 // chart is one inline SVG bar chart.
@@ -446,4 +466,73 @@ func (c *console) audit(w http.ResponseWriter, r *http.Request, s consoleSession
 		}
 	}
 	return c.render(w, s, "audit", map[string]any{"Events": events, "Event": r.URL.Query().Get("event")})
+}
+
+// sessionsPage shows a user's consents (each with a revoke button) and a
+// button that ends every browser session. Browser sessions
+// are stored under a hash of their cookie and storage cannot list them by
+// user, so they are ended all at once; no cookie value or hash is shown.
+func (c *console) sessionsPage(w http.ResponseWriter, r *http.Request, s consoleSession) error {
+	q := r.URL.Query()
+	data := map[string]any{"Email": q.Get("email"), "Done": q.Get("done")}
+	email := strings.TrimSpace(q.Get("email"))
+	if email == "" {
+		return c.render(w, s, "sessions", data)
+	}
+	u, err := c.api.cfg.Store.GetUserByEmail(r.Context(), email)
+	if errors.Is(err, storage.ErrNotFound) {
+		data["Error"] = fmt.Sprintf("no user with the email %q", email)
+		return c.render(w, s, "sessions", data)
+	}
+	if err != nil {
+		return err
+	}
+	consents, err := authserver.ListConsents(r.Context(), c.api.cfg.Store, u.ID)
+	if err != nil {
+		return err
+	}
+	data["User"], data["Consents"] = viewUser(u), consents
+	return c.render(w, s, "sessions", data)
+}
+
+// revokeSessions ends every browser session of the user and revokes every
+// token (and remembered consent) with the user as subject, as DELETE
+// /admin/v1/users/{id}/sessions does.
+func (c *console) revokeSessions(w http.ResponseWriter, r *http.Request, _ consoleSession) (err error) {
+	id := mux.Vars(r)["id"]
+	defer func() { c.api.audit(r, "users revoke-sessions", id, err, slog.String("via_console", "yes")) }()
+	u, err := c.api.cfg.Store.GetUser(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	if _, err := c.api.cfg.Store.RevokeTokens(r.Context(), storage.TokenFilter{Subject: u.ID}); err != nil {
+		return err
+	}
+	http.Redirect(w, r, "/admin/ui/sessions?done=sessions&email="+url.QueryEscape(u.Email), http.StatusSeeOther)
+	return nil
+}
+
+// revokeConsent forgets the user's consent to the form's client_id: the
+// user is asked again next time. Tokens already issued are not touched.
+func (c *console) revokeConsent(w http.ResponseWriter, r *http.Request, _ consoleSession) (err error) {
+	id, client := mux.Vars(r)["id"], strings.TrimSpace(r.PostFormValue("client_id"))
+	defer func() {
+		c.api.audit(r, "users revoke-consent", strings.TrimSpace(id+" "+client), err, slog.String("via_console", "yes"))
+	}()
+	if client == "" {
+		return problem(http.StatusBadRequest, "Choose a client.")
+	}
+	u, err := c.api.cfg.Store.GetUser(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	n, err := authserver.RevokeConsents(r.Context(), c.api.cfg.Store, u.ID, client)
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return problem(http.StatusNotFound, "The user has no remembered consent to this client.")
+	}
+	http.Redirect(w, r, "/admin/ui/sessions?done=consent&email="+url.QueryEscape(u.Email), http.StatusSeeOther)
+	return nil
 }

@@ -191,6 +191,49 @@ func TestConsole(t *testing.T) {
 			t.Fatalf("POST without a session: %d", resp.StatusCode)
 		}
 	})
+	t.Run("SessionsAndConsents", func(t *testing.T) {
+		bob := ce.bobConsents(t)
+		_, page := fetch(t, alice, http.MethodGet, ce.ui.URL+"/admin/ui/sessions?email=bob@example.com", nil)
+		if !strings.Contains(page, "<code>webapp</code>") || !strings.Contains(page, "/admin/ui/users/u-bob/consents/revoke") {
+			t.Fatalf("bob's consent is not listed: %s", page)
+		}
+		// No cookie value (nor the hash of one) is ever shown.
+		for _, ck := range bob.Jar.Cookies(mustURL(t, ce.pub.URL)) {
+			if strings.Contains(page, ck.Value) {
+				t.Fatalf("the page shows the value of the cookie %s", ck.Name)
+			}
+		}
+		_, page = fetch(t, alice, http.MethodPost, ce.ui.URL+"/admin/ui/users/u-bob/consents/revoke", url.Values{"csrf": {csrf}, "client_id": {"webapp"}})
+		if !strings.Contains(page, "Consent revoked") || strings.Contains(page, "<code>webapp</code>") {
+			t.Fatalf("after revoking the consent: %s", page)
+		}
+		if resp, _ := fetch(t, alice, http.MethodPost, ce.ui.URL+"/admin/ui/users/u-bob/consents/revoke", url.Values{"csrf": {csrf}, "client_id": {"webapp"}}); resp.StatusCode != http.StatusNotFound {
+			t.Fatalf("revoking a consent twice: %d", resp.StatusCode)
+		}
+		if resp, _ := fetch(t, alice, http.MethodPost, ce.ui.URL+"/admin/ui/users/u-bob/consents/revoke", url.Values{"csrf": {csrf}}); resp.StatusCode != http.StatusBadRequest {
+			t.Fatalf("revoking without a client: %d", resp.StatusCode)
+		}
+		if resp, _ := fetch(t, alice, http.MethodPost, ce.ui.URL+"/admin/ui/users/u-nobody/disable", url.Values{"csrf": {csrf}}); resp.StatusCode != http.StatusNotFound {
+			t.Fatalf("disabling an unknown user: %d", resp.StatusCode)
+		}
+		if resp, _ := fetch(t, alice, http.MethodPost, ce.ui.URL+"/admin/ui/users/u-nobody/sessions/revoke", url.Values{"csrf": {csrf}}); resp.StatusCode != http.StatusNotFound {
+			t.Fatalf("ending the sessions of an unknown user: %d", resp.StatusCode)
+		}
+		// Bob's browser is still signed in until his sessions end.
+		if !ce.signedIn(t, bob) {
+			t.Fatal("bob's browser session ended too early")
+		}
+		_, page = fetch(t, alice, http.MethodPost, ce.ui.URL+"/admin/ui/users/u-bob/sessions/revoke", url.Values{"csrf": {csrf}})
+		if !strings.Contains(page, "Every browser session of the user ended") {
+			t.Fatalf("after ending the sessions: %s", page)
+		}
+		if ce.signedIn(t, bob) {
+			t.Fatal("bob's browser session survived")
+		}
+		if resp, _ := fetch(t, alice, http.MethodPost, ce.ui.URL+"/admin/ui/users/u-bob/sessions/revoke", url.Values{"csrf": {"forged"}}); resp.StatusCode != http.StatusForbidden {
+			t.Fatalf("a forged form: %d", resp.StatusCode)
+		}
+	})
 	t.Run("DisableBob", func(t *testing.T) {
 		_, page := fetch(t, alice, http.MethodGet, ce.ui.URL+"/admin/ui/users?email=bob@example.com", nil)
 		if !strings.Contains(page, "bob@example.com") || !strings.Contains(page, "/admin/ui/users/u-bob/disable") {
@@ -231,4 +274,81 @@ func TestConsole(t *testing.T) {
 			t.Fatalf("after sign-out: %d %s", resp.StatusCode, resp.Header.Get("Location"))
 		}
 	})
+}
+
+func mustURL(t *testing.T, s string) *url.URL {
+	t.Helper()
+	u, err := url.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+// webappRedirect is the redirect URI of the confidential client webapp;
+// nothing listens there, the test stops at the redirect.
+const webappRedirect = "http://127.0.0.1:9/cb"
+
+// authorizeURL is an authorization request of webapp.
+func (ce *consoleEnv) authorizeURL() string {
+	return ce.pub.URL + "/authorize?" + url.Values{"response_type": {"code"}, "client_id": {"webapp"}, "redirect_uri": {webappRedirect},
+		"scope": {"read"}, "state": {"state-0123456789"},
+		"code_challenge": {"E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"}, "code_challenge_method": {"S256"}}.Encode()
+}
+
+// noRedirectTo follows redirects except to webappRedirect.
+func noRedirectTo(jar http.CookieJar) *http.Client {
+	return &http.Client{Jar: jar, CheckRedirect: func(r *http.Request, _ []*http.Request) error {
+		if strings.HasPrefix(r.URL.String(), webappRedirect) {
+			return http.ErrUseLastResponse
+		}
+		return nil
+	}}
+}
+
+// bobConsents signs bob in to webapp, a confidential client, and allows it
+// on the consent page, which the server remembers; it returns bob's
+// signed-in browser.
+func (ce *consoleEnv) bobConsents(t *testing.T) *http.Client {
+	t.Helper()
+	now := time.Now().UTC()
+	if err := ce.store.CreateClient(t.Context(), storage.Client{ID: "webapp", Name: "Web App", SecretHashes: []string{password.HashSecret(svcSecret)},
+		GrantTypes: []string{"authorization_code"}, Scopes: []string{"read"}, RedirectURIs: []string{webappRedirect}, CreatedAt: now, UpdatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	bob := noRedirectTo(browser(t).Jar)
+	resp, page := fetch(t, bob, http.MethodGet, ce.authorizeURL(), nil)
+	form := url.Values{"username": {"bob@example.com"}, "password": {bobPassword}}
+	resp, page = postPage(t, bob, resp, page, form)
+	if !strings.Contains(page, `value="allow"`) {
+		t.Fatalf("no consent page for bob: %d %s", resp.StatusCode, page)
+	}
+	resp, _ = postPage(t, bob, resp, page, url.Values{"decision": {"allow"}})
+	if loc := resp.Header.Get("Location"); !strings.HasPrefix(loc, webappRedirect+"?code=") {
+		t.Fatalf("after allowing: %d %s", resp.StatusCode, loc)
+	}
+	return bob
+}
+
+// postPage submits the first post form of page with its hidden fields and
+// extra.
+func postPage(t *testing.T, c *http.Client, resp *http.Response, page string, extra url.Values) (*http.Response, string) {
+	t.Helper()
+	for _, m := range hiddenRE.FindAllStringSubmatch(page, -1) {
+		extra.Set(m[1], htmlUnescape(m[2]))
+	}
+	action := resp.Request.URL.String()
+	if m := actionRE.FindStringSubmatch(page); m != nil {
+		ref, _ := url.Parse(htmlUnescape(m[1]))
+		action = resp.Request.URL.ResolveReference(ref).String()
+	}
+	return fetch(t, c, http.MethodPost, action, extra)
+}
+
+// signedIn reports whether the browser's session on the public listener is
+// alive: an authorization request then shows no password field.
+func (ce *consoleEnv) signedIn(t *testing.T, c *http.Client) bool {
+	t.Helper()
+	_, page := fetch(t, c, http.MethodGet, ce.authorizeURL(), nil)
+	return !strings.Contains(page, `name="password"`)
 }
