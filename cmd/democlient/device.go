@@ -38,7 +38,11 @@ func runDevice(ctx context.Context, o options, out io.Writer) error {
 	if da.VerificationURIComplete != "" {
 		fmt.Fprintf(out, "(or open %s and confirm the code)\n\n", da.VerificationURIComplete)
 	}
-	fmt.Fprintf(out, "Waiting for you to allow access (polling every %ds, code valid until %s) ...\n", max(da.Interval, 5), da.Expiry.Format(time.Kitchen))
+	interval := da.Interval
+	if interval <= 0 {
+		interval = 5 // RFC 8628 §3.2's default, as x/oauth2 applies it
+	}
+	fmt.Fprintf(out, "Waiting for you to allow access (polling every %ds, code valid until %s) ...\n", interval, da.Expiry.Format(time.Kitchen))
 	waitCtx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 	tok, err := conf.DeviceAccessToken(waitCtx, da)
