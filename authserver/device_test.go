@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/oauth2"
 
+	"github.com/oauthkit/authserver/internal/password"
 	"github.com/oauthkit/authserver/storage"
 )
 
@@ -33,10 +34,16 @@ func (c *deviceClock) Add(d time.Duration) {
 	c.mu.Unlock()
 }
 
-func newDeviceEnv(t *testing.T, mods ...func(*Config)) *testEnv {
-	env := newTestEnv(t, openMemory(t), mods...)
+func newDeviceEnv(t testing.TB, mods ...func(*Config)) *testEnv {
+	return newDeviceEnvOn(t, openMemory(t), mods...)
+}
+
+func newDeviceEnvOn(t testing.TB, store storage.Store, mods ...func(*Config)) *testEnv {
+	env := newTestEnv(t, store, mods...)
 	now := time.Now().UTC()
 	for _, c := range []storage.Client{
+		{ID: "box", Name: "Set-top Box", SecretHashes: []string{password.HashSecret(appSecret)}, GrantTypes: []string{grantDeviceCode},
+			Scopes: []string{"read"}},
 		{ID: "tv", Name: "Living Room TV", Public: true, GrantTypes: []string{grantDeviceCode, "refresh_token"},
 			Scopes: []string{"openid", "profile", "offline_access", "read"}},
 		{ID: "cli", Name: "Deploy CLI", Public: true, GrantTypes: []string{grantDeviceCode}, Scopes: []string{"read"}},
@@ -152,7 +159,7 @@ func poll(t *testing.T, env *testEnv, client, deviceCode string) (int, string) {
 	return resp.StatusCode, e
 }
 
-func deviceAuth(t *testing.T, env *testEnv, client string, form url.Values) map[string]any {
+func deviceAuth(t testing.TB, env *testEnv, client string, form url.Values) map[string]any {
 	t.Helper()
 	if form == nil {
 		form = url.Values{}
