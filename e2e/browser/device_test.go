@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -141,11 +140,9 @@ func TestDeviceWrongCodeAndDeny(t *testing.T) {
 	if !errors.As(err, &re) || re.ErrorCode != "access_denied" {
 		t.Fatalf("DeviceAccessToken after Deny: %v", err)
 	}
-	// The code is spent: entering it again is an error.
-	resp, err := http.Get(issuer + "/device?user_code=" + da.UserCode)
-	if err != nil {
-		t.Fatal(err)
+	// The code is spent: confirming it again is an error.
+	if err := chromedp.Do(ctx, chromedp.Navigate(da.VerificationURIComplete), chromedp.WaitVisible(chromedp.ID("user_code")),
+		chromedp.Click(chromedp.CSS(`form button[type=submit]`)), chromedp.WaitVisible(chromedp.ID("error"))); err != nil {
+		t.Fatalf("the spent code: %v", err)
 	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
 }
