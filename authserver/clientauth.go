@@ -131,6 +131,17 @@ func (s *Server) authenticateClient(ctx context.Context, r *http.Request, form u
 			return c, nil
 		}
 	}
+	// A device polls every few seconds as a public client: its registration
+	// is cached too, for as long as a device code lives, so that a poll
+	// costs one lookup (device.go). A public client has no secret to
+	// rotate; a deleted one keeps polling its pending codes on an instance
+	// for at most DeviceCodeTTL (issued tokens survive deletion anyway).
+	devicePoll := !cc.hasSecret && form.Get("grant_type") == grantDeviceCode
+	if devicePoll {
+		if c, ok := s.clientCache.get(cc.id, "", s.cfg.Now()); ok && c.Public {
+			return c, nil
+		}
+	}
 	ip := s.clientIP(r)
 	if s.throttle != nil && cc.hasSecret {
 		if wait := max(s.throttle.isBlocked("client:"+cc.id), s.throttle.isBlocked("ip:"+ip)); wait > 0 {
@@ -153,6 +164,9 @@ func (s *Server) authenticateClient(ctx context.Context, r *http.Request, form u
 			e := invalidClient()
 			e.Description = "A public client must not present a client secret."
 			return storage.Client{}, e
+		}
+		if devicePoll {
+			s.clientCache.putFor(cc.id, "", c, s.cfg.Now(), max(s.clientCache.ttl, s.cfg.DeviceCodeTTL))
 		}
 		return c, nil
 	}
@@ -277,6 +291,14 @@ func (cc *clientCache) get(id, secret string, now time.Time) (storage.Client, bo
 }
 
 func (cc *clientCache) put(id, secret string, c storage.Client, now time.Time) {
+	if cc != nil {
+		cc.putFor(id, secret, c, now, cc.ttl)
+	}
+}
+
+// putFor is put with an entry lifetime of ttl; nothing is cached when the
+// cache is disabled.
+func (cc *clientCache) putFor(id, secret string, c storage.Client, now time.Time, ttl time.Duration) {
 	if cc == nil || cc.ttl <= 0 {
 		return
 	}
@@ -285,6 +307,6 @@ func (cc *clientCache) put(id, secret string, c storage.Client, now time.Time) {
 	if len(cc.m) >= maxCachedClients {
 		clear(cc.m)
 	}
-	cc.m[h] = cachedClient{c: c, exp: now.Add(cc.ttl)}
+	cc.m[h] = cachedClient{c: c, exp: now.Add(ttl)}
 	cc.mu.Unlock()
 }

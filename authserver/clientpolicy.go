@@ -32,9 +32,10 @@ func ValidateClient(c storage.Client, n RegistrationNames) error {
 			return fmt.Errorf("unknown grant %q (want one of %s)", gt, strings.Join(SupportedGrantTypes, ", "))
 		}
 		// A public client cannot authenticate: no client_credentials,
-		// and no token exchange either.
-		if c.Public && gt != grantAuthorizationCode && gt != grantPassword && gt != grantRefreshToken {
-			return fmt.Errorf("a public client may only use the authorization_code, password and refresh_token grants, not %q", gt)
+		// and no token exchange either. The device grant is made for
+		// public clients (RFC 8628 §5.6).
+		if c.Public && gt != grantAuthorizationCode && gt != grantPassword && gt != grantRefreshToken && gt != grantDeviceCode {
+			return fmt.Errorf("a public client may only use the authorization_code, password, refresh_token and %s grants, not %q", grantDeviceCode, gt)
 		}
 	}
 	if c.Public && c.Introspect {

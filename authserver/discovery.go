@@ -22,6 +22,7 @@ type metadata struct {
 	ResponseModesSupported                    []string `json:"response_modes_supported"`
 	CodeChallengeMethodsSupported             []string `json:"code_challenge_methods_supported"`
 	PushedAuthorizationRequestEndpoint        string   `json:"pushed_authorization_request_endpoint"`
+	DeviceAuthorizationEndpoint               string   `json:"device_authorization_endpoint"`
 	RequirePushedAuthorizationRequests        bool     `json:"require_pushed_authorization_requests"`
 	AuthorizationResponseIssParameter         bool     `json:"authorization_response_iss_parameter_supported"`
 	GrantTypesSupported                       []string `json:"grant_types_supported"`
@@ -94,6 +95,7 @@ func (s *Server) handleMetadata(w http.ResponseWriter, r *http.Request) {
 		ResponseModesSupported:                    []string{"query"},
 		CodeChallengeMethodsSupported:             []string{pkceS256},
 		PushedAuthorizationRequestEndpoint:        s.cfg.Issuer + "/par",
+		DeviceAuthorizationEndpoint:               s.cfg.Issuer + "/device_authorization",
 		AuthorizationResponseIssParameter:         true,
 		GrantTypesSupported:                       SupportedGrantTypes,
 		TokenEndpointAuthMethodsSupported:         []string{"client_secret_basic", "client_secret_post", "none"},

@@ -73,6 +73,9 @@ func (s *Server) renderLogin(w http.ResponseWriter, r *http.Request, status int,
 		return
 	}
 	d := ui.Login{Action: s.path("/login"), CSRF: s.csrf.Token("login", binding, "auth:"+auth), Username: username, Error: msg}
+	if uc, ok := deviceSignIn(r); ok && az == nil {
+		d.Hidden = []ui.Field{{Name: fieldUserCode, Value: uc}} // sign-in for the device flow
+	}
 	var targets []string
 	if az != nil {
 		d.ClientName = clientDisplayName(az.client)
@@ -99,6 +102,7 @@ func (s *Server) postLogin(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, http.StatusBadRequest, errInvalidRequest, "The form could not be read.")
 		return
 	}
+	r.PostForm = form // for deviceSignIn
 	auth := form.Get(fieldAuth)
 	if form.Has(fieldChange) {
 		s.postPasswordChange(w, r, form, auth)
@@ -164,6 +168,10 @@ func (s *Server) signedIn(w http.ResponseWriter, r *http.Request, u storage.User
 	}
 	s.metrics.signIns.Inc()
 	s.audit(ctx, "signed_in", slog.String("sub", u.ID))
+	if uc, ok := deviceSignIn(r); ok && auth == "" {
+		seeOther(w, s.path("/device?"+url.Values{fieldUserCode: {uc}}.Encode()))
+		return
+	}
 	if auth == "" {
 		s.pages.Render(w, http.StatusOK, ui.PageMessage, ui.Message{Title: "Signed in", Text: "You are signed in as " + u.Email + "."})
 		return

@@ -19,6 +19,8 @@ func (s *Server) Handler() http.Handler {
 	r.Handle("/introspect", m("introspect", http.HandlerFunc(s.handleIntrospect)))
 	r.Handle("/revoke", m("revoke", s.cors(http.HandlerFunc(s.handleRevoke))))
 	r.Handle("/authorize", m("authorize", http.HandlerFunc(s.handleAuthorize))).Methods(http.MethodGet, http.MethodPost)
+	r.Handle("/device_authorization", m("device_authorization", s.cors(http.HandlerFunc(s.handleDeviceAuthorization))))
+	r.Handle("/device", m("device", http.HandlerFunc(s.handleDevice))).Methods(http.MethodGet, http.MethodPost)
 	r.Handle("/par", m("par", s.cors(http.HandlerFunc(s.handlePAR))))
 	r.Handle("/login", m("login", http.HandlerFunc(s.handleLogin))).Methods(http.MethodGet, http.MethodPost)
 	r.Handle("/consent", m("consent", http.HandlerFunc(s.handleConsent))).Methods(http.MethodGet, http.MethodPost)

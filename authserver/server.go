@@ -108,6 +108,12 @@ type Config struct {
 	// Audit, if set, receives the audit events (NewAuditLog) instead of
 	// Logger, which gets them as INFO records "audit" when Audit is nil.
 	Audit *AuditLog
+	// DeviceCodeTTL is the lifetime of a device authorization's device and
+	// user codes (RFC 8628; default 10 minutes).
+	DeviceCodeTTL time.Duration
+	// DevicePollInterval is the polling interval given to devices (default
+	// 5 s, RFC 8628 §3.2); whole seconds.
+	DevicePollInterval time.Duration
 	// Now defaults to time.Now.
 	Now func() time.Time
 }
@@ -162,6 +168,13 @@ func (c *Config) setDefaults() error {
 	if c.LoginTTL <= 0 {
 		c.LoginTTL = pendingTTLDefault
 	}
+	if c.DeviceCodeTTL <= 0 {
+		c.DeviceCodeTTL = defaultDeviceCodeTTL
+	}
+	if c.DevicePollInterval < time.Second {
+		c.DevicePollInterval = defaultDevicePollInterval
+	}
+	c.DevicePollInterval = c.DevicePollInterval.Truncate(time.Second)
 	c.Throttle.setDefaults()
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -206,6 +219,9 @@ type Server struct {
 	basePath string
 	// backchannel counts back-channel logout deliveries in flight.
 	backchannel sync.WaitGroup
+	// devicePolls and userCodeMAC serve the device grant (device.go).
+	devicePolls *devicePolls
+	userCodeMAC []byte
 }
 
 // route is an extra handler mounted by an Option: at a path prefix, or at
@@ -255,6 +271,7 @@ func New(cfg Config, store storage.Store, km *keys.Manager, opts ...Option) (*Se
 	s.userinfoCache = newTokenCache[cachedUserinfo](cfg.IntrospectionCacheSize)
 	s.userCache = newTokenCache[cachedUser](cfg.IntrospectionCacheSize)
 	s.revoked = newRevocationSet(store, cfg.RevocationMaxDelay)
+	s.devicePolls, s.userCodeMAC = newDevicePolls(), deriveKey(cfg.Secret, "user-code")
 	s.clientCache = &clientCache{key: deriveKey(cfg.Secret, "client-cache"), ttl: cfg.ClientCacheTTL, m: map[[32]byte]cachedClient{}}
 	if !cfg.Throttle.Disabled {
 		s.throttle = &throttler{cfg: cfg.Throttle, store: store, now: cfg.Now, blocked: map[string]time.Time{}}
@@ -390,6 +407,7 @@ func (s *Server) newProvider() (fosite.OAuth2Provider, *tokenStrategy) {
 		}
 	}
 	fc.TokenEndpointHandlers.Append(exchangeHandler{s: s, store: store, tok: strategy})
+	fc.TokenEndpointHandlers.Append(deviceHandler{s: s, store: store, tok: strategy})
 	return fosite.NewOAuth2Provider(store, cfg), strategy
 }
 

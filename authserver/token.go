@@ -23,7 +23,7 @@ const (
 )
 
 // SupportedGrantTypes lists the grant types the token endpoint offers.
-var SupportedGrantTypes = []string{grantAuthorizationCode, grantPassword, grantRefreshToken, grantClientCredentials, grantTokenExchange}
+var SupportedGrantTypes = []string{grantAuthorizationCode, grantPassword, grantRefreshToken, grantClientCredentials, grantTokenExchange, grantDeviceCode}
 
 // requestState carries what our fosite hooks learn during one token request.
 type requestState struct {
@@ -122,6 +122,10 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) (*tokenResponse, 
 	case grantRefreshToken:
 		if form.Get("refresh_token") == "" {
 			return nil, invalidRequest("The refresh_token parameter is missing.")
+		}
+	case grantDeviceCode:
+		if form.Get("device_code") == "" {
+			return nil, invalidRequest("The device_code parameter is missing.")
 		}
 	case grantAuthorizationCode:
 		if form.Get("code") == "" {

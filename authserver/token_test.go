@@ -37,7 +37,7 @@ func TestTokenErrors(t *testing.T) {
 		code        string
 		challenge   bool
 	}{
-		{"UnknownGrantType", "", "", form("grant_type", "urn:ietf:params:oauth:grant-type:device_code", "client_id", "demo"), "", 400, "unsupported_grant_type", false},
+		{"UnknownGrantType", "", "", form("grant_type", "urn:ietf:params:oauth:grant-type:saml2-bearer", "client_id", "demo"), "", 400, "unsupported_grant_type", false},
 		{"AuthorizationCodeWithoutVerifier", "", "", form("grant_type", "authorization_code", "code", "x", "client_id", "demo"), "", 400, "invalid_request", false},
 		{"MissingGrantType", "", "", form("client_id", "demo"), "", 400, "invalid_request", false},
 		{"RepeatedParameter", "", "", "grant_type=password&username=a&username=b&password=x&client_id=demo", "", 400, "invalid_request", false},

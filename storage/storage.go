@@ -148,6 +148,14 @@ const (
 	// the record expires with the JWT. Signature is a purpose prefix and
 	// the jti (or its hash), for example "dpop:" + jti.
 	UsedJTI TokenKind = "jti"
+	// DeviceCode is a device authorization (RFC 8628 §3.2) under the hash of
+	// its device_code: active while pending; the user's decision is recorded
+	// with RotateToken (Successor), and DeleteToken consumes it, so that
+	// exactly one poll gets the tokens.
+	DeviceCode TokenKind = "device_code"
+	// UserCode maps the hash of a normalised user_code (RFC 8628 §6.1) to its
+	// device code record (RequestID is that record's Signature).
+	UserCode TokenKind = "user_code"
 )
 
 // Token is the stored record of an issued token. The token itself is never

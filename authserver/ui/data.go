@@ -88,3 +88,22 @@ type ConsentEntry struct {
 	ClientName string
 	Scopes     string
 }
+
+// Device is the data of the device verification page (RFC 8628 §3.3). Its
+// entry form posts an input named user_code to Action; with Confirm set it
+// shows the client and the code instead, and asks to allow or deny
+// (buttons named decision, as on the consent page).
+type Device struct {
+	Action string
+	CSRF   string
+	// UserCode prefills the entry form, or is the code being confirmed.
+	UserCode string
+	// Error is shown above the entry form when set.
+	Error      string
+	Confirm    bool
+	ClientName string
+	ClientID   string
+	UserName   string
+	Scopes     []Scope
+	Hidden     []Field
+}

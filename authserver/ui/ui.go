@@ -26,6 +26,7 @@ const (
 	PageLogout    = "logout"
 	PageConsents  = "consents"
 	PagePassword  = "password" // a new password after an administrator's reset
+	PageDevice    = "device"
 	pageLayout    = "layout"
 	staticPrefix  = "/ui/static/"
 	templatesDir  = "templates"
@@ -71,7 +72,7 @@ func New(dir, base string) (*Pages, error) {
 	}
 	p := &Pages{pages: map[string]*template.Template{}, base: base}
 	funcs := template.FuncMap{"static": func(name string) string { return base + staticPrefix + name }}
-	for _, name := range []string{PageLogin, PagePassword, PageConsent, PageMessage, PageLogout, PageConsents} {
+	for _, name := range []string{PageLogin, PagePassword, PageConsent, PageMessage, PageLogout, PageConsents, PageDevice} {
 		body, err := fs.ReadFile(tfs, name+templateExt)
 		if err != nil {
 			return nil, fmt.Errorf("ui: template %s: %w", name, err)

@@ -72,7 +72,7 @@ func validateClient(c storage.Client) error { return authserver.ValidateClient(c
 // registrationFlags are the flags clients add and clients update share.
 func registrationFlags(f *pflag.FlagSet, c *storage.Client) {
 	f.StringVar(&c.Name, "name", "", "display name (shown on the consent page)")
-	f.StringSliceVar(&c.GrantTypes, "grant", nil, "allowed grant type (repeatable): authorization_code, password, refresh_token, client_credentials")
+	f.StringSliceVar(&c.GrantTypes, "grant", nil, "allowed grant type (repeatable): authorization_code, password, refresh_token, client_credentials, "+authserver.GrantDeviceCode)
 	f.StringSliceVar(&c.Scopes, "scope", nil, "allowed scope (repeatable)")
 	f.BoolVar(&c.Introspect, "introspect", false, "allow the client to call the introspection endpoint")
 	f.StringArrayVar(&c.RedirectURIs, "redirect-uri", nil, "registered redirect URI of the authorization code flow (repeatable; https, http://127.0.0.1 or http://[::1] loopback, or a private-use scheme such as com.example.app:/cb)")

@@ -71,6 +71,8 @@ type serveConfig struct {
 	introCacheSize  int
 	revocationDelay time.Duration
 	authCodeTTL     time.Duration
+	deviceCodeTTL   time.Duration
+	devicePoll      time.Duration
 	sessionTTL      time.Duration
 	uiDir           string
 	dbMaxConns      int
@@ -228,6 +230,8 @@ func (c *serveConfig) registerFlags(f *pflag.FlagSet) {
 	f.DurationVar(&c.dbStmtTimeout, "db-statement-timeout", 0, "PostgreSQL statement_timeout (0: none)")
 	f.DurationVar(&c.dbConnLifetime, "db-conn-max-lifetime", 0, "recycle database connections after this long (0: 30m on PostgreSQL, unlimited on SQLite)")
 	f.DurationVar(&c.authCodeTTL, "auth-code-ttl", 60*time.Second, "authorization code lifetime")
+	f.DurationVar(&c.deviceCodeTTL, "device-code-ttl", 10*time.Minute, "lifetime of a device authorization's device_code and user_code (RFC 8628)")
+	f.DurationVar(&c.devicePoll, "device-poll-interval", 5*time.Second, "polling interval given to devices (RFC 8628 §3.2; whole seconds)")
 	f.DurationVar(&c.sessionTTL, "session-ttl", 24*time.Hour, "browser sign-in session lifetime")
 	f.StringVar(&c.uiDir, "ui-dir", "", "directory with templates/*.html and static/* replacing the built-in sign-in, consent and sign-out pages")
 	f.DurationVar(&c.refreshGrace, "refresh-grace", 0, "window in which a retried refresh with the just-rotated token gets the same new pair (0: strict, any reuse revokes the grant)")
@@ -348,6 +352,12 @@ func (c *serveConfig) validate(db string) error {
 	}
 	if c.authCodeTTL < time.Second || c.authCodeTTL > 10*time.Minute {
 		bad("auth-code-ttl", "--auth-code-ttl must be between 1s and 10m (RFC 6749 §4.1.2), not %s", c.authCodeTTL)
+	}
+	if c.deviceCodeTTL < 10*time.Second || c.deviceCodeTTL > time.Hour {
+		bad("device-code-ttl", "--device-code-ttl must be between 10s and 1h, not %s", c.deviceCodeTTL)
+	}
+	if c.devicePoll < time.Second || c.devicePoll > time.Minute || c.devicePoll%time.Second != 0 {
+		bad("device-poll-interval", "--device-poll-interval must be whole seconds between 1s and 1m, not %s", c.devicePoll)
 	}
 	if c.sessionTTL < time.Minute {
 		bad("session-ttl", "--session-ttl must be at least 1m, not %s", c.sessionTTL)
@@ -653,6 +663,8 @@ func openApp(ctx context.Context, g *globals, c *serveConfig, log *slog.Logger) 
 		IntrospectionCacheSize: c.introCacheSize,
 		RevocationMaxDelay:     c.revocationDelay,
 		AuthCodeTTL:            c.authCodeTTL,
+		DeviceCodeTTL:          c.deviceCodeTTL,
+		DevicePollInterval:     c.devicePoll,
 		SessionTTL:             c.sessionTTL,
 		UIDir:                  c.uiDir,
 		Throttle:               authserver.ThrottleConfig{TrustedProxies: proxies},
@@ -872,7 +884,7 @@ func seedDemo(ctx context.Context, st storage.Store, params password.Params, log
 		}
 	}
 	if err := st.CreateClient(ctx, storage.Client{ID: "demo", Name: "Demo public client", Public: true,
-		GrantTypes: []string{"password", "refresh_token"}, CreatedAt: now, UpdatedAt: now}); err != nil && !errors.Is(err, storage.ErrAlreadyExists) {
+		GrantTypes: []string{"password", "refresh_token", authserver.GrantDeviceCode}, CreatedAt: now, UpdatedAt: now}); err != nil && !errors.Is(err, storage.ErrAlreadyExists) {
 		return fmt.Errorf("demo: %w", err)
 	}
 	log.Warn(strings.Repeat("!", 20) + " DEMO CREDENTIALS SEEDED: users alice@example.com (admin) and bob@example.com (user) with the well-known passwords from the README, and the public client \"demo\". Anyone can sign in with them: never use --demo in production. " + strings.Repeat("!", 20))

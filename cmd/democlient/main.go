@@ -12,6 +12,12 @@
 // demo-app:
 //
 //	go run ./cmd/democlient
+//
+// With --device it signs in with the device authorization grant (RFC 8628)
+// instead, as the demo's public client "demo", printing the verification URI
+// and the user code to enter there:
+//
+//	go run ./cmd/democlient --device
 package main
 
 import (
@@ -33,6 +39,7 @@ func main() {
 	flag.StringVar(&scope, "scope", "profile email", "space-separated scopes to ask for")
 	flag.BoolVar(&o.noBrowser, "no-browser", false, "only print the authorization URL; do not open a browser")
 	flag.DurationVar(&o.timeout, "timeout", 5*time.Minute, "how long to wait for the sign-in")
+	device := flag.Bool("device", false, "sign in with the device authorization grant (RFC 8628) as client \"demo\" (default scope: none)")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "democlient: unexpected arguments %q\n", flag.Args())
@@ -40,10 +47,23 @@ func main() {
 	}
 	o.issuer = strings.TrimSuffix(o.issuer, "/")
 	o.scopes = strings.Fields(scope)
+	set := map[string]bool{}
+	flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	err := run(ctx, o, os.Stdout, openBrowser)
+	var err error
+	if *device {
+		if !set["client-id"] {
+			o.clientID = "demo"
+		}
+		if !set["scope"] {
+			o.scopes = nil
+		}
+		err = runDevice(ctx, o, os.Stdout)
+	} else {
+		err = run(ctx, o, os.Stdout, openBrowser)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "democlient:", err)
 		var ae *authError

@@ -39,6 +39,7 @@ type metadata struct {
 	JWKSURI                           string   `json:"jwks_uri"`
 	CodeChallengeMethodsSupported     []string `json:"code_challenge_methods_supported"`
 	AuthorizationResponseIssParameter bool     `json:"authorization_response_iss_parameter_supported"`
+	DeviceAuthorizationEndpoint       string   `json:"device_authorization_endpoint"`
 }
 
 // authError is an error response of the authorization endpoint

@@ -61,7 +61,7 @@ func chromiumPath(t *testing.T) string {
 // startServer runs `authserver serve --demo` on a fresh SQLite database,
 // with an issuer that is its real address (the browser follows the
 // metadata's URLs), and returns the issuer.
-func startServer(t *testing.T) string {
+func startServer(t *testing.T, extra ...string) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -70,7 +70,7 @@ func startServer(t *testing.T) string {
 	addr := ln.Addr().String()
 	ln.Close()
 	db := filepath.Join(t.TempDir(), "auth.db")
-	s := testbin.Start(t, nil, "--demo", "--db", db, "--addr", addr, "--issuer", "http://"+addr)
+	s := testbin.Start(t, nil, append([]string{"--demo", "--db", db, "--addr", addr, "--issuer", "http://" + addr}, extra...)...)
 	return s.URL
 }
 
@@ -226,7 +226,19 @@ type democlient struct {
 // authorization URL it prints.
 func startDemoclient(t *testing.T, issuer string) *democlient {
 	t.Helper()
-	cmd := exec.Command(democlientBinary(t), "--issuer", issuer, "--no-browser", "--timeout", "60s")
+	return runDemoclient(t, issuer, func(line string) string {
+		if u := strings.TrimSpace(line); strings.HasPrefix(u, issuer+"/authorize?") {
+			return u
+		}
+		return ""
+	}, "--no-browser")
+}
+
+// runDemoclient runs democlient against issuer with args and waits for the
+// first line of its output from which pick returns a URL.
+func runDemoclient(t *testing.T, issuer string, pick func(line string) string, args ...string) *democlient {
+	t.Helper()
+	cmd := exec.Command(democlientBinary(t), append([]string{"--issuer", issuer, "--timeout", "60s"}, args...)...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -243,7 +255,7 @@ func startDemoclient(t *testing.T, issuer string) *democlient {
 		for sc.Scan() {
 			line := sc.Text()
 			fmt.Fprintln(d.out, line)
-			if u := strings.TrimSpace(line); strings.HasPrefix(u, issuer+"/authorize?") {
+			if u := pick(line); u != "" {
 				select {
 				case urlc <- u:
 				default:
