@@ -122,6 +122,9 @@ func readClientCredentials(r *http.Request, form url.Values) (clientCredentials,
 // authenticateClient authenticates the client of a request. Confidential
 // clients must present their secret; public clients must not present one.
 func (s *Server) authenticateClient(ctx context.Context, r *http.Request, form url.Values) (storage.Client, *oauthError) {
+	if hasAssertion(form) {
+		return s.authenticateAssertion(ctx, r, form)
+	}
 	cc, oerr := readClientCredentials(r, form)
 	if oerr != nil {
 		return storage.Client{}, oerr
@@ -147,6 +150,12 @@ func (s *Server) authenticateClient(ctx context.Context, r *http.Request, form u
 	}
 	if err != nil {
 		return storage.Client{}, unavailable(err)
+	}
+	if usesAssertion(c) {
+		// A client registered for a JWT method authenticates with nothing
+		// else (RFC 7591 §2: one token_endpoint_auth_method).
+		s.clientAuthFailed(ctx, cc.id, ip)
+		return storage.Client{}, assertionError("The client must authenticate with a client assertion (" + authMethod(c) + ").")
 	}
 	if c.Public {
 		if cc.hasSecret {

@@ -105,6 +105,15 @@ type Config struct {
 	// Audit, if set, receives the audit events (NewAuditLog) instead of
 	// Logger, which gets them as INFO records "audit" when Audit is nil.
 	Audit *AuditLog
+	// ClientJWKSCacheTTL is how long a private_key_jwt client's key set
+	// fetched from its jwks_uri is kept when the response has no
+	// Cache-Control max-age (default 5 minutes; a max-age is honoured
+	// between 30 s and 1 h).
+	ClientJWKSCacheTTL time.Duration
+	// ClientJWKSMinRefetch is the least time between two fetches of a
+	// client's jwks_uri caused by an assertion with an unknown kid
+	// (default 10 s).
+	ClientJWKSMinRefetch time.Duration
 	// Now defaults to time.Now.
 	Now func() time.Time
 }
@@ -163,6 +172,12 @@ func (c *Config) setDefaults() error {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.ClientJWKSCacheTTL <= 0 {
+		c.ClientJWKSCacheTTL = 5 * time.Minute
+	}
+	if c.ClientJWKSMinRefetch <= 0 {
+		c.ClientJWKSMinRefetch = 10 * time.Second
+	}
 	return nil
 }
 
@@ -195,6 +210,13 @@ type Server struct {
 	basePath string
 	// backchannel counts back-channel logout deliveries in flight.
 	backchannel sync.WaitGroup
+	// clientKeys caches the public keys of private_key_jwt clients.
+	clientKeys *keySetCache
+	// secretBox opens the secrets of client_secret_jwt clients.
+	secretBox *keys.SecretBox
+	// assertionVerifications counts client assertion signature checks
+	// (for tests and benchmarks).
+	assertionVerifications atomic.Int64
 }
 
 // route is an extra handler mounted by an Option: at a path prefix, or at
@@ -241,6 +263,12 @@ func New(cfg Config, store storage.Store, km *keys.Manager, opts ...Option) (*Se
 	})
 	s.introCache = newIntroCache(cfg.IntrospectionCacheSize)
 	s.revoked = newRevocationSet(store, cfg.RevocationMaxDelay)
+	s.clientKeys = newKeySetCache(cfg.ClientJWKSCacheTTL, cfg.ClientJWKSMinRefetch, cfg.Now)
+	box, err := keys.NewSecretBox(cfg.Secret)
+	if err != nil {
+		return nil, fmt.Errorf("authserver: %w", err)
+	}
+	s.secretBox = box
 	s.clientCache = &clientCache{key: deriveKey(cfg.Secret, "client-cache"), ttl: cfg.ClientCacheTTL, m: map[[32]byte]cachedClient{}}
 	if !cfg.Throttle.Disabled {
 		s.throttle = &throttler{cfg: cfg.Throttle, store: store, now: cfg.Now, blocked: map[string]time.Time{}}
