@@ -210,6 +210,9 @@ func (s *Server) clientAuthFailed(ctx context.Context, id, ip string) {
 
 // fositeClientAuth is fosite's ClientAuthenticationStrategy hook.
 func (s *Server) fositeClientAuth(ctx context.Context, r *http.Request, form url.Values) (fosite.Client, error) {
+	if st := stateFrom(ctx); st != nil && st.clientAuthenticated && st.client != nil {
+		return s.fositeClient(*st.client), nil
+	}
 	c, oerr := s.authenticateClient(ctx, r, form)
 	if oerr != nil {
 		return nil, oerr

@@ -46,8 +46,12 @@ func TestValidateClient(t *testing.T) {
 		{"jwks and jwks_uri", func(c *storage.Client) {
 			c.TokenEndpointAuthMethod, c.JWKSURI, c.JWKS = AuthMethodPrivateKey, "https://app.example/jwks", []byte(publicJWKSJSON)
 		}, "not both"},
-		{"http jwks_uri", func(c *storage.Client) { c.TokenEndpointAuthMethod, c.JWKSURI = AuthMethodPrivateKey, "http://app.example/jwks" }, "must be https"},
-		{"private key in jwks", func(c *storage.Client) { c.TokenEndpointAuthMethod, c.JWKS = AuthMethodPrivateKey, []byte(privateJWKSJSON) }, "not a public key"},
+		{"http jwks_uri", func(c *storage.Client) {
+			c.TokenEndpointAuthMethod, c.JWKSURI = AuthMethodPrivateKey, "http://app.example/jwks"
+		}, "must be https"},
+		{"private key in jwks", func(c *storage.Client) {
+			c.TokenEndpointAuthMethod, c.JWKS = AuthMethodPrivateKey, []byte(privateJWKSJSON)
+		}, "not a public key"},
 		{"symmetric key in jwks", func(c *storage.Client) {
 			c.TokenEndpointAuthMethod, c.JWKS = AuthMethodPrivateKey, []byte(`{"keys":[{"kty":"oct","k":"c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0"}]}`)
 		}, "not a public key"},

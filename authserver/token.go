@@ -27,9 +27,13 @@ var SupportedGrantTypes = []string{grantAuthorizationCode, grantPassword, grantR
 
 // requestState carries what our fosite hooks learn during one token request.
 type requestState struct {
-	client      *storage.Client
-	user        *storage.User
-	refreshRace bool
+	client *storage.Client
+	// clientAuthenticated is set when the endpoint authenticated client
+	// before calling fosite, which then must not do it again (a client
+	// assertion's jti is single-use).
+	clientAuthenticated bool
+	user                *storage.User
+	refreshRace         bool
 	// codeReuse is set when the presented code had already been exchanged
 	// (fosite then revokes the tokens issued from it).
 	codeReuse bool
