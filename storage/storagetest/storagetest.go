@@ -26,6 +26,7 @@ func Run(t *testing.T, open func(t *testing.T) storage.Store) {
 		{"MissingRecordsAreNotFound", testMissingRecords},
 		{"ClientCRUD", testClientCRUD},
 		{"DuplicateClientIsRejected", testDuplicateClient},
+		{"IssuerCRUD", testIssuerCRUD},
 		{"TokenCRUD", testTokenCRUD},
 		{"DuplicateTokenIsRejectedPerKind", testDuplicateToken},
 		{"PayloadRoundTripsByteForByte", testPayloadBytes},
