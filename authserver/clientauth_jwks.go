@@ -141,37 +141,43 @@ func (kc *keySetCache) entry(k string) *cachedKeySet {
 // kid and alg. Without a kid, the set must have exactly one key usable
 // with alg, so that a request costs at most one verification.
 func (kc *keySetCache) key(ctx context.Context, c storage.Client, kid, alg string) (any, *oauthError) {
+	return kc.keyOf(ctx, "client:"+c.ID, c.JWKS, c.JWKSURI, kid, alg)
+}
+
+// keyOf is key for any owner of a key set (a client, a trusted issuer)
+// registered by value (jwks) or by URL (jwksURI).
+func (kc *keySetCache) keyOf(ctx context.Context, owner string, jwks []byte, jwksURI, kid, alg string) (any, *oauthError) {
 	var e *cachedKeySet
 	switch {
-	case len(c.JWKS) > 0:
-		sum := sha256.Sum256(c.JWKS)
-		e = kc.entry("value:" + c.ID + ":" + string(sum[:]))
+	case len(jwks) > 0:
+		sum := sha256.Sum256(jwks)
+		e = kc.entry("value:" + owner + ":" + string(sum[:]))
 		e.mu.Lock()
 		if e.set.Keys == nil && e.err == nil {
-			e.set, e.err = ParseClientJWKS(c.JWKS)
+			e.set, e.err = ParseClientJWKS(jwks)
 			e.expires = time.Unix(1<<62, 0)
 		}
 		e.mu.Unlock()
-	case c.JWKSURI != "":
-		e = kc.entry("uri:" + c.JWKSURI)
-		if err := kc.refresh(ctx, e, c.JWKSURI, false); err != nil {
+	case jwksURI != "":
+		e = kc.entry("uri:" + jwksURI)
+		if err := kc.refresh(ctx, e, jwksURI, false); err != nil {
 			return nil, err
 		}
 	default:
-		return nil, assertionError("The client has no registered keys.")
+		return nil, assertionError("No keys are registered for the assertion's issuer.")
 	}
 	e.mu.Lock()
 	set, setErr := e.set, e.err
 	e.mu.Unlock()
 	if setErr != nil && len(set.Keys) == 0 {
-		return nil, assertionError("The client's key set is unusable.")
+		return nil, assertionError("The registered key set is unusable.")
 	}
 	if k, ok := pickKey(set, kid, alg); ok {
 		return k, nil
 	}
-	if c.JWKSURI != "" && len(c.JWKS) == 0 {
-		// Perhaps the client rotated its keys: refetch, rate-limited.
-		if err := kc.refresh(ctx, e, c.JWKSURI, true); err != nil {
+	if jwksURI != "" && len(jwks) == 0 {
+		// Perhaps the owner rotated its keys: refetch, rate-limited.
+		if err := kc.refresh(ctx, e, jwksURI, true); err != nil {
 			return nil, err
 		}
 		e.mu.Lock()
@@ -181,7 +187,7 @@ func (kc *keySetCache) key(ctx context.Context, c storage.Client, kid, alg strin
 			return k, nil
 		}
 	}
-	return nil, assertionError("No key of the client matches the assertion's kid and alg.")
+	return nil, assertionError("No registered key matches the assertion's kid and alg.")
 }
 
 // pickKey selects the key for kid and alg: the one with that kid (whose
@@ -232,7 +238,7 @@ func (kc *keySetCache) refresh(ctx context.Context, e *cachedKeySet, uri string,
 	recent := now.Sub(e.fetchedAt) < kc.minRefetch
 	if (fresh && !force) || (!e.fetchedAt.IsZero() && recent && (force || e.err != nil)) {
 		if e.err != nil && len(e.set.Keys) == 0 {
-			return assertionError("The client's key set could not be fetched.")
+			return assertionError("The registered key set could not be fetched.")
 		}
 		return nil
 	}
@@ -241,7 +247,7 @@ func (kc *keySetCache) refresh(ctx context.Context, e *cachedKeySet, uri string,
 	if err != nil {
 		e.err = err
 		if len(e.set.Keys) == 0 {
-			return assertionError("The client's key set could not be fetched.")
+			return assertionError("The registered key set could not be fetched.")
 		}
 		return nil
 	}

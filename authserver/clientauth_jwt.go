@@ -201,7 +201,8 @@ func (s *Server) authenticateAssertion(ctx context.Context, r *http.Request, for
 	// misdirected assertions cost no verification; nothing is trusted
 	// until Verify succeeds.
 	now := s.cfg.Now()
-	if oerr := s.checkAssertionClaims(r, claims, now); oerr != nil {
+	endpoint := s.cfg.Issuer + strings.TrimPrefix(r.URL.Path, s.basePath)
+	if oerr := s.checkAssertionClaims(endpoint, claims, now); oerr != nil {
 		return fail(oerr.Description)
 	}
 	s.assertionVerifications.Add(1)
@@ -226,8 +227,7 @@ func (s *Server) authenticateAssertion(ctx context.Context, r *http.Request, for
 // the issuer or the URL of the endpoint called (a string or an array);
 // exp is required, not passed, and at most maxAssertionAhead away; nbf and
 // iat are not in the future; jti is present.
-func (s *Server) checkAssertionClaims(r *http.Request, c jwt.Claims, now time.Time) *oauthError {
-	endpoint := s.cfg.Issuer + strings.TrimPrefix(r.URL.Path, s.basePath)
+func (s *Server) checkAssertionClaims(endpoint string, c jwt.Claims, now time.Time) *oauthError {
 	if !slices.ContainsFunc(c.Audience, func(a string) bool { return a == s.cfg.Issuer || a == endpoint }) {
 		return assertionError("The client assertion's aud must be the issuer or the endpoint URL.")
 	}

@@ -139,7 +139,7 @@ func assertion(t testing.TB, alg jose.SignatureAlgorithm, key any, kid string, c
 // goodClaims are valid assertion claims for client at aud.
 func goodClaims(client, aud string) jwt.Claims {
 	now := time.Now()
-	return jwt.Claims{Issuer: client, Subject: client, Audience: jwt.Audience{aud}, ID: rand.Text(),
+	return jwt.Claims{Issuer: client, Subject: client, Audience: jwt.Audience{aud}, ID: randText(),
 		IssuedAt: jwt.NewNumericDate(now), Expiry: jwt.NewNumericDate(now.Add(time.Minute))}
 }
 
@@ -416,3 +416,5 @@ func TestClientSecretExpiresAtEverywhere(t *testing.T) {
 	// expiry either.
 	run(401)
 }
+
+func randText() string { return rand.Text() }

@@ -404,6 +404,7 @@ func (s *Server) newProvider() (fosite.OAuth2Provider, *tokenStrategy) {
 		}
 	}
 	fc.TokenEndpointHandlers.Append(exchangeHandler{s: s, store: store, tok: strategy})
+	fc.TokenEndpointHandlers.Append(jwtBearerHandler{s: s, store: store, tok: strategy})
 	return fosite.NewOAuth2Provider(store, cfg), strategy
 }
 

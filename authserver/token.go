@@ -23,7 +23,7 @@ const (
 )
 
 // SupportedGrantTypes lists the grant types the token endpoint offers.
-var SupportedGrantTypes = []string{grantAuthorizationCode, grantPassword, grantRefreshToken, grantClientCredentials, grantTokenExchange}
+var SupportedGrantTypes = []string{grantAuthorizationCode, grantPassword, grantRefreshToken, grantClientCredentials, grantTokenExchange, grantJWTBearer}
 
 // requestState carries what our fosite hooks learn during one token request.
 type requestState struct {
@@ -376,7 +376,7 @@ func (s *Server) codeReused(ctx context.Context, requestID string) *oauthError {
 // audience, which the refresh token keeps.
 func (s *Server) tokenAudience(c *storage.Client, grant string, sess *session, ar fosite.AccessRequester, requested []string) *oauthError {
 	switch grant {
-	case grantPassword, grantClientCredentials:
+	case grantPassword, grantClientCredentials, grantJWTBearer:
 		res, oe := s.resourcesFor(*c, requested, nil)
 		if oe != nil {
 			return oe
