@@ -191,7 +191,11 @@ func (s *Server) authenticateAssertion(ctx context.Context, r *http.Request, for
 		}
 		secret, err := s.secretBox.Open(c.ID, c.SecretCiphertext)
 		if err != nil {
-			return storage.Client{}, serverError(err)
+			// A registration without a sealed secret, or one sealed with
+			// another server secret: the operator's problem, logged; the
+			// client is told only that it cannot authenticate.
+			s.log.ErrorContext(ctx, "client_secret_jwt: the client's stored secret does not open", "client_id", c.ID, "err", err)
+			return storage.Client{}, assertionError("The client has no usable secret for client_secret_jwt.")
 		}
 		key = secret
 	default:

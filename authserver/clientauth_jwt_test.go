@@ -291,6 +291,16 @@ func TestClientSecretJWT(t *testing.T) {
 			t.Fatalf("%s: %d %v", alg, code, m)
 		}
 	}
+	// A client_secret_jwt registration without a sealed secret (or one
+	// sealed with another server secret) is invalid_client, not a 500.
+	now := time.Now().UTC()
+	if err := env.store.CreateClient(t.Context(), storage.Client{ID: "cs-broken", TokenEndpointAuthMethod: AuthMethodSecretJWT,
+		SecretCiphertext: []byte("not sealed"), GrantTypes: []string{grantClientCredentials}, CreatedAt: now, UpdatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	if code, m := env.clientCredentials(t, assertion(t, jose.HS256, []byte(csjwtSecret), "", goodClaims("cs-broken", env.issuer+"/token"))); code != 401 || m["error"] != "invalid_client" {
+		t.Fatalf("client without a usable secret: %d %v", code, m)
+	}
 	// The stored record holds only ciphertext.
 	c, err := env.store.GetClient(t.Context(), "cs-jwt")
 	if err != nil || strings.Contains(string(c.SecretCiphertext), csjwtSecret) {
