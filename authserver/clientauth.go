@@ -122,6 +122,9 @@ func readClientCredentials(r *http.Request, form url.Values) (clientCredentials,
 // authenticateClient authenticates the client of a request. Confidential
 // clients must present their secret; public clients must not present one.
 func (s *Server) authenticateClient(ctx context.Context, r *http.Request, form url.Values) (storage.Client, *oauthError) {
+	if hasAssertion(form) {
+		return s.authenticateAssertion(ctx, r, form)
+	}
 	cc, oerr := readClientCredentials(r, form)
 	if oerr != nil {
 		return storage.Client{}, oerr
@@ -158,6 +161,12 @@ func (s *Server) authenticateClient(ctx context.Context, r *http.Request, form u
 	}
 	if err != nil {
 		return storage.Client{}, unavailable(err)
+	}
+	if usesAssertion(c) {
+		// A client registered for a JWT method authenticates with nothing
+		// else (RFC 7591 §2: one token_endpoint_auth_method).
+		s.clientAuthFailed(ctx, cc.id, ip)
+		return storage.Client{}, assertionError("The client must authenticate with a client assertion (" + authMethod(c) + ").")
 	}
 	if c.Public {
 		if cc.hasSecret {
@@ -215,6 +224,9 @@ func (s *Server) clientAuthFailed(ctx context.Context, id, ip string) {
 
 // fositeClientAuth is fosite's ClientAuthenticationStrategy hook.
 func (s *Server) fositeClientAuth(ctx context.Context, r *http.Request, form url.Values) (fosite.Client, error) {
+	if st := stateFrom(ctx); st != nil && st.clientAuthenticated && st.client != nil {
+		return s.fositeClient(*st.client), nil
+	}
 	c, oerr := s.authenticateClient(ctx, r, form)
 	if oerr != nil {
 		return nil, oerr

@@ -14,6 +14,17 @@ import (
 // the CLI its flags, the admin API its JSON members.
 type RegistrationNames struct {
 	ID, Grant, RedirectURI, PostLogoutRedirectURI, ExchangeAudience string
+	// AuthMethod, JWKSURI and JWKS name the client authentication fields;
+	// empty means their RFC 7591 names (token_endpoint_auth_method,
+	// jwks_uri, jwks).
+	AuthMethod, JWKSURI, JWKS string
+}
+
+func orName(n, def string) string {
+	if n == "" {
+		return def
+	}
+	return n
 }
 
 // ValidateClient applies the registration policy every front end shares
@@ -83,6 +94,46 @@ func ValidateClient(c storage.Client, n RegistrationNames) error {
 	}
 	if len(c.ExchangeAudiences) > 0 && !slices.Contains(c.GrantTypes, grantTokenExchange) {
 		return fmt.Errorf("%s is only for clients with the %s grant", n.ExchangeAudience, grantTokenExchange)
+	}
+	return validateClientAuth(c, n)
+}
+
+// validateClientAuth checks the client authentication method (RFC 7591 §2)
+// and the client's keys: a private_key_jwt client has exactly one of
+// jwks_uri (https, or http on loopback) and jwks (a JWK Set of public keys
+// only); the two are mutually exclusive for every client.
+func validateClientAuth(c storage.Client, n RegistrationNames) error {
+	am, uri, set := orName(n.AuthMethod, "token_endpoint_auth_method"), orName(n.JWKSURI, "jwks_uri"), orName(n.JWKS, "jwks")
+	switch m := c.TokenEndpointAuthMethod; m {
+	case "", AuthMethodSecretBasic, AuthMethodSecretPost, AuthMethodSecretJWT, AuthMethodPrivateKey:
+		if m != "" && c.Public {
+			return fmt.Errorf("a public client authenticates with %s none, not %q", am, m)
+		}
+	case AuthMethodNone:
+		if !c.Public {
+			return fmt.Errorf("%s none is for public clients only", am)
+		}
+	default:
+		return fmt.Errorf("unknown %s %q (want one of %s)", am, m, strings.Join(authMethodsSupported, ", "))
+	}
+	if c.JWKSURI != "" && len(c.JWKS) > 0 {
+		return fmt.Errorf("give %s or %s, not both", uri, set)
+	}
+	if c.JWKSURI != "" {
+		if err := ValidateJWKSURI(c.JWKSURI); err != nil {
+			return fmt.Errorf("%s: %w", uri, err)
+		}
+	}
+	if len(c.JWKS) > 0 {
+		if _, err := ParseClientJWKS(c.JWKS); err != nil {
+			return fmt.Errorf("%s: %w", set, err)
+		}
+	}
+	if c.TokenEndpointAuthMethod == AuthMethodPrivateKey && c.JWKSURI == "" && len(c.JWKS) == 0 {
+		return fmt.Errorf("%s private_key_jwt needs %s or %s", am, uri, set)
+	}
+	if (c.JWKSURI != "" || len(c.JWKS) > 0) && c.TokenEndpointAuthMethod != AuthMethodPrivateKey {
+		return fmt.Errorf("%s and %s are only for clients with %s private_key_jwt", uri, set, am)
 	}
 	return nil
 }

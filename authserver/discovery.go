@@ -30,8 +30,13 @@ type metadata struct {
 	IntrospectionEndpointAuthMethodsSupported []string `json:"introspection_endpoint_auth_methods_supported"`
 	RevocationEndpointAuthMethodsSupported    []string `json:"revocation_endpoint_auth_methods_supported"`
 	IntrospectionSigningAlgValuesSupported    []string `json:"introspection_signing_alg_values_supported"`
-	AccessTokenSigningAlgValuesSupported      []string `json:"access_token_signing_alg_values_supported"`
-	ServiceDocumentation                      string   `json:"service_documentation,omitempty"`
+	// RFC 8414 §2: the algorithms of client assertions (RFC 7523) at each
+	// endpoint that authenticates clients.
+	TokenEndpointAuthSigningAlgValuesSupported         []string `json:"token_endpoint_auth_signing_alg_values_supported"`
+	IntrospectionEndpointAuthSigningAlgValuesSupported []string `json:"introspection_endpoint_auth_signing_alg_values_supported"`
+	RevocationEndpointAuthSigningAlgValuesSupported    []string `json:"revocation_endpoint_auth_signing_alg_values_supported"`
+	AccessTokenSigningAlgValuesSupported               []string `json:"access_token_signing_alg_values_supported"`
+	ServiceDocumentation                               string   `json:"service_documentation,omitempty"`
 
 	// OpenID Connect Discovery 1.0 §3; the same document is served at
 	// /.well-known/openid-configuration, so the two agree field for field.
@@ -84,25 +89,28 @@ func (s *Server) handleMetadata(w http.ResponseWriter, r *http.Request) {
 	}
 	scopes = withOIDCScopes(scopes)
 	m := metadata{
-		Issuer:                                    s.cfg.Issuer,
-		AuthorizationEndpoint:                     s.cfg.Issuer + "/authorize",
-		TokenEndpoint:                             s.cfg.Issuer + "/token",
-		JWKSURI:                                   s.cfg.Issuer + "/.well-known/jwks.json",
-		IntrospectionEndpoint:                     s.cfg.Issuer + "/introspect",
-		RevocationEndpoint:                        s.cfg.Issuer + "/revoke",
-		ScopesSupported:                           scopes,
-		ResponseTypesSupported:                    []string{responseTypeCode},
-		ResponseModesSupported:                    []string{"query"},
-		CodeChallengeMethodsSupported:             []string{pkceS256},
-		PushedAuthorizationRequestEndpoint:        s.cfg.Issuer + "/par",
-		DeviceAuthorizationEndpoint:               s.cfg.Issuer + "/device_authorization",
-		AuthorizationResponseIssParameter:         true,
-		GrantTypesSupported:                       SupportedGrantTypes,
-		TokenEndpointAuthMethodsSupported:         []string{"client_secret_basic", "client_secret_post", "none"},
-		IntrospectionEndpointAuthMethodsSupported: []string{"client_secret_basic", "client_secret_post"},
-		RevocationEndpointAuthMethodsSupported:    []string{"client_secret_basic", "client_secret_post", "none"},
-		IntrospectionSigningAlgValuesSupported:    algs,
-		AccessTokenSigningAlgValuesSupported:      algs,
+		Issuer:                                             s.cfg.Issuer,
+		AuthorizationEndpoint:                              s.cfg.Issuer + "/authorize",
+		TokenEndpoint:                                      s.cfg.Issuer + "/token",
+		JWKSURI:                                            s.cfg.Issuer + "/.well-known/jwks.json",
+		IntrospectionEndpoint:                              s.cfg.Issuer + "/introspect",
+		RevocationEndpoint:                                 s.cfg.Issuer + "/revoke",
+		ScopesSupported:                                    scopes,
+		ResponseTypesSupported:                             []string{responseTypeCode},
+		ResponseModesSupported:                             []string{"query"},
+		CodeChallengeMethodsSupported:                      []string{pkceS256},
+		PushedAuthorizationRequestEndpoint:                 s.cfg.Issuer + "/par",
+		DeviceAuthorizationEndpoint:                        s.cfg.Issuer + "/device_authorization",
+		AuthorizationResponseIssParameter:                  true,
+		GrantTypesSupported:                                SupportedGrantTypes,
+		TokenEndpointAuthMethodsSupported:                  authMethodsSupported,
+		IntrospectionEndpointAuthMethodsSupported:          []string{AuthMethodSecretBasic, AuthMethodSecretPost, AuthMethodSecretJWT, AuthMethodPrivateKey},
+		RevocationEndpointAuthMethodsSupported:             authMethodsSupported,
+		TokenEndpointAuthSigningAlgValuesSupported:         assertionAlgNames,
+		IntrospectionEndpointAuthSigningAlgValuesSupported: assertionAlgNames,
+		RevocationEndpointAuthSigningAlgValuesSupported:    assertionAlgNames,
+		IntrospectionSigningAlgValuesSupported:             algs,
+		AccessTokenSigningAlgValuesSupported:               algs,
 
 		UserinfoEndpoint:                  s.cfg.Issuer + "/userinfo",
 		EndSessionEndpoint:                s.cfg.Issuer + "/end_session",

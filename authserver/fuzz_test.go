@@ -29,6 +29,9 @@ func FuzzTokenEndpoint(f *testing.F) {
 	f.Add("%zz=1", "application/x-www-form-urlencoded", "Bearer x")
 	f.Add(`{"grant_type":"password"}`, "application/json", "")
 	f.Add("grant_type=client_credentials&client_id=a%00b&client_secret=x", "application/x-www-form-urlencoded", "basic   ")
+	// Client assertions (RFC 7523) and the jwt-bearer grant.
+	f.Add("grant_type=client_credentials&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion=eyJhbGciOiJFUzI1NiJ9.eyJpc3MiOiJzdmMiLCJzdWIiOiJzdmMifQ.AAAA", "application/x-www-form-urlencoded", "")
+	f.Add("grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion=eyJhbGciOiJub25lIn0.e30.", "application/x-www-form-urlencoded", "Basic c3ZjOnN2Yy1zZWNyZXQtMDEyMzQ1Njc4OS0wMTIzNDU2Nzg5LWFiY2RlZmc=")
 	f.Fuzz(func(t *testing.T, body, contentType, auth string) {
 		req := httptest.NewRequest(http.MethodPost, "/token", strings.NewReader(body))
 		req.Header.Set("Content-Type", contentType)

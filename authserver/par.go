@@ -29,6 +29,7 @@ func (s *Server) pushAuthorize(w http.ResponseWriter, r *http.Request) *oauthErr
 	if oerr != nil {
 		return oerr
 	}
+	st.client, st.clientAuthenticated = &c, true
 	if form.Has("request_uri") {
 		return invalidRequest("A pushed authorization request must not contain request_uri.")
 	}

@@ -114,6 +114,15 @@ type Config struct {
 	// DevicePollInterval is the polling interval given to devices (default
 	// 5 s, RFC 8628 §3.2); whole seconds.
 	DevicePollInterval time.Duration
+	// ClientJWKSCacheTTL is how long a private_key_jwt client's key set
+	// fetched from its jwks_uri is kept when the response has no
+	// Cache-Control max-age (default 5 minutes; a max-age is honoured
+	// between 30 s and 1 h).
+	ClientJWKSCacheTTL time.Duration
+	// ClientJWKSMinRefetch is the least time between two fetches of a
+	// client's jwks_uri caused by an assertion with an unknown kid
+	// (default 10 s).
+	ClientJWKSMinRefetch time.Duration
 	// Now defaults to time.Now.
 	Now func() time.Time
 }
@@ -182,6 +191,12 @@ func (c *Config) setDefaults() error {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.ClientJWKSCacheTTL <= 0 {
+		c.ClientJWKSCacheTTL = 5 * time.Minute
+	}
+	if c.ClientJWKSMinRefetch <= 0 {
+		c.ClientJWKSMinRefetch = 10 * time.Second
+	}
 	return nil
 }
 
@@ -222,6 +237,13 @@ type Server struct {
 	// devicePolls and userCodeMAC serve the device grant (device.go).
 	devicePolls *devicePolls
 	userCodeMAC []byte
+	// clientKeys caches the public keys of private_key_jwt clients.
+	clientKeys *keySetCache
+	// secretBox opens the secrets of client_secret_jwt clients.
+	secretBox *keys.SecretBox
+	// assertionVerifications counts client assertion signature checks
+	// (for tests and benchmarks).
+	assertionVerifications atomic.Int64
 }
 
 // route is an extra handler mounted by an Option: at a path prefix, or at
@@ -272,6 +294,12 @@ func New(cfg Config, store storage.Store, km *keys.Manager, opts ...Option) (*Se
 	s.userCache = newTokenCache[cachedUser](cfg.IntrospectionCacheSize)
 	s.revoked = newRevocationSet(store, cfg.RevocationMaxDelay)
 	s.devicePolls, s.userCodeMAC = newDevicePolls(), deriveKey(cfg.Secret, "user-code")
+	s.clientKeys = newKeySetCache(cfg.ClientJWKSCacheTTL, cfg.ClientJWKSMinRefetch, cfg.Now)
+	box, err := keys.NewSecretBox(cfg.Secret)
+	if err != nil {
+		return nil, fmt.Errorf("authserver: %w", err)
+	}
+	s.secretBox = box
 	s.clientCache = &clientCache{key: deriveKey(cfg.Secret, "client-cache"), ttl: cfg.ClientCacheTTL, m: map[[32]byte]cachedClient{}}
 	if !cfg.Throttle.Disabled {
 		s.throttle = &throttler{cfg: cfg.Throttle, store: store, now: cfg.Now, blocked: map[string]time.Time{}}
@@ -408,6 +436,7 @@ func (s *Server) newProvider() (fosite.OAuth2Provider, *tokenStrategy) {
 	}
 	fc.TokenEndpointHandlers.Append(exchangeHandler{s: s, store: store, tok: strategy})
 	fc.TokenEndpointHandlers.Append(deviceHandler{s: s, store: store, tok: strategy})
+	fc.TokenEndpointHandlers.Append(jwtBearerHandler{s: s, store: store, tok: strategy})
 	return fosite.NewOAuth2Provider(store, cfg), strategy
 }
 

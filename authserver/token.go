@@ -23,13 +23,17 @@ const (
 )
 
 // SupportedGrantTypes lists the grant types the token endpoint offers.
-var SupportedGrantTypes = []string{grantAuthorizationCode, grantPassword, grantRefreshToken, grantClientCredentials, grantTokenExchange, grantDeviceCode}
+var SupportedGrantTypes = []string{grantAuthorizationCode, grantPassword, grantRefreshToken, grantClientCredentials, grantTokenExchange, grantDeviceCode, grantJWTBearer}
 
 // requestState carries what our fosite hooks learn during one token request.
 type requestState struct {
-	client      *storage.Client
-	user        *storage.User
-	refreshRace bool
+	client *storage.Client
+	// clientAuthenticated is set when the endpoint authenticated client
+	// before calling fosite, which then must not do it again (a client
+	// assertion's jti is single-use).
+	clientAuthenticated bool
+	user                *storage.User
+	refreshRace         bool
 	// codeReuse is set when the presented code had already been exchanged
 	// (fosite then revokes the tokens issued from it).
 	codeReuse bool
@@ -382,7 +386,7 @@ func (s *Server) codeReused(ctx context.Context, requestID string) *oauthError {
 // audience, which the refresh token keeps.
 func (s *Server) tokenAudience(c *storage.Client, grant string, sess *session, ar fosite.AccessRequester, requested []string) *oauthError {
 	switch grant {
-	case grantPassword, grantClientCredentials:
+	case grantPassword, grantClientCredentials, grantJWTBearer:
 		res, oe := s.resourcesFor(*c, requested, nil)
 		if oe != nil {
 			return oe

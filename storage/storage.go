@@ -347,6 +347,36 @@ type Revocations interface {
 	ListRevocations(ctx context.Context, after int64, limit int) ([]Revocation, error)
 }
 
+// Issuer is a trusted issuer of JWT authorization grants (RFC 7523 §2.1),
+// registered by an operator: assertions it signs with one of its keys may be
+// exchanged for access tokens for the subjects and scopes it is allowed.
+type Issuer struct {
+	// ID is the issuer identifier, the iss of its assertions.
+	ID string
+	// JWKSURI is where the issuer publishes its public keys; JWKS is its
+	// public JWK Set as JSON, when registered by value. One of them is set.
+	JWKSURI string
+	JWKS    []byte
+	// Subjects are the sub values the issuer may assert (our user IDs or
+	// emails); AnySubject allows any of our users instead.
+	Subjects   []string
+	AnySubject bool
+	// Scopes are the scopes a token obtained with its assertions may have.
+	Scopes    []string
+	CreatedAt time.Time
+}
+
+// Issuers stores the trusted issuers of the JWT bearer grant.
+type Issuers interface {
+	// CreateIssuer returns ErrAlreadyExists when the ID is taken.
+	CreateIssuer(ctx context.Context, iss Issuer) error
+	GetIssuer(ctx context.Context, id string) (Issuer, error)
+	// ListIssuers returns every issuer, ordered by ID.
+	ListIssuers(ctx context.Context) ([]Issuer, error)
+	// DeleteIssuer returns ErrNotFound when no issuer has the ID.
+	DeleteIssuer(ctx context.Context, id string) error
+}
+
 // Keys stores the signing key set.
 type Keys interface {
 	// GetKeys returns the key set; an empty set (Version 0) when none is stored.
@@ -384,6 +414,7 @@ type Transactor interface {
 type Store interface {
 	Users
 	Clients
+	Issuers
 	Tokens
 	Revocations
 	Keys

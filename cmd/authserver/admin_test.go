@@ -393,6 +393,40 @@ func TestAdminCommands(t *testing.T) {
 		t.Errorf("after delete: %d users, %d clients", len(users), len(clients))
 	}
 
+	// Trusted issuers of the JWT bearer grant (RFC 7523).
+	type jsonIssuer struct {
+		Issuer     string          `json:"issuer"`
+		JWKSURI    string          `json:"jwks_uri"`
+		JWKS       json.RawMessage `json:"jwks"`
+		Subjects   []string        `json:"subjects"`
+		AnySubject bool            `json:"any_subject"`
+		Scopes     []string        `json:"scopes"`
+		CreatedAt  time.Time       `json:"created_at"`
+	}
+	var iss jsonIssuer
+	a.json(&iss, "", "issuers", "add", "--issuer", "https://idp.example", "--jwks-uri", "https://idp.example/jwks.json",
+		"--subject", "alice@example.com", "--scope", "read")
+	if iss.Issuer != "https://idp.example" || !slices.Equal(iss.Subjects, []string{"alice@example.com"}) || iss.AnySubject {
+		t.Errorf("issuers add: %+v", iss)
+	}
+	a.fail("already exists", "", "issuers", "add", "--issuer", "https://idp.example", "--jwks-uri", "https://idp.example/jwks.json", "--any-subject", "--scope", "read")
+	a.fail("give --subject (repeatable) or --any-subject", "", "issuers", "add", "--issuer", "https://x.example", "--jwks-uri", "https://x.example/jwks", "--scope", "read")
+	a.fail("must be https", "", "issuers", "add", "--issuer", "https://x.example", "--jwks-uri", "http://x.example/jwks", "--any-subject", "--scope", "read")
+	a.fail("give --jwks-uri or --jwks-file", "", "issuers", "add", "--issuer", "https://x.example", "--any-subject", "--scope", "read")
+	var issuers []jsonIssuer
+	a.json(&issuers, "", "issuers", "list")
+	if len(issuers) != 1 || issuers[0].Issuer != "https://idp.example" {
+		t.Errorf("issuers list: %+v", issuers)
+	}
+	var removed map[string]any
+	a.json(&removed, "", "issuers", "remove", "https://idp.example")
+	a.fail(`no issuer "https://idp.example"`, "", "issuers", "remove", "https://idp.example")
+	// JWT client authentication flags.
+	a.fail("--auth-method private_key_jwt needs --jwks-uri or --jwks-file", "", "clients", "add", "--id", "pk", "--auth-method", "private_key_jwt", "--grant", "client_credentials")
+	a.fail("unknown --auth-method", "", "clients", "add", "--id", "pk", "--auth-method", "tls_client_auth", "--grant", "client_credentials")
+	a.fail("a private_key_jwt client has no secret", "", "clients", "add", "--id", "pk", "--auth-method", "private_key_jwt",
+		"--jwks-uri", "https://pk.example/jwks", "--generate-secret", "--grant", "client_credentials")
+
 	// cobra's shell completion is enabled.
 	a.record([]string{"completion", "bash"})
 	if out, err := cliRun(t, "", "completion", "bash"); err != nil || !strings.Contains(out, "bash completion") {

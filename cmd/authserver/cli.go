@@ -101,7 +101,7 @@ errors are one line on stderr and a non-zero exit code.`,
 	pf.StringVar(&g.config, "config", "", "YAML configuration file; its keys are the flag names of serve, plus db")
 	_ = root.MarkPersistentFlagFilename("config", "yaml", "yml")
 	_ = root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"text", "json"}, cobra.ShellCompDirectiveNoFileComp))
-	root.AddCommand(newServeCmd(g), newConfigCmd(g), newUsersCmd(g), newClientsCmd(g), newKeysCmd(g), newTokensCmd(g),
+	root.AddCommand(newServeCmd(g), newConfigCmd(g), newUsersCmd(g), newClientsCmd(g), newIssuersCmd(g), newKeysCmd(g), newTokensCmd(g),
 		newMigrateCmd(g), newVersionCmd(g))
 	g.remoteAdmin(root)
 	g.auditAdminCommands(root)

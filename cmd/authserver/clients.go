@@ -1,9 +1,14 @@
 package main
 
 import (
+	"bytes"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -12,6 +17,7 @@ import (
 
 	"github.com/oauthkit/authserver/authserver"
 	"github.com/oauthkit/authserver/internal/password"
+	"github.com/oauthkit/authserver/keys"
 	"github.com/oauthkit/authserver/storage"
 )
 
@@ -33,6 +39,10 @@ type clientView struct {
 	BackchannelLogoutURI   string   `json:"backchannel_logout_uri,omitempty"`
 	SubjectType            string   `json:"subject_type,omitempty"`
 	Secrets                int      `json:"secrets"`
+	// Client authentication (RFC 7591 §2); JWKS is the registered key set.
+	TokenEndpointAuthMethod string          `json:"token_endpoint_auth_method,omitempty"`
+	JWKSURI                 string          `json:"jwks_uri,omitempty"`
+	JWKS                    json.RawMessage `json:"jwks,omitempty"`
 	// ExchangeAudiences and SecretExpiresAt (Unix seconds, 0 for never).
 	ExchangeAudiences []string  `json:"exchange_audiences"`
 	SecretExpiresAt   int64     `json:"client_secret_expires_at"`
@@ -52,7 +62,8 @@ func viewClient(c storage.Client) clientView {
 		Introspect: c.Introspect, RedirectURIs: nz(c.RedirectURIs), Resources: nz(c.Resources),
 		SkipConsent: c.SkipConsent, RequirePAR: c.RequirePAR, Secrets: len(c.SecretHashes), CreatedAt: c.CreatedAt,
 		PostLogoutRedirectURIs: nz(c.PostLogoutRedirectURIs), BackchannelLogoutURI: c.BackchannelLogoutURI, SubjectType: c.SubjectType,
-		ExchangeAudiences: nz(c.ExchangeAudiences), SecretExpiresAt: unixOrZero(c.SecretExpiresAt)}
+		ExchangeAudiences: nz(c.ExchangeAudiences), SecretExpiresAt: unixOrZero(c.SecretExpiresAt),
+		TokenEndpointAuthMethod: c.TokenEndpointAuthMethod, JWKSURI: c.JWKSURI, JWKS: json.RawMessage(c.JWKS)}
 }
 
 func unixOrZero(t time.Time) int64 {
@@ -64,7 +75,74 @@ func unixOrZero(t time.Time) int64 {
 
 // cliNames are the registration fields as the CLI's flags name them.
 var cliNames = authserver.RegistrationNames{ID: "--id", Grant: "--grant", RedirectURI: "--redirect-uri",
-	PostLogoutRedirectURI: "--post-logout-redirect-uri", ExchangeAudience: "--exchange-audience"}
+	PostLogoutRedirectURI: "--post-logout-redirect-uri", ExchangeAudience: "--exchange-audience",
+	AuthMethod: "--auth-method", JWKSURI: "--jwks-uri", JWKS: "--jwks-file"}
+
+// jwtSecretBytes is the entropy of a generated client_secret_jwt secret:
+// 64 bytes, so that HS512 (whose key must have at least 64 bytes) works.
+const jwtSecretBytes = 64
+
+// keyFlags are the client key flags of clients add and clients update.
+type keyFlags struct {
+	jwksURI, jwksFile string
+}
+
+func (k *keyFlags) register(f *pflag.FlagSet) {
+	f.StringVar(&k.jwksURI, "jwks-uri", "", "URL of the client's public JWK Set, for --auth-method private_key_jwt (https; http only on a loopback address)")
+	f.StringVar(&k.jwksFile, "jwks-file", "", "file holding the client's public JWK Set, for --auth-method private_key_jwt (stored by value)")
+}
+
+// apply sets the client's keys from the flags; setting one clears the other.
+func (k *keyFlags) apply(c *storage.Client) error {
+	switch {
+	case k.jwksURI != "" && k.jwksFile != "":
+		return errors.New("give --jwks-uri or --jwks-file, not both")
+	case k.jwksURI != "":
+		c.JWKSURI, c.JWKS = k.jwksURI, nil
+	case k.jwksFile != "":
+		b, err := os.ReadFile(k.jwksFile)
+		if err != nil {
+			return fmt.Errorf("--jwks-file: %w", err)
+		}
+		var compact bytes.Buffer
+		if err := json.Compact(&compact, b); err != nil {
+			return fmt.Errorf("--jwks-file: not JSON: %w", err)
+		}
+		c.JWKSURI, c.JWKS = "", compact.Bytes()
+	}
+	return nil
+}
+
+// sealJWTSecret keeps a client_secret_jwt client's secret, encrypted with
+// the server secret (the HMAC of its assertions needs the secret itself).
+func sealJWTSecret(g *globals, sf *secretFlags, c *storage.Client, secret string) error {
+	if c.TokenEndpointAuthMethod != authserver.AuthMethodSecretJWT {
+		return nil
+	}
+	key, err := sf.load(g.db, true, nil)
+	if err != nil {
+		return err
+	}
+	box, err := keys.NewSecretBox(key)
+	if err != nil {
+		return err
+	}
+	sealed, err := box.Seal(c.ID, []byte(secret))
+	if err != nil {
+		return err
+	}
+	c.SecretCiphertext = sealed
+	return nil
+}
+
+// generateJWTSecret returns a secret long enough for HS512.
+func generateJWTSecret() (string, error) {
+	b := make([]byte, jwtSecretBytes)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("generate secret: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
+}
 
 // validateClient applies the registration policy (authserver.ValidateClient).
 func validateClient(c storage.Client) error { return authserver.ValidateClient(c, cliNames) }
@@ -92,20 +170,35 @@ func newClientsCmd(g *globals) *cobra.Command {
 		secretStdin bool
 		generate    bool
 		secretTTL   time.Duration
+		kf          keyFlags
+		sf          secretFlags
 	)
 	add := &cobra.Command{
 		Use:   "add",
 		Short: "Register a client (confidential with --secret-stdin or --generate-secret, or --public)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := kf.apply(&c); err != nil {
+				return err
+			}
 			if err := validateClient(c); err != nil {
 				return err
 			}
-			var secret string
+			var secret, plain string
 			switch {
 			case c.Public && (secretStdin || generate):
 				return errors.New("--public clients have no secret")
 			case c.Public:
+			case c.TokenEndpointAuthMethod == authserver.AuthMethodPrivateKey && (secretStdin || generate):
+				return errors.New("a private_key_jwt client has no secret")
+			case c.TokenEndpointAuthMethod == authserver.AuthMethodPrivateKey:
+			case c.TokenEndpointAuthMethod == authserver.AuthMethodSecretJWT && !secretStdin:
+				s, err := generateJWTSecret()
+				if err != nil {
+					return err
+				}
+				secret, plain = s, s
+				c.SecretHashes = []string{password.HashSecret(s)}
 			case secretStdin && generate:
 				return errors.New("use either --secret-stdin or --generate-secret")
 			case secretStdin:
@@ -116,14 +209,18 @@ func newClientsCmd(g *globals) *cobra.Command {
 				if len(s) < password.MinSecretLength {
 					return fmt.Errorf("a client secret must be at least %d characters", password.MinSecretLength)
 				}
+				plain = s
 				c.SecretHashes = []string{password.HashSecret(s)}
 			default:
 				s, err := password.GenerateSecret()
 				if err != nil {
 					return err
 				}
-				secret = s
+				secret, plain = s, s
 				c.SecretHashes = []string{password.HashSecret(s)}
+			}
+			if err := sealJWTSecret(g, &sf, &c, plain); err != nil {
+				return err
 			}
 			st, err := g.openStore(cmd.Context())
 			if err != nil {
@@ -158,8 +255,12 @@ func newClientsCmd(g *globals) *cobra.Command {
 	f.BoolVar(&secretStdin, "secret-stdin", false, "read the client secret (at least 32 characters) from stdin")
 	f.DurationVar(&secretTTL, "secret-ttl", 0, "the secret stops authenticating the client after this long (client_secret_expires_at; 0 never)")
 	f.BoolVar(&generate, "generate-secret", false, "generate a secret and print it once (the default for confidential clients)")
+	f.StringVar(&c.TokenEndpointAuthMethod, "auth-method", "", "token_endpoint_auth_method: client_secret_basic (default), client_secret_post, client_secret_jwt (the secret is also kept encrypted with the server secret, for the HMAC), private_key_jwt (with --jwks-uri or --jwks-file), none (--public)")
+	kf.register(f)
+	sf.register(f)
 
 	var upd storage.Client
+	var ukf keyFlags
 	update := &cobra.Command{
 		Use:   "update ID",
 		Short: "Change a client's registration; only the flags given change (list flags replace the whole list)",
@@ -210,6 +311,9 @@ func newClientsCmd(g *globals) *cobra.Command {
 				if fl.Changed("exchange-audience") {
 					c.ExchangeAudiences = upd.ExchangeAudiences
 				}
+				if err := ukf.apply(&c); err != nil {
+					return c, err
+				}
 				if err := validateClient(c); err != nil {
 					return c, err
 				}
@@ -227,6 +331,7 @@ func newClientsCmd(g *globals) *cobra.Command {
 		},
 	}
 	registrationFlags(update.Flags(), &upd)
+	ukf.register(update.Flags())
 
 	list := &cobra.Command{
 		Use: "list", Short: "List clients", Args: cobra.NoArgs,
@@ -276,6 +381,7 @@ func newClientsCmd(g *globals) *cobra.Command {
 		},
 	}
 	var keepOld, rotStdin bool
+	var rsf secretFlags
 	rotate := &cobra.Command{
 		Use:   "rotate-secret ID",
 		Short: "Give a confidential client a new secret; with --keep-old the previous one stays valid until the next rotation",
@@ -307,11 +413,17 @@ func newClientsCmd(g *globals) *cobra.Command {
 				if c.Public {
 					return c, errors.New("a public client has no secret")
 				}
+				if c.TokenEndpointAuthMethod == authserver.AuthMethodPrivateKey {
+					return c, errors.New("a private_key_jwt client has no secret; change its keys with clients update --jwks-uri or --jwks-file")
+				}
 				hashes := []string{password.HashSecret(secret)}
-				if keepOld && len(c.SecretHashes) > 0 {
+				if keepOld && len(c.SecretHashes) > 0 && c.TokenEndpointAuthMethod != authserver.AuthMethodSecretJWT {
 					hashes = append(hashes, c.SecretHashes[0])
 				}
 				c.SecretHashes = hashes
+				if err := sealJWTSecret(g, &rsf, &c, secret); err != nil {
+					return c, err
+				}
 				c.UpdatedAt = time.Now().UTC()
 				return c, nil
 			})
@@ -333,6 +445,7 @@ func newClientsCmd(g *globals) *cobra.Command {
 	}
 	rotate.Flags().BoolVar(&keepOld, "keep-old", false, "keep the previous secret valid as well (two secrets during rotation)")
 	rotate.Flags().BoolVar(&rotStdin, "secret-stdin", false, "read the new secret from stdin instead of generating one")
+	rsf.register(rotate.Flags())
 	del := &cobra.Command{
 		Use: "delete ID", Short: "Delete a client and revoke its tokens", Args: oneArg,
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -34,6 +34,7 @@ type data struct {
 	users    map[string]storage.User
 	emails   map[string]string // lower-cased email → user ID
 	clients  map[string]storage.Client
+	issuers  map[string]storage.Issuer
 	tokens   map[tokenKey]storage.Token
 	keys     storage.KeySet
 	attempts map[string]storage.Attempts
@@ -47,6 +48,7 @@ func newData() *data {
 		users:    map[string]storage.User{},
 		emails:   map[string]string{},
 		clients:  map[string]storage.Client{},
+		issuers:  map[string]storage.Issuer{},
 		tokens:   map[tokenKey]storage.Token{},
 		attempts: map[string]storage.Attempts{},
 	}
@@ -57,6 +59,7 @@ func (d *data) clone() *data {
 		users:    maps.Clone(d.users),
 		emails:   maps.Clone(d.emails),
 		clients:  maps.Clone(d.clients),
+		issuers:  maps.Clone(d.issuers),
 		tokens:   maps.Clone(d.tokens),
 		keys:     d.keys, // replaced wholesale by UpdateKeys, never modified in place
 		attempts: maps.Clone(d.attempts),
@@ -538,6 +541,62 @@ func (s *Store) DeleteClient(ctx context.Context, id string) error {
 			return notFound("client", id)
 		}
 		delete(d.clients, id)
+		return nil
+	})
+}
+
+func cloneIssuer(i storage.Issuer) storage.Issuer {
+	i.JWKS = slices.Clone(i.JWKS)
+	i.Subjects = slices.Clone(i.Subjects)
+	i.Scopes = slices.Clone(i.Scopes)
+	return i
+}
+
+// CreateIssuer stores a trusted issuer.
+func (s *Store) CreateIssuer(ctx context.Context, iss storage.Issuer) error {
+	iss = cloneIssuer(iss)
+	return s.write(ctx, func(d *data) error {
+		if _, ok := d.issuers[iss.ID]; ok {
+			return exists("issuer", iss.ID)
+		}
+		d.issuers[iss.ID] = iss
+		return nil
+	})
+}
+
+// GetIssuer returns the trusted issuer with the given ID.
+func (s *Store) GetIssuer(ctx context.Context, id string) (storage.Issuer, error) {
+	var iss storage.Issuer
+	err := s.view(ctx, func(d *data) error {
+		var ok bool
+		if iss, ok = d.issuers[id]; !ok {
+			return notFound("issuer", id)
+		}
+		return nil
+	})
+	return cloneIssuer(iss), err
+}
+
+// ListIssuers returns every trusted issuer, ordered by ID.
+func (s *Store) ListIssuers(ctx context.Context) ([]storage.Issuer, error) {
+	var out []storage.Issuer
+	err := s.view(ctx, func(d *data) error {
+		for _, i := range d.issuers {
+			out = append(out, cloneIssuer(i))
+		}
+		return nil
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, err
+}
+
+// DeleteIssuer deletes a trusted issuer.
+func (s *Store) DeleteIssuer(ctx context.Context, id string) error {
+	return s.write(ctx, func(d *data) error {
+		if _, ok := d.issuers[id]; !ok {
+			return notFound("issuer", id)
+		}
+		delete(d.issuers, id)
 		return nil
 	})
 }

@@ -32,6 +32,7 @@ func Run(t *testing.T, open func(t *testing.T) storage.Store) {
 		{"RevokeTokensByGrant", testRevokeTokensByGrant},
 		{"ClientCRUD", testClientCRUD},
 		{"DuplicateClientIsRejected", testDuplicateClient},
+		{"IssuerCRUD", testIssuerCRUD},
 		{"TokenCRUD", testTokenCRUD},
 		{"DuplicateTokenIsRejectedPerKind", testDuplicateToken},
 		{"PayloadRoundTripsByteForByte", testPayloadBytes},

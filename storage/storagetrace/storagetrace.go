@@ -155,6 +155,38 @@ func (w *store) DeleteClient(ctx context.Context, id string) error {
 	return err
 }
 
+// CreateIssuer implements storage.Issuers.
+func (w *store) CreateIssuer(ctx context.Context, iss storage.Issuer) error {
+	ctx, sp := w.start(ctx, "CreateIssuer")
+	err := w.s.CreateIssuer(ctx, iss)
+	tracing.End(sp, err)
+	return err
+}
+
+// GetIssuer implements storage.Issuers.
+func (w *store) GetIssuer(ctx context.Context, id string) (storage.Issuer, error) {
+	ctx, sp := w.start(ctx, "GetIssuer")
+	iss, err := w.s.GetIssuer(ctx, id)
+	tracing.End(sp, err)
+	return iss, err
+}
+
+// ListIssuers implements storage.Issuers.
+func (w *store) ListIssuers(ctx context.Context) ([]storage.Issuer, error) {
+	ctx, sp := w.start(ctx, "ListIssuers")
+	out, err := w.s.ListIssuers(ctx)
+	tracing.End(sp, err)
+	return out, err
+}
+
+// DeleteIssuer implements storage.Issuers.
+func (w *store) DeleteIssuer(ctx context.Context, id string) error {
+	ctx, sp := w.start(ctx, "DeleteIssuer")
+	err := w.s.DeleteIssuer(ctx, id)
+	tracing.End(sp, err)
+	return err
+}
+
 // CreateToken implements storage.Tokens.
 func (w *store) CreateToken(ctx context.Context, t storage.Token) error {
 	ctx, sp := w.start(ctx, "CreateToken")

@@ -1,0 +1,124 @@
+package authserver
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/oauthkit/authserver/storage"
+)
+
+// The private_key_jwt benchmarks: a client_credentials grant on SQLite
+// authenticated with an ES256 assertion (keys from a jwks_uri, cached),
+// with client_secret_basic (verified credentials cached), and the bare
+// ES256 verification of one assertion. Run together:
+//
+//	go test ./authserver -run '^$' -bench 'ClientCredentialsPrivateKeyJWT|ClientCredentialsSecretBasic|VerifyAssertionES256' -benchtime 2s
+
+func jwtBenchEnv(b *testing.B, open func(testing.TB) storage.Store) (*testEnv, *jwtClients, string) {
+	env := newTestEnv(b, open(b), func(c *Config) { c.Throttle.Disabled = true })
+	jc := seedJWTClients(b, env)
+	jwks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=300")
+		w.Write(jwksOf(jc.es))
+	}))
+	b.Cleanup(jwks.Close)
+	now := time.Now().UTC()
+	if err := env.store.CreateClient(b.Context(), storage.Client{ID: "pk-bench", TokenEndpointAuthMethod: AuthMethodPrivateKey,
+		JWKSURI: jwks.URL, GrantTypes: []string{grantClientCredentials}, Scopes: []string{"read"}, CreatedAt: now, UpdatedAt: now}); err != nil {
+		b.Fatal(err)
+	}
+	return env, jc, env.issuer + "/token"
+}
+
+func serveToken(b *testing.B, h http.Handler, body string, user, pass string) {
+	req := httptest.NewRequest(http.MethodPost, "/token", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if user != "" {
+		req.SetBasicAuth(user, pass)
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, req)
+	if w.Code != 200 {
+		b.Fatalf("%d %s", w.Code, w.Body)
+	}
+}
+
+// benchParallelism × GOMAXPROCS requests run at once, so that the token
+// writes are group-committed as under load (a lone request waits for the
+// committer's linger).
+const benchParallelism = 8
+
+// The memory store is no baseline here: it copies its maps on every write
+// transaction, so the growing jti records would dominate.
+
+func BenchmarkClientCredentialsPrivateKeyJWT(b *testing.B) { benchPrivateKeyJWT(b, openSQLite) }
+
+func benchPrivateKeyJWT(b *testing.B, open func(testing.TB) storage.Store) {
+	env, jc, aud := jwtBenchEnv(b, open)
+	h := env.as.Handler()
+	body := func() string {
+		return assertionForm(assertion(b, jose.ES256, jc.es.key, jc.es.kid, goodClaims("pk-bench", aud)),
+			"grant_type", "client_credentials", "scope", "read").Encode()
+	}
+	serveToken(b, h, body(), "", "") // warm the key cache
+	bodies := make([]string, b.N)
+	for i := range bodies {
+		bodies[i] = body()
+	}
+	verifies, fetches := env.as.assertionVerifications.Load(), env.as.clientKeys.fetches.Load()
+	var next atomic.Int64
+	b.SetParallelism(benchParallelism)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			serveToken(b, h, bodies[next.Add(1)-1], "", "")
+		}
+	})
+	b.StopTimer()
+	b.ReportMetric(float64(env.as.assertionVerifications.Load()-verifies)/float64(b.N), "verifies/op")
+	b.ReportMetric(float64(env.as.clientKeys.fetches.Load()-fetches)/float64(b.N), "jwks-fetches/op")
+}
+
+func BenchmarkClientCredentialsSecretBasic(b *testing.B) { benchSecretBasic(b, openSQLite) }
+
+func benchSecretBasic(b *testing.B, open func(testing.TB) storage.Store) {
+	env, _, _ := jwtBenchEnv(b, open)
+	h := env.as.Handler()
+	body := url.Values{"grant_type": {"client_credentials"}, "scope": {"read"}}.Encode()
+	serveToken(b, h, body, "svc", svcSecret)
+	b.SetParallelism(benchParallelism)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			serveToken(b, h, body, "svc", svcSecret)
+		}
+	})
+}
+
+// BenchmarkVerifyAssertionES256 is one go-jose ES256 verification of a
+// client assertion with the key in hand: the cost private_key_jwt adds.
+func BenchmarkVerifyAssertionES256(b *testing.B) {
+	_, jc, aud := jwtBenchEnv(b, openMemory)
+	a := assertion(b, jose.ES256, jc.es.key, jc.es.kid, goodClaims("pk-bench", aud))
+	pub := jc.es.publicJWK().Key
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		jws, err := jose.ParseSignedCompact(a, privateKeyAlgs)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := jws.Verify(pub); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,430 @@
+package authserver
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/oauthkit/authserver/storage"
+)
+
+const csjwtSecret = "csjwt-secret-0123456789-0123456789-abcdef"
+
+// jwtClients are the clients of the JWT authentication tests.
+type jwtClients struct {
+	es, rs, rs2 *jwtKey
+	// jwks serves the RS256 client's key set; swap it to rotate.
+	jwks       atomic.Pointer[[]byte]
+	jwksHits   atomic.Int64
+	jwksURL    string
+	jwksMaxAge string
+}
+
+type jwtKey struct {
+	kid string
+	alg jose.SignatureAlgorithm
+	key any // private key
+}
+
+func (k *jwtKey) publicJWK() jose.JSONWebKey {
+	var pub any
+	switch p := k.key.(type) {
+	case *ecdsa.PrivateKey:
+		pub = p.Public()
+	case *rsa.PrivateKey:
+		pub = p.Public()
+	}
+	return jose.JSONWebKey{Key: pub, KeyID: k.kid, Algorithm: string(k.alg), Use: "sig"}
+}
+
+func jwksOf(keys ...*jwtKey) []byte {
+	var set jose.JSONWebKeySet
+	for _, k := range keys {
+		set.Keys = append(set.Keys, k.publicJWK())
+	}
+	b, _ := json.Marshal(set)
+	return b
+}
+
+func newECKey(t testing.TB, kid string) *jwtKey {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &jwtKey{kid: kid, alg: jose.ES256, key: k}
+}
+
+func newRSAKey(t testing.TB, kid string) *jwtKey {
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &jwtKey{kid: kid, alg: jose.RS256, key: k}
+}
+
+// seedJWTClients registers pk-es (ES256 key by value, code flow for PAR,
+// introspection), pk-rs (RS256 key at a jwks_uri served by httptest) and
+// cs-jwt (client_secret_jwt).
+func seedJWTClients(t testing.TB, env *testEnv) *jwtClients {
+	t.Helper()
+	jc := &jwtClients{es: newECKey(t, "es-1"), rs: newRSAKey(t, "rs-1"), rs2: newRSAKey(t, "rs-2")}
+	b := jwksOf(jc.rs)
+	jc.jwks.Store(&b)
+	jwks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		jc.jwksHits.Add(1)
+		if jc.jwksMaxAge != "" {
+			w.Header().Set("Cache-Control", "max-age="+jc.jwksMaxAge)
+		}
+		w.Header().Set("Content-Type", "application/jwk-set+json")
+		w.Write(*jc.jwks.Load())
+	}))
+	t.Cleanup(jwks.Close)
+	jc.jwksURL = jwks.URL + "/jwks"
+	sealed, err := env.as.secretBox.Seal("cs-jwt", []byte(csjwtSecret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	for _, c := range []storage.Client{
+		{ID: "pk-es", TokenEndpointAuthMethod: AuthMethodPrivateKey, JWKS: jwksOf(jc.es), Introspect: true,
+			GrantTypes: []string{grantClientCredentials, grantAuthorizationCode}, Scopes: []string{"read"}, RedirectURIs: []string{"https://pk.example/cb"}},
+		{ID: "pk-rs", TokenEndpointAuthMethod: AuthMethodPrivateKey, JWKSURI: jc.jwksURL, GrantTypes: []string{grantClientCredentials}, Scopes: []string{"read"}},
+		{ID: "cs-jwt", TokenEndpointAuthMethod: AuthMethodSecretJWT, SecretCiphertext: sealed, GrantTypes: []string{grantClientCredentials}, Scopes: []string{"read"}},
+	} {
+		if err := ValidateClient(c, RegistrationNames{}); err != nil {
+			t.Fatalf("%s: %v", c.ID, err)
+		}
+		c.CreatedAt, c.UpdatedAt = now, now
+		if err := env.store.CreateClient(t.Context(), c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return jc
+}
+
+// assertion signs claims for client with key (a private key or HMAC
+// secret) under alg and kid.
+func assertion(t testing.TB, alg jose.SignatureAlgorithm, key any, kid string, claims any) string {
+	t.Helper()
+	opts := (&jose.SignerOptions{}).WithType("JWT")
+	if kid != "" {
+		opts = opts.WithHeader("kid", kid)
+	}
+	sig, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: key}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := jwt.Signed(sig).Claims(claims).Serialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// goodClaims are valid assertion claims for client at aud.
+func goodClaims(client, aud string) jwt.Claims {
+	now := time.Now()
+	return jwt.Claims{Issuer: client, Subject: client, Audience: jwt.Audience{aud}, ID: randText(),
+		IssuedAt: jwt.NewNumericDate(now), Expiry: jwt.NewNumericDate(now.Add(time.Minute))}
+}
+
+func assertionForm(a string, extra ...string) url.Values {
+	v := url.Values{"client_assertion_type": {clientAssertionType}, "client_assertion": {a}}
+	for i := 0; i+1 < len(extra); i += 2 {
+		v.Set(extra[i], extra[i+1])
+	}
+	return v
+}
+
+func (env *testEnv) clientCredentials(t testing.TB, a string) (int, map[string]any) {
+	t.Helper()
+	resp := env.post("/token", assertionForm(a, "grant_type", "client_credentials", "scope", "read"), "", "")
+	return resp.StatusCode, decode(t, resp)
+}
+
+func TestPrivateKeyJWTAtEveryEndpoint(t *testing.T) {
+	env := newTestEnv(t, openMemory(t))
+	jc := seedJWTClients(t, env)
+	tokenURL := env.issuer + "/token"
+
+	// ES256 by value, aud = the token endpoint, at /token.
+	code, m := env.clientCredentials(t, assertion(t, jose.ES256, jc.es.key, jc.es.kid, goodClaims("pk-es", tokenURL)))
+	if code != 200 {
+		t.Fatalf("ES256 private_key_jwt: %d %v", code, m)
+	}
+	at := m["access_token"].(string)
+	// RS256 from the jwks_uri, aud = the issuer, as an array.
+	c := goodClaims("pk-rs", "x")
+	c.Audience = jwt.Audience{"https://other.example", env.issuer}
+	if code, m := env.clientCredentials(t, assertion(t, jose.RS256, jc.rs.key, jc.rs.kid, c)); code != 200 {
+		t.Fatalf("RS256 private_key_jwt: %d %v", code, m)
+	}
+
+	// /introspect with aud = the introspection endpoint.
+	resp := env.post("/introspect", assertionForm(assertion(t, jose.ES256, jc.es.key, jc.es.kid, goodClaims("pk-es", env.issuer+"/introspect")), "token", at), "", "")
+	if m := decode(t, resp); resp.StatusCode != 200 || m["active"] != true {
+		t.Fatalf("introspect: %d %v", resp.StatusCode, m)
+	}
+	// /par.
+	form := assertionForm(assertion(t, jose.ES256, jc.es.key, jc.es.kid, goodClaims("pk-es", env.issuer+"/par")),
+		"response_type", "code", "state", "state-0123", "client_id", "pk-es", "redirect_uri", "https://pk.example/cb", "scope", "read",
+		"code_challenge", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM", "code_challenge_method", "S256")
+	resp = env.post("/par", form, "", "")
+	if m := decode(t, resp); resp.StatusCode != http.StatusCreated || m["request_uri"] == nil {
+		t.Fatalf("par: %d %v", resp.StatusCode, m)
+	}
+	// /revoke, then the token is inactive.
+	resp = env.post("/revoke", assertionForm(assertion(t, jose.ES256, jc.es.key, jc.es.kid, goodClaims("pk-es", env.issuer+"/revoke")), "token", at), "", "")
+	if resp.StatusCode != 200 {
+		t.Fatalf("revoke: %d %v", resp.StatusCode, decode(t, resp))
+	}
+	resp.Body.Close()
+	if m := env.introspect(at); m["active"] != false {
+		t.Fatalf("revoked token: %v", m)
+	}
+	// The assertion for one endpoint is refused at another.
+	resp = env.post("/introspect", assertionForm(assertion(t, jose.ES256, jc.es.key, jc.es.kid, goodClaims("pk-es", tokenURL)), "token", at), "", "")
+	if m := decode(t, resp); resp.StatusCode != 401 || m["error"] != "invalid_client" {
+		t.Fatalf("token-endpoint aud at /introspect: %d %v", resp.StatusCode, m)
+	}
+}
+
+func TestClientAssertionRefusals(t *testing.T) {
+	env := newTestEnv(t, openMemory(t), func(c *Config) { c.Throttle.Disabled = true })
+	jc := seedJWTClients(t, env)
+	tokenURL := env.issuer + "/token"
+	now := time.Now()
+	replayed := assertion(t, jose.ES256, jc.es.key, jc.es.kid, goodClaims("pk-es", tokenURL))
+	if code, m := env.clientCredentials(t, replayed); code != 200 {
+		t.Fatalf("first use: %d %v", code, m)
+	}
+	other := newECKey(t, "es-1") // same kid, a key the client never registered
+	mod := func(f func(*jwt.Claims)) jwt.Claims {
+		c := goodClaims("pk-es", tokenURL)
+		f(&c)
+		return c
+	}
+	esPub, _ := x509.MarshalPKIXPublicKey(jc.es.key.(*ecdsa.PrivateKey).Public())
+	unsigned := func() string {
+		h := `{"alg":"none","kid":"es-1"}`
+		b, _ := json.Marshal(goodClaims("pk-es", tokenURL))
+		return b64(h) + "." + b64(string(b)) + "."
+	}
+	for _, tc := range []struct {
+		name, assertion string
+	}{
+		{"replayed jti", replayed},
+		{"wrong aud", assertion(t, jose.ES256, jc.es.key, jc.es.kid, goodClaims("pk-es", "https://elsewhere.example/token"))},
+		{"expired", assertion(t, jose.ES256, jc.es.key, jc.es.kid, mod(func(c *jwt.Claims) { c.Expiry = jwt.NewNumericDate(now.Add(-2 * time.Minute)) }))},
+		{"no exp", assertion(t, jose.ES256, jc.es.key, jc.es.kid, mod(func(c *jwt.Claims) { c.Expiry = nil }))},
+		{"exp too far ahead", assertion(t, jose.ES256, jc.es.key, jc.es.kid, mod(func(c *jwt.Claims) { c.Expiry = jwt.NewNumericDate(now.Add(10 * time.Minute)) }))},
+		{"no jti", assertion(t, jose.ES256, jc.es.key, jc.es.kid, mod(func(c *jwt.Claims) { c.ID = "" }))},
+		{"nbf in the future", assertion(t, jose.ES256, jc.es.key, jc.es.kid, mod(func(c *jwt.Claims) { c.NotBefore = jwt.NewNumericDate(now.Add(2 * time.Minute)) }))},
+		{"sub differs", assertion(t, jose.ES256, jc.es.key, jc.es.kid, mod(func(c *jwt.Claims) { c.Subject = "someone" }))},
+		{"key not in the client's set", assertion(t, jose.ES256, other.key, "es-1", goodClaims("pk-es", tokenURL))},
+		{"unknown kid", assertion(t, jose.ES256, other.key, "es-9", goodClaims("pk-es", tokenURL))},
+		{"alg none", unsigned()},
+		{"HMAC key confusion", assertion(t, jose.HS256, esPub, jc.es.kid, goodClaims("pk-es", tokenURL))},
+		{"HMAC key confusion with the JWK", assertion(t, jose.HS256, *jwksOfBytes(jc.es), jc.es.kid, goodClaims("pk-es", tokenURL))},
+		{"client_secret_jwt with the wrong secret", assertion(t, jose.HS256, []byte("wrong-secret-0123456789-0123456789-abcdef"), "", goodClaims("cs-jwt", tokenURL))},
+		{"private key assertion for a client_secret_jwt client", assertion(t, jose.ES256, jc.es.key, "", goodClaims("cs-jwt", tokenURL))},
+		{"assertion for a secret client", assertion(t, jose.ES256, jc.es.key, "", goodClaims("app", tokenURL))},
+		{"unknown client", assertion(t, jose.ES256, jc.es.key, "", goodClaims("nobody", tokenURL))},
+		{"garbage", "not.a.jwt"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, m := env.clientCredentials(t, tc.assertion)
+			if code != 401 || m["error"] != "invalid_client" {
+				t.Fatalf("%d %v, want 401 invalid_client", code, m)
+			}
+		})
+	}
+	t.Run("secret for a private_key_jwt client", func(t *testing.T) {
+		resp := env.post("/token", url.Values{"grant_type": {"client_credentials"}}, "pk-es", "whatever-0123456789-0123456789-abcdef")
+		if m := decode(t, resp); resp.StatusCode != 401 || m["error"] != "invalid_client" {
+			t.Fatalf("%d %v", resp.StatusCode, m)
+		}
+	})
+	t.Run("assertion and basic together", func(t *testing.T) {
+		resp := env.post("/token", assertionForm(assertion(t, jose.ES256, jc.es.key, jc.es.kid, goodClaims("pk-es", tokenURL)), "grant_type", "client_credentials"), "app", appSecret)
+		if m := decode(t, resp); resp.StatusCode != 400 || m["error"] != "invalid_request" {
+			t.Fatalf("%d %v", resp.StatusCode, m)
+		}
+	})
+	t.Run("wrong assertion type", func(t *testing.T) {
+		f := assertionForm(assertion(t, jose.ES256, jc.es.key, jc.es.kid, goodClaims("pk-es", tokenURL)), "grant_type", "client_credentials")
+		f.Set("client_assertion_type", "urn:example:saml")
+		resp := env.post("/token", f, "", "")
+		if m := decode(t, resp); resp.StatusCode != 400 || m["error"] != "invalid_request" {
+			t.Fatalf("%d %v", resp.StatusCode, m)
+		}
+	})
+}
+
+func jwksOfBytes(k *jwtKey) *[]byte {
+	b, _ := json.Marshal(k.publicJWK())
+	return &b
+}
+
+func b64(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+
+func TestClientSecretJWT(t *testing.T) {
+	env := newTestEnv(t, openMemory(t))
+	seedJWTClients(t, env)
+	for _, alg := range []jose.SignatureAlgorithm{jose.HS256} {
+		if code, m := env.clientCredentials(t, assertion(t, alg, []byte(csjwtSecret), "", goodClaims("cs-jwt", env.issuer+"/token"))); code != 200 {
+			t.Fatalf("%s: %d %v", alg, code, m)
+		}
+	}
+	// A client_secret_jwt registration without a sealed secret (or one
+	// sealed with another server secret) is invalid_client, not a 500.
+	now := time.Now().UTC()
+	if err := env.store.CreateClient(t.Context(), storage.Client{ID: "cs-broken", TokenEndpointAuthMethod: AuthMethodSecretJWT,
+		SecretCiphertext: []byte("not sealed"), GrantTypes: []string{grantClientCredentials}, CreatedAt: now, UpdatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	if code, m := env.clientCredentials(t, assertion(t, jose.HS256, []byte(csjwtSecret), "", goodClaims("cs-broken", env.issuer+"/token"))); code != 401 || m["error"] != "invalid_client" {
+		t.Fatalf("client without a usable secret: %d %v", code, m)
+	}
+	// The stored record holds only ciphertext.
+	c, err := env.store.GetClient(t.Context(), "cs-jwt")
+	if err != nil || strings.Contains(string(c.SecretCiphertext), csjwtSecret) {
+		t.Fatalf("secret stored in clear (%v)", err)
+	}
+}
+
+// TestPrivateKeyJWTKeyRotation: the client publishes a new key at its
+// jwks_uri; an assertion with the new kid makes the server refetch once,
+// and random kids do not make it fetch on every request.
+func TestPrivateKeyJWTKeyRotation(t *testing.T) {
+	var mu sync.Mutex
+	clock := time.Now()
+	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	advance := func(d time.Duration) { mu.Lock(); clock = clock.Add(d); mu.Unlock() }
+	env := newTestEnv(t, openMemory(t), func(c *Config) { c.Now = now; c.Throttle.Disabled = true })
+	jc := seedJWTClients(t, env)
+	aud := env.issuer + "/token"
+	cc := func(k *jwtKey) int {
+		c := goodClaims("pk-rs", aud)
+		c.IssuedAt, c.Expiry = jwt.NewNumericDate(now()), jwt.NewNumericDate(now().Add(time.Minute))
+		code, _ := env.clientCredentials(t, assertion(t, k.alg, k.key, k.kid, c))
+		return code
+	}
+	if code := cc(jc.rs); code != 200 {
+		t.Fatalf("old key: %d", code)
+	}
+	for range 5 {
+		if code := cc(jc.rs); code != 200 {
+			t.Fatalf("old key again: %d", code)
+		}
+	}
+	if n := jc.jwksHits.Load(); n != 1 {
+		t.Fatalf("jwks fetched %d times for 6 requests, want 1 (cached)", n)
+	}
+	// Rotate: the new set has only the new key.
+	b := jwksOf(jc.rs2)
+	jc.jwks.Store(&b)
+	advance(11 * time.Second) // past ClientJWKSMinRefetch
+	if code := cc(jc.rs2); code != 200 {
+		t.Fatalf("rotated key not picked up: %d", code)
+	}
+	if n := jc.jwksHits.Load(); n != 2 {
+		t.Fatalf("jwks fetches = %d, want 2", n)
+	}
+	// Unknown kids within the refetch interval cost no fetch.
+	stranger := newRSAKey(t, "rs-x")
+	for range 5 {
+		if code := cc(stranger); code != 401 {
+			t.Fatalf("unknown key accepted: %d", code)
+		}
+	}
+	if n := jc.jwksHits.Load(); n != 2 {
+		t.Fatalf("unknown kids caused %d fetches, want none", n-2)
+	}
+	// The old key is gone once the set is refreshed.
+	advance(6 * time.Minute)
+	if code := cc(jc.rs); code != 401 {
+		t.Fatalf("removed key still accepted: %d", code)
+	}
+}
+
+// TestClientSecretExpiresAtEverywhere: a client whose secret expired
+// (client_secret_expires_at, RFC 7591 §3.2.1) gets invalid_client at
+// every endpoint, for secret and client_secret_jwt authentication alike.
+func TestClientSecretExpiresAtEverywhere(t *testing.T) {
+	var mu sync.Mutex
+	clock := time.Now()
+	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	env := newTestEnv(t, openMemory(t), func(c *Config) { c.Now = now; c.ClientCacheTTL = time.Hour; c.Throttle.Disabled = true })
+	seedJWTClients(t, env)
+	exp := clock.Add(time.Hour)
+	for _, id := range []string{"rs", "cs-jwt"} {
+		if _, err := env.store.UpdateClient(t.Context(), id, func(c storage.Client) (storage.Client, error) {
+			c.SecretExpiresAt = exp
+			c.GrantTypes = append(c.GrantTypes, grantAuthorizationCode)
+			c.RedirectURIs = []string{"https://rs.example/cb"}
+			return c, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	at, _ := env.passwordToken("alice@example.com", alicePW)
+	par := url.Values{"response_type": {"code"}, "state": {"state-0123"}, "redirect_uri": {"https://rs.example/cb"},
+		"code_challenge": {"E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"}, "code_challenge_method": {"S256"}}
+	type req struct {
+		path string
+		form url.Values
+	}
+	reqs := []req{{"/token", url.Values{"grant_type": {"client_credentials"}}}, {"/introspect", url.Values{"token": {at}}},
+		{"/revoke", url.Values{"token": {"unknown"}}}, {"/par", par}}
+	run := func(want int) {
+		t.Helper()
+		for _, rq := range reqs {
+			resp := env.post(rq.path, rq.form, "rs", rsSecret)
+			m := decode(t, resp)
+			if (want == 200 && resp.StatusCode >= 300) || (want == 401 && (resp.StatusCode != 401 || m["error"] != "invalid_client")) {
+				t.Errorf("%s with secret: %d %v, want %d", rq.path, resp.StatusCode, m, want)
+			}
+			f := url.Values{}
+			for k, v := range rq.form {
+				f[k] = v
+			}
+			c := goodClaims("cs-jwt", env.issuer+rq.path)
+			c.IssuedAt, c.Expiry = jwt.NewNumericDate(now()), jwt.NewNumericDate(now().Add(time.Minute))
+			f.Set("client_assertion_type", clientAssertionType)
+			f.Set("client_assertion", assertion(t, jose.HS256, []byte(csjwtSecret), "", c))
+			resp = env.post(rq.path, f, "", "")
+			m = decode(t, resp)
+			if rq.path == "/introspect" && want == 200 {
+				continue // cs-jwt may not introspect; only the expiry matters
+			}
+			if (want == 200 && resp.StatusCode >= 300) || (want == 401 && (resp.StatusCode != 401 || m["error"] != "invalid_client")) {
+				t.Errorf("%s with client_secret_jwt: %d %v, want %d", rq.path, resp.StatusCode, m, want)
+			}
+		}
+	}
+	run(200)
+	mu.Lock()
+	clock = exp.Add(time.Second)
+	mu.Unlock()
+	// The verified-credentials cache (an hour here) must not outlive the
+	// expiry either.
+	run(401)
+}
+
+func randText() string { return rand.Text() }

@@ -1,0 +1,166 @@
+package authserver
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"slices"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+	"github.com/ory/fosite"
+
+	"github.com/oauthkit/authserver/storage"
+)
+
+// The JWT bearer authorization grant (RFC 7523 §2.1). fosite's
+// handler/rfc7523 wants its own storage contract with go-jose v3 keys and
+// checks aud against the token URL only; jwtBearerHandler is a
+// fosite.TokenEndpointHandler like the token exchange, so that client
+// authentication, token minting and the token record are those of every
+// grant.
+//
+// The issuer of the assertion must be registered (authserver issuers add),
+// sign with one of its keys (asymmetric algorithms only), name a subject it
+// may assert, and that subject must be one of our users (by ID or email):
+// the token is that user's, with their roles. The assertion obeys the rules
+// of client assertions (aud, exp at most 5 minutes ahead, single-use jti).
+// The client must authenticate and be registered for the grant; no refresh
+// token is issued.
+
+const grantJWTBearer = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+
+// bearerJTIPrefix is the purpose prefix of the grant's replay records.
+const bearerJTIPrefix = "jwt_bearer:"
+
+type jwtBearerHandler struct {
+	s     *Server
+	store *fositeStore
+	tok   *tokenStrategy
+}
+
+var _ fosite.TokenEndpointHandler = jwtBearerHandler{}
+
+func (jwtBearerHandler) CanSkipClientAuth(context.Context, fosite.AccessRequester) bool { return false }
+
+func (jwtBearerHandler) CanHandleTokenEndpointRequest(_ context.Context, r fosite.AccessRequester) bool {
+	return r.GetGrantTypes().ExactOne(grantJWTBearer)
+}
+
+// invalidGrant is the error of a refused assertion (RFC 7523 §3.1).
+func invalidGrant(desc string) *oauthError {
+	return newError(http.StatusBadRequest, errInvalidGrant, desc)
+}
+
+// HandleTokenEndpointRequest validates the assertion (RFC 7523 §3) and fills
+// the session with the user it names.
+func (h jwtBearerHandler) HandleTokenEndpointRequest(ctx context.Context, ar fosite.AccessRequester) error {
+	if !h.CanHandleTokenEndpointRequest(ctx, ar) {
+		return fosite.ErrUnknownRequest
+	}
+	s := h.s
+	st := stateFrom(ctx)
+	if st == nil || st.client == nil {
+		return serverError(errors.New("authserver: jwt-bearer grant without an authenticated client"))
+	}
+	c := st.client
+	if !slices.Contains(c.GrantTypes, grantJWTBearer) || c.Public {
+		return newError(http.StatusBadRequest, errUnauthorizedClient, "The client is not allowed to use this grant type.")
+	}
+	raw := ar.GetRequestForm().Get("assertion")
+	if raw == "" {
+		return invalidRequest("The assertion parameter is missing.")
+	}
+	if len(raw) > maxAssertionBytes {
+		return invalidGrant("The assertion is too large.")
+	}
+	jws, err := jose.ParseSignedCompact(raw, privateKeyAlgs)
+	if err != nil || len(jws.Signatures) != 1 {
+		return invalidGrant("The assertion is not a JWT signed with a supported algorithm.")
+	}
+	var claims jwt.Claims
+	if err := json.Unmarshal(jws.UnsafePayloadWithoutVerification(), &claims); err != nil {
+		return invalidGrant("The assertion's claims are malformed.")
+	}
+	iss, err := s.store.GetIssuer(ctx, claims.Issuer)
+	if errors.Is(err, storage.ErrNotFound) || claims.Issuer == "" {
+		return invalidGrant("The assertion's issuer is not trusted.")
+	}
+	if err != nil {
+		return unavailable(err)
+	}
+	if claims.Subject == "" || (!iss.AnySubject && !slices.Contains(iss.Subjects, claims.Subject)) {
+		return invalidGrant("The issuer may not assert this subject.")
+	}
+	now := s.cfg.Now()
+	if oe := s.checkAssertionClaims(s.cfg.Issuer+"/token", claims, now); oe != nil {
+		return invalidGrant(oe.Description)
+	}
+	hdr := jws.Signatures[0].Header
+	key, oe := s.clientKeys.keyOf(ctx, "issuer:"+iss.ID, iss.JWKS, iss.JWKSURI, hdr.KeyID, hdr.Algorithm)
+	if oe != nil {
+		if oe.Code == errInvalidClient {
+			return invalidGrant(oe.Description)
+		}
+		return oe
+	}
+	s.assertionVerifications.Add(1)
+	if _, err := jws.Verify(key); err != nil {
+		return invalidGrant("The assertion's signature is invalid.")
+	}
+	u, err := s.store.GetUser(ctx, claims.Subject)
+	if errors.Is(err, storage.ErrNotFound) {
+		u, err = s.store.GetUserByEmail(ctx, claims.Subject)
+	}
+	if errors.Is(err, storage.ErrNotFound) || (err == nil && u.Disabled) {
+		return invalidGrant("The assertion's subject is not a user of this server.")
+	}
+	if err != nil {
+		return unavailable(err)
+	}
+	sum := sha256.Sum256([]byte(claims.ID))
+	rec := storage.Token{Kind: storage.UsedJTI, Signature: bearerJTIPrefix + iss.ID + ":" + base64.RawURLEncoding.EncodeToString(sum[:]),
+		ClientID: c.ID, Subject: u.ID, Active: true, RequestedAt: now, ExpiresAt: claims.Expiry.Time().Add(assertionLeeway)}
+	if err := s.store.CreateToken(ctx, rec); errors.Is(err, storage.ErrAlreadyExists) {
+		s.audit(ctx, "jwt_bearer_replayed", slog.String("client_id", c.ID), slog.String("issuer", safeParam(iss.ID)))
+		return invalidGrant("The assertion was already used.")
+	} else if err != nil {
+		return unavailable(err)
+	}
+	sess, ok := ar.GetSession().(*session)
+	if !ok {
+		return serverError(errors.New("authserver: unexpected session type"))
+	}
+	fillUserSession(sess, u)
+	allowed := slices.DeleteFunc(slices.Clone(iss.Scopes), func(sc string) bool { return !slices.Contains(c.Scopes, sc) })
+	requested := ar.GetRequestedScopes()
+	for _, sc := range requested {
+		if !slices.Contains(allowed, sc) {
+			return newError(http.StatusBadRequest, errInvalidScope, "The requested scope exceeds what the issuer and the client are allowed.")
+		}
+	}
+	grantScopes(ar, requested, allowed)
+	s.audit(ctx, "jwt_bearer_granted", slog.String("client_id", c.ID), slog.String("issuer", safeParam(iss.ID)), slog.String("sub", u.ID))
+	return nil
+}
+
+// PopulateTokenEndpointResponse mints the access token (no refresh token).
+func (h jwtBearerHandler) PopulateTokenEndpointResponse(ctx context.Context, ar fosite.AccessRequester, resp fosite.AccessResponder) error {
+	if !h.CanHandleTokenEndpointRequest(ctx, ar) {
+		return fosite.ErrUnknownRequest
+	}
+	token, sig, err := h.tok.GenerateAccessToken(ctx, ar)
+	if err != nil {
+		return err
+	}
+	if err := h.store.CreateAccessTokenSession(ctx, sig, ar.Sanitize(nil)); err != nil {
+		return err
+	}
+	resp.SetAccessToken(token)
+	resp.SetTokenType("bearer")
+	return nil
+}
