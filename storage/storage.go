@@ -106,8 +106,12 @@ type Client struct {
 	// RequireDPoP refuses token requests without a DPoP proof (RFC 9449 §5.2,
 	// dpop_bound_access_tokens).
 	RequireDPoP bool
-	CreatedAt   time.Time
-	UpdatedAt   time.Time
+	// RegistrationTokenHash is the hash of the registration access token
+	// (RFC 7592) of a dynamically registered client; empty for clients
+	// registered by an operator, which cannot be managed over RFC 7592.
+	RegistrationTokenHash string
+	CreatedAt             time.Time
+	UpdatedAt             time.Time
 }
 
 // TokenKind tells access tokens from refresh tokens.
@@ -143,6 +147,12 @@ const (
 	// the record expires with the JWT. Signature is a purpose prefix and
 	// the jti (or its hash), for example "dpop:" + jti.
 	UsedJTI TokenKind = "jti"
+	// InitialAccessToken is an initial access token of dynamic client
+	// registration (RFC 7591 §3), under the hash of the token; the payload
+	// holds its use limit. Each use is a record of the same kind under
+	// Signature + "/" + the use's number, so that CreateToken's
+	// ErrAlreadyExists keeps the limit across instances.
+	InitialAccessToken TokenKind = "initial_access_token"
 )
 
 // Token is the stored record of an issued token. The token itself is never
