@@ -385,6 +385,24 @@ func TestAdminCommands(t *testing.T) {
 		t.Errorf("after delete: %d users, %d clients", len(users), len(clients))
 	}
 
+	// An initial access token for dynamic registration is printed once and
+	// only its hash is stored.
+	var iat struct {
+		Token     string `json:"initial_access_token"`
+		ExpiresAt string `json:"expires_at"`
+		MaxUses   int    `json:"max_uses"`
+	}
+	a.json(&iat, "", "clients", "initial-token", "--ttl", "2h", "--max-uses", "3")
+	if exp, err := time.Parse(time.RFC3339, iat.ExpiresAt); len(iat.Token) < 40 || iat.MaxUses != 3 || err != nil || time.Until(exp) < 119*time.Minute {
+		t.Errorf("clients initial-token: %+v", iat)
+	}
+	for _, f := range []string{a.db, a.db + "-wal"} {
+		if raw, _ := os.ReadFile(f); bytes.Contains(raw, []byte(iat.Token)) {
+			t.Errorf("the initial access token is stored in clear in %s", f)
+		}
+	}
+	a.fail("--ttl must be positive", "", "clients", "initial-token", "--ttl", "0s")
+
 	// cobra's shell completion is enabled.
 	a.record([]string{"completion", "bash"})
 	if out, err := cliRun(t, "", "completion", "bash"); err != nil || !strings.Contains(out, "bash completion") {
