@@ -88,7 +88,8 @@ func TestRegistrationLifecycle(t *testing.T) {
 }
 
 func testRegistrationLifecycle(t *testing.T, st storage.Store) {
-	env := newTestEnv(t, st, regScopes)
+	var audit syncBuffer
+	env := newTestEnv(t, st, regScopes, func(c *Config) { c.Audit = NewAuditLog(&audit, 1) })
 	iat := newInitialToken(t, st, time.Hour, 1, time.Now())
 	code, reg, hdr := regCall(t, http.MethodPost, env.srv.URL+"/register", iat, map[string]any{
 		"client_name":                "Reg App",
@@ -217,6 +218,35 @@ func testRegistrationLifecycle(t *testing.T, st storage.Store) {
 	if code, _, _ := regCall(t, http.MethodGet, regURI, rat, nil); code != 401 {
 		t.Fatalf("read after delete: %d", code)
 	}
+	log := audit.String()
+	for _, ev := range []string{"client_registered", "client_registration_updated", "client_registration_deleted", "client_registration_refused"} {
+		if !strings.Contains(log, `"event":"`+ev+`"`) {
+			t.Errorf("no %s audit event in %s", ev, log)
+		}
+	}
+	for _, s := range []string{secret, rat, iat} {
+		if strings.Contains(log, s) {
+			t.Fatal("a secret reached the audit log")
+		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // Each kind of bad metadata gets its RFC 7591 §3.2.2 error, and does not
