@@ -320,7 +320,24 @@ func TestRegistrationInitialAccessToken(t *testing.T) {
 		}
 	}
 
-	open := newTestEnv(t, openMemory(t), regScopes, func(c *Config) { c.Registration.Open = true })
+	// A token with a secret TTL gives the client's secret an expiry.
+	ttlTok, _, err := CreateInitialAccessToken(t.Context(), env.store, InitialAccessToken{TTL: time.Hour, SecretTTL: 48 * time.Hour}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, m, _ := regCall(t, http.MethodPost, env.srv.URL+"/register", ttlTok, body)
+	if exp, _ := m["client_secret_expires_at"].(float64); code != 201 || time.Until(time.Unix(int64(exp), 0)) < 47*time.Hour {
+		t.Fatalf("secret TTL: %d %v", code, m)
+	}
+
+	var logs syncBuffer
+	open := newTestEnv(t, openMemory(t), regScopes, func(c *Config) {
+		c.Registration.Open = true
+		c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	})
+	if !strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), "open dynamic client registration") {
+		t.Fatalf("no warning about open registration: %s", logs.String())
+	}
 	if code, m, _ := regCall(t, http.MethodPost, open.srv.URL+"/register", "", body); code != 201 {
 		t.Fatalf("open registration: %d %v", code, m)
 	}
