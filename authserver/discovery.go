@@ -17,6 +17,7 @@ type metadata struct {
 	JWKSURI                                   string   `json:"jwks_uri"`
 	IntrospectionEndpoint                     string   `json:"introspection_endpoint"`
 	RevocationEndpoint                        string   `json:"revocation_endpoint"`
+	RegistrationEndpoint                      string   `json:"registration_endpoint"`
 	ScopesSupported                           []string `json:"scopes_supported,omitempty"`
 	ResponseTypesSupported                    []string `json:"response_types_supported"`
 	ResponseModesSupported                    []string `json:"response_modes_supported"`
@@ -95,6 +96,7 @@ func (s *Server) handleMetadata(w http.ResponseWriter, r *http.Request) {
 		JWKSURI:                                            s.cfg.Issuer + "/.well-known/jwks.json",
 		IntrospectionEndpoint:                              s.cfg.Issuer + "/introspect",
 		RevocationEndpoint:                                 s.cfg.Issuer + "/revoke",
+		RegistrationEndpoint:                               s.cfg.Issuer + "/register",
 		ScopesSupported:                                    scopes,
 		ResponseTypesSupported:                             []string{responseTypeCode},
 		ResponseModesSupported:                             []string{"query"},

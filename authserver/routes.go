@@ -22,6 +22,8 @@ func (s *Server) Handler() http.Handler {
 	r.Handle("/device_authorization", m("device_authorization", s.cors(http.HandlerFunc(s.handleDeviceAuthorization))))
 	r.Handle("/device", m("device", http.HandlerFunc(s.handleDevice))).Methods(http.MethodGet, http.MethodPost)
 	r.Handle("/par", m("par", s.cors(http.HandlerFunc(s.handlePAR))))
+	r.Handle("/register", m("register", http.HandlerFunc(s.handleRegister))).Methods(http.MethodPost)
+	r.Handle("/register/{client_id}", m("register", http.HandlerFunc(s.handleRegistration))).Methods(http.MethodGet, http.MethodPut, http.MethodDelete)
 	r.Handle("/login", m("login", http.HandlerFunc(s.handleLogin))).Methods(http.MethodGet, http.MethodPost)
 	r.Handle("/consent", m("consent", http.HandlerFunc(s.handleConsent))).Methods(http.MethodGet, http.MethodPost)
 	r.Handle("/consents", m("consents", http.HandlerFunc(s.handleConsents))).Methods(http.MethodGet, http.MethodPost)

@@ -80,6 +80,8 @@ type Config struct {
 	RevocationMaxDelay time.Duration
 	// Throttle configures brute-force protection (on by default).
 	Throttle ThrottleConfig
+	// Registration configures dynamic client registration (register.go).
+	Registration RegistrationConfig
 	// CORSAllowedOrigins are the browser origins allowed to call the token and
 	// revocation endpoints (exact matches, such as "https://app.example").
 	// Empty (the default) disables CORS.
@@ -185,6 +187,7 @@ func (c *Config) setDefaults() error {
 	}
 	c.DevicePollInterval = c.DevicePollInterval.Truncate(time.Second)
 	c.Throttle.setDefaults()
+	c.Registration.setDefaults()
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -230,6 +233,7 @@ type Server struct {
 	pages         *ui.Pages
 	csrf          ui.CSRF
 	scopes        scopeCache
+	regLimiter    *rateLimiter
 	// basePath is the issuer's path ("" for an issuer at a host's root).
 	basePath string
 	// backchannel counts back-channel logout deliveries in flight.
@@ -303,6 +307,10 @@ func New(cfg Config, store storage.Store, km *keys.Manager, opts ...Option) (*Se
 	s.clientCache = &clientCache{key: deriveKey(cfg.Secret, "client-cache"), ttl: cfg.ClientCacheTTL, m: map[[32]byte]cachedClient{}}
 	if !cfg.Throttle.Disabled {
 		s.throttle = &throttler{cfg: cfg.Throttle, store: store, now: cfg.Now, blocked: map[string]time.Time{}}
+	}
+	s.regLimiter = newRateLimiter(cfg.Registration.RatePerMinute, cfg.Registration.Burst, cfg.Now)
+	if cfg.Registration.Open {
+		s.log.Warn("open dynamic client registration is on: anyone can register a client at /register")
 	}
 	for _, o := range opts {
 		o(s)

@@ -111,8 +111,12 @@ type Client struct {
 	// RequireDPoP refuses token requests without a DPoP proof (RFC 9449 §5.2,
 	// dpop_bound_access_tokens).
 	RequireDPoP bool
-	CreatedAt   time.Time
-	UpdatedAt   time.Time
+	// RegistrationTokenHash is the hash of the registration access token
+	// (RFC 7592) of a dynamically registered client; empty for clients
+	// registered by an operator, which cannot be managed over RFC 7592.
+	RegistrationTokenHash string
+	CreatedAt             time.Time
+	UpdatedAt             time.Time
 }
 
 // TokenKind tells access tokens from refresh tokens.
@@ -156,6 +160,12 @@ const (
 	// UserCode maps the hash of a normalised user_code (RFC 8628 §6.1) to its
 	// device code record (RequestID is that record's Signature).
 	UserCode TokenKind = "user_code"
+	// InitialAccessToken is an initial access token of dynamic client
+	// registration (RFC 7591 §3), under the hash of the token; the payload
+	// holds its use limit. Each use is a record of the same kind under
+	// Signature + "/" + the use's number, so that CreateToken's
+	// ErrAlreadyExists keeps the limit across instances.
+	InitialAccessToken TokenKind = "initial_access_token"
 )
 
 // Token is the stored record of an issued token. The token itself is never

@@ -426,6 +426,23 @@ func TestAdminCommands(t *testing.T) {
 	a.fail("unknown --auth-method", "", "clients", "add", "--id", "pk", "--auth-method", "tls_client_auth", "--grant", "client_credentials")
 	a.fail("a private_key_jwt client has no secret", "", "clients", "add", "--id", "pk", "--auth-method", "private_key_jwt",
 		"--jwks-uri", "https://pk.example/jwks", "--generate-secret", "--grant", "client_credentials")
+	// An initial access token for dynamic registration is printed once and
+	// only its hash is stored.
+	var iat struct {
+		Token     string `json:"initial_access_token"`
+		ExpiresAt string `json:"expires_at"`
+		MaxUses   int    `json:"max_uses"`
+	}
+	a.json(&iat, "", "clients", "initial-token", "--ttl", "2h", "--max-uses", "3")
+	if exp, err := time.Parse(time.RFC3339, iat.ExpiresAt); len(iat.Token) < 40 || iat.MaxUses != 3 || err != nil || time.Until(exp) < 119*time.Minute {
+		t.Errorf("clients initial-token: %+v", iat)
+	}
+	for _, f := range []string{a.db, a.db + "-wal"} {
+		if raw, _ := os.ReadFile(f); bytes.Contains(raw, []byte(iat.Token)) {
+			t.Errorf("the initial access token is stored in clear in %s", f)
+		}
+	}
+	a.fail("--ttl must be positive", "", "clients", "initial-token", "--ttl", "0s")
 
 	// cobra's shell completion is enabled.
 	a.record([]string{"completion", "bash"})

@@ -468,7 +468,7 @@ func newClientsCmd(g *globals) *cobra.Command {
 			})
 		},
 	}
-	cmd.AddCommand(add, update, list, show, rotate, del)
+	cmd.AddCommand(add, update, list, show, rotate, del, newInitialTokenCmd(g))
 	return cmd
 }
 

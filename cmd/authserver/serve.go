@@ -84,6 +84,10 @@ type serveConfig struct {
 	auditLog        string
 	auditIssuance   string
 	otlpEndpoint    string
+	// Dynamic client registration (RFC 7591).
+	openRegistration  bool
+	registrationScope []string
+	registrationRate  float64
 	secretFlags
 
 	// audit is the opened --audit-log sink, set by serve.
@@ -239,6 +243,9 @@ func (c *serveConfig) registerFlags(f *pflag.FlagSet) {
 	f.DurationVar(&c.revocationDelay, "revocation-max-delay", time.Second, "longest time a token revoked on another instance can still introspect active (the revocation feed is polled at a quarter of it)")
 	f.StringSliceVar(&c.trustedProxies, "trusted-proxy", nil, "proxy network (CIDR) whose X-Forwarded-For is believed for throttling and audit (repeatable)")
 	f.IntVar(&c.memoryLimitMiB, "memory-limit-mib", 96, "soft memory limit of the Go runtime in MiB (0: none; GOMEMLIMIT overrides)")
+	f.BoolVar(&c.openRegistration, "open-registration", false, "let anyone register a client at /register without an initial access token (off by default; see `clients initial-token`)")
+	f.StringSliceVar(&c.registrationScope, "registration-scope", nil, "scope a dynamically registered client may register (repeatable; default openid, profile, email, offline_access)")
+	f.Float64Var(&c.registrationRate, "registration-rate", 20, "requests per minute and address allowed at /register (a burst of 10)")
 	f.BoolVar(&c.insecureHTTP, "insecure-http", false, "allow a non-loopback http:// issuer (MUST NOT be used in production)")
 	f.Uint32Var(&c.argon2.Memory, "argon2-memory", password.DefaultParams.Memory, "argon2id memory in KiB")
 	f.Uint32Var(&c.argon2.Time, "argon2-time", password.DefaultParams.Time, "argon2id passes")
@@ -668,6 +675,8 @@ func openApp(ctx context.Context, g *globals, c *serveConfig, log *slog.Logger) 
 		SessionTTL:             c.sessionTTL,
 		UIDir:                  c.uiDir,
 		Throttle:               authserver.ThrottleConfig{TrustedProxies: proxies},
+		Registration: authserver.RegistrationConfig{Open: c.openRegistration, Scopes: c.registrationScope,
+			RatePerMinute: c.registrationRate},
 	}, store, km, serverOptions(st)...)
 	if err != nil {
 		return nil, err

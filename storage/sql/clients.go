@@ -32,6 +32,8 @@ type clientSettings struct {
 	JWKS                    []byte `json:"jwks,omitempty"`
 	SecretCiphertext        []byte `json:"secret_ciphertext,omitempty"`
 	RequireDPoP             bool   `json:"require_dpop,omitempty"`
+	// Dynamic client registration (RFC 7592).
+	RegistrationTokenHash string `json:"registration_token_hash,omitempty"`
 }
 
 func encodeClientSettings(c storage.Client) string {
@@ -40,7 +42,7 @@ func encodeClientSettings(c storage.Client) string {
 		PostLogoutRedirectURIs: c.PostLogoutRedirectURIs, BackchannelLogoutURI: c.BackchannelLogoutURI,
 		SubjectType: c.SubjectType, ExchangeAudiences: c.ExchangeAudiences,
 		TokenEndpointAuthMethod: c.TokenEndpointAuthMethod, JWKSURI: c.JWKSURI, JWKS: c.JWKS,
-		SecretCiphertext: c.SecretCiphertext, RequireDPoP: c.RequireDPoP}
+		SecretCiphertext: c.SecretCiphertext, RequireDPoP: c.RequireDPoP, RegistrationTokenHash: c.RegistrationTokenHash}
 	if !c.SecretExpiresAt.IsZero() {
 		exp := c.SecretExpiresAt.UTC()
 		cs.SecretExpiresAt = &exp
@@ -68,6 +70,7 @@ func scanClient(row scanner) (storage.Client, error) {
 	c.ExchangeAudiences = cs.ExchangeAudiences
 	c.TokenEndpointAuthMethod, c.JWKSURI, c.JWKS = cs.TokenEndpointAuthMethod, cs.JWKSURI, cs.JWKS
 	c.SecretCiphertext, c.RequireDPoP = cs.SecretCiphertext, cs.RequireDPoP
+	c.RegistrationTokenHash = cs.RegistrationTokenHash
 	if cs.SecretExpiresAt != nil {
 		c.SecretExpiresAt = cs.SecretExpiresAt.UTC()
 	}

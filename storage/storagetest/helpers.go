@@ -53,6 +53,7 @@ func newClient(id string) storage.Client {
 		JWKS:                    []byte(`{"keys":[]}`),
 		SecretCiphertext:        []byte{1, 2, 3},
 		RequireDPoP:             true,
+		RegistrationTokenHash:   "rat-hash-" + id,
 		CreatedAt:               at(0),
 		UpdatedAt:               at(time.Second),
 	}
@@ -133,6 +134,9 @@ func checkClient(t *testing.T, got, want storage.Client) {
 		t.Errorf("client auth fields: got %q %q %q %v %v, want %q %q %q %v %v",
 			got.TokenEndpointAuthMethod, got.JWKSURI, got.JWKS, got.SecretCiphertext, got.RequireDPoP,
 			want.TokenEndpointAuthMethod, want.JWKSURI, want.JWKS, want.SecretCiphertext, want.RequireDPoP)
+	}
+	if got.RegistrationTokenHash != want.RegistrationTokenHash {
+		t.Errorf("client registration token hash = %q, want %q", got.RegistrationTokenHash, want.RegistrationTokenHash)
 	}
 	checkStrings(t, "client secret hashes", got.SecretHashes, want.SecretHashes)
 	checkStrings(t, "client grant types", got.GrantTypes, want.GrantTypes)
