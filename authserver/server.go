@@ -105,6 +105,8 @@ type Config struct {
 	// Audit, if set, receives the audit events (NewAuditLog) instead of
 	// Logger, which gets them as INFO records "audit" when Audit is nil.
 	Audit *AuditLog
+	// DPoP configures DPoP proofs (RFC 9449) at the token endpoint.
+	DPoP DPoPConfig
 	// Now defaults to time.Now.
 	Now func() time.Time
 }
@@ -195,6 +197,7 @@ type Server struct {
 	basePath string
 	// backchannel counts back-channel logout deliveries in flight.
 	backchannel sync.WaitGroup
+	dpop        *dpopChecker
 }
 
 // route is an extra handler mounted by an Option: at a path prefix, or at
@@ -240,6 +243,7 @@ func New(cfg Config, store storage.Store, km *keys.Manager, opts ...Option) (*Se
 		s.metrics.commitDuration.Observe(d.Seconds())
 	})
 	s.introCache = newIntroCache(cfg.IntrospectionCacheSize)
+	s.dpop = newDPoPChecker(cfg.DPoP, cfg.Secret)
 	s.revoked = newRevocationSet(store, cfg.RevocationMaxDelay)
 	s.clientCache = &clientCache{key: deriveKey(cfg.Secret, "client-cache"), ttl: cfg.ClientCacheTTL, m: map[[32]byte]cachedClient{}}
 	if !cfg.Throttle.Disabled {
