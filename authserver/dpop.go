@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/oauthkit/authserver/internal/dpop"
+	"github.com/oauthkit/authserver/resource"
 	"github.com/oauthkit/authserver/storage"
 )
 
@@ -186,6 +187,18 @@ func (s *Server) pushedDPoP(ctx context.Context, r *http.Request, form url.Value
 	}
 	form.Set("dpop_jkt", jkt)
 	return nil
+}
+
+// demoAPIDPoP configures DPoP at the in-process API: proofs name the
+// issuer's origin and path (the API is mounted under it), and the API
+// requires the token endpoint's nonces when they are on.
+func (s *Server) demoAPIDPoP() resource.DPoPConfig {
+	c := resource.DPoPConfig{ExternalURL: s.cfg.Issuer, Algorithms: DPoPAlgorithms,
+		MaxAge: s.dpop.cfg.MaxAge, MaxFuture: s.dpop.cfg.MaxFuture, NonceRotation: s.dpop.cfg.NonceRotation}
+	if s.dpop.nonces != nil {
+		c.NonceKey = deriveKey(s.cfg.Secret, "dpop-nonce")
+	}
+	return c
 }
 
 // dpopAlgNames lists DPoPAlgorithms for the metadata.

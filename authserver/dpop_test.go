@@ -87,7 +87,6 @@ func (k *dpopKey) privateJWK() map[string]any {
 	return m
 }
 
-
 func (env *testEnv) dpopToken(form url.Values, user, pass string, proofs ...string) (*http.Response, map[string]any) {
 	env.t.Helper()
 	req, err := http.NewRequest(http.MethodPost, env.srv.URL+"/token", strings.NewReader(form.Encode()))
@@ -357,4 +356,3 @@ func TestDPoPCodeBinding(t *testing.T) {
 		}
 	})
 }
-
