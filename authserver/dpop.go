@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/oauthkit/authserver/internal/dpop"
@@ -208,4 +209,64 @@ func dpopAlgNames() []string {
 		out[i] = string(a)
 	}
 	return out
+}
+
+// userinfoToken reads the UserInfo request's access token: with the DPoP
+// scheme (dpopScheme true) or as a bearer token (RFC 6750). It answers the
+// request itself and returns ok false when there is none or it is
+// malformed.
+func (s *Server) userinfoToken(w http.ResponseWriter, r *http.Request) (token string, dpopScheme, ok bool) {
+	if vs := r.Header.Values("Authorization"); len(vs) == 1 {
+		if scheme, tok, _ := strings.Cut(vs[0], " "); strings.EqualFold(scheme, tokenTypeDPoP) {
+			tok = strings.TrimSpace(tok)
+			if tok == "" {
+				dpopChallengeError(w, http.StatusUnauthorized, errInvalidRequest, "The Authorization header must be 'DPoP <token>'.")
+				return "", false, false
+			}
+			return tok, true, true
+		}
+	}
+	token, ok = s.bearerToken(w, r)
+	return token, false, ok
+}
+
+// userinfoBinding enforces a token's DPoP binding at the UserInfo endpoint
+// (RFC 9449 §7): a bound token needs the DPoP scheme and a proof made with
+// its key, for this request and token; an unbound one the Bearer scheme.
+// It answers the request itself and returns false when refused.
+func (s *Server) userinfoBinding(w http.ResponseWriter, r *http.Request, token string, cnf *confirmation, dpopScheme bool) bool {
+	switch {
+	case cnf == nil && !dpopScheme:
+		return true
+	case cnf == nil:
+		dpopChallengeError(w, http.StatusUnauthorized, errInvalidToken, "The access token is not DPoP-bound.")
+		return false
+	case !dpopScheme:
+		bearerError(w, http.StatusUnauthorized, errInvalidToken, "The access token is DPoP-bound; send it with the DPoP scheme and a proof.")
+		return false
+	}
+	if len(r.Header.Values(dpop.HeaderName)) == 0 {
+		dpopChallengeError(w, http.StatusUnauthorized, errInvalidDPoPProof, "A DPoP proof is required.")
+		return false
+	}
+	jkt, oe := s.dpopProof(r.Context(), r, "/userinfo", token)
+	if oe == nil && jkt != cnf.JKT {
+		oe = dpopError("The DPoP proof is not made with the key the access token is bound to.")
+	}
+	if oe != nil {
+		if oe.Status >= 500 {
+			writeOAuthError(w, oe)
+			return false
+		}
+		s.setDPoPNonce(w)
+		dpopChallengeError(w, http.StatusUnauthorized, oe.Code, oe.Description)
+		return false
+	}
+	return true
+}
+
+// dpopChallengeError is a refusal with a DPoP challenge (RFC 9449 §7.1).
+func dpopChallengeError(w http.ResponseWriter, status int, code, desc string) {
+	w.Header().Set("WWW-Authenticate", `DPoP realm="`+realm+`", error="`+code+`", error_description="`+descriptionChars(desc)+`", algs="`+strings.Join(dpopAlgNames(), " ")+`"`)
+	writeJSON(w, status, map[string]string{"error": code, "error_description": desc})
 }

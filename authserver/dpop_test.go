@@ -356,3 +356,57 @@ func TestDPoPCodeBinding(t *testing.T) {
 		}
 	})
 }
+
+// TestDPoPUserinfo: the UserInfo endpoint takes a bound token with the
+// DPoP scheme and a proof of its key, and refuses it as Bearer.
+func TestDPoPUserinfo(t *testing.T) {
+	env := newTestEnv(t, openMemory(t))
+	now := time.Now()
+	if err := env.store.CreateClient(t.Context(), storage.Client{ID: "pwoidc", Public: true,
+		GrantTypes: []string{"password"}, Scopes: []string{"openid", "read"}, CreatedAt: now, UpdatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	key := newDPoPKey(t)
+	f := passwordForm("pwoidc")
+	f.Set("scope", "openid")
+	resp, m := env.dpopToken(f, "", "", key.proof(dpop.ProofClaims{Method: "POST", URL: env.issuer + "/token"}))
+	if resp.StatusCode != 200 || m["token_type"] != "DPoP" {
+		t.Fatalf("%d %v", resp.StatusCode, m)
+	}
+	at := m["access_token"].(string)
+	call := func(scheme string, proofs ...string) (*http.Response, map[string]any) {
+		req, _ := http.NewRequest(http.MethodGet, env.srv.URL+"/userinfo", nil)
+		req.Header.Set("Authorization", scheme+" "+at)
+		for _, p := range proofs {
+			req.Header.Add("DPoP", p)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp, decode(t, resp)
+	}
+	good := func() string {
+		return key.proof(dpop.ProofClaims{Method: "GET", URL: env.issuer + "/userinfo", AccessToken: at})
+	}
+	if resp, m := call("DPoP", good()); resp.StatusCode != 200 || m["sub"] != env.alice.ID {
+		t.Fatalf("DPoP: %d %v", resp.StatusCode, m)
+	}
+	for _, tc := range []struct {
+		name, scheme, code, challenge string
+		proofs                        []string
+	}{
+		{"AsBearer", "Bearer", "invalid_token", "Bearer", nil},
+		{"NoProof", "DPoP", "invalid_dpop_proof", "DPoP", nil},
+		{"OtherKey", "DPoP", "invalid_dpop_proof", "DPoP", []string{newDPoPKey(t).proof(dpop.ProofClaims{Method: "GET", URL: env.issuer + "/userinfo", AccessToken: at})}},
+		{"WrongATH", "DPoP", "invalid_dpop_proof", "DPoP", []string{key.proof(dpop.ProofClaims{Method: "GET", URL: env.issuer + "/userinfo", AccessToken: "other"})}},
+		{"OtherHTM", "DPoP", "invalid_dpop_proof", "DPoP", []string{key.proof(dpop.ProofClaims{Method: "POST", URL: env.issuer + "/userinfo", AccessToken: at})}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, m := call(tc.scheme, tc.proofs...)
+			if ch := resp.Header.Get("WWW-Authenticate"); resp.StatusCode != 401 || m["error"] != tc.code || !strings.HasPrefix(ch, tc.challenge+" ") {
+				t.Fatalf("%d %v %q", resp.StatusCode, m, ch)
+			}
+		})
+	}
+}

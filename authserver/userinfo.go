@@ -47,7 +47,7 @@ func bearerError(w http.ResponseWriter, status int, code, desc string) {
 // handleUserinfo serves GET and POST /userinfo.
 func (s *Server) handleUserinfo(w http.ResponseWriter, r *http.Request) {
 	noStore(w)
-	token, ok := s.bearerToken(w, r)
+	token, dpopScheme, ok := s.userinfoToken(w, r) // dpop.go
 	if !ok {
 		return
 	}
@@ -55,6 +55,9 @@ func (s *Server) handleUserinfo(w http.ResponseWriter, r *http.Request) {
 	c, err := s.strategy.verifyAccessToken(token)
 	if err != nil {
 		bearerError(w, http.StatusUnauthorized, errInvalidToken, "The access token is invalid or expired.")
+		return
+	}
+	if !s.userinfoBinding(w, r, token, c.Cnf, dpopScheme) {
 		return
 	}
 	rec, err := s.liveAccessRecord(ctx, jwtSignature(token))
