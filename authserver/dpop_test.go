@@ -82,8 +82,9 @@ func (k *dpopKey) publicJWK() map[string]any {
 }
 
 func (k *dpopKey) privateJWK() map[string]any {
-	m := k.publicJWK()
-	m["d"] = base64.RawURLEncoding.EncodeToString(k.priv.D.FillBytes(make([]byte, 32)))
+	b, _ := json.Marshal(jose.JSONWebKey{Key: k.priv}) // with "d"
+	var m map[string]any
+	_ = json.Unmarshal(b, &m)
 	return m
 }
 

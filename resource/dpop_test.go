@@ -49,12 +49,13 @@ func (c *dpopClient) proof(pc dpop.ProofClaims) string {
 }
 
 func (c *dpopClient) jwk(private bool) map[string]any {
-	b, _ := json.Marshal(jose.JSONWebKey{Key: c.priv.Public()})
+	var key any = c.priv.Public()
+	if private {
+		key = c.priv // the JWK then has "d"
+	}
+	b, _ := json.Marshal(jose.JSONWebKey{Key: key})
 	var m map[string]any
 	_ = json.Unmarshal(b, &m)
-	if private {
-		m["d"] = b64(c.priv.D.FillBytes(make([]byte, 32)))
-	}
 	return m
 }
 
