@@ -270,3 +270,17 @@ func dpopChallengeError(w http.ResponseWriter, status int, code, desc string) {
 	w.Header().Set("WWW-Authenticate", `DPoP realm="`+realm+`", error="`+code+`", error_description="`+descriptionChars(desc)+`", algs="`+strings.Join(dpopAlgNames(), " ")+`"`)
 	writeJSON(w, status, map[string]string{"error": code, "error_description": desc})
 }
+
+// graceDPoP decides whether a retried refresh may get the pair issued to
+// the first attempt (grace.go): when that access token is DPoP-bound, only
+// a retry with a proof of the same key may, and the answer says DPoP.
+func (s *Server) graceDPoP(st *requestState, accessToken string) (tokenType string, ok bool) {
+	c, err := s.strategy.verifyAccessToken(accessToken)
+	if err != nil {
+		return "", false
+	}
+	if c.Cnf == nil {
+		return "Bearer", true
+	}
+	return tokenTypeDPoP, st.jkt == c.Cnf.JKT
+}

@@ -411,3 +411,29 @@ func TestDPoPUserinfo(t *testing.T) {
 		})
 	}
 }
+
+// TestDPoPRefreshGrace: a retried refresh within the grace window gets
+// the first attempt's DPoP-bound pair only with a proof of the same key.
+func TestDPoPRefreshGrace(t *testing.T) {
+	env := newTestEnv(t, openMemory(t), func(c *Config) { c.RefreshGrace = time.Minute })
+	key := newDPoPKey(t)
+	htu := env.issuer + "/token"
+	p := func(k *dpopKey) string { return k.proof(dpop.ProofClaims{Method: "POST", URL: htu}) }
+	resp, m := env.dpopToken(passwordForm("demo"), "", "", p(key))
+	if resp.StatusCode != 200 {
+		t.Fatalf("%d %v", resp.StatusCode, m)
+	}
+	rf := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {m["refresh_token"].(string)}, "client_id": {"demo"}}
+	resp, first := env.dpopToken(rf, "", "", p(key))
+	if resp.StatusCode != 200 {
+		t.Fatalf("%d %v", resp.StatusCode, first)
+	}
+	resp, m = env.dpopToken(rf, "", "", p(newDPoPKey(t)))
+	if resp.StatusCode != 400 {
+		t.Fatalf("grace replay with another key: %d %v", resp.StatusCode, m)
+	}
+	resp, m = env.dpopToken(rf, "", "", p(key))
+	if resp.StatusCode != 200 || m["access_token"] != first["access_token"] || m["token_type"] != "DPoP" {
+		t.Fatalf("grace replay with the key: %d %v", resp.StatusCode, m)
+	}
+}

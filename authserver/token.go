@@ -59,6 +59,8 @@ type requestState struct {
 	oidcGrant bool
 	// exchangeExpiry caps an exchanged token's expiry (see exchange.go).
 	exchangeExpiry time.Time
+	// jkt is the thumbprint of the request's DPoP proof key (dpop.go).
+	jkt string
 }
 
 type stateKey struct{}
@@ -136,6 +138,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) (*tokenResponse, 
 	if oerr != nil {
 		return nil, oerr
 	}
+	st.jkt = jkt
 	sess := newSession()
 	if grant == grantRefreshToken {
 		st.presentedSig = s.strategy.RefreshTokenSignature(ctx, form.Get("refresh_token"))
