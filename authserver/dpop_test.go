@@ -121,8 +121,14 @@ func wantOAuthError(t *testing.T, resp *http.Response, m map[string]any, status 
 
 // TestDPoPTokenEndpoint: a bound token is issued, bound refresh tokens
 // and introspection, and the hostile table of issue #17 at /token.
+// It runs on memory and on SQLite (the jti records are storage.UsedJTI).
 func TestDPoPTokenEndpoint(t *testing.T) {
-	env := newTestEnv(t, openMemory(t))
+	t.Run("Memory", func(t *testing.T) { testDPoPTokenEndpoint(t, openMemory) })
+	t.Run("SQLite", func(t *testing.T) { testDPoPTokenEndpoint(t, openSQLite) })
+}
+
+func testDPoPTokenEndpoint(t *testing.T, open func(testing.TB) storage.Store) {
+	env := newTestEnv(t, open(t))
 	now := time.Now()
 	if err := env.store.CreateClient(t.Context(), storage.Client{ID: "dpoponly", Public: true, RequireDPoP: true,
 		GrantTypes: []string{"password", "refresh_token"}, Scopes: []string{"read"}, CreatedAt: now, UpdatedAt: now}); err != nil {
