@@ -443,3 +443,21 @@ func TestDPoPRefreshGrace(t *testing.T) {
 		t.Fatalf("grace replay with the key: %d %v", resp.StatusCode, m)
 	}
 }
+
+// TestDPoPTokenExchange: the token exchange grant issues a bound token to
+// a proof like every other grant.
+func TestDPoPTokenExchange(t *testing.T) {
+	env := exchangeEnv(t)
+	key := newDPoPKey(t)
+	user, _ := env.passwordToken("alice@example.com", alicePW)
+	form := url.Values{"grant_type": {grantTokenExchange}, "subject_token": {user},
+		"subject_token_type": {"urn:ietf:params:oauth:token-type:access_token"}, "audience": {"https://orders.example/"}, "scope": {"read"}}
+	resp, m := env.dpopToken(form, "gw", gwSecret, key.proof(dpop.ProofClaims{Method: "POST", URL: env.issuer + "/token"}))
+	if resp.StatusCode != 200 || m["token_type"] != "DPoP" {
+		t.Fatalf("%d %v", resp.StatusCode, m)
+	}
+	cnf, _ := jwtClaims(t, m["access_token"].(string))["cnf"].(map[string]any)
+	if cnf["jkt"] != key.s.JKT() {
+		t.Fatalf("cnf %v", cnf)
+	}
+}
