@@ -27,6 +27,9 @@ type ClientInput struct {
 	Resources    []string `json:"resources"`
 	SkipConsent  bool     `json:"skip_consent"`
 	RequirePAR   bool     `json:"require_par"`
+	// DPoPBoundAccessTokens refuses the client's token requests without a
+	// DPoP proof (RFC 9449 §5.2, dpop_bound_access_tokens).
+	DPoPBoundAccessTokens bool `json:"dpop_bound_access_tokens"`
 	// PostLogoutRedirectURIs, BackchannelLogoutURI and SubjectType are the
 	// OpenID Connect registration (RP-initiated and back-channel logout,
 	// pairwise subjects).
@@ -57,7 +60,7 @@ type Client struct {
 func viewClient(c storage.Client) Client {
 	return Client{ClientInput: ClientInput{ID: c.ID, Name: c.Name, Public: c.Public, GrantTypes: nz(c.GrantTypes), Scopes: nz(c.Scopes),
 		Introspect: c.Introspect, RedirectURIs: nz(c.RedirectURIs), Resources: nz(c.Resources),
-		SkipConsent: c.SkipConsent, RequirePAR: c.RequirePAR,
+		SkipConsent: c.SkipConsent, RequirePAR: c.RequirePAR, DPoPBoundAccessTokens: c.RequireDPoP,
 		PostLogoutRedirectURIs: nz(c.PostLogoutRedirectURIs), BackchannelLogoutURI: c.BackchannelLogoutURI, SubjectType: c.SubjectType,
 		ExchangeAudiences: nz(c.ExchangeAudiences)},
 		SecretExpiresAt: unixOrZero(c.SecretExpiresAt), Secrets: len(c.SecretHashes),
@@ -95,6 +98,7 @@ func (in ClientInput) apply(c *storage.Client) {
 	c.Name, c.Public, c.GrantTypes, c.Scopes = in.Name, in.Public, in.GrantTypes, in.Scopes
 	c.Introspect, c.RedirectURIs, c.Resources = in.Introspect, in.RedirectURIs, in.Resources
 	c.SkipConsent, c.RequirePAR = in.SkipConsent, in.RequirePAR
+	c.RequireDPoP = in.DPoPBoundAccessTokens
 	c.PostLogoutRedirectURIs, c.BackchannelLogoutURI, c.SubjectType = in.PostLogoutRedirectURIs, in.BackchannelLogoutURI, in.SubjectType
 	c.ExchangeAudiences = in.ExchangeAudiences
 }

@@ -42,6 +42,7 @@ func (s *Server) mountDemoAPI() error {
 		Now:      s.cfg.Now,
 		Logger:   s.log,
 		Realm:    "api",
+		DPoP:     s.demoAPIDPoP(),
 	}
 	metaPath := s.localMetadataPath(s.cfg.Audience)
 	if metaPath != "" {

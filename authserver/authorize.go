@@ -242,6 +242,9 @@ func (s *Server) validateAuthorize(ctx context.Context, form url.Values, pushed 
 	if aerr := s.validateOIDC(az); aerr != nil {
 		return az, aerr
 	}
+	if aerr := validateDPoPJKT(form); aerr != nil {
+		return az, aerr
+	}
 	return az, nil
 }
 
@@ -553,6 +556,7 @@ func (s *Server) issueCode(w http.ResponseWriter, r *http.Request, az *authzRequ
 	sess.SessionID = bs.sid
 	sess.Resources = az.resources
 	fillOIDCSession(sess, az)
+	sess.CodeJKT = az.form.Get("dpop_jkt")
 	scopes := az.scopes
 	if len(scopes) == 0 {
 		scopes = az.client.Scopes

@@ -22,6 +22,7 @@ type metadata struct {
 	ResponseTypesSupported                    []string `json:"response_types_supported"`
 	ResponseModesSupported                    []string `json:"response_modes_supported"`
 	CodeChallengeMethodsSupported             []string `json:"code_challenge_methods_supported"`
+	DPoPSigningAlgValuesSupported             []string `json:"dpop_signing_alg_values_supported"`
 	PushedAuthorizationRequestEndpoint        string   `json:"pushed_authorization_request_endpoint"`
 	DeviceAuthorizationEndpoint               string   `json:"device_authorization_endpoint"`
 	RequirePushedAuthorizationRequests        bool     `json:"require_pushed_authorization_requests"`
@@ -101,6 +102,7 @@ func (s *Server) handleMetadata(w http.ResponseWriter, r *http.Request) {
 		ResponseTypesSupported:                             []string{responseTypeCode},
 		ResponseModesSupported:                             []string{"query"},
 		CodeChallengeMethodsSupported:                      []string{pkceS256},
+		DPoPSigningAlgValuesSupported:                      dpopAlgNames(),
 		PushedAuthorizationRequestEndpoint:                 s.cfg.Issuer + "/par",
 		DeviceAuthorizationEndpoint:                        s.cfg.Issuer + "/device_authorization",
 		AuthorizationResponseIssParameter:                  true,

@@ -63,6 +63,8 @@ type accessClaims struct {
 	Name      string   `json:"name,omitempty"`
 	Act       *actor   `json:"act,omitempty"`
 	MayAct    *actor   `json:"may_act,omitempty"`
+	// Cnf binds a DPoP-bound token to its key (RFC 9449 §6.1).
+	Cnf *confirmation `json:"cnf,omitempty"`
 }
 
 // jwtSignature returns the signature segment of a compact JWS, or "".
@@ -120,6 +122,7 @@ func (t *tokenStrategy) GenerateAccessToken(ctx context.Context, r fosite.Reques
 		Scope:    strings.Join(scope, " "),
 		Act:      s.Act,
 		MayAct:   s.MayAct,
+		Cnf:      s.cnf(),
 	}
 	if s.User {
 		c.Roles, c.Email, c.Name = s.Roles, s.Username, s.Name

@@ -46,6 +46,12 @@ type session struct {
 	// MayAct, who may act for the subject (§4.4).
 	Act    *actor `json:"act,omitempty"`
 	MayAct *actor `json:"may_act,omitempty"`
+	// DPoP bindings (dpop.go): JKT binds the access token issued with this
+	// session, RefreshJKT a public client's refresh token, CodeJKT the
+	// authorization code (dpop_jkt).
+	JKT        string `json:"jkt,omitempty"`
+	RefreshJKT string `json:"refresh_jkt,omitempty"`
+	CodeJKT    string `json:"code_jkt,omitempty"`
 }
 
 var _ fosite.Session = (*session)(nil)

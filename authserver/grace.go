@@ -126,8 +126,12 @@ func (s *Server) replay(ctx context.Context, st *requestState, oldSig string) (*
 	if expiresIn <= 0 {
 		return nil, false, nil
 	}
+	tokenType, ok := s.graceDPoP(st, v.AccessToken) // dpop.go
+	if !ok {
+		return nil, false, nil
+	}
 	s.audit(ctx, "refresh_replayed", slog.String("client_id", t.ClientID))
-	return &tokenResponse{AccessToken: v.AccessToken, TokenType: "Bearer", ExpiresIn: expiresIn,
+	return &tokenResponse{AccessToken: v.AccessToken, TokenType: tokenType, ExpiresIn: expiresIn,
 		RefreshToken: v.RefreshToken, Scope: v.Scope}, true, nil
 }
 

@@ -25,6 +25,8 @@ type introspection struct {
 	Issuer    string   `json:"iss,omitempty"`
 	JTI       string   `json:"jti,omitempty"`
 	Roles     []string `json:"roles,omitempty"`
+	// Cnf is the key a DPoP-bound token is bound to (RFC 9449 §6.2).
+	Cnf *confirmation `json:"cnf,omitempty"`
 }
 
 var inactive = &introspection{}
@@ -166,6 +168,9 @@ func (s *Server) introspectAccess(ctx context.Context, token string) (*introspec
 		Active: true, Scope: c.Scope, ClientID: c.ClientID, Username: c.Email,
 		TokenType: "Bearer", Expiry: c.Expiry, IssuedAt: c.IssuedAt, NotBefore: c.NotBefore,
 		Subject: c.Subject, Audience: c.Audience, Issuer: c.Issuer, JTI: c.ID, Roles: c.Roles,
+	}
+	if c.Cnf != nil {
+		res.Cnf, res.TokenType = c.Cnf, tokenTypeDPoP
 	}
 	if cacheable {
 		// A revocation committed after the record was read is in the

@@ -43,6 +43,9 @@ func (s *Server) pushAuthorize(w http.ResponseWriter, r *http.Request) *oauthErr
 	if !form.Has("client_id") {
 		form.Set("client_id", c.ID)
 	}
+	if oerr := s.pushedDPoP(ctx, r, form); oerr != nil {
+		return oerr
+	}
 	if _, aerr := s.validateAuthorize(ctx, form, true); aerr != nil {
 		status := aerr.status
 		if status == 0 || (status < 500 && status != http.StatusBadRequest) {

@@ -125,6 +125,8 @@ type Config struct {
 	// client's jwks_uri caused by an assertion with an unknown kid
 	// (default 10 s).
 	ClientJWKSMinRefetch time.Duration
+	// DPoP configures DPoP proofs (RFC 9449) at the token endpoint.
+	DPoP DPoPConfig
 	// Now defaults to time.Now.
 	Now func() time.Time
 }
@@ -248,6 +250,7 @@ type Server struct {
 	// assertionVerifications counts client assertion signature checks
 	// (for tests and benchmarks).
 	assertionVerifications atomic.Int64
+	dpop                   *dpopChecker
 }
 
 // route is an extra handler mounted by an Option: at a path prefix, or at
@@ -296,6 +299,7 @@ func New(cfg Config, store storage.Store, km *keys.Manager, opts ...Option) (*Se
 	s.introCache = newIntroCache(cfg.IntrospectionCacheSize)
 	s.userinfoCache = newTokenCache[cachedUserinfo](cfg.IntrospectionCacheSize)
 	s.userCache = newTokenCache[cachedUser](cfg.IntrospectionCacheSize)
+	s.dpop = newDPoPChecker(cfg.DPoP, cfg.Secret)
 	s.revoked = newRevocationSet(store, cfg.RevocationMaxDelay)
 	s.devicePolls, s.userCodeMAC = newDevicePolls(), deriveKey(cfg.Secret, "user-code")
 	s.clientKeys = newKeySetCache(cfg.ClientJWKSCacheTTL, cfg.ClientJWKSMinRefetch, cfg.Now)

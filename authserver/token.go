@@ -66,6 +66,8 @@ type requestState struct {
 	// passwordChange: the password grant's user must change the password
 	// (an administrator's reset with force_change).
 	passwordChange bool
+	// jkt is the thumbprint of the request's DPoP proof key (dpop.go).
+	jkt string
 }
 
 type stateKey struct{}
@@ -84,6 +86,7 @@ func stateFrom(ctx context.Context) *requestState {
 // so that the wire format is exactly RFC 6749 §5.1/§5.2.
 func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	noStore(w)
+	s.setDPoPNonce(w)
 	resp, oerr := s.token(w, r)
 	if oerr != nil {
 		s.logError(r, "token request failed", oerr)
@@ -142,6 +145,11 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) (*tokenResponse, 
 
 	st := &requestState{ip: s.clientIP(r)}
 	ctx := withState(r.Context(), st)
+	jkt, oerr := s.dpopProof(ctx, r, "/token", "")
+	if oerr != nil {
+		return nil, oerr
+	}
+	st.jkt = jkt
 	sess := newSession()
 	if grant == grantRefreshToken {
 		st.presentedSig = s.strategy.RefreshTokenSignature(ctx, form.Get("refresh_token"))
@@ -206,6 +214,9 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) (*tokenResponse, 
 			return nil, oe
 		}
 	}
+	if oe := bindDPoP(client, grant, jkt, sess); oe != nil {
+		return nil, oe
+	}
 	if grant != grantTokenExchange { // the exchange sets its own (exchange.go)
 		if oe := s.tokenAudience(client, grant, sess, ar, form["resource"]); oe != nil {
 			return nil, oe
@@ -252,6 +263,9 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) (*tokenResponse, 
 		AccessToken: resp.GetAccessToken(),
 		TokenType:   "Bearer",
 		ExpiresIn:   int64(s.cfg.AccessTokenTTL / time.Second),
+	}
+	if sess.JKT != "" {
+		out.TokenType = tokenTypeDPoP
 	}
 	if rt, ok := resp.GetExtra("refresh_token").(string); ok {
 		out.RefreshToken = rt

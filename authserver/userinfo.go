@@ -50,7 +50,7 @@ func bearerError(w http.ResponseWriter, status int, code, desc string) {
 // handleUserinfo serves GET and POST /userinfo.
 func (s *Server) handleUserinfo(w http.ResponseWriter, r *http.Request) {
 	noStore(w)
-	token, ok := s.bearerToken(w, r)
+	token, dpopScheme, ok := s.userinfoToken(w, r) // dpop.go
 	if !ok {
 		return
 	}
@@ -62,6 +62,9 @@ func (s *Server) handleUserinfo(w http.ResponseWriter, r *http.Request) {
 	}
 	if grant == nil {
 		writeOAuthError(w, unavailable(errUserinfoStorage))
+		return
+	}
+	if !s.userinfoBinding(w, r, token, grant.cnf, dpopScheme) {
 		return
 	}
 	u, err := s.userinfoUser(ctx, grant.userID)
@@ -82,9 +85,10 @@ var errUserinfoStorage = errors.New("authserver: userinfo: storage unavailable")
 // cachedUserinfo is what UserInfo needs of a verified, live access token
 // with the openid scope.
 type cachedUserinfo struct {
-	subject string   // the token's sub (pairwise for pairwise clients)
-	userID  string   // the stored user's ID
-	claims  []string // the claim names the scopes and claims request release
+	subject string        // the token's sub (pairwise for pairwise clients)
+	userID  string        // the stored user's ID
+	claims  []string      // the claim names the scopes and claims request release
+	cnf     *confirmation // the DPoP key binding, if any
 	exp     int64
 	sig     revocationKey
 	kid     string
@@ -152,7 +156,7 @@ func (s *Server) userinfoGrant(ctx context.Context, token string) (*cachedUserin
 		s.log.ErrorContext(ctx, "userinfo: decoding the access token record", "err", err)
 		return nil, nil
 	}
-	e := cachedUserinfo{subject: c.Subject, userID: stored.Session.Subject, exp: c.Expiry, sig: revocationKeyOf(sig), kid: kid}
+	e := cachedUserinfo{subject: c.Subject, cnf: c.Cnf, userID: stored.Session.Subject, exp: c.Expiry, sig: revocationKeyOf(sig), kid: kid}
 	for _, sc := range scopes {
 		e.claims = append(e.claims, scopeClaims[sc]...)
 	}

@@ -42,6 +42,9 @@ type Claims struct {
 	NotBefore time.Time
 	// ID is the jti claim.
 	ID string
+	// JKT is the cnf.jkt claim of a DPoP-bound token (RFC 9449 §6): the
+	// thumbprint of the key its proofs must be signed with.
+	JKT string
 	// Raw is the JSON object the claims were read from: the JWT payload, or
 	// the introspection response. Decode reads custom claims from it.
 	Raw json.RawMessage
@@ -82,6 +85,9 @@ type claimSet struct {
 	Roles     []string `json:"roles"`
 	Email     string   `json:"email"`
 	Name      string   `json:"name"`
+	Cnf       struct {
+		JKT string `json:"jkt"`
+	} `json:"cnf"`
 }
 
 // validate checks the registered claims every token must satisfy, whatever
@@ -123,6 +129,7 @@ func (cs *claimSet) claims(raw []byte) *Claims {
 		Roles:    cs.Roles,
 		Audience: cs.Audience,
 		ID:       cs.ID,
+		JKT:      cs.Cnf.JKT,
 		Raw:      raw,
 	}
 	if cs.Expiry != 0 {

@@ -125,6 +125,10 @@ type Config struct {
 	// the form of such requests. By default only the Authorization header is
 	// read; the URI query never is.
 	AllowFormToken bool
+	// DPoP configures the checks of DPoP-bound tokens (RFC 9449), which are
+	// always accepted with the DPoP scheme and refused as Bearer.
+	DPoP DPoPConfig
+
 	// ErrorHandler, if set, writes refusals instead of the default JSON body.
 	// When it runs, the WWW-Authenticate header is already set on w (except
 	// for 503); it writes the status and body.

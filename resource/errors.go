@@ -80,6 +80,8 @@ type Error struct {
 	Scope string
 	// Err is the underlying cause, for logs. It is not sent to the client.
 	Err error
+	// dpop selects a DPoP challenge (RFC 9449 §7.1) instead of Bearer.
+	dpop bool
 }
 
 // Error implements the error interface.

@@ -30,6 +30,9 @@ type ProtectedResourceMetadata struct {
 	ResourceName string `json:"resource_name,omitempty"`
 	// ResourceDocumentation is the URL of documentation for developers.
 	ResourceDocumentation string `json:"resource_documentation,omitempty"`
+	// DPoPSigningAlgValuesSupported are the DPoP proof algorithms accepted
+	// (RFC 9728 §2, RFC 9449).
+	DPoPSigningAlgValuesSupported []string `json:"dpop_signing_alg_values_supported,omitempty"`
 }
 
 // Metadata returns the protected resource metadata this Authenticator
@@ -42,9 +45,10 @@ func (a *Authenticator) Metadata() ProtectedResourceMetadata {
 		methods = append(methods, "body")
 	}
 	return ProtectedResourceMetadata{
-		Resource:               a.audience,
-		AuthorizationServers:   []string{a.issuer},
-		BearerMethodsSupported: methods,
+		Resource:                      a.audience,
+		AuthorizationServers:          []string{a.issuer},
+		BearerMethodsSupported:        methods,
+		DPoPSigningAlgValuesSupported: strings.Fields(a.dpop.algList),
 	}
 }
 

@@ -42,10 +42,11 @@ func TestMetadataHandler(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]any{
-		"resource":                 is.audience(),
-		"authorization_servers":    []any{is.URL()},
-		"scopes_supported":         []any{"read:items"},
-		"bearer_methods_supported": []any{"header"},
+		"resource":                          is.audience(),
+		"authorization_servers":             []any{is.URL()},
+		"scopes_supported":                  []any{"read:items"},
+		"bearer_methods_supported":          []any{"header"},
+		"dpop_signing_alg_values_supported": []any{"ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "EdDSA"},
 	}
 	gb, _ := json.Marshal(got)
 	wb, _ := json.Marshal(want)

@@ -28,6 +28,7 @@ type Authenticator struct {
 
 	jwt          *jwtVerifier  // nil in ModeIntrospect
 	introspector *introspector // nil in ModeLocal
+	dpop         *dpopVerifier // dpop.go
 }
 
 // TokenCheckFunc inspects a token after it was verified. Returning an error
@@ -102,6 +103,11 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Authenticator, error
 	for _, o := range opts {
 		o(a)
 	}
+	dv, err := newDPoPVerifier(cfg.DPoP, cfg.Now)
+	if err != nil {
+		return nil, err
+	}
+	a.dpop = dv
 
 	local := cfg.Mode != ModeIntrospect
 	remote := cfg.Mode != ModeLocal
@@ -229,11 +235,7 @@ func (a *Authenticator) Middleware(next http.Handler) http.Handler {
 // authenticate verifies r's token and returns r with the claims in its
 // context, or writes the refusal and returns false.
 func (a *Authenticator) authenticate(w http.ResponseWriter, r *http.Request) (*http.Request, bool) {
-	raw, err := bearerToken(r, a.allowForm, a.maxSize)
-	var c *Claims
-	if err == nil {
-		c, err = a.Verify(r.Context(), raw)
-	}
+	c, err := a.credentials(w, r) // a bearer or a DPoP-bound token (dpop.go)
 	if err != nil {
 		a.refuse(w, r, errorFor(err))
 		return nil, false
@@ -362,7 +364,7 @@ func (a *Authenticator) refuse(w http.ResponseWriter, r *http.Request, e *Error)
 		a.logger.LogAttrs(r.Context(), level, "resource: request refused", attrs...)
 	}
 	if e.Status != http.StatusServiceUnavailable {
-		w.Header().Set("WWW-Authenticate", challenge(a.realm, a.resMeta, e))
+		a.setChallenges(w, e)
 	}
 	if a.onError != nil {
 		a.onError(w, r, e)

@@ -113,6 +113,7 @@ type jsonClient struct {
 	Resources    []string `json:"resources"`
 	SkipConsent  bool     `json:"skip_consent"`
 	RequirePAR   bool     `json:"require_par"`
+	RequireDPoP  bool     `json:"dpop_bound_access_tokens"`
 	// OpenID Connect logout.
 	PostLogoutRedirectURIs []string  `json:"post_logout_redirect_uris"`
 	BackchannelLogoutURI   string    `json:"backchannel_logout_uri"`

@@ -34,6 +34,8 @@ type clientView struct {
 	Resources    []string `json:"resources"`
 	SkipConsent  bool     `json:"skip_consent"`
 	RequirePAR   bool     `json:"require_par"`
+	// RequireDPoP is dpop_bound_access_tokens (RFC 9449 §5.2).
+	RequireDPoP bool `json:"dpop_bound_access_tokens"`
 	// OpenID Connect logout.
 	PostLogoutRedirectURIs []string `json:"post_logout_redirect_uris"`
 	BackchannelLogoutURI   string   `json:"backchannel_logout_uri,omitempty"`
@@ -60,7 +62,7 @@ func viewClient(c storage.Client) clientView {
 	}
 	return clientView{ID: c.ID, Name: c.Name, Public: c.Public, GrantTypes: nz(c.GrantTypes), Scopes: nz(c.Scopes),
 		Introspect: c.Introspect, RedirectURIs: nz(c.RedirectURIs), Resources: nz(c.Resources),
-		SkipConsent: c.SkipConsent, RequirePAR: c.RequirePAR, Secrets: len(c.SecretHashes), CreatedAt: c.CreatedAt,
+		SkipConsent: c.SkipConsent, RequirePAR: c.RequirePAR, RequireDPoP: c.RequireDPoP, Secrets: len(c.SecretHashes), CreatedAt: c.CreatedAt,
 		PostLogoutRedirectURIs: nz(c.PostLogoutRedirectURIs), BackchannelLogoutURI: c.BackchannelLogoutURI, SubjectType: c.SubjectType,
 		ExchangeAudiences: nz(c.ExchangeAudiences), SecretExpiresAt: unixOrZero(c.SecretExpiresAt),
 		TokenEndpointAuthMethod: c.TokenEndpointAuthMethod, JWKSURI: c.JWKSURI, JWKS: json.RawMessage(c.JWKS)}
@@ -157,6 +159,7 @@ func registrationFlags(f *pflag.FlagSet, c *storage.Client) {
 	f.StringArrayVar(&c.Resources, "resource", nil, "resource indicator (RFC 8707) the client may request as its tokens' aud (repeatable)")
 	f.BoolVar(&c.SkipConsent, "skip-consent", false, "first-party client: its users see no consent page")
 	f.BoolVar(&c.RequirePAR, "require-par", false, "the client must send authorization requests through /par (RFC 9126)")
+	f.BoolVar(&c.RequireDPoP, "require-dpop", false, "the client's token requests must carry a DPoP proof (RFC 9449 dpop_bound_access_tokens)")
 	f.StringArrayVar(&c.PostLogoutRedirectURIs, "post-logout-redirect-uri", nil, "where RP-initiated logout (/end_session) may return the browser (repeatable; exact match)")
 	f.StringVar(&c.SubjectType, "subject-type", "", "public (default) or pairwise: per-sector pseudonymous sub values (OpenID Connect Core §8.1; the sector is the host of the redirect URIs)")
 	f.StringVar(&c.BackchannelLogoutURI, "backchannel-logout-uri", "", "OpenID Connect back-channel logout endpoint of the client: receives a logout token when a session it signed in through ends")
@@ -298,6 +301,9 @@ func newClientsCmd(g *globals) *cobra.Command {
 				}
 				if fl.Changed("require-par") {
 					c.RequirePAR = upd.RequirePAR
+				}
+				if fl.Changed("require-dpop") {
+					c.RequireDPoP = upd.RequireDPoP
 				}
 				if fl.Changed("post-logout-redirect-uri") {
 					c.PostLogoutRedirectURIs = upd.PostLogoutRedirectURIs

@@ -345,7 +345,7 @@ func (r *remote) usersRevokeConsent(c *cobra.Command, args []string) error {
 
 func clientFromAPI(c adminapi.Client) clientView {
 	return clientView{ID: c.ID, Name: c.Name, Public: c.Public, GrantTypes: c.GrantTypes, Scopes: c.Scopes, Introspect: c.Introspect,
-		RedirectURIs: c.RedirectURIs, Resources: c.Resources, SkipConsent: c.SkipConsent, RequirePAR: c.RequirePAR,
+		RedirectURIs: c.RedirectURIs, Resources: c.Resources, SkipConsent: c.SkipConsent, RequirePAR: c.RequirePAR, RequireDPoP: c.DPoPBoundAccessTokens,
 		PostLogoutRedirectURIs: c.PostLogoutRedirectURIs, BackchannelLogoutURI: c.BackchannelLogoutURI, SubjectType: c.SubjectType,
 		ExchangeAudiences: c.ExchangeAudiences, SecretExpiresAt: c.SecretExpiresAt,
 		Secrets: c.Secrets, CreatedAt: parseTime(c.CreatedAt), Secret: c.ClientSecret}
@@ -493,6 +493,9 @@ func clientInput(c *cobra.Command, in adminapi.ClientInput) adminapi.ClientInput
 	}
 	if fs.Changed("require-par") {
 		in.RequirePAR, _ = fs.GetBool("require-par")
+	}
+	if fs.Changed("require-dpop") {
+		in.DPoPBoundAccessTokens, _ = fs.GetBool("require-dpop")
 	}
 	if fs.Changed("post-logout-redirect-uri") {
 		in.PostLogoutRedirectURIs, _ = fs.GetStringArray("post-logout-redirect-uri")

@@ -68,6 +68,7 @@ type serveConfig struct {
 	tlsKey          string
 	corsOrigins     []string
 	refreshGrace    time.Duration
+	dpopNonce       bool
 	introCacheSize  int
 	revocationDelay time.Duration
 	authCodeTTL     time.Duration
@@ -238,6 +239,7 @@ func (c *serveConfig) registerFlags(f *pflag.FlagSet) {
 	f.DurationVar(&c.devicePoll, "device-poll-interval", 5*time.Second, "polling interval given to devices (RFC 8628 §3.2; whole seconds)")
 	f.DurationVar(&c.sessionTTL, "session-ttl", 24*time.Hour, "browser sign-in session lifetime")
 	f.StringVar(&c.uiDir, "ui-dir", "", "directory with templates/*.html and static/* replacing the built-in sign-in, consent and sign-out pages")
+	f.BoolVar(&c.dpopNonce, "dpop-nonce", false, "require a server nonce in DPoP proofs at the token endpoint (RFC 9449 §8; stateless, shared through the server secret)")
 	f.DurationVar(&c.refreshGrace, "refresh-grace", 0, "window in which a retried refresh with the just-rotated token gets the same new pair (0: strict, any reuse revokes the grant)")
 	f.IntVar(&c.introCacheSize, "introspection-cache-size", 10000, "verified access tokens introspection answers from memory (negative: no cache)")
 	f.DurationVar(&c.revocationDelay, "revocation-max-delay", time.Second, "longest time a token revoked on another instance can still introspect active (the revocation feed is polled at a quarter of it)")
@@ -667,6 +669,7 @@ func openApp(ctx context.Context, g *globals, c *serveConfig, log *slog.Logger) 
 		MetricsOnMainHandler:   c.adminAddr == "",
 		CORSAllowedOrigins:     c.corsOrigins,
 		RefreshGrace:           c.refreshGrace,
+		DPoP:                   authserver.DPoPConfig{Nonce: c.dpopNonce},
 		IntrospectionCacheSize: c.introCacheSize,
 		RevocationMaxDelay:     c.revocationDelay,
 		AuthCodeTTL:            c.authCodeTTL,

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
@@ -26,6 +27,8 @@ type config struct {
 	mode             resource.Mode
 	clientID         string
 	clientSecretFile string
+	externalURL      string
+	dpopNonce        bool
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -38,6 +41,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.TextVar(&c.mode, "mode", resource.ModeLocal, "token checks: local, introspect or local-then-introspect")
 	fs.StringVar(&c.clientID, "introspect-client-id", "", "client ID for the introspection endpoint")
 	fs.StringVar(&c.clientSecretFile, "introspect-client-secret-file", "", "file holding the introspection client secret")
+	fs.StringVar(&c.externalURL, "external-url", "", "scheme and host clients use to reach this API behind a proxy, such as https://api.example.com: DPoP proofs must name it (default: the URL requests arrive at)")
+	fs.BoolVar(&c.dpopNonce, "dpop-nonce", false, "require a server nonce in DPoP proofs (RFC 9449 §9); the nonce key is random per process, so clients of several instances may be asked for a nonce again")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: resourceserver --issuer URL [flags]\n\nServes the demo API against a remote issuer.\n\n")
 		fs.PrintDefaults()
@@ -105,6 +110,13 @@ func newHandler(ctx context.Context, cfg config, logger *slog.Logger) (http.Hand
 		Mode:     cfg.mode,
 		Realm:    "demo-api",
 		Logger:   logger,
+		DPoP:     resource.DPoPConfig{ExternalURL: cfg.externalURL},
+	}
+	if cfg.dpopNonce {
+		rc.DPoP.NonceKey = make([]byte, 32)
+		if _, err := rand.Read(rc.DPoP.NonceKey); err != nil {
+			return nil, fmt.Errorf("generating the DPoP nonce key: %w", err)
+		}
 	}
 	if cfg.mode != resource.ModeLocal {
 		secret, err := os.ReadFile(cfg.clientSecretFile)
