@@ -32,16 +32,21 @@ var loadMigrations = sync.OnceValues(func() (map[string][]migration, error) {
 		if err != nil {
 			return nil, err
 		}
-		var migs []migration // ReadDir sorts by name, hence by version
+		// ReadDir sorts by name, hence by version. Versions increase but may
+		// have gaps: numbers are assigned to branches developed in parallel,
+		// and Migrate applies every version the database lacks.
+		var migs []migration
+		last := 0
 		for _, e := range entries {
 			num, _, ok := strings.Cut(e.Name(), "_")
 			v, err := strconv.Atoi(num)
 			if !ok || err != nil || !strings.HasSuffix(e.Name(), ".sql") {
 				return nil, fmt.Errorf("migration %s/%s: want NNNN_name.sql", dir, e.Name())
 			}
-			if v != len(migs)+1 {
-				return nil, fmt.Errorf("migration %s/%s: version %d, want %d", dir, e.Name(), v, len(migs)+1)
+			if v <= last {
+				return nil, fmt.Errorf("migration %s/%s: version %d, want more than %d", dir, e.Name(), v, last)
 			}
+			last = v
 			b, err := migrationFiles.ReadFile(path.Join(dir, e.Name()))
 			if err != nil {
 				return nil, err

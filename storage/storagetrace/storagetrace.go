@@ -271,3 +271,19 @@ func (w *store) Ping(ctx context.Context) error {
 
 // Close implements storage.Store.
 func (w *store) Close() error { return w.s.Close() }
+
+// AllocateStatusBlock implements storage.StatusLists.
+func (w *store) AllocateStatusBlock(ctx context.Context, size, count int64, now, expiresAt time.Time) (storage.StatusBlock, error) {
+	ctx, sp := w.start(ctx, "AllocateStatusBlock")
+	b, err := w.s.AllocateStatusBlock(ctx, size, count, now, expiresAt)
+	tracing.End(sp, err)
+	return b, err
+}
+
+// GetStatusList implements storage.StatusLists.
+func (w *store) GetStatusList(ctx context.Context, id int64) (storage.StatusList, error) {
+	ctx, sp := w.start(ctx, "GetStatusList")
+	l, err := w.s.GetStatusList(ctx, id)
+	tracing.End(sp, err)
+	return l, err
+}
