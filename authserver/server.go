@@ -105,6 +105,8 @@ type Config struct {
 	// Audit, if set, receives the audit events (NewAuditLog) instead of
 	// Logger, which gets them as INFO records "audit" when Audit is nil.
 	Audit *AuditLog
+	// StatusList configures the Token Status Lists (statuslist.go).
+	StatusList StatusListConfig
 	// Now defaults to time.Now.
 	Now func() time.Time
 }
@@ -157,6 +159,9 @@ func (c *Config) setDefaults() error {
 		c.LoginTTL = pendingTTLDefault
 	}
 	c.Throttle.setDefaults()
+	if err := c.StatusList.setDefaults(); err != nil {
+		return err
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -185,6 +190,7 @@ type Server struct {
 	clientCache *clientCache
 	introCache  *introCache
 	revoked     *revocationSet
+	status      *statusLists
 	metrics     *metrics
 	committer   *committer
 	draining    atomic.Bool
@@ -241,6 +247,8 @@ func New(cfg Config, store storage.Store, km *keys.Manager, opts ...Option) (*Se
 	})
 	s.introCache = newIntroCache(cfg.IntrospectionCacheSize)
 	s.revoked = newRevocationSet(store, cfg.RevocationMaxDelay)
+	s.status = newStatusLists(s.cfg.StatusList.Size)
+	s.revoked.onEntry = s.status.revoke
 	s.clientCache = &clientCache{key: deriveKey(cfg.Secret, "client-cache"), ttl: cfg.ClientCacheTTL, m: map[[32]byte]cachedClient{}}
 	if !cfg.Throttle.Disabled {
 		s.throttle = &throttler{cfg: cfg.Throttle, store: store, now: cfg.Now, blocked: map[string]time.Time{}}
@@ -337,6 +345,8 @@ func (s *Server) newProvider() (fosite.OAuth2Provider, *tokenStrategy) {
 		now:             s.cfg.Now,
 		slots:           make(chan struct{}, runtime.GOMAXPROCS(0)),
 		pairwiseKey:     deriveKey(s.cfg.Secret, "pairwise-subject"),
+		status: &statusAllocator{store: s.store, cfg: s.cfg.StatusList, tokenTTL: s.cfg.AccessTokenTTL,
+			now: s.cfg.Now},
 	}
 	if s.cfg.TracerProvider != nil {
 		strategy.tracer = s.cfg.TracerProvider.Tracer(tracing.ScopeName)
