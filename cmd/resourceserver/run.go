@@ -26,6 +26,9 @@ type config struct {
 	mode             resource.Mode
 	clientID         string
 	clientSecretFile string
+	// statusRefresh is how often a cached Token Status List is fetched
+	// again (local mode).
+	statusRefresh time.Duration
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -38,6 +41,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.TextVar(&c.mode, "mode", resource.ModeLocal, "token checks: local, introspect or local-then-introspect")
 	fs.StringVar(&c.clientID, "introspect-client-id", "", "client ID for the introspection endpoint")
 	fs.StringVar(&c.clientSecretFile, "introspect-client-secret-file", "", "file holding the introspection client secret")
+	fs.DurationVar(&c.statusRefresh, "status-refresh", resource.DefaultStatusRefresh, "how often a cached token status list is fetched again (conditionally); a revoked token is refused within about this delay")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: resourceserver --issuer URL [flags]\n\nServes the demo API against a remote issuer.\n\n")
 		fs.PrintDefaults()
@@ -50,6 +54,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	if c.issuer == "" {
 		return c, errors.New("--issuer is required")
+	}
+	if c.statusRefresh <= 0 {
+		return c, errors.New("--status-refresh must be positive")
 	}
 	if c.audience == "" {
 		if host, _, err := net.SplitHostPort(c.addr); err != nil || host == "" || net.ParseIP(host).IsUnspecified() {
@@ -105,6 +112,9 @@ func newHandler(ctx context.Context, cfg config, logger *slog.Logger) (http.Hand
 		Mode:     cfg.mode,
 		Realm:    "demo-api",
 		Logger:   logger,
+		StatusList: resource.StatusListConfig{
+			Refresh: cfg.statusRefresh,
+		},
 	}
 	if cfg.mode != resource.ModeLocal {
 		secret, err := os.ReadFile(cfg.clientSecretFile)
