@@ -435,3 +435,23 @@ func (s *Server) buildStatus(ctx context.Context, sl *statusList, now time.Time)
 	sum := sha256.Sum256([]byte(tok))
 	return &builtStatus{token: []byte(tok), etag: `"` + hex.EncodeToString(sum[:12]) + `"`, built: now, version: v}, nil
 }
+
+// statusAggregationPath is the Status List Aggregation endpoint (draft §9).
+const statusAggregationPath = "/statuslists"
+
+// handleStatusAggregation serves the URIs of every live list (draft §9.3):
+// {"status_lists": ["…", …]}.
+func (s *Server) handleStatusAggregation(w http.ResponseWriter, r *http.Request) {
+	ls, err := s.store.ListStatusLists(r.Context(), s.cfg.Now())
+	if err != nil {
+		s.log.ErrorContext(r.Context(), "status list aggregation", "err", err)
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "temporarily_unavailable"})
+		return
+	}
+	uris := make([]string, 0, len(ls))
+	for _, l := range ls {
+		uris = append(uris, s.statusURI(l.ID))
+	}
+	w.Header().Set("Cache-Control", "max-age="+strconv.Itoa(int(s.cfg.StatusList.TTL/time.Second)))
+	writeJSON(w, http.StatusOK, map[string][]string{"status_lists": uris})
+}

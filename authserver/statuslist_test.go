@@ -5,6 +5,7 @@ import (
 	"compress/zlib"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -249,6 +250,22 @@ func TestStatusListConditionalRequests(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK || resp.Header.Get("ETag") == etag {
 		t.Fatalf("after a revocation: %d ETag %q, want 200 and a new ETag", resp.StatusCode, resp.Header.Get("ETag"))
+	}
+	// The metadata names the aggregation endpoint, which lists the URI.
+	resp, err := http.Get(env.issuer + "/.well-known/oauth-authorization-server")
+	if err != nil {
+		t.Fatal(err)
+	}
+	agg, _ := decode(t, resp)["status_list_aggregation_endpoint"].(string)
+	if agg != env.issuer+"/statuslists" {
+		t.Fatalf("status_list_aggregation_endpoint = %q", agg)
+	}
+	resp, err = http.Get(agg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := decode(t, resp); fmt.Sprint(m["status_lists"]) != "["+uri+"]" {
+		t.Fatalf("aggregation = %v, want [%s]", m, uri)
 	}
 	for _, p := range []string{"/statuslists/0", "/statuslists/999", "/statuslists/x", "/statuslists/-1"} {
 		resp := fetchStatus(t, env.issuer+p, "")

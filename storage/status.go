@@ -45,4 +45,7 @@ type StatusLists interface {
 	// GetStatusList returns ErrNotFound when no list has the ID (or it was
 	// garbage collected).
 	GetStatusList(ctx context.Context, id int64) (StatusList, error)
+	// ListStatusLists returns the lists that have not expired at now,
+	// ordered by ID.
+	ListStatusLists(ctx context.Context, now time.Time) ([]StatusList, error)
 }

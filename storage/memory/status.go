@@ -90,3 +90,20 @@ func (st *statusLists) gc(now time.Time) int64 {
 	st.lists = kept
 	return n
 }
+
+// ListStatusLists implements storage.StatusLists.
+func (s *Store) ListStatusLists(ctx context.Context, now time.Time) ([]storage.StatusList, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	st := &s.status
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	var out []storage.StatusList
+	for _, l := range st.lists {
+		if l.ExpiresAt.After(now) {
+			out = append(out, cloneList(l))
+		}
+	}
+	return out, nil
+}

@@ -65,3 +65,23 @@ func (s *Store) GetStatusList(ctx context.Context, id int64) (storage.StatusList
 		`SELECT `+statusListColumns+` FROM status_lists WHERE id = $1`, id))
 	return l, s.wrap("get status list", err)
 }
+
+// ListStatusLists reads the lists that have not expired.
+func (s *Store) ListStatusLists(ctx context.Context, now time.Time) ([]storage.StatusList, error) {
+	const op = "list status lists"
+	rows, err := s.reader(ctx).QueryContext(ctx,
+		`SELECT `+statusListColumns+` FROM status_lists WHERE expires_at > $1 ORDER BY id`, s.d.timeArg(now))
+	if err != nil {
+		return nil, s.wrap(op, err)
+	}
+	defer rows.Close()
+	var out []storage.StatusList
+	for rows.Next() {
+		l, err := scanStatusList(rows)
+		if err != nil {
+			return nil, s.wrap(op, err)
+		}
+		out = append(out, l)
+	}
+	return out, s.wrap(op, rows.Err())
+}

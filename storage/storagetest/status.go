@@ -74,6 +74,11 @@ func testStatusLists(t *testing.T, s storage.Store) {
 	if _, err := s.GetStatusList(ctx, blocks[0].List.ID); err != nil {
 		t.Fatalf("live list was collected: %v", err)
 	}
+	live, err := s.ListStatusLists(ctx, now.Add(2*time.Minute))
+	must(t, "ListStatusLists", err)
+	if len(live) != 2 || live[0].ID != blocks[0].List.ID || live[1].ID != blocks[2].List.ID {
+		t.Fatalf("ListStatusLists = %+v, want the two live lists in ID order", live)
+	}
 	// An expired list gets no more blocks.
 	b, err := s.AllocateStatusBlock(ctx, 16, 4, now.Add(2*time.Minute), now.Add(time.Hour))
 	must(t, "AllocateStatusBlock", err)

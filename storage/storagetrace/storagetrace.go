@@ -287,3 +287,11 @@ func (w *store) GetStatusList(ctx context.Context, id int64) (storage.StatusList
 	tracing.End(sp, err)
 	return l, err
 }
+
+// ListStatusLists implements storage.StatusLists.
+func (w *store) ListStatusLists(ctx context.Context, now time.Time) ([]storage.StatusList, error) {
+	ctx, sp := w.start(ctx, "ListStatusLists")
+	ls, err := w.s.ListStatusLists(ctx, now)
+	tracing.End(sp, err)
+	return ls, err
+}
