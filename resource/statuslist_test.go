@@ -25,7 +25,7 @@ type statusServer struct {
 	version int
 }
 
-func newStatusServer(t *testing.T, is *testIssuer) *statusServer {
+func newStatusServer(t testing.TB, is *testIssuer) *statusServer {
 	s := &statusServer{is: is, bits: make([]byte, 16)}
 	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.gets.Add(1)
@@ -71,7 +71,7 @@ func (s *statusServer) revoke(idx int) {
 	s.mu.Unlock()
 }
 
-func (s *statusServer) token(t *testing.T, idx int) string {
+func (s *statusServer) token(t testing.TB, idx int) string {
 	return s.is.mint(t, func(c map[string]any) {
 		c["status"] = map[string]any{"status_list": map[string]any{"idx": idx, "uri": s.uri()}}
 	})
