@@ -45,6 +45,9 @@ type Claims struct {
 	// Raw is the JSON object the claims were read from: the JWT payload, or
 	// the introspection response. Decode reads custom claims from it.
 	Raw json.RawMessage
+	// status is the Token Status List claim, read with the others
+	// (statuslist.go).
+	status *tokenStatus
 }
 
 // HasScope reports whether the token grants scope.
@@ -82,6 +85,8 @@ type claimSet struct {
 	Roles     []string `json:"roles"`
 	Email     string   `json:"email"`
 	Name      string   `json:"name"`
+	// Status is the Token Status List claim (statuslist.go).
+	Status *tokenStatus `json:"status"`
 }
 
 // validate checks the registered claims every token must satisfy, whatever
@@ -124,6 +129,7 @@ func (cs *claimSet) claims(raw []byte) *Claims {
 		Audience: cs.Audience,
 		ID:       cs.ID,
 		Raw:      raw,
+		status:   cs.Status,
 	}
 	if cs.Expiry != 0 {
 		c.Expiry = numericDate(cs.Expiry)
