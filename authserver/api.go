@@ -42,6 +42,9 @@ func (s *Server) mountDemoAPI() error {
 		Now:      s.cfg.Now,
 		Logger:   s.log,
 		Realm:    "api",
+		// The token check reads the token's record, which is stricter
+		// than the status list and immediate: no list fetches in process.
+		StatusList: resource.StatusListConfig{SkipStatusCheck: true},
 	}
 	metaPath := s.localMetadataPath(s.cfg.Audience)
 	if metaPath != "" {

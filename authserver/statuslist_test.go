@@ -80,7 +80,7 @@ func decodeStatusList(t *testing.T, issuer, uri string, body []byte) []byte {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	jws, err := jose.ParseSigned(string(body), []jose.SignatureAlgorithm{jose.ES256, jose.RS256})
+	jws, err := jose.ParseSignedCompact(string(body), []jose.SignatureAlgorithm{jose.ES256, jose.RS256})
 	if err != nil {
 		t.Fatalf("parse list token: %v", err)
 	}
