@@ -209,7 +209,10 @@ type builtStatus struct {
 
 // statusList is one list as served.
 type statusList struct {
-	meta    storage.StatusList
+	meta storage.StatusList // ID and Size; ExpiresAt is read from expires
+	// expires is the list's ExpiresAt (UnixNano), extended when storage
+	// says another instance extended it.
+	expires atomic.Int64
 	bits    *statusBits
 	current atomic.Pointer[builtStatus]
 	build   sync.Mutex // single flight
@@ -286,6 +289,7 @@ func (s *Server) statusListByID(ctx context.Context, id int64) (*statusList, err
 			return nil, err
 		}
 		sl = &statusList{meta: meta, bits: l.bitsOf(id)}
+		sl.expires.Store(meta.ExpiresAt.UnixNano())
 		l.mu.Lock()
 		if old := l.lists[id]; old != nil {
 			sl = old
@@ -294,7 +298,7 @@ func (s *Server) statusListByID(ctx context.Context, id int64) (*statusList, err
 		}
 		l.mu.Unlock()
 	}
-	if !sl.meta.ExpiresAt.After(s.cfg.Now()) {
+	if time.Unix(0, sl.expires.Load()).Compare(s.cfg.Now()) <= 0 {
 		// The list's tokens have all expired by the list's last known
 		// expiry; read it again in case another instance extended it.
 		meta, err := s.store.GetStatusList(ctx, id)
@@ -302,7 +306,7 @@ func (s *Server) statusListByID(ctx context.Context, id int64) (*statusList, err
 			s.status.forget(id)
 			return nil, storage.ErrNotFound
 		}
-		sl.meta = meta // only ever grows; a racing reader sees either value
+		sl.expires.Store(meta.ExpiresAt.UnixNano())
 	}
 	return sl, nil
 }
