@@ -23,8 +23,8 @@ import (
 	"github.com/oauthkit/authserver/storage"
 )
 
-// Token Status List (draft-ietf-oauth-status-list-12; the structures used
-// here are unchanged up to the latest drafts): every access token carries
+// Token Status List (draft-ietf-oauth-status-list, draft 21 and later):
+// every access token carries
 //
 //	"status": {"status_list": {"idx": N, "uri": "<issuer>/statuslists/<id>"}}
 //

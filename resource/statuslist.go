@@ -20,7 +20,8 @@ import (
 	"golang.org/x/sync/singleflight"
 )
 
-// Token Status List (draft-ietf-oauth-status-list-12) checks: a verified
+// Token Status List (draft-ietf-oauth-status-list, draft 21 and later)
+// checks: a verified
 // JWT access token with a status claim
 //
 //	"status": {"status_list": {"idx": N, "uri": "…"}}
