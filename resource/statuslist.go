@@ -21,8 +21,7 @@ import (
 )
 
 // Token Status List (draft-ietf-oauth-status-list, draft 21 and later)
-// checks: a verified
-// JWT access token with a status claim
+// checks: a verified JWT access token with a status claim
 //
 //	"status": {"status_list": {"idx": N, "uri": "…"}}
 //
