@@ -251,15 +251,6 @@ func TestSessionsAndRevocationByGrant(t *testing.T) {
 	})
 }
 
-func mustURL(t *testing.T, s string) *url.URL {
-	t.Helper()
-	u, err := url.Parse(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return u
-}
-
 func TestUsersByEmailPrefix(t *testing.T) {
 	e := newEnv(t)
 	now := time.Now().UTC()

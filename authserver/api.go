@@ -43,6 +43,9 @@ func (s *Server) mountDemoAPI() error {
 		Logger:   s.log,
 		Realm:    "api",
 		DPoP:     s.demoAPIDPoP(),
+		// The token check reads the token's record, which is stricter
+		// than the status list and immediate: no list fetches in process.
+		StatusList: resource.StatusListConfig{SkipStatusCheck: true},
 	}
 	metaPath := s.localMetadataPath(s.cfg.Audience)
 	if metaPath != "" {

@@ -57,6 +57,10 @@ type metadata struct {
 	BackchannelLogoutSupported        bool     `json:"backchannel_logout_supported"`
 	BackchannelLogoutSessionSupported bool     `json:"backchannel_logout_session_supported"`
 	FrontchannelLogoutSupported       bool     `json:"frontchannel_logout_supported"`
+
+	// StatusListAggregationEndpoint lists the URIs of the Token Status
+	// Lists (draft-ietf-oauth-status-list §9, statuslist.go).
+	StatusListAggregationEndpoint string `json:"status_list_aggregation_endpoint"`
 }
 
 // accessTokenAlgs are the algorithms of the published keys, without the
@@ -115,6 +119,8 @@ func (s *Server) handleMetadata(w http.ResponseWriter, r *http.Request) {
 		RevocationEndpointAuthSigningAlgValuesSupported:    assertionAlgNames,
 		IntrospectionSigningAlgValuesSupported:             algs,
 		AccessTokenSigningAlgValuesSupported:               algs,
+
+		StatusListAggregationEndpoint: s.cfg.Issuer + statusAggregationPath,
 
 		UserinfoEndpoint:                  s.cfg.Issuer + "/userinfo",
 		EndSessionEndpoint:                s.cfg.Issuer + "/end_session",

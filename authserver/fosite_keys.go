@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -43,6 +44,8 @@ type tokenStrategy struct {
 	tracer trace.Tracer
 	// pairwiseKey derives pairwise subjects (oidc_subject.go).
 	pairwiseKey []byte
+	// status allocates the access tokens' status list entries.
+	status *statusAllocator
 }
 
 var _ oauth2.CoreStrategy = (*tokenStrategy)(nil)
@@ -65,6 +68,8 @@ type accessClaims struct {
 	MayAct    *actor   `json:"may_act,omitempty"`
 	// Cnf binds a DPoP-bound token to its key (RFC 9449 §6.1).
 	Cnf *confirmation `json:"cnf,omitempty"`
+	// Status is the Token Status List entry (statuslist.go).
+	Status *statusClaim `json:"status,omitempty"`
 }
 
 // jwtSignature returns the signature segment of a compact JWS, or "".
@@ -123,6 +128,15 @@ func (t *tokenStrategy) GenerateAccessToken(ctx context.Context, r fosite.Reques
 		Act:      s.Act,
 		MayAct:   s.MayAct,
 		Cnf:      s.cnf(),
+	}
+	if t.status != nil {
+		list, idx, err := t.status.next(ctx)
+		if err != nil {
+			return "", "", err
+		}
+		s.StatusList, s.StatusIndex = list, idx
+		c.Status = &statusClaim{StatusList: statusListRef{Idx: idx,
+			URI: t.issuer + statusListPath + strconv.FormatInt(list, 10)}}
 	}
 	if s.User {
 		c.Roles, c.Email, c.Name = s.Roles, s.Username, s.Name

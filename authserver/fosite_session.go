@@ -38,6 +38,10 @@ type session struct {
 	// JTI and IssuedAt describe the access token issued with this session.
 	JTI      string    `json:"jti,omitempty"`
 	IssuedAt time.Time `json:"iat,omitempty"`
+	// StatusList and StatusIndex are the access token's Token Status List
+	// entry (statuslist.go).
+	StatusList  int64 `json:"status_list,omitempty"`
+	StatusIndex int64 `json:"status_idx,omitempty"`
 	// OIDC holds the OpenID Connect facts of a grant with the openid scope
 	// (oidc.go); idClaims is what fosite's ID token handlers amend.
 	OIDC     *oidcFacts `json:"oidc,omitempty"`

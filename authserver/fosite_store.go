@@ -90,6 +90,9 @@ func (f *fositeStore) createToken(ctx context.Context, kind storage.TokenKind, s
 		ExpiresAt:   exp.UTC(),
 		Payload:     b,
 	}
+	if kind == storage.AccessToken {
+		t.StatusList, t.StatusIndex = s.StatusList, s.StatusIndex
+	}
 	if st := stateFrom(ctx); st != nil && st.buffer {
 		st.writes = append(st.writes, func(ctx context.Context) error { return f.store.CreateToken(ctx, t) })
 		return nil

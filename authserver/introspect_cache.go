@@ -116,6 +116,9 @@ func (c *tokenCache[V]) len() int {
 type revocationSet struct {
 	feed     storage.Revocations
 	interval time.Duration
+	// onEntry, when set, is called with each new feed entry (status
+	// lists set the token's bit).
+	onEntry  func(storage.Revocation)
 	maxDelay time.Duration
 
 	mu sync.RWMutex
@@ -196,6 +199,9 @@ func (r *revocationSet) pollLocked(ctx context.Context) error {
 			if _, ok := r.seen[e.Seq]; !ok {
 				r.seen[e.Seq] = struct{}{}
 				r.m[revocationKeyOf(e.Signature)] = e.ExpiresAt.Unix()
+				if r.onEntry != nil {
+					r.onEntry(e)
+				}
 			}
 		}
 		r.mu.Unlock()

@@ -30,6 +30,8 @@ func (s *Server) Handler() http.Handler {
 	r.Handle("/logout", m("logout", http.HandlerFunc(s.handleLogout))).Methods(http.MethodGet, http.MethodPost)
 	r.Handle("/end_session", m("end_session", http.HandlerFunc(s.handleEndSession))).Methods(http.MethodGet, http.MethodPost)
 	r.PathPrefix(ui.StaticPrefix).Handler(s.pages.StaticHandler()).Methods(http.MethodGet, http.MethodHead)
+	r.Handle(statusAggregationPath, m("statuslist", http.HandlerFunc(s.handleStatusAggregation))).Methods(http.MethodGet, http.MethodHead)
+	r.Handle(statusListPath+"{id}", m("statuslist", http.HandlerFunc(s.handleStatusList))).Methods(http.MethodGet, http.MethodHead)
 	r.Handle("/.well-known/jwks.json", m("jwks", s.keys.JWKSHandler()))
 	r.Handle("/.well-known/oauth-authorization-server", m("metadata", http.HandlerFunc(s.handleMetadata))).Methods(http.MethodGet, http.MethodHead)
 	r.Handle("/.well-known/openid-configuration", m("metadata", http.HandlerFunc(s.handleMetadata))).Methods(http.MethodGet, http.MethodHead)

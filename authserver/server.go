@@ -127,6 +127,8 @@ type Config struct {
 	ClientJWKSMinRefetch time.Duration
 	// DPoP configures DPoP proofs (RFC 9449) at the token endpoint.
 	DPoP DPoPConfig
+	// StatusList configures the Token Status Lists (statuslist.go).
+	StatusList StatusListConfig
 	// Now defaults to time.Now.
 	Now func() time.Time
 }
@@ -190,6 +192,9 @@ func (c *Config) setDefaults() error {
 	c.DevicePollInterval = c.DevicePollInterval.Truncate(time.Second)
 	c.Throttle.setDefaults()
 	c.Registration.setDefaults()
+	if err := c.StatusList.setDefaults(); err != nil {
+		return err
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -236,6 +241,7 @@ type Server struct {
 	csrf          ui.CSRF
 	scopes        scopeCache
 	regLimiter    *rateLimiter
+	status        *statusLists
 	// basePath is the issuer's path ("" for an issuer at a host's root).
 	basePath string
 	// backchannel counts back-channel logout deliveries in flight.
@@ -308,6 +314,8 @@ func New(cfg Config, store storage.Store, km *keys.Manager, opts ...Option) (*Se
 		return nil, fmt.Errorf("authserver: %w", err)
 	}
 	s.secretBox = box
+	s.status = newStatusLists(s.cfg.StatusList.Size)
+	s.revoked.onEntry = s.status.revoke
 	s.clientCache = &clientCache{key: deriveKey(cfg.Secret, "client-cache"), ttl: cfg.ClientCacheTTL, m: map[[32]byte]cachedClient{}}
 	if !cfg.Throttle.Disabled {
 		s.throttle = &throttler{cfg: cfg.Throttle, store: store, now: cfg.Now, blocked: map[string]time.Time{}}
@@ -408,6 +416,8 @@ func (s *Server) newProvider() (fosite.OAuth2Provider, *tokenStrategy) {
 		now:             s.cfg.Now,
 		slots:           make(chan struct{}, runtime.GOMAXPROCS(0)),
 		pairwiseKey:     deriveKey(s.cfg.Secret, "pairwise-subject"),
+		status: &statusAllocator{store: s.store, cfg: s.cfg.StatusList, tokenTTL: s.cfg.AccessTokenTTL,
+			now: s.cfg.Now},
 	}
 	if s.cfg.TracerProvider != nil {
 		strategy.tracer = s.cfg.TracerProvider.Tracer(tracing.ScopeName)

@@ -48,6 +48,9 @@ type Claims struct {
 	// Raw is the JSON object the claims were read from: the JWT payload, or
 	// the introspection response. Decode reads custom claims from it.
 	Raw json.RawMessage
+	// status is the Token Status List claim, read with the others
+	// (statuslist.go).
+	status *tokenStatus
 }
 
 // HasScope reports whether the token grants scope.
@@ -88,6 +91,8 @@ type claimSet struct {
 	Cnf       struct {
 		JKT string `json:"jkt"`
 	} `json:"cnf"`
+	// Status is the Token Status List claim (statuslist.go).
+	Status *tokenStatus `json:"status"`
 }
 
 // validate checks the registered claims every token must satisfy, whatever
@@ -131,6 +136,7 @@ func (cs *claimSet) claims(raw []byte) *Claims {
 		ID:       cs.ID,
 		JKT:      cs.Cnf.JKT,
 		Raw:      raw,
+		status:   cs.Status,
 	}
 	if cs.Expiry != 0 {
 		c.Expiry = numericDate(cs.Expiry)

@@ -16,7 +16,8 @@ type Mode int
 const (
 	// ModeLocal verifies JWT access tokens (RFC 9068) locally against the
 	// issuer's JWKS. No network call per request; a revoked token is
-	// accepted until it expires.
+	// refused once the token's status list (Config.StatusList) shows it,
+	// and accepted until it expires if the token has no status claim.
 	ModeLocal Mode = iota
 	// ModeIntrospect asks the issuer's introspection endpoint (RFC 7662)
 	// about every token, opaque or JWT. Revocation takes effect at once (or
@@ -102,6 +103,9 @@ type Config struct {
 	// Introspection configures the RFC 7662 client, used by ModeIntrospect
 	// and ModeLocalThenIntrospect.
 	Introspection IntrospectionConfig
+	// StatusList configures the Token Status List checks of locally
+	// verified tokens (statuslist.go).
+	StatusList StatusListConfig
 
 	// HTTPClient makes every outgoing request (metadata, JWKS,
 	// introspection); default http.DefaultClient.

@@ -26,7 +26,8 @@ type Authenticator struct {
 	onError    func(http.ResponseWriter, *http.Request, *Error)
 	tokenCheck TokenCheckFunc
 
-	jwt          *jwtVerifier  // nil in ModeIntrospect
+	jwt          *jwtVerifier // nil in ModeIntrospect
+	status       *statusChecker
 	introspector *introspector // nil in ModeLocal
 	dpop         *dpopVerifier // dpop.go
 }
@@ -153,6 +154,10 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Authenticator, error
 			leeway:   cfg.Leeway,
 			now:      cfg.Now,
 		}
+		if !cfg.StatusList.SkipStatusCheck {
+			a.status = newStatusChecker(cfg.StatusList, cfg.Issuer, cfg.HTTPClient, cfg.HTTPTimeout,
+				keys, cfg.Algorithms, cfg.Leeway, cfg.Now, cfg.Logger)
+		}
 	}
 	if remote {
 		ic := cfg.Introspection
@@ -196,7 +201,9 @@ func (a *Authenticator) Verify(ctx context.Context, rawToken string) (*Claims, e
 	var err error
 	switch a.mode {
 	case ModeLocal:
-		c, err = a.jwt.verify(ctx, rawToken)
+		if c, err = a.jwt.verify(ctx, rawToken); err == nil && a.status != nil {
+			err = a.status.check(ctx, c)
+		}
 	case ModeIntrospect:
 		c, err = a.introspector.introspect(ctx, rawToken, a.issuer, a.audience, a.leeway)
 	case ModeLocalThenIntrospect:

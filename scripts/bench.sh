@@ -166,7 +166,7 @@ limit_for() {
 	code) echo "sign/$ALG" ;;
 	refresh | client_credentials) echo "sign/$ALG" ;;
 	introspect | api) echo "verify/$ALG" ;;
-	jwks | revoke | authorize) echo http ;;
+	jwks | revoke | authorize | statuslist) echo http ;;
 	esac
 }
 
@@ -202,6 +202,7 @@ fresh client_credentials "$(conc client_credentials 64)"
 fresh introspect "$(conc introspect 64)"
 fresh revoke "$(conc revoke 16)" --pool "$REVOKE_POOL"
 fresh jwks "$(conc jwks 64)"
+fresh statuslist "$(conc statuslist 64)"
 fresh api "$(conc api 64)"
 # Code flow (issue #14): signin vs argon2id, code exchange vs signing;
 # authorize has an absolute target (5,000/s), compared with the http limit.

@@ -190,6 +190,10 @@ type Token struct {
 	// deactivation; CreateToken ignores them.
 	RotatedAt time.Time
 	Successor []byte
+	// StatusList and StatusIndex locate an access token's bit in a Token
+	// Status List (status.go); StatusList is 0 for none.
+	StatusList  int64
+	StatusIndex int64
 }
 
 // TokenFilter selects tokens for bulk revocation. Empty fields match anything,
@@ -265,6 +269,8 @@ type GCResult struct {
 	Attempts int64
 	// Revocations counts revocation feed entries of expired tokens.
 	Revocations int64
+	// StatusLists counts expired status lists.
+	StatusLists int64
 }
 
 // Revocation is an entry of the revocation feed: an access token whose record
@@ -277,6 +283,9 @@ type Revocation struct {
 	// Signature is the token record's Signature.
 	Signature string
 	ExpiresAt time.Time
+	// StatusList and StatusIndex are the token record's (0 for none).
+	StatusList  int64
+	StatusIndex int64
 }
 
 // Users stores resource owners.
@@ -427,11 +436,12 @@ type Store interface {
 	Issuers
 	Tokens
 	Revocations
+	StatusLists
 	Keys
 	Throttle
 	Transactor
-	// GarbageCollect deletes token records (and revocation feed entries) that
-	// expired before now and attempt counters last touched before now minus
+	// GarbageCollect deletes token records (and revocation feed entries and
+	// status lists) that expired before now and attempt counters last touched before now minus
 	// attemptsTTL. It works in bounded
 	// batches and is safe to run from several instances at once.
 	GarbageCollect(ctx context.Context, now time.Time, attemptsTTL time.Duration) (GCResult, error)

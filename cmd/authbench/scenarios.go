@@ -43,6 +43,7 @@ var scenarios = []scenario{
 	{name: "introspect", help: "RFC 7662 introspection of JWT access tokens from a pool, by the bench-rs client", needsState: true, prepare: prepareIntrospect},
 	{name: "revoke", help: "RFC 7009 revocation, each request a distinct pre-issued access token (ends early if the pool runs out)", needsState: true, prepare: prepareRevoke},
 	{name: "jwks", help: "GET /.well-known/jwks.json", prepare: prepareJWKS},
+	{name: "statuslist", help: "GET of a Token Status List, nine in ten conditional (304), as caching relying parties poll it", needsState: true, ok: []int{http.StatusOK, http.StatusNotModified}, prepare: prepareStatusList},
 	{name: "oidc_code", help: "authorization code exchange with openid offline_access (access, ID and refresh token), each request a distinct pre-issued code (ends early if the pool runs out)", needsState: true, prepare: prepareOIDCCode},
 	{name: "userinfo", help: "GET /userinfo (OpenID Connect) with access tokens from a pool", needsState: true, prepare: prepareUserinfo},
 	{name: "api", help: "GET /api/protected through the resource middleware, with access tokens from a pool", needsState: true, prepare: prepareAPI},

@@ -71,20 +71,22 @@ type serveConfig struct {
 	dpopNonce       bool
 	introCacheSize  int
 	revocationDelay time.Duration
-	authCodeTTL     time.Duration
-	deviceCodeTTL   time.Duration
-	devicePoll      time.Duration
-	sessionTTL      time.Duration
-	uiDir           string
-	dbMaxConns      int
-	dbStmtTimeout   time.Duration
-	dbConnLifetime  time.Duration
-	trustedProxies  []string
-	memoryLimitMiB  int
-	argon2          password.Params
-	auditLog        string
-	auditIssuance   string
-	otlpEndpoint    string
+	// statusListSize and statusBlockSize size the token status lists.
+	statusListSize, statusBlockSize int64
+	authCodeTTL                     time.Duration
+	deviceCodeTTL                   time.Duration
+	devicePoll                      time.Duration
+	sessionTTL                      time.Duration
+	uiDir                           string
+	dbMaxConns                      int
+	dbStmtTimeout                   time.Duration
+	dbConnLifetime                  time.Duration
+	trustedProxies                  []string
+	memoryLimitMiB                  int
+	argon2                          password.Params
+	auditLog                        string
+	auditIssuance                   string
+	otlpEndpoint                    string
 	// Dynamic client registration (RFC 7591).
 	openRegistration  bool
 	registrationScope []string
@@ -242,6 +244,8 @@ func (c *serveConfig) registerFlags(f *pflag.FlagSet) {
 	f.BoolVar(&c.dpopNonce, "dpop-nonce", false, "require a server nonce in DPoP proofs at the token endpoint (RFC 9449 §8; stateless, shared through the server secret)")
 	f.DurationVar(&c.refreshGrace, "refresh-grace", 0, "window in which a retried refresh with the just-rotated token gets the same new pair (0: strict, any reuse revokes the grant)")
 	f.IntVar(&c.introCacheSize, "introspection-cache-size", 10000, "verified access tokens introspection answers from memory (negative: no cache)")
+	f.Int64Var(&c.statusListSize, "status-list-size", 1<<20, "indexes per token status list (a power of two); a new list starts when one is full")
+	f.Int64Var(&c.statusBlockSize, "status-list-block", 1024, "status list indexes an instance reserves at once (divides --status-list-size)")
 	f.DurationVar(&c.revocationDelay, "revocation-max-delay", time.Second, "longest time a token revoked on another instance can still introspect active (the revocation feed is polled at a quarter of it)")
 	f.StringSliceVar(&c.trustedProxies, "trusted-proxy", nil, "proxy network (CIDR) whose X-Forwarded-For is believed for throttling and audit (repeatable)")
 	f.IntVar(&c.memoryLimitMiB, "memory-limit-mib", 96, "soft memory limit of the Go runtime in MiB (0: none; GOMEMLIMIT overrides)")
@@ -358,6 +362,9 @@ func (c *serveConfig) validate(db string) error {
 	}
 	if c.revocationDelay < 40*time.Millisecond || c.revocationDelay > time.Minute {
 		bad("revocation-max-delay", "--revocation-max-delay must be between 40ms and 1m, not %s", c.revocationDelay)
+	}
+	if n := c.statusListSize; n < 8 || n > 1<<26 || n&(n-1) != 0 || c.statusBlockSize <= 0 || n%c.statusBlockSize != 0 {
+		bad("status-list-size", "--status-list-size must be a power of two between 8 and 2^26 and a multiple of --status-list-block")
 	}
 	if c.authCodeTTL < time.Second || c.authCodeTTL > 10*time.Minute {
 		bad("auth-code-ttl", "--auth-code-ttl must be between 1s and 10m (RFC 6749 §4.1.2), not %s", c.authCodeTTL)
@@ -672,6 +679,7 @@ func openApp(ctx context.Context, g *globals, c *serveConfig, log *slog.Logger) 
 		DPoP:                   authserver.DPoPConfig{Nonce: c.dpopNonce},
 		IntrospectionCacheSize: c.introCacheSize,
 		RevocationMaxDelay:     c.revocationDelay,
+		StatusList:             authserver.StatusListConfig{Size: c.statusListSize, BlockSize: c.statusBlockSize},
 		AuthCodeTTL:            c.authCodeTTL,
 		DeviceCodeTTL:          c.deviceCodeTTL,
 		DevicePollInterval:     c.devicePoll,

@@ -29,6 +29,9 @@ type config struct {
 	clientSecretFile string
 	externalURL      string
 	dpopNonce        bool
+	// statusRefresh is how often a cached Token Status List is fetched
+	// again (local mode).
+	statusRefresh time.Duration
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -43,6 +46,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.clientSecretFile, "introspect-client-secret-file", "", "file holding the introspection client secret")
 	fs.StringVar(&c.externalURL, "external-url", "", "scheme and host clients use to reach this API behind a proxy, such as https://api.example.com: DPoP proofs must name it (default: the URL requests arrive at)")
 	fs.BoolVar(&c.dpopNonce, "dpop-nonce", false, "require a server nonce in DPoP proofs (RFC 9449 §9); the nonce key is random per process, so clients of several instances may be asked for a nonce again")
+	fs.DurationVar(&c.statusRefresh, "status-refresh", resource.DefaultStatusRefresh, "how often a cached token status list is fetched again (conditionally); a revoked token is refused within about this delay")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: resourceserver --issuer URL [flags]\n\nServes the demo API against a remote issuer.\n\n")
 		fs.PrintDefaults()
@@ -55,6 +59,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	if c.issuer == "" {
 		return c, errors.New("--issuer is required")
+	}
+	if c.statusRefresh <= 0 {
+		return c, errors.New("--status-refresh must be positive")
 	}
 	if c.audience == "" {
 		if host, _, err := net.SplitHostPort(c.addr); err != nil || host == "" || net.ParseIP(host).IsUnspecified() {
@@ -111,6 +118,9 @@ func newHandler(ctx context.Context, cfg config, logger *slog.Logger) (http.Hand
 		Realm:    "demo-api",
 		Logger:   logger,
 		DPoP:     resource.DPoPConfig{ExternalURL: cfg.externalURL},
+		StatusList: resource.StatusListConfig{
+			Refresh: cfg.statusRefresh,
+		},
 	}
 	if cfg.dpopNonce {
 		rc.DPoP.NonceKey = make([]byte, 32)

@@ -77,7 +77,8 @@ func (d *data) revoked(t storage.Token) {
 		return
 	}
 	d.revSeq++
-	d.revocations = append(d.revocations, storage.Revocation{Seq: d.revSeq, Signature: t.Signature, ExpiresAt: t.ExpiresAt})
+	d.revocations = append(d.revocations, storage.Revocation{Seq: d.revSeq, Signature: t.Signature, ExpiresAt: t.ExpiresAt,
+		StatusList: t.StatusList, StatusIndex: t.StatusIndex})
 }
 
 // Store is an in-memory storage.Store. Create it with New; the zero value is
@@ -89,6 +90,9 @@ type Store struct {
 	// mu guards committed against readers while the writer changes it.
 	mu        sync.RWMutex
 	committed *data
+	// status holds the status lists (status.go); allocation is never part
+	// of a transaction.
+	status statusLists
 }
 
 var _ storage.Store = (*Store)(nil)
@@ -853,6 +857,9 @@ func (s *Store) GarbageCollect(ctx context.Context, now time.Time, attemptsTTL t
 		}
 		return nil
 	})
+	if err == nil {
+		res.StatusLists = s.status.gc(now)
+	}
 	return res, err
 }
 

@@ -26,8 +26,9 @@ type dialect struct {
 	forUpdate string
 	// skipLocked ends the subquery that picks one garbage-collection batch.
 	skipLocked string
-	// createToken inserts a token; $1..$9 are kind, signature, request_id,
-	// client_id, subject, active, requested_at, expires_at, payload.
+	// createToken inserts a token; $1..$11 are kind, signature, request_id,
+	// client_id, subject, active, requested_at, expires_at, payload,
+	// status_list, status_idx.
 	createToken string
 	// The advisory locks described in doc.go (PostgreSQL only; empty where
 	// writers are serialised anyway).
@@ -44,16 +45,16 @@ type dialect struct {
 	classify func(error) error
 }
 
-const insertTokenColumns = `kind, signature, request_id, client_id, subject, active, requested_at, expires_at, payload`
+const insertTokenColumns = `kind, signature, request_id, client_id, subject, active, requested_at, expires_at, payload, status_list, status_idx`
 
 // tokenColumns are the columns GetToken reads (migration 0002 added the last
-// two).
+// two, 0008 the status list columns of insertTokenColumns).
 const tokenColumns = insertTokenColumns + `, rotated_at, successor`
 
 var sqliteDialect = &dialect{
 	name:        "sqlite",
 	bootstrap:   `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER NOT NULL PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT`,
-	createToken: `INSERT INTO tokens (` + insertTokenColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+	createToken: `INSERT INTO tokens (` + insertTokenColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
 	timeArg:     func(t time.Time) any { return t.UnixMicro() },
 	classify: func(err error) error {
 		var se *sqlite.Error
@@ -100,7 +101,7 @@ var postgresDialect = &dialect{
 	// outside a transaction costs one round trip. An INSERT reads no
 	// snapshot, so taking the locks first within the statement is enough.
 	createToken: `INSERT INTO tokens (` + insertTokenColumns + `)
-		SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::boolean, $7::timestamptz, $8::timestamptz, $9::bytea
+		SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::boolean, $7::timestamptz, $8::timestamptz, $9::bytea, $10::bigint, $11::bigint
 		FROM (SELECT ` + pgTokenLocks(`$3::text`, `$5::text`, `$4::text`) + `) AS locks`,
 	// The subject and client of a grant are the same on all its tokens and
 	// never change, so they can be read before the locks are taken. A grant

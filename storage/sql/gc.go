@@ -32,6 +32,13 @@ func (s *Store) GarbageCollect(ctx context.Context, now time.Time, attemptsTTL t
 	if err != nil {
 		return res, err
 	}
+	res.StatusLists, err = s.deleteBatches(ctx, "garbage collect status lists",
+		`DELETE FROM status_lists WHERE id IN
+		(SELECT id FROM status_lists WHERE expires_at < $1 LIMIT $2`+s.d.skipLocked+`)`,
+		s.d.timeArg(now), gcBatch)
+	if err != nil {
+		return res, err
+	}
 	res.Attempts, err = s.deleteBatches(ctx, "garbage collect attempts",
 		`DELETE FROM attempts WHERE throttle_key IN
 		(SELECT throttle_key FROM attempts WHERE last_at < $1 LIMIT $2`+s.d.skipLocked+`)`,

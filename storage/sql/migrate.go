@@ -32,19 +32,21 @@ var loadMigrations = sync.OnceValues(func() (map[string][]migration, error) {
 		if err != nil {
 			return nil, err
 		}
-		var migs []migration // ReadDir sorts by name, hence by version
+		// ReadDir sorts by name, hence by version. Versions increase but may
+		// have gaps: numbers are assigned to branches developed in parallel,
+		// and Migrate applies every version the database lacks.
+		var migs []migration
+		last := 0
 		for _, e := range entries {
 			num, _, ok := strings.Cut(e.Name(), "_")
 			v, err := strconv.Atoi(num)
 			if !ok || err != nil || !strings.HasSuffix(e.Name(), ".sql") {
 				return nil, fmt.Errorf("migration %s/%s: want NNNN_name.sql", dir, e.Name())
 			}
-			// Versions increase; a gap is allowed (a number reserved by a
-			// branch not merged yet), since Migrate applies each missing
-			// version by number, not by position.
-			if v < 1 || (len(migs) > 0 && v <= migs[len(migs)-1].version) {
-				return nil, fmt.Errorf("migration %s/%s: version %d does not follow the previous one", dir, e.Name(), v)
+			if v <= last {
+				return nil, fmt.Errorf("migration %s/%s: version %d, want more than %d", dir, e.Name(), v, last)
 			}
+			last = v
 			b, err := migrationFiles.ReadFile(path.Join(dir, e.Name()))
 			if err != nil {
 				return nil, err

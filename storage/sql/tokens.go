@@ -22,7 +22,7 @@ const (
 func scanToken(row scanner) (storage.Token, error) {
 	var t storage.Token
 	err := row.Scan(&t.Kind, &t.Signature, &t.RequestID, &t.ClientID, &t.Subject, &t.Active,
-		timeCol{&t.RequestedAt}, timeCol{&t.ExpiresAt}, &t.Payload, nullTimeCol{&t.RotatedAt}, &t.Successor)
+		timeCol{&t.RequestedAt}, timeCol{&t.ExpiresAt}, &t.Payload, &t.StatusList, &t.StatusIndex, nullTimeCol{&t.RotatedAt}, &t.Successor)
 	return t, err
 }
 
@@ -36,7 +36,7 @@ func (s *Store) CreateToken(ctx context.Context, t storage.Token) error {
 	}
 	_, err := s.execCount(ctx, s.writer(ctx), "create token", s.d.createToken,
 		string(t.Kind), t.Signature, t.RequestID, t.ClientID, t.Subject, t.Active,
-		s.d.timeArg(t.RequestedAt), s.d.timeArg(t.ExpiresAt), payload)
+		s.d.timeArg(t.RequestedAt), s.d.timeArg(t.ExpiresAt), payload, t.StatusList, t.StatusIndex)
 	return err
 }
 

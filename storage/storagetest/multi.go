@@ -46,6 +46,7 @@ func RunMultiInstance(t *testing.T, open2 func(t *testing.T) (a, b storage.Store
 			})
 		}},
 		{"WritesOnOneHandleAreVisibleOnTheOther", testCrossVisibility},
+		{"StatusBlocksNeverOverlap", testRaceStatusBlocks},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -45,6 +45,7 @@ func Run(t *testing.T, open func(t *testing.T) storage.Store) {
 		{"RevokeTokensBySubjectAndClient", testRevokeTokens},
 		{"RevokeTokensRejectsEmptyFilter", testRevokeEmptyFilter},
 		{"RevocationFeedRecordsEndedAccessTokens", testRevocationFeed},
+		{"StatusListsAllocateBlocksAndRollOver", testStatusLists},
 		{"KeySetStartsEmpty", testKeysEmpty},
 		{"UpdateKeysRoundTripsAndCountsVersions", testUpdateKeys},
 		{"UpdateKeysUpdaterErrorAborts", testUpdateKeysError},

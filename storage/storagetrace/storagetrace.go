@@ -327,3 +327,27 @@ func (w *store) Ping(ctx context.Context) error {
 
 // Close implements storage.Store.
 func (w *store) Close() error { return w.s.Close() }
+
+// AllocateStatusBlock implements storage.StatusLists.
+func (w *store) AllocateStatusBlock(ctx context.Context, size, count int64, now, expiresAt time.Time) (storage.StatusBlock, error) {
+	ctx, sp := w.start(ctx, "AllocateStatusBlock")
+	b, err := w.s.AllocateStatusBlock(ctx, size, count, now, expiresAt)
+	tracing.End(sp, err)
+	return b, err
+}
+
+// GetStatusList implements storage.StatusLists.
+func (w *store) GetStatusList(ctx context.Context, id int64) (storage.StatusList, error) {
+	ctx, sp := w.start(ctx, "GetStatusList")
+	l, err := w.s.GetStatusList(ctx, id)
+	tracing.End(sp, err)
+	return l, err
+}
+
+// ListStatusLists implements storage.StatusLists.
+func (w *store) ListStatusLists(ctx context.Context, now time.Time) ([]storage.StatusList, error) {
+	ctx, sp := w.start(ctx, "ListStatusLists")
+	ls, err := w.s.ListStatusLists(ctx, now)
+	tracing.End(sp, err)
+	return ls, err
+}
