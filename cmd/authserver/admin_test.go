@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/url"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/oauthkit/authserver/internal/testbin"
+	"github.com/oauthkit/authserver/storage"
 	sqlstore "github.com/oauthkit/authserver/storage/sql"
 	"github.com/spf13/cobra"
 	"golang.org/x/crypto/bcrypt"
@@ -206,10 +208,21 @@ func TestAdminCommands(t *testing.T) {
 	if !slices.Equal(u.Roles, []string{"admin", "auditor"}) {
 		t.Fatalf("users set-roles: %v", u.Roles)
 	}
+	withStore(t, a.db, func(st *sqlstore.Store) {
+		if err := st.CreateToken(t.Context(), storage.Token{Kind: storage.RefreshToken, Signature: "alice-rt", RequestID: "g1",
+			ClientID: "demo", Subject: alice.ID, Active: true, RequestedAt: time.Now(), ExpiresAt: time.Now().Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+	})
 	a.json(&u, "", "users", "disable", "alice@example.com")
 	if !u.Disabled {
 		t.Fatal("users disable: still enabled")
 	}
+	withStore(t, a.db, func(st *sqlstore.Store) {
+		if _, err := st.GetToken(t.Context(), storage.RefreshToken, "alice-rt"); !errors.Is(err, storage.ErrNotFound) {
+			t.Fatalf("users disable left the user's refresh token: %v", err)
+		}
+	})
 	a.json(&u, "", "users", "enable", "alice@example.com")
 	if u.Disabled {
 		t.Fatal("users enable: still disabled")
@@ -555,6 +568,17 @@ func postStatus(t *testing.T, u string, form url.Values, user, pass string) int 
 	}
 	resp.Body.Close()
 	return resp.StatusCode
+}
+
+// withStore opens the database for fn.
+func withStore(t *testing.T, db string, fn func(*sqlstore.Store)) {
+	t.Helper()
+	st, err := sqlstore.OpenSQLite(t.Context(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	fn(st)
 }
 
 // mustChange reads the user's MustChangePassword from the database.

@@ -246,9 +246,14 @@ argon2id one at the user's next successful sign-in.`,
 		return nil
 	})
 	setRolesCmd.Flags().StringSliceVar(&setRoles, "role", nil, "role (repeatable; none clears all roles)")
-	disable := update("disable ID|EMAIL", "Disable a user (sign-in and refresh refused)", func(u *storage.User) error {
+	disable := update("disable ID|EMAIL", "Disable a user and revoke their tokens and sessions", func(u *storage.User) error {
 		u.Disabled = true
 		return nil
+	}, func(ctx context.Context, st *sqlstore.Store, u storage.User) error {
+		// As the admin API does: the user's sessions end and their tokens
+		// are revoked, which also sets their status list bits.
+		_, err := st.RevokeTokens(ctx, storage.TokenFilter{Subject: u.ID})
+		return err
 	})
 	enable := update("enable ID|EMAIL", "Enable a disabled user", func(u *storage.User) error {
 		u.Disabled = false
