@@ -249,22 +249,9 @@ func (s *Server) userCodeKey(c string) string {
 }
 
 // deviceHandler handles the device_code grant at the token endpoint.
-type deviceHandler struct {
-	s     *Server
-	store *fositeStore
-	tok   *tokenStrategy
-}
+type deviceHandler struct{ grantHandler }
 
 var _ fosite.TokenEndpointHandler = deviceHandler{}
-
-// CanSkipClientAuth implements fosite.TokenEndpointHandler: the client
-// authenticates as for every grant (a public client by its client_id).
-func (deviceHandler) CanSkipClientAuth(context.Context, fosite.AccessRequester) bool { return false }
-
-// CanHandleTokenEndpointRequest implements fosite.TokenEndpointHandler.
-func (deviceHandler) CanHandleTokenEndpointRequest(_ context.Context, r fosite.AccessRequester) bool {
-	return r.GetGrantTypes().ExactOne(grantDeviceCode)
-}
 
 // HandleTokenEndpointRequest answers a poll (RFC 8628 §3.4, §3.5): pending,
 // slow_down, access_denied, expired_token, or, once, the approved grant's

@@ -32,20 +32,29 @@ type actor struct {
 	Act      *actor `json:"act,omitempty"`
 }
 
-// exchangeHandler handles the token-exchange grant.
-type exchangeHandler struct {
+// grantHandler is what the token endpoint handlers of the grants fosite
+// lacks (token exchange, device code, JWT bearer) share: the server, its
+// fosite storage and token strategy, and the grant type they handle. The
+// client always authenticates (a public client by its client_id).
+type grantHandler struct {
 	s     *Server
 	store *fositeStore
 	tok   *tokenStrategy
+	grant string
 }
+
+// CanSkipClientAuth implements fosite.TokenEndpointHandler.
+func (grantHandler) CanSkipClientAuth(context.Context, fosite.AccessRequester) bool { return false }
+
+// CanHandleTokenEndpointRequest implements fosite.TokenEndpointHandler.
+func (h grantHandler) CanHandleTokenEndpointRequest(_ context.Context, r fosite.AccessRequester) bool {
+	return r.GetGrantTypes().ExactOne(h.grant)
+}
+
+// exchangeHandler handles the token-exchange grant.
+type exchangeHandler struct{ grantHandler }
 
 var _ fosite.TokenEndpointHandler = exchangeHandler{}
-
-func (exchangeHandler) CanSkipClientAuth(context.Context, fosite.AccessRequester) bool { return false }
-
-func (exchangeHandler) CanHandleTokenEndpointRequest(_ context.Context, r fosite.AccessRequester) bool {
-	return r.GetGrantTypes().ExactOne(grantTokenExchange)
-}
 
 // exchangeParty is what a verified subject or actor token says.
 type exchangeParty struct {

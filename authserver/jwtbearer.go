@@ -37,19 +37,10 @@ const grantJWTBearer = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 // bearerJTIPrefix is the purpose prefix of the grant's replay records.
 const bearerJTIPrefix = "jwt_bearer:"
 
-type jwtBearerHandler struct {
-	s     *Server
-	store *fositeStore
-	tok   *tokenStrategy
-}
+// jwtBearerHandler handles the JWT bearer authorization grant.
+type jwtBearerHandler struct{ grantHandler }
 
 var _ fosite.TokenEndpointHandler = jwtBearerHandler{}
-
-func (jwtBearerHandler) CanSkipClientAuth(context.Context, fosite.AccessRequester) bool { return false }
-
-func (jwtBearerHandler) CanHandleTokenEndpointRequest(_ context.Context, r fosite.AccessRequester) bool {
-	return r.GetGrantTypes().ExactOne(grantJWTBearer)
-}
 
 // invalidGrant is the error of a refused assertion (RFC 7523 §3.1).
 func invalidGrant(desc string) *oauthError {

@@ -456,9 +456,13 @@ func (s *Server) newProvider() (fosite.OAuth2Provider, *tokenStrategy) {
 			panic("authserver: factory returned no endpoint handler")
 		}
 	}
-	fc.TokenEndpointHandlers.Append(exchangeHandler{s: s, store: store, tok: strategy})
-	fc.TokenEndpointHandlers.Append(deviceHandler{s: s, store: store, tok: strategy})
-	fc.TokenEndpointHandlers.Append(jwtBearerHandler{s: s, store: store, tok: strategy})
+	for _, h := range []fosite.TokenEndpointHandler{
+		exchangeHandler{grantHandler{s, store, strategy, grantTokenExchange}},
+		deviceHandler{grantHandler{s, store, strategy, grantDeviceCode}},
+		jwtBearerHandler{grantHandler{s, store, strategy, grantJWTBearer}},
+	} {
+		fc.TokenEndpointHandlers.Append(h)
+	}
 	return fosite.NewOAuth2Provider(store, cfg), strategy
 }
 
