@@ -68,7 +68,9 @@ func TestDemoclientDeviceFlow(t *testing.T) {
 	}
 	checkButtonsAligned(t, ctx)
 	screenshot(t, ctx, "device-confirm")
-	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`button[name=decision][value=allow]`)), chromedp.WaitVisible(chromedp.CSS("h1"))); err != nil {
+	// Wait for the next page's heading: the confirmation page has an h1 too.
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`button[name=decision][value=allow]`)),
+		chromedp.WaitVisible(chromedp.Search(`//h1[normalize-space()="Device connected"]`))); err != nil {
 		t.Fatalf("allowing: %v", err)
 	}
 	if h, _ := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("h1"))); h != "Device connected" {
