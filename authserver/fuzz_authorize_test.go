@@ -72,7 +72,9 @@ func FuzzAuthorizeEndpoint(f *testing.F) {
 			if strings.HasPrefix(loc, "/login?") || strings.HasPrefix(loc, "/consent?") {
 				return
 			}
-			for _, r := range []string{webRedirect, "com.example.app:/cb", "http://127.0.0.1:"} {
+			// The registered loopback URI itself (no port) or with any
+			// port (RFC 8252 §7.3).
+			for _, r := range []string{webRedirect, "com.example.app:/cb", "http://127.0.0.1:", loopRedirect + "?"} {
 				if strings.HasPrefix(loc, r) {
 					return
 				}
