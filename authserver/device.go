@@ -261,13 +261,9 @@ func (h deviceHandler) HandleTokenEndpointRequest(ctx context.Context, ar fosite
 		return fosite.ErrUnknownRequest
 	}
 	s := h.s
-	st := stateFrom(ctx)
-	if st == nil || st.client == nil {
-		return serverError(errors.New("authserver: device grant without an authenticated client"))
-	}
-	c := st.client
-	if !slices.Contains(c.GrantTypes, grantDeviceCode) {
-		return newError(http.StatusBadRequest, errUnauthorizedClient, "The client is not allowed to use this grant type.")
+	c, err := h.grantClient(ctx, true)
+	if err != nil {
+		return err
 	}
 	code := ar.GetRequestForm().Get("device_code")
 	if code == "" {
@@ -316,9 +312,9 @@ func (h deviceHandler) HandleTokenEndpointRequest(ctx context.Context, ar fosite
 		return unavailable(err)
 	}
 	s.devicePolls.forget(sig)
-	sess, ok := ar.GetSession().(*session)
-	if !ok {
-		return serverError(errors.New("authserver: unexpected session type"))
+	sess, err := requestSession(ar)
+	if err != nil {
+		return err
 	}
 	exp := sess.ExpiresAt
 	*sess = *d.Session
@@ -340,9 +336,9 @@ func (h deviceHandler) PopulateTokenEndpointResponse(ctx context.Context, ar fos
 	if !h.CanHandleTokenEndpointRequest(ctx, ar) {
 		return fosite.ErrUnknownRequest
 	}
-	sess, ok := ar.GetSession().(*session)
-	if !ok {
-		return serverError(errors.New("authserver: unexpected session type"))
+	sess, err := requestSession(ar)
+	if err != nil {
+		return err
 	}
 	token, sig, err := h.tok.GenerateAccessToken(ctx, ar)
 	if err != nil {

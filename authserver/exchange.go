@@ -51,6 +51,30 @@ func (h grantHandler) CanHandleTokenEndpointRequest(_ context.Context, r fosite.
 	return r.GetGrantTypes().ExactOne(h.grant)
 }
 
+// grantClient returns the request's authenticated client, refused with
+// unauthorized_client unless it is registered for the grant (and, unless
+// public clients may use it, confidential).
+func (h grantHandler) grantClient(ctx context.Context, allowPublic bool) (*storage.Client, error) {
+	st := stateFrom(ctx)
+	if st == nil || st.client == nil {
+		return nil, serverError(errors.New("authserver: " + h.grant + " grant without an authenticated client"))
+	}
+	c := st.client
+	if !slices.Contains(c.GrantTypes, h.grant) || (c.Public && !allowPublic) {
+		return nil, newError(http.StatusBadRequest, errUnauthorizedClient, "The client is not allowed to use this grant type.")
+	}
+	return c, nil
+}
+
+// requestSession is the request's session, of the type newSession gives.
+func requestSession(ar fosite.AccessRequester) (*session, error) {
+	sess, ok := ar.GetSession().(*session)
+	if !ok {
+		return nil, serverError(errors.New("authserver: unexpected session type"))
+	}
+	return sess, nil
+}
+
 // exchangeHandler handles the token-exchange grant.
 type exchangeHandler struct{ grantHandler }
 
@@ -75,14 +99,11 @@ func (h exchangeHandler) HandleTokenEndpointRequest(ctx context.Context, ar fosi
 		return fosite.ErrUnknownRequest
 	}
 	s := h.s
+	c, err := h.grantClient(ctx, false)
+	if err != nil {
+		return err
+	}
 	st := stateFrom(ctx)
-	if st == nil || st.client == nil {
-		return serverError(errors.New("authserver: token exchange without an authenticated client"))
-	}
-	c := st.client
-	if !slices.Contains(c.GrantTypes, grantTokenExchange) || c.Public {
-		return newError(http.StatusBadRequest, errUnauthorizedClient, "The client is not allowed to use this grant type.")
-	}
 	form := ar.GetRequestForm()
 	if form.Get("subject_token") == "" || form.Get("subject_token_type") == "" {
 		return invalidRequest("The subject_token and subject_token_type parameters are required.")
@@ -97,9 +118,9 @@ func (h exchangeHandler) HandleTokenEndpointRequest(ctx context.Context, ar fosi
 	if oe != nil {
 		return oe
 	}
-	sess, ok := ar.GetSession().(*session)
-	if !ok {
-		return serverError(errors.New("authserver: unexpected session type"))
+	sess, err := requestSession(ar)
+	if err != nil {
+		return err
 	}
 	if sub.sess != nil {
 		fillFrom := *sub.sess
@@ -178,9 +199,9 @@ func (h exchangeHandler) PopulateTokenEndpointResponse(ctx context.Context, ar f
 	if !h.CanHandleTokenEndpointRequest(ctx, ar) {
 		return fosite.ErrUnknownRequest
 	}
-	sess, ok := ar.GetSession().(*session)
-	if !ok {
-		return serverError(errors.New("authserver: unexpected session type"))
+	sess, err := requestSession(ar)
+	if err != nil {
+		return err
 	}
 	if st := stateFrom(ctx); st != nil && !st.exchangeExpiry.IsZero() && st.exchangeExpiry.Before(sess.GetExpiresAt(fosite.AccessToken)) {
 		sess.SetExpiresAt(fosite.AccessToken, st.exchangeExpiry)

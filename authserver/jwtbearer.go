@@ -54,13 +54,9 @@ func (h jwtBearerHandler) HandleTokenEndpointRequest(ctx context.Context, ar fos
 		return fosite.ErrUnknownRequest
 	}
 	s := h.s
-	st := stateFrom(ctx)
-	if st == nil || st.client == nil {
-		return serverError(errors.New("authserver: jwt-bearer grant without an authenticated client"))
-	}
-	c := st.client
-	if !slices.Contains(c.GrantTypes, grantJWTBearer) || c.Public {
-		return newError(http.StatusBadRequest, errUnauthorizedClient, "The client is not allowed to use this grant type.")
+	c, err := h.grantClient(ctx, false)
+	if err != nil {
+		return err
 	}
 	raw := ar.GetRequestForm().Get("assertion")
 	if raw == "" {
@@ -122,9 +118,9 @@ func (h jwtBearerHandler) HandleTokenEndpointRequest(ctx context.Context, ar fos
 	} else if err != nil {
 		return unavailable(err)
 	}
-	sess, ok := ar.GetSession().(*session)
-	if !ok {
-		return serverError(errors.New("authserver: unexpected session type"))
+	sess, err := requestSession(ar)
+	if err != nil {
+		return err
 	}
 	fillUserSession(sess, u)
 	allowed := slices.DeleteFunc(slices.Clone(iss.Scopes), func(sc string) bool { return !slices.Contains(c.Scopes, sc) })
