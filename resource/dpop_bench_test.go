@@ -30,12 +30,30 @@ import (
 // otherwise land on whichever side was running.
 //
 //	go test -run '^$' -bench DPoPMiddlewareVsRaw -benchtime 2s ./resource/
-func BenchmarkDPoPMiddlewareVsRaw(b *testing.B) {
+func BenchmarkDPoPMiddlewareVsRaw(b *testing.B) { benchDPoPVsRaw(b, false) }
+
+// BenchmarkDPoPAndStatusVsRaw is issue #17's performance line as a whole:
+// the same comparison with a token that also carries a status claim, its
+// list cached, so the middleware also checks the status bit.
+//
+//	go test -run '^$' -bench DPoPAndStatusVsRaw -benchtime 2s ./resource/
+func BenchmarkDPoPAndStatusVsRaw(b *testing.B) { benchDPoPVsRaw(b, true) }
+
+func benchDPoPVsRaw(b *testing.B, withStatus bool) {
 	client := newDPoPClient(b)
 	for _, k := range []*testKey{newECKey("ec-1"), newRSAKey("rsa-1", 0)} {
 		is := newTestIssuer(b, k)
 		is.clock = &fakeClock{t: time.Now()}
-		tok := is.mint(b, func(c map[string]any) { c["cnf"] = map[string]any{"jkt": client.s.JKT()} })
+		var ss *statusServer
+		if withStatus {
+			ss = newStatusServer(b, is)
+		}
+		tok := is.mint(b, func(c map[string]any) {
+			c["cnf"] = map[string]any{"jkt": client.s.JKT()}
+			if ss != nil {
+				c["status"] = map[string]any{"status_list": map[string]any{"idx": 5, "uri": ss.uri()}}
+			}
+		})
 		algs := []jose.SignatureAlgorithm{k.alg}
 		pub := k.priv.Public()
 		const target = "http://api.example/api/me"
@@ -60,7 +78,10 @@ func BenchmarkDPoPMiddlewareVsRaw(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		a := newAuth(b, is, func(c *Config) { c.Now = time.Now })
+		a := newAuth(b, is, func(c *Config) {
+			c.Now = time.Now
+			c.StatusList.SkipSameOriginCheck = true
+		})
 		var sub string
 		h := a.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			c, _ := FromContext(r.Context())
@@ -103,6 +124,9 @@ func BenchmarkDPoPMiddlewareVsRaw(b *testing.B) {
 			b.ReportMetric(float64(rawTime.Nanoseconds())/float64(n), "raw-cpu-ns/op")
 			b.ReportMetric(float64(mwTime.Nanoseconds())/float64(n), "middleware-cpu-ns/op")
 			b.ReportMetric(100*float64(rawTime)/float64(mwTime), "%throughput")
+			if ss != nil {
+				b.ReportMetric(float64(ss.gets.Load()), "list-fetches")
+			}
 		})
 	}
 }
