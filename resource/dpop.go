@@ -230,28 +230,7 @@ func (v *dpopVerifier) requestURL(r *http.Request) string {
 
 // dpopChallenge is the DPoP challenge of RFC 9449 §7.1.
 func dpopChallenge(realm, algs string, e *Error) string {
-	var b strings.Builder
-	b.WriteString("DPoP")
-	sep := " "
-	param := func(name, value string) {
-		b.WriteString(sep)
-		b.WriteString(name)
-		b.WriteString(`="`)
-		writeQuoted(&b, value)
-		b.WriteByte('"')
-		sep = ", "
-	}
-	if realm != "" {
-		param("realm", realm)
-	}
-	if e != nil && e.Code != "" && e.Code != CodeTemporarilyUnavailable {
-		param("error", string(e.Code))
-		if e.Description != "" {
-			param("error_description", e.Description)
-		}
-	}
-	param("algs", algs)
-	return b.String()
+	return authChallenge("DPoP", realm, e, false, "algs", algs)
 }
 
 // setChallenges writes the WWW-Authenticate header(s) of a refusal: the

@@ -128,11 +128,19 @@ func errorFor(err error) *Error {
 	}
 }
 
-// challenge builds the WWW-Authenticate value of RFC 6750 §3 (and RFC 9728
-// §5.1 for resource_metadata).
+// challenge builds the Bearer WWW-Authenticate value of RFC 6750 §3 (and
+// RFC 9728 §5.1 for resource_metadata).
 func challenge(realm, resourceMetadata string, e *Error) string {
+	return authChallenge("Bearer", realm, e, true, "resource_metadata", resourceMetadata)
+}
+
+// authChallenge builds a WWW-Authenticate value of scheme: realm, the
+// error of e (none for a request without credentials, or one that could
+// not be checked now), its scope when withScope, then the last parameter
+// when its value is not empty.
+func authChallenge(scheme, realm string, e *Error, withScope bool, lastName, lastValue string) string {
 	var b strings.Builder
-	b.WriteString("Bearer")
+	b.WriteString(scheme)
 	sep := " "
 	param := func(name, value string) {
 		b.WriteString(sep)
@@ -145,17 +153,17 @@ func challenge(realm, resourceMetadata string, e *Error) string {
 	if realm != "" {
 		param("realm", realm)
 	}
-	if e.Code != "" && e.Code != CodeTemporarilyUnavailable {
+	if e != nil && e.Code != "" && e.Code != CodeTemporarilyUnavailable {
 		param("error", string(e.Code))
 		if e.Description != "" {
 			param("error_description", e.Description)
 		}
-		if e.Scope != "" {
+		if withScope && e.Scope != "" {
 			param("scope", e.Scope)
 		}
 	}
-	if resourceMetadata != "" {
-		param("resource_metadata", resourceMetadata)
+	if lastValue != "" {
+		param(lastName, lastValue)
 	}
 	return b.String()
 }
