@@ -36,25 +36,31 @@ func TestAuditCodeReuse(t *testing.T) {
 	}
 }
 
-// hookStore runs onPKCE, once, before the PKCE check of a token request
-// reads the code's record: the second read of a code record (the code
-// handler reads it first; the PKCE challenge lives in the same record).
+// hookStore runs afterRead, once, right after the first read of a code's
+// record returns: the second use has then seen the code unused, and keeps
+// that record for the rest of its request (requestState.code).
+// It also counts the reads of code records.
 type hookStore struct {
 	storage.Store
-	reads  atomic.Int32
-	onPKCE func()
+	reads     atomic.Int32
+	afterRead atomic.Pointer[func()]
 }
 
 func (h *hookStore) GetToken(ctx context.Context, kind storage.TokenKind, sig string) (storage.Token, error) {
-	if kind == storage.AuthorizeCode && h.onPKCE != nil && h.reads.Add(1) == 2 {
-		h.onPKCE()
+	t, err := h.Store.GetToken(ctx, kind, sig)
+	if kind == storage.AuthorizeCode {
+		h.reads.Add(1)
+		if f := h.afterRead.Swap(nil); f != nil {
+			(*f)()
+		}
 	}
-	return h.Store.GetToken(ctx, kind, sig)
+	return t, err
 }
 
 // A second use of a code that read the code while it was still unused, and
-// whose first use then committed before it read the code's PKCE record,
-// still revokes the tokens of the first use (RFC 6749 §4.1.2).
+// whose first use then committed before the second one's PKCE check and
+// commit, still revokes the tokens of the first use (RFC 6749 §4.1.2): the
+// code's compare-and-swap decides, not the record read.
 func TestCodeReuseRacingTheExchangeRevokes(t *testing.T) {
 	var sink lockedBuffer
 	hs := &hookStore{Store: openMemory(t)}
@@ -64,13 +70,14 @@ func TestCodeReuseRacingTheExchangeRevokes(t *testing.T) {
 	code, verifier := env.codeFor(t, b, "web", webRedirect)
 
 	var first map[string]any
-	hs.onPKCE = func() { // inside the second use: the first one runs to completion
+	secondUse := func() { // inside the second use: the first one runs to completion
 		status, m := env.exchange(code, verifier, "web", webRedirect)
 		if status != 200 {
 			t.Errorf("first exchange: %d %v", status, m)
 		}
 		first = m
 	}
+	hs.afterRead.Store(&secondUse)
 	status, m := env.exchange(code, verifier, "web", webRedirect)
 	if status != 400 || m["error"] != "invalid_grant" {
 		t.Fatalf("second use: %d %v", status, m)
@@ -85,5 +92,22 @@ func TestCodeReuseRacingTheExchangeRevokes(t *testing.T) {
 	}
 	if n := countEvents(auditLines(t, sink.String()))["code_reuse_detected"]; n != 1 {
 		t.Errorf("%d code_reuse_detected events, want 1", n)
+	}
+}
+
+// An exchange reads the code's record once, although fosite asks for it
+// three times (its code handler twice, the PKCE handler once).
+func TestCodeExchangeReadsTheCodeOnce(t *testing.T) {
+	hs := &hookStore{Store: openMemory(t)}
+	env := newTestEnv(t, hs, func(*Config) {})
+	seedCodeClients(t, env)
+	b := newBrowser(t, env)
+	code, verifier := env.codeFor(t, b, "web", webRedirect)
+	before := hs.reads.Load()
+	if status, m := env.exchange(code, verifier, "web", webRedirect); status != 200 {
+		t.Fatalf("exchange: %d %v", status, m)
+	}
+	if n := hs.reads.Load() - before; n != 1 {
+		t.Fatalf("the exchange read the code's record %d times, want 1", n)
 	}
 }

@@ -33,7 +33,7 @@ func (f *fositeStore) CreateAuthorizeCodeSession(ctx context.Context, sig string
 // fosite.ErrInvalidatedAuthorizeCode, so that fosite revokes every token
 // issued from it (RFC 6749 §4.1.2).
 func (f *fositeStore) GetAuthorizeCodeSession(ctx context.Context, sig string, s fosite.Session) (fosite.Requester, error) {
-	t, err := f.store.GetToken(ctx, storage.AuthorizeCode, sig)
+	t, err := f.codeRecord(ctx, sig)
 	if err != nil {
 		return nil, toFositeErr(err)
 	}
@@ -64,6 +64,20 @@ func (f *fositeStore) GetAuthorizeCodeSession(ctx context.Context, sig string, s
 	return r, nil
 }
 
+// codeRecord reads the code's record, once per token request (see
+// requestState.code).
+func (f *fositeStore) codeRecord(ctx context.Context, sig string) (storage.Token, error) {
+	st := stateFrom(ctx)
+	if st != nil && st.code != nil && st.code.Signature == sig {
+		return *st.code, nil
+	}
+	t, err := f.store.GetToken(ctx, storage.AuthorizeCode, sig)
+	if err == nil && st != nil {
+		st.code = &t
+	}
+	return t, err
+}
+
 // InvalidateAuthorizeCodeSession implements oauth2.AuthorizeCodeStorage. It
 // is a compare-and-swap committed with the tokens of the exchange: of any
 // number of concurrent exchanges of one code, on any number of instances,
@@ -92,7 +106,7 @@ func (f *fositeStore) CreatePKCERequestSession(context.Context, string, fosite.R
 // A separate PKCE record, as written before codes kept their challenge, is
 // read when the code's record has none.
 func (f *fositeStore) GetPKCERequestSession(ctx context.Context, sig string, _ fosite.Session) (fosite.Requester, error) {
-	t, err := f.store.GetToken(ctx, storage.AuthorizeCode, sig)
+	t, err := f.codeRecord(ctx, sig)
 	if err == nil {
 		r, err := decodePayload(t.Payload, nil)
 		if err != nil {

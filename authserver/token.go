@@ -37,6 +37,12 @@ type requestState struct {
 	// codeReuse is set when the presented code had already been exchanged
 	// (fosite then revokes the tokens issued from it).
 	codeReuse bool
+	// code is the authorization code's record as first read in this
+	// request: fosite reads the code three times in one exchange (its
+	// token handler twice, the PKCE handler once), and the record does not
+	// change in between except through the exchange's own compare-and-swap,
+	// which runs at commit and decides on its own.
+	code *storage.Token
 	// buffer defers token record writes to one transaction at the end of
 	// the request (password and client_credentials grants), together with
 	// the throttling counters' release: one commit per token response.
