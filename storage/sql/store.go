@@ -45,6 +45,7 @@ type options struct {
 	connMaxLifetime  time.Duration
 	statementTimeout time.Duration
 	busyTimeout      time.Duration
+	cacheKiB         int
 }
 
 // WithMaxOpenConns sets the size of the connection pool: on PostgreSQL the
@@ -72,8 +73,22 @@ func WithStatementTimeout(d time.Duration) Option {
 // storage.ErrConflict (default 5s). PostgreSQL ignores it.
 func WithBusyTimeout(d time.Duration) Option { return func(o *options) { o.busyTimeout = d } }
 
+// WithSQLiteCache sets the page cache of the SQLite writer connection in KiB
+// (default DefaultSQLiteCacheKiB); each read-only connection gets an eighth
+// of it, at least 512 KiB. The caches fill with the pages that writes and
+// reads touch and are kept for the life of the connection, outside the Go
+// heap, so they are a large part of the resident memory of a busy server:
+// a bigger cache saves re-reading B-tree pages from the operating system's
+// file cache when the token tables outgrow it. PostgreSQL ignores it.
+func WithSQLiteCache(kib int) Option { return func(o *options) { o.cacheKiB = kib } }
+
+// DefaultSQLiteCacheKiB is the SQLite writer's page cache without
+// WithSQLiteCache: 8 MiB. See BENCHMARKS.md ("SQLite page cache") for what
+// 32 MiB cost in memory and what 8 MiB costs in CPU.
+const DefaultSQLiteCacheKiB = 8 << 10
+
 func newOptions(opts []Option, maxOpen int, lifetime time.Duration) options {
-	o := options{maxOpenConns: maxOpen, connMaxLifetime: lifetime, busyTimeout: 5 * time.Second}
+	o := options{maxOpenConns: maxOpen, connMaxLifetime: lifetime, busyTimeout: 5 * time.Second, cacheKiB: DefaultSQLiteCacheKiB}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -130,14 +145,18 @@ func OpenSQLite(ctx context.Context, path string, opts ...Option) (*Store, error
 	// rate by about 8%. The -wal file is reused, not truncated, so it stays
 	// at about 16 MiB on disk once a busy period has grown it.
 	common := path + "?_pragma=busy_timeout(" + strconv.FormatInt(o.busyTimeout.Milliseconds(), 10) + ")&_pragma=foreign_keys(1)"
-	w, err := sql.Open("sqlite", common+"&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=cache_size(-32768)&_pragma=wal_autocheckpoint(4000)&_txlock=immediate")
+	if o.cacheKiB <= 0 {
+		return nil, fmt.Errorf("sql: open sqlite: page cache of %d KiB", o.cacheKiB)
+	}
+	readerKiB := max(512, o.cacheKiB/8)
+	w, err := sql.Open("sqlite", common+"&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=cache_size(-"+strconv.Itoa(o.cacheKiB)+")&_pragma=wal_autocheckpoint(4000)&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("sql: open sqlite %s: %w", path, err)
 	}
 	w.SetMaxOpenConns(1)
 	w.SetMaxIdleConns(1)
 	w.SetConnMaxLifetime(0)
-	r, err := sql.Open("sqlite", common+"&_pragma=query_only(1)")
+	r, err := sql.Open("sqlite", common+"&_pragma=query_only(1)&_pragma=cache_size(-"+strconv.Itoa(readerKiB)+")")
 	if err != nil {
 		_ = w.Close()
 		return nil, fmt.Errorf("sql: open sqlite %s: %w", path, err)
