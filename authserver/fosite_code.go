@@ -40,11 +40,12 @@ func (f *fositeStore) GetAuthorizeCodeSession(ctx context.Context, sig string, s
 	// fosite reads the code twice in one exchange, the second time into
 	// the session the token handler has already refreshed (user facts,
 	// issuance instant): that read gets a session of its own.
-	into := s
+	var r *fosite.Request
 	if cur, ok := s.(*session); ok && cur.Subject != "" {
-		into = nil
+		r, err = f.codeRequest(ctx, t)
+	} else {
+		r, err = decodePayload(t.Payload, s)
 	}
-	r, err := decodePayload(t.Payload, into)
 	if err != nil {
 		return nil, err
 	}
@@ -78,6 +79,20 @@ func (f *fositeStore) codeRecord(ctx context.Context, sig string) (storage.Token
 	return t, err
 }
 
+// codeRequest decodes the code's request with a session of its own, once
+// per token request (see requestState.codeRequest).
+func (f *fositeStore) codeRequest(ctx context.Context, t storage.Token) (*fosite.Request, error) {
+	st := stateFrom(ctx)
+	if st != nil && st.codeRequest != nil && st.code != nil && st.code.Signature == t.Signature {
+		return st.codeRequest, nil
+	}
+	r, err := decodePayload(t.Payload, nil)
+	if err == nil && st != nil {
+		st.codeRequest = r
+	}
+	return r, err
+}
+
 // InvalidateAuthorizeCodeSession implements oauth2.AuthorizeCodeStorage. It
 // is a compare-and-swap committed with the tokens of the exchange: of any
 // number of concurrent exchanges of one code, on any number of instances,
@@ -108,7 +123,7 @@ func (f *fositeStore) CreatePKCERequestSession(context.Context, string, fosite.R
 func (f *fositeStore) GetPKCERequestSession(ctx context.Context, sig string, _ fosite.Session) (fosite.Requester, error) {
 	t, err := f.codeRecord(ctx, sig)
 	if err == nil {
-		r, err := decodePayload(t.Payload, nil)
+		r, err := f.codeRequest(ctx, t)
 		if err != nil {
 			return nil, err
 		}

@@ -43,6 +43,10 @@ type requestState struct {
 	// change in between except through the exchange's own compare-and-swap,
 	// which runs at commit and decides on its own.
 	code *storage.Token
+	// codeRequest is the code's request decoded with a session of its own,
+	// shared by the PKCE check and the code handler's second read, which
+	// only read it.
+	codeRequest *fosite.Request
 	// buffer defers token record writes to one transaction at the end of
 	// the request (password and client_credentials grants), together with
 	// the throttling counters' release: one commit per token response.
