@@ -135,12 +135,12 @@ func newOutboundClient(timeout time.Duration, allowPrivate bool) *http.Client {
 	}
 }
 
-// CheckClientURLHost applies the outbound-URL policy to a URL a client
+// checkClientURLHost applies the outbound-URL policy to a URL a client
 // registers for the server to call (jwks_uri, backchannel_logout_uri) as
 // far as it can be applied before any connection: a host that is a literal
 // non-public IP address, or localhost, is refused. Names are checked when
 // the server connects (see newOutboundClient).
-func CheckClientURLHost(raw string) error {
+func checkClientURLHost(raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return fmt.Errorf("%q is not a URL", raw)

@@ -235,7 +235,7 @@ func (s *Server) applyMetadata(md clientMetadata, c *storage.Client) *oauthError
 			if f.url == "" {
 				continue
 			}
-			if err := CheckClientURLHost(f.url); err != nil {
+			if err := checkClientURLHost(f.url); err != nil {
 				return metadataError(errInvalidClientMetadata, f.name+": "+err.Error())
 			}
 		}

@@ -45,7 +45,7 @@ func FuzzRegistrationMetadata(f *testing.F) {
 		// The outbound-URL policy is on: no URL the server calls is a
 		// literal non-public address.
 		for _, u := range []string{c.JWKSURI, c.BackchannelLogoutURI} {
-			if err := CheckClientURLHost(u); u != "" && err != nil {
+			if err := checkClientURLHost(u); u != "" && err != nil {
 				t.Fatalf("accepted a URL the outbound policy refuses: %v", err)
 			}
 		}
