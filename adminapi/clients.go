@@ -1,6 +1,8 @@
 package adminapi
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,7 +12,6 @@ import (
 	"github.com/gorilla/mux"
 
 	"github.com/oauthkit/authserver/authserver"
-	"github.com/oauthkit/authserver/internal/password"
 	"github.com/oauthkit/authserver/storage"
 )
 
@@ -39,6 +40,16 @@ type ClientInput struct {
 	// ExchangeAudiences are the audiences the client may ask for in a token
 	// exchange (RFC 8693).
 	ExchangeAudiences []string `json:"exchange_audiences"`
+	// TokenEndpointAuthMethod is how the client authenticates (RFC 7591 §2):
+	// empty for client_secret_basic (none for a public client),
+	// client_secret_post, client_secret_jwt or private_key_jwt. It cannot
+	// change on PUT, except between client_secret_basic and
+	// client_secret_post.
+	TokenEndpointAuthMethod string `json:"token_endpoint_auth_method,omitempty"`
+	// JWKSURI or JWKS are a private_key_jwt client's public keys: the URL
+	// of its JWK Set, or the set by value.
+	JWKSURI string          `json:"jwks_uri,omitempty"`
+	JWKS    json.RawMessage `json:"jwks,omitempty"`
 }
 
 // Client is the API form of a client registration: its input, and what
@@ -62,7 +73,8 @@ func viewClient(c storage.Client) Client {
 		Introspect: c.Introspect, RedirectURIs: nz(c.RedirectURIs), Resources: nz(c.Resources),
 		SkipConsent: c.SkipConsent, RequirePAR: c.RequirePAR, DPoPBoundAccessTokens: c.RequireDPoP,
 		PostLogoutRedirectURIs: nz(c.PostLogoutRedirectURIs), BackchannelLogoutURI: c.BackchannelLogoutURI, SubjectType: c.SubjectType,
-		ExchangeAudiences: nz(c.ExchangeAudiences)},
+		ExchangeAudiences: nz(c.ExchangeAudiences), TokenEndpointAuthMethod: c.TokenEndpointAuthMethod,
+		JWKSURI: c.JWKSURI, JWKS: json.RawMessage(c.JWKS)},
 		SecretExpiresAt: unixOrZero(c.SecretExpiresAt), Secrets: len(c.SecretHashes),
 		CreatedAt: rfc3339(c.CreatedAt), UpdatedAt: rfc3339(c.UpdatedAt)}
 }
@@ -83,7 +95,8 @@ func unixOrZero(t time.Time) int64 {
 
 // apiNames are the registration fields as the API's JSON names them.
 var apiNames = authserver.RegistrationNames{ID: "id", Grant: "grant_types entry", RedirectURI: "redirect_uris",
-	PostLogoutRedirectURI: "post_logout_redirect_uris", ExchangeAudience: "exchange_audiences"}
+	PostLogoutRedirectURI: "post_logout_redirect_uris", ExchangeAudience: "exchange_audiences",
+	AuthMethod: "token_endpoint_auth_method", JWKSURI: "jwks_uri", JWKS: "jwks"}
 
 // validateClient applies the registration policy of `clients add`
 // (authserver.ValidateClient) and answers 422 when it fails.
@@ -101,6 +114,32 @@ func (in ClientInput) apply(c *storage.Client) {
 	c.RequireDPoP = in.DPoPBoundAccessTokens
 	c.PostLogoutRedirectURIs, c.BackchannelLogoutURI, c.SubjectType = in.PostLogoutRedirectURIs, in.BackchannelLogoutURI, in.SubjectType
 	c.ExchangeAudiences = in.ExchangeAudiences
+	c.TokenEndpointAuthMethod, c.JWKSURI, c.JWKS = in.TokenEndpointAuthMethod, in.JWKSURI, nil
+	if len(in.JWKS) > 0 && !bytes.Equal(in.JWKS, []byte("null")) {
+		// Stored compact, as `clients add --jwks-file` stores it; the
+		// body was decoded, so it is valid JSON.
+		var compact bytes.Buffer
+		if json.Compact(&compact, in.JWKS) == nil {
+			c.JWKS = compact.Bytes()
+		}
+	}
+}
+
+// authMethod is the client's authentication method with the RFC 7591 §2
+// defaults filled in.
+func authMethod(c storage.Client) string {
+	switch {
+	case c.TokenEndpointAuthMethod != "":
+		return c.TokenEndpointAuthMethod
+	case c.Public:
+		return authserver.AuthMethodNone
+	}
+	return authserver.AuthMethodSecretBasic
+}
+
+// hasSecret reports whether a confidential client's method uses a secret.
+func hasSecret(c storage.Client) bool {
+	return !c.Public && authMethod(c) != authserver.AuthMethodPrivateKey
 }
 
 func (a *API) listClients(w http.ResponseWriter, r *http.Request) error {
@@ -140,11 +179,10 @@ func (a *API) createClient(w http.ResponseWriter, r *http.Request) (err error) {
 		return err
 	}
 	var secret string
-	if !c.Public {
-		if secret, err = password.GenerateSecret(); err != nil {
+	if hasSecret(c) {
+		if secret, err = a.cfg.Server.NewClientSecret(&c); err != nil {
 			return err
 		}
-		c.SecretHashes = []string{password.HashSecret(secret)}
 	}
 	c.CreatedAt = a.cfg.Now().UTC()
 	c.UpdatedAt = c.CreatedAt
@@ -178,10 +216,13 @@ func (a *API) putClient(w http.ResponseWriter, r *http.Request) (err error) {
 		if err := checkIfMatch(r, clientETag(c)); err != nil {
 			return c, err
 		}
-		before := viewClient(c)
+		before, old := viewClient(c), c
 		in.apply(&c)
 		if c.Public != before.Public {
 			return c, problem(http.StatusUnprocessableEntity, "public cannot change; delete and register the client again")
+		}
+		if from, to := authMethod(old), authMethod(c); from != to && !(isBasicOrPost(from) && isBasicOrPost(to)) {
+			return c, problem(http.StatusUnprocessableEntity, fmt.Sprintf("token_endpoint_auth_method cannot change from %s to %s; delete and register the client again", from, to))
 		}
 		if err := validateClient(c); err != nil {
 			return c, err
@@ -197,6 +238,12 @@ func (a *API) putClient(w http.ResponseWriter, r *http.Request) (err error) {
 	w.Header().Set("ETag", clientETag(c))
 	writeJSON(w, http.StatusOK, viewClient(c))
 	return nil
+}
+
+// isBasicOrPost reports whether the method sends the secret itself (the two
+// can change into each other: the secret is kept the same way).
+func isBasicOrPost(m string) bool {
+	return m == authserver.AuthMethodSecretBasic || m == authserver.AuthMethodSecretPost
 }
 
 // sameRegistration compares the registrations of two views.
@@ -232,7 +279,8 @@ type SecretRotation struct {
 	KeepOld bool `json:"keep_old"`
 }
 
-// rotateSecret gives a confidential client a new generated secret.
+// rotateSecret gives a confidential client a new generated secret (for
+// client_secret_jwt, also sealed for its HMAC, and never two at once).
 func (a *API) rotateSecret(w http.ResponseWriter, r *http.Request) (err error) {
 	id := mux.Vars(r)["id"]
 	var in SecretRotation
@@ -242,22 +290,27 @@ func (a *API) rotateSecret(w http.ResponseWriter, r *http.Request) (err error) {
 		}
 	}
 	defer func() { a.audit(r, "clients rotate-secret", id, err, slog.Bool("keep_old", in.KeepOld)) }()
-	secret, err := password.GenerateSecret()
-	if err != nil {
-		return err
-	}
+	var secret string
 	c, err := a.cfg.Store.UpdateClient(r.Context(), id, func(c storage.Client) (storage.Client, error) {
 		if err := checkIfMatch(r, clientETag(c)); err != nil {
 			return c, err
 		}
-		if c.Public {
+		switch m := authMethod(c); {
+		case c.Public:
 			return c, problem(http.StatusConflict, "a public client has no secret")
+		case m == authserver.AuthMethodPrivateKey:
+			return c, problem(http.StatusConflict, "a private_key_jwt client has no secret; change its jwks_uri or jwks with PUT")
+		case m == authserver.AuthMethodSecretJWT && in.KeepOld:
+			return c, problem(http.StatusConflict, "a client_secret_jwt client has one secret at a time: keep_old is not available")
 		}
-		hashes := []string{password.HashSecret(secret)}
-		if in.KeepOld && len(c.SecretHashes) > 0 {
-			hashes = append(hashes, c.SecretHashes[0])
+		old := c.SecretHashes
+		var err error
+		if secret, err = a.cfg.Server.NewClientSecret(&c); err != nil {
+			return c, err
 		}
-		c.SecretHashes = hashes
+		if in.KeepOld && len(old) > 0 {
+			c.SecretHashes = append(c.SecretHashes, old[0])
+		}
 		c.UpdatedAt = a.cfg.Now().UTC()
 		return c, nil
 	})

@@ -22,7 +22,7 @@ import (
 //	go test ./authserver -run '^$' -bench 'ClientCredentialsPrivateKeyJWT|ClientCredentialsSecretBasic|VerifyAssertionES256' -benchtime 2s
 
 func jwtBenchEnv(b *testing.B, open func(testing.TB) storage.Store) (*testEnv, *jwtClients, string) {
-	env := newTestEnv(b, open(b), func(c *Config) { c.Throttle.Disabled = true })
+	env := newTestEnv(b, open(b), allowPrivateClientURLs, func(c *Config) { c.Throttle.Disabled = true })
 	jc := seedJWTClients(b, env)
 	jwks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Cache-Control", "max-age=300")

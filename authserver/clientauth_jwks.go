@@ -111,14 +111,15 @@ type cachedKeySet struct {
 	err       error // of the last fetch, when no set is known
 }
 
-func newKeySetCache(ttl, minRefetch time.Duration, now func() time.Time) *keySetCache {
+// newKeySetCache returns a cache whose fetches follow the outbound-URL
+// policy (outbound.go) unless allowPrivate: a jwks_uri that resolves to a
+// non-public address is never connected to, and the assertion fails
+// closed (invalid_client). Redirects are not followed: a redirect could
+// lead anywhere; the registered URL is the one.
+func newKeySetCache(ttl, minRefetch time.Duration, now func() time.Time, allowPrivate bool) *keySetCache {
 	return &keySetCache{
-		client: &http.Client{
-			Timeout: jwksFetchTimeout,
-			// A redirect could lead anywhere; the registered URL is the one.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
-		ttl: ttl, minRefetch: minRefetch, now: now, m: map[string]*cachedKeySet{},
+		client: newOutboundClient(jwksFetchTimeout, allowPrivate),
+		ttl:    ttl, minRefetch: minRefetch, now: now, m: map[string]*cachedKeySet{},
 	}
 }
 

@@ -158,7 +158,7 @@ func (env *testEnv) clientCredentials(t testing.TB, a string) (int, map[string]a
 }
 
 func TestPrivateKeyJWTAtEveryEndpoint(t *testing.T) {
-	env := newTestEnv(t, openMemory(t))
+	env := newTestEnv(t, openMemory(t), allowPrivateClientURLs) // pk-rs's jwks_uri is on 127.0.0.1
 	jc := seedJWTClients(t, env)
 	tokenURL := env.issuer + "/token"
 
@@ -316,7 +316,7 @@ func TestPrivateKeyJWTKeyRotation(t *testing.T) {
 	clock := time.Now()
 	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
 	advance := func(d time.Duration) { mu.Lock(); clock = clock.Add(d); mu.Unlock() }
-	env := newTestEnv(t, openMemory(t), func(c *Config) { c.Now = now; c.Throttle.Disabled = true })
+	env := newTestEnv(t, openMemory(t), allowPrivateClientURLs, func(c *Config) { c.Now = now; c.Throttle.Disabled = true })
 	jc := seedJWTClients(t, env)
 	aud := env.issuer + "/token"
 	cc := func(k *jwtKey) int {

@@ -35,13 +35,6 @@ const (
 	logoutTokenTTL      = 2 * time.Minute
 )
 
-// backchannelHTTP sends logout tokens. Redirects are not followed: the
-// registered URI is the receiver.
-var backchannelHTTP = &http.Client{
-	Timeout:       backchannelTimeout,
-	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-}
-
 // ValidateBackchannelLogoutURI checks a back-channel logout URI for
 // registration: an absolute https URI without a fragment, or http on a
 // loopback address (Back-Channel Logout 1.0 §2.2).
@@ -144,13 +137,18 @@ func (s *Server) deliverLogoutToken(clientID, uri, token string) {
 			return
 		}
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		resp, err := backchannelHTTP.Do(req)
+		resp, err := s.backchannelHTTP.Do(req)
 		status := 0
 		if err == nil {
 			status = resp.StatusCode
 			resp.Body.Close()
 		}
 		cancel()
+		if errors.Is(err, errNonPublicAddress) {
+			// The outbound-URL policy refused the address: no retry helps.
+			s.log.Warn("back-channel logout: the client's URI is not on a public address; not delivered", "client_id", clientID, "err", err)
+			return
+		}
 		if err == nil && status < 500 {
 			if status >= 300 {
 				s.log.Warn("back-channel logout refused", "client_id", clientID, "status", status)

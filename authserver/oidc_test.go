@@ -743,7 +743,7 @@ func TestBackchannelLogout(t *testing.T) {
 		case <-time.After(10 * time.Second):
 		}
 	}))
-	e := newOIDCEnv(t, func(c *storage.Client) { c.BackchannelLogoutURI = recv + "/backchannel" })
+	e := newOIDCEnvConfig(t, allowPrivateClientURLs, func(c *storage.Client) { c.BackchannelLogoutURI = recv + "/backchannel" })
 	slow := storage.Client{ID: "slow", SecretHashes: []string{password.HashSecret(rpSecret)}, GrantTypes: []string{"authorization_code"},
 		Scopes: []string{"openid"}, RedirectURIs: []string{"https://slow.example/cb"}, BackchannelLogoutURI: hang + "/hang",
 		SkipConsent: true, CreatedAt: time.Now(), UpdatedAt: time.Now()}
@@ -810,7 +810,7 @@ func TestPairwiseSubjects(t *testing.T) {
 			got <- r.PostForm.Get("logout_token")
 		}
 	}))
-	e := newOIDCEnv(t, func(c *storage.Client) { c.SubjectType = SubjectPairwise; c.BackchannelLogoutURI = recv + "/bc" })
+	e := newOIDCEnvConfig(t, allowPrivateClientURLs, func(c *storage.Client) { c.SubjectType = SubjectPairwise; c.BackchannelLogoutURI = recv + "/bc" })
 	other := storage.Client{ID: "rp2", SecretHashes: []string{password.HashSecret(rpSecret)}, GrantTypes: []string{"authorization_code"},
 		Scopes: []string{"openid"}, RedirectURIs: []string{"https://rp2.example/cb"}, SubjectType: SubjectPairwise, SkipConsent: true,
 		CreatedAt: time.Now(), UpdatedAt: time.Now()}

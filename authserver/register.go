@@ -19,7 +19,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/go-jose/go-jose/v4"
 	"github.com/gorilla/mux"
 
 	"github.com/oauthkit/authserver/internal/password"
@@ -190,15 +189,17 @@ func usesSecret(method string) bool {
 	return method == "" || method == authMethodSecretBasic || method == authMethodSecretPost || method == authMethodSecretJWT
 }
 
-// apply validates the metadata and writes it into c, replacing every
-// registration field (RFC 7592 §2.2: omitted fields are cleared). It applies
-// the CLI's rules (ValidateClient) and those of RFC 7591 §2.
+// applyMetadata validates the metadata and writes it into c, replacing
+// every registration field (RFC 7592 §2.2: omitted fields are cleared). The
+// rules are the CLI's (ValidateClient, which checks the authentication
+// method and the keys as `clients add` does), those of RFC 7591 §2, and
+// what only a dynamically registered client is held to: the registration
+// scopes, no password grant, a jwks_uri over https, and the outbound-URL
+// policy for the URLs the server calls (outbound.go).
 func (s *Server) applyMetadata(md clientMetadata, c *storage.Client) *oauthError {
 	method := md.TokenEndpointAuthMethod
 	switch method {
-	case "", authMethodSecretBasic, authMethodSecretPost, authMethodNone, authMethodPrivateKeyJWT:
-	case authMethodSecretJWT:
-		return metadataError(errInvalidClientMetadata, "token_endpoint_auth_method client_secret_jwt cannot be registered dynamically; use private_key_jwt.")
+	case "", authMethodSecretBasic, authMethodSecretPost, authMethodSecretJWT, authMethodNone, authMethodPrivateKeyJWT:
 	default:
 		return metadataError(errInvalidClientMetadata, fmt.Sprintf("Unsupported token_endpoint_auth_method %q.", method))
 	}
@@ -224,34 +225,28 @@ func (s *Server) applyMetadata(md clientMetadata, c *storage.Client) *oauthError
 			return metadataError(errInvalidClientMetadata, fmt.Sprintf("The scope %q is not available to dynamically registered clients.", sc))
 		}
 	}
-	if md.JWKSURI != "" && len(md.JWKS) > 0 {
-		return metadataError(errInvalidClientMetadata, "jwks_uri and jwks must not both be present (RFC 7591 §2).")
-	}
 	if md.JWKSURI != "" {
-		u, err := url.Parse(md.JWKSURI)
-		if err != nil || u.Scheme != "https" || u.Host == "" || u.Fragment != "" {
+		if u, err := url.Parse(md.JWKSURI); err != nil || u.Scheme != "https" {
 			return metadataError(errInvalidClientMetadata, "jwks_uri must be an absolute https URL.")
+		}
+	}
+	if !s.cfg.InsecureAllowPrivateClientURLs {
+		for _, f := range [...]struct{ name, url string }{{"jwks_uri", md.JWKSURI}, {"backchannel_logout_uri", md.BackchannelLogoutURI}} {
+			if f.url == "" {
+				continue
+			}
+			if err := checkClientURLHost(f.url); err != nil {
+				return metadataError(errInvalidClientMetadata, f.name+": "+err.Error())
+			}
 		}
 	}
 	var jwks []byte
 	if len(md.JWKS) > 0 && !bytes.Equal(md.JWKS, []byte("null")) {
-		var set jose.JSONWebKeySet
-		if err := json.Unmarshal(md.JWKS, &set); err != nil || len(set.Keys) == 0 {
-			return metadataError(errInvalidClientMetadata, "jwks must be a JWK Set with at least one key.")
-		}
-		for _, k := range set.Keys {
-			if !k.IsPublic() || !k.Valid() {
-				return metadataError(errInvalidClientMetadata, "jwks must hold public keys only.")
-			}
-		}
 		var compact bytes.Buffer
 		if err := json.Compact(&compact, md.JWKS); err != nil {
 			return metadataError(errInvalidClientMetadata, "jwks is not valid JSON.")
 		}
 		jwks = compact.Bytes()
-	}
-	if method == authMethodPrivateKeyJWT && md.JWKSURI == "" && jwks == nil {
-		return metadataError(errInvalidClientMetadata, "private_key_jwt needs jwks_uri or jwks.")
 	}
 	for _, u := range md.RedirectURIs {
 		if err := ValidateRedirectURI(u); err != nil {
@@ -286,6 +281,43 @@ func (s *Server) applyMetadata(md clientMetadata, c *storage.Client) *oauthError
 		return metadataError(errInvalidClientMetadata, err.Error())
 	}
 	return nil
+}
+
+// jwtSecretBytes is the entropy of a generated client_secret_jwt secret: 64
+// bytes, so that HS512 (whose key must have at least 64 bytes) works.
+const jwtSecretBytes = 64
+
+// NewClientSecret generates a secret for the confidential client c and
+// makes it the client's only secret: c.SecretHashes gets its hash and, for
+// client_secret_jwt, whose HMAC needs the secret itself, c.SecretCiphertext
+// the secret sealed with the server secret for c.ID (as `clients add
+// --auth-method client_secret_jwt` keeps it); for any other method
+// SecretCiphertext is cleared. c.ID and c.TokenEndpointAuthMethod must be
+// set. The secret is returned to be shown once; it is never stored in the
+// clear.
+func (s *Server) NewClientSecret(c *storage.Client) (string, error) {
+	var secret string
+	if authMethod(*c) == AuthMethodSecretJWT {
+		b := make([]byte, jwtSecretBytes)
+		if _, err := rand.Read(b); err != nil {
+			return "", fmt.Errorf("authserver: generate secret: %w", err)
+		}
+		secret = base64.RawURLEncoding.EncodeToString(b)
+	} else {
+		var err error
+		if secret, err = password.GenerateSecret(); err != nil {
+			return "", err
+		}
+	}
+	c.SecretHashes, c.SecretCiphertext = []string{password.HashSecret(secret)}, nil
+	if authMethod(*c) == AuthMethodSecretJWT {
+		sealed, err := s.secretBox.Seal(c.ID, []byte(secret))
+		if err != nil {
+			return "", fmt.Errorf("authserver: seal client secret: %w", err)
+		}
+		c.SecretCiphertext = sealed
+	}
+	return secret, nil
 }
 
 // registrationView is the client information response for c: only what
@@ -418,10 +450,9 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) (*registration
 	c.CreatedAt, c.UpdatedAt = now, now
 	var secret string
 	if !c.Public && usesSecret(c.TokenEndpointAuthMethod) {
-		if secret, err = password.GenerateSecret(); err != nil {
+		if secret, err = s.NewClientSecret(&c); err != nil {
 			return nil, serverError(err)
 		}
-		c.SecretHashes = []string{password.HashSecret(secret)}
 		if grant != nil && grant.secretTTL > 0 {
 			c.SecretExpiresAt = now.Add(grant.secretTTL).Truncate(time.Second)
 		}
@@ -593,13 +624,11 @@ var errRegistrationRace = errors.New("authserver: registration access token rota
 
 // updateRegistration rotates the registration access token and, for a PUT
 // (req non-nil), replaces the metadata. Changing to a method with a secret
-// issues a new secret; changing to one without removes it.
+// issues a new secret, and so does changing to client_secret_jwt from a
+// method whose secret was kept only hashed (the HMAC needs the secret
+// itself); changing to a method without a secret removes it.
 func (s *Server) updateRegistration(ctx context.Context, id, tok string, req *registrationRequest) (*registrationResponse, *oauthError) {
 	rat, err := randomToken()
-	if err != nil {
-		return nil, serverError(err)
-	}
-	newSecret, err := password.GenerateSecret()
 	if err != nil {
 		return nil, serverError(err)
 	}
@@ -618,11 +647,20 @@ func (s *Server) updateRegistration(ctx context.Context, id, tok string, req *re
 			if oe = s.applyMetadata(req.clientMetadata, &c); oe != nil {
 				return c, oe
 			}
+			jwtSecret := authMethod(c) == AuthMethodSecretJWT
 			switch wants := !c.Public && usesSecret(c.TokenEndpointAuthMethod); {
-			case wants && len(c.SecretHashes) == 0:
-				c.SecretHashes, c.SecretExpiresAt, issued = []string{password.HashSecret(newSecret)}, time.Time{}, newSecret
+			case wants && (len(c.SecretHashes) == 0 || (jwtSecret && len(c.SecretCiphertext) == 0)):
+				secret, err := s.NewClientSecret(&c)
+				if err != nil {
+					oe = serverError(err)
+					return c, oe
+				}
+				c.SecretExpiresAt, issued = time.Time{}, secret
 			case !wants:
-				c.SecretHashes, c.SecretExpiresAt = nil, time.Time{}
+				c.SecretHashes, c.SecretCiphertext, c.SecretExpiresAt = nil, nil, time.Time{}
+			case !jwtSecret:
+				// The HMAC key of client_secret_jwt is no longer needed.
+				c.SecretCiphertext = nil
 			}
 			c.UpdatedAt = s.cfg.Now().UTC()
 		}

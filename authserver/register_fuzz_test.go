@@ -17,6 +17,9 @@ func FuzzRegistrationMetadata(f *testing.F) {
 		`{"grant_types":["authorization_code","refresh_token"],"token_endpoint_auth_method":"none","redirect_uris":["http://127.0.0.1/cb"],"response_types":["code"]}`,
 		`{"redirect_uris":["https://a.example/cb"],"subject_type":"pairwise","post_logout_redirect_uris":["https://a.example/bye"]}`,
 		`{"jwks":null,"grant_types":null}`,
+		`{"grant_types":["client_credentials"],"token_endpoint_auth_method":"client_secret_jwt"}`,
+		`{"redirect_uris":["https://a.example/cb"],"backchannel_logout_uri":"http://127.0.0.1:8080/bc"}`,
+		`{"grant_types":["client_credentials"],"token_endpoint_auth_method":"private_key_jwt","jwks_uri":"https://[::ffff:a9fe:a9fe]/jwks"}`,
 	} {
 		f.Add([]byte(seed))
 	}
@@ -38,6 +41,13 @@ func FuzzRegistrationMetadata(f *testing.F) {
 		}
 		if c.SkipConsent || c.Introspect || len(c.Resources) > 0 || len(c.ExchangeAudiences) > 0 {
 			t.Fatalf("registration granted an operator-only setting: %+v", c)
+		}
+		// The outbound-URL policy is on: no URL the server calls is a
+		// literal non-public address.
+		for _, u := range []string{c.JWKSURI, c.BackchannelLogoutURI} {
+			if err := checkClientURLHost(u); u != "" && err != nil {
+				t.Fatalf("accepted a URL the outbound policy refuses: %v", err)
+			}
 		}
 		if _, err := json.Marshal(s.registrationView(c, "rat")); err != nil {
 			t.Fatal(err)

@@ -125,6 +125,14 @@ type Config struct {
 	// client's jwks_uri caused by an assertion with an unknown kid
 	// (default 10 s).
 	ClientJWKSMinRefetch time.Duration
+	// InsecureAllowPrivateClientURLs lets the server connect to loopback,
+	// private, link-local and other non-public addresses when it fetches a
+	// client's jwks_uri or delivers a back-channel logout, and lets
+	// /register accept such URLs (outbound.go). Off by default: anyone who
+	// can register a client could otherwise reach the server's internal
+	// network through it (SSRF). It MUST NOT be set when untrusted parties
+	// can register clients; it is for internal deployments and tests.
+	InsecureAllowPrivateClientURLs bool
 	// DPoP configures DPoP proofs (RFC 9449) at the token endpoint.
 	DPoP DPoPConfig
 	// StatusList configures the Token Status Lists (statuslist.go).
@@ -251,6 +259,8 @@ type Server struct {
 	userCodeMAC []byte
 	// clientKeys caches the public keys of private_key_jwt clients.
 	clientKeys *keySetCache
+	// backchannelHTTP delivers back-channel logout tokens (endsession.go).
+	backchannelHTTP *http.Client
 	// secretBox opens the secrets of client_secret_jwt clients.
 	secretBox *keys.SecretBox
 	// assertionVerifications counts client assertion signature checks
@@ -308,7 +318,11 @@ func New(cfg Config, store storage.Store, km *keys.Manager, opts ...Option) (*Se
 	s.dpop = newDPoPChecker(cfg.DPoP, cfg.Secret)
 	s.revoked = newRevocationSet(store, cfg.RevocationMaxDelay)
 	s.devicePolls, s.userCodeMAC = newDevicePolls(), deriveKey(cfg.Secret, "user-code")
-	s.clientKeys = newKeySetCache(cfg.ClientJWKSCacheTTL, cfg.ClientJWKSMinRefetch, cfg.Now)
+	s.clientKeys = newKeySetCache(cfg.ClientJWKSCacheTTL, cfg.ClientJWKSMinRefetch, cfg.Now, cfg.InsecureAllowPrivateClientURLs)
+	s.backchannelHTTP = newOutboundClient(backchannelTimeout, cfg.InsecureAllowPrivateClientURLs)
+	if cfg.InsecureAllowPrivateClientURLs {
+		s.log.Warn("the server may call client URLs (jwks_uri, backchannel_logout_uri) on private and loopback addresses (--allow-private-client-urls)")
+	}
 	box, err := keys.NewSecretBox(cfg.Secret)
 	if err != nil {
 		return nil, fmt.Errorf("authserver: %w", err)

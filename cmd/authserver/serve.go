@@ -92,6 +92,8 @@ type serveConfig struct {
 	openRegistration  bool
 	registrationScope []string
 	registrationRate  float64
+	// allowPrivateClientURLs turns the outbound-URL policy off.
+	allowPrivateClientURLs bool
 	secretFlags
 
 	// audit is the opened --audit-log sink, set by serve.
@@ -254,6 +256,7 @@ func (c *serveConfig) registerFlags(f *pflag.FlagSet) {
 	f.BoolVar(&c.openRegistration, "open-registration", false, "let anyone register a client at /register without an initial access token (off by default; see `clients initial-token`)")
 	f.StringSliceVar(&c.registrationScope, "registration-scope", nil, "scope a dynamically registered client may register (repeatable; default openid, profile, email, offline_access)")
 	f.Float64Var(&c.registrationRate, "registration-rate", 20, "requests per minute and address allowed at /register (a burst of 10)")
+	f.BoolVar(&c.allowPrivateClientURLs, "allow-private-client-urls", false, "let the server call client URLs (jwks_uri fetches, back-channel logout) on loopback, private, link-local and other non-public addresses, and /register accept them (internal deployments and tests; MUST NOT be used when untrusted parties can register clients)")
 	f.BoolVar(&c.insecureHTTP, "insecure-http", false, "allow a non-loopback http:// issuer (MUST NOT be used in production)")
 	f.Uint32Var(&c.argon2.Memory, "argon2-memory", password.DefaultParams.Memory, "argon2id memory in KiB")
 	f.Uint32Var(&c.argon2.Time, "argon2-time", password.DefaultParams.Time, "argon2id passes")
@@ -693,6 +696,7 @@ func openApp(ctx context.Context, g *globals, c *serveConfig, log *slog.Logger) 
 		Throttle:               authserver.ThrottleConfig{TrustedProxies: proxies},
 		Registration: authserver.RegistrationConfig{Open: c.openRegistration, Scopes: c.registrationScope,
 			RatePerMinute: c.registrationRate},
+		InsecureAllowPrivateClientURLs: c.allowPrivateClientURLs,
 	}, store, km, serverOptions(st)...)
 	if err != nil {
 		return nil, err
