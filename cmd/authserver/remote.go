@@ -468,8 +468,19 @@ func (r *remote) keysRotate(c *cobra.Command, _ []string) error {
 
 // clientInput reads the registration flags of clients add and update that
 // were given over in (the current registration on update).
-func clientInput(c *cobra.Command, in adminapi.ClientInput) adminapi.ClientInput {
+func clientInput(c *cobra.Command, in adminapi.ClientInput) (adminapi.ClientInput, error) {
 	fs := c.Flags()
+	if fs.Changed("auth-method") {
+		in.TokenEndpointAuthMethod, _ = fs.GetString("auth-method")
+	}
+	var k keyFlags
+	k.jwksURI, _ = fs.GetString("jwks-uri")
+	k.jwksFile, _ = fs.GetString("jwks-file")
+	keys := storage.Client{JWKSURI: in.JWKSURI, JWKS: in.JWKS}
+	if err := k.apply(&keys); err != nil {
+		return in, err
+	}
+	in.JWKSURI, in.JWKS = keys.JWKSURI, keys.JWKS
 	if fs.Changed("name") {
 		in.Name, _ = fs.GetString("name")
 	}
@@ -509,7 +520,7 @@ func clientInput(c *cobra.Command, in adminapi.ClientInput) adminapi.ClientInput
 	if fs.Changed("exchange-audience") {
 		in.ExchangeAudiences, _ = fs.GetStringArray("exchange-audience")
 	}
-	return in
+	return in, nil
 }
 
 func (r *remote) clientsAdd(c *cobra.Command, _ []string) error {
@@ -520,7 +531,10 @@ func (r *remote) clientsAdd(c *cobra.Command, _ []string) error {
 	if fs.Changed("secret-ttl") {
 		return errors.New("--secret-ttl is not available through --admin-url yet")
 	}
-	in := clientInput(c, adminapi.ClientInput{})
+	in, err := clientInput(c, adminapi.ClientInput{})
+	if err != nil {
+		return err
+	}
 	in.ID, _ = fs.GetString("id")
 	in.Public, _ = fs.GetBool("public")
 	if gen, _ := fs.GetBool("generate-secret"); gen && in.Public {
@@ -547,7 +561,10 @@ func (r *remote) clientsUpdate(c *cobra.Command, args []string) error {
 		}
 		return err
 	}
-	in := clientInput(c, cur.ClientInput)
+	in, err := clientInput(c, cur.ClientInput)
+	if err != nil {
+		return err
+	}
 	var ac adminapi.Client
 	if err := r.do(c.Context(), http.MethodPut, "/clients/"+url.PathEscape(args[0]), in, &ac); err != nil {
 		return err

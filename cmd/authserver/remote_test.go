@@ -1,12 +1,18 @@
 package main
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/go-jose/go-jose/v4"
 )
 
 // The admin commands give the same output through --admin-url as on the
@@ -97,6 +103,38 @@ func TestAdminCommandsThroughAPI(t *testing.T) {
 	out = mustRun("", "clients", "rotate-secret", "web", "--keep-old", "--admin-url", api, "--audit-log", "off")
 	if !strings.Contains(out, "(2 valid)") {
 		t.Fatalf("rotate-secret: %s", out)
+	}
+	// Client authentication methods and keys go through the API too.
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: key.Public(), KeyID: "k1", Algorithm: "ES256", Use: "sig"}}})
+	jwksFile := filepath.Join(t.TempDir(), "jwks.json")
+	if err := os.WriteFile(jwksFile, set, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out = mustRun("", "clients", "add", "--id", "svc", "--grant", "client_credentials", "--auth-method", "private_key_jwt", "--jwks-file", jwksFile, "--admin-url", api, "--audit-log", "off")
+	if !strings.Contains(out, "created client svc") || strings.Contains(out, "client_secret: ") {
+		t.Fatalf("private_key_jwt client through the API: %s", out)
+	}
+	var svc clientView
+	_ = json.Unmarshal([]byte(mustRun("", "clients", "show", "svc", "--db", db, "--output", "json")), &svc)
+	if svc.TokenEndpointAuthMethod != "private_key_jwt" || !strings.Contains(string(svc.JWKS), `"k1"`) {
+		t.Fatalf("the API client's registration: %+v", svc)
+	}
+	mustRun("", "clients", "update", "svc", "--jwks-uri", "https://keys.example.com/jwks.json", "--admin-url", api, "--audit-log", "off")
+	svc = clientView{}
+	_ = json.Unmarshal([]byte(mustRun("", "clients", "show", "svc", "--db", db, "--output", "json")), &svc)
+	if svc.JWKSURI != "https://keys.example.com/jwks.json" || len(svc.JWKS) != 0 {
+		t.Fatalf("clients update --jwks-uri through the API: %+v", svc)
+	}
+	if _, err := cliRun(t, "", "clients", "update", "svc", "--jwks-uri", "https://a.example/j", "--jwks-file", jwksFile, "--admin-url", api, "--audit-log", "off"); err == nil {
+		t.Fatal("--jwks-uri and --jwks-file together were accepted through the API")
+	}
+	out = mustRun("", "clients", "add", "--id", "hmac", "--grant", "client_credentials", "--auth-method", "client_secret_jwt", "--admin-url", api, "--audit-log", "off")
+	if !strings.Contains(out, "client_secret: ") {
+		t.Fatalf("client_secret_jwt client through the API shows no secret: %s", out)
 	}
 	out = mustRun("", "tokens", "revoke", "--client", "ops", "--admin-url", api, "--output", "json", "--audit-log", "off")
 	if !strings.Contains(out, `"tokens_revoked": 1`) {
