@@ -155,10 +155,23 @@ func TestClients(t *testing.T) {
 		if rot.Secrets != 2 || rot.ClientSecret == "" || rot.ClientSecret == secret {
 			t.Fatalf("rotation %+v", rot)
 		}
-		e.clientToken("billing", rot.ClientSecret, "read")
+		e.clientToken("billing", rot.ClientSecret, "read") // cached by the server now
+		previous := rot.ClientSecret
 		e.call(http.MethodPost, "/admin/v1/clients/billing/secret", nil).want(t, http.StatusOK).decode(t, &rot)
 		if rot.Secrets != 1 {
 			t.Fatalf("rotation without keep_old kept %d", rot.Secrets)
+		}
+		// The instance that rotated forgets the cached secret at once.
+		req, _ := http.NewRequest(http.MethodPost, e.pub.URL+"/token", strings.NewReader("grant_type=client_credentials"))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.SetBasicAuth("billing", previous)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("the replaced secret right after the rotation: %d, want 401", resp.StatusCode)
 		}
 		e.call(http.MethodPost, "/admin/v1/clients/app/secret", nil).want(t, http.StatusConflict)
 	})

@@ -235,6 +235,7 @@ func (a *API) putClient(w http.ResponseWriter, r *http.Request) (err error) {
 	if err != nil {
 		return err
 	}
+	a.cfg.Server.ForgetClient(id) // other instances: through the client change feed
 	w.Header().Set("ETag", clientETag(c))
 	writeJSON(w, http.StatusOK, viewClient(c))
 	return nil
@@ -269,6 +270,7 @@ func (a *API) deleteClient(w http.ResponseWriter, r *http.Request) (err error) {
 	if err := a.cfg.Store.DeleteClient(r.Context(), id); err != nil {
 		return err
 	}
+	a.cfg.Server.ForgetClient(id)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
@@ -317,6 +319,7 @@ func (a *API) rotateSecret(w http.ResponseWriter, r *http.Request) (err error) {
 	if err != nil {
 		return err
 	}
+	a.cfg.Server.ForgetClient(id)
 	v := viewClient(c)
 	v.ClientSecret = secret
 	w.Header().Set("ETag", clientETag(c))

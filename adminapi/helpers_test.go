@@ -127,6 +127,7 @@ func newEnv(t testing.TB) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = srv.Close() })
 	e.srv, e.log = srv, auditLog
 	e.pub.Config.Handler = srv.Handler()
 	e.pub.Start()

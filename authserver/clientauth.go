@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"hash/maphash"
 	"io"
 	"log/slog"
 	"mime"
@@ -14,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ory/fosite"
@@ -136,9 +138,8 @@ func (s *Server) authenticateClient(ctx context.Context, r *http.Request, form u
 	}
 	// A device polls every few seconds as a public client: its registration
 	// is cached too, for as long as a device code lives, so that a poll
-	// costs one lookup (device.go). A public client has no secret to
-	// rotate; a deleted one keeps polling its pending codes on an instance
-	// for at most DeviceCodeTTL (issued tokens survive deletion anyway).
+	// costs one lookup (device.go). Like every entry, it is dropped within
+	// ClientChangeMaxDelay of a change to the client.
 	devicePoll := !cc.hasSecret && form.Get("grant_type") == grantDeviceCode
 	if devicePoll {
 		if c, ok := s.clientCache.get(cc.id, "", s.cfg.Now()); ok && c.Public {
@@ -152,6 +153,7 @@ func (s *Server) authenticateClient(ctx context.Context, r *http.Request, form u
 			return storage.Client{}, throttledError(errInvalidClient, wait)
 		}
 	}
+	rd := s.clientCache.begin(cc.id)
 	c, err := s.store.GetClient(ctx, cc.id)
 	if errors.Is(err, storage.ErrNotFound) {
 		// Same cost as a wrong secret.
@@ -175,7 +177,7 @@ func (s *Server) authenticateClient(ctx context.Context, r *http.Request, form u
 			return storage.Client{}, e
 		}
 		if devicePoll {
-			s.clientCache.putFor(cc.id, "", c, s.cfg.Now(), max(s.clientCache.ttl, s.cfg.DeviceCodeTTL))
+			s.clientCache.putFor(cc.id, "", c, s.cfg.Now(), max(s.clientCache.ttl, s.cfg.DeviceCodeTTL), rd)
 		}
 		return c, nil
 	}
@@ -200,7 +202,7 @@ func (s *Server) authenticateClient(ctx context.Context, r *http.Request, form u
 		s.clientAuthFailed(ctx, cc.id, ip)
 		return storage.Client{}, invalidClient()
 	}
-	s.clientCache.put(cc.id, cc.secret, c, s.cfg.Now())
+	s.clientCache.put(cc.id, cc.secret, c, s.cfg.Now(), rd)
 	return c, nil
 }
 
@@ -258,25 +260,68 @@ func (s *Server) fositeClient(c storage.Client) fosite.Client {
 	return fc
 }
 
-// clientCache remembers recently verified confidential client credentials,
-// so that hot endpoints (introspection above all) authenticate their caller
-// without a database query. Entries are keyed by a keyed hash of the ID and
-// secret (the secret itself is never kept) and live ClientCacheTTL, which
-// bounds how long a rotated or deleted secret keeps working on an instance.
+// clientCache remembers verified client credentials, so that hot endpoints
+// (introspection, client_credentials, device polls) authenticate their
+// caller without a storage read. Entries are found by client ID and a keyed
+// hash of the ID and secret (the secret itself is never kept), and live
+// ClientCacheTTL.
+//
+// A cached registration is trusted only while it is known to be current: an
+// entry is used within ClientChangeMaxDelay of the storage read that filled
+// it, or of the start of the last successful poll of the client change feed
+// (clientfeed.go), which drops the entries of every changed client. So a
+// client updated, rotated or deleted on any instance stops being answered
+// from this cache within ClientChangeMaxDelay; while the feed cannot be read,
+// entries fall back to storage reads after that delay.
 type clientCache struct {
 	key []byte
 	ttl time.Duration
-	mu  sync.RWMutex
-	m   map[[32]byte]cachedClient
+	// maxDelay is Config.ClientChangeMaxDelay.
+	maxDelay time.Duration
+	// origin is the monotonic zero of the times below (nanoseconds since
+	// origin), so that a wall-clock step changes no trust decision.
+	origin time.Time
+	// polled is when the last successful feed poll started; 0 before one.
+	polled atomic.Int64
+	// gens counts the forgets per slot of client IDs: a storage read that
+	// overlaps a forget of its client is not cached (see begin).
+	gens  [64]atomic.Uint64
+	seed  maphash.Seed
+	mu    sync.RWMutex
+	m     map[string][]cachedClient // by client ID
+	count int
 }
 
 type cachedClient struct {
-	c   storage.Client
-	exp time.Time
+	h [32]byte
+	c storage.Client
+	// exp is by Config.Now; read is when the storage read that filled the
+	// entry started, in clientCache time.
+	exp  time.Time
+	read int64
 }
 
-// maxCachedClients bounds the cache; it is cleared when full.
-const maxCachedClients = 4096
+// clientRead marks the start of a storage read of a client, for put.
+type clientRead struct {
+	gen uint64
+	at  int64
+}
+
+const (
+	// maxCachedClients bounds the cache; it is cleared when full.
+	maxCachedClients = 4096
+	// maxSecretsPerClient bounds the entries of one client ID (one per
+	// verified secret: a client has few during a rotation).
+	maxSecretsPerClient = 4
+)
+
+func newClientCache(key []byte, ttl, maxDelay time.Duration) *clientCache {
+	return &clientCache{key: key, ttl: ttl, maxDelay: maxDelay, origin: time.Now(), seed: maphash.MakeSeed(),
+		m: map[string][]cachedClient{}}
+}
+
+// clock returns the cache's monotonic time.
+func (cc *clientCache) clock() int64 { return int64(time.Since(cc.origin)) }
 
 func (cc *clientCache) hash(id, secret string) [32]byte {
 	m := hmac.New(sha256.New, cc.key)
@@ -288,37 +333,126 @@ func (cc *clientCache) hash(id, secret string) [32]byte {
 	return out
 }
 
+func (cc *clientCache) gen(id string) *atomic.Uint64 {
+	return &cc.gens[maphash.String(cc.seed, id)%uint64(len(cc.gens))]
+}
+
 func (cc *clientCache) get(id, secret string, now time.Time) (storage.Client, bool) {
 	if cc == nil || cc.ttl <= 0 {
 		return storage.Client{}, false
 	}
 	h := cc.hash(id, secret)
+	var e cachedClient
+	ok := false
 	cc.mu.RLock()
-	e, ok := cc.m[h]
+	for _, x := range cc.m[id] {
+		if x.h == h {
+			e, ok = x, true
+			break
+		}
+	}
 	cc.mu.RUnlock()
 	if !ok || now.After(e.exp) {
 		return storage.Client{}, false
 	}
+	if cc.clock()-max(e.read, cc.polled.Load()) > int64(cc.maxDelay) {
+		return storage.Client{}, false // not known to be current
+	}
 	return e.c, true
 }
 
-func (cc *clientCache) put(id, secret string, c storage.Client, now time.Time) {
+// begin is called before a storage read of client id whose result may be
+// put: put drops the result when the client was forgotten in between (the
+// read may have returned what the change replaced).
+func (cc *clientCache) begin(id string) clientRead {
+	if cc == nil {
+		return clientRead{}
+	}
+	return clientRead{gen: cc.gen(id).Load(), at: cc.clock()}
+}
+
+func (cc *clientCache) put(id, secret string, c storage.Client, now time.Time, rd clientRead) {
 	if cc != nil {
-		cc.putFor(id, secret, c, now, cc.ttl)
+		cc.putFor(id, secret, c, now, cc.ttl, rd)
 	}
 }
 
 // putFor is put with an entry lifetime of ttl; nothing is cached when the
 // cache is disabled.
-func (cc *clientCache) putFor(id, secret string, c storage.Client, now time.Time, ttl time.Duration) {
+func (cc *clientCache) putFor(id, secret string, c storage.Client, now time.Time, ttl time.Duration, rd clientRead) {
 	if cc == nil || cc.ttl <= 0 {
 		return
 	}
-	h := cc.hash(id, secret)
+	e := cachedClient{h: cc.hash(id, secret), c: c, exp: now.Add(ttl), read: rd.at}
 	cc.mu.Lock()
-	if len(cc.m) >= maxCachedClients {
-		clear(cc.m)
+	defer cc.mu.Unlock()
+	if cc.gen(id).Load() != rd.gen {
+		return // forgotten since the read began
 	}
-	cc.m[h] = cachedClient{c: c, exp: now.Add(ttl)}
+	es := cc.m[id]
+	for i, x := range es {
+		if x.h == e.h {
+			es[i] = e
+			return
+		}
+	}
+	if cc.count >= maxCachedClients {
+		clear(cc.m)
+		cc.count, es = 0, nil
+	}
+	if len(es) >= maxSecretsPerClient {
+		es = es[1:]
+		cc.count--
+	}
+	cc.m[id] = append(es, e)
+	cc.count++
+}
+
+// forget drops every cached credential of the client, so that a changed or
+// deleted registration takes effect on this instance at once; the feed
+// poller calls it for the changes made elsewhere.
+func (cc *clientCache) forget(id string) {
+	if cc == nil {
+		return
+	}
+	cc.mu.Lock()
+	cc.count -= len(cc.m[id])
+	delete(cc.m, id)
+	cc.gen(id).Add(1)
 	cc.mu.Unlock()
+}
+
+// empty reports whether nothing is cached.
+func (cc *clientCache) empty() bool {
+	cc.mu.RLock()
+	defer cc.mu.RUnlock()
+	return cc.count == 0
+}
+
+// clearAll drops every entry.
+func (cc *clientCache) clearAll() {
+	cc.mu.Lock()
+	clear(cc.m)
+	cc.count = 0
+	cc.mu.Unlock()
+}
+
+// prune drops the entries that expired before now.
+func (cc *clientCache) prune(now time.Time) {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	for id, es := range cc.m {
+		kept := es[:0]
+		for _, e := range es {
+			if !now.After(e.exp) {
+				kept = append(kept, e)
+			}
+		}
+		cc.count -= len(es) - len(kept)
+		if len(kept) == 0 {
+			delete(cc.m, id)
+		} else {
+			cc.m[id] = kept
+		}
+	}
 }

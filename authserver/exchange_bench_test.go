@@ -31,6 +31,7 @@ func rs256Env(b *testing.B) *testEnv {
 	if err != nil {
 		b.Fatal(err)
 	}
+	b.Cleanup(func() { _ = as.Close() })
 	env.km, env.as = km, as
 	env.srv.Config.Handler = as.Handler()
 	return env

@@ -75,6 +75,7 @@ func (env *testEnv) build(mods ...func(*Config)) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = as.Close() })
 	env.km, env.as = km, as
 	env.srv.Config.Handler = as.Handler()
 }

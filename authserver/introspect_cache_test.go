@@ -35,6 +35,7 @@ func secondInstance(t *testing.T, env *testEnv, mods ...func(*Config)) (string, 
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = as.Close() })
 	srv := httptest.NewServer(as.Handler())
 	t.Cleanup(srv.Close)
 	return srv.URL, as

@@ -695,19 +695,3 @@ func secretMatches(c storage.Client, secret string) bool {
 	}
 	return ok
 }
-
-// forget drops every cached credential of the client, so that a changed or
-// deleted registration takes effect on this instance at once (other
-// instances within ClientCacheTTL).
-func (cc *clientCache) forget(id string) {
-	if cc == nil {
-		return
-	}
-	cc.mu.Lock()
-	defer cc.mu.Unlock()
-	for k, v := range cc.m {
-		if v.c.ID == id {
-			delete(cc.m, k)
-		}
-	}
-}

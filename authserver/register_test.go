@@ -383,6 +383,7 @@ func newRegInstances(t *testing.T, stores ...storage.Store) []string {
 		if err != nil {
 			t.Fatal(err)
 		}
+		t.Cleanup(func() { _ = as.Close() })
 		srv.Config.Handler = as.Handler()
 		srv.Start()
 		t.Cleanup(srv.Close)

@@ -20,6 +20,7 @@ func newDemoAPIEnv(t *testing.T, mods ...func(*Config)) *testEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = as.Close() })
 	env.as = as
 	env.srv.Config.Handler = as.Handler()
 	return env

@@ -66,9 +66,19 @@ type Config struct {
 	// responses; default 5 minutes.
 	IntrospectionJWTTTL time.Duration
 	// ClientCacheTTL is how long verified client credentials are remembered
-	// per instance (default 10s; negative disables the cache). A rotated or
-	// deleted client secret keeps working on an instance for at most this.
+	// per instance (default 10 minutes; negative disables the cache). It
+	// bounds memory, not staleness: a cached registration is trusted only
+	// while the client change feed confirms it, so a client updated,
+	// rotated or deleted on any instance stops working from the cache
+	// within ClientChangeMaxDelay (clientfeed.go).
 	ClientCacheTTL time.Duration
+	// ClientChangeMaxDelay bounds how long a client changed on another
+	// instance (or in the database, by the CLI) can still authenticate
+	// from this instance's cache (default 1s). A background poller reads
+	// the storage client change feed at a quarter of it while anything is
+	// cached; when the feed cannot be read, cached registrations are read
+	// from storage again after this delay. Stop the poller with Close.
+	ClientChangeMaxDelay time.Duration
 	// IntrospectionCacheSize bounds the cache of verified access tokens that
 	// introspection answers from (default 10000 entries; negative disables
 	// it). See introspect_cache.go.
@@ -177,7 +187,10 @@ func (c *Config) setDefaults() error {
 		c.IntrospectionJWTTTL = 5 * time.Minute
 	}
 	if c.ClientCacheTTL == 0 {
-		c.ClientCacheTTL = 10 * time.Second
+		c.ClientCacheTTL = defaultClientCacheTTL
+	}
+	if c.ClientChangeMaxDelay <= 0 {
+		c.ClientChangeMaxDelay = defaultClientChangeMaxDelay
 	}
 	if c.AuthCodeTTL <= 0 {
 		c.AuthCodeTTL = 60 * time.Second
@@ -218,7 +231,8 @@ func (c *Config) setDefaults() error {
 	return nil
 }
 
-// Server is the authorization server. Create it with New; serve Handler.
+// Server is the authorization server. Create it with New; serve Handler;
+// Close it to stop its background work.
 type Server struct {
 	cfg      Config
 	store    storage.Store
@@ -236,6 +250,7 @@ type Server struct {
 	demoAPI     bool
 	collectors  []prometheus.Collector
 	clientCache *clientCache
+	clientFeed  *clientFeed
 	introCache  *introCache
 	// userinfoCache and userCache answer UserInfo from memory, with the
 	// rules of introCache (userinfo.go).
@@ -330,7 +345,8 @@ func New(cfg Config, store storage.Store, km *keys.Manager, opts ...Option) (*Se
 	s.secretBox = box
 	s.status = newStatusLists(s.cfg.StatusList.Size)
 	s.revoked.onEntry = s.status.revoke
-	s.clientCache = &clientCache{key: deriveKey(cfg.Secret, "client-cache"), ttl: cfg.ClientCacheTTL, m: map[[32]byte]cachedClient{}}
+	s.clientCache = newClientCache(deriveKey(cfg.Secret, "client-cache"), cfg.ClientCacheTTL, cfg.ClientChangeMaxDelay)
+	s.clientFeed = newClientFeed(store, s.clientCache, s.log, cfg.Now)
 	if !cfg.Throttle.Disabled {
 		s.throttle = &throttler{cfg: cfg.Throttle, store: store, now: cfg.Now, blocked: map[string]time.Time{}}
 	}
@@ -355,6 +371,7 @@ func New(cfg Config, store storage.Store, km *keys.Manager, opts ...Option) (*Se
 		}
 	}
 	s.provider, s.strategy = s.newProvider()
+	s.clientFeed.start()
 	return s, nil
 }
 

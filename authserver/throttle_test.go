@@ -120,6 +120,7 @@ func TestThrottleCountersSharedByInstances(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = as2.Close() })
 	srv2 := newHTTPTestServer(t, as2.Handler())
 	var statuses []int
 	for i := 0; i < 12; i++ {

@@ -271,6 +271,9 @@ type GCResult struct {
 	Revocations int64
 	// StatusLists counts expired status lists.
 	StatusLists int64
+	// ClientChanges counts client change feed entries older than
+	// ClientChangeRetention.
+	ClientChanges int64
 }
 
 // Revocation is an entry of the revocation feed: an access token whose record
@@ -366,6 +369,35 @@ type Revocations interface {
 	ListRevocations(ctx context.Context, after int64, limit int) ([]Revocation, error)
 }
 
+// ClientChange is an entry of the client change feed: a client registration
+// that was updated or deleted.
+type ClientChange struct {
+	// Seq orders the feed, with the same caveats as Revocation.Seq: it
+	// increases with every entry but may have gaps, and (on PostgreSQL) an
+	// entry may become visible after one with a higher Seq.
+	Seq      int64
+	ClientID string
+	// ChangedAt is when the change was made, by the backend's clock.
+	ChangedAt time.Time
+}
+
+// ClientChangeRetention is how long GarbageCollect keeps client change feed
+// entries. A reader that falls further behind than this may miss changes;
+// the server stops trusting its cached registrations long before (see
+// authserver.Config.ClientChangeMaxDelay).
+const ClientChangeRetention = time.Hour
+
+// ClientChanges is the client change feed. Every backend appends an entry,
+// in the same atomic step as the change, whenever a client is updated
+// (UpdateClient, even when the updater changes nothing) or deleted
+// (DeleteClient). Creating a client appends nothing. Instances poll the feed
+// to drop the client registrations they cache.
+type ClientChanges interface {
+	// ListClientChanges returns at most limit entries with Seq > after, in
+	// Seq order.
+	ListClientChanges(ctx context.Context, after int64, limit int) ([]ClientChange, error)
+}
+
 // Issuer is a trusted issuer of JWT authorization grants (RFC 7523 §2.1),
 // registered by an operator: assertions it signs with one of its keys may be
 // exchanged for access tokens for the subjects and scopes it is allowed.
@@ -436,13 +468,15 @@ type Store interface {
 	Issuers
 	Tokens
 	Revocations
+	ClientChanges
 	StatusLists
 	Keys
 	Throttle
 	Transactor
 	// GarbageCollect deletes token records (and revocation feed entries and
-	// status lists) that expired before now and attempt counters last touched before now minus
-	// attemptsTTL. It works in bounded
+	// status lists) that expired before now, client change feed entries
+	// older than ClientChangeRetention before now, and attempt counters last
+	// touched before now minus attemptsTTL. It works in bounded
 	// batches and is safe to run from several instances at once.
 	GarbageCollect(ctx context.Context, now time.Time, attemptsTTL time.Duration) (GCResult, error)
 	// Ping reports whether the backend is reachable and its schema is current.

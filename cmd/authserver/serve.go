@@ -71,6 +71,7 @@ type serveConfig struct {
 	dpopNonce       bool
 	introCacheSize  int
 	revocationDelay time.Duration
+	clientDelay     time.Duration
 	// statusListSize and statusBlockSize size the token status lists.
 	statusListSize, statusBlockSize int64
 	authCodeTTL                     time.Duration
@@ -251,6 +252,7 @@ func (c *serveConfig) registerFlags(f *pflag.FlagSet) {
 	f.Int64Var(&c.statusListSize, "status-list-size", 1<<20, "indexes per token status list (a power of two); a new list starts when one is full")
 	f.Int64Var(&c.statusBlockSize, "status-list-block", 1024, "status list indexes an instance reserves at once (divides --status-list-size)")
 	f.DurationVar(&c.revocationDelay, "revocation-max-delay", time.Second, "longest time a token revoked on another instance can still introspect active (the revocation feed is polled at a quarter of it)")
+	f.DurationVar(&c.clientDelay, "client-change-max-delay", time.Second, "longest time a client updated, rotated or deleted on another instance (or with the CLI) can still authenticate from this instance's cache (the client change feed is polled at a quarter of it)")
 	f.StringSliceVar(&c.trustedProxies, "trusted-proxy", nil, "proxy network (CIDR) whose X-Forwarded-For is believed for throttling and audit (repeatable)")
 	f.IntVar(&c.memoryLimitMiB, "memory-limit-mib", 96, "soft memory limit of the Go runtime in MiB (0: none; GOMEMLIMIT overrides)")
 	f.BoolVar(&c.openRegistration, "open-registration", false, "let anyone register a client at /register without an initial access token (off by default; see `clients initial-token`)")
@@ -367,6 +369,9 @@ func (c *serveConfig) validate(db string) error {
 	}
 	if c.revocationDelay < 40*time.Millisecond || c.revocationDelay > time.Minute {
 		bad("revocation-max-delay", "--revocation-max-delay must be between 40ms and 1m, not %s", c.revocationDelay)
+	}
+	if c.clientDelay < 40*time.Millisecond || c.clientDelay > time.Minute {
+		bad("client-change-max-delay", "--client-change-max-delay must be between 40ms and 1m, not %s", c.clientDelay)
 	}
 	if n := c.statusListSize; n < 8 || n > 1<<26 || n&(n-1) != 0 || c.statusBlockSize <= 0 || n%c.statusBlockSize != 0 {
 		bad("status-list-size", "--status-list-size must be a power of two between 8 and 2^26 and a multiple of --status-list-block")
@@ -534,6 +539,7 @@ func serve(ctx context.Context, g *globals, c *serveConfig) error {
 		return err
 	}
 	defer a.store.Close()
+	defer a.srv.Close() // before the store: stops the client change poller
 	if c.adminAddr != "" {
 		if c.adminAPI, err = newAdminAPI(ctx, a, c, log); err != nil {
 			if c.ln != nil {
@@ -687,6 +693,7 @@ func openApp(ctx context.Context, g *globals, c *serveConfig, log *slog.Logger) 
 		DPoP:                   authserver.DPoPConfig{Nonce: c.dpopNonce},
 		IntrospectionCacheSize: c.introCacheSize,
 		RevocationMaxDelay:     c.revocationDelay,
+		ClientChangeMaxDelay:   c.clientDelay,
 		StatusList:             authserver.StatusListConfig{Size: c.statusListSize, BlockSize: c.statusBlockSize},
 		AuthCodeTTL:            c.authCodeTTL,
 		DeviceCodeTTL:          c.deviceCodeTTL,

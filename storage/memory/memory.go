@@ -41,6 +41,10 @@ type data struct {
 	// revocations is the revocation feed; revSeq is the last Seq given out.
 	revocations []storage.Revocation
 	revSeq      int64
+	// clientChanges is the client change feed (clientfeed.go);
+	// clientChangeSeq is the last Seq given out.
+	clientChanges   []storage.ClientChange
+	clientChangeSeq int64
 }
 
 func newData() *data {
@@ -65,8 +69,10 @@ func (d *data) clone() *data {
 		attempts: maps.Clone(d.attempts),
 		// Clipped, so that an append in the copy never writes into the
 		// array the original still reads.
-		revocations: slices.Clip(d.revocations),
-		revSeq:      d.revSeq,
+		revocations:     slices.Clip(d.revocations),
+		revSeq:          d.revSeq,
+		clientChanges:   slices.Clip(d.clientChanges),
+		clientChangeSeq: d.clientChangeSeq,
 	}
 }
 
@@ -528,6 +534,7 @@ func (s *Store) UpdateClient(ctx context.Context, id string, fn func(storage.Cli
 		next = cloneClient(next)
 		return w.write(func(d *data) error {
 			d.clients[id] = next
+			d.clientChanged(id)
 			return nil
 		})
 	})
@@ -545,6 +552,7 @@ func (s *Store) DeleteClient(ctx context.Context, id string) error {
 			return notFound("client", id)
 		}
 		delete(d.clients, id)
+		d.clientChanged(id)
 		return nil
 	})
 }
@@ -849,6 +857,7 @@ func (s *Store) GarbageCollect(ctx context.Context, now time.Time, attemptsTTL t
 			}
 		}
 		d.revocations = kept
+		res.ClientChanges = d.gcClientChanges(now)
 		for k, a := range d.attempts {
 			if a.Last.Before(cutoff) {
 				delete(d.attempts, k)

@@ -11,7 +11,7 @@ import (
 const gcBatch = 1000
 
 // GarbageCollect deletes expired tokens, the revocation feed entries of
-// expired tokens and old counters, at most gcBatch
+// expired tokens, old client change feed entries and old counters, at most gcBatch
 // rows per statement, each statement its own transaction. On PostgreSQL the
 // batches skip rows other transactions hold locked, so several instances can
 // collect at once without waiting on each other or on requests.
@@ -36,6 +36,13 @@ func (s *Store) GarbageCollect(ctx context.Context, now time.Time, attemptsTTL t
 		`DELETE FROM status_lists WHERE id IN
 		(SELECT id FROM status_lists WHERE expires_at < $1 LIMIT $2`+s.d.skipLocked+`)`,
 		s.d.timeArg(now), gcBatch)
+	if err != nil {
+		return res, err
+	}
+	res.ClientChanges, err = s.deleteBatches(ctx, "garbage collect client changes",
+		`DELETE FROM client_changes WHERE seq IN
+		(SELECT seq FROM client_changes WHERE changed_at < $1 LIMIT $2`+s.d.skipLocked+`)`,
+		s.d.timeArg(now.Add(-storage.ClientChangeRetention)), gcBatch)
 	if err != nil {
 		return res, err
 	}

@@ -45,6 +45,7 @@ func Run(t *testing.T, open func(t *testing.T) storage.Store) {
 		{"RevokeTokensBySubjectAndClient", testRevokeTokens},
 		{"RevokeTokensRejectsEmptyFilter", testRevokeEmptyFilter},
 		{"RevocationFeedRecordsEndedAccessTokens", testRevocationFeed},
+		{"ClientChangeFeedRecordsUpdatesAndDeletions", testClientChangeFeed},
 		{"StatusListsAllocateBlocksAndRollOver", testStatusLists},
 		{"KeySetStartsEmpty", testKeysEmpty},
 		{"UpdateKeysRoundTripsAndCountsVersions", testUpdateKeys},

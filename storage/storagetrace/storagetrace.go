@@ -43,6 +43,14 @@ func (w *store) ListRevocations(ctx context.Context, after int64, limit int) ([]
 	return rs, err
 }
 
+// ListClientChanges implements storage.ClientChanges.
+func (w *store) ListClientChanges(ctx context.Context, after int64, limit int) ([]storage.ClientChange, error) {
+	ctx, sp := w.start(ctx, "ListClientChanges")
+	cs, err := w.s.ListClientChanges(ctx, after, limit)
+	tracing.End(sp, err)
+	return cs, err
+}
+
 // CreateUser implements storage.Users.
 func (w *store) CreateUser(ctx context.Context, u storage.User) error {
 	ctx, sp := w.start(ctx, "CreateUser")
