@@ -59,9 +59,7 @@ type clientFeed struct {
 	now      func() time.Time // Config.Now, the clock of entry expiry
 
 	mu      sync.Mutex // serialises polls; guards the fields below
-	cursor  int64      // every entry with Seq <= cursor has been applied or given up
-	seen    map[int64]struct{}
-	gaps    map[int64]time.Time // missing Seq → when first missed
+	cursor  feedCursor
 	failing bool
 	pruned  time.Time
 
@@ -72,7 +70,7 @@ type clientFeed struct {
 
 func newClientFeed(feed storage.ClientChanges, cache *clientCache, log *slog.Logger, now func() time.Time) *clientFeed {
 	return &clientFeed{feed: feed, cache: cache, interval: max(cache.maxDelay/4, time.Millisecond), log: log, now: now,
-		seen: map[int64]struct{}{}, gaps: map[int64]time.Time{}}
+		cursor: newFeedCursor(clientChangeGapWait, clientChangeMaxGaps)}
 }
 
 // start runs the poller until stop.
@@ -143,15 +141,14 @@ func (f *clientFeed) poll(ctx context.Context) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	start, wall := f.cache.clock(), time.Now()
-	after := f.cursor
+	after := f.cursor.pos
 	for {
 		page, err := f.feed.ListClientChanges(ctx, after, clientChangePage)
 		if err != nil {
 			return fmt.Errorf("authserver: read the client change feed: %w", err)
 		}
 		for _, c := range page {
-			if _, ok := f.seen[c.Seq]; !ok && c.Seq > f.cursor {
-				f.seen[c.Seq] = struct{}{}
+			if f.cursor.add(c.Seq) {
 				f.cache.forget(c.ClientID)
 			}
 		}
@@ -162,57 +159,13 @@ func (f *clientFeed) poll(ctx context.Context) error {
 			break
 		}
 	}
-	f.advance(wall, after)
+	f.cursor.advance(wall, after)
 	f.cache.polled.Store(start)
 	if now := f.now(); now.Sub(f.pruned) > time.Minute {
 		f.pruned = now
 		f.cache.prune(now)
 	}
 	return nil
-}
-
-// advance moves the cursor over the entries read and the gaps given up.
-func (f *clientFeed) advance(now time.Time, maxSeen int64) {
-	if floor := maxSeen - clientChangeMaxGaps; f.cursor < floor {
-		for s := range f.seen {
-			if s <= floor {
-				delete(f.seen, s)
-			}
-		}
-		for s := range f.gaps {
-			if s <= floor {
-				delete(f.gaps, s)
-			}
-		}
-		f.cursor = floor
-	}
-	for f.cursor < maxSeen {
-		next := f.cursor + 1
-		if _, ok := f.seen[next]; ok {
-			delete(f.seen, next)
-			f.cursor = next
-			continue
-		}
-		first, ok := f.gaps[next]
-		if !ok {
-			f.gaps[next] = now
-			first = now
-		}
-		if now.Sub(first) < clientChangeGapWait {
-			// Remember the other gaps below maxSeen, so each is given up
-			// in time.
-			for s := next + 1; s < maxSeen; s++ {
-				if _, ok := f.seen[s]; !ok {
-					if _, ok := f.gaps[s]; !ok {
-						f.gaps[s] = now
-					}
-				}
-			}
-			return
-		}
-		delete(f.gaps, next)
-		f.cursor = next
-	}
 }
 
 // ForgetClient drops this instance's cached credentials of the client, so

@@ -169,19 +169,30 @@ func TestIntrospectionCacheDisabled(t *testing.T) {
 func TestRevocationSetGivesUpGapsAfterTheWait(t *testing.T) {
 	r := newRevocationSet(nil, time.Second)
 	now := time.Now()
-	r.seen[1], r.seen[3] = struct{}{}, struct{}{}
-	r.advance(now, 3)
-	if r.cursor != 1 {
-		t.Fatalf("cursor %d, want 1: seq 2 may still commit", r.cursor)
+	c := &r.cursor
+	c.add(1)
+	c.add(3)
+	c.advance(now, 3)
+	if c.pos != 1 {
+		t.Fatalf("cursor %d, want 1: seq 2 may still commit", c.pos)
 	}
-	r.advance(now.Add(revocationGapWait/2), 3)
-	if r.cursor != 1 {
-		t.Fatalf("cursor %d before the gap wait, want 1", r.cursor)
+	c.advance(now.Add(revocationGapWait/2), 3)
+	if c.pos != 1 {
+		t.Fatalf("cursor %d before the gap wait, want 1", c.pos)
 	}
-	r.seen[3] = struct{}{}
-	r.advance(now.Add(revocationGapWait), 3)
-	if r.cursor != 3 || len(r.gaps) != 0 || len(r.seen) != 0 {
-		t.Fatalf("after the wait: cursor %d gaps %v seen %v, want 3 and none", r.cursor, r.gaps, r.seen)
+	if c.add(3) {
+		t.Fatal("seq 3 read again counted as new")
+	}
+	c.advance(now.Add(revocationGapWait), 3)
+	if c.pos != 3 || len(c.gaps) != 0 || len(c.seen) != 0 {
+		t.Fatalf("after the wait: cursor %d gaps %v seen %v, want 3 and none", c.pos, c.gaps, c.seen)
+	}
+	// At most maxGaps numbers below the highest read are waited for.
+	c.maxGaps = 10
+	c.add(100)
+	c.advance(now.Add(revocationGapWait), 100)
+	if c.pos != 90 || len(c.gaps) != 9 {
+		t.Fatalf("far above the cursor: cursor %d, %d gaps; want 90 and 9", c.pos, len(c.gaps))
 	}
 }
 
