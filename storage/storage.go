@@ -327,6 +327,14 @@ type Clients interface {
 type Tokens interface {
 	// CreateToken returns ErrAlreadyExists for a duplicate (Kind, Signature).
 	CreateToken(ctx context.Context, t Token) error
+	// CreateTokenIfAbsent stores t unless a record of its (Kind, Signature)
+	// exists, and reports whether it stored it. A taken key is no error, so
+	// the caller's transaction stays usable (on PostgreSQL a failed INSERT
+	// would abort it): a single-use check can share a transaction with
+	// other writes and fail alone. Of concurrent calls with one key, on any
+	// instance, exactly one stores it; a call that meets the uncommitted
+	// record of another transaction waits for that transaction to end.
+	CreateTokenIfAbsent(ctx context.Context, t Token) (bool, error)
 	// GetToken returns the record whether active or not.
 	GetToken(ctx context.Context, kind TokenKind, signature string) (Token, error)
 	// DeleteToken returns ErrNotFound when no record matches.
