@@ -10,6 +10,7 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/oauthkit/authserver/storage"
 )
@@ -73,6 +74,7 @@ func benchPrivateKeyJWT(b *testing.B, open func(testing.TB) storage.Store) {
 		bodies[i] = body()
 	}
 	verifies, fetches := env.as.assertionVerifications.Load(), env.as.clientKeys.fetches.Load()
+	commits := startCommitCount(b, env.as)
 	var next atomic.Int64
 	b.SetParallelism(benchParallelism)
 	b.ReportAllocs()
@@ -85,6 +87,29 @@ func benchPrivateKeyJWT(b *testing.B, open func(testing.TB) storage.Store) {
 	b.StopTimer()
 	b.ReportMetric(float64(env.as.assertionVerifications.Load()-verifies)/float64(b.N), "verifies/op")
 	b.ReportMetric(float64(env.as.clientKeys.fetches.Load()-fetches)/float64(b.N), "jwks-fetches/op")
+	commits()
+}
+
+// startCommitCount starts counting the group committer's transactions and
+// the requests they carried; the returned func reports them per op
+// (commits/op, and requests per commit: a private_key_jwt request submits
+// two, its jti record and its token records).
+func startCommitCount(b *testing.B, s *Server) func() {
+	count := func() (n uint64, reqs float64) {
+		var m dto.Metric
+		if err := s.metrics.commitBatch.Write(&m); err != nil {
+			b.Fatal(err)
+		}
+		return m.GetHistogram().GetSampleCount(), m.GetHistogram().GetSampleSum()
+	}
+	n0, r0 := count()
+	return func() {
+		n, r := count()
+		b.ReportMetric(float64(n-n0)/float64(b.N), "commits/op")
+		if n > n0 {
+			b.ReportMetric((r-r0)/float64(n-n0), "reqs/commit")
+		}
+	}
 }
 
 func BenchmarkClientCredentialsSecretBasic(b *testing.B) { benchSecretBasic(b, openSQLite) }
@@ -94,6 +119,7 @@ func benchSecretBasic(b *testing.B, open func(testing.TB) storage.Store) {
 	h := env.as.Handler()
 	body := url.Values{"grant_type": {"client_credentials"}, "scope": {"read"}}.Encode()
 	serveToken(b, h, body, "svc", svcSecret)
+	commits := startCommitCount(b, env.as)
 	b.SetParallelism(benchParallelism)
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -102,6 +128,8 @@ func benchSecretBasic(b *testing.B, open func(testing.TB) storage.Store) {
 			serveToken(b, h, body, "svc", svcSecret)
 		}
 	})
+	b.StopTimer()
+	commits()
 }
 
 // BenchmarkVerifyAssertionES256 is one go-jose ES256 verification of a
