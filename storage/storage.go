@@ -148,7 +148,8 @@ const (
 	Consent TokenKind = "consent"
 	// UsedJTI marks a single-use JWT identifier as seen (client assertions,
 	// RFC 7523 §3; DPoP proofs, RFC 9449 §11.1): CreateToken's
-	// ErrAlreadyExists is the replay check, shared by every instance, and
+	// ErrAlreadyExists, or CreateTokenIfAbsent's false inside a shared
+	// transaction, is the replay check, shared by every instance, and
 	// the record expires with the JWT. Signature is a purpose prefix and
 	// the jti (or its hash), for example "dpop:" + jti.
 	UsedJTI TokenKind = "jti"
