@@ -2,12 +2,16 @@ package authserver
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
 
@@ -24,20 +28,7 @@ func TestAssertionReplayRaceMemory(t *testing.T) { testAssertionReplayRace(t, op
 
 func TestAssertionReplayRaceSQLite(t *testing.T) { testAssertionReplayRace(t, openSQLite) }
 
-func TestAssertionReplayRacePostgres(t *testing.T) {
-	base := os.Getenv("AUTHSERVER_TEST_POSTGRES_DSN")
-	if base == "" {
-		t.Skip("AUTHSERVER_TEST_POSTGRES_DSN not set; skipping the PostgreSQL assertion replay race")
-	}
-	testAssertionReplayRace(t, func(t testing.TB) storage.Store {
-		st, err := sqlstore.OpenPostgres(t.Context(), postgresSchemaDSN(t.(*testing.T), base))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { st.Close() })
-		return st
-	})
-}
+func TestAssertionReplayRacePostgres(t *testing.T) { testAssertionReplayRace(t, openTestPostgres) }
 
 // raceResult is the status and error code of one response.
 type raceResult struct {
@@ -120,4 +111,95 @@ func testAssertionReplayRace(t *testing.T, open func(testing.TB) storage.Store) 
 			t.Errorf("fresh assertion racing the replays: status %d %q, want 200", r.status, r.code)
 		}
 	}
+}
+
+// useOnce in one group commit: of three requests with one key, one stores
+// it and two get errReplayed; the other requests of the same transaction,
+// single-use records and token writes alike, commit.
+func TestUseOnceReplayFailsAloneInItsBatch(t *testing.T) {
+	for _, b := range []struct {
+		name string
+		open func(testing.TB) storage.Store
+	}{{"memory", openMemory}, {"sqlite", openSQLite}, {"postgres", openTestPostgres}} {
+		t.Run(b.name, func(t *testing.T) {
+			st := b.open(t)
+			var (
+				mu    sync.Mutex
+				sizes []int
+			)
+			c := newCommitter(st, 12, time.Minute, func(n int, _ time.Duration) { mu.Lock(); sizes = append(sizes, n); mu.Unlock() })
+			s := &Server{store: st, committer: c}
+			if err := c.submit(t.Context(), nil, nil, createTok(st, "warm")); err != nil {
+				t.Fatal(err) // a commit just ended: the next one lingers
+			}
+			rec := func(key string) storage.Token {
+				now := time.Now()
+				return storage.Token{Kind: storage.UsedJTI, Signature: "test:" + key, RequestID: "test:" + key, ClientID: "c",
+					Active: true, RequestedAt: now, ExpiresAt: now.Add(time.Minute)}
+			}
+			const n = 12 // 0-2: one key; 3-8: keys of their own; 9-11: token writes
+			arrived := make([]func(), n)
+			for i := range arrived {
+				arrived[i] = c.expect()
+			}
+			errs := make([]error, n)
+			var wg sync.WaitGroup
+			for i := range n {
+				wg.Go(func() {
+					switch {
+					case i < 3:
+						errs[i] = s.useOnce(t.Context(), arrived[i], rec("same"))
+					case i < 9:
+						errs[i] = s.useOnce(t.Context(), arrived[i], rec(fmt.Sprint("own-", i)))
+					default:
+						errs[i] = c.submit(t.Context(), arrived[i], nil, createTok(st, fmt.Sprint("at-", i)))
+					}
+				})
+			}
+			wg.Wait()
+			won := 0
+			for i, err := range errs {
+				switch {
+				case i < 3 && err == nil:
+					won++
+				case i < 3 && !errors.Is(err, errReplayed):
+					t.Errorf("request %d with the shared key: %v, want nil or errReplayed", i, err)
+				case i >= 3 && err != nil:
+					t.Errorf("request %d failed beside a replay: %v", i, err)
+				}
+			}
+			if won != 1 {
+				t.Errorf("%d of 3 requests with one key passed, want 1", won)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if !slices.Equal(sizes, []int{1, n}) {
+				t.Errorf("transactions of %v requests, want [1 %d]: the replays must share the batch", sizes, n)
+			}
+			for i := 3; i < n; i++ {
+				kind, sig := storage.UsedJTI, fmt.Sprint("test:own-", i)
+				if i >= 9 {
+					kind, sig = storage.AccessToken, fmt.Sprint("at-", i)
+				}
+				if _, err := st.GetToken(t.Context(), kind, sig); err != nil {
+					t.Errorf("request %d committed but its record: %v", i, err)
+				}
+			}
+		})
+	}
+}
+
+// openTestPostgres opens a store on a fresh schema of
+// AUTHSERVER_TEST_POSTGRES_DSN, or skips.
+func openTestPostgres(t testing.TB) storage.Store {
+	base := os.Getenv("AUTHSERVER_TEST_POSTGRES_DSN")
+	if base == "" {
+		t.Skip("AUTHSERVER_TEST_POSTGRES_DSN not set; skipping the PostgreSQL case")
+	}
+	st, err := sqlstore.OpenPostgres(t.Context(), postgresSchemaDSN(t.(*testing.T), base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
 }
