@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -114,7 +115,7 @@ func assertionError(desc string) *oauthError {
 // §2.2 and §3): private_key_jwt or client_secret_jwt, whichever the client
 // registered. The signature is verified once, with the key the header's
 // kid names; the jti is then recorded in storage, shared by every instance,
-// so that an assertion is accepted once.
+// so that an assertion is accepted once (useOnce: in a group commit).
 func (s *Server) authenticateAssertion(ctx context.Context, r *http.Request, form url.Values) (storage.Client, *oauthError) {
 	if r.Header.Get("Authorization") != "" {
 		return storage.Client{}, invalidRequest("The client used more than one authentication method.")
@@ -209,22 +210,53 @@ func (s *Server) authenticateAssertion(ctx context.Context, r *http.Request, for
 	if oerr := s.checkAssertionClaims(endpoint, claims, now); oerr != nil {
 		return fail(oerr.Description)
 	}
+	// The jti record will go to the group committer: announced now, a
+	// commit that starts meanwhile waits (briefly) for it.
+	arrived := s.committer.expect()
+	defer arrived()
 	s.assertionVerifications.Add(1)
 	if _, err := jws.Verify(key); err != nil {
+		arrived()
 		return fail("The client assertion's signature is invalid.")
 	}
 	// RFC 7523 §3 item 7: the jti is single-use; the record lives as long
 	// as the assertion could be accepted.
 	sum := sha256.Sum256([]byte(claims.ID))
-	rec := storage.Token{Kind: storage.UsedJTI, Signature: jtiPrefix + c.ID + ":" + base64.RawURLEncoding.EncodeToString(sum[:]),
+	sig := jtiPrefix + c.ID + ":" + base64.RawURLEncoding.EncodeToString(sum[:])
+	rec := storage.Token{Kind: storage.UsedJTI, Signature: sig, RequestID: sig,
 		ClientID: c.ID, Active: true, RequestedAt: now, ExpiresAt: claims.Expiry.Time().Add(assertionLeeway)}
-	if err := s.store.CreateToken(ctx, rec); errors.Is(err, storage.ErrAlreadyExists) {
+	if err := s.useOnce(ctx, arrived, rec); errors.Is(err, errReplayed) {
 		s.audit(ctx, "client_assertion_replayed", slog.String("client_id", c.ID))
 		return fail("The client assertion was already used.")
 	} else if err != nil {
 		return storage.Client{}, unavailable(err)
 	}
 	return c, nil
+}
+
+// errReplayed is useOnce's answer for a record that was already stored.
+var errReplayed = fmt.Errorf("authserver: single-use value already used: %w", storage.ErrNotFound)
+
+// useOnce stores a single-use record (a jti's), or returns errReplayed if it
+// is already stored, here or by another instance. The insert goes through
+// the group committer, in the transaction of concurrent requests' writes
+// (one fsync for all of them on SQLite), and useOnce returns once that
+// transaction has committed: every endpoint answers only after the record
+// is durable. arrived is the caller's withdrawal from committer.expect, or
+// nil. A replay stores nothing and fails alone (the guard's
+// storage.ErrNotFound), without failing or delaying the rest of its batch.
+//
+// The record's RequestID should be its Signature: on PostgreSQL the insert
+// takes the lock of its RequestID exclusively until the batch commits, and
+// one shared value would serialise every instance's batches.
+func (s *Server) useOnce(ctx context.Context, arrived func(), rec storage.Token) error {
+	return s.committer.submit(ctx, arrived, func(tx context.Context) error {
+		created, err := s.store.CreateTokenIfAbsent(tx, rec)
+		if err == nil && !created {
+			err = errReplayed
+		}
+		return err
+	})
 }
 
 // checkAssertionClaims applies RFC 7523 §3 to a verified assertion: aud is

@@ -12,7 +12,8 @@ import (
 )
 
 // committer writes the token records of many concurrent token responses in
-// one transaction (group commit). A response is sent only after the
+// one transaction (group commit), and with them the single-use records of
+// client assertions (useOnce), each a request of its own. A response is sent only after the
 // transaction holding its records has committed, so durability is unchanged:
 // what changes is that one fsync serves every request that arrived while the
 // previous commit was running. On SQLite, where commits are serialised, this

@@ -148,7 +148,8 @@ const (
 	Consent TokenKind = "consent"
 	// UsedJTI marks a single-use JWT identifier as seen (client assertions,
 	// RFC 7523 §3; DPoP proofs, RFC 9449 §11.1): CreateToken's
-	// ErrAlreadyExists is the replay check, shared by every instance, and
+	// ErrAlreadyExists, or CreateTokenIfAbsent's false inside a shared
+	// transaction, is the replay check, shared by every instance, and
 	// the record expires with the JWT. Signature is a purpose prefix and
 	// the jti (or its hash), for example "dpop:" + jti.
 	UsedJTI TokenKind = "jti"
@@ -330,6 +331,14 @@ type Clients interface {
 type Tokens interface {
 	// CreateToken returns ErrAlreadyExists for a duplicate (Kind, Signature).
 	CreateToken(ctx context.Context, t Token) error
+	// CreateTokenIfAbsent stores t unless a record of its (Kind, Signature)
+	// exists, and reports whether it stored it. A taken key is no error, so
+	// the caller's transaction stays usable (on PostgreSQL a failed INSERT
+	// would abort it): a single-use check can share a transaction with
+	// other writes and fail alone. Of concurrent calls with one key, on any
+	// instance, exactly one stores it; a call that meets the uncommitted
+	// record of another transaction waits for that transaction to end.
+	CreateTokenIfAbsent(ctx context.Context, t Token) (bool, error)
 	// GetToken returns the record whether active or not.
 	GetToken(ctx context.Context, kind TokenKind, signature string) (Token, error)
 	// DeleteToken returns ErrNotFound when no record matches.

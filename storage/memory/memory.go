@@ -626,6 +626,22 @@ func (s *Store) CreateToken(ctx context.Context, t storage.Token) error {
 	})
 }
 
+// CreateTokenIfAbsent stores the record unless its key is taken, and
+// reports whether it did.
+func (s *Store) CreateTokenIfAbsent(ctx context.Context, t storage.Token) (bool, error) {
+	t = cloneToken(t)
+	var created bool
+	err := s.write(ctx, func(d *data) error {
+		k := tokenKey{t.Kind, t.Signature}
+		if _, ok := d.tokens[k]; !ok {
+			d.tokens[k] = t
+			created = true
+		}
+		return nil
+	})
+	return created, err
+}
+
 // GetToken returns the record, active or not.
 func (s *Store) GetToken(ctx context.Context, kind storage.TokenKind, signature string) (storage.Token, error) {
 	var t storage.Token

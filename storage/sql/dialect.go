@@ -30,6 +30,9 @@ type dialect struct {
 	// client_id, subject, active, requested_at, expires_at, payload,
 	// status_list, status_idx.
 	createToken string
+	// createTokenIfAbsent is createToken that inserts nothing when the key
+	// is taken (CreateTokenIfAbsent).
+	createTokenIfAbsent string
 	// The advisory locks described in doc.go (PostgreSQL only; empty where
 	// writers are serialised anyway).
 	lockGrant   string // $1 = request_id: the locks CreateToken takes for the grant's tokens
@@ -51,11 +54,21 @@ const insertTokenColumns = `kind, signature, request_id, client_id, subject, act
 // two, 0008 the status list columns of insertTokenColumns).
 const tokenColumns = insertTokenColumns + `, rotated_at, successor`
 
+// onTokenConflictDoNothing turns a createToken statement into
+// createTokenIfAbsent: a taken key inserts nothing (zero rows) instead of
+// failing, which on PostgreSQL would abort the transaction. At READ
+// COMMITTED an INSERT that meets another transaction's uncommitted row of
+// the key waits for that transaction, then inserts only if it rolled back.
+const onTokenConflictDoNothing = ` ON CONFLICT (kind, signature) DO NOTHING`
+
+const sqliteCreateToken = `INSERT INTO tokens (` + insertTokenColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`
+
 var sqliteDialect = &dialect{
-	name:        "sqlite",
-	bootstrap:   `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER NOT NULL PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT`,
-	createToken: `INSERT INTO tokens (` + insertTokenColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
-	timeArg:     func(t time.Time) any { return t.UnixMicro() },
+	name:                "sqlite",
+	bootstrap:           `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER NOT NULL PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT`,
+	createToken:         sqliteCreateToken,
+	createTokenIfAbsent: sqliteCreateToken + onTokenConflictDoNothing,
+	timeArg:             func(t time.Time) any { return t.UnixMicro() },
 	classify: func(err error) error {
 		var se *sqlite.Error
 		if !errors.As(err, &se) {
@@ -90,19 +103,22 @@ func pgTokenLocks(g, s, c string) string {
 		`pg_advisory_xact_lock_shared(` + pgClientLock + `, hashtext(` + c + `))`
 }
 
-var postgresDialect = &dialect{
-	name:        "postgres",
-	bootstrap:   `CREATE TABLE IF NOT EXISTS schema_migrations (version integer NOT NULL PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL)`,
-	migrateLock: `SELECT pg_advisory_xact_lock(` + pgMigrateLock + `, hashtext(coalesce(current_schema(), '')))`,
-	forUpdate:   ` FOR UPDATE`,
-	skipLocked:  ` FOR UPDATE SKIP LOCKED`,
-	byteOrder:   ` COLLATE "C"`,
-	// The locks and the insert are one statement, so that a token created
-	// outside a transaction costs one round trip. An INSERT reads no
-	// snapshot, so taking the locks first within the statement is enough.
-	createToken: `INSERT INTO tokens (` + insertTokenColumns + `)
+// pgCreateToken takes the locks and inserts in one statement, so that a
+// token created outside a transaction costs one round trip. An INSERT reads
+// no snapshot, so taking the locks first within the statement is enough.
+var pgCreateToken = `INSERT INTO tokens (` + insertTokenColumns + `)
 		SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::boolean, $7::timestamptz, $8::timestamptz, $9::bytea, $10::bigint, $11::bigint
-		FROM (SELECT ` + pgTokenLocks(`$3::text`, `$5::text`, `$4::text`) + `) AS locks`,
+		FROM (SELECT ` + pgTokenLocks(`$3::text`, `$5::text`, `$4::text`) + `) AS locks`
+
+var postgresDialect = &dialect{
+	name:                "postgres",
+	bootstrap:           `CREATE TABLE IF NOT EXISTS schema_migrations (version integer NOT NULL PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL)`,
+	migrateLock:         `SELECT pg_advisory_xact_lock(` + pgMigrateLock + `, hashtext(coalesce(current_schema(), '')))`,
+	forUpdate:           ` FOR UPDATE`,
+	skipLocked:          ` FOR UPDATE SKIP LOCKED`,
+	byteOrder:           ` COLLATE "C"`,
+	createToken:         pgCreateToken,
+	createTokenIfAbsent: pgCreateToken + onTokenConflictDoNothing,
 	// The subject and client of a grant are the same on all its tokens and
 	// never change, so they can be read before the locks are taken. A grant
 	// without tokens gets the grant lock alone (hashtext(NULL) locks nothing).

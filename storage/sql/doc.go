@@ -43,8 +43,8 @@
 //
 //   - Every write to a grant's tokens first takes the grant's lock
 //     (request_id) exclusively, then the lock of its subject and of its
-//     client shared, in that order: CreateToken in the same statement as its
-//     INSERT; DeleteTokens and DeactivateTokens in a statement of their own in
+//     client shared, in that order: CreateToken (and CreateTokenIfAbsent)
+//     in the same statement as its INSERT; DeleteTokens and DeactivateTokens in a statement of their own in
 //     the same transaction (their own if the caller has none);
 //     DeactivateToken, when inside a transaction, by looking the token up.
 //   - RevokeTokens takes the subject lock and the client lock (those in the

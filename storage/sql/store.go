@@ -445,7 +445,7 @@ func (s *Store) writeStmt(ctx context.Context, q querier, query string) *sql.Stm
 // holds).
 func (s *Store) prepareWrites(ctx context.Context) error {
 	s.wstmts = map[string]*sql.Stmt{}
-	for _, q := range []string{s.d.createToken, rotateTokenQuery, deactivateGrantQuery, deleteGrantQuery, deleteTokenQuery} {
+	for _, q := range []string{s.d.createToken, s.d.createTokenIfAbsent, rotateTokenQuery, deactivateGrantQuery, deleteGrantQuery, deleteTokenQuery} {
 		stmt, err := s.w.PrepareContext(ctx, q)
 		if err != nil {
 			return fmt.Errorf("sql: open %s: prepare: %w", s.d.name, err)

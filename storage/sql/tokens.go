@@ -40,6 +40,19 @@ func (s *Store) CreateToken(ctx context.Context, t storage.Token) error {
 	return err
 }
 
+// CreateTokenIfAbsent is CreateToken (locks included) with ON CONFLICT DO
+// NOTHING: a taken (Kind, Signature) stores nothing and reports false.
+func (s *Store) CreateTokenIfAbsent(ctx context.Context, t storage.Token) (bool, error) {
+	payload := t.Payload
+	if payload == nil {
+		payload = []byte{} // the column is NOT NULL
+	}
+	n, err := s.execCount(ctx, s.writer(ctx), "create token if absent", s.d.createTokenIfAbsent,
+		string(t.Kind), t.Signature, t.RequestID, t.ClientID, t.Subject, t.Active,
+		s.d.timeArg(t.RequestedAt), s.d.timeArg(t.ExpiresAt), payload, t.StatusList, t.StatusIndex)
+	return n == 1, err
+}
+
 // GetToken returns the record, active or not.
 func (s *Store) GetToken(ctx context.Context, kind storage.TokenKind, signature string) (storage.Token, error) {
 	t, err := scanToken(s.queryRow(ctx, s.getTokenStmt,

@@ -23,6 +23,7 @@ func RunMultiInstance(t *testing.T, open2 func(t *testing.T) (a, b storage.Store
 		fn   func(t *testing.T, a, b storage.Store)
 	}{
 		{"DeactivateTokenHasExactlyOneWinner", testRaceDeactivate},
+		{"CreateTokenIfAbsentHasExactlyOneWinner", testRaceCreateTokenIfAbsent},
 		{"RefreshRotationInTransactionsHasExactlyOneWinner", testRaceRotation},
 		{"UpdateKeysLosesNoUpdate", testRaceUpdateKeys},
 		{"UpdateAttemptsLosesNoIncrement", testRaceAttempts},
@@ -94,6 +95,63 @@ func testRaceDeactivate(t *testing.T, a, b storage.Store) {
 	for _, s := range []storage.Store{a, b} {
 		if tok, _ := tokenExists(t, s, storage.RefreshToken, "rt"); tok.Active {
 			t.Error("the token is still active")
+		}
+	}
+}
+
+// testRaceCreateTokenIfAbsent races one key on both handles, half of the
+// calls inside transactions that also write a record of their own and stay
+// open a moment after the insert (so that others meet the uncommitted row):
+// exactly one call stores the key, and every transaction commits its other
+// write, whether it won or not.
+func testRaceCreateTokenIfAbsent(t *testing.T, a, b storage.Store) {
+	ctx := t.Context()
+	const n = 20
+	var wins atomic.Int32
+	race(n, a, b, func(i int, s storage.Store) {
+		rec := newToken(storage.UsedJTI, "jti", "jti", "c1", "")
+		rec.Payload = []byte(fmt.Sprint(i))
+		if i%4 >= 2 {
+			created, err := s.CreateTokenIfAbsent(ctx, rec)
+			if err != nil {
+				t.Errorf("CreateTokenIfAbsent %d: %v", i, err)
+			} else if created {
+				wins.Add(1)
+			}
+			return
+		}
+		err := retry(func() error {
+			tx, err := s.BeginTx(ctx)
+			if err != nil {
+				return err
+			}
+			created, err := s.CreateTokenIfAbsent(tx, rec)
+			if err == nil {
+				time.Sleep(5 * time.Millisecond)
+				err = s.CreateToken(tx, newToken(storage.AccessToken, fmt.Sprint("at-", i), fmt.Sprint("req-", i), "c1", "u1"))
+			}
+			if err != nil {
+				_ = s.RollbackTx(tx)
+				return err
+			}
+			if err := s.CommitTx(tx); err != nil {
+				return err
+			}
+			if created {
+				wins.Add(1)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Errorf("transaction %d: %v", i, err)
+		}
+	})
+	if w := wins.Load(); w != 1 {
+		t.Errorf("%d CreateTokenIfAbsent calls stored the key, want exactly 1", w)
+	}
+	for i := range n {
+		if _, ok := tokenExists(t, b, storage.AccessToken, fmt.Sprint("at-", i)); ok != (i%4 < 2) {
+			t.Errorf("transaction %d: its other write exists = %v, want %v", i, ok, i%4 < 2)
 		}
 	}
 }

@@ -35,6 +35,7 @@ func Run(t *testing.T, open func(t *testing.T) storage.Store) {
 		{"IssuerCRUD", testIssuerCRUD},
 		{"TokenCRUD", testTokenCRUD},
 		{"DuplicateTokenIsRejectedPerKind", testDuplicateToken},
+		{"CreateTokenIfAbsentStoresOnce", testCreateTokenIfAbsent},
 		{"PayloadRoundTripsByteForByte", testPayloadBytes},
 		{"TimesRoundTripAsUTCInstants", testTimeZones},
 		{"ReturnedValuesAreCopies", testCopies},
@@ -318,6 +319,33 @@ func testDuplicateToken(t *testing.T, s storage.Store) {
 	wantErr(t, "CreateToken with a taken signature", err, storage.ErrAlreadyExists)
 	must(t, "CreateToken of the other kind with the same signature",
 		s.CreateToken(ctx, newToken(storage.RefreshToken, "sig", "req-1", "c1", "u1")))
+}
+
+func testCreateTokenIfAbsent(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	first := newToken(storage.UsedJTI, "jti:1", "jti:1", "c1", "")
+	created, err := s.CreateTokenIfAbsent(ctx, first)
+	must(t, "CreateTokenIfAbsent", err)
+	if !created {
+		t.Fatal("CreateTokenIfAbsent of a new key reported false")
+	}
+	again := first
+	again.ClientID, again.Payload = "c2", []byte("other")
+	created, err = s.CreateTokenIfAbsent(ctx, again)
+	must(t, "CreateTokenIfAbsent of a taken key", err)
+	if created {
+		t.Error("CreateTokenIfAbsent of a taken key reported true")
+	}
+	got, ok := tokenExists(t, s, storage.UsedJTI, "jti:1")
+	if !ok {
+		t.Fatal("the record is gone")
+	}
+	checkToken(t, got, first) // the first record, untouched
+	wantErr(t, "CreateToken after CreateTokenIfAbsent", s.CreateToken(ctx, again), storage.ErrAlreadyExists)
+	other := newToken(storage.AccessToken, "jti:1", "req-1", "c1", "u1")
+	if created, err := s.CreateTokenIfAbsent(ctx, other); err != nil || !created {
+		t.Errorf("CreateTokenIfAbsent of another kind with the same signature: %v, %v; want true, nil", created, err)
+	}
 }
 
 func testPayloadBytes(t *testing.T, s storage.Store) {

@@ -27,6 +27,7 @@ func RunTransactions(t *testing.T, open func(t *testing.T) storage.Store) {
 		{"TransactionEndsOnce", testTxEndsOnce},
 		{"DerivedContextCarriesTheTransaction", testDerivedContext},
 		{"UpdaterErrorInsideTransactionKeepsItUsable", testUpdaterErrorInTx},
+		{"CreateTokenIfAbsentOfATakenKeyKeepsTheTransactionUsable", testCreateTokenIfAbsentInTx},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
@@ -375,5 +376,36 @@ func testUpdaterErrorInTx(t *testing.T, s storage.Store) {
 	}
 	if a := peekAttempts(t, s, "k2"); a.Failures != 0 || !a.Last.IsZero() {
 		t.Errorf("attempts k2 = %+v, want a missing counter", a)
+	}
+}
+
+// testCreateTokenIfAbsentInTx: a taken key, committed or written earlier in
+// the same transaction, stores nothing and leaves the transaction usable
+// (on PostgreSQL a failed INSERT would abort it), so the writes before and
+// after it commit.
+func testCreateTokenIfAbsentInTx(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	must(t, "CreateToken", s.CreateToken(ctx, newToken(storage.UsedJTI, "old", "old", "c1", "")))
+	tx, err := s.BeginTx(ctx)
+	must(t, "BeginTx", err)
+	for _, c := range []struct {
+		sig  string
+		want bool
+	}{{"new", true}, {"old", false}, {"new", false}} {
+		created, err := s.CreateTokenIfAbsent(tx, newToken(storage.UsedJTI, c.sig, c.sig, "c1", ""))
+		must(t, "CreateTokenIfAbsent "+c.sig, err)
+		if created != c.want {
+			t.Errorf("CreateTokenIfAbsent %s in the transaction: %v, want %v", c.sig, created, c.want)
+		}
+	}
+	must(t, "CreateToken after a taken key", s.CreateToken(tx, newToken(storage.AccessToken, "at", "req-1", "c1", "u1")))
+	must(t, "CommitTx", s.CommitTx(tx))
+	for _, k := range []struct {
+		kind storage.TokenKind
+		sig  string
+	}{{storage.UsedJTI, "new"}, {storage.UsedJTI, "old"}, {storage.AccessToken, "at"}} {
+		if _, ok := tokenExists(t, s, k.kind, k.sig); !ok {
+			t.Errorf("%s %s missing after commit", k.kind, k.sig)
+		}
 	}
 }

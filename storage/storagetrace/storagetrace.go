@@ -203,6 +203,14 @@ func (w *store) CreateToken(ctx context.Context, t storage.Token) error {
 	return err
 }
 
+// CreateTokenIfAbsent implements storage.Tokens.
+func (w *store) CreateTokenIfAbsent(ctx context.Context, t storage.Token) (bool, error) {
+	ctx, sp := w.start(ctx, "CreateTokenIfAbsent")
+	created, err := w.s.CreateTokenIfAbsent(ctx, t)
+	tracing.End(sp, err)
+	return created, err
+}
+
 // GetToken implements storage.Tokens.
 func (w *store) GetToken(ctx context.Context, kind storage.TokenKind, signature string) (storage.Token, error) {
 	ctx, sp := w.start(ctx, "GetToken")
