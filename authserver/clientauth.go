@@ -132,7 +132,10 @@ func (s *Server) authenticateClient(ctx context.Context, r *http.Request, form u
 		return storage.Client{}, oerr
 	}
 	if cc.hasSecret {
-		if c, ok := s.clientCache.get(cc.id, cc.secret, s.cfg.Now()); ok && !secretExpired(c, s.cfg.Now()) {
+		// Only a secret client's entry proves a secret: the entries of
+		// public and assertion clients are registrations, cached without
+		// one (under the empty secret).
+		if c, ok := s.clientCache.get(cc.id, cc.secret, s.cfg.Now()); ok && !c.Public && !usesAssertion(c) && !secretExpired(c, s.cfg.Now()) {
 			return c, nil
 		}
 	}

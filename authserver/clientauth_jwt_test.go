@@ -1,6 +1,7 @@
 package authserver
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -428,3 +429,55 @@ func TestClientSecretExpiresAtEverywhere(t *testing.T) {
 }
 
 func randText() string { return rand.Text() }
+
+// clientReads counts the storage reads of client registrations.
+type clientReads struct {
+	storage.Store
+	n atomic.Int32
+}
+
+func (c *clientReads) GetClient(ctx context.Context, id string) (storage.Client, error) {
+	c.n.Add(1)
+	return c.Store.GetClient(ctx, id)
+}
+
+// An assertion client's registration comes from the client cache after
+// the first request (the change feed keeps it current), and that entry,
+// kept without a secret, never stands in for one: an empty client_secret
+// for the client is refused.
+func TestAssertionClientFromTheCache(t *testing.T) {
+	st := &clientReads{Store: openMemory(t)}
+	env := newTestEnv(t, st, func(c *Config) { c.Throttle.Disabled = true })
+	jc := seedJWTClients(t, env)
+	tokenURL := env.issuer + "/token"
+	before := st.n.Load()
+	for i := range 3 {
+		if code, m := env.clientCredentials(t, assertion(t, jose.ES256, jc.es.key, jc.es.kid, goodClaims("pk-es", tokenURL))); code != 200 {
+			t.Fatalf("assertion %d: %d %v", i, code, m)
+		}
+	}
+	if n := st.n.Load() - before; n != 1 {
+		t.Fatalf("3 assertions read the client %d times, want 1", n)
+	}
+	for _, how := range []string{"basic", "post"} {
+		form := url.Values{"grant_type": {"client_credentials"}, "scope": {"read"}}
+		user, pass := "pk-es", ""
+		if how == "post" {
+			form.Set("client_id", "pk-es")
+			form.Set("client_secret", "")
+			user = ""
+		}
+		resp := env.post("/token", form, user, pass)
+		if m := decode(t, resp); resp.StatusCode != 401 || m["error"] != "invalid_client" {
+			t.Fatalf("empty client_secret (%s) for a cached private_key_jwt client: %d %v", how, resp.StatusCode, m)
+		}
+	}
+	// A bad signature is still refused with the registration cached.
+	other, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, m := env.clientCredentials(t, assertion(t, jose.ES256, other, jc.es.kid, goodClaims("pk-es", tokenURL))); code != 401 {
+		t.Fatalf("assertion signed with another key: %d %v", code, m)
+	}
+}
