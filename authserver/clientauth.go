@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"hash"
 	"hash/maphash"
 	"io"
 	"log/slog"
@@ -277,8 +278,9 @@ func (s *Server) fositeClient(c storage.Client) fosite.Client {
 // from this cache within ClientChangeMaxDelay; while the feed cannot be read,
 // entries fall back to storage reads after that delay.
 type clientCache struct {
-	key []byte
-	ttl time.Duration
+	key  []byte
+	macs sync.Pool // of *cacheMAC: HMAC-SHA256 keyed with key
+	ttl  time.Duration
 	// maxDelay is Config.ClientChangeMaxDelay.
 	maxDelay time.Duration
 	// origin is the monotonic zero of the times below (nanoseconds since
@@ -327,13 +329,29 @@ func newClientCache(key []byte, ttl, maxDelay time.Duration) *clientCache {
 func (cc *clientCache) clock() int64 { return int64(time.Since(cc.origin)) }
 
 func (cc *clientCache) hash(id, secret string) [32]byte {
-	m := hmac.New(sha256.New, cc.key)
-	m.Write([]byte(id))
-	m.Write([]byte{0})
-	m.Write([]byte(secret))
+	// HMACs keyed with cc.key are reused with their scratch space: Reset
+	// restores the keyed state without hashing the key again.
+	m, _ := cc.macs.Get().(*cacheMAC)
+	if m == nil {
+		m = &cacheMAC{h: hmac.New(sha256.New, cc.key)}
+	} else {
+		m.h.Reset()
+	}
+	b := append(append(append(m.buf[:0], id...), 0), secret...)
+	_, _ = m.h.Write(b)
 	var out [32]byte
-	m.Sum(out[:0])
+	copy(out[:], m.h.Sum(m.sum[:0]))
+	clear(b) // the secret does not stay in the pool
+	m.buf = b[:0]
+	cc.macs.Put(m)
 	return out
+}
+
+// cacheMAC is a keyed HMAC with its scratch space.
+type cacheMAC struct {
+	h   hash.Hash
+	buf []byte
+	sum [sha256.Size]byte
 }
 
 func (cc *clientCache) gen(id string) *atomic.Uint64 {

@@ -119,9 +119,21 @@ func toOAuthError(err error) *oauthError {
 // that carries (or could carry) tokens or credentials.
 func noStore(w http.ResponseWriter) {
 	h := w.Header()
-	h.Set("Cache-Control", "no-store")
-	h.Set("Pragma", "no-cache")
+	h["Cache-Control"] = headerNoStore
+	h["Pragma"] = headerNoCache
 }
+
+// Header values set on every response, shared so that setting them costs
+// no allocation. Nothing writes into them: adding a value to one of these
+// headers appends to a full slice, which copies it.
+var (
+	headerNoStore   = []string{"no-store"}
+	headerNoCache   = []string{"no-cache"}
+	headerJSON      = []string{contentTypeJSON}
+	headerNosniff   = []string{"nosniff"}
+	headerNoRefer   = []string{"no-referrer"}
+	headerDenyFrame = []string{"DENY"}
+)
 
 // writeJSON writes v with the given status.
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -129,7 +141,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	if err != nil {
 		status, b = http.StatusInternalServerError, []byte(`{"error":"server_error"}`)
 	}
-	w.Header().Set("Content-Type", contentTypeJSON)
+	w.Header()["Content-Type"] = headerJSON
 	w.WriteHeader(status)
 	_, _ = w.Write(b)
 }

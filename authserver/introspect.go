@@ -3,6 +3,7 @@ package authserver
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"strings"
@@ -27,9 +28,20 @@ type introspection struct {
 	Roles     []string `json:"roles,omitempty"`
 	// Cnf is the key a DPoP-bound token is bound to (RFC 9449 §6.2).
 	Cnf *confirmation `json:"cnf,omitempty"`
+	// encoded is the JSON of an answer that no longer changes (a cached
+	// one, or inactive), so that a cache hit is not encoded again.
+	encoded []byte
 }
 
-var inactive = &introspection{}
+// frozen returns r with its JSON encoding kept; r must not change after.
+func (r *introspection) frozen() *introspection {
+	if b, err := json.Marshal(r); err == nil {
+		r.encoded = b
+	}
+	return r
+}
+
+var inactive = (&introspection{}).frozen()
 
 const introspectionJWT = "application/token-introspection+jwt"
 
@@ -176,7 +188,7 @@ func (s *Server) introspectAccess(ctx context.Context, token string) (*introspec
 		// A revocation committed after the record was read is in the
 		// revocation set by the time a hit can be answered, so caching
 		// after the read is safe.
-		s.introCache.put(key, cachedIntrospection{res: res, sig: revocationKeyOf(sig), kid: kid})
+		s.introCache.put(key, cachedIntrospection{res: res.frozen(), sig: revocationKeyOf(sig), kid: kid})
 	}
 	return res, nil
 }
@@ -222,7 +234,13 @@ func (s *Server) introspectRefresh(ctx context.Context, token string) (*introspe
 // one (RFC 9701).
 func (s *Server) writeIntrospection(w http.ResponseWriter, r *http.Request, caller string, res *introspection) {
 	if !acceptsIntrospectionJWT(r.Header.Get("Accept")) {
-		writeJSON(w, http.StatusOK, res)
+		if res.encoded == nil {
+			writeJSON(w, http.StatusOK, res)
+			return
+		}
+		w.Header()["Content-Type"] = headerJSON
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(res.encoded)
 		return
 	}
 	now := s.cfg.Now().UTC()

@@ -77,12 +77,17 @@ func (m *metrics) register(c prometheus.Collector) { m.reg.MustRegister(c) }
 // instrument wraps a route's handler with request counting and timing.
 func (m *metrics) instrument(endpoint string, h http.Handler) http.Handler {
 	dur := m.duration.WithLabelValues(endpoint)
+	var counters sync.Map // status code → prometheus.Counter of this endpoint
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
 		h.ServeHTTP(sw, r)
 		dur.Observe(time.Since(start).Seconds())
-		m.requests.WithLabelValues(endpoint, strconv.Itoa(sw.code)).Inc()
+		c, ok := counters.Load(sw.code)
+		if !ok {
+			c, _ = counters.LoadOrStore(sw.code, m.requests.WithLabelValues(endpoint, strconv.Itoa(sw.code)))
+		}
+		c.(prometheus.Counter).Inc()
 	})
 }
 

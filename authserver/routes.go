@@ -65,9 +65,9 @@ func methodNotAllowed(w http.ResponseWriter, _ *http.Request) {
 func securityHeaders(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
-		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("Referrer-Policy", "no-referrer")
-		h.Set("X-Frame-Options", "DENY")
+		h["X-Content-Type-Options"] = headerNosniff
+		h["Referrer-Policy"] = headerNoRefer
+		h["X-Frame-Options"] = headerDenyFrame
 		next.ServeHTTP(w, r)
 	})
 }
