@@ -7,28 +7,10 @@ import (
 	"github.com/oauthkit/authserver/storage"
 )
 
-// clientChanges returns every client change feed entry after seq, reading in
-// pages of two so that paging is exercised too.
+// clientChanges returns every client change feed entry after seq.
 func clientChanges(t *testing.T, s storage.Store, after int64) []storage.ClientChange {
 	t.Helper()
-	var out []storage.ClientChange
-	for {
-		page, err := s.ListClientChanges(t.Context(), after, 2)
-		must(t, "ListClientChanges", err)
-		if len(page) > 2 {
-			t.Fatalf("ListClientChanges(limit 2) returned %d entries", len(page))
-		}
-		for _, c := range page {
-			if c.Seq <= after {
-				t.Fatalf("ListClientChanges returned seq %d after %d", c.Seq, after)
-			}
-			after = c.Seq
-		}
-		out = append(out, page...)
-		if len(page) < 2 {
-			return out
-		}
-	}
+	return readFeed(t, "ListClientChanges", s.ListClientChanges, func(c storage.ClientChange) int64 { return c.Seq }, after)
 }
 
 func changedIDs(cs []storage.ClientChange) []string {

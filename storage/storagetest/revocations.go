@@ -1,6 +1,7 @@
 package storagetest
 
 import (
+	"context"
 	"slices"
 	"testing"
 	"time"
@@ -8,22 +9,29 @@ import (
 	"github.com/oauthkit/authserver/storage"
 )
 
-// feed returns every revocation feed entry after seq, reading in small pages
-// so that paging is exercised too.
+// feed returns every revocation feed entry after seq.
 func feed(t *testing.T, s storage.Store, after int64) []storage.Revocation {
 	t.Helper()
-	var out []storage.Revocation
+	return readFeed(t, "ListRevocations", s.ListRevocations, func(r storage.Revocation) int64 { return r.Seq }, after)
+}
+
+// readFeed returns every entry of a sequence-numbered feed after seq,
+// reading in pages of two so that paging is exercised too, and checks that
+// the numbers only grow.
+func readFeed[E any](t *testing.T, name string, list func(ctx context.Context, after int64, limit int) ([]E, error), seq func(E) int64, after int64) []E {
+	t.Helper()
+	var out []E
 	for {
-		page, err := s.ListRevocations(t.Context(), after, 2)
-		must(t, "ListRevocations", err)
+		page, err := list(t.Context(), after, 2)
+		must(t, name, err)
 		if len(page) > 2 {
-			t.Fatalf("ListRevocations(limit 2) returned %d entries", len(page))
+			t.Fatalf("%s(limit 2) returned %d entries", name, len(page))
 		}
-		for _, r := range page {
-			if r.Seq <= after {
-				t.Fatalf("ListRevocations returned seq %d after %d", r.Seq, after)
+		for _, e := range page {
+			if seq(e) <= after {
+				t.Fatalf("%s returned seq %d after %d", name, seq(e), after)
 			}
-			after = r.Seq
+			after = seq(e)
 		}
 		out = append(out, page...)
 		if len(page) < 2 {
