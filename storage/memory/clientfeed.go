@@ -1,7 +1,6 @@
 package memory
 
 import (
-	"cmp"
 	"context"
 	"slices"
 	"time"
@@ -39,11 +38,7 @@ func (d *data) gcClientChanges(now time.Time) int64 {
 func (s *Store) ListClientChanges(ctx context.Context, after int64, limit int) ([]storage.ClientChange, error) {
 	var out []storage.ClientChange
 	err := s.view(ctx, func(d *data) error {
-		i, _ := slices.BinarySearchFunc(d.clientChanges, after+1, func(c storage.ClientChange, seq int64) int {
-			return cmp.Compare(c.Seq, seq)
-		})
-		end := min(len(d.clientChanges), i+max(limit, 0))
-		out = slices.Clone(d.clientChanges[i:end])
+		out = pageAfter(d.clientChanges, after, limit, func(c storage.ClientChange) int64 { return c.Seq })
 		return nil
 	})
 	return out, err

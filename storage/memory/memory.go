@@ -768,14 +768,17 @@ func (s *Store) deleteTokensWhere(ctx context.Context, match func(tokenKey, stor
 func (s *Store) ListRevocations(ctx context.Context, after int64, limit int) ([]storage.Revocation, error) {
 	var out []storage.Revocation
 	err := s.view(ctx, func(d *data) error {
-		i, _ := slices.BinarySearchFunc(d.revocations, after+1, func(r storage.Revocation, seq int64) int {
-			return cmp.Compare(r.Seq, seq)
-		})
-		end := min(len(d.revocations), i+max(limit, 0))
-		out = slices.Clone(d.revocations[i:end])
+		out = pageAfter(d.revocations, after, limit, func(r storage.Revocation) int64 { return r.Seq })
 		return nil
 	})
 	return out, err
+}
+
+// pageAfter returns a copy of at most limit entries of feed (sorted by
+// sequence number) with a number above after.
+func pageAfter[E any](feed []E, after int64, limit int, seq func(E) int64) []E {
+	i, _ := slices.BinarySearchFunc(feed, after+1, func(e E, n int64) int { return cmp.Compare(seq(e), n) })
+	return slices.Clone(feed[i:min(len(feed), i+max(limit, 0))])
 }
 
 // GetKeys returns the key set.

@@ -30,27 +30,27 @@ func scanToken(row scanner) (storage.Token, error) {
 // ErrAlreadyExists. On PostgreSQL it first takes the grant's lock
 // exclusively and its subject's and client's locks shared (see doc.go).
 func (s *Store) CreateToken(ctx context.Context, t storage.Token) error {
-	payload := t.Payload
-	if payload == nil {
-		payload = []byte{} // the column is NOT NULL
-	}
-	_, err := s.execCount(ctx, s.writer(ctx), "create token", s.d.createToken,
-		string(t.Kind), t.Signature, t.RequestID, t.ClientID, t.Subject, t.Active,
-		s.d.timeArg(t.RequestedAt), s.d.timeArg(t.ExpiresAt), payload, t.StatusList, t.StatusIndex)
+	_, err := s.insertToken(ctx, "create token", s.d.createToken, t)
 	return err
 }
 
 // CreateTokenIfAbsent is CreateToken (locks included) with ON CONFLICT DO
 // NOTHING: a taken (Kind, Signature) stores nothing and reports false.
 func (s *Store) CreateTokenIfAbsent(ctx context.Context, t storage.Token) (bool, error) {
+	n, err := s.insertToken(ctx, "create token if absent", s.d.createTokenIfAbsent, t)
+	return n == 1, err
+}
+
+// insertToken runs an insert of a token record (query takes the record's
+// columns in order) and returns the rows inserted.
+func (s *Store) insertToken(ctx context.Context, what, query string, t storage.Token) (int64, error) {
 	payload := t.Payload
 	if payload == nil {
 		payload = []byte{} // the column is NOT NULL
 	}
-	n, err := s.execCount(ctx, s.writer(ctx), "create token if absent", s.d.createTokenIfAbsent,
+	return s.execCount(ctx, s.writer(ctx), what, query,
 		string(t.Kind), t.Signature, t.RequestID, t.ClientID, t.Subject, t.Active,
 		s.d.timeArg(t.RequestedAt), s.d.timeArg(t.ExpiresAt), payload, t.StatusList, t.StatusIndex)
-	return n == 1, err
 }
 
 // GetToken returns the record, active or not.
