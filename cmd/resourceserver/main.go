@@ -2,7 +2,7 @@
 // /api/admin/users) as a separate process that trusts a remote issuer, the
 // way a third-party API uses package resource:
 //
-//	resourceserver --issuer http://localhost:8080 --addr :8081
+//	resourceserver --issuer http://localhost:8080 --addr 127.0.0.1:8082
 //	resourceserver --issuer http://localhost:8080 --mode local-then-introspect \
 //	    --introspect-client-id demo-api --introspect-client-secret-file secret.txt
 //

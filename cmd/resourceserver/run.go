@@ -38,7 +38,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	var c config
 	fs := flag.NewFlagSet("resourceserver", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&c.addr, "addr", "127.0.0.1:8081", "address to listen on")
+	fs.StringVar(&c.addr, "addr", "127.0.0.1:8082", "address to listen on (the default stays clear of authserver's --addr 127.0.0.1:8080 and --admin-addr 127.0.0.1:8081)")
 	fs.StringVar(&c.issuer, "issuer", "", "issuer URL of the authorization server (required)")
 	fs.StringVar(&c.audience, "audience", "", "this API's resource identifier, its public base URL (RFC 9728), required in the tokens' aud (default http://ADDR/api)")
 	fs.TextVar(&c.mode, "mode", resource.ModeLocal, "token checks: local, introspect or local-then-introspect")
