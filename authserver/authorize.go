@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"mime"
 	"net/http"
 	"net/url"
@@ -105,9 +106,9 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		// A cross-site POST carries no SameSite=Lax session cookie: continue
 		// with a GET, which does, instead of asking a signed-in user to sign
 		// in again.
-		id, err := s.savePending(r.Context(), az)
+		id, err := s.savePending(r, az)
 		if err != nil {
-			s.authorizeFailed(w, r, az, &authzError{code: errTemporarilyUnavailable, desc: genericUnavailableDetail, redirect: true, status: http.StatusServiceUnavailable, cause: err})
+			s.authorizeFailed(w, r, az, pendingError(err))
 			return
 		}
 		seeOther(w, s.path("/consent?"+url.Values{"auth": {id}}.Encode()))
@@ -486,8 +487,8 @@ func (s *Server) proceed(w http.ResponseWriter, r *http.Request, az *authzReques
 	}
 	if bs == nil {
 		if pendingID == "" {
-			if pendingID, err = s.savePending(ctx, az); err != nil {
-				s.authorizeFailed(w, r, az, &authzError{code: errTemporarilyUnavailable, desc: genericUnavailableDetail, redirect: true, status: http.StatusServiceUnavailable, cause: err})
+			if pendingID, err = s.savePending(r, az); err != nil {
+				s.authorizeFailed(w, r, az, pendingError(err))
 				return
 			}
 		}
@@ -506,8 +507,8 @@ func (s *Server) proceed(w http.ResponseWriter, r *http.Request, az *authzReques
 	}
 	if need {
 		if pendingID == "" {
-			if pendingID, err = s.savePending(ctx, az); err != nil {
-				s.authorizeFailed(w, r, az, &authzError{code: errTemporarilyUnavailable, desc: genericUnavailableDetail, redirect: true, status: http.StatusServiceUnavailable, cause: err})
+			if pendingID, err = s.savePending(r, az); err != nil {
+				s.authorizeFailed(w, r, az, pendingError(err))
 				return
 			}
 			seeOther(w, s.path("/consent?"+url.Values{"auth": {pendingID}}.Encode()))
@@ -617,8 +618,37 @@ type pendingPayload struct {
 	LoginSID string `json:"login_sid,omitempty"`
 }
 
-// savePending stores a request that waits for the user, for LoginTTL.
-func (s *Server) savePending(ctx context.Context, az *authzRequest) (string, error) {
+// errPendingLimited is savePending's error when the caller's address has
+// left too many requests waiting (Config.PendingPerMinute).
+type errPendingLimited struct{ wait time.Duration }
+
+func (e errPendingLimited) Error() string {
+	return fmt.Sprintf("authserver: too many pending authorization requests from one address (retry in %s)", e.wait)
+}
+
+// pendingError is the authorization error of a request that could not be
+// stored to wait for the user: temporarily_unavailable (RFC 6749
+// §4.1.2.1), redirected to the client, which saw the request validated.
+func pendingError(err error) *authzError {
+	var lim errPendingLimited
+	if errors.As(err, &lim) {
+		secs := max(int(math.Ceil(lim.wait.Seconds())), 1)
+		return &authzError{code: errTemporarilyUnavailable, redirect: true, status: http.StatusTooManyRequests,
+			desc: fmt.Sprintf("Too many sign-in requests from this address. Try again in %d seconds.", secs)}
+	}
+	return &authzError{code: errTemporarilyUnavailable, desc: genericUnavailableDetail, redirect: true, status: http.StatusServiceUnavailable, cause: err}
+}
+
+// savePending stores a request that waits for the user, for LoginTTL, if
+// the caller's address has not left too many waiting.
+func (s *Server) savePending(r *http.Request, az *authzRequest) (string, error) {
+	ctx := r.Context()
+	if s.pendingLimiter != nil {
+		if wait := s.pendingLimiter.take(s.clientIP(r)); wait > 0 {
+			s.metrics.throttled.WithLabelValues("authorize").Inc()
+			return "", errPendingLimited{wait: wait}
+		}
+	}
 	id, err := randomHandle()
 	if err != nil {
 		return "", err

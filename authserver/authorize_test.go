@@ -1005,3 +1005,36 @@ func TestUserRevokesConsent(t *testing.T) {
 		t.Fatalf("consent not asked again: %d", p.status)
 	}
 }
+
+// An address may leave at most PendingBurst authorization requests waiting
+// for a sign-in at once (then PendingPerMinute): the next one goes back to
+// the client with temporarily_unavailable (RFC 6749 §4.1.2.1), state and
+// iss. A signed-in user's request that needs no page stores nothing and
+// goes through.
+func TestPendingAuthorizationRequestsAreLimitedPerAddress(t *testing.T) {
+	env := newCodeEnv(t, func(c *Config) { c.PendingPerMinute, c.PendingBurst = 1, 3 })
+	_, challenge := pkcePair("limit")
+	// One sign-in (its pending request is the first of the burst).
+	signedIn := newBrowser(t, env)
+	code, _ := env.codeFor(t, signedIn, "first", "https://first.example/cb")
+	if code == "" {
+		t.Fatal("no code")
+	}
+	anon := newBrowser(t, env)
+	for i := range 2 {
+		if p := anon.get(authorizeQuery("web", webRedirect, "s", challenge)); !strings.Contains(p.body, `name="password"`) {
+			t.Fatalf("anonymous request %d: status %d, no sign-in page", i, p.status)
+		}
+	}
+	p := anon.get(authorizeQuery("web", webRedirect, "over", challenge))
+	q := env.callback(t, p, webRedirect)
+	if q.Get("error") != "temporarily_unavailable" || q.Get("state") != "over" || !strings.Contains(q.Get("error_description"), "Try again in") {
+		t.Fatalf("request over the limit: %v", q)
+	}
+	// The signed-in user still gets codes: nothing is stored for them.
+	for range 3 {
+		if code, _ := env.codeFor(t, signedIn, "first", "https://first.example/cb"); code == "" {
+			t.Fatal("no code for the signed-in user")
+		}
+	}
+}

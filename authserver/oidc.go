@@ -236,14 +236,13 @@ func (s *Server) oidcGate(w http.ResponseWriter, r *http.Request, az *authzReque
 // toLogin sends the browser to sign in for az, remembering the sid of the
 // session it had (see oidcParams.loginSID) in a new pending request.
 func (s *Server) toLogin(w http.ResponseWriter, r *http.Request, az *authzRequest, sid, pendingID string) {
-	ctx := r.Context()
 	if pendingID != "" && !s.consumePending(w, r, pendingID) {
 		return
 	}
 	az.oidc.loginSID = sid
-	id, err := s.savePending(ctx, az)
+	id, err := s.savePending(r, az)
 	if err != nil {
-		s.authorizeFailed(w, r, az, &authzError{code: errTemporarilyUnavailable, desc: genericUnavailableDetail, redirect: true, status: http.StatusServiceUnavailable, cause: err})
+		s.authorizeFailed(w, r, az, pendingError(err))
 		return
 	}
 	seeOther(w, s.path("/login?"+url.Values{fieldAuth: {id}}.Encode()))

@@ -108,6 +108,15 @@ type Config struct {
 	// LoginTTL is how long a user has to sign in and consent once an
 	// authorization request arrived (default 15 minutes).
 	LoginTTL time.Duration
+	// PendingPerMinute and PendingBurst bound the authorization requests
+	// an address may leave waiting for a sign-in or a consent (each is a
+	// stored record until LoginTTL): a token bucket per address and
+	// instance, refilled at PendingPerMinute (default 600) with PendingBurst
+	// (default 200) at once; a negative PendingPerMinute turns it off. A
+	// signed-in user's request that needs no page stores nothing and is
+	// not counted.
+	PendingPerMinute float64
+	PendingBurst     int
 	// UIDir, when set, holds templates/*.html and static/* files that
 	// replace the embedded sign-in, consent and sign-out pages.
 	UIDir string
@@ -204,6 +213,12 @@ func (c *Config) setDefaults() error {
 	if c.LoginTTL <= 0 {
 		c.LoginTTL = pendingTTLDefault
 	}
+	if c.PendingPerMinute == 0 {
+		c.PendingPerMinute = 600
+	}
+	if c.PendingBurst <= 0 {
+		c.PendingBurst = 200
+	}
 	if c.DeviceCodeTTL <= 0 {
 		c.DeviceCodeTTL = defaultDeviceCodeTTL
 	}
@@ -264,7 +279,10 @@ type Server struct {
 	csrf          ui.CSRF
 	scopes        scopeCache
 	regLimiter    *rateLimiter
-	status        *statusLists
+	// pendingLimiter bounds the pending authorization requests per address
+	// (Config.PendingPerMinute); nil when off.
+	pendingLimiter *rateLimiter
+	status         *statusLists
 	// basePath is the issuer's path ("" for an issuer at a host's root).
 	basePath string
 	// backchannel counts back-channel logout deliveries in flight.
@@ -351,6 +369,9 @@ func New(cfg Config, store storage.Store, km *keys.Manager, opts ...Option) (*Se
 		s.throttle = &throttler{cfg: cfg.Throttle, store: store, now: cfg.Now, blocked: map[string]time.Time{}}
 	}
 	s.regLimiter = newRateLimiter(cfg.Registration.RatePerMinute, cfg.Registration.Burst, cfg.Now)
+	if cfg.PendingPerMinute > 0 {
+		s.pendingLimiter = newRateLimiter(cfg.PendingPerMinute, cfg.PendingBurst, cfg.Now)
+	}
 	if cfg.Registration.Open {
 		s.log.Warn("open dynamic client registration is on: anyone can register a client at /register")
 	}

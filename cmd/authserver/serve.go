@@ -93,6 +93,7 @@ type serveConfig struct {
 	openRegistration  bool
 	registrationScope []string
 	registrationRate  float64
+	authorizeRate     float64
 	// allowPrivateClientURLs turns the outbound-URL policy off.
 	allowPrivateClientURLs bool
 	secretFlags
@@ -258,6 +259,7 @@ func (c *serveConfig) registerFlags(f *pflag.FlagSet) {
 	f.BoolVar(&c.openRegistration, "open-registration", false, "let anyone register a client at /register without an initial access token (off by default; see `clients initial-token`)")
 	f.StringSliceVar(&c.registrationScope, "registration-scope", nil, "scope a dynamically registered client may register (repeatable; default openid, profile, email, offline_access)")
 	f.Float64Var(&c.registrationRate, "registration-rate", 20, "requests per minute and address allowed at /register (a burst of 10)")
+	f.Float64Var(&c.authorizeRate, "authorize-rate", 600, "authorization requests per minute and address that may wait for a sign-in or consent (each is stored for 15 minutes; a burst of 200; 0: no limit)")
 	f.BoolVar(&c.allowPrivateClientURLs, "allow-private-client-urls", false, "let the server call client URLs (jwks_uri fetches, back-channel logout) on loopback, private, link-local and other non-public addresses, and /register accept them (internal deployments and tests; MUST NOT be used when untrusted parties can register clients)")
 	f.BoolVar(&c.insecureHTTP, "insecure-http", false, "allow a non-loopback http:// issuer (MUST NOT be used in production)")
 	f.Uint32Var(&c.argon2.Memory, "argon2-memory", password.DefaultParams.Memory, "argon2id memory in KiB")
@@ -397,6 +399,9 @@ func (c *serveConfig) validate(db string) error {
 		if _, err := netip.ParsePrefix(p); err != nil {
 			bad("trusted-proxy", "--trusted-proxy %q must be a CIDR such as 10.0.0.0/8", p)
 		}
+	}
+	if c.authorizeRate < 0 {
+		bad("authorize-rate", "--authorize-rate must not be negative (0 turns the limit off)")
 	}
 	if c.sqliteCacheMiB < 1 {
 		bad("sqlite-cache-mib", "--sqlite-cache-mib must be at least 1")
@@ -614,6 +619,15 @@ func storageKind(db string) string {
 	return "sqlite"
 }
 
+// pendingRate maps --authorize-rate to Config.PendingPerMinute, whose
+// "off" is negative.
+func pendingRate(perMinute float64) float64 {
+	if perMinute == 0 {
+		return -1
+	}
+	return perMinute
+}
+
 // app is what serve wires together: the store, the key manager and the
 // authorization server.
 type app struct {
@@ -704,6 +718,7 @@ func openApp(ctx context.Context, g *globals, c *serveConfig, log *slog.Logger) 
 		Registration: authserver.RegistrationConfig{Open: c.openRegistration, Scopes: c.registrationScope,
 			RatePerMinute: c.registrationRate},
 		InsecureAllowPrivateClientURLs: c.allowPrivateClientURLs,
+		PendingPerMinute:               pendingRate(c.authorizeRate),
 	}, store, km, serverOptions(st)...)
 	if err != nil {
 		return nil, err
