@@ -33,11 +33,13 @@ func (s *Server) parseForm(w http.ResponseWriter, r *http.Request, repeatable ..
 		w.Header().Set("Allow", http.MethodPost)
 		return nil, newError(http.StatusMethodNotAllowed, errInvalidRequest, "The endpoint requires POST.")
 	}
-	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if err != nil || mt != "application/x-www-form-urlencoded" {
-		return nil, invalidRequest("The request body must be application/x-www-form-urlencoded.")
+	if ct := r.Header.Get("Content-Type"); ct != formContentType { // the common case needs no parsing
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || mt != formContentType {
+			return nil, invalidRequest("The request body must be application/x-www-form-urlencoded.")
+		}
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	body, err := readBody(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes), r.ContentLength, s.cfg.MaxBodyBytes)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -57,6 +59,22 @@ func (s *Server) parseForm(w http.ResponseWriter, r *http.Request, repeatable ..
 	// fosite reads r.PostForm; give it exactly what we validated.
 	r.PostForm, r.Form = form, form
 	return form, nil
+}
+
+const formContentType = "application/x-www-form-urlencoded"
+
+// readBody reads a request body whose announced length is n (-1 when
+// unknown) into one buffer of that size when it is known and within max:
+// net/http then ends the body after exactly n bytes.
+func readBody(body io.Reader, n, max int64) ([]byte, error) {
+	if n <= 0 || n > max {
+		return io.ReadAll(body)
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(body, b); err != nil {
+		return nil, err
+	}
+	return b, nil
 }
 
 // safeParam keeps an echoed parameter name short and printable.
