@@ -116,11 +116,13 @@ func (s *Server) dpopProof(ctx context.Context, r *http.Request, path, accessTok
 	// the proof could no longer pass the iat window.
 	sum := sha256.Sum256([]byte(p.JKT + "|" + p.ID))
 	sig := "dpop:" + hex.EncodeToString(sum[:])
-	err = s.store.CreateToken(ctx, storage.Token{
+	// The record rides the group commit (useOnce): durable before the
+	// request goes on, without a transaction of its own.
+	err = s.useOnce(ctx, nil, storage.Token{
 		Kind: storage.UsedJTI, Signature: sig, RequestID: sig, Active: true,
 		RequestedAt: now.UTC(), ExpiresAt: p.IssuedAt.Add(s.dpop.cfg.MaxAge + s.dpop.cfg.MaxFuture).UTC(),
 	})
-	if errors.Is(err, storage.ErrAlreadyExists) {
+	if errors.Is(err, errReplayed) {
 		return "", dpopError("The DPoP proof was already used.")
 	}
 	if err != nil {

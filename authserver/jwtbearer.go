@@ -110,9 +110,11 @@ func (h jwtBearerHandler) HandleTokenEndpointRequest(ctx context.Context, ar fos
 		return unavailable(err)
 	}
 	sum := sha256.Sum256([]byte(claims.ID))
-	rec := storage.Token{Kind: storage.UsedJTI, Signature: bearerJTIPrefix + iss.ID + ":" + base64.RawURLEncoding.EncodeToString(sum[:]),
+	sig := bearerJTIPrefix + iss.ID + ":" + base64.RawURLEncoding.EncodeToString(sum[:])
+	rec := storage.Token{Kind: storage.UsedJTI, Signature: sig, RequestID: sig,
 		ClientID: c.ID, Subject: u.ID, Active: true, RequestedAt: now, ExpiresAt: claims.Expiry.Time().Add(assertionLeeway)}
-	if err := s.store.CreateToken(ctx, rec); errors.Is(err, storage.ErrAlreadyExists) {
+	// Through the group commit, like a client assertion's jti (useOnce).
+	if err := s.useOnce(ctx, nil, rec); errors.Is(err, errReplayed) {
 		s.audit(ctx, "jwt_bearer_replayed", slog.String("client_id", c.ID), slog.String("issuer", safeParam(iss.ID)))
 		return invalidGrant("The assertion was already used.")
 	} else if err != nil {
