@@ -644,7 +644,7 @@ func pendingError(err error) *authzError {
 func (s *Server) savePending(r *http.Request, az *authzRequest) (string, error) {
 	ctx := r.Context()
 	if s.pendingLimiter != nil {
-		if wait := s.pendingLimiter.take(s.clientIP(r)); wait > 0 {
+		if wait := s.pendingLimiter.take(limitKey(s.clientIP(r))); wait > 0 {
 			s.metrics.throttled.WithLabelValues("authorize").Inc()
 			return "", errPendingLimited{wait: wait}
 		}

@@ -1038,3 +1038,19 @@ func TestPendingAuthorizationRequestsAreLimitedPerAddress(t *testing.T) {
 		}
 	}
 }
+
+// Rate-limit buckets: an IPv4 address each, an IPv6 /64 each.
+func TestLimitKey(t *testing.T) {
+	for in, want := range map[string]string{
+		"192.0.2.1":            "192.0.2.1",
+		"::ffff:192.0.2.1":     "::ffff:192.0.2.1",
+		"2001:db8:1:2:3:4:5:6": "2001:db8:1:2::/64",
+		"2001:db8:1:2:ffff::1": "2001:db8:1:2::/64",
+		"fe80::1%eth0":         "fe80::/64",
+		"not an address":       "not an address",
+	} {
+		if got := limitKey(in); got != want {
+			t.Errorf("limitKey(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package authserver
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -64,17 +65,17 @@ func (s *Server) parseForm(w http.ResponseWriter, r *http.Request, repeatable ..
 const formContentType = "application/x-www-form-urlencoded"
 
 // readBody reads a request body whose announced length is n (-1 when
-// unknown) into one buffer of that size when it is known and within max:
-// net/http then ends the body after exactly n bytes.
+// unknown), growing its buffer as bytes arrive: a client that announces
+// max bytes and sends none holds no more than a small first buffer.
 func readBody(body io.Reader, n, max int64) ([]byte, error) {
-	if n <= 0 || n > max {
-		return io.ReadAll(body)
+	var b bytes.Buffer
+	if n > 0 && n <= max {
+		b.Grow(int(min(n, 4<<10)))
 	}
-	b := make([]byte, n)
-	if _, err := io.ReadFull(body, b); err != nil {
+	if _, err := b.ReadFrom(body); err != nil {
 		return nil, err
 	}
-	return b, nil
+	return b.Bytes(), nil
 }
 
 // safeParam keeps an echoed parameter name short and printable.
@@ -468,11 +469,14 @@ func (cc *clientCache) empty() bool {
 	return cc.count == 0
 }
 
-// clearAll drops every entry.
+// clearAll drops every entry; a storage read in flight is not cached.
 func (cc *clientCache) clearAll() {
 	cc.mu.Lock()
 	clear(cc.m)
 	cc.count = 0
+	for i := range cc.gens {
+		cc.gens[i].Add(1)
+	}
 	cc.mu.Unlock()
 }
 

@@ -159,7 +159,12 @@ func (f *clientFeed) poll(ctx context.Context) error {
 			break
 		}
 	}
-	f.cursor.advance(wall, after)
+	if f.cursor.advance(wall, after) > 0 {
+		// A change that commits after its gap was given up is never read:
+		// drop every cached registration, which the next requests read
+		// again, rather than trust one such a change replaced.
+		f.cache.clearAll()
+	}
 	f.cache.polled.Store(start)
 	if now := f.now(); now.Sub(f.pruned) > time.Minute {
 		f.pruned = now

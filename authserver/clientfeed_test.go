@@ -3,6 +3,7 @@ package authserver
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -280,4 +281,42 @@ func BenchmarkClientCacheHit(b *testing.B) {
 			}
 		}
 	})
+}
+
+// gappyFeed is a client change feed with a hole at seq 1: the change that
+// took it may still commit, or never will.
+type gappyFeed struct{}
+
+func (gappyFeed) ListClientChanges(_ context.Context, after int64, _ int) ([]storage.ClientChange, error) {
+	if after >= 2 {
+		return nil, nil
+	}
+	return []storage.ClientChange{{Seq: 2, ClientID: "other"}}, nil
+}
+
+// A gap the poller gives up on drops every cached registration (a change
+// committing in it later would never be read); while the gap is still
+// waited for, the entries of clients the feed did not name stay.
+func TestClientFeedGivingUpAGapClearsTheCache(t *testing.T) {
+	for _, tc := range []struct {
+		maxGaps int64
+		kept    bool
+	}{{clientChangeMaxGaps, true}, {0, false}} {
+		cc := newClientCache([]byte("k"), time.Hour, time.Hour)
+		now := time.Now()
+		cc.put("c1", "s", storage.Client{ID: "c1"}, now, cc.begin("c1"))
+		f := newClientFeed(gappyFeed{}, cc, slog.New(slog.DiscardHandler), time.Now)
+		f.cursor.maxGaps = tc.maxGaps
+		rd := cc.begin("c2") // a read in flight across the poll
+		if err := f.poll(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		cc.put("c2", "s", storage.Client{ID: "c2"}, now, rd)
+		if _, ok := cc.get("c1", "s", now); ok != tc.kept {
+			t.Errorf("maxGaps %d: c1 cached = %v, want %v", tc.maxGaps, ok, tc.kept)
+		}
+		if _, ok := cc.get("c2", "s", now); ok != tc.kept {
+			t.Errorf("maxGaps %d: the read in flight cached = %v, want %v", tc.maxGaps, ok, tc.kept)
+		}
+	}
 }

@@ -37,14 +37,20 @@ func (c *feedCursor) add(seq int64) bool {
 }
 
 // advance moves the cursor over the entries read, up to maxSeen (the
-// highest read), and over the gaps given up at now.
-func (c *feedCursor) advance(now time.Time, maxSeen int64) {
+// highest read), and over the gaps given up at now, and reports how many
+// gaps it gave up. An entry that commits after its gap was given up is
+// never read: the caller must then stop trusting what such an entry could
+// have changed (its cache).
+func (c *feedCursor) advance(now time.Time, maxSeen int64) (gaveUp int) {
 	if floor := maxSeen - c.maxGaps; c.pos < floor {
+		missing := floor - c.pos
 		for s := range c.seen {
 			if s <= floor {
 				delete(c.seen, s)
+				missing--
 			}
 		}
+		gaveUp += int(missing)
 		for s := range c.gaps {
 			if s <= floor {
 				delete(c.gaps, s)
@@ -74,9 +80,11 @@ func (c *feedCursor) advance(now time.Time, maxSeen int64) {
 					}
 				}
 			}
-			return
+			return gaveUp
 		}
 		delete(c.gaps, next)
 		c.pos = next
+		gaveUp++
 	}
+	return gaveUp
 }

@@ -109,6 +109,16 @@ func (c *tokenCache[V]) remove(k [32]byte) {
 	c.mu.Unlock()
 }
 
+// clear drops every entry; a nil cache (disabled) has none.
+func (c *tokenCache[V]) clear() {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	clear(c.m)
+	c.mu.Unlock()
+}
+
 // len reports the number of entries (for tests and metrics).
 func (c *tokenCache[V]) len() int {
 	c.mu.RLock()
@@ -122,7 +132,11 @@ type revocationSet struct {
 	interval time.Duration
 	// onEntry, when set, is called with each new feed entry (status
 	// lists set the token's bit).
-	onEntry  func(storage.Revocation)
+	onEntry func(storage.Revocation)
+	// onGaveUp, when set, is called when the cursor gives up a gap in the
+	// feed: a revocation that commits after that is never read, so what
+	// was verified and cached before must be verified again.
+	onGaveUp func()
 	maxDelay time.Duration
 
 	mu sync.RWMutex
@@ -213,7 +227,9 @@ func (r *revocationSet) pollLocked(ctx context.Context) error {
 			break
 		}
 	}
-	r.cursor.advance(start, after)
+	if r.cursor.advance(start, after) > 0 && r.onGaveUp != nil {
+		r.onGaveUp()
+	}
 	if start.Sub(r.pruned) > time.Minute {
 		r.prune(start)
 	}

@@ -172,8 +172,7 @@ func TestRevocationSetGivesUpGapsAfterTheWait(t *testing.T) {
 	c := &r.cursor
 	c.add(1)
 	c.add(3)
-	c.advance(now, 3)
-	if c.pos != 1 {
+	if n := c.advance(now, 3); c.pos != 1 || n != 0 {
 		t.Fatalf("cursor %d, want 1: seq 2 may still commit", c.pos)
 	}
 	c.advance(now.Add(revocationGapWait/2), 3)
@@ -183,14 +182,18 @@ func TestRevocationSetGivesUpGapsAfterTheWait(t *testing.T) {
 	if c.add(3) {
 		t.Fatal("seq 3 read again counted as new")
 	}
-	c.advance(now.Add(revocationGapWait), 3)
+	if n := c.advance(now.Add(revocationGapWait), 3); n != 1 {
+		t.Fatalf("gave up %d gaps, want 1", n)
+	}
 	if c.pos != 3 || len(c.gaps) != 0 || len(c.seen) != 0 {
 		t.Fatalf("after the wait: cursor %d gaps %v seen %v, want 3 and none", c.pos, c.gaps, c.seen)
 	}
 	// At most maxGaps numbers below the highest read are waited for.
 	c.maxGaps = 10
 	c.add(100)
-	c.advance(now.Add(revocationGapWait), 100)
+	if n := c.advance(now.Add(revocationGapWait), 100); n != 87 {
+		t.Fatalf("far above the cursor: gave up %d gaps, want 87 (4..90)", n)
+	}
 	if c.pos != 90 || len(c.gaps) != 9 {
 		t.Fatalf("far above the cursor: cursor %d, %d gaps; want 90 and 9", c.pos, len(c.gaps))
 	}

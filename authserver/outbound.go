@@ -42,7 +42,9 @@ var errNonPublicAddress = errors.New("outbound connection to a non-public addres
 // reach: unspecified and "this network", loopback, private (RFC 1918, RFC
 // 4193 ULA), shared address space (CGNAT, RFC 6598), link-local (which
 // holds the cloud metadata address 169.254.169.254), IETF protocol
-// assignments, benchmarking, multicast and reserved ranges (RFC 6890).
+// assignments, benchmarking, documentation, multicast and reserved ranges
+// (RFC 6890), local-use NAT64 (RFC 8215), Teredo (RFC 4380) and the IPv6
+// discard prefix (RFC 6666). Whatever is not global unicast is refused too.
 var nonPublicPrefixes = []netip.Prefix{
 	netip.MustParsePrefix("0.0.0.0/8"),
 	netip.MustParsePrefix("10.0.0.0/8"),
@@ -51,11 +53,19 @@ var nonPublicPrefixes = []netip.Prefix{
 	netip.MustParsePrefix("169.254.0.0/16"),
 	netip.MustParsePrefix("172.16.0.0/12"),
 	netip.MustParsePrefix("192.0.0.0/24"),
+	netip.MustParsePrefix("192.0.2.0/24"),
 	netip.MustParsePrefix("192.168.0.0/16"),
 	netip.MustParsePrefix("198.18.0.0/15"),
+	netip.MustParsePrefix("198.51.100.0/24"),
+	netip.MustParsePrefix("203.0.113.0/24"),
 	netip.MustParsePrefix("224.0.0.0/4"),
 	netip.MustParsePrefix("240.0.0.0/4"),
 	netip.MustParsePrefix("::/96"), // unspecified, loopback, IPv4-compatible
+	netip.MustParsePrefix("64:ff9b:1::/48"),
+	netip.MustParsePrefix("100::/64"),
+	netip.MustParsePrefix("2001::/32"),
+	netip.MustParsePrefix("2001:2::/48"),
+	netip.MustParsePrefix("2001:db8::/32"),
 	netip.MustParsePrefix("fc00::/7"),
 	netip.MustParsePrefix("fe80::/10"),
 	netip.MustParsePrefix("fec0::/10"), // deprecated site-local
@@ -84,6 +94,9 @@ func isPublicAddr(a netip.Addr) bool {
 		case sixToFour.Contains(a):
 			return isPublicAddr(netip.AddrFrom4([4]byte(b[2:6])))
 		}
+	}
+	if !a.IsGlobalUnicast() {
+		return false
 	}
 	for _, p := range nonPublicPrefixes {
 		if p.Contains(a) {

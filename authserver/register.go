@@ -650,14 +650,24 @@ func (s *Server) updateRegistration(ctx context.Context, id, tok string, req *re
 			jwtSecret := authMethod(c) == AuthMethodSecretJWT
 			switch wants := !c.Public && usesSecret(c.TokenEndpointAuthMethod); {
 			case wants && (len(c.SecretHashes) == 0 || (jwtSecret && len(c.SecretCiphertext) == 0)):
+				// A secret issued by an update keeps the expiry the
+				// registration's secrets had (client_secret_expires_at,
+				// RFC 7591 §3.2.1): changing the method is no way to a
+				// secret that outlives it.
+				if !c.SecretExpiresAt.IsZero() && !s.cfg.Now().Before(c.SecretExpiresAt) {
+					oe = metadataError(errInvalidClientMetadata, "The client's secret has expired: an update issues no new one. Register the client again.")
+					return c, oe
+				}
 				secret, err := s.NewClientSecret(&c)
 				if err != nil {
 					oe = serverError(err)
 					return c, oe
 				}
-				c.SecretExpiresAt, issued = time.Time{}, secret
+				issued = secret
 			case !wants:
-				c.SecretHashes, c.SecretCiphertext, c.SecretExpiresAt = nil, nil, time.Time{}
+				// SecretExpiresAt stays: a secret issued later by another
+				// update expires with it.
+				c.SecretHashes, c.SecretCiphertext = nil, nil
 			case !jwtSecret:
 				// The HMAC key of client_secret_jwt is no longer needed.
 				c.SecretCiphertext = nil

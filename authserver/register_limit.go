@@ -3,6 +3,7 @@ package authserver
 import (
 	"math"
 	"net/http"
+	"net/netip"
 	"sync"
 	"time"
 )
@@ -69,10 +70,22 @@ func (l *rateLimiter) prune(now time.Time) {
 	}
 }
 
+// limitKey is the bucket of an address: the address itself for IPv4, its
+// /64 for IPv6, which a single subscriber usually holds whole (one bucket
+// per IPv6 address would give each of them 2^64).
+func limitKey(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil || a.Unmap().Is4() {
+		return ip
+	}
+	p, _ := a.WithZone("").Prefix(64)
+	return p.String()
+}
+
 // regLimit applies the registration rate limit to an address: 429 with
 // Retry-After when its bucket is empty.
 func (s *Server) regLimit(ip string) *oauthError {
-	wait := s.regLimiter.take(ip)
+	wait := s.regLimiter.take(limitKey(ip))
 	if wait <= 0 {
 		return nil
 	}

@@ -3,6 +3,7 @@ package authserver
 import (
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -99,5 +100,61 @@ func TestRegistrationClientSecretJWT(t *testing.T) {
 	}
 	if code, m := hs(jose.HS256, secret2); code != http.StatusUnauthorized || m["error"] != errInvalidClient {
 		t.Fatalf("assertion of a deleted client: %d %v", code, m)
+	}
+}
+
+// A secret issued by an update keeps the registration's
+// client_secret_expires_at (RFC 7591 §3.2.1), also across a method with no
+// secret; once it has passed, an update issues no new secret.
+func TestRegistrationUpdateKeepsTheSecretExpiry(t *testing.T) {
+	now := time.Now()
+	var skew atomic.Int64 // added to now by the server's clock
+	env := newTestEnv(t, openMemory(t), regScopes, func(c *Config) {
+		c.Throttle.Disabled = true
+		c.Now = func() time.Time { return now.Add(time.Duration(skew.Load())) }
+	})
+	iat, _, err := CreateInitialAccessToken(t.Context(), env.store, InitialAccessToken{TTL: time.Hour, SecretTTL: 48 * time.Hour}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, reg, _ := regCall(t, http.MethodPost, env.srv.URL+"/register", iat, map[string]any{
+		"client_name": "svc", "grant_types": []string{"client_credentials"}, "scope": "read"})
+	if code != http.StatusCreated {
+		t.Fatalf("register: %d %v", code, reg)
+	}
+	exp := reg["client_secret_expires_at"].(float64)
+	id, uri, rat := str(reg, "client_id"), str(reg, "registration_client_uri"), str(reg, "registration_access_token")
+	update := func(body map[string]any) (int, map[string]any) {
+		t.Helper()
+		body["client_id"], body["client_name"], body["scope"] = id, "svc", "read"
+		body["grant_types"] = []string{"client_credentials"}
+		code, got, _ := regCall(t, http.MethodPut, uri, rat, body)
+		if code == http.StatusOK {
+			rat = str(got, "registration_access_token")
+		}
+		return code, got
+	}
+	// basic -> client_secret_jwt: a new secret, the same expiry.
+	code, got := update(map[string]any{"token_endpoint_auth_method": "client_secret_jwt"})
+	if code != http.StatusOK || str(got, "client_secret") == "" || got["client_secret_expires_at"] != exp {
+		t.Fatalf("to client_secret_jwt: %d %v (expiry was %v)", code, got, exp)
+	}
+	// -> private_key_jwt (no secret) -> basic: the expiry survives the round trip.
+	jwks := map[string]any{"keys": []any{map[string]any{"kty": "EC", "crv": "P-256", "kid": "k",
+		"x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU", "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}}}
+	if code, got := update(map[string]any{"token_endpoint_auth_method": "private_key_jwt", "jwks": jwks}); code != http.StatusOK {
+		t.Fatalf("to private_key_jwt: %d %v", code, got)
+	}
+	code, got = update(map[string]any{"token_endpoint_auth_method": "client_secret_basic"})
+	if code != http.StatusOK || str(got, "client_secret") == "" || got["client_secret_expires_at"] != exp {
+		t.Fatalf("back to client_secret_basic: %d %v (expiry was %v)", code, got, exp)
+	}
+	// After the expiry, no update issues a secret.
+	if code, got := update(map[string]any{"token_endpoint_auth_method": "private_key_jwt", "jwks": jwks}); code != http.StatusOK {
+		t.Fatalf("to private_key_jwt: %d %v", code, got)
+	}
+	skew.Store(int64(49 * time.Hour))
+	if code, got := update(map[string]any{"token_endpoint_auth_method": "client_secret_basic"}); code != http.StatusBadRequest || got["error"] != "invalid_client_metadata" {
+		t.Fatalf("a new secret after the expiry: %d %v", code, got)
 	}
 }

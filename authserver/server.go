@@ -363,6 +363,10 @@ func New(cfg Config, store storage.Store, km *keys.Manager, opts ...Option) (*Se
 	s.secretBox = box
 	s.status = newStatusLists(s.cfg.StatusList.Size)
 	s.revoked.onEntry = s.status.revoke
+	s.revoked.onGaveUp = func() {
+		s.introCache.clear()
+		s.userinfoCache.clear()
+	}
 	s.clientCache = newClientCache(deriveKey(cfg.Secret, "client-cache"), cfg.ClientCacheTTL, cfg.ClientChangeMaxDelay)
 	s.clientFeed = newClientFeed(store, s.clientCache, s.log, cfg.Now)
 	if !cfg.Throttle.Disabled {
