@@ -618,11 +618,11 @@ type pendingPayload struct {
 	LoginSID string `json:"login_sid,omitempty"`
 }
 
-// errPendingLimited is savePending's error when the caller's address has
+// pendingLimitError is savePending's error when the caller's address has
 // left too many requests waiting (Config.PendingPerMinute).
-type errPendingLimited struct{ wait time.Duration }
+type pendingLimitError struct{ wait time.Duration }
 
-func (e errPendingLimited) Error() string {
+func (e pendingLimitError) Error() string {
 	return fmt.Sprintf("authserver: too many pending authorization requests from one address (retry in %s)", e.wait)
 }
 
@@ -630,7 +630,7 @@ func (e errPendingLimited) Error() string {
 // stored to wait for the user: temporarily_unavailable (RFC 6749
 // §4.1.2.1), redirected to the client, which saw the request validated.
 func pendingError(err error) *authzError {
-	var lim errPendingLimited
+	var lim pendingLimitError
 	if errors.As(err, &lim) {
 		secs := max(int(math.Ceil(lim.wait.Seconds())), 1)
 		return &authzError{code: errTemporarilyUnavailable, redirect: true, status: http.StatusTooManyRequests,
@@ -646,7 +646,7 @@ func (s *Server) savePending(r *http.Request, az *authzRequest) (string, error) 
 	if s.pendingLimiter != nil {
 		if wait := s.pendingLimiter.take(limitKey(s.clientIP(r))); wait > 0 {
 			s.metrics.throttled.WithLabelValues("authorize").Inc()
-			return "", errPendingLimited{wait: wait}
+			return "", pendingLimitError{wait: wait}
 		}
 	}
 	id, err := randomHandle()
