@@ -11,6 +11,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/oauthkit/authserver/internal/dpop"
+	"github.com/oauthkit/authserver/internal/dpop/dpoptest"
 )
 
 // benchEnv issues one access token on a SQLite-backed server.
@@ -137,8 +138,8 @@ func BenchmarkRefresh(b *testing.B) {
 // DPoP proof per request (made in the loop: one ES256 signature on the
 // client side, one verification and a single-use jti record on the server).
 func BenchmarkClientCredentialsDPoP(b *testing.B) {
-	key := newDPoPKey(b)
+	key := dpoptest.NewKey(b)
 	benchClientCredentials(b, func(htu string) string {
-		return key.proof(dpop.ProofClaims{Method: http.MethodPost, URL: htu})
+		return key.Proof(dpop.ProofClaims{Method: http.MethodPost, URL: htu})
 	})
 }

@@ -1,92 +1,18 @@
 package authserver
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
-	"encoding/base64"
-	"encoding/json"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
 
-	jose "github.com/go-jose/go-jose/v4"
-
 	"github.com/oauthkit/authserver/internal/dpop"
+	"github.com/oauthkit/authserver/internal/dpop/dpoptest"
 	"github.com/oauthkit/authserver/storage"
 )
-
-// dpopKey is a client's DPoP key: proofs made with go-jose.
-type dpopKey struct {
-	t    testing.TB
-	priv *ecdsa.PrivateKey
-	s    *dpop.Signer
-}
-
-func newDPoPKey(t testing.TB) *dpopKey {
-	t.Helper()
-	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := dpop.NewSigner(priv, jose.ES256)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &dpopKey{t: t, priv: priv, s: s}
-}
-
-func (k *dpopKey) proof(c dpop.ProofClaims) string {
-	k.t.Helper()
-	p, err := k.s.Proof(c)
-	if err != nil {
-		k.t.Fatal(err)
-	}
-	return p
-}
-
-// rawProof builds a proof by hand, for the shapes go-jose refuses to make:
-// header and claims as given, signed by sign (nil: no signature).
-func rawProof(header, claims map[string]any, sign func(input []byte) []byte) string {
-	h, _ := json.Marshal(header)
-	c, _ := json.Marshal(claims)
-	input := base64.RawURLEncoding.EncodeToString(h) + "." + base64.RawURLEncoding.EncodeToString(c)
-	sig := []byte{}
-	if sign != nil {
-		sig = sign([]byte(input))
-	}
-	return input + "." + base64.RawURLEncoding.EncodeToString(sig)
-}
-
-func (k *dpopKey) es256(input []byte) []byte {
-	sum := sha256.Sum256(input)
-	r, s, err := ecdsa.Sign(rand.Reader, k.priv, sum[:])
-	if err != nil {
-		k.t.Fatal(err)
-	}
-	out := make([]byte, 64)
-	r.FillBytes(out[:32])
-	s.FillBytes(out[32:])
-	return out
-}
-
-func (k *dpopKey) publicJWK() map[string]any {
-	b, _ := json.Marshal(jose.JSONWebKey{Key: k.priv.Public()})
-	var m map[string]any
-	_ = json.Unmarshal(b, &m)
-	return m
-}
-
-func (k *dpopKey) privateJWK() map[string]any {
-	b, _ := json.Marshal(jose.JSONWebKey{Key: k.priv}) // with "d"
-	var m map[string]any
-	_ = json.Unmarshal(b, &m)
-	return m
-}
 
 func (env *testEnv) dpopToken(form url.Values, user, pass string, proofs ...string) (*http.Response, map[string]any) {
 	env.t.Helper()
@@ -134,9 +60,9 @@ func testDPoPTokenEndpoint(t *testing.T, open func(testing.TB) storage.Store) {
 		GrantTypes: []string{"password", "refresh_token"}, Scopes: []string{"read"}, CreatedAt: now, UpdatedAt: now}); err != nil {
 		t.Fatal(err)
 	}
-	key := newDPoPKey(t)
+	key := dpoptest.NewKey(t)
 	htu := env.issuer + "/token"
-	good := func() string { return key.proof(dpop.ProofClaims{Method: "POST", URL: htu}) }
+	good := func() string { return key.Proof(dpop.ProofClaims{Method: "POST", URL: htu}) }
 
 	var access, refresh string
 	t.Run("BoundTokenIssued", func(t *testing.T) {
@@ -147,11 +73,11 @@ func testDPoPTokenEndpoint(t *testing.T, open func(testing.TB) storage.Store) {
 		access, refresh = m["access_token"].(string), m["refresh_token"].(string)
 		tok := verifyIndependently(t, env, access)
 		cnf, _ := claim(t, tok, "cnf").(map[string]any)
-		if cnf["jkt"] != key.s.JKT() {
-			t.Fatalf("cnf = %v, want jkt %s", cnf, key.s.JKT())
+		if cnf["jkt"] != key.Signer.JKT() {
+			t.Fatalf("cnf = %v, want jkt %s", cnf, key.Signer.JKT())
 		}
 		in := env.introspect(access)
-		if in["token_type"] != "DPoP" || in["cnf"].(map[string]any)["jkt"] != key.s.JKT() {
+		if in["token_type"] != "DPoP" || in["cnf"].(map[string]any)["jkt"] != key.Signer.JKT() {
 			t.Fatalf("introspection %v", in)
 		}
 	})
@@ -168,10 +94,10 @@ func testDPoPTokenEndpoint(t *testing.T, open func(testing.TB) storage.Store) {
 		return url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}, "client_id": {"demo"}}
 	}
 	t.Run("PublicRefreshNeedsTheBoundKey", func(t *testing.T) {
-		other := newDPoPKey(t)
+		other := dpoptest.NewKey(t)
 		resp, m := env.dpopToken(refreshForm(refresh), "", "")
 		wantOAuthError(t, resp, m, 400, "invalid_dpop_proof")
-		resp, m = env.dpopToken(refreshForm(refresh), "", "", other.proof(dpop.ProofClaims{Method: "POST", URL: htu}))
+		resp, m = env.dpopToken(refreshForm(refresh), "", "", other.Proof(dpop.ProofClaims{Method: "POST", URL: htu}))
 		wantOAuthError(t, resp, m, 400, "invalid_dpop_proof")
 		// The refused attempts did not consume the refresh token.
 		resp, m = env.dpopToken(refreshForm(refresh), "", "", good())
@@ -179,7 +105,7 @@ func testDPoPTokenEndpoint(t *testing.T, open func(testing.TB) storage.Store) {
 			t.Fatalf("refresh with the bound key: %d %v", resp.StatusCode, m)
 		}
 		// The rotated refresh token stays bound.
-		resp, m = env.dpopToken(refreshForm(m["refresh_token"].(string)), "", "", other.proof(dpop.ProofClaims{Method: "POST", URL: htu}))
+		resp, m = env.dpopToken(refreshForm(m["refresh_token"].(string)), "", "", other.Proof(dpop.ProofClaims{Method: "POST", URL: htu}))
 		wantOAuthError(t, resp, m, 400, "invalid_dpop_proof")
 	})
 	t.Run("ConfidentialRefreshIsNotBound", func(t *testing.T) {
@@ -189,13 +115,13 @@ func testDPoPTokenEndpoint(t *testing.T, open func(testing.TB) storage.Store) {
 		if resp.StatusCode != 200 || m["token_type"] != "DPoP" {
 			t.Fatalf("%d %v", resp.StatusCode, m)
 		}
-		other := newDPoPKey(t)
+		other := dpoptest.NewKey(t)
 		rf := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {m["refresh_token"].(string)}}
-		resp, m = env.dpopToken(rf, "app", appSecret, other.proof(dpop.ProofClaims{Method: "POST", URL: htu}))
+		resp, m = env.dpopToken(rf, "app", appSecret, other.Proof(dpop.ProofClaims{Method: "POST", URL: htu}))
 		if resp.StatusCode != 200 || m["token_type"] != "DPoP" {
 			t.Fatalf("refresh with another key: %d %v", resp.StatusCode, m)
 		}
-		if in := env.introspect(m["access_token"].(string)); in["cnf"].(map[string]any)["jkt"] != other.s.JKT() {
+		if in := env.introspect(m["access_token"].(string)); in["cnf"].(map[string]any)["jkt"] != other.Signer.JKT() {
 			t.Fatalf("the new access token is not bound to the new proof's key: %v", in)
 		}
 	})
@@ -208,7 +134,7 @@ func testDPoPTokenEndpoint(t *testing.T, open func(testing.TB) storage.Store) {
 	})
 
 	iat := func(d time.Duration) string {
-		return key.proof(dpop.ProofClaims{Method: "POST", URL: htu, IssuedAt: time.Now().Add(d)})
+		return key.Proof(dpop.ProofClaims{Method: "POST", URL: htu, IssuedAt: time.Now().Add(d)})
 	}
 	claims := func() map[string]any {
 		return map[string]any{"jti": newJTI(), "htm": "POST", "htu": htu, "iat": time.Now().Unix()}
@@ -223,22 +149,22 @@ func testDPoPTokenEndpoint(t *testing.T, open func(testing.TB) storage.Store) {
 		proofs []string
 	}{
 		{"MissingProofForBoundClient", "dpoponly", nil},
-		{"OtherHTU", "demo", []string{key.proof(dpop.ProofClaims{Method: "POST", URL: env.issuer + "/authorize"})}},
-		{"HTUWithOtherHost", "demo", []string{key.proof(dpop.ProofClaims{Method: "POST", URL: "https://evil.example/token"})}},
-		{"OtherHTM", "demo", []string{key.proof(dpop.ProofClaims{Method: "GET", URL: htu})}},
+		{"OtherHTU", "demo", []string{key.Proof(dpop.ProofClaims{Method: "POST", URL: env.issuer + "/authorize"})}},
+		{"HTUWithOtherHost", "demo", []string{key.Proof(dpop.ProofClaims{Method: "POST", URL: "https://evil.example/token"})}},
+		{"OtherHTM", "demo", []string{key.Proof(dpop.ProofClaims{Method: "GET", URL: htu})}},
 		{"ReplayedJTI", "demo", []string{replayed}},
 		{"IATTooOld", "demo", []string{iat(-2 * time.Minute)}},
 		{"IATInTheFuture", "demo", []string{iat(time.Minute)}},
-		{"AlgNone", "demo", []string{rawProof(map[string]any{"typ": "dpop+jwt", "alg": "none", "jwk": key.publicJWK()}, claims(), nil)}},
-		{"HS256", "demo", []string{rawProof(map[string]any{"typ": "dpop+jwt", "alg": "HS256", "jwk": key.publicJWK()}, claims(), func(in []byte) []byte {
+		{"AlgNone", "demo", []string{dpoptest.RawProof(map[string]any{"typ": "dpop+jwt", "alg": "none", "jwk": key.JWK(false)}, claims(), nil)}},
+		{"HS256", "demo", []string{dpoptest.RawProof(map[string]any{"typ": "dpop+jwt", "alg": "HS256", "jwk": key.JWK(false)}, claims(), func(in []byte) []byte {
 			m := hmac.New(sha256.New, []byte("0123456789abcdef0123456789abcdef"))
 			m.Write(in)
 			return m.Sum(nil)
 		})}},
-		{"PrivateKeyInJWK", "demo", []string{rawProof(map[string]any{"typ": "dpop+jwt", "alg": "ES256", "jwk": key.privateJWK()}, claims(), key.es256)}},
-		{"WrongTyp", "demo", []string{rawProof(map[string]any{"typ": "JWT", "alg": "ES256", "jwk": key.publicJWK()}, claims(), key.es256)}},
-		{"NoJWK", "demo", []string{rawProof(map[string]any{"typ": "dpop+jwt", "alg": "ES256"}, claims(), key.es256)}},
-		{"BadSignature", "demo", []string{rawProof(map[string]any{"typ": "dpop+jwt", "alg": "ES256", "jwk": newDPoPKey(t).publicJWK()}, claims(), key.es256)}},
+		{"PrivateKeyInJWK", "demo", []string{dpoptest.RawProof(map[string]any{"typ": "dpop+jwt", "alg": "ES256", "jwk": key.JWK(true)}, claims(), key.ES256)}},
+		{"WrongTyp", "demo", []string{dpoptest.RawProof(map[string]any{"typ": "JWT", "alg": "ES256", "jwk": key.JWK(false)}, claims(), key.ES256)}},
+		{"NoJWK", "demo", []string{dpoptest.RawProof(map[string]any{"typ": "dpop+jwt", "alg": "ES256"}, claims(), key.ES256)}},
+		{"BadSignature", "demo", []string{dpoptest.RawProof(map[string]any{"typ": "dpop+jwt", "alg": "ES256", "jwk": dpoptest.NewKey(t).JWK(false)}, claims(), key.ES256)}},
 		{"TwoProofs", "demo", []string{good(), good()}},
 		{"Garbage", "demo", []string{"not-a-jwt"}},
 	} {
@@ -249,7 +175,7 @@ func testDPoPTokenEndpoint(t *testing.T, open func(testing.TB) storage.Store) {
 	}
 	t.Run("HandMadeProofIsAccepted", func(t *testing.T) {
 		// The hand-made shape itself is right: only the rows' defects fail.
-		p := rawProof(map[string]any{"typ": "dpop+jwt", "alg": "ES256", "jwk": key.publicJWK()}, claims(), key.es256)
+		p := dpoptest.RawProof(map[string]any{"typ": "dpop+jwt", "alg": "ES256", "jwk": key.JWK(false)}, claims(), key.ES256)
 		if resp, m := env.dpopToken(passwordForm("demo"), "", "", p); resp.StatusCode != 200 {
 			t.Fatalf("%d %v", resp.StatusCode, m)
 		}
@@ -278,17 +204,17 @@ func testDPoPTokenEndpoint(t *testing.T, open func(testing.TB) storage.Store) {
 // and a DPoP-Nonce header; the retry with it succeeds.
 func TestDPoPNonce(t *testing.T) {
 	env := newTestEnv(t, openMemory(t), func(c *Config) { c.DPoP.Nonce = true })
-	key := newDPoPKey(t)
+	key := dpoptest.NewKey(t)
 	htu := env.issuer + "/token"
-	resp, m := env.dpopToken(passwordForm("demo"), "", "", key.proof(dpop.ProofClaims{Method: "POST", URL: htu}))
+	resp, m := env.dpopToken(passwordForm("demo"), "", "", key.Proof(dpop.ProofClaims{Method: "POST", URL: htu}))
 	wantOAuthError(t, resp, m, 400, "use_dpop_nonce")
 	nonce := resp.Header.Get("DPoP-Nonce")
 	if nonce == "" {
 		t.Fatal("no DPoP-Nonce header")
 	}
-	resp, m = env.dpopToken(passwordForm("demo"), "", "", key.proof(dpop.ProofClaims{Method: "POST", URL: htu, Nonce: "forged-nonce"}))
+	resp, m = env.dpopToken(passwordForm("demo"), "", "", key.Proof(dpop.ProofClaims{Method: "POST", URL: htu, Nonce: "forged-nonce"}))
 	wantOAuthError(t, resp, m, 400, "use_dpop_nonce")
-	resp, m = env.dpopToken(passwordForm("demo"), "", "", key.proof(dpop.ProofClaims{Method: "POST", URL: htu, Nonce: nonce}))
+	resp, m = env.dpopToken(passwordForm("demo"), "", "", key.Proof(dpop.ProofClaims{Method: "POST", URL: htu, Nonce: nonce}))
 	if resp.StatusCode != 200 || m["token_type"] != "DPoP" {
 		t.Fatalf("retry with the nonce: %d %v", resp.StatusCode, m)
 	}
@@ -301,16 +227,16 @@ func TestDPoPNonce(t *testing.T) {
 // code to a key (RFC 9449 §10).
 func TestDPoPCodeBinding(t *testing.T) {
 	env := newCodeEnv(t)
-	key, other := newDPoPKey(t), newDPoPKey(t)
+	key, other := dpoptest.NewKey(t), dpoptest.NewKey(t)
 	htu := env.issuer + "/token"
 	b := newBrowser(t, env)
-	code, verifier := env.codeFor(t, b, "web", webRedirect, "dpop_jkt", key.s.JKT())
-	exchange := func(k *dpopKey) (*http.Response, map[string]any) {
+	code, verifier := env.codeFor(t, b, "web", webRedirect, "dpop_jkt", key.Signer.JKT())
+	exchange := func(k *dpoptest.Key) (*http.Response, map[string]any) {
 		v := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "code_verifier": {verifier},
 			"client_id": {"web"}, "redirect_uri": {webRedirect}}
 		var proofs []string
 		if k != nil {
-			proofs = append(proofs, k.proof(dpop.ProofClaims{Method: "POST", URL: htu}))
+			proofs = append(proofs, k.Proof(dpop.ProofClaims{Method: "POST", URL: htu}))
 		}
 		return env.dpopToken(v, "", "", proofs...)
 	}
@@ -322,12 +248,12 @@ func TestDPoPCodeBinding(t *testing.T) {
 	if resp.StatusCode != 200 || m["token_type"] != "DPoP" {
 		t.Fatalf("exchange with the bound key: %d %v", resp.StatusCode, m)
 	}
-	if in := env.introspect(m["access_token"].(string)); in["cnf"].(map[string]any)["jkt"] != key.s.JKT() {
+	if in := env.introspect(m["access_token"].(string)); in["cnf"].(map[string]any)["jkt"] != key.Signer.JKT() {
 		t.Fatalf("introspection %v", in)
 	}
 	// web is public: its refresh token is bound to the key too.
 	rf := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {m["refresh_token"].(string)}, "client_id": {"web"}}
-	resp, m = env.dpopToken(rf, "", "", other.proof(dpop.ProofClaims{Method: "POST", URL: htu}))
+	resp, m = env.dpopToken(rf, "", "", other.Proof(dpop.ProofClaims{Method: "POST", URL: htu}))
 	wantOAuthError(t, resp, m, 400, "invalid_dpop_proof")
 
 	t.Run("MalformedDPoPJKT", func(t *testing.T) {
@@ -342,7 +268,7 @@ func TestDPoPCodeBinding(t *testing.T) {
 		verifier, ch := pkcePair("p")
 		v := url.Values{"response_type": {"code"}, "client_id": {"parapp"}, "redirect_uri": {"https://par.example/cb"},
 			"state": {"par-state"}, "code_challenge": {ch}, "code_challenge_method": {"S256"}, "scope": {"read"}}
-		resp := env.post("/par", v, "", "", "DPoP", key.proof(dpop.ProofClaims{Method: "POST", URL: env.issuer + "/par"}))
+		resp := env.post("/par", v, "", "", "DPoP", key.Proof(dpop.ProofClaims{Method: "POST", URL: env.issuer + "/par"}))
 		m := decode(t, resp)
 		ru, _ := m["request_uri"].(string)
 		if resp.StatusCode != 201 {
@@ -355,9 +281,9 @@ func TestDPoPCodeBinding(t *testing.T) {
 		cb := env.callback(t, p, "https://par.example/cb")
 		ex := url.Values{"grant_type": {"authorization_code"}, "code": {cb.Get("code")}, "code_verifier": {verifier},
 			"client_id": {"parapp"}, "redirect_uri": {"https://par.example/cb"}}
-		r2, m2 := env.dpopToken(ex, "", "", other.proof(dpop.ProofClaims{Method: "POST", URL: htu}))
+		r2, m2 := env.dpopToken(ex, "", "", other.Proof(dpop.ProofClaims{Method: "POST", URL: htu}))
 		wantOAuthError(t, r2, m2, 400, "invalid_dpop_proof")
-		r2, m2 = env.dpopToken(ex, "", "", key.proof(dpop.ProofClaims{Method: "POST", URL: htu}))
+		r2, m2 = env.dpopToken(ex, "", "", key.Proof(dpop.ProofClaims{Method: "POST", URL: htu}))
 		if r2.StatusCode != 200 || m2["token_type"] != "DPoP" {
 			t.Fatalf("%d %v", r2.StatusCode, m2)
 		}
@@ -373,10 +299,10 @@ func TestDPoPUserinfo(t *testing.T) {
 		GrantTypes: []string{"password"}, Scopes: []string{"openid", "read"}, CreatedAt: now, UpdatedAt: now}); err != nil {
 		t.Fatal(err)
 	}
-	key := newDPoPKey(t)
+	key := dpoptest.NewKey(t)
 	f := passwordForm("pwoidc")
 	f.Set("scope", "openid")
-	resp, m := env.dpopToken(f, "", "", key.proof(dpop.ProofClaims{Method: "POST", URL: env.issuer + "/token"}))
+	resp, m := env.dpopToken(f, "", "", key.Proof(dpop.ProofClaims{Method: "POST", URL: env.issuer + "/token"}))
 	if resp.StatusCode != 200 || m["token_type"] != "DPoP" {
 		t.Fatalf("%d %v", resp.StatusCode, m)
 	}
@@ -394,7 +320,7 @@ func TestDPoPUserinfo(t *testing.T) {
 		return resp, decode(t, resp)
 	}
 	good := func() string {
-		return key.proof(dpop.ProofClaims{Method: "GET", URL: env.issuer + "/userinfo", AccessToken: at})
+		return key.Proof(dpop.ProofClaims{Method: "GET", URL: env.issuer + "/userinfo", AccessToken: at})
 	}
 	if resp, m := call("DPoP", good()); resp.StatusCode != 200 || m["sub"] != env.alice.ID {
 		t.Fatalf("DPoP: %d %v", resp.StatusCode, m)
@@ -405,9 +331,9 @@ func TestDPoPUserinfo(t *testing.T) {
 	}{
 		{"AsBearer", "Bearer", "invalid_token", "Bearer", nil},
 		{"NoProof", "DPoP", "invalid_dpop_proof", "DPoP", nil},
-		{"OtherKey", "DPoP", "invalid_dpop_proof", "DPoP", []string{newDPoPKey(t).proof(dpop.ProofClaims{Method: "GET", URL: env.issuer + "/userinfo", AccessToken: at})}},
-		{"WrongATH", "DPoP", "invalid_dpop_proof", "DPoP", []string{key.proof(dpop.ProofClaims{Method: "GET", URL: env.issuer + "/userinfo", AccessToken: "other"})}},
-		{"OtherHTM", "DPoP", "invalid_dpop_proof", "DPoP", []string{key.proof(dpop.ProofClaims{Method: "POST", URL: env.issuer + "/userinfo", AccessToken: at})}},
+		{"OtherKey", "DPoP", "invalid_dpop_proof", "DPoP", []string{dpoptest.NewKey(t).Proof(dpop.ProofClaims{Method: "GET", URL: env.issuer + "/userinfo", AccessToken: at})}},
+		{"WrongATH", "DPoP", "invalid_dpop_proof", "DPoP", []string{key.Proof(dpop.ProofClaims{Method: "GET", URL: env.issuer + "/userinfo", AccessToken: "other"})}},
+		{"OtherHTM", "DPoP", "invalid_dpop_proof", "DPoP", []string{key.Proof(dpop.ProofClaims{Method: "POST", URL: env.issuer + "/userinfo", AccessToken: at})}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			resp, m := call(tc.scheme, tc.proofs...)
@@ -422,9 +348,9 @@ func TestDPoPUserinfo(t *testing.T) {
 // the first attempt's DPoP-bound pair only with a proof of the same key.
 func TestDPoPRefreshGrace(t *testing.T) {
 	env := newTestEnv(t, openMemory(t), func(c *Config) { c.RefreshGrace = time.Minute })
-	key := newDPoPKey(t)
+	key := dpoptest.NewKey(t)
 	htu := env.issuer + "/token"
-	p := func(k *dpopKey) string { return k.proof(dpop.ProofClaims{Method: "POST", URL: htu}) }
+	p := func(k *dpoptest.Key) string { return k.Proof(dpop.ProofClaims{Method: "POST", URL: htu}) }
 	resp, m := env.dpopToken(passwordForm("demo"), "", "", p(key))
 	if resp.StatusCode != 200 {
 		t.Fatalf("%d %v", resp.StatusCode, m)
@@ -434,7 +360,7 @@ func TestDPoPRefreshGrace(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Fatalf("%d %v", resp.StatusCode, first)
 	}
-	resp, m = env.dpopToken(rf, "", "", p(newDPoPKey(t)))
+	resp, m = env.dpopToken(rf, "", "", p(dpoptest.NewKey(t)))
 	if resp.StatusCode != 400 {
 		t.Fatalf("grace replay with another key: %d %v", resp.StatusCode, m)
 	}
@@ -448,16 +374,16 @@ func TestDPoPRefreshGrace(t *testing.T) {
 // a proof like every other grant.
 func TestDPoPTokenExchange(t *testing.T) {
 	env := exchangeEnv(t)
-	key := newDPoPKey(t)
+	key := dpoptest.NewKey(t)
 	user, _ := env.passwordToken("alice@example.com", alicePW)
 	form := url.Values{"grant_type": {grantTokenExchange}, "subject_token": {user},
 		"subject_token_type": {"urn:ietf:params:oauth:token-type:access_token"}, "audience": {"https://orders.example/"}, "scope": {"read"}}
-	resp, m := env.dpopToken(form, "gw", gwSecret, key.proof(dpop.ProofClaims{Method: "POST", URL: env.issuer + "/token"}))
+	resp, m := env.dpopToken(form, "gw", gwSecret, key.Proof(dpop.ProofClaims{Method: "POST", URL: env.issuer + "/token"}))
 	if resp.StatusCode != 200 || m["token_type"] != "DPoP" {
 		t.Fatalf("%d %v", resp.StatusCode, m)
 	}
 	cnf, _ := jwtClaims(t, m["access_token"].(string))["cnf"].(map[string]any)
-	if cnf["jkt"] != key.s.JKT() {
+	if cnf["jkt"] != key.Signer.JKT() {
 		t.Fatalf("cnf %v", cnf)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/oauthkit/authserver/internal/dpop"
+	"github.com/oauthkit/authserver/internal/dpop/dpoptest"
 )
 
 // BenchmarkDPoPMiddlewareVsRaw compares, alternately in one loop so both
@@ -40,7 +41,7 @@ func BenchmarkDPoPMiddlewareVsRaw(b *testing.B) { benchDPoPVsRaw(b, false) }
 func BenchmarkDPoPAndStatusVsRaw(b *testing.B) { benchDPoPVsRaw(b, true) }
 
 func benchDPoPVsRaw(b *testing.B, withStatus bool) {
-	client := newDPoPClient(b)
+	client := dpoptest.NewKey(b)
 	for _, k := range []*testKey{newECKey("ec-1"), newRSAKey("rsa-1", 0)} {
 		is := newTestIssuer(b, k)
 		is.clock = &fakeClock{t: time.Now()}
@@ -49,7 +50,7 @@ func benchDPoPVsRaw(b *testing.B, withStatus bool) {
 			ss = newStatusServer(b, is)
 		}
 		tok := is.mint(b, func(c map[string]any) {
-			c["cnf"] = map[string]any{"jkt": client.s.JKT()}
+			c["cnf"] = map[string]any{"jkt": client.Signer.JKT()}
 			if ss != nil {
 				c["status"] = map[string]any{"status_list": map[string]any{"idx": 5, "uri": ss.uri()}}
 			}
@@ -58,7 +59,7 @@ func benchDPoPVsRaw(b *testing.B, withStatus bool) {
 		pub := k.priv.Public()
 		const target = "http://api.example/api/me"
 		proof := func() string {
-			return client.proof(dpop.ProofClaims{Method: http.MethodGet, URL: target, AccessToken: tok})
+			return client.Proof(dpop.ProofClaims{Method: http.MethodGet, URL: target, AccessToken: tok})
 		}
 		fixed := proof()
 		raw := func() {

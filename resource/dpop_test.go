@@ -1,10 +1,7 @@
 package resource
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/json"
 	"net/http"
@@ -13,63 +10,9 @@ import (
 	"testing"
 	"time"
 
-	jose "github.com/go-jose/go-jose/v4"
-
 	"github.com/oauthkit/authserver/internal/dpop"
+	"github.com/oauthkit/authserver/internal/dpop/dpoptest"
 )
-
-// dpopClient is a DPoP client's key, with go-jose's signer for proofs and
-// the raw key for the hand-made hostile ones.
-type dpopClient struct {
-	t    testing.TB
-	priv *ecdsa.PrivateKey
-	s    *dpop.Signer
-}
-
-func newDPoPClient(t testing.TB) *dpopClient {
-	t.Helper()
-	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := dpop.NewSigner(priv, jose.ES256)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &dpopClient{t: t, priv: priv, s: s}
-}
-
-func (c *dpopClient) proof(pc dpop.ProofClaims) string {
-	c.t.Helper()
-	p, err := c.s.Proof(pc)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	return p
-}
-
-func (c *dpopClient) jwk(private bool) map[string]any {
-	var key any = c.priv.Public()
-	if private {
-		key = c.priv // the JWK then has "d"
-	}
-	b, _ := json.Marshal(jose.JSONWebKey{Key: key})
-	var m map[string]any
-	_ = json.Unmarshal(b, &m)
-	return m
-}
-
-func (c *dpopClient) es256(in []byte) []byte {
-	sum := sha256.Sum256(in)
-	r, s, err := ecdsa.Sign(rand.Reader, c.priv, sum[:])
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	out := make([]byte, 64)
-	r.FillBytes(out[:32])
-	s.FillBytes(out[32:])
-	return out
-}
 
 const dpopTestURL = "http://api.example/api/thing"
 
@@ -102,8 +45,8 @@ func wantRefusal(t *testing.T, w *httptest.ResponseRecorder, status int, code Er
 // server, one subtest per row.
 func TestDPoPResource(t *testing.T) {
 	is := newTestIssuer(t, newECKey("ec-1"))
-	client := newDPoPClient(t)
-	bound := func(c map[string]any) { c["cnf"] = map[string]any{"jkt": client.s.JKT()} }
+	client := dpoptest.NewKey(t)
+	bound := func(c map[string]any) { c["cnf"] = map[string]any{"jkt": client.Signer.JKT()} }
 	token := is.mint(t, bound)
 	h := newAuth(t, is, nil).Middleware(okHandler)
 	proof := func(edit func(*dpop.ProofClaims)) string {
@@ -111,7 +54,7 @@ func TestDPoPResource(t *testing.T) {
 		if edit != nil {
 			edit(&pc)
 		}
-		return client.proof(pc)
+		return client.Proof(pc)
 	}
 	claims := func() map[string]any {
 		return map[string]any{"jti": "hand-" + time.Now().String(), "htm": "GET", "htu": dpopTestURL, "iat": is.clock.Now().Unix(), "ath": dpop.ATH(token)}
@@ -123,7 +66,7 @@ func TestDPoPResource(t *testing.T) {
 		}
 	})
 	t.Run("HandMadeProofAccepted", func(t *testing.T) {
-		p := rawJWS(t, map[string]any{"typ": "dpop+jwt", "alg": "ES256", "jwk": client.jwk(false)}, claims(), client.es256)
+		p := rawJWS(t, map[string]any{"typ": "dpop+jwt", "alg": "ES256", "jwk": client.JWK(false)}, claims(), client.ES256)
 		if w := serveDPoP(h, "DPoP "+token, p); w.Code != 200 {
 			t.Fatalf("%d %s", w.Code, w.Body)
 		}
@@ -134,7 +77,7 @@ func TestDPoPResource(t *testing.T) {
 	})
 	t.Run("UnboundTokenWithDPoPScheme", func(t *testing.T) {
 		unbound := is.mint(t)
-		p := client.proof(dpop.ProofClaims{Method: "GET", URL: dpopTestURL, AccessToken: unbound, IssuedAt: is.clock.Now()})
+		p := client.Proof(dpop.ProofClaims{Method: "GET", URL: dpopTestURL, AccessToken: unbound, IssuedAt: is.clock.Now()})
 		wantRefusal(t, serveDPoP(h, "DPoP "+unbound, p), 401, CodeInvalidToken, "DPoP")
 		// ...and as Bearer it works as before.
 		if w := serveDPoP(h, "Bearer "+unbound); w.Code != 200 {
@@ -145,7 +88,7 @@ func TestDPoPResource(t *testing.T) {
 	if w := serveDPoP(h, "DPoP "+token, replayed); w.Code != 200 {
 		t.Fatalf("first use: %d %s", w.Code, w.Body)
 	}
-	other := newDPoPClient(t)
+	other := dpoptest.NewKey(t)
 	for _, tc := range []struct {
 		name   string
 		proofs []string
@@ -155,20 +98,20 @@ func TestDPoPResource(t *testing.T) {
 		{"OtherHTU", []string{proof(func(pc *dpop.ProofClaims) { pc.URL = "http://api.example/api/other" })}},
 		{"OtherHost", []string{proof(func(pc *dpop.ProofClaims) { pc.URL = "https://evil.example/api/thing" })}},
 		{"OtherHTM", []string{proof(func(pc *dpop.ProofClaims) { pc.Method = "POST" })}},
-		{"OtherKey", []string{other.proof(dpop.ProofClaims{Method: "GET", URL: dpopTestURL, AccessToken: token, IssuedAt: is.clock.Now()})}},
+		{"OtherKey", []string{other.Proof(dpop.ProofClaims{Method: "GET", URL: dpopTestURL, AccessToken: token, IssuedAt: is.clock.Now()})}},
 		{"ReplayedJTI", []string{replayed}},
 		{"IATTooOld", []string{proof(func(pc *dpop.ProofClaims) { pc.IssuedAt = is.clock.Now().Add(-2 * time.Minute) })}},
 		{"IATInTheFuture", []string{proof(func(pc *dpop.ProofClaims) { pc.IssuedAt = is.clock.Now().Add(time.Minute) })}},
 		{"WrongATH", []string{proof(func(pc *dpop.ProofClaims) { pc.AccessToken = is.mint(t, bound) })}},
 		{"NoATH", []string{proof(func(pc *dpop.ProofClaims) { pc.AccessToken = "" })}},
-		{"AlgNone", []string{rawJWS(t, map[string]any{"typ": "dpop+jwt", "alg": "none", "jwk": client.jwk(false)}, claims(), nil)}},
-		{"HS256", []string{rawJWS(t, map[string]any{"typ": "dpop+jwt", "alg": "HS256", "jwk": client.jwk(false)}, claims(), func(in []byte) []byte {
+		{"AlgNone", []string{rawJWS(t, map[string]any{"typ": "dpop+jwt", "alg": "none", "jwk": client.JWK(false)}, claims(), nil)}},
+		{"HS256", []string{rawJWS(t, map[string]any{"typ": "dpop+jwt", "alg": "HS256", "jwk": client.JWK(false)}, claims(), func(in []byte) []byte {
 			m := hmac.New(sha256.New, []byte("0123456789abcdef0123456789abcdef"))
 			m.Write(in)
 			return m.Sum(nil)
 		})}},
-		{"PrivateKeyInJWK", []string{rawJWS(t, map[string]any{"typ": "dpop+jwt", "alg": "ES256", "jwk": client.jwk(true)}, claims(), client.es256)}},
-		{"WrongTyp", []string{rawJWS(t, map[string]any{"typ": "JWT", "alg": "ES256", "jwk": client.jwk(false)}, claims(), client.es256)}},
+		{"PrivateKeyInJWK", []string{rawJWS(t, map[string]any{"typ": "dpop+jwt", "alg": "ES256", "jwk": client.JWK(true)}, claims(), client.ES256)}},
+		{"WrongTyp", []string{rawJWS(t, map[string]any{"typ": "JWT", "alg": "ES256", "jwk": client.JWK(false)}, claims(), client.ES256)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			wantRefusal(t, serveDPoP(h, "DPoP "+token, tc.proofs...), 401, CodeInvalidDPoPProof, "DPoP")
@@ -187,21 +130,21 @@ func TestDPoPResource(t *testing.T) {
 // use_dpop_nonce and a DPoP-Nonce header; the retry is accepted.
 func TestDPoPResourceNonce(t *testing.T) {
 	is := newTestIssuer(t, newECKey("ec-1"))
-	client := newDPoPClient(t)
-	token := is.mint(t, func(c map[string]any) { c["cnf"] = map[string]any{"jkt": client.s.JKT()} })
+	client := dpoptest.NewKey(t)
+	token := is.mint(t, func(c map[string]any) { c["cnf"] = map[string]any{"jkt": client.Signer.JKT()} })
 	key := []byte("nonce-key-0123456789-0123456789-0123456789")
 	h := newAuth(t, is, func(c *Config) { c.DPoP.NonceKey = key }).Middleware(okHandler)
 	pc := dpop.ProofClaims{Method: "GET", URL: dpopTestURL, AccessToken: token, IssuedAt: is.clock.Now()}
-	w := serveDPoP(h, "DPoP "+token, client.proof(pc))
+	w := serveDPoP(h, "DPoP "+token, client.Proof(pc))
 	wantRefusal(t, w, 401, CodeUseDPoPNonce, "DPoP")
 	nonce := w.Header().Get("DPoP-Nonce")
 	if nonce == "" {
 		t.Fatal("no DPoP-Nonce")
 	}
 	pc.Nonce = "forged"
-	wantRefusal(t, serveDPoP(h, "DPoP "+token, client.proof(pc)), 401, CodeUseDPoPNonce, "DPoP")
+	wantRefusal(t, serveDPoP(h, "DPoP "+token, client.Proof(pc)), 401, CodeUseDPoPNonce, "DPoP")
 	pc.Nonce = nonce
-	if w := serveDPoP(h, "DPoP "+token, client.proof(pc)); w.Code != 200 {
+	if w := serveDPoP(h, "DPoP "+token, client.Proof(pc)); w.Code != 200 {
 		t.Fatalf("retry with the nonce: %d %s", w.Code, w.Body)
 	}
 }
@@ -209,8 +152,8 @@ func TestDPoPResourceNonce(t *testing.T) {
 // TestDPoPResourceExternalURL: behind a proxy, htu is the external URL.
 func TestDPoPResourceExternalURL(t *testing.T) {
 	is := newTestIssuer(t, newECKey("ec-1"))
-	client := newDPoPClient(t)
-	token := is.mint(t, func(c map[string]any) { c["cnf"] = map[string]any{"jkt": client.s.JKT()} })
+	client := dpoptest.NewKey(t)
+	token := is.mint(t, func(c map[string]any) { c["cnf"] = map[string]any{"jkt": client.Signer.JKT()} })
 	h := newAuth(t, is, func(c *Config) { c.DPoP.ExternalURL = "https://API.example:443/" }).Middleware(okHandler)
 	for _, tc := range []struct {
 		htu  string
@@ -219,7 +162,7 @@ func TestDPoPResourceExternalURL(t *testing.T) {
 		{"https://api.example/api/thing?q=1", 200},
 		{dpopTestURL, 401}, // the address the proxy used
 	} {
-		p := client.proof(dpop.ProofClaims{Method: "GET", URL: tc.htu, AccessToken: token, IssuedAt: is.clock.Now()})
+		p := client.Proof(dpop.ProofClaims{Method: "GET", URL: tc.htu, AccessToken: token, IssuedAt: is.clock.Now()})
 		if w := serveDPoP(h, "DPoP "+token, p); w.Code != tc.want {
 			t.Fatalf("htu %s: %d, want %d", tc.htu, w.Code, tc.want)
 		}

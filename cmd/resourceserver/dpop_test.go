@@ -3,9 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -17,10 +14,9 @@ import (
 	"testing"
 	"time"
 
-	jose "github.com/go-jose/go-jose/v4"
-
 	"github.com/oauthkit/authserver/authserver"
 	"github.com/oauthkit/authserver/internal/dpop"
+	"github.com/oauthkit/authserver/internal/dpop/dpoptest"
 	"github.com/oauthkit/authserver/internal/password"
 	"github.com/oauthkit/authserver/keys"
 	"github.com/oauthkit/authserver/storage"
@@ -62,21 +58,13 @@ func startRun(t *testing.T, args ...string) string {
 // dpopClient is a DPoP client built on go-jose: it keeps its key, makes a
 // proof per request and retries once with a server nonce (RFC 9449 §8, §9).
 type dpopClient struct {
-	t      *testing.T
-	signer *dpop.Signer
-	nonce  map[string]string // by origin
+	t     *testing.T
+	key   *dpoptest.Key
+	nonce map[string]string // by origin
 }
 
 func newDPoPClient(t *testing.T) *dpopClient {
-	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := dpop.NewSigner(priv, jose.ES256)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &dpopClient{t: t, signer: s, nonce: map[string]string{}}
+	return &dpopClient{t: t, key: dpoptest.NewKey(t), nonce: map[string]string{}}
 }
 
 // do sends a request built by mk, with a proof for htu (the URL the
@@ -87,11 +75,7 @@ func (c *dpopClient) do(mk func() *http.Request, htu, token string) (int, http.H
 	for attempt := 0; ; attempt++ {
 		req := mk()
 		u, _ := url.Parse(htu)
-		p, err := c.signer.Proof(dpop.ProofClaims{Method: req.Method, URL: htu, AccessToken: token, Nonce: c.nonce[u.Host]})
-		if err != nil {
-			c.t.Fatal(err)
-		}
-		req.Header.Set("DPoP", p)
+		req.Header.Set("DPoP", c.key.Proof(dpop.ProofClaims{Method: req.Method, URL: htu, AccessToken: token, Nonce: c.nonce[u.Host]}))
 		if token != "" {
 			req.Header.Set("Authorization", "DPoP "+token)
 		}
