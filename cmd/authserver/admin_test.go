@@ -42,6 +42,42 @@ func cliRun(t *testing.T, stdin string, args ...string) (string, error) {
 	return out.String(), err
 }
 
+// mustRunner returns cliRun that fails t on an error, with extra appended
+// to every command's arguments.
+func mustRunner(t *testing.T, extra ...string) func(stdin string, args ...string) string {
+	return func(stdin string, args ...string) string {
+		t.Helper()
+		out, err := cliRun(t, stdin, append(args, extra...)...)
+		if err != nil {
+			t.Fatalf("authserver %s: %v", strings.Join(args, " "), err)
+		}
+		return out
+	}
+}
+
+// adminToken gets an access token with the admin scope from the server at
+// base with client_credentials of client id.
+func adminToken(t *testing.T, base, id, secret string) string {
+	t.Helper()
+	form := url.Values{"grant_type": {"client_credentials"}, "scope": {"admin"}}
+	req, _ := http.NewRequest(http.MethodPost, base+"/token", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(id, secret)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&tok)
+	if tok.AccessToken == "" {
+		t.Fatalf("admin token: status %d", resp.StatusCode)
+	}
+	return tok.AccessToken
+}
+
 // admin runs admin commands on one database with --output json and records
 // which commands ran.
 type admin struct {

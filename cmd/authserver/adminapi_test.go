@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
-	"net/url"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -58,29 +57,14 @@ func TestServeAdminAPI(t *testing.T) {
 	if st, _ := getStatus(t, adminBase+"/admin/openapi.json", ""); st != http.StatusOK {
 		t.Fatalf("openapi.json: %d", st)
 	}
-	form := url.Values{"grant_type": {"client_credentials"}, "scope": {"admin"}}
-	req, _ := http.NewRequest(http.MethodPost, base+"/token", strings.NewReader(form.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.SetBasicAuth("ops", secret)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var tok struct {
-		AccessToken string `json:"access_token"`
-	}
-	_ = json.NewDecoder(resp.Body).Decode(&tok)
-	resp.Body.Close()
-	if tok.AccessToken == "" {
-		t.Fatalf("token: %d", resp.StatusCode)
-	}
-	st, body := getStatus(t, adminBase+"/admin/v1/clients", tok.AccessToken)
+	tok := adminToken(t, base, "ops", secret)
+	st, body := getStatus(t, adminBase+"/admin/v1/clients", tok)
 	if st != http.StatusOK || body["items"] == nil {
 		t.Fatalf("admin list clients: %d %v", st, body)
 	}
 	// The console sends a browser without a session to the public sign-in.
 	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err = noFollow.Get(adminBase + "/admin/ui/login")
+	resp, err := noFollow.Get(adminBase + "/admin/ui/login")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +73,7 @@ func TestServeAdminAPI(t *testing.T) {
 		t.Fatalf("console login: %d %s", resp.StatusCode, loc)
 	}
 	for _, p := range []string{"/admin/v1/clients", "/admin/openapi.json", "/admin/ui/"} {
-		if st, _ := getStatus(t, base+p, tok.AccessToken); st != http.StatusNotFound {
+		if st, _ := getStatus(t, base+p, tok); st != http.StatusNotFound {
 			t.Fatalf("public listener %s: %d", p, st)
 		}
 	}

@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"net/url"
 	"path/filepath"
-	"strings"
 	"testing"
 )
 
@@ -15,14 +14,7 @@ import (
 func TestRequireDPoPFlag(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "auth.db")
 	const secret = "ops-secret-0123456789-0123456789-abcdef"
-	mustRun := func(stdin string, args ...string) string {
-		t.Helper()
-		out, err := cliRun(t, stdin, append(args, "--audit-log", "off")...)
-		if err != nil {
-			t.Fatalf("authserver %s: %v", strings.Join(args, " "), err)
-		}
-		return out
-	}
+	mustRun := mustRunner(t, "--audit-log", "off")
 	bound := func(out string) bool {
 		t.Helper()
 		var c struct {
@@ -44,20 +36,8 @@ func TestRequireDPoPFlag(t *testing.T) {
 
 	adminAddr := freeAddr(t)
 	base, _ := serveInProcess(t, db, "--admin-addr", adminAddr, "--audit-log", "off")
-	form := url.Values{"grant_type": {"client_credentials"}, "scope": {"admin"}}
-	req, _ := http.NewRequest(http.MethodPost, base+"/token", strings.NewReader(form.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.SetBasicAuth("ops", secret)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var tok struct {
-		AccessToken string `json:"access_token"`
-	}
-	_ = json.NewDecoder(resp.Body).Decode(&tok)
-	resp.Body.Close()
-	t.Setenv(adminTokenEnv, tok.AccessToken)
+	tok := adminToken(t, base, "ops", secret)
+	t.Setenv(adminTokenEnv, tok)
 	if !bound(mustRun("", "clients", "update", "spa", "--admin-url", "http://"+adminAddr, "--require-dpop", "--output", "json")) {
 		t.Fatal("clients update --require-dpop through the API did not set it")
 	}
@@ -65,7 +45,7 @@ func TestRequireDPoPFlag(t *testing.T) {
 		t.Fatal("not set in the database")
 	}
 	// The server refuses spa's token request without a proof.
-	resp, err = http.PostForm(base+"/token", url.Values{"grant_type": {"password"}, "client_id": {"spa"}, "username": {"bob@example.com"}, "password": {"tangerine submarine 42"}})
+	resp, err := http.PostForm(base+"/token", url.Values{"grant_type": {"password"}, "client_id": {"spa"}, "username": {"bob@example.com"}, "password": {"tangerine submarine 42"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,8 +5,6 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/json"
-	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,14 +18,7 @@ import (
 func TestAdminCommandsThroughAPI(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "auth.db")
 	const secret = "ops-secret-0123456789-0123456789-abcdef"
-	mustRun := func(stdin string, args ...string) string {
-		t.Helper()
-		out, err := cliRun(t, stdin, args...)
-		if err != nil {
-			t.Fatalf("authserver %s: %v", strings.Join(args, " "), err)
-		}
-		return out
-	}
+	mustRun := mustRunner(t)
 	mustRun(secret+"\n", "clients", "add", "--db", db, "--id", "ops", "--grant", "client_credentials", "--scope", "admin", "--secret-stdin", "--audit-log", "off")
 	mustRun("tangerine submarine 42\n", "users", "add", "--db", db, "--email", "bob@example.com", "--name", "Bob", "--role", "user", "--password-stdin", "--audit-log", "off")
 	adminAddr := freeAddr(t)
@@ -41,20 +32,8 @@ func TestAdminCommandsThroughAPI(t *testing.T) {
 		}
 	})
 
-	form := url.Values{"grant_type": {"client_credentials"}, "scope": {"admin"}}
-	req, _ := http.NewRequest(http.MethodPost, base+"/token", strings.NewReader(form.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.SetBasicAuth("ops", secret)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var tok struct {
-		AccessToken string `json:"access_token"`
-	}
-	_ = json.NewDecoder(resp.Body).Decode(&tok)
-	resp.Body.Close()
-	t.Setenv(adminTokenEnv, tok.AccessToken)
+	tok := adminToken(t, base, "ops", secret)
+	t.Setenv(adminTokenEnv, tok)
 
 	same := func(args ...string) {
 		t.Helper()
