@@ -220,22 +220,10 @@ func TestCodeRaceOverThreeInstancesPostgres(t *testing.T) {
 		body   map[string]any
 	}
 	results := make([]result, n)
-	start := make(chan struct{})
-	var ready, done sync.WaitGroup
-	for i := range n {
-		ready.Add(1)
-		done.Add(1)
-		go func() {
-			defer done.Done()
-			ready.Done()
-			<-start // the barrier: every exchange leaves together
-			st, body := exchange(t, c.inst[i%3].URL, code, verifier)
-			results[i] = result{st, body}
-		}()
-	}
-	ready.Wait()
-	close(start)
-	done.Wait()
+	together(n, func(i int) {
+		st, body := exchange(t, c.inst[i%3].URL, code, verifier)
+		results[i] = result{st, body}
+	})
 
 	// Every second use is audited (the audit log goes to the instances'
 	// stderr); the reason tells the losers that read the code before the
@@ -307,6 +295,27 @@ func waitReuseAudits(t *testing.T, inst []*testbin.Server, want int) map[string]
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// together runs f(0) … f(n-1) concurrently behind a barrier: no call starts
+// before every goroutine is ready, so the requests race each other rather
+// than their goroutines' start-up. It returns when every call is done.
+func together(n int, f func(i int)) {
+	start := make(chan struct{})
+	var ready, done sync.WaitGroup
+	ready.Add(n)
+	done.Add(n)
+	for i := range n {
+		go func() {
+			defer done.Done()
+			ready.Done()
+			<-start
+			f(i)
+		}()
+	}
+	ready.Wait()
+	close(start)
+	done.Wait()
 }
 
 // warmUp leaves perInstance idle keep-alive connections of testbin.Client to

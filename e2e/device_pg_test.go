@@ -4,7 +4,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/oauthkit/authserver/internal/testbin"
@@ -68,22 +67,10 @@ func TestDeviceCodeRaceOverThreeInstancesPostgres(t *testing.T) {
 		body   map[string]any
 	}
 	results := make([]result, n)
-	start := make(chan struct{})
-	var ready, done sync.WaitGroup
-	for i := range n {
-		ready.Add(1)
-		done.Add(1)
-		go func() {
-			defer done.Done()
-			ready.Done()
-			<-start // the barrier: every poll leaves together
-			st, body := poll(c.inst[i%3].URL)
-			results[i] = result{st, body}
-		}()
-	}
-	ready.Wait()
-	close(start)
-	done.Wait()
+	together(n, func(i int) {
+		st, body := poll(c.inst[i%3].URL)
+		results[i] = result{st, body}
+	})
 	wins := 0
 	var token string
 	for _, r := range results {

@@ -191,27 +191,17 @@ func TestMultiInstancePostgres(t *testing.T) {
 		var ok atomic.Int32
 		var mu sync.Mutex
 		var pairs []string
-		var rwg sync.WaitGroup
-		start := make(chan struct{})
-		for i := 0; i < 50; i++ {
-			rwg.Add(1)
-			go func() {
-				defer rwg.Done()
-				<-start
-				srv := inst[i%3]
-				status, m := testbin.PostForm(t, srv.URL+"/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}, "app", appSecret)
-				if status == 200 {
-					ok.Add(1)
-					mu.Lock()
-					pairs = append(pairs, m["refresh_token"].(string))
-					mu.Unlock()
-				} else if status != 400 {
-					t.Errorf("unexpected status %d %v", status, m)
-				}
-			}()
-		}
-		close(start)
-		rwg.Wait()
+		together(50, func(i int) {
+			status, m := testbin.PostForm(t, inst[i%3].URL+"/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}, "app", appSecret)
+			if status == 200 {
+				ok.Add(1)
+				mu.Lock()
+				pairs = append(pairs, m["refresh_token"].(string))
+				mu.Unlock()
+			} else if status != 400 {
+				t.Errorf("unexpected status %d %v", status, m)
+			}
+		})
 		if ok.Load() != 1 {
 			t.Fatalf("%d of 50 concurrent refreshes succeeded, want exactly 1", ok.Load())
 		}
@@ -319,26 +309,17 @@ func TestMultiInstanceRefreshGracePostgres(t *testing.T) {
 	var mu sync.Mutex
 	pairs := map[string]int{}
 	failures := 0
-	start := make(chan struct{})
-	var rwg sync.WaitGroup
-	for i := 0; i < 50; i++ {
-		rwg.Add(1)
-		go func() {
-			defer rwg.Done()
-			<-start
-			status, m := testbin.PostForm(t, inst[i%3].URL+"/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}, "app", appSecret)
-			mu.Lock()
-			defer mu.Unlock()
-			if status != 200 {
-				failures++
-				t.Logf("refresh %d: %d %v", i, status, m)
-				return
-			}
-			pairs[m["access_token"].(string)+" "+m["refresh_token"].(string)]++
-		}()
-	}
-	close(start)
-	rwg.Wait()
+	together(50, func(i int) {
+		status, m := testbin.PostForm(t, inst[i%3].URL+"/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}, "app", appSecret)
+		mu.Lock()
+		defer mu.Unlock()
+		if status != 200 {
+			failures++
+			t.Logf("refresh %d: %d %v", i, status, m)
+			return
+		}
+		pairs[m["access_token"].(string)+" "+m["refresh_token"].(string)]++
+	})
 	if len(pairs) != 1 || failures != 0 {
 		t.Fatalf("%d distinct pairs and %d failures from 50 concurrent refreshes inside the grace window, want 1 and 0", len(pairs), failures)
 	}

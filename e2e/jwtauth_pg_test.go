@@ -54,27 +54,14 @@ func assertionClaims(iss, sub, aud string) jwt.Claims {
 // and returns the statuses.
 func race(t *testing.T, inst []*testbin.Server, n int, form url.Values, user, pass string) map[int]int {
 	t.Helper()
-	var (
-		mu    sync.Mutex
-		codes = map[int]int{}
-		start = make(chan struct{})
-		wg    sync.WaitGroup
-	)
-	for _, in := range inst {
-		for range n {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				<-start
-				status, _ := testbin.PostForm(t, in.URL+"/token", form, user, pass)
-				mu.Lock()
-				codes[status]++
-				mu.Unlock()
-			}()
-		}
-	}
-	close(start)
-	wg.Wait()
+	var mu sync.Mutex
+	codes := map[int]int{}
+	together(n*len(inst), func(i int) {
+		status, _ := testbin.PostForm(t, inst[i%len(inst)].URL+"/token", form, user, pass)
+		mu.Lock()
+		codes[status]++
+		mu.Unlock()
+	})
 	return codes
 }
 
@@ -152,26 +139,21 @@ func TestJWTAuthOverThreeInstancesPostgres(t *testing.T) {
 		"client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}}
 	var mu sync.Mutex
 	codes := map[int]int{}
-	start := make(chan struct{})
-	for i := range 9 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			f := url.Values{}
-			for k, v := range bearer {
-				f[k] = v
-			}
-			// Each request authenticates the client with its own assertion.
-			f.Set("client_assertion", signAssertion(t, key, jose.ES256, nil, "k1", assertionClaims("bearer", "bearer", aud)))
-			<-start
-			status, _ := testbin.PostForm(t, inst[i%3].URL+"/token", f, "", "")
-			mu.Lock()
-			codes[status]++
-			mu.Unlock()
-		}()
+	forms := make([]url.Values, 9)
+	for i := range forms {
+		forms[i] = url.Values{}
+		for k, v := range bearer {
+			forms[i][k] = v
+		}
+		// Each request authenticates the client with its own assertion.
+		forms[i].Set("client_assertion", signAssertion(t, key, jose.ES256, nil, "k1", assertionClaims("bearer", "bearer", aud)))
 	}
-	close(start)
-	wg.Wait()
+	together(len(forms), func(i int) {
+		status, _ := testbin.PostForm(t, inst[i%3].URL+"/token", forms[i], "", "")
+		mu.Lock()
+		codes[status]++
+		mu.Unlock()
+	})
 	if codes[200] != 1 || codes[400] != 8 {
 		t.Fatalf("same jwt-bearer assertion 9 times over 3 instances: statuses %v, want one 200 and 8 400", codes)
 	}
