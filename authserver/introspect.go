@@ -2,7 +2,6 @@ package authserver
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -144,25 +143,12 @@ func (s *Server) introspect(ctx context.Context, token, hint string) (*introspec
 // tokens when the token is there, its key still published and the revocation
 // set fresh; otherwise by verifying the signature and reading the record.
 func (s *Server) introspectAccess(ctx context.Context, token string) (*introspection, error) {
-	var key [32]byte
-	cacheable := s.introCache != nil && len(token) <= maxTokenLength
-	if cacheable {
-		key = sha256.Sum256([]byte(token))
-		if e, ok := s.introCache.get(key); ok {
-			_, published := s.keys.PublicKey(e.kid)
-			switch {
-			case e.res.Expiry <= s.cfg.Now().Unix() || !published:
-				s.introCache.remove(key)
-				return inactive, nil
-			case s.revoked.fresh(ctx):
-				if s.revoked.revoked(e.sig) {
-					s.introCache.remove(key)
-					return inactive, nil
-				}
-				return e.res, nil
-			}
-			// The revocation set is stale (storage unreachable): ask storage.
-		}
+	key, e, verdict := lookupVerified(ctx, s, s.introCache, token)
+	switch verdict {
+	case cacheInvalid:
+		return inactive, nil
+	case cacheHit:
+		return e.res, nil
 	}
 	c, kid, err := s.strategy.verifyAccessTokenKey(token)
 	if err != nil {
@@ -184,11 +170,11 @@ func (s *Server) introspectAccess(ctx context.Context, token string) (*introspec
 	if c.Cnf != nil {
 		res.Cnf, res.TokenType = c.Cnf, tokenTypeDPoP
 	}
-	if cacheable {
+	if key != nil {
 		// A revocation committed after the record was read is in the
 		// revocation set by the time a hit can be answered, so caching
 		// after the read is safe.
-		s.introCache.put(key, cachedIntrospection{res: res.frozen(), sig: revocationKeyOf(sig), kid: kid})
+		s.introCache.put(*key, cachedIntrospection{res: res.frozen(), verified: verified{exp: c.Expiry, sig: revocationKeyOf(sig), kid: kid}})
 	}
 	return res, nil
 }

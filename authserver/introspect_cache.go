@@ -55,8 +55,57 @@ func revocationKeyOf(sig string) revocationKey {
 // cachedIntrospection is a verified, live access token's answer.
 type cachedIntrospection struct {
 	res *introspection
+	verified
+}
+
+// verified is what a cache of verified access tokens keeps to decide a hit
+// (lookupVerified): the token's expiry, the revocation key of its
+// signature and its signing key.
+type verified struct {
+	exp int64
 	sig revocationKey
 	kid string
+}
+
+func (v verified) entry() verified { return v }
+
+// cacheVerdict is what lookupVerified found.
+type cacheVerdict int
+
+const (
+	cacheMiss    cacheVerdict = iota // verify the token and read its record
+	cacheHit                         // answer from the entry
+	cacheInvalid                     // the entry's token expired, its key was withdrawn, or it was revoked
+)
+
+// lookupVerified looks token up in c, a cache of verified access tokens
+// (introspection's, UserInfo's): an entry answers while its signing key is
+// still published, before its expiry, and while it is not revoked per a
+// revocation set at most RevocationMaxDelay old; when the set is staler
+// (storage unreachable), storage must answer. key is the token's cache key,
+// nil when it is not cacheable (no cache, or too long a token).
+func lookupVerified[V interface{ entry() verified }](ctx context.Context, s *Server, c *tokenCache[V], token string) (key *[32]byte, e V, verdict cacheVerdict) {
+	if c == nil || len(token) > maxTokenLength {
+		return nil, e, cacheMiss
+	}
+	k := sha256.Sum256([]byte(token))
+	e, ok := c.get(k)
+	if !ok {
+		return &k, e, cacheMiss
+	}
+	v := e.entry()
+	if _, published := s.keys.PublicKey(v.kid); !published || v.exp <= s.cfg.Now().Unix() {
+		c.remove(k)
+		return &k, e, cacheInvalid
+	}
+	if !s.revoked.fresh(ctx) {
+		return &k, e, cacheMiss
+	}
+	if s.revoked.revoked(v.sig) {
+		c.remove(k)
+		return &k, e, cacheInvalid
+	}
+	return &k, e, cacheHit
 }
 
 // tokenCache is a bounded cache keyed by the SHA-256 of a token: the
@@ -210,16 +259,21 @@ func (r *revocationSet) pollLocked(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("authserver: read the revocation feed: %w", err)
 		}
+		fresh := page[:0:0]
 		r.mu.Lock()
 		for _, e := range page {
 			if r.cursor.add(e.Seq) {
 				r.m[revocationKeyOf(e.Signature)] = e.ExpiresAt.Unix()
-				if r.onEntry != nil {
-					r.onEntry(e)
-				}
+				fresh = append(fresh, e)
 			}
 		}
 		r.mu.Unlock()
+		// Outside r.mu, which every cache hit read-locks.
+		if r.onEntry != nil {
+			for _, e := range fresh {
+				r.onEntry(e)
+			}
+		}
 		if len(page) > 0 {
 			after = page[len(page)-1].Seq
 		}

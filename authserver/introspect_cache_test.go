@@ -215,7 +215,7 @@ func TestIntrospectionCacheMemoryPerEntry(t *testing.T) {
 			Username: fmt.Sprintf("user-%06d@example.com", i), TokenType: "Bearer", Expiry: 1e9, IssuedAt: 1e9, NotBefore: 1e9,
 			Subject: fmt.Sprintf("u-%032d", i), Audience: []string{strings.Clone("https://auth.example.com/api")},
 			Issuer: strings.Clone("https://auth.example.com"), JTI: fmt.Sprintf("%036d", i), Roles: []string{strings.Clone("user")}}
-		c.put(key, cachedIntrospection{res: res, sig: revocationKeyOf(fmt.Sprint(i)), kid: strings.Clone("key-2026-12-05")})
+		c.put(key, cachedIntrospection{res: res, verified: verified{sig: revocationKeyOf(fmt.Sprint(i)), kid: strings.Clone("key-2026-12-05")}})
 	}
 	runtime.GC()
 	runtime.ReadMemStats(&after)

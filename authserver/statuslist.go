@@ -326,7 +326,7 @@ func (s *Server) handleStatusList(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		s.log.ErrorContext(ctx, "status list", "list", id, "err", err)
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "temporarily_unavailable"})
+		writeOAuthError(w, unavailable(err))
 		return
 	}
 	if !s.revoked.fresh(ctx) {
@@ -335,7 +335,7 @@ func (s *Server) handleStatusList(w http.ResponseWriter, r *http.Request) {
 	cur, err := s.currentStatus(ctx, sl)
 	if err != nil {
 		s.log.ErrorContext(ctx, "status list", "list", id, "err", err)
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "temporarily_unavailable"})
+		writeOAuthError(w, unavailable(err))
 		return
 	}
 	h := w.Header()
@@ -449,7 +449,7 @@ func (s *Server) handleStatusAggregation(w http.ResponseWriter, r *http.Request)
 	ls, err := s.store.ListStatusLists(r.Context(), s.cfg.Now())
 	if err != nil {
 		s.log.ErrorContext(r.Context(), "status list aggregation", "err", err)
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "temporarily_unavailable"})
+		writeOAuthError(w, unavailable(err))
 		return
 	}
 	uris := make([]string, 0, len(ls))

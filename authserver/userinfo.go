@@ -56,12 +56,12 @@ func (s *Server) handleUserinfo(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	grant, oe := s.userinfoGrant(ctx, token)
-	if oe != nil {
-		bearerError(w, oe.Status, oe.Code, oe.Description)
+	if oe != nil && oe.Status >= 500 {
+		writeOAuthError(w, oe)
 		return
 	}
-	if grant == nil {
-		writeOAuthError(w, unavailable(errUserinfoStorage))
+	if oe != nil {
+		bearerError(w, oe.Status, oe.Code, oe.Description)
 		return
 	}
 	if !s.userinfoBinding(w, r, token, grant.cnf, dpopScheme) {
@@ -79,9 +79,6 @@ func (s *Server) handleUserinfo(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, userinfoResponse{Subject: grant.subject, userClaims: releaseClaims(grant.claims, u.name, u.email, u.updated)})
 }
 
-// errUserinfoStorage stands for a storage failure already logged.
-var errUserinfoStorage = errors.New("authserver: userinfo: storage unavailable")
-
 // cachedUserinfo is what UserInfo needs of a verified, live access token
 // with the openid scope.
 type cachedUserinfo struct {
@@ -89,9 +86,7 @@ type cachedUserinfo struct {
 	userID  string        // the stored user's ID
 	claims  []string      // the claim names the scopes and claims request release
 	cnf     *confirmation // the DPoP key binding, if any
-	exp     int64
-	sig     revocationKey
-	kid     string
+	verified
 }
 
 // cachedUser is a user's released fields, read at a known time.
@@ -105,28 +100,15 @@ type cachedUser struct {
 // with the same token are answered from the cache of verified tokens (the
 // same rules as introspection: the key still published, not expired, and
 // not revoked per a revocation set at most RevocationMaxDelay old). It
-// returns an RFC 6750 error for a bad token, or nil and nil when storage
-// failed.
+// returns an RFC 6750 error for a bad token, and a 5xx error (logged) when
+// storage failed or the record does not decode.
 func (s *Server) userinfoGrant(ctx context.Context, token string) (*cachedUserinfo, *oauthError) {
-	var key [32]byte
-	cacheable := s.userinfoCache != nil && len(token) <= maxTokenLength
-	if cacheable {
-		key = sha256.Sum256([]byte(token))
-		if e, ok := s.userinfoCache.get(key); ok {
-			_, published := s.keys.PublicKey(e.kid)
-			switch {
-			case e.exp <= s.cfg.Now().Unix() || !published:
-				s.userinfoCache.remove(key)
-				return nil, bearerErr(http.StatusUnauthorized, errInvalidToken, "The access token is invalid or expired.")
-			case s.revoked.fresh(ctx):
-				if s.revoked.revoked(e.sig) {
-					s.userinfoCache.remove(key)
-					return nil, bearerErr(http.StatusUnauthorized, errInvalidToken, "The access token is invalid, expired or revoked.")
-				}
-				return &e, nil
-			}
-			// The revocation set is stale (storage unreachable): ask storage.
-		}
+	key, e, verdict := lookupVerified(ctx, s, s.userinfoCache, token)
+	switch verdict {
+	case cacheInvalid:
+		return nil, bearerErr(http.StatusUnauthorized, errInvalidToken, "The access token is invalid, expired or revoked.")
+	case cacheHit:
+		return &e, nil
 	}
 	c, kid, err := s.strategy.verifyAccessTokenKey(token)
 	if err != nil {
@@ -139,7 +121,7 @@ func (s *Server) userinfoGrant(ctx context.Context, token string) (*cachedUserin
 	}
 	if err != nil {
 		s.log.ErrorContext(ctx, "userinfo: reading the access token record", "err", err)
-		return nil, nil
+		return nil, unavailable(err)
 	}
 	scopes := strings.Fields(c.Scope)
 	if !slices.Contains(scopes, scopeOpenID) {
@@ -154,19 +136,19 @@ func (s *Server) userinfoGrant(ctx context.Context, token string) (*cachedUserin
 	}
 	if err := json.Unmarshal(rec.Payload, &stored); err != nil {
 		s.log.ErrorContext(ctx, "userinfo: decoding the access token record", "err", err)
-		return nil, nil
+		return nil, serverError(err)
 	}
-	e := cachedUserinfo{subject: c.Subject, cnf: c.Cnf, userID: stored.Session.Subject, exp: c.Expiry, sig: revocationKeyOf(sig), kid: kid}
+	e = cachedUserinfo{subject: c.Subject, cnf: c.Cnf, userID: stored.Session.Subject, verified: verified{exp: c.Expiry, sig: revocationKeyOf(sig), kid: kid}}
 	for _, sc := range scopes {
 		e.claims = append(e.claims, scopeClaims[sc]...)
 	}
 	if f := stored.Session.OIDC; f != nil {
 		e.claims = append(e.claims, f.Claims.UserInfo...)
 	}
-	if cacheable {
+	if key != nil {
 		// As for introspection: a revocation committed after the record
 		// was read is in the revocation set before a hit is answered.
-		s.userinfoCache.put(key, e)
+		s.userinfoCache.put(*key, e)
 	}
 	return &e, nil
 }
@@ -176,7 +158,7 @@ func (s *Server) userinfoGrant(ctx context.Context, token string) (*cachedUserin
 // disabled user's tokens are revoked, which the revocation set reports
 // within the same delay). ErrNotFound means no such enabled user.
 func (s *Server) userinfoUser(ctx context.Context, id string) (cachedUser, error) {
-	now := time.Now()
+	now := time.Now() // freshness is real time, like the revocation set's (not Config.Now)
 	if s.userCache != nil {
 		if u, ok := s.userCache.get(userCacheKey(id)); ok && now.Sub(u.read) < s.revoked.maxDelay {
 			return u, nil
