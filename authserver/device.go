@@ -304,14 +304,6 @@ func (h deviceHandler) HandleTokenEndpointRequest(ctx context.Context, ar fosite
 		s.devicePolls.forget(sig)
 		return newError(http.StatusBadRequest, errAccessDenied, "The user denied the request.")
 	}
-	// Deleting the record is the compare-and-swap that makes the device
-	// code single-use: of concurrent polls (on any instance) one wins.
-	if err := s.store.DeleteToken(ctx, storage.DeviceCode, sig); errors.Is(err, storage.ErrNotFound) {
-		return bad
-	} else if err != nil {
-		return unavailable(err)
-	}
-	s.devicePolls.forget(sig)
 	sess, err := requestSession(ar)
 	if err != nil {
 		return err
@@ -339,6 +331,26 @@ func (h deviceHandler) PopulateTokenEndpointResponse(ctx context.Context, ar fos
 	sess, err := requestSession(ar)
 	if err != nil {
 		return err
+	}
+	// Deleting the record is the compare-and-swap that makes the device
+	// code single-use: of concurrent polls (on any instance) one wins. It
+	// commits with the tokens, so a poll that fails after the user's
+	// approval (a refused resource or DPoP proof, storage down) leaves the
+	// approval for the next poll.
+	codeSig := hashHandle(ar.GetRequestForm().Get("device_code"))
+	consume := func(tx context.Context) error {
+		if err := h.s.store.DeleteToken(tx, storage.DeviceCode, codeSig); err != nil {
+			return err
+		}
+		h.s.devicePolls.forget(codeSig)
+		return nil
+	}
+	if st := stateFrom(ctx); st != nil && st.buffer {
+		st.guard = consume
+	} else if err := consume(ctx); errors.Is(err, storage.ErrNotFound) {
+		return newError(http.StatusBadRequest, errInvalidGrant, "The device_code is invalid or was already used.")
+	} else if err != nil {
+		return unavailable(err)
 	}
 	token, sig, err := h.tok.GenerateAccessToken(ctx, ar)
 	if err != nil {

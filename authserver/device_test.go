@@ -362,3 +362,24 @@ func TestUserCodeFormat(t *testing.T) {
 		}
 	}
 }
+
+// A poll that fails after the user approved (here a resource the client may
+// not ask for: invalid_target) does not use the device code up: the next
+// poll gets the tokens, and only once.
+func TestDeviceApprovalSurvivesAFailedPoll(t *testing.T) {
+	env := newDeviceEnv(t)
+	m := deviceAuth(t, env, "cli", nil)
+	code := m["device_code"].(string)
+	approveDevice(t, env, newBrowser(t, env), m["verification_uri_complete"].(string), "allow")
+	resp := env.post("/token", url.Values{"grant_type": {grantDeviceCode}, "device_code": {code}, "client_id": {"cli"},
+		"resource": {"https://not-allowed.example/api"}}, "", "")
+	if got := decode(t, resp); resp.StatusCode != 400 || got["error"] != "invalid_target" {
+		t.Fatalf("poll with a refused resource: %d %v", resp.StatusCode, got)
+	}
+	if st, e := poll(t, env, "cli", code); st != 200 {
+		t.Fatalf("poll after the failed one: %d %s", st, e)
+	}
+	if st, e := poll(t, env, "cli", code); st != 400 || e != errInvalidGrant {
+		t.Fatalf("second successful poll: %d %s", st, e)
+	}
+}

@@ -262,6 +262,10 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) (*tokenResponse, 
 			// second use, and every token issued from the code is revoked.
 			return nil, s.codeReused(ctx, ar.GetID())
 		}
+		if grant == grantDeviceCode && st.refreshRace {
+			// A concurrent poll consumed the approved device code first.
+			return nil, newError(http.StatusBadRequest, errInvalidGrant, "The device_code is invalid or was already used.")
+		}
 		if st.refreshRace {
 			// A concurrent request consumed this refresh token first: within
 			// a grace window it gets that request's pair.
