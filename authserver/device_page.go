@@ -121,8 +121,11 @@ func (s *Server) deviceEnter(w http.ResponseWriter, r *http.Request, form url.Va
 		return
 	}
 	raw := limitString(form.Get(fieldUserCode), 20)
-	ctx = withState(ctx, &requestState{ip: s.clientIP(r)})
-	key := "user-code:" + s.clientIP(r)
+	ip := s.clientIP(r)
+	ctx = withState(ctx, &requestState{ip: ip})
+	// Per address, an IPv6 /64 counting as one (limitKey): user codes have
+	// no account whose failures could be counted instead (RFC 8628 §5.1).
+	key := "user-code:" + limitKey(ip)
 	if wait, err := s.userCodeThrottled(ctx, key); err != nil {
 		s.log.Error("user code throttle unavailable", "err", err)
 		s.errorPage(w, http.StatusServiceUnavailable, errTemporarilyUnavailable, genericUnavailableDetail)

@@ -109,6 +109,14 @@ func (h jwtBearerHandler) HandleTokenEndpointRequest(ctx context.Context, ar fos
 	if err != nil {
 		return unavailable(err)
 	}
+	allowed := slices.DeleteFunc(slices.Clone(iss.Scopes), func(sc string) bool { return !slices.Contains(c.Scopes, sc) })
+	requested := ar.GetRequestedScopes()
+	for _, sc := range requested {
+		if !slices.Contains(allowed, sc) {
+			return newError(http.StatusBadRequest, errInvalidScope, "The requested scope exceeds what the issuer and the client are allowed.")
+		}
+	}
+	// The jti is recorded last, once nothing else can refuse the request.
 	sum := sha256.Sum256([]byte(claims.ID))
 	sig := bearerJTIPrefix + iss.ID + ":" + base64.RawURLEncoding.EncodeToString(sum[:])
 	rec := storage.Token{Kind: storage.UsedJTI, Signature: sig, RequestID: sig,
@@ -125,13 +133,6 @@ func (h jwtBearerHandler) HandleTokenEndpointRequest(ctx context.Context, ar fos
 		return err
 	}
 	fillUserSession(sess, u)
-	allowed := slices.DeleteFunc(slices.Clone(iss.Scopes), func(sc string) bool { return !slices.Contains(c.Scopes, sc) })
-	requested := ar.GetRequestedScopes()
-	for _, sc := range requested {
-		if !slices.Contains(allowed, sc) {
-			return newError(http.StatusBadRequest, errInvalidScope, "The requested scope exceeds what the issuer and the client are allowed.")
-		}
-	}
 	grantScopes(ar, requested, allowed)
 	s.audit(ctx, "jwt_bearer_granted", slog.String("client_id", c.ID), slog.String("issuer", safeParam(iss.ID)), slog.String("sub", u.ID))
 	return nil

@@ -165,16 +165,11 @@ func (s *Server) postPasswordChange(w http.ResponseWriter, r *http.Request, form
 // hashNewPassword hashes pw in a hashing slot; errPasswordChange when pw is
 // the current password (old is its hash).
 func (s *Server) hashNewPassword(ctx context.Context, pw, old string) (string, error) {
-	timer := time.NewTimer(s.cfg.HashQueueTimeout)
-	defer timer.Stop()
-	select {
-	case s.hashSem <- struct{}{}:
-	case <-timer.C:
-		return "", errHashBusy
-	case <-ctx.Done():
-		return "", ctx.Err()
+	release, err := s.hashSlot(ctx)
+	if err != nil {
+		return "", err
 	}
-	defer func() { <-s.hashSem }()
+	defer release()
 	if _, err := password.Verify(pw, old, s.cfg.PasswordParams); err == nil {
 		return "", errPasswordChange
 	}

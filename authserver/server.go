@@ -563,19 +563,12 @@ func (s *Server) authenticateUser(ctx context.Context, email, pw string) (storag
 	if found {
 		hash = u.PasswordHash
 	}
-	timer := time.NewTimer(s.cfg.HashQueueTimeout)
-	defer timer.Stop()
-	select {
-	case s.hashSem <- struct{}{}:
-	case <-timer.C:
-		return storage.User{}, unavailable(errHashBusy)
-	case <-ctx.Done():
-		return storage.User{}, unavailable(ctx.Err())
+	release, err := s.hashSlot(ctx)
+	if err != nil {
+		return storage.User{}, unavailable(err)
 	}
-	s.hashGC.enter()
 	rehash, verr := password.Verify(pw, hash, s.cfg.PasswordParams)
-	s.hashGC.exit()
-	<-s.hashSem
+	release()
 	if !found || verr != nil || u.Disabled {
 		if verr != nil && !errors.Is(verr, password.ErrMismatch) && found {
 			s.log.Warn("stored password hash unusable", "user_id", u.ID, "err", verr)
@@ -608,7 +601,12 @@ func (s *Server) authenticateUser(ctx context.Context, email, pw string) (storag
 
 // rehash upgrades a stored hash made with older parameters or bcrypt.
 func (s *Server) rehash(ctx context.Context, id, pw string) {
-	h, err := password.Hash(pw, s.cfg.PasswordParams)
+	release, err := s.hashSlot(ctx)
+	var h string
+	if err == nil {
+		h, err = password.Hash(pw, s.cfg.PasswordParams)
+		release()
+	}
 	if err == nil {
 		_, err = s.store.UpdateUser(ctx, id, func(u storage.User) (storage.User, error) {
 			u.PasswordHash = h
@@ -656,3 +654,24 @@ func (s *Server) logError(r *http.Request, msg string, e *oauthError) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// hashSlot waits, at most HashQueueTimeout and while ctx lasts, for one of
+// the hashing slots that bound concurrent argon2id hashes (and their
+// memory), and lowers the collector's target while hashes run (hashGC).
+// release gives the slot back.
+func (s *Server) hashSlot(ctx context.Context) (release func(), err error) {
+	timer := time.NewTimer(s.cfg.HashQueueTimeout)
+	defer timer.Stop()
+	select {
+	case s.hashSem <- struct{}{}:
+	case <-timer.C:
+		return nil, errHashBusy
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	s.hashGC.enter()
+	return func() {
+		s.hashGC.exit()
+		<-s.hashSem
+	}, nil
+}
