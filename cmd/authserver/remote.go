@@ -348,6 +348,7 @@ func clientFromAPI(c adminapi.Client) clientView {
 		RedirectURIs: c.RedirectURIs, Resources: c.Resources, SkipConsent: c.SkipConsent, RequirePAR: c.RequirePAR, RequireDPoP: c.DPoPBoundAccessTokens,
 		PostLogoutRedirectURIs: c.PostLogoutRedirectURIs, BackchannelLogoutURI: c.BackchannelLogoutURI, SubjectType: c.SubjectType,
 		ExchangeAudiences: c.ExchangeAudiences, SecretExpiresAt: c.SecretExpiresAt,
+		TokenEndpointAuthMethod: c.TokenEndpointAuthMethod, JWKSURI: c.JWKSURI, JWKS: c.JWKS,
 		Secrets: c.Secrets, CreatedAt: parseTime(c.CreatedAt), Secret: c.ClientSecret}
 }
 

@@ -102,6 +102,7 @@ func TestAdminCommandsThroughAPI(t *testing.T) {
 	if svc.TokenEndpointAuthMethod != "private_key_jwt" || !strings.Contains(string(svc.JWKS), `"k1"`) {
 		t.Fatalf("the API client's registration: %+v", svc)
 	}
+	same("clients", "show", "svc")
 	mustRun("", "clients", "update", "svc", "--jwks-uri", "https://keys.example.com/jwks.json", "--admin-url", api, "--audit-log", "off")
 	svc = clientView{}
 	_ = json.Unmarshal([]byte(mustRun("", "clients", "show", "svc", "--db", db, "--output", "json")), &svc)
