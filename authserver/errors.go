@@ -39,9 +39,12 @@ type oauthError struct {
 	Status      int
 	// RetryAfter, in seconds, is sent as Retry-After when positive.
 	RetryAfter int
-	// bearer selects a Bearer challenge (RFC 6750 §3) instead of Basic.
-	bearer bool
-	Cause  error
+	// bearer selects a Bearer challenge (RFC 6750 §3) instead of Basic;
+	// noCredentials leaves the error out of it, for a request that sent no
+	// token at all (RFC 6750 §3.1).
+	bearer        bool
+	noCredentials bool
+	Cause         error
 }
 
 func (e *oauthError) Error() string {
@@ -150,6 +153,8 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // challenge (RFC 6749 §5.2: invalid_client).
 func writeOAuthError(w http.ResponseWriter, e *oauthError) {
 	switch {
+	case e.bearer && e.noCredentials:
+		w.Header().Set("WWW-Authenticate", `Bearer realm="`+realm+`"`)
 	case e.bearer:
 		w.Header().Set("WWW-Authenticate", `Bearer realm="`+realm+`", error="`+e.Code+`"`)
 	case e.Status == http.StatusUnauthorized:

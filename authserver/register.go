@@ -154,6 +154,12 @@ type registrationRequest struct {
 	clientMetadata
 	ClientID     string `json:"client_id,omitempty"`
 	ClientSecret string `json:"client_secret,omitempty"`
+	// Members of the client information response that an update request
+	// must not carry (RFC 7592 §2.2); only their presence is checked.
+	RegistrationAccessToken json.RawMessage `json:"registration_access_token,omitempty"`
+	RegistrationClientURI   json.RawMessage `json:"registration_client_uri,omitempty"`
+	ClientSecretExpiresAt   json.RawMessage `json:"client_secret_expires_at,omitempty"`
+	ClientIDIssuedAt        json.RawMessage `json:"client_id_issued_at,omitempty"`
 }
 
 // registrationResponse is the client information response (RFC 7591
@@ -181,6 +187,14 @@ func metadataError(code, desc string) *oauthError {
 func invalidToken(desc string) *oauthError {
 	e := newError(http.StatusUnauthorized, errInvalidToken, desc)
 	e.bearer = true
+	return e
+}
+
+// tokenMissing is invalidToken for a request without any token: its
+// challenge carries no error code (RFC 6750 §3.1).
+func tokenMissing(desc string) *oauthError {
+	e := invalidToken(desc)
+	e.noCredentials = true
 	return e
 }
 
@@ -431,7 +445,7 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) (*registration
 		grant = g
 	case !s.cfg.Registration.Open:
 		s.audit(ctx, "client_registration_refused", slog.String("reason", "no_initial_access_token"))
-		return nil, invalidToken("An initial access token is required.")
+		return nil, tokenMissing("An initial access token is required.")
 	}
 	req, oe := s.readRegistration(w, r)
 	if oe != nil {
@@ -574,11 +588,14 @@ func (s *Server) handleRegistration(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) manageRegistration(ctx context.Context, w http.ResponseWriter, r *http.Request) (*registrationResponse, *oauthError) {
 	id := mux.Vars(r)["client_id"]
-	tok, _ := bearerToken(r)
+	tok, hasAuth := bearerToken(r)
 	// RFC 7592 §2: an unknown client and a wrong token are both 401.
 	c, err := s.store.GetClient(ctx, id)
 	if err != nil && !errors.Is(err, storage.ErrNotFound) {
 		return nil, unavailable(err)
+	}
+	if !hasAuth {
+		return nil, tokenMissing("A registration access token is required.")
 	}
 	if err != nil || !registrationTokenMatches(c, tok) {
 		s.audit(ctx, "client_registration_refused", slog.String("client_id", safeParam(id)), slog.String("reason", "invalid_registration_access_token"))
@@ -602,6 +619,9 @@ func (s *Server) manageRegistration(ctx context.Context, w http.ResponseWriter, 
 		}
 		if req.ClientID != id {
 			return nil, invalidRequest("The client_id member must be present and match the client.")
+		}
+		if req.RegistrationAccessToken != nil || req.RegistrationClientURI != nil || req.ClientSecretExpiresAt != nil || req.ClientIDIssuedAt != nil {
+			return nil, invalidRequest("An update must not carry registration_access_token, registration_client_uri, client_secret_expires_at or client_id_issued_at (RFC 7592 §2.2).")
 		}
 		return s.updateRegistration(ctx, id, tok, &req)
 	default:

@@ -490,3 +490,50 @@ func postgresSchemaDSN(t *testing.T, base string) string {
 	}
 	return base + sep + "search_path=" + schema
 }
+
+// A registration request without any token gets a Bearer challenge with no
+// error code (RFC 6750 §3.1); a wrong token gets error="invalid_token".
+func TestRegistrationChallenges(t *testing.T) {
+	env := newTestEnv(t, openMemory(t), regScopes)
+	body := map[string]any{"client_name": "x", "grant_types": []string{"client_credentials"}}
+	for _, tc := range []struct {
+		what, method, url, token, want string
+	}{
+		{"register, no token", http.MethodPost, env.srv.URL + "/register", "", `Bearer realm="authserver"`},
+		{"register, wrong token", http.MethodPost, env.srv.URL + "/register", "wrong", `Bearer realm="authserver", error="invalid_token"`},
+		{"read, no token", http.MethodGet, env.srv.URL + "/register/some-client", "", `Bearer realm="authserver"`},
+		{"read, wrong token", http.MethodGet, env.srv.URL + "/register/some-client", "wrong", `Bearer realm="authserver", error="invalid_token"`},
+	} {
+		var b any
+		if tc.method == http.MethodPost {
+			b = body
+		}
+		code, _, h := regCall(t, tc.method, tc.url, tc.token, b)
+		if code != http.StatusUnauthorized || h.Get("WWW-Authenticate") != tc.want {
+			t.Errorf("%s: %d %q, want 401 %q", tc.what, code, h.Get("WWW-Authenticate"), tc.want)
+		}
+	}
+}
+
+// An update carrying a member of the client information response is
+// refused (RFC 7592 §2.2).
+func TestRegistrationUpdateRefusesResponseMembers(t *testing.T) {
+	env := newTestEnv(t, openMemory(t), regScopes)
+	iat := newInitialToken(t, env.store, time.Hour, 1, time.Now())
+	code, reg, _ := regCall(t, http.MethodPost, env.srv.URL+"/register", iat, map[string]any{
+		"client_name": "x", "grant_types": []string{"client_credentials"}})
+	if code != http.StatusCreated {
+		t.Fatalf("register: %d %v", code, reg)
+	}
+	uri, rat := str(reg, "registration_client_uri"), str(reg, "registration_access_token")
+	for _, member := range []string{"registration_access_token", "registration_client_uri", "client_secret_expires_at", "client_id_issued_at"} {
+		body := map[string]any{"client_id": reg["client_id"], "client_name": "x", "grant_types": []string{"client_credentials"}, member: reg[member]}
+		if code, m, _ := regCall(t, http.MethodPut, uri, rat, body); code != http.StatusBadRequest || m["error"] != "invalid_request" {
+			t.Errorf("update with %s: %d %v", member, code, m)
+		}
+	}
+	body := map[string]any{"client_id": reg["client_id"], "client_name": "y", "grant_types": []string{"client_credentials"}}
+	if code, m, _ := regCall(t, http.MethodPut, uri, rat, body); code != http.StatusOK {
+		t.Fatalf("update without them: %d %v", code, m)
+	}
+}
