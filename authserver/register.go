@@ -310,18 +310,9 @@ const jwtSecretBytes = 64
 // set. The secret is returned to be shown once; it is never stored in the
 // clear.
 func (s *Server) NewClientSecret(c *storage.Client) (string, error) {
-	var secret string
-	if authMethod(*c) == AuthMethodSecretJWT {
-		b := make([]byte, jwtSecretBytes)
-		if _, err := rand.Read(b); err != nil {
-			return "", fmt.Errorf("authserver: generate secret: %w", err)
-		}
-		secret = base64.RawURLEncoding.EncodeToString(b)
-	} else {
-		var err error
-		if secret, err = password.GenerateSecret(); err != nil {
-			return "", err
-		}
+	secret, err := GenerateClientSecret(authMethod(*c))
+	if err != nil {
+		return "", err
 	}
 	c.SecretHashes, c.SecretCiphertext = []string{password.HashSecret(secret)}, nil
 	if authMethod(*c) == AuthMethodSecretJWT {
@@ -332,6 +323,21 @@ func (s *Server) NewClientSecret(c *storage.Client) (string, error) {
 		c.SecretCiphertext = sealed
 	}
 	return secret, nil
+}
+
+// GenerateClientSecret returns a new random secret for a client that
+// authenticates with method: 64 bytes of entropy for client_secret_jwt, so
+// that HS512 (whose key must have at least 64 bytes) works, otherwise
+// password.GenerateSecret's.
+func GenerateClientSecret(method string) (string, error) {
+	if method != AuthMethodSecretJWT {
+		return password.GenerateSecret()
+	}
+	b := make([]byte, jwtSecretBytes)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("authserver: generate secret: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
 }
 
 // registrationView is the client information response for c: only what

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -161,6 +162,8 @@ type jsonClient struct {
 	// Token exchange and secret expiry.
 	ExchangeAudiences []string `json:"exchange_audiences"`
 	SecretExpiresAt   int64    `json:"client_secret_expires_at"`
+	// Client authentication.
+	TokenEndpointAuthMethod string `json:"token_endpoint_auth_method"`
 }
 
 type jsonKey struct {
@@ -630,4 +633,18 @@ func mustChange(t *testing.T, db, id string) bool {
 		t.Fatal(err)
 	}
 	return u.MustChangePassword
+}
+
+// A client_secret_jwt secret is an HMAC key as long as HS512 needs (64
+// bytes), when added and when rotated.
+func TestClientSecretJWTSecretLength(t *testing.T) {
+	a := &admin{t: t, db: filepath.Join(t.TempDir(), "auth.db"), ran: map[string]bool{}}
+	var added, rotated jsonClient
+	a.json(&added, "", "clients", "add", "--id", "hmac", "--grant", "client_credentials", "--auth-method", "client_secret_jwt")
+	a.json(&rotated, "", "clients", "rotate-secret", "hmac")
+	for what, sec := range map[string]string{"added": added.Secret, "rotated": rotated.Secret} {
+		if b, err := base64.RawURLEncoding.DecodeString(sec); err != nil || len(b) < 64 {
+			t.Fatalf("%s client_secret_jwt secret %q: %d bytes (%v), want 64", what, sec, len(b), err)
+		}
+	}
 }

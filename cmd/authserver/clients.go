@@ -2,8 +2,6 @@ package main
 
 import (
 	"bytes"
-	"crypto/rand"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -80,10 +78,6 @@ var cliNames = authserver.RegistrationNames{ID: "--id", Grant: "--grant", Redire
 	PostLogoutRedirectURI: "--post-logout-redirect-uri", ExchangeAudience: "--exchange-audience",
 	AuthMethod: "--auth-method", JWKSURI: "--jwks-uri", JWKS: "--jwks-file"}
 
-// jwtSecretBytes is the entropy of a generated client_secret_jwt secret:
-// 64 bytes, so that HS512 (whose key must have at least 64 bytes) works.
-const jwtSecretBytes = 64
-
 // keyFlags are the client key flags of clients add and clients update.
 type keyFlags struct {
 	jwksURI, jwksFile string
@@ -137,15 +131,6 @@ func sealJWTSecret(g *globals, sf *secretFlags, c *storage.Client, secret string
 	return nil
 }
 
-// generateJWTSecret returns a secret long enough for HS512.
-func generateJWTSecret() (string, error) {
-	b := make([]byte, jwtSecretBytes)
-	if _, err := rand.Read(b); err != nil {
-		return "", fmt.Errorf("generate secret: %w", err)
-	}
-	return base64.RawURLEncoding.EncodeToString(b), nil
-}
-
 // validateClient applies the registration policy (authserver.ValidateClient).
 func validateClient(c storage.Client) error { return authserver.ValidateClient(c, cliNames) }
 
@@ -196,7 +181,7 @@ func newClientsCmd(g *globals) *cobra.Command {
 				return errors.New("a private_key_jwt client has no secret")
 			case c.TokenEndpointAuthMethod == authserver.AuthMethodPrivateKey:
 			case c.TokenEndpointAuthMethod == authserver.AuthMethodSecretJWT && !secretStdin:
-				s, err := generateJWTSecret()
+				s, err := authserver.GenerateClientSecret(authserver.AuthMethodSecretJWT)
 				if err != nil {
 					return err
 				}
@@ -421,6 +406,14 @@ func newClientsCmd(g *globals) *cobra.Command {
 				}
 				if c.TokenEndpointAuthMethod == authserver.AuthMethodPrivateKey {
 					return c, errors.New("a private_key_jwt client has no secret; change its keys with clients update --jwks-uri or --jwks-file")
+				}
+				if !rotStdin && c.TokenEndpointAuthMethod == authserver.AuthMethodSecretJWT {
+					// Its HMAC key: as long as HS512 needs.
+					s, err := authserver.GenerateClientSecret(c.TokenEndpointAuthMethod)
+					if err != nil {
+						return c, err
+					}
+					secret, shown = s, s
 				}
 				hashes := []string{password.HashSecret(secret)}
 				if keepOld && len(c.SecretHashes) > 0 && c.TokenEndpointAuthMethod != authserver.AuthMethodSecretJWT {
