@@ -62,8 +62,14 @@ func isLoopbackHost(h string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
+// minClientRSABits is the smallest RSA key a client or a trusted issuer may
+// register (RFC 7518 §3.3: 2048 bits or more), as resource requires of
+// token-signing keys.
+const minClientRSABits = 2048
+
 // ParseClientJWKS parses a client's JWK Set and checks that it holds at
-// least one key, only public asymmetric keys, and no duplicate kid.
+// least one key, only public asymmetric signature keys (RSA ones of at
+// least minClientRSABits), and no duplicate kid.
 func ParseClientJWKS(raw []byte) (jose.JSONWebKeySet, error) {
 	var set jose.JSONWebKeySet
 	if err := json.Unmarshal(raw, &set); err != nil {
@@ -76,6 +82,12 @@ func ParseClientJWKS(raw []byte) (jose.JSONWebKeySet, error) {
 	for i, k := range set.Keys {
 		if !k.Valid() || !k.IsPublic() {
 			return set, fmt.Errorf("jwks: key %d is not a public key (private and symmetric keys are refused)", i)
+		}
+		if rk, ok := k.Key.(*rsa.PublicKey); ok && rk.N.BitLen() < minClientRSABits {
+			return set, fmt.Errorf("jwks: key %d is an RSA key of %d bits; at least %d are required (RFC 7518 §3.3)", i, rk.N.BitLen(), minClientRSABits)
+		}
+		if k.Use != "" && k.Use != "sig" {
+			return set, fmt.Errorf("jwks: key %d has use %q, not sig", i, k.Use)
 		}
 		if k.KeyID != "" && seen[k.KeyID] {
 			return set, fmt.Errorf("jwks: kid %q appears twice", k.KeyID)

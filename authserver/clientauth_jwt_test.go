@@ -481,3 +481,29 @@ func TestAssertionClientFromTheCache(t *testing.T) {
 		t.Fatalf("assertion signed with another key: %d %v", code, m)
 	}
 }
+
+// A client's key set holds public signature keys only, RSA ones of 2048
+// bits or more (RFC 7518 §3.3).
+func TestParseClientJWKSRefusesWeakAndEncryptionKeys(t *testing.T) {
+	weak, err := rsa.GenerateKey(rand.Reader, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ec := newECKey(t, "ec")
+	set := func(keys ...jose.JSONWebKey) []byte {
+		b, _ := json.Marshal(jose.JSONWebKeySet{Keys: keys})
+		return b
+	}
+	if _, err := ParseClientJWKS(jwksOf(ec)); err != nil {
+		t.Fatalf("a P-256 key: %v", err)
+	}
+	for name, raw := range map[string][]byte{
+		"RSA-1024":   set(jose.JSONWebKey{Key: weak.Public(), KeyID: "weak"}),
+		"use enc":    set(jose.JSONWebKey{Key: ec.key.(*ecdsa.PrivateKey).Public(), KeyID: "enc", Use: "enc"}),
+		"private EC": set(jose.JSONWebKey{Key: ec.key, KeyID: "priv"}),
+	} {
+		if _, err := ParseClientJWKS(raw); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
