@@ -352,15 +352,10 @@ func (h deviceHandler) PopulateTokenEndpointResponse(ctx context.Context, ar fos
 	} else if err != nil {
 		return unavailable(err)
 	}
-	token, sig, err := h.tok.GenerateAccessToken(ctx, ar)
+	token, sig, err := h.issueAccessToken(ctx, ar, resp)
 	if err != nil {
 		return err
 	}
-	if err := h.store.CreateAccessTokenSession(ctx, sig, ar.Sanitize(nil)); err != nil {
-		return err
-	}
-	resp.SetAccessToken(token)
-	resp.SetTokenType("bearer")
 	if refreshScopes := (providerConfig{}).GetRefreshTokenScopes(ctx); len(refreshScopes) == 0 || ar.GetGrantedScopes().HasOneOf(refreshScopes...) {
 		rt, rsig, err := h.tok.GenerateRefreshToken(ctx, ar)
 		if err != nil {

@@ -51,6 +51,33 @@ func (h grantHandler) CanHandleTokenEndpointRequest(_ context.Context, r fosite.
 	return r.GetGrantTypes().ExactOne(h.grant)
 }
 
+// PopulateTokenEndpointResponse implements fosite.TokenEndpointHandler for
+// a grant that issues an access token only (no refresh token); fosite asks
+// every handler, and only the handler's own grant is answered.
+func (h grantHandler) PopulateTokenEndpointResponse(ctx context.Context, ar fosite.AccessRequester, resp fosite.AccessResponder) error {
+	if !h.CanHandleTokenEndpointRequest(ctx, ar) {
+		return fosite.ErrUnknownRequest
+	}
+	_, _, err := h.issueAccessToken(ctx, ar, resp)
+	return err
+}
+
+// issueAccessToken mints the access token of ar, stores its record and
+// puts it in resp; it returns the token and its signature (the key of its
+// record).
+func (h grantHandler) issueAccessToken(ctx context.Context, ar fosite.AccessRequester, resp fosite.AccessResponder) (token, sig string, err error) {
+	token, sig, err = h.tok.GenerateAccessToken(ctx, ar)
+	if err != nil {
+		return "", "", err
+	}
+	if err := h.store.CreateAccessTokenSession(ctx, sig, ar.Sanitize(nil)); err != nil {
+		return "", "", err
+	}
+	resp.SetAccessToken(token)
+	resp.SetTokenType("bearer")
+	return token, sig, nil
+}
+
 // grantClient returns the request's authenticated client, refused with
 // unauthorized_client unless it is registered for the grant (and, unless
 // public clients may use it, confidential).
@@ -207,15 +234,9 @@ func (h exchangeHandler) PopulateTokenEndpointResponse(ctx context.Context, ar f
 		sess.SetExpiresAt(fosite.AccessToken, st.exchangeExpiry)
 		st.accessExpiry = st.exchangeExpiry
 	}
-	token, sig, err := h.tok.GenerateAccessToken(ctx, ar)
-	if err != nil {
+	if _, _, err := h.issueAccessToken(ctx, ar, resp); err != nil {
 		return err
 	}
-	if err := h.store.CreateAccessTokenSession(ctx, sig, ar.Sanitize(nil)); err != nil {
-		return err
-	}
-	resp.SetAccessToken(token)
-	resp.SetTokenType("bearer")
 	resp.SetExtra("issued_token_type", tokenTypeAccess)
 	return nil
 }

@@ -137,20 +137,3 @@ func (h jwtBearerHandler) HandleTokenEndpointRequest(ctx context.Context, ar fos
 	s.audit(ctx, "jwt_bearer_granted", slog.String("client_id", c.ID), slog.String("issuer", safeParam(iss.ID)), slog.String("sub", u.ID))
 	return nil
 }
-
-// PopulateTokenEndpointResponse mints the access token (no refresh token).
-func (h jwtBearerHandler) PopulateTokenEndpointResponse(ctx context.Context, ar fosite.AccessRequester, resp fosite.AccessResponder) error {
-	if !h.CanHandleTokenEndpointRequest(ctx, ar) {
-		return fosite.ErrUnknownRequest
-	}
-	token, sig, err := h.tok.GenerateAccessToken(ctx, ar)
-	if err != nil {
-		return err
-	}
-	if err := h.store.CreateAccessTokenSession(ctx, sig, ar.Sanitize(nil)); err != nil {
-		return err
-	}
-	resp.SetAccessToken(token)
-	resp.SetTokenType("bearer")
-	return nil
-}
