@@ -221,11 +221,7 @@ func (s *Server) authenticateAssertion(ctx context.Context, r *http.Request, for
 	}
 	// RFC 7523 §3 item 7: the jti is single-use; the record lives as long
 	// as the assertion could be accepted.
-	sum := sha256.Sum256([]byte(claims.ID))
-	sig := jtiPrefix + c.ID + ":" + base64.RawURLEncoding.EncodeToString(sum[:])
-	rec := storage.Token{Kind: storage.UsedJTI, Signature: sig, RequestID: sig,
-		ClientID: c.ID, Active: true, RequestedAt: now, ExpiresAt: claims.Expiry.Time().Add(assertionLeeway)}
-	if err := s.useOnce(ctx, arrived, rec); errors.Is(err, errReplayed) {
+	if err := s.useJTI(ctx, arrived, jtiPrefix+c.ID+":", claims.ID, claims.Expiry.Time().Add(assertionLeeway), c.ID, ""); errors.Is(err, errReplayed) {
 		s.audit(ctx, "client_assertion_replayed", slog.String("client_id", c.ID))
 		return fail("The client assertion was already used.")
 	} else if err != nil {
@@ -257,6 +253,17 @@ func (s *Server) useOnce(ctx context.Context, arrived func(), rec storage.Token)
 		}
 		return err
 	})
+}
+
+// useJTI records through useOnce that the single-use value id (a jti),
+// within scope (a purpose prefix and its owner), was used; the record lives
+// until exp, as long as the value could be accepted. Its key is scope and
+// the SHA-256 of id, so stored keys have a bounded size.
+func (s *Server) useJTI(ctx context.Context, arrived func(), scope, id string, exp time.Time, clientID, subject string) error {
+	sum := sha256.Sum256([]byte(id))
+	sig := scope + base64.RawURLEncoding.EncodeToString(sum[:])
+	return s.useOnce(ctx, arrived, storage.Token{Kind: storage.UsedJTI, Signature: sig, RequestID: sig,
+		ClientID: clientID, Subject: subject, Active: true, RequestedAt: s.cfg.Now().UTC(), ExpiresAt: exp.UTC()})
 }
 
 // assertionClient reads the registration of the client an assertion names,

@@ -2,8 +2,6 @@ package authserver
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"net/http"
 	"net/url"
@@ -114,14 +112,7 @@ func (s *Server) dpopProof(ctx context.Context, r *http.Request, path, accessTok
 	}
 	// Single use, shared by every instance; the record is collected once
 	// the proof could no longer pass the iat window.
-	sum := sha256.Sum256([]byte(p.JKT + "|" + p.ID))
-	sig := "dpop:" + hex.EncodeToString(sum[:])
-	// The record rides the group commit (useOnce): durable before the
-	// request goes on, without a transaction of its own.
-	err = s.useOnce(ctx, nil, storage.Token{
-		Kind: storage.UsedJTI, Signature: sig, RequestID: sig, Active: true,
-		RequestedAt: now.UTC(), ExpiresAt: p.IssuedAt.Add(s.dpop.cfg.MaxAge + s.dpop.cfg.MaxFuture).UTC(),
-	})
+	err = s.useJTI(ctx, nil, "dpop:", p.JKT+"|"+p.ID, p.IssuedAt.Add(s.dpop.cfg.MaxAge+s.dpop.cfg.MaxFuture), "", "")
 	if errors.Is(err, errReplayed) {
 		return "", dpopError("The DPoP proof was already used.")
 	}

@@ -2,8 +2,6 @@ package authserver
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -117,12 +115,7 @@ func (h jwtBearerHandler) HandleTokenEndpointRequest(ctx context.Context, ar fos
 		}
 	}
 	// The jti is recorded last, once nothing else can refuse the request.
-	sum := sha256.Sum256([]byte(claims.ID))
-	sig := bearerJTIPrefix + iss.ID + ":" + base64.RawURLEncoding.EncodeToString(sum[:])
-	rec := storage.Token{Kind: storage.UsedJTI, Signature: sig, RequestID: sig,
-		ClientID: c.ID, Subject: u.ID, Active: true, RequestedAt: now, ExpiresAt: claims.Expiry.Time().Add(assertionLeeway)}
-	// Through the group commit, like a client assertion's jti (useOnce).
-	if err := s.useOnce(ctx, nil, rec); errors.Is(err, errReplayed) {
+	if err := s.useJTI(ctx, nil, bearerJTIPrefix+iss.ID+":", claims.ID, claims.Expiry.Time().Add(assertionLeeway), c.ID, u.ID); errors.Is(err, errReplayed) {
 		s.audit(ctx, "jwt_bearer_replayed", slog.String("client_id", c.ID), slog.String("issuer", safeParam(iss.ID)))
 		return invalidGrant("The assertion was already used.")
 	} else if err != nil {
