@@ -151,7 +151,7 @@ const (
 	// ErrAlreadyExists, or CreateTokenIfAbsent's false inside a shared
 	// transaction, is the replay check, shared by every instance, and
 	// the record expires with the JWT. Signature is a purpose prefix and
-	// a purpose prefix and the hash of the jti (authserver useJTI).
+	// the hash of the jti (authserver useJTI).
 	UsedJTI TokenKind = "jti"
 	// DeviceCode is a device authorization (RFC 8628 §3.2) under the hash of
 	// its device_code: active while pending; the user's decision is recorded
