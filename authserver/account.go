@@ -30,8 +30,7 @@ func (s *Server) handleConsents(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodPost {
 		form := readPageForm(w, r)
 		if form == nil || !s.csrf.Valid(form.Get(fieldCSRF), "consents", bs.id) {
-			s.audit(ctx, "csrf_rejected", slog.String("form", "consents"))
-			s.errorPage(w, http.StatusForbidden, errInvalidRequest, "This form has expired or was not sent from this site. Go back, reload the page and try again.")
+			s.csrfRejected(ctx, w, "consents")
 			return
 		}
 		clientID := form.Get("client_id")

@@ -116,8 +116,7 @@ func (s *Server) lookupUserCode(ctx context.Context, code string) (*pendingDevic
 func (s *Server) deviceEnter(w http.ResponseWriter, r *http.Request, form url.Values) {
 	ctx := r.Context()
 	if !s.csrf.Valid(form.Get(fieldCSRF), "device", s.cookieValue(r, csrfCookieName)) {
-		s.audit(ctx, "csrf_rejected", slog.String("form", "device"))
-		s.errorPage(w, http.StatusForbidden, errInvalidRequest, "This form has expired or was not sent from this site. Go back, reload the page and try again.")
+		s.csrfRejected(ctx, w, "device")
 		return
 	}
 	raw := limitString(form.Get(fieldUserCode), 20)
@@ -222,8 +221,7 @@ func (s *Server) deviceDecide(w http.ResponseWriter, r *http.Request, form url.V
 		return
 	}
 	if bs == nil || !s.csrf.Valid(form.Get(fieldCSRF), "device-consent", bs.id, code) {
-		s.audit(ctx, "csrf_rejected", slog.String("form", "device"))
-		s.errorPage(w, http.StatusForbidden, errInvalidRequest, "This form has expired or was not sent from this site. Go back, reload the page and try again.")
+		s.csrfRejected(ctx, w, "device")
 		return
 	}
 	pd, err := s.lookupUserCode(ctx, code)

@@ -212,8 +212,7 @@ func (s *Server) handleEndSession(w http.ResponseWriter, r *http.Request) {
 	answer := r.Method == http.MethodPost && form.Has(fieldCSRF)
 	confirmed := answer && bs != nil && s.csrf.Valid(form.Get(fieldCSRF), "end_session", bs.id)
 	if answer && bs != nil && !confirmed {
-		s.audit(ctx, "csrf_rejected", slog.String("form", "end_session"))
-		s.errorPage(w, http.StatusForbidden, errInvalidRequest, "This form has expired or was not sent from this site. Go back, reload the page and try again.")
+		s.csrfRejected(ctx, w, "end_session")
 		return
 	}
 	if bs != nil && !confirmed && (req.hintSub == "" || req.hintSub != subjectFor(s.strategy.pairwiseKey, req.client, bs.user.ID)) {

@@ -109,8 +109,7 @@ func (s *Server) postLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !s.csrf.Valid(form.Get(fieldCSRF), "login", s.cookieValue(r, csrfCookieName), "auth:"+auth) {
-		s.audit(ctx, "csrf_rejected", slog.String("form", "login"))
-		s.errorPage(w, http.StatusForbidden, errInvalidRequest, "This form has expired or was not sent from this site. Go back, reload the page and try again.")
+		s.csrfRejected(ctx, w, "login")
 		return
 	}
 	var az *authzRequest
@@ -221,8 +220,7 @@ func (s *Server) handleConsent(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !s.csrf.Valid(form.Get(fieldCSRF), "consent", bs.id, auth) {
-		s.audit(ctx, "csrf_rejected", slog.String("form", "consent"))
-		s.errorPage(w, http.StatusForbidden, errInvalidRequest, "This form has expired or was not sent from this site. Go back, reload the page and try again.")
+		s.csrfRejected(ctx, w, "consent")
 		return
 	}
 	switch form.Get("decision") {
@@ -388,8 +386,7 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
 	}
 	form := readPageForm(w, r)
 	if bs != nil && (form == nil || !s.csrf.Valid(form.Get(fieldCSRF), "logout", bs.id)) {
-		s.audit(ctx, "csrf_rejected", slog.String("form", "logout"))
-		s.errorPage(w, http.StatusForbidden, errInvalidRequest, "This form has expired or was not sent from this site. Go back, reload the page and try again.")
+		s.csrfRejected(ctx, w, "logout")
 		return
 	}
 	if err := s.endSession(ctx, w, r); err != nil {
@@ -469,4 +466,11 @@ func RevokeConsents(ctx context.Context, st ConsentStore, userID, clientID strin
 		n++
 	}
 	return n, nil
+}
+
+// csrfRejected answers a page form whose CSRF token does not check (form
+// names it in the audit log): 403 with a page that says what to do.
+func (s *Server) csrfRejected(ctx context.Context, w http.ResponseWriter, form string) {
+	s.audit(ctx, "csrf_rejected", slog.String("form", form))
+	s.errorPage(w, http.StatusForbidden, errInvalidRequest, "This form has expired or was not sent from this site. Go back, reload the page and try again.")
 }

@@ -84,8 +84,7 @@ func (s *Server) postPasswordChange(w http.ResponseWriter, r *http.Request, form
 	ctx := r.Context()
 	handle := form.Get(fieldChange)
 	if len(handle) > 100 || !s.csrf.Valid(form.Get(fieldCSRF), "password_change", s.cookieValue(r, csrfCookieName), "auth:"+auth, hashHandle(handle)) {
-		s.audit(ctx, "csrf_rejected", slog.String("form", "password_change"))
-		s.errorPage(w, http.StatusForbidden, errInvalidRequest, "This form has expired or was not sent from this site. Go back, reload the page and try again.")
+		s.csrfRejected(ctx, w, "password_change")
 		return
 	}
 	var az *authzRequest
