@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"time"
@@ -52,17 +51,5 @@ func runDevice(ctx context.Context, o options, out io.Writer) error {
 		}
 		return fmt.Errorf("waiting for the token at %s: %w", md.TokenEndpoint, err)
 	}
-	fmt.Fprintf(out, "\nGot an access token (%s, expires %s).\n", tok.Type(), tok.Expiry.Format(time.RFC3339))
-	claims, err := verifyAccessToken(ctx, md, tok.AccessToken)
-	if err != nil {
-		return err
-	}
-	b, _ := json.MarshalIndent(claims, "", "  ")
-	fmt.Fprintf(out, "\nAccess token claims (signature verified with %s):\n%s\n", md.JWKSURI, b)
-	me, err := callAPI(ctx, o.issuer+"/api/me", tok.AccessToken)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(out, "\nGET %s/api/me:\n%s\n", o.issuer, me)
-	return nil
+	return showToken(ctx, out, md, o.issuer, tok)
 }

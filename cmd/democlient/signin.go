@@ -104,20 +104,25 @@ func run(ctx context.Context, o options, out io.Writer, open func(string) error)
 	if err != nil {
 		return fmt.Errorf("exchanging the code at %s: %w", md.TokenEndpoint, err)
 	}
-	fmt.Fprintf(out, "\nGot an access token (%s, expires %s).\n", tok.Type(), tok.Expiry.Format(time.RFC3339))
+	return showToken(ctx, out, md, o.issuer, tok)
+}
 
+// showToken prints the access token's type and expiry, its claims once its
+// signature verified with the issuer's keys, and what GET /api/me answers
+// with it.
+func showToken(ctx context.Context, out io.Writer, md *metadata, issuer string, tok *oauth2.Token) error {
+	fmt.Fprintf(out, "\nGot an access token (%s, expires %s).\n", tok.Type(), tok.Expiry.Format(time.RFC3339))
 	claims, err := verifyAccessToken(ctx, md, tok.AccessToken)
 	if err != nil {
 		return err
 	}
 	b, _ := json.MarshalIndent(claims, "", "  ")
 	fmt.Fprintf(out, "\nAccess token claims (signature verified with %s):\n%s\n", md.JWKSURI, b)
-
-	me, err := callAPI(ctx, o.issuer+"/api/me", tok.AccessToken)
+	me, err := callAPI(ctx, issuer+"/api/me", tok.AccessToken)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "\nGET %s/api/me:\n%s\n", o.issuer, me)
+	fmt.Fprintf(out, "\nGET %s/api/me:\n%s\n", issuer, me)
 	return nil
 }
 
