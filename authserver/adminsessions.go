@@ -23,7 +23,7 @@ func EndBrowserSessions(ctx context.Context, st storage.Tokens, userID string) (
 	}
 	n := 0
 	for _, t := range ts {
-		err := st.DeleteToken(ctx, storage.BrowserSession, t.Signature)
+		err := endSessionRecord(ctx, st, t)
 		if errors.Is(err, storage.ErrNotFound) {
 			continue
 		}
@@ -33,6 +33,16 @@ func EndBrowserSessions(ctx context.Context, st storage.Tokens, userID string) (
 		n++
 	}
 	return n, nil
+}
+
+// endSessionRecord deletes a browser session's record and the records of
+// the clients to notify of its end (their sid is the session's RequestID).
+func endSessionRecord(ctx context.Context, st storage.Tokens, t storage.Token) error {
+	if err := st.DeleteToken(ctx, storage.BrowserSession, t.Signature); err != nil {
+		return err
+	}
+	_, err := st.DeleteTokens(ctx, logoutTargetKind, t.RequestID)
+	return err
 }
 
 // SessionInfo describes a live browser session for administrators.
@@ -112,13 +122,7 @@ func EndBrowserSession(ctx context.Context, st storage.Tokens, userID, sid strin
 		if t.RequestID != sid || sid == "" {
 			continue
 		}
-		if err := st.DeleteToken(ctx, storage.BrowserSession, t.Signature); err != nil {
-			return err
-		}
-		if _, err := st.DeleteTokens(ctx, logoutTargetKind, sid); err != nil {
-			return err
-		}
-		return nil
+		return endSessionRecord(ctx, st, t)
 	}
 	return fmt.Errorf("authserver: session of %s: %w", userID, storage.ErrNotFound)
 }
