@@ -125,21 +125,9 @@ func (in ClientInput) apply(c *storage.Client) {
 	}
 }
 
-// authMethod is the client's authentication method with the RFC 7591 §2
-// defaults filled in.
-func authMethod(c storage.Client) string {
-	switch {
-	case c.TokenEndpointAuthMethod != "":
-		return c.TokenEndpointAuthMethod
-	case c.Public:
-		return authserver.AuthMethodNone
-	}
-	return authserver.AuthMethodSecretBasic
-}
-
 // hasSecret reports whether a confidential client's method uses a secret.
 func hasSecret(c storage.Client) bool {
-	return !c.Public && authMethod(c) != authserver.AuthMethodPrivateKey
+	return !c.Public && authserver.AuthMethodOf(c) != authserver.AuthMethodPrivateKey
 }
 
 func (a *API) listClients(w http.ResponseWriter, r *http.Request) error {
@@ -221,7 +209,7 @@ func (a *API) putClient(w http.ResponseWriter, r *http.Request) (err error) {
 		if c.Public != before.Public {
 			return c, problem(http.StatusUnprocessableEntity, "public cannot change; delete and register the client again")
 		}
-		if from, to := authMethod(old), authMethod(c); from != to && !(isBasicOrPost(from) && isBasicOrPost(to)) {
+		if from, to := authserver.AuthMethodOf(old), authserver.AuthMethodOf(c); from != to && !(isBasicOrPost(from) && isBasicOrPost(to)) {
 			return c, problem(http.StatusUnprocessableEntity, fmt.Sprintf("token_endpoint_auth_method cannot change from %s to %s; delete and register the client again", from, to))
 		}
 		if err := validateClient(c); err != nil {
@@ -297,7 +285,7 @@ func (a *API) rotateSecret(w http.ResponseWriter, r *http.Request) (err error) {
 		if err := checkIfMatch(r, clientETag(c)); err != nil {
 			return c, err
 		}
-		switch m := authMethod(c); {
+		switch m := authserver.AuthMethodOf(c); {
 		case c.Public:
 			return c, problem(http.StatusConflict, "a public client has no secret")
 		case m == authserver.AuthMethodPrivateKey:

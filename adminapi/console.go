@@ -469,9 +469,8 @@ func (c *console) audit(w http.ResponseWriter, r *http.Request, s consoleSession
 }
 
 // sessionsPage shows a user's consents (each with a revoke button) and a
-// button that ends every browser session. Browser sessions
-// are stored under a hash of their cookie and storage cannot list them by
-// user, so they are ended all at once; no cookie value or hash is shown.
+// button that ends every browser session at once (the admin API also lists
+// and ends them one by one); no cookie value or hash is shown.
 func (c *console) sessionsPage(w http.ResponseWriter, r *http.Request, s consoleSession) error {
 	q := r.URL.Query()
 	data := map[string]any{"Email": q.Get("email"), "Done": q.Get("done")}
@@ -501,11 +500,8 @@ func (c *console) sessionsPage(w http.ResponseWriter, r *http.Request, s console
 func (c *console) revokeSessions(w http.ResponseWriter, r *http.Request, _ consoleSession) (err error) {
 	id := mux.Vars(r)["id"]
 	defer func() { c.api.audit(r, "users revoke-sessions", id, err, slog.String("via_console", "yes")) }()
-	u, err := c.api.cfg.Store.GetUser(r.Context(), id)
+	u, _, err := c.api.revokeUserSessions(r.Context(), id)
 	if err != nil {
-		return err
-	}
-	if _, err := c.api.cfg.Store.RevokeTokens(r.Context(), storage.TokenFilter{Subject: u.ID}); err != nil {
 		return err
 	}
 	http.Redirect(w, r, "/admin/ui/sessions?done=sessions&email="+url.QueryEscape(u.Email), http.StatusSeeOther)

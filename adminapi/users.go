@@ -375,15 +375,25 @@ func (a *API) revokeConsents(w http.ResponseWriter, r *http.Request) (err error)
 func (a *API) revokeSessions(w http.ResponseWriter, r *http.Request) (err error) {
 	id := mux.Vars(r)["id"]
 	defer func() { a.audit(r, "users revoke-sessions", id, err) }()
-	if _, err := a.cfg.Store.GetUser(r.Context(), id); err != nil {
-		return err
-	}
-	n, err := a.cfg.Store.RevokeTokens(r.Context(), storage.TokenFilter{Subject: id})
+	_, n, err := a.revokeUserSessions(r.Context(), id)
 	if err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, Count{Revoked: n})
 	return nil
+}
+
+// revokeUserSessions ends every browser session of the user with ID id and
+// revokes every token with the user as subject (the session records among
+// them), for the API and the console; it returns the user and how many
+// records it ended.
+func (a *API) revokeUserSessions(ctx context.Context, id string) (storage.User, int64, error) {
+	u, err := a.cfg.Store.GetUser(ctx, id)
+	if err != nil {
+		return u, 0, err
+	}
+	n, err := a.cfg.Store.RevokeTokens(ctx, storage.TokenFilter{Subject: id})
+	return u, n, err
 }
 
 // Session is the API form of a browser session: its public identifier

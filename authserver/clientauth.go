@@ -191,7 +191,7 @@ func (s *Server) authenticateClient(ctx context.Context, r *http.Request, form u
 		// A client registered for a JWT method authenticates with nothing
 		// else (RFC 7591 §2: one token_endpoint_auth_method).
 		s.clientAuthFailed(ctx, cc.id, ip)
-		return storage.Client{}, assertionError("The client must authenticate with a client assertion (" + authMethod(c) + ").")
+		return storage.Client{}, assertionError("The client must authenticate with a client assertion (" + AuthMethodOf(c) + ").")
 	}
 	if c.Public {
 		if cc.hasSecret {

@@ -78,8 +78,10 @@ var (
 // endpoints.
 var authMethodsSupported = []string{AuthMethodSecretBasic, AuthMethodSecretPost, AuthMethodSecretJWT, AuthMethodPrivateKey, AuthMethodNone}
 
-// authMethod returns the client's method, with the defaults of RFC 7591 §2.
-func authMethod(c storage.Client) string {
+// AuthMethodOf returns the client's token_endpoint_auth_method, with the
+// defaults of RFC 7591 §2 (none for a public client, client_secret_basic
+// otherwise).
+func AuthMethodOf(c storage.Client) string {
 	switch {
 	case c.TokenEndpointAuthMethod != "":
 		return c.TokenEndpointAuthMethod
@@ -92,7 +94,7 @@ func authMethod(c storage.Client) string {
 
 // usesAssertion reports whether the client authenticates with a JWT.
 func usesAssertion(c storage.Client) bool {
-	m := authMethod(c)
+	m := AuthMethodOf(c)
 	return m == AuthMethodPrivateKey || m == AuthMethodSecretJWT
 }
 
@@ -169,7 +171,7 @@ func (s *Server) authenticateAssertion(ctx context.Context, r *http.Request, for
 	hdr := jws.Signatures[0].Header
 	alg := hdr.Algorithm
 	var key any
-	switch authMethod(c) {
+	switch AuthMethodOf(c) {
 	case AuthMethodPrivateKey:
 		if !slices.Contains(privateKeyAlgs, jose.SignatureAlgorithm(alg)) {
 			return fail("The client must sign its assertion with its private key (" + strings.Join(PrivateKeyJWTAlgs, ", ") + ").")

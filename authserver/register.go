@@ -310,12 +310,12 @@ const jwtSecretBytes = 64
 // set. The secret is returned to be shown once; it is never stored in the
 // clear.
 func (s *Server) NewClientSecret(c *storage.Client) (string, error) {
-	secret, err := GenerateClientSecret(authMethod(*c))
+	secret, err := GenerateClientSecret(AuthMethodOf(*c))
 	if err != nil {
 		return "", err
 	}
 	c.SecretHashes, c.SecretCiphertext = []string{password.HashSecret(secret)}, nil
-	if authMethod(*c) == AuthMethodSecretJWT {
+	if AuthMethodOf(*c) == AuthMethodSecretJWT {
 		sealed, err := s.secretBox.Seal(c.ID, []byte(secret))
 		if err != nil {
 			return "", fmt.Errorf("authserver: seal client secret: %w", err)
@@ -343,12 +343,9 @@ func GenerateClientSecret(method string) (string, error) {
 // registrationView is the client information response for c: only what
 // was stored, and no secret.
 func (s *Server) registrationView(c storage.Client, rat string) registrationResponse {
-	method := c.TokenEndpointAuthMethod
-	switch {
-	case c.Public:
+	method := AuthMethodOf(c)
+	if c.Public {
 		method = authMethodNone
-	case method == "":
-		method = authMethodSecretBasic
 	}
 	v := registrationResponse{
 		ClientID:                c.ID,
@@ -673,7 +670,7 @@ func (s *Server) updateRegistration(ctx context.Context, id, tok string, req *re
 			if oe = s.applyMetadata(req.clientMetadata, &c); oe != nil {
 				return c, oe
 			}
-			jwtSecret := authMethod(c) == AuthMethodSecretJWT
+			jwtSecret := AuthMethodOf(c) == AuthMethodSecretJWT
 			switch wants := !c.Public && usesSecret(c.TokenEndpointAuthMethod); {
 			case wants && (len(c.SecretHashes) == 0 || (jwtSecret && len(c.SecretCiphertext) == 0)):
 				// A secret issued by an update keeps the expiry the
