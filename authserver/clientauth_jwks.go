@@ -37,21 +37,22 @@ const (
 	maxCachedKeySets = 4096
 )
 
-// ValidateJWKSURI checks a client's jwks_uri: an absolute https URL, or
-// http on a loopback host (127.0.0.1, [::1], localhost) for tests and
-// development. No fragment, no user info.
-func ValidateJWKSURI(raw string) error {
+// ValidateJWKSURI checks a client's jwks_uri (validateCallURL).
+func ValidateJWKSURI(raw string) error { return validateCallURL("jwks_uri", raw) }
+
+// validateCallURL checks a client URL the server calls (jwks_uri,
+// backchannel_logout_uri): an absolute https URL, or http on a loopback
+// host (127.0.0.1, [::1], localhost) for tests and development; no
+// fragment, no user info. what names it in the error.
+func validateCallURL(what, raw string) error {
 	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" || u.Fragment != "" || u.User != nil {
-		return fmt.Errorf("jwks_uri %q: must be an absolute URL without fragment or user info", raw)
+	if err != nil || !u.IsAbs() || u.Host == "" || u.Fragment != "" || strings.Contains(raw, "#") || u.User != nil {
+		return fmt.Errorf("%s %q: must be an absolute URL without fragment or user info", what, raw)
 	}
-	switch {
-	case u.Scheme == "https":
-		return nil
-	case u.Scheme == "http" && isLoopbackHost(u.Hostname()):
+	if u.Scheme == "https" || (u.Scheme == "http" && isLoopbackHost(u.Hostname())) {
 		return nil
 	}
-	return fmt.Errorf("jwks_uri %q: must be https (http only on a loopback address)", raw)
+	return fmt.Errorf("%s %q: must be https (http only on a loopback address)", what, raw)
 }
 
 func isLoopbackHost(h string) bool {

@@ -3,7 +3,6 @@ package authserver
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -39,14 +38,7 @@ const (
 // registration: an absolute https URI without a fragment, or http on a
 // loopback address (Back-Channel Logout 1.0 §2.2).
 func ValidateBackchannelLogoutURI(raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil || !u.IsAbs() || u.Host == "" || u.Fragment != "" || strings.Contains(raw, "#") || u.User != nil {
-		return fmt.Errorf("back-channel logout URI %q: must be an absolute URI without a fragment or user information", raw)
-	}
-	if u.Scheme != "https" && !(u.Scheme == "http" && (isLoopbackLiteral(u.Hostname()) || u.Hostname() == "localhost")) {
-		return fmt.Errorf("back-channel logout URI %q: must be https (or http on a loopback address)", raw)
-	}
-	return nil
+	return validateCallURL("back-channel logout URI", raw)
 }
 
 func logoutTargetKey(sid, clientID string) string { return hashHandle(sid + "\x00" + clientID) }
