@@ -11,7 +11,6 @@ import (
 )
 
 func main() {
-	reexecAllowed = true
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	// After the first signal starts a graceful shutdown, restore the default
 	// handling so that a second one ends the process at once.

@@ -489,7 +489,6 @@ func serve(ctx context.Context, g *globals, c *serveConfig) error {
 	if err := g.configProblems(g.loadErr, c.validate(g.db)); err != nil {
 		return err
 	}
-	lazyFree()
 	log, err := newLogger(g.stderr, c.logFormat, c.logLevel)
 	if err != nil {
 		return err
