@@ -1,39 +1,54 @@
 package authserver
 
 import (
+	"math"
+	"runtime"
 	"runtime/debug"
 	"sync"
 )
 
-// defaultHashGCPercent is the collector's target (GOGC) while password
-// hashes run.
-const defaultHashGCPercent = 25
-
-// hashGC lowers the garbage collector's target while argon2id hashes are
-// being computed. golang.org/x/crypto/argon2 allocates its working memory
-// (19 MiB at the default parameters) afresh for every hash. At the
-// default target the heap grows to twice the buffers in flight before a
-// collection, near the soft memory limit, and the runtime returns the freed
-// buffers to the OS and faults fresh pages in for the next hash. With a
-// low target a collection follows about every hash: it is cheap (the
-// buffers hold no pointers, so there is little to mark) and the next hash
-// reuses the freed buffer's pages. Outside hashing the previous target
-// (GOGC, 100 by default) applies again.
+// hashGC collects the garbage of every password hash as soon as the hash
+// ends. golang.org/x/crypto/argon2 allocates its working memory (19 MiB at
+// the default parameters) afresh for every hash, and that buffer is garbage
+// the moment the hash returns. Left to the pacer, the collection that finds
+// it dead is started by the next hash's allocation, which therefore grows
+// the heap; the runtime then returns about as much memory to the kernel to
+// stay near its goal, and the next hash faults those pages in again (with
+// MADV_DONTNEED every page is a fault, and argon2 reads each fresh page
+// before writing it, so often a second, copy-on-write fault and a TLB
+// shootdown). On a 2-core virtual machine that cost 5–19 ms of system time
+// per password grant, as much as half of the hash itself (BENCHMARKS.md).
+//
+// So the slot's holder runs a collection when its hash ends, before the
+// slot is released: the next hash then reuses the freed buffer, the heap
+// does not grow and nothing is faulted in. While hashes run, the pacer's
+// own collections are switched off (GOGC off), since they would only add a
+// second collection per hash; the soft memory limit still bounds the heap.
+// Without a memory limit the collector's target is left alone. When the
+// last hash ends the previous target applies again.
+//
+// The state is the process's, shared by every Server in it (the collector
+// is): the target outside hashing is read when the first hash starts, so a
+// GOGC=off set by the operator is seen and left alone (no forced
+// collections either).
 type hashGC struct {
-	mu      sync.Mutex
-	running int
-	base    int // the target outside hashing
-	during  int // the target while hashing; not applied when >= base
+	collect func() // runtime.GC; replaced in tests
 }
 
-// newHashGC reads the current target; percent <= 0 disables the tuning.
-func newHashGC(percent int) *hashGC {
-	base := debug.SetGCPercent(100)
-	debug.SetGCPercent(base)
-	if percent <= 0 || base < 0 || percent >= base {
-		return nil // GOGC=off, or already at or below the hashing target
+// hashGCState is the process-wide count of hashes running.
+var hashGCState struct {
+	mu      sync.Mutex
+	running int
+	base    int  // the target when the first running hash started
+	paced   bool // the pacer was switched off by that hash
+}
+
+// newHashGC returns nil (no tuning) when off is set.
+func newHashGC(off bool) *hashGC {
+	if off {
+		return nil
 	}
-	return &hashGC{base: base, during: percent}
+	return &hashGC{collect: runtime.GC}
 }
 
 // enter is called when a hash starts.
@@ -41,23 +56,37 @@ func (g *hashGC) enter() {
 	if g == nil {
 		return
 	}
-	g.mu.Lock()
-	if g.running == 0 {
-		debug.SetGCPercent(g.during)
+	st := &hashGCState
+	st.mu.Lock()
+	if st.running == 0 {
+		st.base = debug.SetGCPercent(-1)
+		st.paced = st.base >= 0 && debug.SetMemoryLimit(-1) < math.MaxInt64
+		if !st.paced {
+			debug.SetGCPercent(st.base)
+		}
 	}
-	g.running++
-	g.mu.Unlock()
+	st.running++
+	st.mu.Unlock()
 }
 
-// exit is called when a hash ends.
+// exit is called when a hash ends, before its slot is released: it
+// collects the hash's buffer (unless the collector is off), then restores
+// the target if no other hash runs.
 func (g *hashGC) exit() {
 	if g == nil {
 		return
 	}
-	g.mu.Lock()
-	g.running--
-	if g.running == 0 {
-		debug.SetGCPercent(g.base)
+	st := &hashGCState
+	st.mu.Lock()
+	collect := st.base >= 0
+	st.mu.Unlock()
+	if collect {
+		g.collect()
 	}
-	g.mu.Unlock()
+	st.mu.Lock()
+	st.running--
+	if st.running == 0 && st.paced {
+		debug.SetGCPercent(st.base)
+	}
+	st.mu.Unlock()
 }

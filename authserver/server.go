@@ -57,9 +57,10 @@ type Config struct {
 	// HashQueueTimeout (default 2s) and then get 503 temporarily_unavailable.
 	MaxConcurrentHashes int
 	HashQueueTimeout    time.Duration
-	// HashGCPercent is the garbage collector's target (GOGC) while password
-	// hashes run (default 25; negative: leave GOGC alone). See hashGC.
-	HashGCPercent int
+	// NoHashGC leaves the garbage collector alone around password hashes;
+	// by default each hash's buffer is collected as soon as the hash ends
+	// and the pacer's own collections wait while hashes run (see hashGC).
+	NoHashGC bool
 	// MaxBodyBytes limits request bodies at the OAuth endpoints (default 64 KiB).
 	MaxBodyBytes int64
 	// IntrospectionJWTTTL is the lifetime of signed (RFC 9701) introspection
@@ -185,9 +186,6 @@ func (c *Config) setDefaults() error {
 	}
 	if c.HashQueueTimeout <= 0 {
 		c.HashQueueTimeout = 2 * time.Second
-	}
-	if c.HashGCPercent == 0 {
-		c.HashGCPercent = defaultHashGCPercent
 	}
 	if c.MaxBodyBytes <= 0 {
 		c.MaxBodyBytes = 64 << 10
@@ -344,7 +342,7 @@ func New(cfg Config, store storage.Store, km *keys.Manager, opts ...Option) (*Se
 		s.metrics.commitBatch.Observe(float64(n))
 		s.metrics.commitDuration.Observe(d.Seconds())
 	})
-	s.hashGC = newHashGC(cfg.HashGCPercent)
+	s.hashGC = newHashGC(cfg.NoHashGC)
 	s.introCache = newIntroCache(cfg.IntrospectionCacheSize)
 	s.userinfoCache = newTokenCache[cachedUserinfo](cfg.IntrospectionCacheSize)
 	s.userCache = newTokenCache[cachedUser](cfg.IntrospectionCacheSize)
@@ -657,8 +655,8 @@ func itoa(n int) string { return strconv.Itoa(n) }
 
 // hashSlot waits, at most HashQueueTimeout and while ctx lasts, for one of
 // the hashing slots that bound concurrent argon2id hashes (and their
-// memory), and lowers the collector's target while hashes run (hashGC).
-// release gives the slot back.
+// memory), and tunes the collector while hashes run (hashGC). release
+// collects the hash's garbage and gives the slot back.
 func (s *Server) hashSlot(ctx context.Context) (release func(), err error) {
 	timer := time.NewTimer(s.cfg.HashQueueTimeout)
 	defer timer.Stop()
