@@ -19,47 +19,72 @@ func restoreGC(t *testing.T) {
 	t.Cleanup(func() { debug.SetGCPercent(p); debug.SetMemoryLimit(l) })
 }
 
-// With a memory limit, the pacer's collections are off while any hash runs,
-// every hash's end collects once, and the previous target is back when the
-// last hash ends.
+// newTestHashGC is a hashGC with 19 MiB buffers whose collections are
+// counted and whose live heap is *live.
+func newTestHashGC(live *uint64) (*hashGC, *int) {
+	g := newHashGC(false, 19456)
+	n := new(int)
+	g.collect = func() { *n++ }
+	g.live = func() uint64 { return *live }
+	return g, n
+}
+
+// With a memory limit and a small live heap, the pacer's collections are
+// off while any hash runs, every hash's end collects once, and the
+// previous target is back when the last hash ends.
 func TestHashGCCollectsAfterEachHash(t *testing.T) {
 	restoreGC(t)
 	debug.SetGCPercent(150)
 	debug.SetMemoryLimit(96 << 20)
-	g := newHashGC(false)
-	collected := 0
-	g.collect = func() { collected++ }
+	live := uint64(45 << 20)
+	g, collected := newTestHashGC(&live)
 	g.enter()
 	if p := gcPercent(); p != -1 {
 		t.Fatalf("GC percent while hashing: %d, want -1 (off)", p)
 	}
 	g.enter()
 	g.exit()
-	if p := gcPercent(); p != -1 || collected != 1 {
-		t.Fatalf("after the first of two hashes: GC percent %d, %d collections; want -1, 1", p, collected)
+	if p := gcPercent(); p != -1 || *collected != 1 {
+		t.Fatalf("after the first of two hashes: GC percent %d, %d collections; want -1, 1", p, *collected)
 	}
 	g.exit()
-	if p := gcPercent(); p != 150 || collected != 2 {
-		t.Fatalf("after hashing: GC percent %d, %d collections; want the previous 150, 2", p, collected)
+	if p := gcPercent(); p != 150 || *collected != 2 {
+		t.Fatalf("after hashing: GC percent %d, %d collections; want the previous 150, 2", p, *collected)
 	}
 }
 
-// Without a memory limit nothing would bound the heap with the pacer off,
-// so the target stays; the hash's garbage is still collected at its end.
-func TestHashGCWithoutMemoryLimitKeepsTheTarget(t *testing.T) {
+// Over a live heap of more than liveFactor buffers, or without a memory
+// limit, the pacer runs at lowGCPercent and nothing is forced; a heap that
+// grows past the line under a steady load switches the mode.
+func TestHashGCLargeHeapOrNoLimitUsesThePacer(t *testing.T) {
 	restoreGC(t)
 	debug.SetGCPercent(100)
 	debug.SetMemoryLimit(math.MaxInt64)
-	g := newHashGC(false)
-	collected := 0
-	g.collect = func() { collected++ }
+	live := uint64(10 << 20)
+	g, collected := newTestHashGC(&live)
 	g.enter()
-	if p := gcPercent(); p != 100 {
-		t.Fatalf("GC percent while hashing without a memory limit: %d, want 100", p)
+	if p := gcPercent(); p != lowGCPercent {
+		t.Fatalf("GC percent while hashing without a memory limit: %d, want %d", p, lowGCPercent)
 	}
 	g.exit()
-	if collected != 1 {
-		t.Fatalf("%d collections after a hash, want 1", collected)
+	if p := gcPercent(); p != 100 || *collected != 0 {
+		t.Fatalf("after hashing without a memory limit: GC percent %d, %d collections; want 100, 0", p, *collected)
+	}
+
+	debug.SetMemoryLimit(96 << 20)
+	g.enter()
+	g.enter()
+	if p := gcPercent(); p != -1 {
+		t.Fatalf("GC percent with a small heap: %d, want -1", p)
+	}
+	live = 5 * 19456 << 10 // the heap grew past liveFactor buffers
+	g.exit()
+	if p := gcPercent(); p != lowGCPercent || *collected != 1 {
+		t.Fatalf("after the heap grew: GC percent %d, %d collections; want %d, 1", p, *collected, lowGCPercent)
+	}
+	g.exit()
+	if p := gcPercent(); p != 100 || *collected != 1 {
+		t.Fatalf("after hashing: GC percent %d, %d collections; want 100, 1", p, *collected)
 	}
 }
 
@@ -69,15 +94,14 @@ func TestHashGCOff(t *testing.T) {
 	restoreGC(t)
 	debug.SetMemoryLimit(96 << 20)
 	debug.SetGCPercent(-1)
-	g := newHashGC(false)
-	collected := 0
-	g.collect = func() { collected++ }
+	live := uint64(0)
+	g, collected := newTestHashGC(&live)
 	g.enter()
 	g.exit()
-	if p := gcPercent(); p != -1 || collected != 0 {
-		t.Errorf("with GOGC=off: GC percent %d, %d collections; want -1, 0", p, collected)
+	if p := gcPercent(); p != -1 || *collected != 0 {
+		t.Errorf("with GOGC=off: GC percent %d, %d collections; want -1, 0", p, *collected)
 	}
-	if newHashGC(true) != nil {
+	if newHashGC(true, 19456) != nil {
 		t.Error("NoHashGC: tuning on")
 	}
 }
@@ -93,6 +117,10 @@ func TestPasswordGrantCollectsAndRestoresTheGCTarget(t *testing.T) {
 	if env.as.hashGC == nil {
 		t.Fatal("the server does not tune the collector while hashing")
 	}
+	// The tests' argon2 memory is tiny next to the test binary's heap,
+	// which would choose the pacer; a live heap of nothing chooses the
+	// forced collection that the default parameters get.
+	env.as.hashGC.live = func() uint64 { return 0 }
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	n := ms.NumForcedGC

@@ -342,7 +342,7 @@ func New(cfg Config, store storage.Store, km *keys.Manager, opts ...Option) (*Se
 		s.metrics.commitBatch.Observe(float64(n))
 		s.metrics.commitDuration.Observe(d.Seconds())
 	})
-	s.hashGC = newHashGC(cfg.NoHashGC)
+	s.hashGC = newHashGC(cfg.NoHashGC, cfg.PasswordParams.Memory)
 	s.introCache = newIntroCache(cfg.IntrospectionCacheSize)
 	s.userinfoCache = newTokenCache[cachedUserinfo](cfg.IntrospectionCacheSize)
 	s.userCache = newTokenCache[cachedUser](cfg.IntrospectionCacheSize)
