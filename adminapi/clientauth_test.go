@@ -1,9 +1,6 @@
 package adminapi_test
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"encoding/json"
 	"net/http"
 	"net/url"
@@ -12,50 +9,17 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
-	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/oauthkit/authserver/adminapi"
+	"github.com/oauthkit/authserver/internal/assertiontest"
 )
-
-// ecKey is a client's ES256 key pair, with its public JWK Set.
-type ecKey struct {
-	priv *ecdsa.PrivateKey
-	kid  string
-	jwks json.RawMessage
-}
-
-func newECKey(t *testing.T, kid string) ecKey {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &k.PublicKey, KeyID: kid, Algorithm: "ES256", Use: "sig"}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ecKey{priv: k, kid: kid, jwks: b}
-}
 
 // assertionToken asks the public listener for a client_credentials token
 // with a client assertion (RFC 7523 §2.2) signed by key under alg, and
 // returns the status.
 func (e *env) assertionToken(t *testing.T, client string, alg jose.SignatureAlgorithm, key any, kid string) int {
 	t.Helper()
-	opts := (&jose.SignerOptions{}).WithType("JWT")
-	if kid != "" {
-		opts = opts.WithHeader("kid", kid)
-	}
-	sig, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: key}, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	a, err := jwt.Signed(sig).Claims(jwt.Claims{Issuer: client, Subject: client, Audience: jwt.Audience{e.pub.URL + "/token"},
-		ID: rand.Text(), IssuedAt: jwt.NewNumericDate(now), Expiry: jwt.NewNumericDate(now.Add(time.Minute))}).Serialize()
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := assertiontest.Sign(t, alg, key, kid, assertiontest.Claims(client, client, e.pub.URL+"/token", time.Minute))
 	form := url.Values{"grant_type": {"client_credentials"}, "scope": {"read"},
 		"client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}, "client_assertion": {a}}
 	resp, err := http.PostForm(e.pub.URL+"/token", form)
@@ -73,15 +37,16 @@ func (e *env) assertionToken(t *testing.T, client string, alg jose.SignatureAlgo
 // client has no secret and gets new keys by PUT.
 func TestClientAuthenticationMethods(t *testing.T) {
 	e := newEnv(t)
-	k1, k2 := newECKey(t, "k1"), newECKey(t, "k2")
+	k1, k1JWKS := assertiontest.ECKey(t, "k1")
+	k2, k2JWKS := assertiontest.ECKey(t, "k2")
 
 	var pk adminapi.Client
 	e.call(http.MethodPost, "/admin/v1/clients", map[string]any{"id": "pk", "grant_types": []string{"client_credentials"}, "scopes": []string{"read"},
-		"token_endpoint_auth_method": "private_key_jwt", "jwks": k1.jwks}).want(t, http.StatusCreated).decode(t, &pk)
+		"token_endpoint_auth_method": "private_key_jwt", "jwks": json.RawMessage(k1JWKS)}).want(t, http.StatusCreated).decode(t, &pk)
 	if pk.ClientSecret != "" || pk.Secrets != 0 || pk.TokenEndpointAuthMethod != "private_key_jwt" || !strings.Contains(string(pk.JWKS), `"kid":"k1"`) {
 		t.Fatalf("created %+v", pk)
 	}
-	if s := e.assertionToken(t, "pk", jose.ES256, k1.priv, "k1"); s != http.StatusOK {
+	if s := e.assertionToken(t, "pk", jose.ES256, k1, "k1"); s != http.StatusOK {
 		t.Fatalf("ES256 assertion of the registered key: %d", s)
 	}
 
@@ -114,9 +79,9 @@ func TestClientAuthenticationMethods(t *testing.T) {
 			"UnknownMethod":          {cc(map[string]any{"token_endpoint_auth_method": "tls_client_auth"}), "unknown token_endpoint_auth_method"},
 			"PrivateKeyJWTNoKeys":    {cc(map[string]any{"token_endpoint_auth_method": "private_key_jwt"}), "private_key_jwt needs jwks_uri or jwks"},
 			"PrivateKeyInJWKS":       {cc(map[string]any{"token_endpoint_auth_method": "private_key_jwt", "jwks": json.RawMessage(privJWKS)}), "not a public key"},
-			"BothKeySources":         {cc(map[string]any{"token_endpoint_auth_method": "private_key_jwt", "jwks": k1.jwks, "jwks_uri": "https://pk.example/jwks"}), "not both"},
+			"BothKeySources":         {cc(map[string]any{"token_endpoint_auth_method": "private_key_jwt", "jwks": json.RawMessage(k1JWKS), "jwks_uri": "https://pk.example/jwks"}), "not both"},
 			"HTTPJWKSURI":            {cc(map[string]any{"token_endpoint_auth_method": "private_key_jwt", "jwks_uri": "http://pk.example/jwks"}), "must be https"},
-			"KeysWithoutPrivateKey":  {cc(map[string]any{"jwks": k1.jwks}), "only for clients with token_endpoint_auth_method private_key_jwt"},
+			"KeysWithoutPrivateKey":  {cc(map[string]any{"jwks": json.RawMessage(k1JWKS)}), "only for clients with token_endpoint_auth_method private_key_jwt"},
 			"NoneForConfidential":    {cc(map[string]any{"token_endpoint_auth_method": "none"}), "none is for public clients only"},
 			"SecretMethodForPublic":  {map[string]any{"id": "bad", "public": true, "grant_types": []string{"password"}, "token_endpoint_auth_method": "client_secret_post"}, "a public client authenticates with"},
 			"JWKSWithoutKeysMember":  {cc(map[string]any{"token_endpoint_auth_method": "private_key_jwt", "jwks": json.RawMessage(`{"keys":[]}`)}), "no keys"},
@@ -134,12 +99,12 @@ func TestClientAuthenticationMethods(t *testing.T) {
 	})
 
 	t.Run("PutReplacesKeysNotTheMethod", func(t *testing.T) {
-		upd := map[string]any{"grant_types": []string{"client_credentials"}, "scopes": []string{"read"}, "token_endpoint_auth_method": "private_key_jwt", "jwks": k2.jwks}
+		upd := map[string]any{"grant_types": []string{"client_credentials"}, "scopes": []string{"read"}, "token_endpoint_auth_method": "private_key_jwt", "jwks": json.RawMessage(k2JWKS)}
 		r1 := e.call(http.MethodPut, "/admin/v1/clients/pk", upd).want(t, http.StatusOK)
-		if s := e.assertionToken(t, "pk", jose.ES256, k2.priv, "k2"); s != http.StatusOK {
+		if s := e.assertionToken(t, "pk", jose.ES256, k2, "k2"); s != http.StatusOK {
 			t.Fatalf("assertion with the new key: %d", s)
 		}
-		if s := e.assertionToken(t, "pk", jose.ES256, k1.priv, "k1"); s != http.StatusUnauthorized {
+		if s := e.assertionToken(t, "pk", jose.ES256, k1, "k1"); s != http.StatusUnauthorized {
 			t.Fatalf("assertion with the replaced key: %d", s)
 		}
 		// The same PUT again changes nothing (the set is stored compact).

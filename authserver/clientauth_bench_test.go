@@ -13,6 +13,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/oauthkit/authserver/internal/assertiontest"
 	"github.com/oauthkit/authserver/storage"
 )
 
@@ -66,7 +67,7 @@ func benchPrivateKeyJWT(b *testing.B, open func(testing.TB) storage.Store) {
 	env, jc, aud := jwtBenchEnv(b, open)
 	h := env.as.Handler()
 	body := func() string {
-		return assertionForm(assertion(b, jose.ES256, jc.es.key, jc.es.kid, goodClaims("pk-bench", aud)),
+		return assertionForm(assertiontest.Sign(b, jose.ES256, jc.es.key, jc.es.kid, goodClaims("pk-bench", aud)),
 			"grant_type", "client_credentials", "scope", "read").Encode()
 	}
 	serveToken(b, h, body(), "", "") // warm the key cache
@@ -156,7 +157,7 @@ func benchSecretBasic(b *testing.B, open func(testing.TB) storage.Store) {
 // client assertion with the key in hand: the cost private_key_jwt adds.
 func BenchmarkVerifyAssertionES256(b *testing.B) {
 	_, jc, aud := jwtBenchEnv(b, openMemory)
-	a := assertion(b, jose.ES256, jc.es.key, jc.es.kid, goodClaims("pk-bench", aud))
+	a := assertiontest.Sign(b, jose.ES256, jc.es.key, jc.es.kid, goodClaims("pk-bench", aud))
 	pub := jc.es.publicJWK().Key
 	b.ReportAllocs()
 	b.ResetTimer()

@@ -15,6 +15,7 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 
+	"github.com/oauthkit/authserver/internal/assertiontest"
 	"github.com/oauthkit/authserver/storage"
 	sqlstore "github.com/oauthkit/authserver/storage/sql"
 )
@@ -41,7 +42,7 @@ func testAssertionReplayRace(t *testing.T, open func(testing.TB) storage.Store) 
 	jc := seedJWTClients(t, env)
 	tokenURL, introspectURL := env.issuer+"/token", env.issuer+"/introspect"
 	sign := func(aud string) string {
-		return assertion(t, jose.ES256, jc.es.key, jc.es.kid, goodClaims("pk-es", aud))
+		return assertiontest.Sign(t, jose.ES256, jc.es.key, jc.es.kid, goodClaims("pk-es", aud))
 	}
 	code, m := env.clientCredentials(t, sign(tokenURL))
 	if code != 200 {

@@ -21,6 +21,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
+	"github.com/oauthkit/authserver/internal/assertiontest"
 	"github.com/oauthkit/authserver/storage"
 )
 
@@ -118,30 +119,9 @@ func seedJWTClients(t testing.TB, env *testEnv) *jwtClients {
 	return jc
 }
 
-// assertion signs claims for client with key (a private key or HMAC
-// secret) under alg and kid.
-func assertion(t testing.TB, alg jose.SignatureAlgorithm, key any, kid string, claims any) string {
-	t.Helper()
-	opts := (&jose.SignerOptions{}).WithType("JWT")
-	if kid != "" {
-		opts = opts.WithHeader("kid", kid)
-	}
-	sig, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: key}, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := jwt.Signed(sig).Claims(claims).Serialize()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
 // goodClaims are valid assertion claims for client at aud.
 func goodClaims(client, aud string) jwt.Claims {
-	now := time.Now()
-	return jwt.Claims{Issuer: client, Subject: client, Audience: jwt.Audience{aud}, ID: randText(),
-		IssuedAt: jwt.NewNumericDate(now), Expiry: jwt.NewNumericDate(now.Add(time.Minute))}
+	return assertiontest.Claims(client, client, aud, time.Minute)
 }
 
 func assertionForm(a string, extra ...string) url.Values {
@@ -164,7 +144,7 @@ func TestPrivateKeyJWTAtEveryEndpoint(t *testing.T) {
 	tokenURL := env.issuer + "/token"
 
 	// ES256 by value, aud = the token endpoint, at /token.
-	code, m := env.clientCredentials(t, assertion(t, jose.ES256, jc.es.key, jc.es.kid, goodClaims("pk-es", tokenURL)))
+	code, m := env.clientCredentials(t, assertiontest.Sign(t, jose.ES256, jc.es.key, jc.es.kid, goodClaims("pk-es", tokenURL)))
 	if code != 200 {
 		t.Fatalf("ES256 private_key_jwt: %d %v", code, m)
 	}
@@ -172,17 +152,17 @@ func TestPrivateKeyJWTAtEveryEndpoint(t *testing.T) {
 	// RS256 from the jwks_uri, aud = the issuer, as an array.
 	c := goodClaims("pk-rs", "x")
 	c.Audience = jwt.Audience{"https://other.example", env.issuer}
-	if code, m := env.clientCredentials(t, assertion(t, jose.RS256, jc.rs.key, jc.rs.kid, c)); code != 200 {
+	if code, m := env.clientCredentials(t, assertiontest.Sign(t, jose.RS256, jc.rs.key, jc.rs.kid, c)); code != 200 {
 		t.Fatalf("RS256 private_key_jwt: %d %v", code, m)
 	}
 
 	// /introspect with aud = the introspection endpoint.
-	resp := env.post("/introspect", assertionForm(assertion(t, jose.ES256, jc.es.key, jc.es.kid, goodClaims("pk-es", env.issuer+"/introspect")), "token", at), "", "")
+	resp := env.post("/introspect", assertionForm(assertiontest.Sign(t, jose.ES256, jc.es.key, jc.es.kid, goodClaims("pk-es", env.issuer+"/introspect")), "token", at), "", "")
 	if m := decode(t, resp); resp.StatusCode != 200 || m["active"] != true {
 		t.Fatalf("introspect: %d %v", resp.StatusCode, m)
 	}
 	// /par.
-	form := assertionForm(assertion(t, jose.ES256, jc.es.key, jc.es.kid, goodClaims("pk-es", env.issuer+"/par")),
+	form := assertionForm(assertiontest.Sign(t, jose.ES256, jc.es.key, jc.es.kid, goodClaims("pk-es", env.issuer+"/par")),
 		"response_type", "code", "state", "state-0123", "client_id", "pk-es", "redirect_uri", "https://pk.example/cb", "scope", "read",
 		"code_challenge", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM", "code_challenge_method", "S256")
 	resp = env.post("/par", form, "", "")
@@ -190,7 +170,7 @@ func TestPrivateKeyJWTAtEveryEndpoint(t *testing.T) {
 		t.Fatalf("par: %d %v", resp.StatusCode, m)
 	}
 	// /revoke, then the token is inactive.
-	resp = env.post("/revoke", assertionForm(assertion(t, jose.ES256, jc.es.key, jc.es.kid, goodClaims("pk-es", env.issuer+"/revoke")), "token", at), "", "")
+	resp = env.post("/revoke", assertionForm(assertiontest.Sign(t, jose.ES256, jc.es.key, jc.es.kid, goodClaims("pk-es", env.issuer+"/revoke")), "token", at), "", "")
 	if resp.StatusCode != 200 {
 		t.Fatalf("revoke: %d %v", resp.StatusCode, decode(t, resp))
 	}
@@ -199,7 +179,7 @@ func TestPrivateKeyJWTAtEveryEndpoint(t *testing.T) {
 		t.Fatalf("revoked token: %v", m)
 	}
 	// The assertion for one endpoint is refused at another.
-	resp = env.post("/introspect", assertionForm(assertion(t, jose.ES256, jc.es.key, jc.es.kid, goodClaims("pk-es", tokenURL)), "token", at), "", "")
+	resp = env.post("/introspect", assertionForm(assertiontest.Sign(t, jose.ES256, jc.es.key, jc.es.kid, goodClaims("pk-es", tokenURL)), "token", at), "", "")
 	if m := decode(t, resp); resp.StatusCode != 401 || m["error"] != "invalid_client" {
 		t.Fatalf("token-endpoint aud at /introspect: %d %v", resp.StatusCode, m)
 	}
@@ -210,7 +190,7 @@ func TestClientAssertionRefusals(t *testing.T) {
 	jc := seedJWTClients(t, env)
 	tokenURL := env.issuer + "/token"
 	now := time.Now()
-	replayed := assertion(t, jose.ES256, jc.es.key, jc.es.kid, goodClaims("pk-es", tokenURL))
+	replayed := assertiontest.Sign(t, jose.ES256, jc.es.key, jc.es.kid, goodClaims("pk-es", tokenURL))
 	if code, m := env.clientCredentials(t, replayed); code != 200 {
 		t.Fatalf("first use: %d %v", code, m)
 	}
@@ -230,22 +210,22 @@ func TestClientAssertionRefusals(t *testing.T) {
 		name, assertion string
 	}{
 		{"replayed jti", replayed},
-		{"wrong aud", assertion(t, jose.ES256, jc.es.key, jc.es.kid, goodClaims("pk-es", "https://elsewhere.example/token"))},
-		{"expired", assertion(t, jose.ES256, jc.es.key, jc.es.kid, mod(func(c *jwt.Claims) { c.Expiry = jwt.NewNumericDate(now.Add(-2 * time.Minute)) }))},
-		{"no exp", assertion(t, jose.ES256, jc.es.key, jc.es.kid, mod(func(c *jwt.Claims) { c.Expiry = nil }))},
-		{"exp too far ahead", assertion(t, jose.ES256, jc.es.key, jc.es.kid, mod(func(c *jwt.Claims) { c.Expiry = jwt.NewNumericDate(now.Add(10 * time.Minute)) }))},
-		{"no jti", assertion(t, jose.ES256, jc.es.key, jc.es.kid, mod(func(c *jwt.Claims) { c.ID = "" }))},
-		{"nbf in the future", assertion(t, jose.ES256, jc.es.key, jc.es.kid, mod(func(c *jwt.Claims) { c.NotBefore = jwt.NewNumericDate(now.Add(2 * time.Minute)) }))},
-		{"sub differs", assertion(t, jose.ES256, jc.es.key, jc.es.kid, mod(func(c *jwt.Claims) { c.Subject = "someone" }))},
-		{"key not in the client's set", assertion(t, jose.ES256, other.key, "es-1", goodClaims("pk-es", tokenURL))},
-		{"unknown kid", assertion(t, jose.ES256, other.key, "es-9", goodClaims("pk-es", tokenURL))},
+		{"wrong aud", assertiontest.Sign(t, jose.ES256, jc.es.key, jc.es.kid, goodClaims("pk-es", "https://elsewhere.example/token"))},
+		{"expired", assertiontest.Sign(t, jose.ES256, jc.es.key, jc.es.kid, mod(func(c *jwt.Claims) { c.Expiry = jwt.NewNumericDate(now.Add(-2 * time.Minute)) }))},
+		{"no exp", assertiontest.Sign(t, jose.ES256, jc.es.key, jc.es.kid, mod(func(c *jwt.Claims) { c.Expiry = nil }))},
+		{"exp too far ahead", assertiontest.Sign(t, jose.ES256, jc.es.key, jc.es.kid, mod(func(c *jwt.Claims) { c.Expiry = jwt.NewNumericDate(now.Add(10 * time.Minute)) }))},
+		{"no jti", assertiontest.Sign(t, jose.ES256, jc.es.key, jc.es.kid, mod(func(c *jwt.Claims) { c.ID = "" }))},
+		{"nbf in the future", assertiontest.Sign(t, jose.ES256, jc.es.key, jc.es.kid, mod(func(c *jwt.Claims) { c.NotBefore = jwt.NewNumericDate(now.Add(2 * time.Minute)) }))},
+		{"sub differs", assertiontest.Sign(t, jose.ES256, jc.es.key, jc.es.kid, mod(func(c *jwt.Claims) { c.Subject = "someone" }))},
+		{"key not in the client's set", assertiontest.Sign(t, jose.ES256, other.key, "es-1", goodClaims("pk-es", tokenURL))},
+		{"unknown kid", assertiontest.Sign(t, jose.ES256, other.key, "es-9", goodClaims("pk-es", tokenURL))},
 		{"alg none", unsigned()},
-		{"HMAC key confusion", assertion(t, jose.HS256, esPub, jc.es.kid, goodClaims("pk-es", tokenURL))},
-		{"HMAC key confusion with the JWK", assertion(t, jose.HS256, *jwksOfBytes(jc.es), jc.es.kid, goodClaims("pk-es", tokenURL))},
-		{"client_secret_jwt with the wrong secret", assertion(t, jose.HS256, []byte("wrong-secret-0123456789-0123456789-abcdef"), "", goodClaims("cs-jwt", tokenURL))},
-		{"private key assertion for a client_secret_jwt client", assertion(t, jose.ES256, jc.es.key, "", goodClaims("cs-jwt", tokenURL))},
-		{"assertion for a secret client", assertion(t, jose.ES256, jc.es.key, "", goodClaims("app", tokenURL))},
-		{"unknown client", assertion(t, jose.ES256, jc.es.key, "", goodClaims("nobody", tokenURL))},
+		{"HMAC key confusion", assertiontest.Sign(t, jose.HS256, esPub, jc.es.kid, goodClaims("pk-es", tokenURL))},
+		{"HMAC key confusion with the JWK", assertiontest.Sign(t, jose.HS256, *jwksOfBytes(jc.es), jc.es.kid, goodClaims("pk-es", tokenURL))},
+		{"client_secret_jwt with the wrong secret", assertiontest.Sign(t, jose.HS256, []byte("wrong-secret-0123456789-0123456789-abcdef"), "", goodClaims("cs-jwt", tokenURL))},
+		{"private key assertion for a client_secret_jwt client", assertiontest.Sign(t, jose.ES256, jc.es.key, "", goodClaims("cs-jwt", tokenURL))},
+		{"assertion for a secret client", assertiontest.Sign(t, jose.ES256, jc.es.key, "", goodClaims("app", tokenURL))},
+		{"unknown client", assertiontest.Sign(t, jose.ES256, jc.es.key, "", goodClaims("nobody", tokenURL))},
 		{"garbage", "not.a.jwt"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -262,13 +242,13 @@ func TestClientAssertionRefusals(t *testing.T) {
 		}
 	})
 	t.Run("assertion and basic together", func(t *testing.T) {
-		resp := env.post("/token", assertionForm(assertion(t, jose.ES256, jc.es.key, jc.es.kid, goodClaims("pk-es", tokenURL)), "grant_type", "client_credentials"), "app", appSecret)
+		resp := env.post("/token", assertionForm(assertiontest.Sign(t, jose.ES256, jc.es.key, jc.es.kid, goodClaims("pk-es", tokenURL)), "grant_type", "client_credentials"), "app", appSecret)
 		if m := decode(t, resp); resp.StatusCode != 400 || m["error"] != "invalid_request" {
 			t.Fatalf("%d %v", resp.StatusCode, m)
 		}
 	})
 	t.Run("wrong assertion type", func(t *testing.T) {
-		f := assertionForm(assertion(t, jose.ES256, jc.es.key, jc.es.kid, goodClaims("pk-es", tokenURL)), "grant_type", "client_credentials")
+		f := assertionForm(assertiontest.Sign(t, jose.ES256, jc.es.key, jc.es.kid, goodClaims("pk-es", tokenURL)), "grant_type", "client_credentials")
 		f.Set("client_assertion_type", "urn:example:saml")
 		resp := env.post("/token", f, "", "")
 		if m := decode(t, resp); resp.StatusCode != 400 || m["error"] != "invalid_request" {
@@ -288,7 +268,7 @@ func TestClientSecretJWT(t *testing.T) {
 	env := newTestEnv(t, openMemory(t))
 	seedJWTClients(t, env)
 	for _, alg := range []jose.SignatureAlgorithm{jose.HS256} {
-		if code, m := env.clientCredentials(t, assertion(t, alg, []byte(csjwtSecret), "", goodClaims("cs-jwt", env.issuer+"/token"))); code != 200 {
+		if code, m := env.clientCredentials(t, assertiontest.Sign(t, alg, []byte(csjwtSecret), "", goodClaims("cs-jwt", env.issuer+"/token"))); code != 200 {
 			t.Fatalf("%s: %d %v", alg, code, m)
 		}
 	}
@@ -299,7 +279,7 @@ func TestClientSecretJWT(t *testing.T) {
 		SecretCiphertext: []byte("not sealed"), GrantTypes: []string{grantClientCredentials}, CreatedAt: now, UpdatedAt: now}); err != nil {
 		t.Fatal(err)
 	}
-	if code, m := env.clientCredentials(t, assertion(t, jose.HS256, []byte(csjwtSecret), "", goodClaims("cs-broken", env.issuer+"/token"))); code != 401 || m["error"] != "invalid_client" {
+	if code, m := env.clientCredentials(t, assertiontest.Sign(t, jose.HS256, []byte(csjwtSecret), "", goodClaims("cs-broken", env.issuer+"/token"))); code != 401 || m["error"] != "invalid_client" {
 		t.Fatalf("client without a usable secret: %d %v", code, m)
 	}
 	// The stored record holds only ciphertext.
@@ -323,7 +303,7 @@ func TestPrivateKeyJWTKeyRotation(t *testing.T) {
 	cc := func(k *jwtKey) int {
 		c := goodClaims("pk-rs", aud)
 		c.IssuedAt, c.Expiry = jwt.NewNumericDate(now()), jwt.NewNumericDate(now().Add(time.Minute))
-		code, _ := env.clientCredentials(t, assertion(t, k.alg, k.key, k.kid, c))
+		code, _ := env.clientCredentials(t, assertiontest.Sign(t, k.alg, k.key, k.kid, c))
 		return code
 	}
 	if code := cc(jc.rs); code != 200 {
@@ -408,7 +388,7 @@ func TestClientSecretExpiresAtEverywhere(t *testing.T) {
 			c := goodClaims("cs-jwt", env.issuer+rq.path)
 			c.IssuedAt, c.Expiry = jwt.NewNumericDate(now()), jwt.NewNumericDate(now().Add(time.Minute))
 			f.Set("client_assertion_type", clientAssertionType)
-			f.Set("client_assertion", assertion(t, jose.HS256, []byte(csjwtSecret), "", c))
+			f.Set("client_assertion", assertiontest.Sign(t, jose.HS256, []byte(csjwtSecret), "", c))
 			resp = env.post(rq.path, f, "", "")
 			m = decode(t, resp)
 			if rq.path == "/introspect" && want == 200 {
@@ -427,8 +407,6 @@ func TestClientSecretExpiresAtEverywhere(t *testing.T) {
 	// expiry either.
 	run(401)
 }
-
-func randText() string { return rand.Text() }
 
 // clientReads counts the storage reads of client registrations.
 type clientReads struct {
@@ -452,7 +430,7 @@ func TestAssertionClientFromTheCache(t *testing.T) {
 	tokenURL := env.issuer + "/token"
 	before := st.n.Load()
 	for i := range 3 {
-		if code, m := env.clientCredentials(t, assertion(t, jose.ES256, jc.es.key, jc.es.kid, goodClaims("pk-es", tokenURL))); code != 200 {
+		if code, m := env.clientCredentials(t, assertiontest.Sign(t, jose.ES256, jc.es.key, jc.es.kid, goodClaims("pk-es", tokenURL))); code != 200 {
 			t.Fatalf("assertion %d: %d %v", i, code, m)
 		}
 	}
@@ -477,7 +455,7 @@ func TestAssertionClientFromTheCache(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if code, m := env.clientCredentials(t, assertion(t, jose.ES256, other, jc.es.kid, goodClaims("pk-es", tokenURL))); code != 401 {
+	if code, m := env.clientCredentials(t, assertiontest.Sign(t, jose.ES256, other, jc.es.kid, goodClaims("pk-es", tokenURL))); code != 401 {
 		t.Fatalf("assertion signed with another key: %d %v", code, m)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
+	"github.com/oauthkit/authserver/internal/assertiontest"
 	"github.com/oauthkit/authserver/internal/password"
 	"github.com/oauthkit/authserver/storage"
 )
@@ -35,9 +36,7 @@ func TestJWTBearerGrant(t *testing.T) {
 		t.Fatal(err)
 	}
 	claims := func(iss, sub string) jwt.Claims {
-		n := time.Now()
-		return jwt.Claims{Issuer: iss, Subject: sub, Audience: jwt.Audience{env.issuer + "/token"}, ID: randText(),
-			IssuedAt: jwt.NewNumericDate(n), Expiry: jwt.NewNumericDate(n.Add(time.Minute))}
+		return assertiontest.Claims(iss, sub, env.issuer+"/token", time.Minute)
 	}
 	grant := func(a, client, secret string, extra ...string) (int, map[string]any) {
 		f := url.Values{"grant_type": {grantJWTBearer}, "assertion": {a}}
@@ -47,7 +46,7 @@ func TestJWTBearerGrant(t *testing.T) {
 		resp := env.post("/token", f, client, secret)
 		return resp.StatusCode, decode(t, resp)
 	}
-	good := assertion(t, jose.ES256, idp.key, idp.kid, claims("https://idp.example", "alice@example.com"))
+	good := assertiontest.Sign(t, jose.ES256, idp.key, idp.kid, claims("https://idp.example", "alice@example.com"))
 	code, m := grant(good, "bearer-app", bearerAppSecret)
 	if code != 200 || m["refresh_token"] != nil || m["scope"] != "read" {
 		t.Fatalf("jwt-bearer grant: %d %v", code, m)
@@ -57,7 +56,7 @@ func TestJWTBearerGrant(t *testing.T) {
 		t.Fatalf("introspection of the granted token: %v", in)
 	}
 	// The user's ID is accepted as the subject too (AnySubject issuer).
-	if code, m := grant(assertion(t, jose.ES256, idp.key, idp.kid, claims("https://any.example", env.bob.ID)), "bearer-app", bearerAppSecret); code != 200 {
+	if code, m := grant(assertiontest.Sign(t, jose.ES256, idp.key, idp.kid, claims("https://any.example", env.bob.ID)), "bearer-app", bearerAppSecret); code != 200 {
 		t.Fatalf("subject by ID: %d %v", code, m)
 	}
 	for _, tc := range []struct {
@@ -65,17 +64,17 @@ func TestJWTBearerGrant(t *testing.T) {
 		extra                                 []string
 	}{
 		{"replay", good, "bearer-app", bearerAppSecret, "invalid_grant", nil},
-		{"unknown issuer", assertion(t, jose.ES256, idp.key, idp.kid, claims("https://evil.example", "alice@example.com")), "bearer-app", bearerAppSecret, "invalid_grant", nil},
-		{"subject not allowed", assertion(t, jose.ES256, idp.key, idp.kid, claims("https://idp.example", "bob@example.com")), "bearer-app", bearerAppSecret, "invalid_grant", nil},
-		{"subject not a user", assertion(t, jose.ES256, idp.key, idp.kid, claims("https://any.example", "nobody@example.com")), "bearer-app", bearerAppSecret, "invalid_grant", nil},
-		{"key not the issuer's", assertion(t, jose.ES256, other.key, other.kid, claims("https://idp.example", "alice@example.com")), "bearer-app", bearerAppSecret, "invalid_grant", nil},
-		{"wrong aud", assertion(t, jose.ES256, idp.key, idp.kid, func() jwt.Claims {
+		{"unknown issuer", assertiontest.Sign(t, jose.ES256, idp.key, idp.kid, claims("https://evil.example", "alice@example.com")), "bearer-app", bearerAppSecret, "invalid_grant", nil},
+		{"subject not allowed", assertiontest.Sign(t, jose.ES256, idp.key, idp.kid, claims("https://idp.example", "bob@example.com")), "bearer-app", bearerAppSecret, "invalid_grant", nil},
+		{"subject not a user", assertiontest.Sign(t, jose.ES256, idp.key, idp.kid, claims("https://any.example", "nobody@example.com")), "bearer-app", bearerAppSecret, "invalid_grant", nil},
+		{"key not the issuer's", assertiontest.Sign(t, jose.ES256, other.key, other.kid, claims("https://idp.example", "alice@example.com")), "bearer-app", bearerAppSecret, "invalid_grant", nil},
+		{"wrong aud", assertiontest.Sign(t, jose.ES256, idp.key, idp.kid, func() jwt.Claims {
 			c := claims("https://idp.example", "alice@example.com")
 			c.Audience = jwt.Audience{"https://elsewhere.example"}
 			return c
 		}()), "bearer-app", bearerAppSecret, "invalid_grant", nil},
-		{"scope beyond the client's", assertion(t, jose.ES256, idp.key, idp.kid, claims("https://idp.example", "alice@example.com")), "bearer-app", bearerAppSecret, "invalid_scope", []string{"scope", "write"}},
-		{"client without the grant", assertion(t, jose.ES256, idp.key, idp.kid, claims("https://idp.example", "alice@example.com")), "app", appSecret, "unauthorized_client", nil},
+		{"scope beyond the client's", assertiontest.Sign(t, jose.ES256, idp.key, idp.kid, claims("https://idp.example", "alice@example.com")), "bearer-app", bearerAppSecret, "invalid_scope", []string{"scope", "write"}},
+		{"client without the grant", assertiontest.Sign(t, jose.ES256, idp.key, idp.kid, claims("https://idp.example", "alice@example.com")), "app", appSecret, "unauthorized_client", nil},
 		{"no assertion", "", "bearer-app", bearerAppSecret, "invalid_request", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -13,6 +13,7 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 
+	"github.com/oauthkit/authserver/internal/assertiontest"
 	"github.com/oauthkit/authserver/storage"
 )
 
@@ -145,7 +146,7 @@ func TestJWKSURIOnLoopbackFailsClosed(t *testing.T) {
 		if err := env.store.CreateClient(t.Context(), c); err != nil {
 			t.Fatal(err)
 		}
-		return env.clientCredentials(t, assertion(t, jose.ES256, key.key, key.kid, goodClaims("lo", env.issuer+"/token")))
+		return env.clientCredentials(t, assertiontest.Sign(t, jose.ES256, key.key, key.kid, goodClaims("lo", env.issuer+"/token")))
 	}
 	for _, u := range []string{srv + "/jwks", "http://localhost:" + port + "/jwks"} {
 		code, m := run(t, u)

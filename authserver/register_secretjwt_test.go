@@ -8,6 +8,8 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/oauthkit/authserver/internal/assertiontest"
 )
 
 // A client_secret_jwt client registered at /register with an initial access
@@ -39,7 +41,7 @@ func TestRegistrationClientSecretJWT(t *testing.T) {
 		t.Fatalf("the secret is not kept sealed: %+v", stored)
 	}
 	hs := func(alg jose.SignatureAlgorithm, key string) (int, map[string]any) {
-		return env.clientCredentials(t, assertion(t, alg, []byte(key), "", goodClaims(id, tokenURL)))
+		return env.clientCredentials(t, assertiontest.Sign(t, alg, []byte(key), "", goodClaims(id, tokenURL)))
 	}
 	if code, m := hs(jose.HS256, secret); code != http.StatusOK || m["access_token"] == nil {
 		t.Fatalf("HS256 assertion with the returned secret: %d %v", code, m)

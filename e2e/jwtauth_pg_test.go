@@ -1,20 +1,15 @@
 package e2e
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"encoding/json"
 	"net/url"
-	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
-	"github.com/go-jose/go-jose/v4/jwt"
 
+	"github.com/oauthkit/authserver/internal/assertiontest"
 	"github.com/oauthkit/authserver/internal/testbin"
 )
 
@@ -22,33 +17,6 @@ import (
 // sharing one PostgreSQL database (issue 16): clients and issuers are
 // registered with the CLI, and an assertion's jti is single-use across
 // instances.
-
-func signAssertion(t *testing.T, key *ecdsa.PrivateKey, alg jose.SignatureAlgorithm, hmacKey []byte, kid string, c jwt.Claims) string {
-	t.Helper()
-	var k any = key
-	if hmacKey != nil {
-		k = hmacKey
-	}
-	opts := (&jose.SignerOptions{}).WithType("JWT")
-	if kid != "" {
-		opts = opts.WithHeader("kid", kid)
-	}
-	sig, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: k}, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := jwt.Signed(sig).Claims(c).Serialize()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
-func assertionClaims(iss, sub, aud string) jwt.Claims {
-	now := time.Now()
-	return jwt.Claims{Issuer: iss, Subject: sub, Audience: jwt.Audience{aud}, ID: rand.Text(),
-		IssuedAt: jwt.NewNumericDate(now), Expiry: jwt.NewNumericDate(now.Add(2 * time.Minute))}
-}
 
 // race sends the same request n times to each instance, released together,
 // and returns the statuses.
@@ -72,15 +40,8 @@ func TestJWTAuthOverThreeInstancesPostgres(t *testing.T) {
 	dsn := postgresDSN(t)
 	secret := "jwt-auth-secret-0123456789-0123456789-abc"
 	testbin.Run(t, "", "migrate", "--db", dsn)
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	set, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: key.Public(), KeyID: "k1", Algorithm: "ES256", Use: "sig"}}})
-	jwksFile := filepath.Join(t.TempDir(), "jwks.json")
-	if err := os.WriteFile(jwksFile, set, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	key, set := assertiontest.ECKey(t, "k1")
+	jwksFile := assertiontest.JWKSFile(t, set)
 	testbin.Run(t, "", "clients", "add", "--db", dsn, "--id", "pkjwt", "--auth-method", "private_key_jwt", "--jwks-file", jwksFile,
 		"--grant", "client_credentials", "--scope", "read")
 	var cs struct {
@@ -119,7 +80,7 @@ func TestJWTAuthOverThreeInstancesPostgres(t *testing.T) {
 	// opened by the server).
 	status, m := testbin.PostForm(t, inst[1].URL+"/token", url.Values{"grant_type": {"client_credentials"},
 		"client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"},
-		"client_assertion":      {signAssertion(t, nil, jose.HS512, []byte(cs.Secret), "", assertionClaims("csjwt", "csjwt", aud))}}, "", "")
+		"client_assertion":      {assertiontest.Sign(t, jose.HS512, []byte(cs.Secret), "", assertiontest.Claims("csjwt", "csjwt", aud, 2*time.Minute))}}, "", "")
 	if status != 200 {
 		t.Fatalf("client_secret_jwt: %d %v", status, m)
 	}
@@ -128,14 +89,14 @@ func TestJWTAuthOverThreeInstancesPostgres(t *testing.T) {
 	// exactly one succeeds.
 	form := url.Values{"grant_type": {"client_credentials"},
 		"client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"},
-		"client_assertion":      {signAssertion(t, key, jose.ES256, nil, "k1", assertionClaims("pkjwt", "pkjwt", aud))}}
+		"client_assertion":      {assertiontest.Sign(t, jose.ES256, key, "k1", assertiontest.Claims("pkjwt", "pkjwt", aud, 2*time.Minute))}}
 	if codes := race(t, inst, 10, form, "", ""); codes[200] != 1 || codes[401] != 29 {
 		t.Fatalf("same client assertion 30 times over 3 instances: statuses %v, want one 200 and 29 401", codes)
 	}
 
 	// One JWT bearer grant assertion, likewise.
 	bearer := url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:jwt-bearer"},
-		"assertion":             {signAssertion(t, key, jose.ES256, nil, "k1", assertionClaims("https://idp.example", "alice@example.com", aud))},
+		"assertion":             {assertiontest.Sign(t, jose.ES256, key, "k1", assertiontest.Claims("https://idp.example", "alice@example.com", aud, 2*time.Minute))},
 		"client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}}
 	var mu sync.Mutex
 	codes := map[int]int{}
@@ -146,7 +107,7 @@ func TestJWTAuthOverThreeInstancesPostgres(t *testing.T) {
 			forms[i][k] = v
 		}
 		// Each request authenticates the client with its own assertion.
-		forms[i].Set("client_assertion", signAssertion(t, key, jose.ES256, nil, "k1", assertionClaims("bearer", "bearer", aud)))
+		forms[i].Set("client_assertion", assertiontest.Sign(t, jose.ES256, key, "k1", assertiontest.Claims("bearer", "bearer", aud, 2*time.Minute)))
 	}
 	together(len(forms), func(i int) {
 		status, _ := testbin.PostForm(t, inst[i%3].URL+"/token", forms[i], "", "")

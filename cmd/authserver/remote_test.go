@@ -1,16 +1,12 @@
 package main
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"encoding/json"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/go-jose/go-jose/v4"
+	"github.com/oauthkit/authserver/internal/assertiontest"
 )
 
 // The admin commands give the same output through --admin-url as on the
@@ -84,15 +80,8 @@ func TestAdminCommandsThroughAPI(t *testing.T) {
 		t.Fatalf("rotate-secret: %s", out)
 	}
 	// Client authentication methods and keys go through the API too.
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	set, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: key.Public(), KeyID: "k1", Algorithm: "ES256", Use: "sig"}}})
-	jwksFile := filepath.Join(t.TempDir(), "jwks.json")
-	if err := os.WriteFile(jwksFile, set, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	_, set := assertiontest.ECKey(t, "k1")
+	jwksFile := assertiontest.JWKSFile(t, set)
 	out = mustRun("", "clients", "add", "--id", "svc", "--grant", "client_credentials", "--auth-method", "private_key_jwt", "--jwks-file", jwksFile, "--admin-url", api, "--audit-log", "off")
 	if !strings.Contains(out, "created client svc") || strings.Contains(out, "client_secret: ") {
 		t.Fatalf("private_key_jwt client through the API: %s", out)
