@@ -112,20 +112,14 @@ func TestClientChangeReachesOtherInstanceSQLite(t *testing.T) {
 	}
 
 	// Rotated through storage, on A's handle.
-	newSecret := "svc-rotated-0123456789-0123456789-abcdef"
-	if _, err := storeA.UpdateClient(t.Context(), "svc", func(c storage.Client) (storage.Client, error) {
-		c.SecretHashes = []string{password.HashSecret(newSecret)}
-		return c, nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	rotateSVC(t, storeA)
 	took := untilStatus(t, "old secret at B after rotation", http.StatusUnauthorized, 5*time.Second,
 		func() int { return clientCredentialsStatus(t, hb, "svc", svcSecret) })
 	if took > maxDelay+200*time.Millisecond {
 		t.Errorf("the rotated secret kept working at B for %v, want at most the max delay %v (+ scheduling slack)", took, maxDelay)
 	}
 	t.Logf("rotated secret refused at B after %v (max delay %v)", took, maxDelay)
-	if st := clientCredentialsStatus(t, hb, "svc", newSecret); st != http.StatusOK {
+	if st := clientCredentialsStatus(t, hb, "svc", svcRotated); st != http.StatusOK {
 		t.Fatalf("new secret at B: %d", st)
 	}
 
@@ -152,12 +146,7 @@ func TestClientChangeIsLocalAtOnce(t *testing.T) {
 	if st := clientCredentialsStatus(t, h, "svc", svcSecret); st != http.StatusOK {
 		t.Fatalf("client_credentials: %d", st)
 	}
-	if _, err := env.store.UpdateClient(t.Context(), "svc", func(c storage.Client) (storage.Client, error) {
-		c.SecretHashes = []string{password.HashSecret("svc-rotated-0123456789-0123456789-abcdef")}
-		return c, nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	rotateSVC(t, env.store)
 	env.as.ForgetClient("svc")
 	if st := clientCredentialsStatus(t, h, "svc", svcSecret); st != http.StatusUnauthorized {
 		t.Fatalf("old secret right after ForgetClient: %d, want 401", st)
@@ -211,12 +200,7 @@ func TestClientCacheFallsBackWhenFeedFails(t *testing.T) {
 	if n := calls.count("GetClient"); n != 3 {
 		t.Fatalf("GetClient calls once the read is older than the delay = %d, want 3", n)
 	}
-	if _, err := env.store.UpdateClient(t.Context(), "svc", func(c storage.Client) (storage.Client, error) {
-		c.SecretHashes = []string{password.HashSecret("svc-rotated-0123456789-0123456789-abcdef")}
-		return c, nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	rotateSVC(t, env.store)
 	time.Sleep(maxDelay + 20*time.Millisecond) // the last read's own trust ends
 	if st := clientCredentialsStatus(t, h, "svc", svcSecret); st != http.StatusUnauthorized {
 		t.Fatalf("rotated secret with the feed down: %d, want 401", st)
@@ -318,5 +302,20 @@ func TestClientFeedGivingUpAGapClearsTheCache(t *testing.T) {
 		if _, ok := cc.get("c2", "s", now); ok != tc.kept {
 			t.Errorf("maxGaps %d: the read in flight cached = %v, want %v", tc.maxGaps, ok, tc.kept)
 		}
+	}
+}
+
+// svcRotated is the secret rotateSVC gives svc.
+const svcRotated = "svc-rotated-0123456789-0123456789-abcdef"
+
+// rotateSVC replaces svc's secrets with svcRotated through storage, as
+// another instance or the CLI would.
+func rotateSVC(t *testing.T, st storage.Store) {
+	t.Helper()
+	if _, err := st.UpdateClient(t.Context(), "svc", func(c storage.Client) (storage.Client, error) {
+		c.SecretHashes = []string{password.HashSecret(svcRotated)}
+		return c, nil
+	}); err != nil {
+		t.Fatal(err)
 	}
 }

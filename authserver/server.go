@@ -656,7 +656,8 @@ func itoa(n int) string { return strconv.Itoa(n) }
 // hashSlot waits, at most HashQueueTimeout and while ctx lasts, for one of
 // the hashing slots that bound concurrent argon2id hashes (and their
 // memory), and tunes the collector while hashes run (hashGC). release
-// collects the hash's garbage and gives the slot back.
+// ends the hash for hashGC (which may collect its buffer) and gives the
+// slot back.
 func (s *Server) hashSlot(ctx context.Context) (release func(), err error) {
 	timer := time.NewTimer(s.cfg.HashQueueTimeout)
 	defer timer.Stop()
