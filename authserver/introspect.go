@@ -143,7 +143,7 @@ func (s *Server) introspect(ctx context.Context, token, hint string) (*introspec
 // tokens when the token is there, its key still published and the revocation
 // set fresh; otherwise by verifying the signature and reading the record.
 func (s *Server) introspectAccess(ctx context.Context, token string) (*introspection, error) {
-	key, e, verdict := lookupVerified(ctx, s, s.introCache, token)
+	key, cacheable, e, verdict := lookupVerified(ctx, s, s.introCache, token)
 	switch verdict {
 	case cacheInvalid:
 		return inactive, nil
@@ -170,11 +170,11 @@ func (s *Server) introspectAccess(ctx context.Context, token string) (*introspec
 	if c.Cnf != nil {
 		res.Cnf, res.TokenType = c.Cnf, tokenTypeDPoP
 	}
-	if key != nil {
+	if cacheable {
 		// A revocation committed after the record was read is in the
 		// revocation set by the time a hit can be answered, so caching
 		// after the read is safe.
-		s.introCache.put(*key, cachedIntrospection{res: res.frozen(), verified: verified{exp: c.Expiry, sig: revocationKeyOf(sig), kid: kid}})
+		s.introCache.put(key, cachedIntrospection{res: res.frozen(), verified: verified{exp: c.Expiry, sig: revocationKeyOf(sig), kid: kid}})
 	}
 	return res, nil
 }

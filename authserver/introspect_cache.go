@@ -82,30 +82,30 @@ const (
 // (introspection's, UserInfo's): an entry answers while its signing key is
 // still published, before its expiry, and while it is not revoked per a
 // revocation set at most RevocationMaxDelay old; when the set is staler
-// (storage unreachable), storage must answer. key is the token's cache key,
-// nil when it is not cacheable (no cache, or too long a token).
-func lookupVerified[V interface{ entry() verified }](ctx context.Context, s *Server, c *tokenCache[V], token string) (key *[32]byte, e V, verdict cacheVerdict) {
+// (storage unreachable), storage must answer. key is the token's cache key
+// when cacheable is true (false: no cache, or too long a token).
+func lookupVerified[V interface{ entry() verified }](ctx context.Context, s *Server, c *tokenCache[V], token string) (key [32]byte, cacheable bool, e V, verdict cacheVerdict) {
 	if c == nil || len(token) > maxTokenLength {
-		return nil, e, cacheMiss
+		return key, false, e, cacheMiss
 	}
-	k := sha256.Sum256([]byte(token))
-	e, ok := c.get(k)
+	key = sha256.Sum256([]byte(token))
+	e, ok := c.get(key)
 	if !ok {
-		return &k, e, cacheMiss
+		return key, true, e, cacheMiss
 	}
 	v := e.entry()
 	if _, published := s.keys.PublicKey(v.kid); !published || v.exp <= s.cfg.Now().Unix() {
-		c.remove(k)
-		return &k, e, cacheInvalid
+		c.remove(key)
+		return key, true, e, cacheInvalid
 	}
 	if !s.revoked.fresh(ctx) {
-		return &k, e, cacheMiss
+		return key, true, e, cacheMiss
 	}
 	if s.revoked.revoked(v.sig) {
-		c.remove(k)
-		return &k, e, cacheInvalid
+		c.remove(key)
+		return key, true, e, cacheInvalid
 	}
-	return &k, e, cacheHit
+	return key, true, e, cacheHit
 }
 
 // tokenCache is a bounded cache keyed by the SHA-256 of a token: the

@@ -592,13 +592,13 @@ func (s *Server) handleRegistration(w http.ResponseWriter, r *http.Request) {
 func (s *Server) manageRegistration(ctx context.Context, w http.ResponseWriter, r *http.Request) (*registrationResponse, *oauthError) {
 	id := mux.Vars(r)["client_id"]
 	tok, hasAuth := bearerToken(r)
+	if !hasAuth {
+		return nil, tokenMissing("A registration access token is required.")
+	}
 	// RFC 7592 §2: an unknown client and a wrong token are both 401.
 	c, err := s.store.GetClient(ctx, id)
 	if err != nil && !errors.Is(err, storage.ErrNotFound) {
 		return nil, unavailable(err)
-	}
-	if !hasAuth {
-		return nil, tokenMissing("A registration access token is required.")
 	}
 	if err != nil || !registrationTokenMatches(c, tok) {
 		s.audit(ctx, "client_registration_refused", slog.String("client_id", safeParam(id)), slog.String("reason", "invalid_registration_access_token"))

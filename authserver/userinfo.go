@@ -103,7 +103,7 @@ type cachedUser struct {
 // returns an RFC 6750 error for a bad token, and a 5xx error (logged) when
 // storage failed or the record does not decode.
 func (s *Server) userinfoGrant(ctx context.Context, token string) (*cachedUserinfo, *oauthError) {
-	key, e, verdict := lookupVerified(ctx, s, s.userinfoCache, token)
+	key, cacheable, e, verdict := lookupVerified(ctx, s, s.userinfoCache, token)
 	switch verdict {
 	case cacheInvalid:
 		return nil, bearerErr(http.StatusUnauthorized, errInvalidToken, "The access token is invalid, expired or revoked.")
@@ -145,10 +145,10 @@ func (s *Server) userinfoGrant(ctx context.Context, token string) (*cachedUserin
 	if f := stored.Session.OIDC; f != nil {
 		e.claims = append(e.claims, f.Claims.UserInfo...)
 	}
-	if key != nil {
+	if cacheable {
 		// As for introspection: a revocation committed after the record
 		// was read is in the revocation set before a hit is answered.
-		s.userinfoCache.put(*key, e)
+		s.userinfoCache.put(key, e)
 	}
 	return &e, nil
 }
