@@ -1,7 +1,6 @@
 package adminapi
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -114,20 +113,10 @@ func (in ClientInput) apply(c *storage.Client) {
 	c.RequireDPoP = in.DPoPBoundAccessTokens
 	c.PostLogoutRedirectURIs, c.BackchannelLogoutURI, c.SubjectType = in.PostLogoutRedirectURIs, in.BackchannelLogoutURI, in.SubjectType
 	c.ExchangeAudiences = in.ExchangeAudiences
-	c.TokenEndpointAuthMethod, c.JWKSURI, c.JWKS = in.TokenEndpointAuthMethod, in.JWKSURI, nil
-	if len(in.JWKS) > 0 && !bytes.Equal(in.JWKS, []byte("null")) {
-		// Stored compact, as `clients add --jwks-file` stores it; the
-		// body was decoded, so it is valid JSON.
-		var compact bytes.Buffer
-		if json.Compact(&compact, in.JWKS) == nil {
-			c.JWKS = compact.Bytes()
-		}
-	}
-}
-
-// hasSecret reports whether a confidential client's method uses a secret.
-func hasSecret(c storage.Client) bool {
-	return !c.Public && authserver.AuthMethodOf(c) != authserver.AuthMethodPrivateKey
+	// Stored compact, as `clients add --jwks-file` stores it; the body was
+	// decoded, so it is valid JSON.
+	c.TokenEndpointAuthMethod, c.JWKSURI = in.TokenEndpointAuthMethod, in.JWKSURI
+	c.JWKS, _ = authserver.CompactJWKS(in.JWKS)
 }
 
 func (a *API) listClients(w http.ResponseWriter, r *http.Request) error {
@@ -167,7 +156,7 @@ func (a *API) createClient(w http.ResponseWriter, r *http.Request) (err error) {
 		return err
 	}
 	var secret string
-	if hasSecret(c) {
+	if authserver.UsesSecret(c) {
 		if secret, err = a.cfg.Server.NewClientSecret(&c); err != nil {
 			return err
 		}

@@ -198,9 +198,31 @@ func tokenMissing(desc string) *oauthError {
 	return e
 }
 
-// usesSecret reports whether an authentication method needs a client secret.
-func usesSecret(method string) bool {
-	return method == "" || method == authMethodSecretBasic || method == authMethodSecretPost || method == authMethodSecretJWT
+// UsesSecret reports whether client c authenticates with a client secret:
+// a confidential client whose method (RFC 7591 §2 default included) is
+// client_secret_basic, client_secret_post or client_secret_jwt.
+func UsesSecret(c storage.Client) bool {
+	if c.Public {
+		return false
+	}
+	switch AuthMethodOf(c) {
+	case authMethodSecretBasic, authMethodSecretPost, AuthMethodSecretJWT:
+		return true
+	}
+	return false
+}
+
+// CompactJWKS returns a client's JWK Set as stored: compact JSON, or nil
+// when raw is empty or JSON null. It fails when raw is not JSON.
+func CompactJWKS(raw []byte) ([]byte, error) {
+	if len(raw) == 0 || bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
+		return nil, nil
+	}
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, raw); err != nil {
+		return nil, err
+	}
+	return compact.Bytes(), nil
 }
 
 // applyMetadata validates the metadata and writes it into c, replacing
@@ -254,13 +276,9 @@ func (s *Server) applyMetadata(md clientMetadata, c *storage.Client) *oauthError
 			}
 		}
 	}
-	var jwks []byte
-	if len(md.JWKS) > 0 && !bytes.Equal(md.JWKS, []byte("null")) {
-		var compact bytes.Buffer
-		if err := json.Compact(&compact, md.JWKS); err != nil {
-			return metadataError(errInvalidClientMetadata, "jwks is not valid JSON.")
-		}
-		jwks = compact.Bytes()
+	jwks, err := CompactJWKS(md.JWKS)
+	if err != nil {
+		return metadataError(errInvalidClientMetadata, "jwks is not valid JSON.")
 	}
 	for _, u := range md.RedirectURIs {
 		if err := ValidateRedirectURI(u); err != nil {
@@ -466,7 +484,7 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) (*registration
 	now := s.cfg.Now().UTC()
 	c.CreatedAt, c.UpdatedAt = now, now
 	var secret string
-	if !c.Public && usesSecret(c.TokenEndpointAuthMethod) {
+	if UsesSecret(c) {
 		if secret, err = s.NewClientSecret(&c); err != nil {
 			return nil, serverError(err)
 		}
@@ -671,7 +689,7 @@ func (s *Server) updateRegistration(ctx context.Context, id, tok string, req *re
 				return c, oe
 			}
 			jwtSecret := AuthMethodOf(c) == AuthMethodSecretJWT
-			switch wants := !c.Public && usesSecret(c.TokenEndpointAuthMethod); {
+			switch wants := UsesSecret(c); {
 			case wants && (len(c.SecretHashes) == 0 || (jwtSecret && len(c.SecretCiphertext) == 0)):
 				// A secret issued by an update keeps the expiry the
 				// registration's secrets had (client_secret_expires_at,

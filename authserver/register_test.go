@@ -537,3 +537,29 @@ func TestRegistrationUpdateRefusesResponseMembers(t *testing.T) {
 		t.Fatalf("update without them: %d %v", code, m)
 	}
 }
+
+func TestCompactJWKSAndUsesSecret(t *testing.T) {
+	for _, c := range []struct {
+		in, want string
+		fails    bool
+	}{{"", "", false}, {"null", "", false}, {" null\n", "", false}, {`{ "keys": [ ] }`, `{"keys":[]}`, false}, {`{"keys":`, "", true}} {
+		got, err := CompactJWKS([]byte(c.in))
+		if string(got) != c.want || (err != nil) != c.fails {
+			t.Errorf("CompactJWKS(%q) = %q, %v; want %q, fails %v", c.in, got, err, c.want, c.fails)
+		}
+	}
+	for _, c := range []struct {
+		client storage.Client
+		want   bool
+	}{
+		{storage.Client{}, true}, // RFC 7591 §2: client_secret_basic by default
+		{storage.Client{TokenEndpointAuthMethod: "client_secret_post"}, true},
+		{storage.Client{TokenEndpointAuthMethod: AuthMethodSecretJWT}, true},
+		{storage.Client{TokenEndpointAuthMethod: AuthMethodPrivateKey}, false},
+		{storage.Client{Public: true}, false},
+	} {
+		if got := UsesSecret(c.client); got != c.want {
+			t.Errorf("UsesSecret(%+v) = %v, want %v", c.client, got, c.want)
+		}
+	}
+}

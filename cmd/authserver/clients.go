@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -100,11 +99,11 @@ func (k *keyFlags) apply(c *storage.Client) error {
 		if err != nil {
 			return fmt.Errorf("--jwks-file: %w", err)
 		}
-		var compact bytes.Buffer
-		if err := json.Compact(&compact, b); err != nil {
+		jwks, err := authserver.CompactJWKS(b)
+		if err != nil {
 			return fmt.Errorf("--jwks-file: not JSON: %w", err)
 		}
-		c.JWKSURI, c.JWKS = "", compact.Bytes()
+		c.JWKSURI, c.JWKS = "", jwks
 	}
 	return nil
 }
