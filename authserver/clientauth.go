@@ -152,10 +152,7 @@ func (s *Server) authenticateClient(ctx context.Context, r *http.Request, form u
 		return storage.Client{}, oerr
 	}
 	if cc.hasSecret {
-		// Only a secret client's entry proves a secret: the entries of
-		// public and assertion clients are registrations, cached without
-		// one (under the empty secret).
-		if c, ok := s.clientCache.get(cc.id, cc.secret, s.cfg.Now()); ok && !c.Public && !usesAssertion(c) && !secretExpired(c, s.cfg.Now()) {
+		if c, ok := s.clientCache.get(cc.id, cc.secret, s.cfg.Now()); ok && !secretExpired(c, s.cfg.Now()) {
 			return c, nil
 		}
 	}
@@ -165,7 +162,7 @@ func (s *Server) authenticateClient(ctx context.Context, r *http.Request, form u
 	// ClientChangeMaxDelay of a change to the client.
 	devicePoll := !cc.hasSecret && form.Get("grant_type") == grantDeviceCode
 	if devicePoll {
-		if c, ok := s.clientCache.get(cc.id, "", s.cfg.Now()); ok && c.Public {
+		if c, ok := s.clientCache.registration(cc.id, s.cfg.Now()); ok && c.Public {
 			return c, nil
 		}
 	}
@@ -200,7 +197,7 @@ func (s *Server) authenticateClient(ctx context.Context, r *http.Request, form u
 			return storage.Client{}, e
 		}
 		if devicePoll {
-			s.clientCache.putFor(cc.id, "", c, s.cfg.Now(), max(s.clientCache.ttl, s.cfg.DeviceCodeTTL), rd)
+			s.clientCache.putRegistration(cc.id, c, s.cfg.Now(), s.cfg.DeviceCodeTTL, rd)
 		}
 		return c, nil
 	}
@@ -317,8 +314,12 @@ type clientCache struct {
 }
 
 type cachedClient struct {
-	h [32]byte
-	c storage.Client
+	h [32]byte // HMAC of the client ID and the secret it proves; zero for a registration
+	// reg marks a registration entry: the client as stored, cached without
+	// a secret (public clients polling for a device code, assertion
+	// clients); it proves nothing and get never returns it.
+	reg bool
+	c   storage.Client
 	// exp is by Config.Now; read is when the storage read that filled the
 	// entry started, in clientCache time.
 	exp  time.Time
@@ -377,16 +378,30 @@ func (cc *clientCache) gen(id string) *atomic.Uint64 {
 	return &cc.gens[maphash.String(cc.seed, id)%uint64(len(cc.gens))]
 }
 
+// get returns the cached client whose secret was verified to be secret.
 func (cc *clientCache) get(id, secret string, now time.Time) (storage.Client, bool) {
 	if cc == nil || cc.ttl <= 0 {
 		return storage.Client{}, false
 	}
-	h := cc.hash(id, secret)
+	return cc.lookup(id, cc.hash(id, secret), false, now)
+}
+
+// registration returns the cached registration of client id (see
+// cachedClient.reg).
+func (cc *clientCache) registration(id string, now time.Time) (storage.Client, bool) {
+	if cc == nil || cc.ttl <= 0 {
+		return storage.Client{}, false
+	}
+	return cc.lookup(id, [32]byte{}, true, now)
+}
+
+// lookup finds the entry (h, reg) of client id, if it is current.
+func (cc *clientCache) lookup(id string, h [32]byte, reg bool, now time.Time) (storage.Client, bool) {
 	var e cachedClient
 	ok := false
 	cc.mu.RLock()
 	for _, x := range cc.m[id] {
-		if x.h == h {
+		if x.h == h && x.reg == reg {
 			e, ok = x, true
 			break
 		}
@@ -411,19 +426,23 @@ func (cc *clientCache) begin(id string) clientRead {
 	return clientRead{gen: cc.gen(id).Load(), at: cc.clock()}
 }
 
+// put caches client c as proven by secret.
 func (cc *clientCache) put(id, secret string, c storage.Client, now time.Time, rd clientRead) {
-	if cc != nil {
-		cc.putFor(id, secret, c, now, cc.ttl, rd)
+	if cc != nil && cc.ttl > 0 {
+		cc.add(id, cachedClient{h: cc.hash(id, secret), c: c, exp: now.Add(cc.ttl), read: rd.at}, rd)
 	}
 }
 
-// putFor is put with an entry lifetime of ttl; nothing is cached when the
-// cache is disabled.
-func (cc *clientCache) putFor(id, secret string, c storage.Client, now time.Time, ttl time.Duration, rd clientRead) {
-	if cc == nil || cc.ttl <= 0 {
-		return
+// putRegistration caches the registration c of client id (see
+// cachedClient.reg) for the cache's TTL, or atLeast if longer.
+func (cc *clientCache) putRegistration(id string, c storage.Client, now time.Time, atLeast time.Duration, rd clientRead) {
+	if cc != nil && cc.ttl > 0 {
+		cc.add(id, cachedClient{reg: true, c: c, exp: now.Add(max(cc.ttl, atLeast)), read: rd.at}, rd)
 	}
-	e := cachedClient{h: cc.hash(id, secret), c: c, exp: now.Add(ttl), read: rd.at}
+}
+
+// add stores e, replacing the entry with the same (h, reg).
+func (cc *clientCache) add(id string, e cachedClient, rd clientRead) {
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
 	if cc.gen(id).Load() != rd.gen {
@@ -431,7 +450,7 @@ func (cc *clientCache) putFor(id, secret string, c storage.Client, now time.Time
 	}
 	es := cc.m[id]
 	for i, x := range es {
-		if x.h == e.h {
+		if x.h == e.h && x.reg == e.reg {
 			es[i] = e
 			return
 		}

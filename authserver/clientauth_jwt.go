@@ -271,17 +271,17 @@ func (s *Server) useJTI(ctx context.Context, arrived func(), scope, id string, e
 // assertionClient reads the registration of the client an assertion names,
 // from the client cache while it is current there (a client's keys and
 // sealed secret change only with its registration, which the client change
-// feed tracks): a request then costs no client read. The entry is kept
-// under the empty secret, like a public client's, and proves nothing by
+// feed tracks): a request then costs no client read. The entry is a
+// registration, like a polling public client's, and proves nothing by
 // itself: the assertion is verified with the registration's keys after.
 func (s *Server) assertionClient(ctx context.Context, id string) (storage.Client, error) {
-	if c, ok := s.clientCache.get(id, "", s.cfg.Now()); ok && usesAssertion(c) {
+	if c, ok := s.clientCache.registration(id, s.cfg.Now()); ok && usesAssertion(c) {
 		return c, nil
 	}
 	rd := s.clientCache.begin(id)
 	c, err := s.store.GetClient(ctx, id)
 	if err == nil && usesAssertion(c) {
-		s.clientCache.put(id, "", c, s.cfg.Now(), rd)
+		s.clientCache.putRegistration(id, c, s.cfg.Now(), 0, rd)
 	}
 	return c, err
 }

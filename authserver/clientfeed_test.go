@@ -319,3 +319,28 @@ func rotateSVC(t *testing.T, st storage.Store) {
 		t.Fatal(err)
 	}
 }
+
+// A registration entry (a polling public client's, an assertion client's)
+// proves no secret: get never returns it, whatever secret is presented,
+// the empty one included; a proven secret's entry is not a registration.
+func TestClientCacheRegistrationsProveNoSecret(t *testing.T) {
+	cc := newClientCache([]byte("k"), time.Minute, time.Hour)
+	now := time.Now()
+	c := storage.Client{ID: "pk", TokenEndpointAuthMethod: AuthMethodPrivateKey}
+	cc.putRegistration("pk", c, now, 0, cc.begin("pk"))
+	for _, secret := range []string{"", "x"} {
+		if _, ok := cc.get("pk", secret, now); ok {
+			t.Fatalf("get(pk, %q) returned a registration entry", secret)
+		}
+	}
+	if got, ok := cc.registration("pk", now); !ok || got.ID != "pk" {
+		t.Fatalf("registration(pk) = %v, %v", got.ID, ok)
+	}
+	cc.put("svc", "s3cret", storage.Client{ID: "svc"}, now, cc.begin("svc"))
+	if _, ok := cc.registration("svc", now); ok {
+		t.Fatal("a proven secret's entry was returned as a registration")
+	}
+	if _, ok := cc.get("svc", "s3cret", now); !ok {
+		t.Fatal("the proven secret's entry is missing")
+	}
+}
