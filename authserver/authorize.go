@@ -177,7 +177,7 @@ func (s *Server) validateAuthorize(ctx context.Context, form url.Values, pushed 
 	if id == "" {
 		return az, pageError(errInvalidRequest, "The client_id parameter is missing.")
 	}
-	c, err := s.store.GetClient(ctx, id)
+	c, err := s.clientRegistration(ctx, id)
 	if errors.Is(err, storage.ErrNotFound) {
 		return az, pageError(errInvalidClient, "The application is not registered with this server.")
 	}

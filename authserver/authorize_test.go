@@ -1054,3 +1054,40 @@ func TestLimitKey(t *testing.T) {
 		}
 	}
 }
+
+// /authorize reads a known client's registration from the client cache:
+// a signed-in user's authorization requests cost no client read after the
+// first, and a redirect URI removed through storage (as the CLI does) is
+// refused within ClientChangeMaxDelay, without a redirect to it.
+func TestAuthorizeClientFromTheCache(t *testing.T) {
+	const maxDelay = 300 * time.Millisecond
+	st := &clientReads{Store: openMemory(t)}
+	env := newTestEnv(t, st, func(c *Config) { c.ClientChangeMaxDelay = maxDelay })
+	seedCodeClients(t, env)
+	b := newBrowser(t, env)
+	_, challenge := pkcePair("f")
+	q := authorizeQuery("first", "https://first.example/cb", "s1", challenge)
+	env.callback(t, b.signIn(b.get(q), "alice@example.com", alicePW), "https://first.example/cb")
+	before := st.n.Load()
+	for range 5 {
+		if c := env.callback(t, b.get(q), "https://first.example/cb"); c.Get("code") == "" {
+			t.Fatalf("no code: %v", c)
+		}
+	}
+	if n := st.n.Load() - before; n != 0 {
+		t.Fatalf("5 authorization requests read the client %d times, want 0 (cached)", n)
+	}
+	if _, err := env.store.UpdateClient(t.Context(), "first", func(c storage.Client) (storage.Client, error) {
+		c.RedirectURIs = []string{"https://first.example/other"}
+		return c, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	took := untilStatus(t, "removed redirect_uri", http.StatusBadRequest, 5*time.Second, func() int { return b.get(q).status })
+	if took > maxDelay+200*time.Millisecond {
+		t.Errorf("the removed redirect URI was used for %v, want at most %v (+ slack)", took, maxDelay)
+	}
+	if p := b.get(q); p.status != http.StatusBadRequest || p.location != nil {
+		t.Fatalf("removed redirect_uri: %d to %v, want an error page", p.status, p.location)
+	}
+}

@@ -226,6 +226,23 @@ func (s *Server) authenticateClient(ctx context.Context, r *http.Request, form u
 	return c, nil
 }
 
+// clientRegistration returns the registration of client id as stored, from
+// the client cache while it is current there (see clientCache), so that
+// /authorize and /par cost no storage read for a known client. It
+// authenticates nothing: the caller checks what the request may do with it.
+func (s *Server) clientRegistration(ctx context.Context, id string) (storage.Client, error) {
+	if c, ok := s.clientCache.registration(id, s.cfg.Now()); ok {
+		return c, nil
+	}
+	rd := s.clientCache.begin(id)
+	c, err := s.store.GetClient(ctx, id)
+	if err != nil {
+		return storage.Client{}, err
+	}
+	s.clientCache.putRegistration(id, c, s.cfg.Now(), 0, rd)
+	return c, nil
+}
+
 // secretExpired reports whether the client's secret has passed its
 // client_secret_expires_at (RFC 7591 §3.2.1).
 func secretExpired(c storage.Client, now time.Time) bool {
@@ -451,6 +468,11 @@ func (cc *clientCache) add(id string, e cachedClient, rd clientRead) {
 	es := cc.m[id]
 	for i, x := range es {
 		if x.h == e.h && x.reg == e.reg {
+			// A registration cached for a device code's lifetime keeps it
+			// when a shorter-lived use refreshes the entry.
+			if e.reg && x.exp.After(e.exp) {
+				e.exp = x.exp
+			}
 			es[i] = e
 			return
 		}

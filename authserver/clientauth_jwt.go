@@ -161,7 +161,10 @@ func (s *Server) authenticateAssertion(ctx context.Context, r *http.Request, for
 		s.clientAuthFailed(ctx, id, ip)
 		return storage.Client{}, assertionError(desc)
 	}
-	c, err := s.assertionClient(ctx, id)
+	// The registration is cached (a client's keys and sealed secret change
+	// only with it, which the client change feed tracks) and proves nothing
+	// by itself: the assertion is verified with its keys below.
+	c, err := s.clientRegistration(ctx, id)
 	if errors.Is(err, storage.ErrNotFound) {
 		return fail(genericInvalidClientDetail)
 	}
@@ -266,24 +269,6 @@ func (s *Server) useJTI(ctx context.Context, arrived func(), scope, id string, e
 	sig := scope + base64.RawURLEncoding.EncodeToString(sum[:])
 	return s.useOnce(ctx, arrived, storage.Token{Kind: storage.UsedJTI, Signature: sig, RequestID: sig,
 		ClientID: clientID, Subject: subject, Active: true, RequestedAt: s.cfg.Now().UTC(), ExpiresAt: exp.UTC()})
-}
-
-// assertionClient reads the registration of the client an assertion names,
-// from the client cache while it is current there (a client's keys and
-// sealed secret change only with its registration, which the client change
-// feed tracks): a request then costs no client read. The entry is a
-// registration, like a polling public client's, and proves nothing by
-// itself: the assertion is verified with the registration's keys after.
-func (s *Server) assertionClient(ctx context.Context, id string) (storage.Client, error) {
-	if c, ok := s.clientCache.registration(id, s.cfg.Now()); ok && usesAssertion(c) {
-		return c, nil
-	}
-	rd := s.clientCache.begin(id)
-	c, err := s.store.GetClient(ctx, id)
-	if err == nil && usesAssertion(c) {
-		s.clientCache.putRegistration(id, c, s.cfg.Now(), 0, rd)
-	}
-	return c, err
 }
 
 // checkAssertionClaims applies RFC 7523 §3 to a verified assertion: aud is

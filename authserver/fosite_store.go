@@ -46,8 +46,12 @@ func toFositeErr(err error) error {
 
 // GetClient implements fosite.ClientManager. Our client authentication
 // strategy loads clients itself; this is only reached through fosite paths
-// that look a client up by ID.
+// that look a client up by ID, such as the authorization request, whose
+// client the request's state already holds (read by validateAuthorize).
 func (f *fositeStore) GetClient(ctx context.Context, id string) (fosite.Client, error) {
+	if st := stateFrom(ctx); st != nil && st.client != nil && st.client.ID == id {
+		return f.srv.fositeClient(*st.client), nil
+	}
 	c, err := f.store.GetClient(ctx, id)
 	if err != nil {
 		return nil, toFositeErr(err)

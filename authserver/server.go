@@ -495,7 +495,9 @@ func (s *Server) newProvider() (fosite.OAuth2Provider, *tokenStrategy) {
 	for _, h := range handlers {
 		registered := false
 		if th, ok := h.(fosite.TokenEndpointHandler); ok {
-			fc.TokenEndpointHandlers.Append(th)
+			// Not Append, which drops a handler whose type is already
+			// listed: every wrapped handler has the wrapper's type.
+			fc.TokenEndpointHandlers = append(fc.TokenEndpointHandlers, foreignGrantSkipper{th})
 			registered = true
 		}
 		if ah, ok := h.(fosite.AuthorizeEndpointHandler); ok {
@@ -518,6 +520,22 @@ func (s *Server) newProvider() (fosite.OAuth2Provider, *tokenStrategy) {
 		fc.TokenEndpointHandlers.Append(h)
 	}
 	return fosite.NewOAuth2Provider(store, cfg), strategy
+}
+
+// foreignGrantSkipper answers fosite's PopulateTokenEndpointResponse for a
+// grant its handler cannot handle with fosite.ErrUnknownRequest itself.
+// fosite asks every token handler to populate every response, and its own
+// handlers, after the same CanHandleTokenEndpointRequest check, return the
+// error wrapped with a captured stack trace: four stack walks per token
+// response, about 2% of the CPU of a code exchange.
+type foreignGrantSkipper struct{ fosite.TokenEndpointHandler }
+
+// PopulateTokenEndpointResponse implements fosite.TokenEndpointHandler.
+func (h foreignGrantSkipper) PopulateTokenEndpointResponse(ctx context.Context, ar fosite.AccessRequester, resp fosite.AccessResponder) error {
+	if !h.CanHandleTokenEndpointRequest(ctx, ar) {
+		return fosite.ErrUnknownRequest
+	}
+	return h.TokenEndpointHandler.PopulateTokenEndpointResponse(ctx, ar, resp)
 }
 
 // redirectSecure is fosite's check of a redirect URI's transport, matching
