@@ -39,12 +39,13 @@ func (f *fositeStore) GetAuthorizeCodeSession(ctx context.Context, sig string, s
 	}
 	// fosite reads the code twice in one exchange, the second time into
 	// the session the token handler has already refreshed (user facts,
-	// issuance instant): that read gets a session of its own.
+	// issuance instant): that read gets the request without the session
+	// (codeRequest), which is all it reads.
 	var r *fosite.Request
 	if cur, ok := s.(*session); ok && cur.Subject != "" {
 		r, err = f.codeRequest(ctx, t)
-	} else {
-		r, err = decodePayload(t.Payload, s)
+	} else if r, err = decodePayload(t.Payload, s); err == nil {
+		f.keepCodeRequest(ctx, t, r)
 	}
 	if err != nil {
 		return nil, err
@@ -79,8 +80,8 @@ func (f *fositeStore) codeRecord(ctx context.Context, sig string) (storage.Token
 	return t, err
 }
 
-// codeRequest decodes the code's request with a session of its own, once
-// per token request (see requestState.codeRequest).
+// codeRequest returns the code's request with a session of its own, decoded
+// once per token request (see requestState.codeRequest).
 func (f *fositeStore) codeRequest(ctx context.Context, t storage.Token) (*fosite.Request, error) {
 	st := stateFrom(ctx)
 	if st != nil && st.codeRequest != nil && st.code != nil && st.code.Signature == t.Signature {
@@ -91,6 +92,22 @@ func (f *fositeStore) codeRequest(ctx context.Context, t storage.Token) (*fosite
 		st.codeRequest = r
 	}
 	return r, err
+}
+
+// keepCodeRequest makes r, the code's request just decoded into fosite's
+// session, the request's codeRequest too, with an empty session of its
+// own instead of a second decoding of the record: the token handler
+// refreshes fosite's session, and codeRequest's readers (the PKCE check
+// and the code handler's second read) read the form, scopes, audience,
+// client and ID only.
+func (f *fositeStore) keepCodeRequest(ctx context.Context, t storage.Token, r *fosite.Request) {
+	st := stateFrom(ctx)
+	if st == nil || st.codeRequest != nil || st.code == nil || st.code.Signature != t.Signature {
+		return
+	}
+	cr := *r
+	cr.Session = newSession()
+	st.codeRequest = &cr
 }
 
 // InvalidateAuthorizeCodeSession implements oauth2.AuthorizeCodeStorage. It

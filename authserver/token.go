@@ -43,9 +43,10 @@ type requestState struct {
 	// change in between except through the exchange's own compare-and-swap,
 	// which runs at commit and decides on its own.
 	code *storage.Token
-	// codeRequest is the code's request decoded with a session of its own,
-	// shared by the PKCE check and the code handler's second read, which
-	// only read it.
+	// codeRequest is the code's request with a session of its own (empty
+	// when it comes from the first read, see keepCodeRequest), shared by
+	// the PKCE check and the code handler's second read, which only read
+	// its form, scopes, audience, client and ID.
 	codeRequest *fosite.Request
 	// buffer defers token record writes to one transaction at the end of
 	// the request (password and client_credentials grants), together with
