@@ -350,7 +350,8 @@ type clientRead struct {
 }
 
 const (
-	// maxCachedClients bounds the cache; it is cleared when full.
+	// maxCachedClients bounds the cache: a verified credential that finds
+	// it full clears it, a registration is then not cached (see add).
 	maxCachedClients = 4096
 	// maxSecretsPerClient bounds the entries of one client ID (one per
 	// verified secret: a client has few during a rotation).
@@ -478,6 +479,12 @@ func (cc *clientCache) add(id string, e cachedClient, rd clientRead) {
 		}
 	}
 	if cc.count >= maxCachedClients {
+		if e.reg {
+			// A registration is cached for requests that prove nothing
+			// (/authorize names any client): it never clears the cache
+			// of verified credentials, it is just not kept.
+			return
+		}
 		clear(cc.m)
 		cc.count, es = 0, nil
 	}

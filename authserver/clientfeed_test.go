@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -342,5 +343,33 @@ func TestClientCacheRegistrationsProveNoSecret(t *testing.T) {
 	}
 	if _, ok := cc.get("svc", "s3cret", now); !ok {
 		t.Fatal("the proven secret's entry is missing")
+	}
+}
+
+// Registrations, which /authorize caches for any client ID it is given,
+// never clear a full cache: past the bound they are not kept, and the
+// verified credentials stay.
+func TestClientCacheRegistrationsNeverClearIt(t *testing.T) {
+	cc := newClientCache([]byte("k"), time.Minute, time.Hour)
+	now := time.Now()
+	cc.put("svc", "s3cret", storage.Client{ID: "svc"}, now, cc.begin("svc"))
+	for i := range maxCachedClients + 10 {
+		id := "web-" + strconv.Itoa(i)
+		cc.putRegistration(id, storage.Client{ID: id}, now, 0, cc.begin(id))
+	}
+	if _, ok := cc.get("svc", "s3cret", now); !ok {
+		t.Fatal("registrations cleared a verified credential")
+	}
+	if _, ok := cc.registration("web-0", now); !ok {
+		t.Fatal("a registration cached before the bound is missing")
+	}
+	last := "web-" + strconv.Itoa(maxCachedClients+9)
+	if _, ok := cc.registration(last, now); ok {
+		t.Fatal("a registration past the bound was kept")
+	}
+	// A verified credential that finds the cache full still clears it.
+	cc.put("app", "s3cret2", storage.Client{ID: "app"}, now, cc.begin("app"))
+	if _, ok := cc.get("app", "s3cret2", now); !ok {
+		t.Fatal("a verified credential was not cached in a full cache")
 	}
 }

@@ -41,7 +41,7 @@ run() {
 	"$B" run --url http://127.0.0.1:$PORT --state "$w/st.json" --server-pid $pid -s "$sc" -c "$c" -d "$DURATION" --warmup 1s "$@" 2>"$w/err" |
 		awk -v a="$alg" 'NF && $1 != "name" {print a, $0}' ||
 		echo "$alg $sc FAILED: $(tail -n 1 "$w/err")"
-	kill $pid
+	kill $pid 2>/dev/null || true
 	wait $pid 2>/dev/null || true
 	rm -rf "$w"
 }
