@@ -477,6 +477,11 @@ func TestAdminCommands(t *testing.T) {
 	// JWT client authentication flags.
 	a.fail("--auth-method private_key_jwt needs --jwks-uri or --jwks-file", "", "clients", "add", "--id", "pk", "--auth-method", "private_key_jwt", "--grant", "client_credentials")
 	a.fail("unknown --auth-method", "", "clients", "add", "--id", "pk", "--auth-method", "tls_client_auth", "--grant", "client_credentials")
+	empty := filepath.Join(a.t.TempDir(), "empty.json")
+	if err := os.WriteFile(empty, []byte("null\n"), 0o600); err != nil {
+		a.t.Fatal(err)
+	}
+	a.fail("--jwks-file: the file holds no JWK Set", "", "clients", "add", "--id", "pk", "--auth-method", "private_key_jwt", "--jwks-file", empty, "--grant", "client_credentials")
 	a.fail("a private_key_jwt client has no secret", "", "clients", "add", "--id", "pk", "--auth-method", "private_key_jwt",
 		"--jwks-uri", "https://pk.example/jwks", "--generate-secret", "--grant", "client_credentials")
 	// An initial access token for dynamic registration is printed once and

@@ -103,6 +103,11 @@ func (k *keyFlags) apply(c *storage.Client) error {
 		if err != nil {
 			return fmt.Errorf("--jwks-file: not JSON: %w", err)
 		}
+		if jwks == nil {
+			// CompactJWKS reads empty and null as "no set"; a file given
+			// for the keys must hold them.
+			return errors.New("--jwks-file: the file holds no JWK Set")
+		}
 		c.JWKSURI, c.JWKS = "", jwks
 	}
 	return nil
