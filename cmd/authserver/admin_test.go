@@ -647,6 +647,9 @@ func TestClientSecretJWTSecretLength(t *testing.T) {
 	var added, rotated jsonClient
 	a.json(&added, "", "clients", "add", "--id", "hmac", "--grant", "client_credentials", "--auth-method", "client_secret_jwt")
 	a.json(&rotated, "", "clients", "rotate-secret", "hmac")
+	// One sealed key at a time: --keep-old is refused, as the admin API
+	// refuses keep_old, not dropped.
+	a.fail("--keep-old is not available", "", "clients", "rotate-secret", "hmac", "--keep-old")
 	for what, sec := range map[string]string{"added": added.Secret, "rotated": rotated.Secret} {
 		if b, err := base64.RawURLEncoding.DecodeString(sec); err != nil || len(b) < 64 {
 			t.Fatalf("%s client_secret_jwt secret %q: %d bytes (%v), want 64", what, sec, len(b), err)

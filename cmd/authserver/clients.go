@@ -411,6 +411,10 @@ func newClientsCmd(g *globals) *cobra.Command {
 				if c.TokenEndpointAuthMethod == authserver.AuthMethodPrivateKey {
 					return c, errors.New("a private_key_jwt client has no secret; change its keys with clients update --jwks-uri or --jwks-file")
 				}
+				if keepOld && c.TokenEndpointAuthMethod == authserver.AuthMethodSecretJWT {
+					// As the admin API answers (409): its HMAC key is sealed, one at a time.
+					return c, errors.New("a client_secret_jwt client has one secret at a time: --keep-old is not available")
+				}
 				if !rotStdin && c.TokenEndpointAuthMethod == authserver.AuthMethodSecretJWT {
 					// Its HMAC key: as long as HS512 needs.
 					s, err := authserver.GenerateClientSecret(c.TokenEndpointAuthMethod)
@@ -420,7 +424,7 @@ func newClientsCmd(g *globals) *cobra.Command {
 					secret, shown = s, s
 				}
 				hashes := []string{password.HashSecret(secret)}
-				if keepOld && len(c.SecretHashes) > 0 && c.TokenEndpointAuthMethod != authserver.AuthMethodSecretJWT {
+				if keepOld && len(c.SecretHashes) > 0 {
 					hashes = append(hashes, c.SecretHashes[0])
 				}
 				c.SecretHashes = hashes
