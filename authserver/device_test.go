@@ -276,6 +276,52 @@ func TestDeviceUserCodeEntry(t *testing.T) {
 	}
 }
 
+// A user who must change a reset password on the way keeps the device's
+// user code: once the new password is set, the confirmation page follows.
+func TestDeviceSignInThroughPasswordChange(t *testing.T) {
+	env := newDeviceEnv(t)
+	if _, err := env.store.UpdateUser(t.Context(), env.alice.ID, func(u storage.User) (storage.User, error) {
+		u.MustChangePassword = true
+		return u, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	code := deviceAuth(t, env, "cli", nil)["user_code"].(string)
+	b := newBrowser(t, env)
+	p := b.get("/device")
+	action, form := p.form(t)
+	form.Set("user_code", code)
+	p = b.post(action, form)
+	if !strings.Contains(p.body, `name="password"`) {
+		t.Fatalf("entry: %d %s", p.status, p.body)
+	}
+	p = b.signIn(p, "alice@example.com", alicePW)
+	if !strings.Contains(p.body, `name="new_password"`) || !strings.Contains(p.body, `value="`+code+`"`) {
+		t.Fatalf("the change form does not carry the user code: %d %s", p.status, p.body)
+	}
+	const chosen = "a brand new passphrase 77"
+	action, form = p.form(t)
+	form.Set("new_password", chosen)
+	form.Set("confirm_password", chosen+"x")
+	p = b.post(action, form)
+	if p.status != 400 || !strings.Contains(p.body, `value="`+code+`"`) {
+		t.Fatalf("the change form shown again loses the user code: %d %s", p.status, p.body)
+	}
+	action, form = p.form(t)
+	form.Set("new_password", chosen)
+	form.Set("confirm_password", chosen)
+	p = b.post(action, form)
+	if p.status != 200 || !strings.Contains(p.body, `value="`+code+`"`) || !strings.Contains(p.body, `name="user_code"`) {
+		t.Fatalf("after the change: want the device page with the code, got %d %s", p.status, p.body)
+	}
+	action, form = p.form(t)
+	form.Set("user_code", code)
+	p = b.post(action, form)
+	if p.status != 200 || !strings.Contains(p.body, code) || !strings.Contains(p.body, `value="allow"`) {
+		t.Fatalf("confirmation page: %d %s", p.status, p.body)
+	}
+}
+
 func TestDeviceWrongUserCodesThrottledPerAddress(t *testing.T) {
 	env := newDeviceEnv(t, func(c *Config) {
 		c.Throttle.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}

@@ -68,6 +68,11 @@ func (s *Server) renderPasswordChange(w http.ResponseWriter, r *http.Request, st
 	d := ui.PasswordChange{Action: s.path("/login"), CSRF: s.csrf.Token("password_change", binding, "auth:"+auth, hashHandle(handle)),
 		Username: email, MinLength: password.DefaultMinLength, Error: msg,
 		Hidden: []ui.Field{{Name: fieldChange, Value: handle}}}
+	if uc, ok := deviceSignIn(r); ok && az == nil {
+		// A device sign-in goes on to the device's confirmation once the
+		// password is changed, as the sign-in form would have.
+		d.Hidden = append(d.Hidden, ui.Field{Name: fieldUserCode, Value: uc})
+	}
 	var targets []string
 	if az != nil {
 		d.ClientName = clientDisplayName(az.client)
