@@ -16,7 +16,7 @@ func (s *Server) handleConsents(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	bs, err := s.currentSession(ctx, r)
 	if err != nil {
-		s.errorPage(w, http.StatusServiceUnavailable, errTemporarilyUnavailable, genericUnavailableDetail)
+		s.unavailablePage(w, r, "reading the browser session failed", err)
 		return
 	}
 	if bs == nil {
@@ -40,7 +40,7 @@ func (s *Server) handleConsents(w http.ResponseWriter, r *http.Request) {
 		}
 		n, err := RevokeConsents(ctx, s.store, bs.user.ID, clientID)
 		if err != nil {
-			s.errorPage(w, http.StatusServiceUnavailable, errTemporarilyUnavailable, genericUnavailableDetail)
+			s.unavailablePage(w, r, "revoking consents failed", err)
 			return
 		}
 		if n > 0 {
@@ -56,7 +56,7 @@ func (s *Server) handleConsents(w http.ResponseWriter, r *http.Request) {
 	}
 	cs, err := ListConsents(ctx, s.store, bs.user.ID)
 	if err != nil {
-		s.errorPage(w, http.StatusServiceUnavailable, errTemporarilyUnavailable, genericUnavailableDetail)
+		s.unavailablePage(w, r, "listing consents failed", err)
 		return
 	}
 	d := ui.Consents{UserName: bs.user.Email, Action: s.path("/consents"), CSRF: s.csrf.Token("consents", bs.id), Message: msg}

@@ -432,6 +432,15 @@ func (s *Server) authorizeFailed(w http.ResponseWriter, r *http.Request, az *aut
 	s.errorPage(w, e.status, e.code, e.desc)
 }
 
+// unavailablePage answers a page whose storage (or another dependency)
+// failed: a 503 temporarily_unavailable page that says nothing of the cause,
+// and an error record of what failed, with the path and the cause, for the
+// operator.
+func (s *Server) unavailablePage(w http.ResponseWriter, r *http.Request, what string, err error) {
+	s.log.LogAttrs(r.Context(), slog.LevelError, what, slog.String("path", r.URL.Path), slog.String("cause", err.Error()))
+	s.errorPage(w, http.StatusServiceUnavailable, errTemporarilyUnavailable, genericUnavailableDetail)
+}
+
 // errorPage shows an error to the user. desc is for people, never internals.
 func (s *Server) errorPage(w http.ResponseWriter, status int, code, desc string) {
 	title := "Something went wrong"
@@ -714,8 +723,7 @@ func (s *Server) consumePending(w http.ResponseWriter, r *http.Request, id strin
 	case errors.Is(err, storage.ErrNotFound):
 		s.errorPage(w, http.StatusBadRequest, errInvalidRequest, "This sign-in request was already completed. Go back to the application and start again.")
 	default:
-		s.log.Error("could not complete a pending authorization request", "err", err)
-		s.errorPage(w, http.StatusServiceUnavailable, errTemporarilyUnavailable, genericUnavailableDetail)
+		s.unavailablePage(w, r, "could not complete a pending authorization request", err)
 	}
 	return false
 }

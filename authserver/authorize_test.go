@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
+	"errors"
 	"html"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -15,6 +17,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -1089,5 +1092,42 @@ func TestAuthorizeClientFromTheCache(t *testing.T) {
 	}
 	if p := b.get(q); p.status != http.StatusBadRequest || p.location != nil {
 		t.Fatalf("removed redirect_uri: %d to %v, want an error page", p.status, p.location)
+	}
+}
+
+// sessionFailStore fails reads of browser sessions while down is set.
+type sessionFailStore struct {
+	storage.Store
+	down atomic.Bool
+}
+
+var errStorageDown = errors.New("storage down for the test")
+
+func (f *sessionFailStore) GetToken(ctx context.Context, kind storage.TokenKind, sig string) (storage.Token, error) {
+	if kind == storage.BrowserSession && f.down.Load() {
+		return storage.Token{}, errStorageDown
+	}
+	return f.Store.GetToken(ctx, kind, sig)
+}
+
+// A page whose storage fails answers 503 without the cause, and the
+// operational log gets what failed, on which path, and why.
+func TestUnavailablePageLogsItsCause(t *testing.T) {
+	var oplog lockedBuffer
+	fs := &sessionFailStore{Store: openMemory(t)}
+	env := newTestEnv(t, fs, func(c *Config) { c.Logger = slog.New(slog.NewTextHandler(&oplog, nil)) })
+	seedCodeClients(t, env)
+	b := newBrowser(t, env)
+	env.codeFor(t, b, "conf", confRedirect)
+	fs.down.Store(true)
+	for _, path := range []string{"/consents", "/logout"} {
+		p := b.get(path)
+		if p.status != http.StatusServiceUnavailable || strings.Contains(p.body, errStorageDown.Error()) {
+			t.Fatalf("%s with the session store down: %d %s", path, p.status, p.body)
+		}
+		want := `level=ERROR msg="reading the browser session failed" path=` + path + ` cause="` + errStorageDown.Error()
+		if !strings.Contains(oplog.String(), want) {
+			t.Fatalf("%s: the log lacks %q:\n%s", path, want, oplog.String())
+		}
 	}
 }

@@ -126,8 +126,7 @@ func (s *Server) deviceEnter(w http.ResponseWriter, r *http.Request, form url.Va
 	// no account whose failures could be counted instead (RFC 8628 §5.1).
 	key := "user-code:" + limitKey(ip)
 	if wait, err := s.userCodeThrottled(ctx, key); err != nil {
-		s.log.Error("user code throttle unavailable", "err", err)
-		s.errorPage(w, http.StatusServiceUnavailable, errTemporarilyUnavailable, genericUnavailableDetail)
+		s.unavailablePage(w, r, "user code throttle unavailable", err)
 		return
 	} else if wait > 0 {
 		secs := max(int(wait.Round(time.Second)/time.Second), 1)
@@ -153,13 +152,12 @@ func (s *Server) deviceEnter(w http.ResponseWriter, r *http.Request, form url.Va
 		return
 	}
 	if err != nil {
-		s.log.Error("user code lookup failed", "err", err)
-		s.errorPage(w, http.StatusServiceUnavailable, errTemporarilyUnavailable, genericUnavailableDetail)
+		s.unavailablePage(w, r, "user code lookup failed", err)
 		return
 	}
 	bs, err := s.currentSession(ctx, r)
 	if err != nil {
-		s.errorPage(w, http.StatusServiceUnavailable, errTemporarilyUnavailable, genericUnavailableDetail)
+		s.unavailablePage(w, r, "reading the browser session failed", err)
 		return
 	}
 	if bs == nil {
@@ -217,7 +215,7 @@ func (s *Server) deviceDecide(w http.ResponseWriter, r *http.Request, form url.V
 	}
 	bs, err := s.currentSession(ctx, r)
 	if err != nil {
-		s.errorPage(w, http.StatusServiceUnavailable, errTemporarilyUnavailable, genericUnavailableDetail)
+		s.unavailablePage(w, r, "reading the browser session failed", err)
 		return
 	}
 	if bs == nil || !s.csrf.Valid(form.Get(fieldCSRF), "device-consent", bs.id, code) {
@@ -230,8 +228,7 @@ func (s *Server) deviceDecide(w http.ResponseWriter, r *http.Request, form url.V
 		return
 	}
 	if err != nil {
-		s.log.Error("user code lookup failed", "err", err)
-		s.errorPage(w, http.StatusServiceUnavailable, errTemporarilyUnavailable, genericUnavailableDetail)
+		s.unavailablePage(w, r, "user code lookup failed", err)
 		return
 	}
 	var d deviceDecision
@@ -261,8 +258,7 @@ func (s *Server) deviceDecide(w http.ResponseWriter, r *http.Request, form url.V
 		return
 	}
 	if err != nil {
-		s.log.Error("could not record a device decision", "err", err)
-		s.errorPage(w, http.StatusServiceUnavailable, errTemporarilyUnavailable, genericUnavailableDetail)
+		s.unavailablePage(w, r, "could not record a device decision", err)
 		return
 	}
 	if err := s.store.DeleteToken(ctx, storage.UserCode, pd.payload.UserCode); err != nil && !errors.Is(err, storage.ErrNotFound) {

@@ -196,7 +196,7 @@ func (s *Server) handleEndSession(w http.ResponseWriter, r *http.Request) {
 	}
 	bs, err := s.currentSession(ctx, r)
 	if err != nil {
-		s.errorPage(w, http.StatusServiceUnavailable, errTemporarilyUnavailable, genericUnavailableDetail)
+		s.unavailablePage(w, r, "reading the browser session failed", err)
 		return
 	}
 	// A POST carrying csrf_token answers our confirmation page; any other
@@ -225,7 +225,7 @@ func (s *Server) handleEndSession(w http.ResponseWriter, r *http.Request) {
 	}
 	if bs != nil {
 		if err := s.endSession(ctx, w, r); err != nil {
-			s.errorPage(w, http.StatusServiceUnavailable, errTemporarilyUnavailable, genericUnavailableDetail)
+			s.unavailablePage(w, r, "ending the session failed", err)
 			return
 		}
 		s.audit(ctx, "signed_out", slog.String("sub", bs.user.ID))

@@ -161,8 +161,7 @@ func (s *Server) postLogin(w http.ResponseWriter, r *http.Request) {
 func (s *Server) signedIn(w http.ResponseWriter, r *http.Request, u storage.User, auth string) {
 	ctx := r.Context()
 	if _, err := s.startSession(ctx, w, r, u); err != nil {
-		s.log.Error("could not start a session", "err", err)
-		s.errorPage(w, http.StatusServiceUnavailable, errTemporarilyUnavailable, genericUnavailableDetail)
+		s.unavailablePage(w, r, "could not start a session", err)
 		return
 	}
 	s.metrics.signIns.Inc()
@@ -212,7 +211,7 @@ func (s *Server) handleConsent(w http.ResponseWriter, r *http.Request) {
 	}
 	bs, err := s.currentSession(ctx, r)
 	if err != nil {
-		s.errorPage(w, http.StatusServiceUnavailable, errTemporarilyUnavailable, genericUnavailableDetail)
+		s.unavailablePage(w, r, "reading the browser session failed", err)
 		return
 	}
 	if bs == nil {
@@ -232,8 +231,7 @@ func (s *Server) handleConsent(w http.ResponseWriter, r *http.Request) {
 		s.redirectToClient(w, az, url.Values{"error": {errAccessDenied}, "error_description": {"The user denied the request."}})
 	case "allow":
 		if err := s.saveConsent(ctx, bs.user.ID, az); err != nil {
-			s.log.Error("could not store a consent", "err", err)
-			s.errorPage(w, http.StatusServiceUnavailable, errTemporarilyUnavailable, genericUnavailableDetail)
+			s.unavailablePage(w, r, "could not store a consent", err)
 			return
 		}
 		if !s.consumePending(w, r, auth) {
@@ -372,7 +370,7 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	bs, err := s.currentSession(ctx, r)
 	if err != nil {
-		s.errorPage(w, http.StatusServiceUnavailable, errTemporarilyUnavailable, genericUnavailableDetail)
+		s.unavailablePage(w, r, "reading the browser session failed", err)
 		return
 	}
 	if r.Method != http.MethodPost {
@@ -390,7 +388,7 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.endSession(ctx, w, r); err != nil {
-		s.errorPage(w, http.StatusServiceUnavailable, errTemporarilyUnavailable, genericUnavailableDetail)
+		s.unavailablePage(w, r, "ending the session failed", err)
 		return
 	}
 	if bs != nil {

@@ -51,8 +51,7 @@ func (s *Server) startPasswordChange(w http.ResponseWriter, r *http.Request, az 
 			Active: true, RequestedAt: now, ExpiresAt: now.Add(passwordChangeTTL), Payload: []byte("{}")})
 	}
 	if err != nil {
-		s.log.Error("could not start a password change", "err", err)
-		s.errorPage(w, http.StatusServiceUnavailable, errTemporarilyUnavailable, genericUnavailableDetail)
+		s.unavailablePage(w, r, "could not start a password change", err)
 		return
 	}
 	s.audit(ctx, "password_change_required", slog.String("sub", u.ID))
@@ -107,8 +106,7 @@ func (s *Server) postPasswordChange(w http.ResponseWriter, r *http.Request, form
 		return
 	}
 	if err != nil {
-		s.log.Error("password change: reading the handle failed", "err", err)
-		s.errorPage(w, http.StatusServiceUnavailable, errTemporarilyUnavailable, genericUnavailableDetail)
+		s.unavailablePage(w, r, "password change: reading the handle failed", err)
 		return
 	}
 	u, err := s.store.GetUser(ctx, t.Subject)
@@ -136,8 +134,7 @@ func (s *Server) postPasswordChange(w http.ResponseWriter, r *http.Request, form
 		case errors.Is(err, errPasswordChange):
 			msg = "Choose a password other than the one you were given."
 		case err != nil:
-			s.log.Warn("password change: hashing failed", "err", err)
-			s.errorPage(w, http.StatusServiceUnavailable, errTemporarilyUnavailable, genericUnavailableDetail)
+			s.unavailablePage(w, r, "password change: hashing failed", err)
 			return
 		}
 	}
