@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -64,7 +66,17 @@ func newCommitter(store storage.Store, minBatch int, linger time.Duration, obser
 // nothing) the request fails alone, its writes are skipped, and the batch
 // goes on. Any other error aborts the batch, whose requests are then retried
 // one by one.
+//
+// key is the grant (request ID) whose lock the writes take first on
+// PostgreSQL, exclusively (a single-use record's is its own signature): a
+// batch runs in key order, so two instances' batches take those locks in one
+// order and cannot deadlock on them. In arrival order, batches holding the
+// same two keys the other way round (the same two DPoP proofs replayed to
+// two instances at once) would wait for each other until PostgreSQL's
+// deadlock check (deadlock_timeout, 1 s) failed one of them, stalling every
+// response in both.
 type commitReq struct {
+	key    string
 	guard  func(ctx context.Context) error
 	writes []func(ctx context.Context) error
 	done   chan error
@@ -108,9 +120,10 @@ func (c *committer) poke() {
 
 // submit queues the writes and waits until a transaction holding them has
 // committed (or failed). If no commit is running, the caller runs it.
-// arrived, if not nil, is the caller's withdrawal from expect.
-func (c *committer) submit(ctx context.Context, arrived func(), guard func(context.Context) error, writes ...func(context.Context) error) error {
-	req := &commitReq{guard: guard, writes: writes, done: make(chan error, 1)}
+// arrived, if not nil, is the caller's withdrawal from expect; key orders
+// the request in its batch (see commitReq).
+func (c *committer) submit(ctx context.Context, arrived func(), key string, guard func(context.Context) error, writes ...func(context.Context) error) error {
+	req := &commitReq{key: key, guard: guard, writes: writes, done: make(chan error, 1)}
 	c.mu.Lock()
 	c.queue = append(c.queue, req)
 	c.poke()
@@ -142,6 +155,8 @@ func (c *committer) drain(ctx context.Context, own *commitReq) {
 		batch := c.queue[:n:n]
 		c.queue = c.queue[n:]
 		c.mu.Unlock()
+		// Stable: one grant's requests keep their arrival order.
+		slices.SortStableFunc(batch, func(a, b *commitReq) int { return strings.Compare(a.key, b.key) })
 
 		c.commit(ctx, batch)
 		c.mu.Lock()

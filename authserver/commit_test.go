@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/oauthkit/authserver/storage"
+	sqlstore "github.com/oauthkit/authserver/storage/sql"
 )
 
 func TestGroupCommitIsolatesFailures(t *testing.T) {
@@ -32,7 +35,7 @@ func TestGroupCommitIsolatesFailures(t *testing.T) {
 			if i%50 == 0 {
 				sig = "dup" // fails: already exists
 			}
-			errs[i] = c.submit(context.Background(), nil, nil, func(ctx context.Context) error { return st.CreateToken(ctx, tok(sig)) })
+			errs[i] = c.submit(context.Background(), nil, "", nil, func(ctx context.Context) error { return st.CreateToken(ctx, tok(sig)) })
 		}()
 	}
 	wg.Wait()
@@ -69,7 +72,7 @@ func TestGroupCommitGuardLosesAlone(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			sig := fmt.Sprint("new", i)
-			results[i] = c.submit(context.Background(), nil,
+			results[i] = c.submit(context.Background(), nil, "",
 				func(ctx context.Context) error { return st.DeactivateToken(ctx, storage.RefreshToken, "rt") },
 				func(ctx context.Context) error {
 					return st.CreateToken(ctx, storage.Token{Kind: storage.RefreshToken, Signature: sig, RequestID: "g", ClientID: "c",
@@ -122,7 +125,7 @@ func createTok(st storage.Store, sig string) func(context.Context) error {
 // share one transaction instead of committing one by one.
 func TestGroupCommitLingersForAnnouncedResponses(t *testing.T) {
 	c, st, sizes := lingeringCommitter(t, 8, time.Minute)
-	if err := c.submit(context.Background(), nil, nil, createTok(st, "warm")); err != nil {
+	if err := c.submit(context.Background(), nil, "", nil, createTok(st, "warm")); err != nil {
 		t.Fatal(err) // a commit just ended: the committer is busy
 	}
 	arrived := make([]func(), 8)
@@ -135,7 +138,7 @@ func TestGroupCommitLingersForAnnouncedResponses(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = c.submit(context.Background(), arrived[i], nil, createTok(st, fmt.Sprint("t", i)))
+			errs[i] = c.submit(context.Background(), arrived[i], "", nil, createTok(st, fmt.Sprint("t", i)))
 		}()
 		time.Sleep(5 * time.Millisecond) // each arrives after the previous would have committed
 	}
@@ -156,7 +159,7 @@ func TestGroupCommitLingersForAnnouncedResponses(t *testing.T) {
 func TestGroupCommitDoesNotLingerForNobody(t *testing.T) {
 	c, st, sizes := lingeringCommitter(t, 8, time.Hour)
 	done := make(chan error, 1)
-	go func() { done <- c.submit(context.Background(), c.expect(), nil, createTok(st, "alone")) }()
+	go func() { done <- c.submit(context.Background(), c.expect(), "", nil, createTok(st, "alone")) }()
 	select {
 	case err := <-done:
 		if err != nil {
@@ -167,7 +170,7 @@ func TestGroupCommitDoesNotLingerForNobody(t *testing.T) {
 	}
 
 	first, second := c.expect(), c.expect()
-	go func() { done <- c.submit(context.Background(), first, nil, createTok(st, "first")) }()
+	go func() { done <- c.submit(context.Background(), first, "", nil, createTok(st, "first")) }()
 	time.Sleep(20 * time.Millisecond) // the commit is lingering for second
 	select {
 	case err := <-done:
@@ -196,13 +199,13 @@ func TestGroupCommitDoesNotLingerForNobody(t *testing.T) {
 // others' commit by at most linger.
 func TestGroupCommitLingerIsBounded(t *testing.T) {
 	c, st, sizes := lingeringCommitter(t, 8, 50*time.Millisecond)
-	if err := c.submit(context.Background(), nil, nil, createTok(st, "warm")); err != nil {
+	if err := c.submit(context.Background(), nil, "", nil, createTok(st, "warm")); err != nil {
 		t.Fatal(err)
 	}
 	slow := c.expect()
 	defer slow()
 	start := time.Now()
-	if err := c.submit(context.Background(), c.expect(), nil, createTok(st, "waits")); err != nil {
+	if err := c.submit(context.Background(), c.expect(), "", nil, createTok(st, "waits")); err != nil {
 		t.Fatal(err)
 	}
 	if d := time.Since(start); d < 50*time.Millisecond {
@@ -222,7 +225,7 @@ func TestGroupCommitDoesNotLingerWhenIdle(t *testing.T) {
 	other := c.expect()
 	defer other()
 	done := make(chan error, 1)
-	go func() { done <- c.submit(context.Background(), c.expect(), nil, createTok(st, "t")) }()
+	go func() { done <- c.submit(context.Background(), c.expect(), "", nil, createTok(st, "t")) }()
 	select {
 	case err := <-done:
 		if err != nil {
@@ -255,7 +258,7 @@ func TestGroupCommitSurvivesAPanickingWrite(t *testing.T) {
 			if i == 3 {
 				w = func(context.Context) error { panic("write failure") }
 			}
-			errs[i] = c.submit(context.Background(), arrived[i], nil, w)
+			errs[i] = c.submit(context.Background(), arrived[i], "", nil, w)
 		}()
 	}
 	wg.Wait()
@@ -264,10 +267,109 @@ func TestGroupCommitSurvivesAPanickingWrite(t *testing.T) {
 			t.Errorf("request %d: %v", i, err)
 		}
 	}
-	if err := c.submit(context.Background(), nil, nil, createTok(st, "after")); err != nil {
+	if err := c.submit(context.Background(), nil, "", nil, createTok(st, "after")); err != nil {
 		t.Fatalf("after the panic: %v", err)
 	}
 	if _, err := st.GetToken(t.Context(), storage.AccessToken, "after"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Two instances whose batches hold the same two single-use records, queued
+// the other way round, write them in one key order: the second batch waits
+// for the first instead of deadlocking with it, and both commit whole. In
+// arrival order each would hold one record's lock and wait for the other's
+// until PostgreSQL's deadlock check failed one batch (after 1 s), which
+// the committer then retried request by request.
+func TestGroupCommitBatchesInKeyOrderOnPostgres(t *testing.T) {
+	base := os.Getenv("AUTHSERVER_TEST_POSTGRES_DSN")
+	if base == "" {
+		t.Skip("AUTHSERVER_TEST_POSTGRES_DSN not set; skipping the PostgreSQL case")
+	}
+	dsn := postgresSchemaDSN(t, base)
+	type instance struct {
+		c       *committer
+		first   atomic.Bool
+		written chan struct{} // closed once its first record is written
+		mu      sync.Mutex
+		sizes   []int
+	}
+	var in [2]*instance
+	for i := range in {
+		st, err := sqlstore.OpenPostgres(t.Context(), dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		n := &instance{written: make(chan struct{})}
+		n.c = &committer{store: st, observe: func(requests int, _ time.Duration) {
+			n.mu.Lock()
+			n.sizes = append(n.sizes, requests)
+			n.mu.Unlock()
+		}}
+		n.c.busy = true // requests queue until drain below
+		in[i] = n
+	}
+	now := time.Now()
+	use := func(n, other *instance, key string) func(context.Context) error {
+		return func(tx context.Context) error {
+			created, err := n.c.store.CreateTokenIfAbsent(tx, storage.Token{Kind: storage.UsedJTI, Signature: key, RequestID: key,
+				ClientID: "c", Active: true, RequestedAt: now, ExpiresAt: now.Add(time.Hour), Payload: []byte("{}")})
+			if err == nil && !created {
+				err = errReplayed
+			}
+			if n.first.CompareAndSwap(false, true) {
+				// Both batches hold their first record before either goes
+				// on, unless the other waits for this one's lock.
+				close(n.written)
+				select {
+				case <-other.written:
+				case <-time.After(300 * time.Millisecond):
+				}
+			}
+			return err
+		}
+	}
+	results := make(chan error, 4)
+	queue := func(n, other *instance, key string) {
+		want := len(n.c.queue) + 1
+		go func() { results <- n.c.submit(t.Context(), nil, key, use(n, other, key)) }()
+		for {
+			n.c.mu.Lock()
+			l := len(n.c.queue)
+			n.c.mu.Unlock()
+			if l == want {
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	queue(in[0], in[1], "jti-x")
+	queue(in[0], in[1], "jti-y")
+	queue(in[1], in[0], "jti-y")
+	queue(in[1], in[0], "jti-x")
+	start := time.Now()
+	var wg sync.WaitGroup
+	for _, n := range in {
+		wg.Go(func() { n.c.drain(context.Background(), nil) })
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	won := 0
+	for range 4 {
+		switch err := <-results; {
+		case err == nil:
+			won++
+		case !errors.Is(err, storage.ErrNotFound):
+			t.Errorf("a request failed: %v", err)
+		}
+	}
+	if won != 2 {
+		t.Errorf("%d requests stored their record, want 2 (one per key)", won)
+	}
+	for i, n := range in {
+		if !slices.Equal(n.sizes, []int{2}) {
+			t.Errorf("instance %d committed batches of %v, want one of 2 (after %v)", i, n.sizes, elapsed)
+		}
 	}
 }

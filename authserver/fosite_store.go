@@ -99,6 +99,7 @@ func (f *fositeStore) createToken(ctx context.Context, kind storage.TokenKind, s
 	}
 	if st := stateFrom(ctx); st != nil && st.buffer {
 		st.writes = append(st.writes, func(ctx context.Context) error { return f.store.CreateToken(ctx, t) })
+		st.grant = t.RequestID
 		return nil
 	}
 	return toFositeErr(f.store.CreateToken(ctx, t))
@@ -190,6 +191,7 @@ func (f *fositeStore) RotateRefreshToken(ctx context.Context, requestID, sig str
 		// responses' writes; the compare-and-swap stays first.
 		st.guard = rotate
 		st.writes = append(st.writes, rest...)
+		st.grant = requestID
 		return nil
 	}
 	if err := rotate(ctx); err != nil {

@@ -56,6 +56,8 @@ type requestState struct {
 	// response's other writes. Both run in the committer's transaction.
 	guard  func(ctx context.Context) error
 	writes []func(ctx context.Context) error
+	// grant is the request ID of the grant the writes lock (committer key).
+	grant string
 	// arrived withdraws the response's announcement to the committer (see
 	// committer.expect); nil before the response phase, a no-op once called.
 	arrived func()
@@ -362,7 +364,7 @@ func (s *Server) flush(ctx context.Context, st *requestState) error {
 	if st.guard == nil && len(st.writes) == 0 {
 		return nil
 	}
-	err := s.committer.submit(ctx, st.arrived, st.guard, st.writes...)
+	err := s.committer.submit(ctx, st.arrived, st.grant, st.guard, st.writes...)
 	st.guard, st.writes = nil, nil
 	if errors.Is(err, storage.ErrNotFound) {
 		st.refreshRace = true
