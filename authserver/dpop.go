@@ -87,8 +87,10 @@ func (s *Server) setDPoPNonce(w http.ResponseWriter) {
 // dpopProof checks the request's DPoP proof for the endpoint at path
 // (relative to the issuer: behind a proxy, the issuer URL is what clients
 // address) and records its jti. It returns the proof key's thumbprint, or
-// "" when the request has no proof.
-func (s *Server) dpopProof(ctx context.Context, r *http.Request, path, accessToken string) (string, *oauthError) {
+// "" when the request has no proof. bound, if set, is the thumbprint the
+// presented access token is bound to: a proof made with another key is
+// refused before its jti is recorded.
+func (s *Server) dpopProof(ctx context.Context, r *http.Request, path, accessToken, bound string) (string, *oauthError) {
 	values := r.Header.Values(dpop.HeaderName)
 	switch len(values) {
 	case 0:
@@ -106,6 +108,9 @@ func (s *Server) dpopProof(ctx context.Context, r *http.Request, path, accessTok
 		oe := dpopError("The DPoP proof is invalid.")
 		oe.Cause = err
 		return "", oe
+	}
+	if bound != "" && p.JKT != bound {
+		return "", dpopError("The DPoP proof is not made with the key the access token is bound to.")
 	}
 	if s.dpop.nonces != nil && !s.dpop.nonces.Valid(p.Nonce, now) {
 		return "", newError(http.StatusBadRequest, errUseDPoPNonce, "The authorization server requires a nonce in the DPoP proof.")
@@ -172,7 +177,7 @@ func validateDPoPJKT(form url.Values) *authzError {
 // pushedDPoP binds a pushed authorization request to the key of its DPoP
 // proof, if any (RFC 9449 §10.1): dpop_jkt, when also sent, must match.
 func (s *Server) pushedDPoP(ctx context.Context, r *http.Request, form url.Values) *oauthError {
-	jkt, oe := s.dpopProof(ctx, r, "/par", "")
+	jkt, oe := s.dpopProof(ctx, r, "/par", "", "")
 	if oe != nil || jkt == "" {
 		return oe
 	}
@@ -242,10 +247,7 @@ func (s *Server) userinfoBinding(w http.ResponseWriter, r *http.Request, token s
 		dpopChallengeError(w, http.StatusUnauthorized, errInvalidDPoPProof, "A DPoP proof is required.")
 		return false
 	}
-	jkt, oe := s.dpopProof(r.Context(), r, "/userinfo", token)
-	if oe == nil && jkt != cnf.JKT {
-		oe = dpopError("The DPoP proof is not made with the key the access token is bound to.")
-	}
+	_, oe := s.dpopProof(r.Context(), r, "/userinfo", token, cnf.JKT)
 	if oe != nil {
 		if oe.Status >= 500 {
 			writeOAuthError(w, oe)

@@ -3,6 +3,7 @@ package authserver
 import (
 	"crypto/hmac"
 	"crypto/sha256"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -341,6 +342,14 @@ func TestDPoPUserinfo(t *testing.T) {
 				t.Fatalf("%d %v %q", resp.StatusCode, m, ch)
 			}
 		})
+	}
+	// A proof of another key is refused before its jti is recorded: sent
+	// again, it is refused for its key, not as a replay.
+	other := dpoptest.NewKey(t).Proof(dpop.ProofClaims{Method: "GET", URL: env.issuer + "/userinfo", AccessToken: at})
+	for range 2 {
+		if resp, m := call("DPoP", other); resp.StatusCode != 401 || !strings.Contains(fmt.Sprint(m["error_description"]), "bound to") {
+			t.Fatalf("a proof of another key: %d %v", resp.StatusCode, m)
+		}
 	}
 }
 

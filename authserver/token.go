@@ -158,7 +158,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) (*tokenResponse, 
 
 	st := &requestState{ip: s.clientIP(r)}
 	ctx := withState(r.Context(), st)
-	jkt, oerr := s.dpopProof(ctx, r, "/token", "")
+	jkt, oerr := s.dpopProof(ctx, r, "/token", "", "")
 	if oerr != nil {
 		return nil, oerr
 	}
