@@ -2,24 +2,19 @@ package keys
 
 import (
 	"crypto"
-	"crypto/cipher"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
-	"golang.org/x/crypto/chacha20poly1305"
-	"golang.org/x/crypto/hkdf"
 
 	"github.com/oauthkit/authserver/storage"
 )
@@ -41,43 +36,30 @@ const (
 	hkdfInfo          = "oauthkit/authserver keys: private key encryption v1"
 )
 
-// sealer encrypts and decrypts private keys at rest.
+// sealer encrypts and decrypts private keys at rest: a SecretBox with its
+// own key (hkdfInfo), whose errors name the key.
 type sealer struct {
-	aead cipher.AEAD
+	box *SecretBox
 }
 
 func newSealer(secret []byte) (*sealer, error) {
-	key := make([]byte, chacha20poly1305.KeySize)
-	if _, err := io.ReadFull(hkdf.New(sha256.New, secret, nil, []byte(hkdfInfo)), key); err != nil {
-		return nil, fmt.Errorf("keys: derive encryption key: %w", err)
-	}
-	aead, err := chacha20poly1305.NewX(key)
+	b, err := newBox(secret, hkdfInfo)
 	if err != nil {
-		return nil, fmt.Errorf("keys: init AEAD: %w", err)
+		return nil, err
 	}
-	return &sealer{aead: aead}, nil
-}
-
-func associatedData(kid string) []byte {
-	return append([]byte{sealVersion1}, kid...)
+	return &sealer{box: b}, nil
 }
 
 func (s *sealer) seal(kid string, plaintext []byte) ([]byte, error) {
-	out := make([]byte, 1+s.aead.NonceSize(), 1+s.aead.NonceSize()+len(plaintext)+s.aead.Overhead())
-	out[0] = sealVersion1
-	if _, err := rand.Read(out[1:]); err != nil {
-		return nil, fmt.Errorf("keys: nonce: %w", err)
-	}
-	return s.aead.Seal(out, out[1:], plaintext, associatedData(kid)), nil
+	return s.box.Seal(kid, plaintext)
 }
 
 func (s *sealer) open(kid string, ciphertext []byte) ([]byte, error) {
-	n := s.aead.NonceSize()
-	if len(ciphertext) < 1+n+s.aead.Overhead() || ciphertext[0] != sealVersion1 {
+	pt, err := s.box.Open(kid, ciphertext)
+	switch {
+	case errors.Is(err, errUnknownFormat):
 		return nil, fmt.Errorf("keys: signing key %s: unknown private key format", kid)
-	}
-	pt, err := s.aead.Open(nil, ciphertext[1:1+n], ciphertext[1+n:], associatedData(kid))
-	if err != nil {
+	case err != nil:
 		return nil, fmt.Errorf("%w %s: wrong secret?", ErrWrongSecret, kid)
 	}
 	return pt, nil

@@ -40,15 +40,32 @@ func NewSecretBox(secret []byte) (*SecretBox, error) {
 	if len(secret) < MinSecretLen {
 		return nil, fmt.Errorf("keys: secret must be at least %d bytes", MinSecretLen)
 	}
+	return newBox(secret, secretBoxInfo)
+}
+
+// newBox returns a SecretBox whose AEAD key is HKDF-SHA256(secret, info):
+// sealed values and private signing keys (sealer) share the construction,
+// each with its own info.
+func newBox(secret []byte, info string) (*SecretBox, error) {
 	key := make([]byte, chacha20poly1305.KeySize)
-	if _, err := io.ReadFull(hkdf.New(sha256.New, secret, nil, []byte(secretBoxInfo)), key); err != nil {
-		return nil, fmt.Errorf("keys: derive sealing key: %w", err)
+	if _, err := io.ReadFull(hkdf.New(sha256.New, secret, nil, []byte(info)), key); err != nil {
+		return nil, fmt.Errorf("keys: derive AEAD key: %w", err)
 	}
 	aead, err := chacha20poly1305.NewX(key)
 	if err != nil {
 		return nil, fmt.Errorf("keys: init AEAD: %w", err)
 	}
 	return &SecretBox{aead: aead}, nil
+}
+
+// errUnknownFormat marks a sealed value that is too short or of another
+// format version.
+var errUnknownFormat = errors.New("unknown format")
+
+// associatedData is the AEAD's associated data: the format version and the
+// record's ID.
+func associatedData(id string) []byte {
+	return append([]byte{sealVersion1}, id...)
 }
 
 // Seal encrypts value for the record named id.
@@ -66,7 +83,7 @@ func (b *SecretBox) Seal(id string, value []byte) ([]byte, error) {
 func (b *SecretBox) Open(id string, sealed []byte) ([]byte, error) {
 	n := b.aead.NonceSize()
 	if len(sealed) < 1+n+b.aead.Overhead() || sealed[0] != sealVersion1 {
-		return nil, fmt.Errorf("%w: unknown format", ErrSecretBox)
+		return nil, fmt.Errorf("%w: %w", ErrSecretBox, errUnknownFormat)
 	}
 	pt, err := b.aead.Open(nil, sealed[1:1+n], sealed[1+n:], associatedData(id))
 	if err != nil {
