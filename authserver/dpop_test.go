@@ -81,6 +81,11 @@ func testDPoPTokenEndpoint(t *testing.T, open func(testing.TB) storage.Store) {
 		if in["token_type"] != "DPoP" || in["cnf"].(map[string]any)["jkt"] != key.Signer.JKT() {
 			t.Fatalf("introspection %v", in)
 		}
+		// The public client's refresh token is bound to the key too.
+		in = env.introspect(refresh)
+		if cnf, _ := in["cnf"].(map[string]any); in["token_type"] != "refresh_token" || cnf["jkt"] != key.Signer.JKT() {
+			t.Fatalf("refresh token introspection %v", in)
+		}
 	})
 	t.Run("UnboundWithoutProof", func(t *testing.T) {
 		resp, m := env.dpopToken(passwordForm("demo"), "", "")
@@ -117,6 +122,9 @@ func testDPoPTokenEndpoint(t *testing.T, open func(testing.TB) storage.Store) {
 			t.Fatalf("%d %v", resp.StatusCode, m)
 		}
 		other := dpoptest.NewKey(t)
+		if in := env.introspect(m["refresh_token"].(string)); in["active"] != true || in["cnf"] != nil {
+			t.Fatalf("a confidential client's refresh token is not bound: %v", in)
+		}
 		rf := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {m["refresh_token"].(string)}}
 		resp, m = env.dpopToken(rf, "app", appSecret, other.Proof(dpop.ProofClaims{Method: "POST", URL: htu}))
 		if resp.StatusCode != 200 || m["token_type"] != "DPoP" {

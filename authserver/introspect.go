@@ -213,6 +213,11 @@ func (s *Server) introspectRefresh(ctx context.Context, token string) (*introspe
 	if sess.User {
 		res.Username, res.Roles = sess.Username, sess.Roles
 	}
+	if sess.RefreshJKT != "" {
+		// A public client's refresh token is bound to its DPoP key
+		// (RFC 9449 §5), as cnf says of a bound access token (§6.2).
+		res.Cnf = &confirmation{JKT: sess.RefreshJKT}
+	}
 	return res, nil
 }
 
