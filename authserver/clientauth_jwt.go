@@ -251,7 +251,7 @@ var errReplayed = fmt.Errorf("authserver: single-use value already used: %w", st
 // takes the lock of its RequestID exclusively until the batch commits, and
 // one shared value would serialise every instance's batches.
 func (s *Server) useOnce(ctx context.Context, arrived func(), rec storage.Token) error {
-	return s.committer.submit(ctx, arrived, rec.RequestID, func(tx context.Context) error {
+	return s.committer.submit(ctx, arrived, rec.RequestID, nil, func(tx context.Context) error {
 		created, err := s.store.CreateTokenIfAbsent(tx, rec)
 		if err == nil && !created {
 			err = errReplayed

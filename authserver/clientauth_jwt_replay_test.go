@@ -130,7 +130,7 @@ func TestUseOnceReplayFailsAloneInItsBatch(t *testing.T) {
 			)
 			c := newCommitter(st, 12, time.Minute, func(n int, _ time.Duration) { mu.Lock(); sizes = append(sizes, n); mu.Unlock() })
 			s := &Server{store: st, committer: c}
-			if err := c.submit(t.Context(), nil, "", nil, createTok(st, "warm")); err != nil {
+			if err := c.submit(t.Context(), nil, "", nil, nil, createTok(st, "warm")); err != nil {
 				t.Fatal(err) // a commit just ended: the next one lingers
 			}
 			rec := func(key string) storage.Token {
@@ -153,7 +153,7 @@ func TestUseOnceReplayFailsAloneInItsBatch(t *testing.T) {
 					case i < 9:
 						errs[i] = s.useOnce(t.Context(), arrived[i], rec(fmt.Sprint("own-", i)))
 					default:
-						errs[i] = c.submit(t.Context(), arrived[i], "", nil, createTok(st, fmt.Sprint("at-", i)))
+						errs[i] = c.submit(t.Context(), arrived[i], "", nil, nil, createTok(st, fmt.Sprint("at-", i)))
 					}
 				})
 			}

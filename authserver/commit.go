@@ -68,18 +68,34 @@ func newCommitter(store storage.Store, minBatch int, linger time.Duration, obser
 // one by one.
 //
 // key is the grant (request ID) whose lock the writes take first on
-// PostgreSQL, exclusively (a single-use record's is its own signature): a
-// batch runs in key order, so two instances' batches take those locks in one
-// order and cannot deadlock on them. In arrival order, batches holding the
-// same two keys the other way round (the same two DPoP proofs replayed to
-// two instances at once) would wait for each other until PostgreSQL's
-// deadlock check (deadlock_timeout, 1 s) failed one of them, stalling every
-// response in both.
+// PostgreSQL, exclusively (a single-use record's is its own signature; a
+// device code's poll, whose guard deletes the code's row, the code's): a
+// batch runs in key order, so two instances' batches take those locks in
+// one order. In arrival order, batches holding the same two keys the other
+// way round (the same two DPoP proofs replayed to two instances at once)
+// waited for each other until PostgreSQL's deadlock check
+// (deadlock_timeout, 1 s) failed one of them, stalling every response in
+// both. (The advisory locks are keyed by a 32-bit hashtext of the value, so
+// two values whose hashes collide in the opposite order can still meet.)
+//
+// late are writes that take row locks of their own (the throttling
+// counters a successful sign-in releases): they run after every request's
+// other writes, all of the batch's together in key order, the order in
+// which every other transaction takes those rows, so that they cannot close
+// a cycle either.
 type commitReq struct {
 	key    string
+	late   []lateWrite
 	guard  func(ctx context.Context) error
 	writes []func(ctx context.Context) error
 	done   chan error
+}
+
+// lateWrite is a write a batch runs last, in key order across the batch
+// (see commitReq).
+type lateWrite struct {
+	key string
+	fn  func(ctx context.Context) error
 }
 
 // maxBatch bounds one transaction.
@@ -121,9 +137,10 @@ func (c *committer) poke() {
 // submit queues the writes and waits until a transaction holding them has
 // committed (or failed). If no commit is running, the caller runs it.
 // arrived, if not nil, is the caller's withdrawal from expect; key orders
-// the request in its batch (see commitReq).
-func (c *committer) submit(ctx context.Context, arrived func(), key string, guard func(context.Context) error, writes ...func(context.Context) error) error {
-	req := &commitReq{key: key, guard: guard, writes: writes, done: make(chan error, 1)}
+// the request in its batch and late runs at the batch's end (see
+// commitReq).
+func (c *committer) submit(ctx context.Context, arrived func(), key string, late []lateWrite, guard func(context.Context) error, writes ...func(context.Context) error) error {
+	req := &commitReq{key: key, late: late, guard: guard, writes: writes, done: make(chan error, 1)}
 	c.mu.Lock()
 	c.queue = append(c.queue, req)
 	c.poke()
@@ -261,6 +278,9 @@ func (c *committer) write(ctx context.Context, batch []*commitReq) (lost []error
 			break
 		}
 	}
+	if err == nil {
+		err = runLate(tx, batch, lost)
+	}
 	if err != nil {
 		_ = c.store.RollbackTx(tx)
 		return nil, err
@@ -270,4 +290,22 @@ func (c *committer) write(ctx context.Context, batch []*commitReq) (lost []error
 		c.observe(len(batch), time.Since(start))
 	}
 	return lost, err
+}
+
+// runLate runs the late writes of the batch's requests that did not lose
+// their compare-and-swap, in key order.
+func runLate(tx context.Context, batch []*commitReq, lost []error) error {
+	var late []lateWrite
+	for i, r := range batch {
+		if lost[i] == nil {
+			late = append(late, r.late...)
+		}
+	}
+	slices.SortStableFunc(late, func(a, b lateWrite) int { return strings.Compare(a.key, b.key) })
+	for _, w := range late {
+		if err := w.fn(tx); err != nil {
+			return err
+		}
+	}
+	return nil
 }

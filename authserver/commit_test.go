@@ -35,7 +35,7 @@ func TestGroupCommitIsolatesFailures(t *testing.T) {
 			if i%50 == 0 {
 				sig = "dup" // fails: already exists
 			}
-			errs[i] = c.submit(context.Background(), nil, "", nil, func(ctx context.Context) error { return st.CreateToken(ctx, tok(sig)) })
+			errs[i] = c.submit(context.Background(), nil, "", nil, nil, func(ctx context.Context) error { return st.CreateToken(ctx, tok(sig)) })
 		}()
 	}
 	wg.Wait()
@@ -72,7 +72,7 @@ func TestGroupCommitGuardLosesAlone(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			sig := fmt.Sprint("new", i)
-			results[i] = c.submit(context.Background(), nil, "",
+			results[i] = c.submit(context.Background(), nil, "", nil,
 				func(ctx context.Context) error { return st.DeactivateToken(ctx, storage.RefreshToken, "rt") },
 				func(ctx context.Context) error {
 					return st.CreateToken(ctx, storage.Token{Kind: storage.RefreshToken, Signature: sig, RequestID: "g", ClientID: "c",
@@ -125,7 +125,7 @@ func createTok(st storage.Store, sig string) func(context.Context) error {
 // share one transaction instead of committing one by one.
 func TestGroupCommitLingersForAnnouncedResponses(t *testing.T) {
 	c, st, sizes := lingeringCommitter(t, 8, time.Minute)
-	if err := c.submit(context.Background(), nil, "", nil, createTok(st, "warm")); err != nil {
+	if err := c.submit(context.Background(), nil, "", nil, nil, createTok(st, "warm")); err != nil {
 		t.Fatal(err) // a commit just ended: the committer is busy
 	}
 	arrived := make([]func(), 8)
@@ -138,7 +138,7 @@ func TestGroupCommitLingersForAnnouncedResponses(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = c.submit(context.Background(), arrived[i], "", nil, createTok(st, fmt.Sprint("t", i)))
+			errs[i] = c.submit(context.Background(), arrived[i], "", nil, nil, createTok(st, fmt.Sprint("t", i)))
 		}()
 		time.Sleep(5 * time.Millisecond) // each arrives after the previous would have committed
 	}
@@ -159,7 +159,7 @@ func TestGroupCommitLingersForAnnouncedResponses(t *testing.T) {
 func TestGroupCommitDoesNotLingerForNobody(t *testing.T) {
 	c, st, sizes := lingeringCommitter(t, 8, time.Hour)
 	done := make(chan error, 1)
-	go func() { done <- c.submit(context.Background(), c.expect(), "", nil, createTok(st, "alone")) }()
+	go func() { done <- c.submit(context.Background(), c.expect(), "", nil, nil, createTok(st, "alone")) }()
 	select {
 	case err := <-done:
 		if err != nil {
@@ -170,7 +170,7 @@ func TestGroupCommitDoesNotLingerForNobody(t *testing.T) {
 	}
 
 	first, second := c.expect(), c.expect()
-	go func() { done <- c.submit(context.Background(), first, "", nil, createTok(st, "first")) }()
+	go func() { done <- c.submit(context.Background(), first, "", nil, nil, createTok(st, "first")) }()
 	time.Sleep(20 * time.Millisecond) // the commit is lingering for second
 	select {
 	case err := <-done:
@@ -199,13 +199,13 @@ func TestGroupCommitDoesNotLingerForNobody(t *testing.T) {
 // others' commit by at most linger.
 func TestGroupCommitLingerIsBounded(t *testing.T) {
 	c, st, sizes := lingeringCommitter(t, 8, 50*time.Millisecond)
-	if err := c.submit(context.Background(), nil, "", nil, createTok(st, "warm")); err != nil {
+	if err := c.submit(context.Background(), nil, "", nil, nil, createTok(st, "warm")); err != nil {
 		t.Fatal(err)
 	}
 	slow := c.expect()
 	defer slow()
 	start := time.Now()
-	if err := c.submit(context.Background(), c.expect(), "", nil, createTok(st, "waits")); err != nil {
+	if err := c.submit(context.Background(), c.expect(), "", nil, nil, createTok(st, "waits")); err != nil {
 		t.Fatal(err)
 	}
 	if d := time.Since(start); d < 50*time.Millisecond {
@@ -225,7 +225,7 @@ func TestGroupCommitDoesNotLingerWhenIdle(t *testing.T) {
 	other := c.expect()
 	defer other()
 	done := make(chan error, 1)
-	go func() { done <- c.submit(context.Background(), c.expect(), "", nil, createTok(st, "t")) }()
+	go func() { done <- c.submit(context.Background(), c.expect(), "", nil, nil, createTok(st, "t")) }()
 	select {
 	case err := <-done:
 		if err != nil {
@@ -258,7 +258,7 @@ func TestGroupCommitSurvivesAPanickingWrite(t *testing.T) {
 			if i == 3 {
 				w = func(context.Context) error { panic("write failure") }
 			}
-			errs[i] = c.submit(context.Background(), arrived[i], "", nil, w)
+			errs[i] = c.submit(context.Background(), arrived[i], "", nil, nil, w)
 		}()
 	}
 	wg.Wait()
@@ -267,11 +267,139 @@ func TestGroupCommitSurvivesAPanickingWrite(t *testing.T) {
 			t.Errorf("request %d: %v", i, err)
 		}
 	}
-	if err := c.submit(context.Background(), nil, "", nil, createTok(st, "after")); err != nil {
+	if err := c.submit(context.Background(), nil, "", nil, nil, createTok(st, "after")); err != nil {
 		t.Fatalf("after the panic: %v", err)
 	}
 	if _, err := st.GetToken(t.Context(), storage.AccessToken, "after"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A batch writes its requests in key order (stable within a key), and the
+// late writes of all its requests after every other write, in key order.
+func TestGroupCommitOrdersABatch(t *testing.T) {
+	c := &committer{store: openSQLite(t)}
+	c.busy = true // requests queue until drain below
+	var mu sync.Mutex
+	var order []string
+	rec := func(what string) func(context.Context) error {
+		return func(context.Context) error {
+			mu.Lock()
+			order = append(order, what)
+			mu.Unlock()
+			return nil
+		}
+	}
+	errs := make(chan error, 4)
+	for _, r := range []struct{ key, late string }{{"g2", "k3"}, {"g1", "k2"}, {"g2", "k1"}, {"g0", ""}} {
+		var late []lateWrite
+		if r.late != "" {
+			late = []lateWrite{{key: r.late, fn: rec("late " + r.late)}}
+		}
+		queueRequest(t, c, errs, r.key, late, nil, rec(r.key+"/"+r.late))
+	}
+	c.drain(context.Background(), nil)
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := []string{"g0/", "g1/k2", "g2/k3", "g2/k1", "late k1", "late k2", "late k3"}
+	if !slices.Equal(order, want) {
+		t.Fatalf("writes ran as %v, want %v", order, want)
+	}
+}
+
+// queueRequest submits one request to c, whose busy flag holds it in the
+// queue, and returns once it is queued (so that requests queue in order).
+func queueRequest(t *testing.T, c *committer, errs chan<- error, key string, late []lateWrite, guard func(context.Context) error, writes ...func(context.Context) error) {
+	t.Helper()
+	c.mu.Lock()
+	want := len(c.queue) + 1
+	c.mu.Unlock()
+	go func() { errs <- c.submit(t.Context(), nil, key, late, guard, writes...) }()
+	for {
+		c.mu.Lock()
+		l := len(c.queue)
+		c.mu.Unlock()
+		if l == want {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// pgInstance is one of two committers on one PostgreSQL schema, each a
+// server instance; its batch's first lock-taking write waits (up to 300 ms)
+// until the other's has taken its own, so that a cycle, if there is one,
+// forms. sizes are the batches it committed.
+type pgInstance struct {
+	c       *committer
+	first   atomic.Bool
+	written chan struct{}
+	other   *pgInstance
+	mu      sync.Mutex
+	sizes   []int
+}
+
+func twoPostgresInstances(t *testing.T) [2]*pgInstance {
+	base := os.Getenv("AUTHSERVER_TEST_POSTGRES_DSN")
+	if base == "" {
+		t.Skip("AUTHSERVER_TEST_POSTGRES_DSN not set; skipping the PostgreSQL case")
+	}
+	dsn := postgresSchemaDSN(t, base)
+	var in [2]*pgInstance
+	for i := range in {
+		st, err := sqlstore.OpenPostgres(t.Context(), dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		n := &pgInstance{written: make(chan struct{})}
+		n.c = &committer{store: st, observe: func(requests int, _ time.Duration) {
+			n.mu.Lock()
+			n.sizes = append(n.sizes, requests)
+			n.mu.Unlock()
+		}}
+		n.c.busy = true // requests queue until drain below
+		in[i] = n
+	}
+	in[0].other, in[1].other = in[1], in[0]
+	return in
+}
+
+// meet is called after a write that took a lock.
+func (n *pgInstance) meet() {
+	if n.first.CompareAndSwap(false, true) {
+		close(n.written)
+		select {
+		case <-n.other.written:
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+}
+
+// run drains both instances at once and checks that each committed its
+// requests as one batch: a batch that PostgreSQL failed as a deadlock
+// (after deadlock_timeout, 1 s) is retried request by request.
+func runBoth(t *testing.T, in [2]*pgInstance, errs chan error, requests int, lost func(error) bool) {
+	t.Helper()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for _, n := range in {
+		wg.Go(func() { n.c.drain(context.Background(), nil) })
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	for range requests {
+		if err := <-errs; err != nil && !lost(err) {
+			t.Errorf("a request failed: %v", err)
+		}
+	}
+	for i, n := range in {
+		if !slices.Equal(n.sizes, []int{requests / 2}) {
+			t.Errorf("instance %d committed batches of %v, want one of %d (after %v)", i, n.sizes, requests/2, elapsed)
+		}
 	}
 }
 
@@ -282,94 +410,76 @@ func TestGroupCommitSurvivesAPanickingWrite(t *testing.T) {
 // until PostgreSQL's deadlock check failed one batch (after 1 s), which
 // the committer then retried request by request.
 func TestGroupCommitBatchesInKeyOrderOnPostgres(t *testing.T) {
-	base := os.Getenv("AUTHSERVER_TEST_POSTGRES_DSN")
-	if base == "" {
-		t.Skip("AUTHSERVER_TEST_POSTGRES_DSN not set; skipping the PostgreSQL case")
-	}
-	dsn := postgresSchemaDSN(t, base)
-	type instance struct {
-		c       *committer
-		first   atomic.Bool
-		written chan struct{} // closed once its first record is written
-		mu      sync.Mutex
-		sizes   []int
-	}
-	var in [2]*instance
-	for i := range in {
-		st, err := sqlstore.OpenPostgres(t.Context(), dsn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { st.Close() })
-		n := &instance{written: make(chan struct{})}
-		n.c = &committer{store: st, observe: func(requests int, _ time.Duration) {
-			n.mu.Lock()
-			n.sizes = append(n.sizes, requests)
-			n.mu.Unlock()
-		}}
-		n.c.busy = true // requests queue until drain below
-		in[i] = n
-	}
+	in := twoPostgresInstances(t)
 	now := time.Now()
-	use := func(n, other *instance, key string) func(context.Context) error {
+	var won atomic.Int32
+	use := func(n *pgInstance, key string) func(context.Context) error {
 		return func(tx context.Context) error {
 			created, err := n.c.store.CreateTokenIfAbsent(tx, storage.Token{Kind: storage.UsedJTI, Signature: key, RequestID: key,
 				ClientID: "c", Active: true, RequestedAt: now, ExpiresAt: now.Add(time.Hour), Payload: []byte("{}")})
 			if err == nil && !created {
 				err = errReplayed
 			}
-			if n.first.CompareAndSwap(false, true) {
-				// Both batches hold their first record before either goes
-				// on, unless the other waits for this one's lock.
-				close(n.written)
-				select {
-				case <-other.written:
-				case <-time.After(300 * time.Millisecond):
-				}
+			if err == nil {
+				won.Add(1)
 			}
+			n.meet()
 			return err
 		}
 	}
-	results := make(chan error, 4)
-	queue := func(n, other *instance, key string) {
-		want := len(n.c.queue) + 1
-		go func() { results <- n.c.submit(t.Context(), nil, key, use(n, other, key)) }()
-		for {
-			n.c.mu.Lock()
-			l := len(n.c.queue)
-			n.c.mu.Unlock()
-			if l == want {
-				return
+	errs := make(chan error, 4)
+	for _, q := range []struct {
+		n   *pgInstance
+		key string
+	}{{in[0], "jti-x"}, {in[0], "jti-y"}, {in[1], "jti-y"}, {in[1], "jti-x"}} {
+		queueRequest(t, q.n.c, errs, q.key, nil, use(q.n, q.key))
+	}
+	runBoth(t, in, errs, 4, func(err error) bool { return errors.Is(err, storage.ErrNotFound) })
+	if won.Load() != 2 {
+		t.Errorf("%d requests stored their record, want 2 (one per key)", won.Load())
+	}
+}
+
+// Password grants of the same two accounts on two instances release the
+// accounts' throttling counters (rows of their own) in the batch: as late
+// writes, in key order, so the two batches do not deadlock on those rows
+// whatever order their grants sort in.
+func TestGroupCommitReleasesCountersInKeyOrderOnPostgres(t *testing.T) {
+	in := twoPostgresInstances(t)
+	th := &throttler{store: in[0].c.store}
+	for _, k := range []string{"acct-ip:u1|ip", "acct:u1", "acct-ip:u2|ip", "acct:u2"} {
+		if _, err := th.store.UpdateAttempts(t.Context(), k, func(a storage.Attempts) (storage.Attempts, error) {
+			a.Failures, a.Last = 1, time.Now()
+			return a, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	release := func(n *pgInstance, user string) []lateWrite {
+		ws := (&throttler{store: n.c.store}).releaseWrites("acct-ip:"+user+"|ip", "acct:"+user)
+		for i, w := range ws {
+			ws[i].fn = func(tx context.Context) error {
+				err := w.fn(tx)
+				n.meet()
+				return err
 			}
-			time.Sleep(time.Millisecond)
 		}
+		return ws
 	}
-	queue(in[0], in[1], "jti-x")
-	queue(in[0], in[1], "jti-y")
-	queue(in[1], in[0], "jti-y")
-	queue(in[1], in[0], "jti-x")
-	start := time.Now()
-	var wg sync.WaitGroup
-	for _, n := range in {
-		wg.Go(func() { n.c.drain(context.Background(), nil) })
+	errs := make(chan error, 4)
+	// The grants' keys are random: here u1's sorts first on instance 0,
+	// u2's on instance 1.
+	for _, q := range []struct {
+		n          *pgInstance
+		grant, who string
+	}{{in[0], "grant-a", "u1"}, {in[0], "grant-b", "u2"}, {in[1], "grant-c", "u2"}, {in[1], "grant-d", "u1"}} {
+		queueRequest(t, q.n.c, errs, q.grant, release(q.n, q.who), nil)
 	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	won := 0
-	for range 4 {
-		switch err := <-results; {
-		case err == nil:
-			won++
-		case !errors.Is(err, storage.ErrNotFound):
-			t.Errorf("a request failed: %v", err)
-		}
-	}
-	if won != 2 {
-		t.Errorf("%d requests stored their record, want 2 (one per key)", won)
-	}
-	for i, n := range in {
-		if !slices.Equal(n.sizes, []int{2}) {
-			t.Errorf("instance %d committed batches of %v, want one of 2 (after %v)", i, n.sizes, elapsed)
+	runBoth(t, in, errs, 4, func(error) bool { return false })
+	for _, k := range []string{"acct-ip:u1|ip", "acct:u1", "acct-ip:u2|ip", "acct:u2"} {
+		a, err := th.store.UpdateAttempts(t.Context(), k, func(a storage.Attempts) (storage.Attempts, error) { return a, nil })
+		if err != nil || a.Failures != 0 {
+			t.Errorf("counter %s after the releases: %+v %v", k, a, err)
 		}
 	}
 }

@@ -346,7 +346,7 @@ func (h deviceHandler) PopulateTokenEndpointResponse(ctx context.Context, ar fos
 		return nil
 	}
 	if st := stateFrom(ctx); st != nil && st.buffer {
-		st.guard = consume
+		st.guard, st.grant = consume, codeSig
 	} else if err := consume(ctx); errors.Is(err, storage.ErrNotFound) {
 		return newError(http.StatusBadRequest, errInvalidGrant, "The device_code is invalid or was already used.")
 	} else if err != nil {

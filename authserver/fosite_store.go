@@ -99,7 +99,9 @@ func (f *fositeStore) createToken(ctx context.Context, kind storage.TokenKind, s
 	}
 	if st := stateFrom(ctx); st != nil && st.buffer {
 		st.writes = append(st.writes, func(ctx context.Context) error { return f.store.CreateToken(ctx, t) })
-		st.grant = t.RequestID
+		if st.grant == "" { // a guard's lock (a device code's) comes first
+			st.grant = t.RequestID
+		}
 		return nil
 	}
 	return toFositeErr(f.store.CreateToken(ctx, t))
@@ -272,7 +274,7 @@ func (f *fositeStore) Commit(ctx context.Context) error {
 // Rollback implements fositestorage.Transactional.
 func (f *fositeStore) Rollback(ctx context.Context) error {
 	if st := stateFrom(ctx); st != nil && st.buffer {
-		st.guard, st.writes = nil, nil
+		st.guard, st.writes, st.late, st.grant = nil, nil, nil, ""
 		return nil
 	}
 	if ctx.Value(txKey{}) != nil {

@@ -92,7 +92,7 @@ func (s *Server) revokeGrant(ctx context.Context, requestID string) error {
 			return err
 		}
 	}
-	if err := s.committer.submit(ctx, nil, requestID, nil, del(storage.RefreshToken), del(storage.AccessToken)); err != nil {
+	if err := s.committer.submit(ctx, nil, requestID, nil, nil, del(storage.RefreshToken), del(storage.AccessToken)); err != nil {
 		return err
 	}
 	s.syncRevocations(ctx)

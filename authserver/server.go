@@ -598,12 +598,12 @@ func (s *Server) authenticateUser(ctx context.Context, email, pw string) (storag
 	}
 	if s.throttle != nil {
 		s.throttle.unblock(kAI, kA)
-		release := func(ctx context.Context) error { return s.throttle.release(ctx, kAI, kA) }
-		// Committed with the token records, unless other attempts on the
-		// account wait for this success to reset its counters.
+		// Committed with the token records (late: in key order across the
+		// batch, see commitReq), unless other attempts on the account wait
+		// for this success to reset its counters.
 		if st := stateFrom(ctx); st != nil && !s.throttle.contended(kAI, kA) {
-			st.writes = append(st.writes, release)
-		} else if err := release(ctx); err != nil {
+			st.late = append(st.late, s.throttle.releaseWrites(kAI, kA)...)
+		} else if err := s.throttle.release(ctx, kAI, kA); err != nil {
 			s.log.Warn("throttle release failed", "err", err)
 		}
 	}

@@ -289,6 +289,16 @@ func (th *throttler) release(ctx context.Context, accountIP, account string) err
 	return nil
 }
 
+// releaseWrites is release as late writes of a group commit, one per
+// counter, keyed by the counter (commitReq).
+func (th *throttler) releaseWrites(accountIP, account string) []lateWrite {
+	ws := make([]lateWrite, 0, 2)
+	for _, k := range []string{accountIP, account} {
+		ws = append(ws, lateWrite{key: k, fn: func(ctx context.Context) error { return th.store.DeleteAttempts(ctx, k) }})
+	}
+	return ws
+}
+
 // throttledError is the response to a throttled request: 429 with
 // Retry-After (RFC 6585). code is the §5.2 code the request would get.
 func throttledError(code string, wait time.Duration) *oauthError {

@@ -56,8 +56,11 @@ type requestState struct {
 	// response's other writes. Both run in the committer's transaction.
 	guard  func(ctx context.Context) error
 	writes []func(ctx context.Context) error
-	// grant is the request ID of the grant the writes lock (committer key).
+	// grant is what the guard and writes lock first (committer key): the
+	// grant's request ID, or the device code's signature. late are the
+	// writes of rows locked in key order across a batch (commitReq).
 	grant string
+	late  []lateWrite
 	// arrived withdraws the response's announcement to the committer (see
 	// committer.expect); nil before the response phase, a no-op once called.
 	arrived func()
@@ -361,11 +364,11 @@ func (s *Server) refreshSession(ctx context.Context, sess *session, ar fosite.Ac
 // concurrent requests (see committer). Nothing is returned to the client
 // unless it commits. A refresh has already flushed at fosite's Commit.
 func (s *Server) flush(ctx context.Context, st *requestState) error {
-	if st.guard == nil && len(st.writes) == 0 {
+	if st.guard == nil && len(st.writes) == 0 && len(st.late) == 0 {
 		return nil
 	}
-	err := s.committer.submit(ctx, st.arrived, st.grant, st.guard, st.writes...)
-	st.guard, st.writes = nil, nil
+	err := s.committer.submit(ctx, st.arrived, st.grant, st.late, st.guard, st.writes...)
+	st.guard, st.writes, st.late = nil, nil, nil
 	if errors.Is(err, storage.ErrNotFound) {
 		st.refreshRace = true
 		return fmt.Errorf("%w: %w", fosite.ErrNotFound, err)
