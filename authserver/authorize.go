@@ -434,10 +434,15 @@ func (s *Server) authorizeFailed(w http.ResponseWriter, r *http.Request, az *aut
 
 // unavailablePage answers a page whose storage (or another dependency)
 // failed: a 503 temporarily_unavailable page that says nothing of the cause,
-// and an error record of what failed, with the path and the cause, for the
-// operator.
+// and a record of what failed, with the path and the cause, for the
+// operator: at error level, or warning for a full hashing queue or a
+// browser that went away.
 func (s *Server) unavailablePage(w http.ResponseWriter, r *http.Request, what string, err error) {
-	s.log.LogAttrs(r.Context(), slog.LevelError, what, slog.String("path", r.URL.Path), slog.String("cause", err.Error()))
+	level := slog.LevelError
+	if errors.Is(err, errHashBusy) || errors.Is(err, context.Canceled) {
+		level = slog.LevelWarn
+	}
+	s.log.LogAttrs(r.Context(), level, what, slog.String("path", r.URL.Path), slog.String("cause", err.Error()))
 	s.errorPage(w, http.StatusServiceUnavailable, errTemporarilyUnavailable, genericUnavailableDetail)
 }
 
