@@ -1,6 +1,7 @@
 package authserver
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -70,13 +71,14 @@ func newCommitter(store storage.Store, minBatch int, linger time.Duration, obser
 // key is the grant (request ID) whose lock the writes take first on
 // PostgreSQL, exclusively (a single-use record's is its own signature; a
 // device code's poll, whose guard deletes the code's row, the code's): a
-// batch runs in key order, so two instances' batches take those locks in
-// one order. In arrival order, batches holding the same two keys the other
-// way round (the same two DPoP proofs replayed to two instances at once)
-// waited for each other until PostgreSQL's deadlock check
+// batch runs in the keys' lock order (storage.LockOrder, the advisory
+// lock's own 32-bit key, then the key), so two instances' batches take those
+// locks in one order. In arrival order, batches holding the same two keys
+// the other way round (the same two DPoP proofs replayed to two instances
+// at once) waited for each other until PostgreSQL's deadlock check
 // (deadlock_timeout, 1 s) failed one of them, stalling every response in
-// both. (The advisory locks are keyed by a 32-bit hashtext of the value, so
-// two values whose hashes collide in the opposite order can still meet.)
+// both; in the keys' string order, so did four distinct proofs whose lock
+// keys collide pairwise, which a client can search for.
 //
 // late are writes that take row locks of their own (the throttling
 // counters a successful sign-in releases): they run after every request's
@@ -85,6 +87,7 @@ func newCommitter(store storage.Store, minBatch int, linger time.Duration, obser
 // a cycle either.
 type commitReq struct {
 	key    string
+	order  int32 // storage.LockOrder(key)
 	late   []lateWrite
 	guard  func(ctx context.Context) error
 	writes []func(ctx context.Context) error
@@ -140,7 +143,7 @@ func (c *committer) poke() {
 // the request in its batch and late runs at the batch's end (see
 // commitReq).
 func (c *committer) submit(ctx context.Context, arrived func(), key string, late []lateWrite, guard func(context.Context) error, writes ...func(context.Context) error) error {
-	req := &commitReq{key: key, late: late, guard: guard, writes: writes, done: make(chan error, 1)}
+	req := &commitReq{key: key, order: storage.LockOrder(key), late: late, guard: guard, writes: writes, done: make(chan error, 1)}
 	c.mu.Lock()
 	c.queue = append(c.queue, req)
 	c.poke()
@@ -172,8 +175,11 @@ func (c *committer) drain(ctx context.Context, own *commitReq) {
 		batch := c.queue[:n:n]
 		c.queue = c.queue[n:]
 		c.mu.Unlock()
-		// Stable: one grant's requests keep their arrival order.
-		slices.SortStableFunc(batch, func(a, b *commitReq) int { return strings.Compare(a.key, b.key) })
+		// In lock order (stable: one grant's requests keep their arrival
+		// order).
+		slices.SortStableFunc(batch, func(a, b *commitReq) int {
+			return cmp.Or(cmp.Compare(a.order, b.order), strings.Compare(a.key, b.key))
+		})
 
 		c.commit(ctx, batch)
 		c.mu.Lock()

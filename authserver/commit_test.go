@@ -1,11 +1,13 @@
 package authserver
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -275,8 +277,9 @@ func TestGroupCommitSurvivesAPanickingWrite(t *testing.T) {
 	}
 }
 
-// A batch writes its requests in key order (stable within a key), and the
-// late writes of all its requests after every other write, in key order.
+// A batch writes its requests in their keys' lock order (stable within a
+// key), and the late writes of all its requests after every other write,
+// in key order.
 func TestGroupCommitOrdersABatch(t *testing.T) {
 	c := &committer{store: openSQLite(t)}
 	c.busy = true // requests queue until drain below
@@ -304,7 +307,19 @@ func TestGroupCommitOrdersABatch(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	want := []string{"g0/", "g1/k2", "g2/k3", "g2/k1", "late k1", "late k2", "late k3"}
+	// g0, g1, g2 in lock order; g2's two requests in arrival order.
+	grants := []string{"g0/", "g1/k2", "g2/k3"}
+	slices.SortFunc(grants, func(a, b string) int {
+		return cmp.Compare(storage.LockOrder(strings.Split(a, "/")[0]), storage.LockOrder(strings.Split(b, "/")[0]))
+	})
+	var want []string
+	for _, g := range grants {
+		want = append(want, g)
+		if g == "g2/k3" {
+			want = append(want, "g2/k1")
+		}
+	}
+	want = append(want, "late k1", "late k2", "late k3")
 	if !slices.Equal(order, want) {
 		t.Fatalf("writes ran as %v, want %v", order, want)
 	}
@@ -438,6 +453,37 @@ func TestGroupCommitBatchesInKeyOrderOnPostgres(t *testing.T) {
 	if won.Load() != 2 {
 		t.Errorf("%d requests stored their record, want 2 (one per key)", won.Load())
 	}
+}
+
+// Four distinct single-use records whose lock keys (hashtext) collide
+// pairwise, the other way round from their string order, as a client can
+// arrange with jtis it chooses: the batches take the locks in lock order
+// and do not deadlock.
+func TestGroupCommitBatchesInLockOrderOnPostgres(t *testing.T) {
+	in := twoPostgresInstances(t)
+	// hashtext(a) = hashtext(d) and hashtext(b) = hashtext(c), a < b < c < d.
+	a, b := "dpop:02461c5130daee73a8c73a51060e2adc", "dpop:20518a57e2f2f7092c9238e7d6fbbea1"
+	c, d := "dpop:2f5506cfa3444c95300ec7a0d9fd5aa3", "dpop:6e785fdfb123ff8b192f26cf595f74b1"
+	if storage.LockOrder(a) != storage.LockOrder(c) || storage.LockOrder(b) != storage.LockOrder(d) {
+		t.Fatalf("the keys do not collide: %d %d %d %d", storage.LockOrder(a), storage.LockOrder(b), storage.LockOrder(c), storage.LockOrder(d))
+	}
+	now := time.Now()
+	use := func(n *pgInstance, key string) func(context.Context) error {
+		return func(tx context.Context) error {
+			_, err := n.c.store.CreateTokenIfAbsent(tx, storage.Token{Kind: storage.UsedJTI, Signature: key, RequestID: key,
+				ClientID: "c", Active: true, RequestedAt: now, ExpiresAt: now.Add(time.Hour), Payload: []byte("{}")})
+			n.meet()
+			return err
+		}
+	}
+	errs := make(chan error, 4)
+	for _, q := range []struct {
+		n   *pgInstance
+		key string
+	}{{in[0], b}, {in[0], c}, {in[1], a}, {in[1], d}} {
+		queueRequest(t, q.n.c, errs, q.key, nil, use(q.n, q.key))
+	}
+	runBoth(t, in, errs, 4, func(error) bool { return false })
 }
 
 // Password grants of the same two accounts on two instances release the

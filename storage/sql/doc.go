@@ -57,7 +57,10 @@
 // Shared locks never wait for each other, so token issuance for one client or
 // subject is not serialised. DeactivateToken outside a transaction, DeleteToken
 // and GarbageCollect insert nothing and need no lock. Hash collisions only
-// make unrelated grants wait for each other.
+// make unrelated grants wait for each other. A caller that writes several
+// grants in one transaction (the authorization server's group commit) takes
+// their locks in storage.LockOrder order, which is hashtext computed in Go,
+// so that two such transactions cannot deadlock on them.
 //
 // # What it does not do
 //

@@ -143,3 +143,30 @@ func TestPostgresOpenPicksDialect(t *testing.T) {
 		t.Errorf("no tokens table in a test schema: %v", err)
 	}
 }
+
+// storage.LockOrder is PostgreSQL's hashtext, the second key of the
+// advisory locks, for values of every length around the hash's 12-byte
+// blocks, non-ASCII ones, and the kinds of value the locks hold.
+func TestPostgresLockOrderIsHashtext(t *testing.T) {
+	dsn := os.Getenv(postgresEnv)
+	if dsn == "" {
+		t.Skip(postgresEnv + " not set; skipping PostgreSQL tests")
+	}
+	db := rawPostgres(t, dsn)
+	values := []string{"", "é", "grant:ÿ\u00a0\u4e16", "dpop:20518a57e2f2f7092c9238e7d6fbbea1", "u-alice", "admin-console"}
+	for n := range 40 {
+		b := make([]byte, n)
+		_, _ = rand.Read(b)
+		// Any valid UTF-8 but NUL, which text cannot hold.
+		values = append(values, hex.EncodeToString(b)[:n], strings.ReplaceAll(strings.ToValidUTF8(string(b), "?"), "\x00", "0"))
+	}
+	for _, v := range values {
+		var want int32
+		if err := db.QueryRowContext(t.Context(), `SELECT hashtext($1)`, v).Scan(&want); err != nil {
+			t.Fatal(err)
+		}
+		if got := storage.LockOrder(v); got != want {
+			t.Errorf("LockOrder(%q) = %d, hashtext = %d", v, got, want)
+		}
+	}
+}
