@@ -47,9 +47,12 @@
 //     in the same statement as its INSERT; DeleteTokens and DeactivateTokens in a statement of their own in
 //     the same transaction (their own if the caller has none);
 //     DeactivateToken, when inside a transaction, by looking the token up.
-//   - RevokeTokens takes the subject lock and the client lock (those in the
-//     filter) exclusively, then deletes; with a grant (RequestID) in the
-//     filter it takes that grant's lock instead, as a grant's writes do.
+//   - RevokeTokens takes one lock exclusively, then deletes: the subject's
+//     when the filter names one, else the client's; with a grant (RequestID)
+//     in the filter that grant's lock instead, as a grant's writes do. Every
+//     writer of a matching token takes that lock too, and a single
+//     exclusive lock cannot close a cycle with a transaction that holds
+//     several subjects' and clients' locks shared.
 //
 // Rotation and revocation of one grant are thus serialised: the later one
 // sees everything the earlier one committed, so either the rotation finds its

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
+	"errors"
 	"net/url"
 	"os"
 	"strings"
@@ -167,6 +168,60 @@ func TestPostgresLockOrderIsHashtext(t *testing.T) {
 		}
 		if got := storage.LockOrder(v); got != want {
 			t.Errorf("LockOrder(%q) = %d, hashtext = %d", v, got, want)
+		}
+	}
+}
+
+// A revocation filtered by subject and client takes one lock, the
+// subject's: a transaction writing tokens of several subjects and clients
+// (a group commit) that holds the client's lock shared and then wants the
+// subject's waits for the revocation instead of deadlocking with it, as it
+// did when the revocation took the subject's lock and then the client's.
+func TestPostgresRevokeBySubjectAndClientDoesNotDeadlock(t *testing.T) {
+	dsn := postgresDSN(t)
+	a, b := openPostgres(t, dsn), openPostgres(t, dsn)
+	now := time.Now().UTC()
+	tok := func(sig, sub, client string) storage.Token {
+		return storage.Token{Kind: storage.AccessToken, Signature: sig, RequestID: "g-" + sig, ClientID: client, Subject: sub,
+			Active: true, RequestedAt: now, ExpiresAt: now.Add(time.Hour), Payload: []byte("{}")}
+	}
+	if err := b.CreateToken(t.Context(), tok("old", "s", "c")); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := a.BeginTx(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The batch's first token holds client c's lock shared.
+	if err := a.CreateToken(tx, tok("t1", "x", "c")); err != nil {
+		t.Fatal(err)
+	}
+	revoked := make(chan error, 1)
+	start := time.Now()
+	go func() {
+		_, err := b.RevokeTokens(t.Context(), storage.TokenFilter{Subject: "s", ClientID: "c"})
+		revoked <- err
+	}()
+	time.Sleep(200 * time.Millisecond) // the revocation holds what it can and waits
+	// The batch's second token wants subject s's lock shared.
+	if err := a.CreateToken(tx, tok("t2", "s", "d")); err != nil {
+		t.Fatalf("the batch's second write: %v (after %v)", err, time.Since(start))
+	}
+	if err := a.CommitTx(tx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-revoked; err != nil {
+		t.Fatalf("revocation: %v", err)
+	}
+	if d := time.Since(start); d > 900*time.Millisecond {
+		t.Errorf("took %v: a deadlock was broken by PostgreSQL's check", d)
+	}
+	if _, err := b.GetToken(t.Context(), storage.AccessToken, "old"); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("the revoked token: %v", err)
+	}
+	for _, sig := range []string{"t1", "t2"} {
+		if _, err := b.GetToken(t.Context(), storage.AccessToken, sig); err != nil {
+			t.Errorf("token %s: %v", sig, err)
 		}
 	}
 }

@@ -157,11 +157,14 @@ func (s *Store) ListTokens(ctx context.Context, kind storage.TokenKind, subject 
 }
 
 // RevokeTokens deletes every record matching f; f must set at least one
-// field. On PostgreSQL it first takes the subject lock and the client lock
-// exclusively (those set in f, in that order; with a RequestID, the grant's
-// lock instead), which waits for every
-// transaction writing a token of that subject or client and holds off new
-// ones until the deletion commits.
+// field. On PostgreSQL it first takes one lock exclusively: the subject's,
+// else the client's, or, with a RequestID, the grant's. That waits for every
+// transaction writing a token that could match (each takes all three locks,
+// the subject's and client's shared) and holds off new ones until the
+// deletion commits. One lock, not the subject's and then the client's: a
+// transaction writing tokens of several subjects and clients (a group
+// commit) holds some of those locks shared in any order, and a second
+// exclusive lock could close a cycle with it.
 func (s *Store) RevokeTokens(ctx context.Context, f storage.TokenFilter) (int64, error) {
 	const op = "revoke tokens"
 	var (
@@ -177,7 +180,9 @@ func (s *Store) RevokeTokens(ctx context.Context, f storage.TokenFilter) (int64,
 	if f.ClientID != "" {
 		args = append(args, f.ClientID)
 		where = append(where, fmt.Sprintf("client_id = $%d", len(args)))
-		locks = append(locks, lock{s.d.lockClient, f.ClientID})
+		if len(locks) == 0 {
+			locks = append(locks, lock{s.d.lockClient, f.ClientID})
+		}
 	}
 	if f.RequestID != "" {
 		// Only the grant's records can match: its lock (which every write
