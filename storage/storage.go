@@ -360,9 +360,10 @@ type Tokens interface {
 	// (active or not, expired ones included until garbage collected),
 	// ordered by RequestedAt.
 	ListTokens(ctx context.Context, kind TokenKind, subject string) ([]Token, error)
-	// RevokeTokens deletes every record (of every kind: tokens, codes, browser
-	// sessions and consents) matching the filter. It
-	// fails, deleting nothing, when the filter is empty.
+	// RevokeTokens deletes every record matching the filter, of every kind
+	// (tokens, codes, browser sessions, consents) but UsedJTI: a deleted
+	// single-use record would let its value be used again. It fails,
+	// deleting nothing, when the filter is empty.
 	RevokeTokens(ctx context.Context, f TokenFilter) (int64, error)
 }
 

@@ -723,8 +723,8 @@ func (s *Store) RevokeTokens(ctx context.Context, f storage.TokenFilter) (int64,
 	if f == (storage.TokenFilter{}) {
 		return 0, errors.New("memory: revoke tokens: empty filter")
 	}
-	return s.deleteTokensWhere(ctx, func(_ tokenKey, t storage.Token) bool {
-		return (f.Subject == "" || t.Subject == f.Subject) && (f.ClientID == "" || t.ClientID == f.ClientID) &&
+	return s.deleteTokensWhere(ctx, func(k tokenKey, t storage.Token) bool {
+		return k.kind != storage.UsedJTI && (f.Subject == "" || t.Subject == f.Subject) && (f.ClientID == "" || t.ClientID == f.ClientID) &&
 			(f.RequestID == "" || t.RequestID == f.RequestID)
 	})
 }

@@ -225,3 +225,45 @@ func TestPostgresRevokeBySubjectAndClientDoesNotDeadlock(t *testing.T) {
 		}
 	}
 }
+
+// DeleteToken in a transaction takes the token's locks before its row, as
+// a device code's poll does in a group commit before it writes the grant's
+// tokens: a revocation of the client then waits for the poll, or the poll
+// for the revocation, instead of each waiting for the other (the poll for
+// the client's lock, the revocation for the row).
+func TestPostgresDeleteTokenThenRevokeClientDoesNotDeadlock(t *testing.T) {
+	dsn := postgresDSN(t)
+	a, b := openPostgres(t, dsn), openPostgres(t, dsn)
+	now := time.Now().UTC()
+	if err := b.CreateToken(t.Context(), storage.Token{Kind: storage.DeviceCode, Signature: "dev", RequestID: "dev", ClientID: "c",
+		Active: true, RequestedAt: now, ExpiresAt: now.Add(time.Hour), Payload: []byte("{}")}); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := a.BeginTx(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.DeleteToken(tx, storage.DeviceCode, "dev"); err != nil {
+		t.Fatal(err)
+	}
+	revoked := make(chan error, 1)
+	start := time.Now()
+	go func() {
+		_, err := b.RevokeTokens(t.Context(), storage.TokenFilter{ClientID: "c"})
+		revoked <- err
+	}()
+	time.Sleep(200 * time.Millisecond) // the revocation holds what it can and waits
+	if err := a.CreateToken(tx, storage.Token{Kind: storage.AccessToken, Signature: "at", RequestID: "g", ClientID: "c", Subject: "s",
+		Active: true, RequestedAt: now, ExpiresAt: now.Add(time.Hour), Payload: []byte("{}")}); err != nil {
+		t.Fatalf("the poll's token: %v (after %v)", err, time.Since(start))
+	}
+	if err := a.CommitTx(tx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-revoked; err != nil {
+		t.Fatalf("revocation: %v", err)
+	}
+	if d := time.Since(start); d > 900*time.Millisecond {
+		t.Errorf("took %v: a deadlock was broken by PostgreSQL's check", d)
+	}
+}

@@ -62,7 +62,17 @@ func (s *Store) GetToken(ctx context.Context, kind storage.TokenKind, signature 
 
 // DeleteToken deletes the record, or returns ErrNotFound.
 func (s *Store) DeleteToken(ctx context.Context, kind storage.TokenKind, signature string) error {
-	return s.execOne(ctx, s.writer(ctx), "delete token", deleteTokenQuery, string(kind), signature)
+	const op = "delete token"
+	if tx := s.txFrom(ctx); tx != nil && s.d.lockToken != "" {
+		// As RotateToken: the grant's lock first, then the subject's and
+		// the client's shared, before the row's. Taken after the row's, a
+		// revocation of the client holding the client's lock and waiting
+		// for the row would close a cycle (a device code's poll).
+		if _, err := tx.ExecContext(ctx, s.d.lockToken, string(kind), signature); err != nil {
+			return s.wrap(op, err)
+		}
+	}
+	return s.execOne(ctx, s.writer(ctx), op, deleteTokenQuery, string(kind), signature)
 }
 
 // DeactivateToken is one conditional UPDATE; no active record gives
@@ -195,6 +205,9 @@ func (s *Store) RevokeTokens(ctx context.Context, f storage.TokenFilter) (int64,
 	if len(where) == 0 {
 		return 0, errors.New("sql: revoke tokens: empty filter")
 	}
+	// Single-use records stay: deleted, their values could be used again.
+	args = append(args, string(storage.UsedJTI))
+	where = append(where, fmt.Sprintf("kind <> $%d", len(args)))
 	query := `DELETE FROM tokens WHERE ` + strings.Join(where, " AND ")
 	if s.d.lockSubject == "" {
 		return s.execCount(ctx, s.writer(ctx), op, query, args...)

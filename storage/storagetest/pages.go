@@ -191,9 +191,21 @@ func testRevokeTokensByGrant(t *testing.T, s storage.Store) {
 		newToken(storage.RefreshToken, "r1", "g1", "app", "alice"),
 		newToken(storage.AccessToken, "a2", "g2", "app", "alice"),
 		newToken(storage.AccessToken, "a3", "g3", "other", "bob"),
+		// A used jti of alice's at app: a revocation must not free it.
+		newToken(storage.UsedJTI, "j1", "j1", "app", "alice"),
 	} {
 		must(t, "CreateToken", s.CreateToken(ctx, tk))
 	}
+	defer func() {
+		for _, f := range []storage.TokenFilter{{Subject: "alice"}, {ClientID: "app"}, {RequestID: "j1"}} {
+			if _, err := s.RevokeTokens(ctx, f); err != nil {
+				t.Fatalf("RevokeTokens %+v: %v", f, err)
+			}
+		}
+		if _, err := s.GetToken(ctx, storage.UsedJTI, "j1"); err != nil {
+			t.Errorf("a used jti after revocations by its subject, client and key: %v", err)
+		}
+	}()
 	n, err := s.RevokeTokens(ctx, storage.TokenFilter{RequestID: "g1"})
 	must(t, "RevokeTokens", err)
 	if n != 2 {
