@@ -274,7 +274,9 @@ func (f *fositeStore) Commit(ctx context.Context) error {
 // Rollback implements fositestorage.Transactional.
 func (f *fositeStore) Rollback(ctx context.Context) error {
 	if st := stateFrom(ctx); st != nil && st.buffer {
-		st.guard, st.writes, st.late, st.grant = nil, nil, nil, ""
+		// st.late stays: a correct password's release is not a token
+		// write, and token runs it if nothing commits it.
+		st.guard, st.writes, st.grant = nil, nil, ""
 		return nil
 	}
 	if ctx.Value(txKey{}) != nil {

@@ -149,11 +149,7 @@ func (s *Server) postLogin(w http.ResponseWriter, r *http.Request) {
 			s.log.Warn("sign-in bookkeeping failed", "err", err)
 		}
 	}
-	for _, w := range st.late {
-		if err := w.fn(ctx); err != nil {
-			s.log.Warn("sign-in bookkeeping failed", "err", err)
-		}
-	}
+	s.runLate(ctx, st.late)
 	if u.MustChangePassword {
 		s.startPasswordChange(w, r, az, auth, u)
 		return

@@ -395,3 +395,38 @@ func slowUsers(t *testing.T, env *testEnv) {
 		}
 	}
 }
+
+// A correct password whose token request then fails (a reset password that
+// must be changed, a refused resource) still resets the account's
+// counters: it never adds up to a 429 for the correct password.
+func TestCorrectPasswordWithAFailedRequestIsNotAFailure(t *testing.T) {
+	for _, tc := range []string{"MustChangePassword", "RefusedResource"} {
+		t.Run(tc, func(t *testing.T) {
+			env := newTestEnv(t, openMemory(t))
+			form := passwordForm("demo")
+			if tc == "MustChangePassword" {
+				if _, err := env.store.UpdateUser(t.Context(), env.alice.ID, func(u storage.User) (storage.User, error) {
+					u.MustChangePassword = true
+					return u, nil
+				}); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				form.Set("resource", "https://not-allowed.example/")
+			}
+			for i := range 12 {
+				resp := env.post("/token", form, "", "")
+				m := decode(t, resp)
+				if resp.StatusCode != http.StatusBadRequest {
+					t.Fatalf("attempt %d: %d %v, want 400 (the request's own error)", i+1, resp.StatusCode, m)
+				}
+			}
+			for _, k := range []string{"acct:alice@example.com"} {
+				a, err := env.store.UpdateAttempts(t.Context(), k, func(a storage.Attempts) (storage.Attempts, error) { return a, nil })
+				if err != nil || a.Failures != 0 {
+					t.Errorf("counter %s after 12 correct passwords: %+v %v", k, a, err)
+				}
+			}
+		})
+	}
+}

@@ -161,6 +161,10 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) (*tokenResponse, 
 
 	st := &requestState{ip: s.clientIP(r)}
 	ctx := withState(r.Context(), st)
+	// A correct password whose request fails afterwards (a reset password
+	// to change, a refused resource or DPoP binding, a failed commit) still
+	// releases its reservation: it is not counted as a failure.
+	defer func() { s.runLate(ctx, st.late) }()
 	jkt, oerr := s.dpopProof(ctx, r, "/token", "", "")
 	if oerr != nil {
 		return nil, oerr
@@ -360,6 +364,18 @@ func (s *Server) refreshSession(ctx context.Context, sess *session, ar fosite.Ac
 	return nil
 }
 
+// runLate runs late writes on their own, outside any group commit, each
+// in a transaction of its own.
+func (s *Server) runLate(ctx context.Context, late []lateWrite) {
+	ctx = context.WithoutCancel(ctx)
+	for _, w := range late {
+		if err := w.fn(ctx); err != nil {
+			s.log.Warn("throttle release failed", "err", err)
+			return
+		}
+	}
+}
+
 // flush writes the buffered writes in one transaction, shared with
 // concurrent requests (see committer). Nothing is returned to the client
 // unless it commits. A refresh has already flushed at fosite's Commit.
@@ -368,7 +384,10 @@ func (s *Server) flush(ctx context.Context, st *requestState) error {
 		return nil
 	}
 	err := s.committer.submit(ctx, st.arrived, st.grant, st.late, st.guard, st.writes...)
-	st.guard, st.writes, st.late = nil, nil, nil
+	st.guard, st.writes = nil, nil
+	if err == nil {
+		st.late = nil // committed; on failure token runs them on its own
+	}
 	if errors.Is(err, storage.ErrNotFound) {
 		st.refreshRace = true
 		return fmt.Errorf("%w: %w", fosite.ErrNotFound, err)
