@@ -4,12 +4,13 @@ import "math/bits"
 
 // LockOrder is the key under which the PostgreSQL backend's advisory locks
 // hold value (a grant's request ID, a subject, a client ID): PostgreSQL's
-// hashtext(value), the Jenkins lookup3 hash of its bytes (hash_bytes in
-// PostgreSQL's src/common/hashfn.c, as on little- and big-endian servers
-// alike for text). Writers that take several such locks in one transaction
-// take them in LockOrder order, so that two transactions cannot each hold
-// one of two locks and wait for the other's: two values whose keys collide
-// are one lock, which a string order would not see.
+// hashtext(value), the Jenkins lookup3 hash of its UTF-8 bytes (hash_bytes
+// in PostgreSQL's src/common/hashfn.c) as a little-endian server with the
+// UTF8 encoding computes it; elsewhere the order stays consistent but no
+// longer groups colliding values. Writers that take several such locks in
+// one transaction take them in LockOrder order, so that two transactions
+// cannot each hold one of two locks and wait for the other's: two values
+// whose keys collide are one lock, which a string order would not see.
 func LockOrder(value string) int32 {
 	k := []byte(value)
 	a := 0x9e3779b9 + uint32(len(k)) + 3923095
