@@ -383,6 +383,24 @@ func twoPostgresInstances(t *testing.T) [2]*pgInstance {
 	return in
 }
 
+// useOnce is a guard that stores the single-use record key as useOnce
+// does (errReplayed when it exists), counts it in won, and meets.
+func (n *pgInstance) useOnce(key string, won *atomic.Int32) func(context.Context) error {
+	now := time.Now()
+	return func(tx context.Context) error {
+		created, err := n.c.store.CreateTokenIfAbsent(tx, storage.Token{Kind: storage.UsedJTI, Signature: key, RequestID: key,
+			ClientID: "c", Active: true, RequestedAt: now, ExpiresAt: now.Add(time.Hour), Payload: []byte("{}")})
+		if err == nil && !created {
+			err = errReplayed
+		}
+		if err == nil {
+			won.Add(1)
+		}
+		n.meet()
+		return err
+	}
+}
+
 // meet is called after a write that took a lock.
 func (n *pgInstance) meet() {
 	if n.first.CompareAndSwap(false, true) {
@@ -426,28 +444,13 @@ func runBoth(t *testing.T, in [2]*pgInstance, errs chan error, requests int, los
 // the committer then retried request by request.
 func TestGroupCommitBatchesInKeyOrderOnPostgres(t *testing.T) {
 	in := twoPostgresInstances(t)
-	now := time.Now()
 	var won atomic.Int32
-	use := func(n *pgInstance, key string) func(context.Context) error {
-		return func(tx context.Context) error {
-			created, err := n.c.store.CreateTokenIfAbsent(tx, storage.Token{Kind: storage.UsedJTI, Signature: key, RequestID: key,
-				ClientID: "c", Active: true, RequestedAt: now, ExpiresAt: now.Add(time.Hour), Payload: []byte("{}")})
-			if err == nil && !created {
-				err = errReplayed
-			}
-			if err == nil {
-				won.Add(1)
-			}
-			n.meet()
-			return err
-		}
-	}
 	errs := make(chan error, 4)
 	for _, q := range []struct {
 		n   *pgInstance
 		key string
 	}{{in[0], "jti-x"}, {in[0], "jti-y"}, {in[1], "jti-y"}, {in[1], "jti-x"}} {
-		queueRequest(t, q.n.c, errs, q.key, nil, use(q.n, q.key))
+		queueRequest(t, q.n.c, errs, q.key, nil, q.n.useOnce(q.key, &won))
 	}
 	runBoth(t, in, errs, 4, func(err error) bool { return errors.Is(err, storage.ErrNotFound) })
 	if won.Load() != 2 {
@@ -461,29 +464,26 @@ func TestGroupCommitBatchesInKeyOrderOnPostgres(t *testing.T) {
 // and do not deadlock.
 func TestGroupCommitBatchesInLockOrderOnPostgres(t *testing.T) {
 	in := twoPostgresInstances(t)
-	// hashtext(a) = hashtext(d) and hashtext(b) = hashtext(c), a < b < c < d.
+	// hashtext(a) = hashtext(c) and hashtext(b) = hashtext(d), a < b < c < d:
+	// in string order instance 0 would lock b's key, then c's (a's), and
+	// instance 1 a's, then d's (b's).
 	a, b := "dpop:02461c5130daee73a8c73a51060e2adc", "dpop:20518a57e2f2f7092c9238e7d6fbbea1"
 	c, d := "dpop:2f5506cfa3444c95300ec7a0d9fd5aa3", "dpop:6e785fdfb123ff8b192f26cf595f74b1"
 	if storage.LockOrder(a) != storage.LockOrder(c) || storage.LockOrder(b) != storage.LockOrder(d) {
 		t.Fatalf("the keys do not collide: %d %d %d %d", storage.LockOrder(a), storage.LockOrder(b), storage.LockOrder(c), storage.LockOrder(d))
 	}
-	now := time.Now()
-	use := func(n *pgInstance, key string) func(context.Context) error {
-		return func(tx context.Context) error {
-			_, err := n.c.store.CreateTokenIfAbsent(tx, storage.Token{Kind: storage.UsedJTI, Signature: key, RequestID: key,
-				ClientID: "c", Active: true, RequestedAt: now, ExpiresAt: now.Add(time.Hour), Payload: []byte("{}")})
-			n.meet()
-			return err
-		}
-	}
+	var won atomic.Int32
 	errs := make(chan error, 4)
 	for _, q := range []struct {
 		n   *pgInstance
 		key string
 	}{{in[0], b}, {in[0], c}, {in[1], a}, {in[1], d}} {
-		queueRequest(t, q.n.c, errs, q.key, nil, use(q.n, q.key))
+		queueRequest(t, q.n.c, errs, q.key, nil, q.n.useOnce(q.key, &won))
 	}
 	runBoth(t, in, errs, 4, func(error) bool { return false })
+	if won.Load() != 4 {
+		t.Errorf("%d requests stored their record, want all 4 (distinct keys)", won.Load())
+	}
 }
 
 // Password grants of the same two accounts on two instances release the

@@ -172,6 +172,33 @@ func TestPostgresLockOrderIsHashtext(t *testing.T) {
 	}
 }
 
+// revokeDuring runs b.RevokeTokens(f) while tx, a transaction of a that
+// holds some locks already, is open; once the revocation holds what it can
+// and waits, it runs write in tx and commits. Neither may wait for
+// PostgreSQL's deadlock check (deadlock_timeout, 1 s).
+func revokeDuring(t *testing.T, a, b *sqlstore.Store, tx context.Context, f storage.TokenFilter, write func() error) {
+	t.Helper()
+	revoked := make(chan error, 1)
+	start := time.Now()
+	go func() {
+		_, err := b.RevokeTokens(t.Context(), f)
+		revoked <- err
+	}()
+	time.Sleep(200 * time.Millisecond)
+	if err := write(); err != nil {
+		t.Fatalf("the transaction's write: %v (after %v)", err, time.Since(start))
+	}
+	if err := a.CommitTx(tx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-revoked; err != nil {
+		t.Fatalf("revocation: %v", err)
+	}
+	if d := time.Since(start); d > 900*time.Millisecond {
+		t.Errorf("took %v: a deadlock was broken by PostgreSQL's check", d)
+	}
+}
+
 // A revocation filtered by subject and client takes one lock, the
 // subject's: a transaction writing tokens of several subjects and clients
 // (a group commit) that holds the client's lock shared and then wants the
@@ -192,30 +219,12 @@ func TestPostgresRevokeBySubjectAndClientDoesNotDeadlock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The batch's first token holds client c's lock shared.
+	// The batch's first token holds client c's lock shared; its second
+	// wants subject s's.
 	if err := a.CreateToken(tx, tok("t1", "x", "c")); err != nil {
 		t.Fatal(err)
 	}
-	revoked := make(chan error, 1)
-	start := time.Now()
-	go func() {
-		_, err := b.RevokeTokens(t.Context(), storage.TokenFilter{Subject: "s", ClientID: "c"})
-		revoked <- err
-	}()
-	time.Sleep(200 * time.Millisecond) // the revocation holds what it can and waits
-	// The batch's second token wants subject s's lock shared.
-	if err := a.CreateToken(tx, tok("t2", "s", "d")); err != nil {
-		t.Fatalf("the batch's second write: %v (after %v)", err, time.Since(start))
-	}
-	if err := a.CommitTx(tx); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-revoked; err != nil {
-		t.Fatalf("revocation: %v", err)
-	}
-	if d := time.Since(start); d > 900*time.Millisecond {
-		t.Errorf("took %v: a deadlock was broken by PostgreSQL's check", d)
-	}
+	revokeDuring(t, a, b, tx, storage.TokenFilter{Subject: "s", ClientID: "c"}, func() error { return a.CreateToken(tx, tok("t2", "s", "d")) })
 	if _, err := b.GetToken(t.Context(), storage.AccessToken, "old"); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("the revoked token: %v", err)
 	}
@@ -246,24 +255,8 @@ func TestPostgresDeleteTokenThenRevokeClientDoesNotDeadlock(t *testing.T) {
 	if err := a.DeleteToken(tx, storage.DeviceCode, "dev"); err != nil {
 		t.Fatal(err)
 	}
-	revoked := make(chan error, 1)
-	start := time.Now()
-	go func() {
-		_, err := b.RevokeTokens(t.Context(), storage.TokenFilter{ClientID: "c"})
-		revoked <- err
-	}()
-	time.Sleep(200 * time.Millisecond) // the revocation holds what it can and waits
-	if err := a.CreateToken(tx, storage.Token{Kind: storage.AccessToken, Signature: "at", RequestID: "g", ClientID: "c", Subject: "s",
-		Active: true, RequestedAt: now, ExpiresAt: now.Add(time.Hour), Payload: []byte("{}")}); err != nil {
-		t.Fatalf("the poll's token: %v (after %v)", err, time.Since(start))
-	}
-	if err := a.CommitTx(tx); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-revoked; err != nil {
-		t.Fatalf("revocation: %v", err)
-	}
-	if d := time.Since(start); d > 900*time.Millisecond {
-		t.Errorf("took %v: a deadlock was broken by PostgreSQL's check", d)
-	}
+	revokeDuring(t, a, b, tx, storage.TokenFilter{ClientID: "c"}, func() error {
+		return a.CreateToken(tx, storage.Token{Kind: storage.AccessToken, Signature: "at", RequestID: "g", ClientID: "c", Subject: "s",
+			Active: true, RequestedAt: now, ExpiresAt: now.Add(time.Hour), Payload: []byte("{}")})
+	})
 }
