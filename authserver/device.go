@@ -82,6 +82,27 @@ type devicePayload struct {
 	UserCode string `json:"user_code"`
 }
 
+// deviceApprovalKind marks an approved device authorization with its user:
+// Signature and RequestID are the DeviceCode record's, Subject the user
+// who approved. The DeviceCode record has no subject (the user is not known
+// when it is made), so a revocation of the user's tokens (storage
+// RevokeTokens by subject, as a "sign out everywhere" or a password reset
+// does) finds this record instead, and a poll that finds it gone gets
+// access_denied rather than tokens for that user.
+const deviceApprovalKind storage.TokenKind = "device_approval"
+
+// markDeviceApproval stores the approval mark of pd for userID; it lives as
+// long as a device code can.
+func (s *Server) markDeviceApproval(ctx context.Context, pd *pendingDevice, userID string) error {
+	now := s.cfg.Now().UTC()
+	// If absent: of two submissions of the form, the decision's
+	// compare-and-swap picks one.
+	_, err := s.store.CreateTokenIfAbsent(ctx, storage.Token{Kind: deviceApprovalKind, Signature: pd.sig, RequestID: pd.sig,
+		ClientID: pd.client.ID, Subject: userID, Active: true, RequestedAt: now, ExpiresAt: now.Add(s.cfg.DeviceCodeTTL),
+		Payload: []byte("{}")})
+	return err
+}
+
 // deviceDecision is the user's decision, the DeviceCode record's Successor.
 type deviceDecision struct {
 	Denied bool `json:"denied,omitempty"`
@@ -303,6 +324,12 @@ func (h deviceHandler) HandleTokenEndpointRequest(ctx context.Context, ar fosite
 	if d.Denied || d.Session == nil {
 		s.devicePolls.forget(sig)
 		return newError(http.StatusBadRequest, errAccessDenied, "The user denied the request.")
+	}
+	if _, err := s.store.GetToken(ctx, deviceApprovalKind, sig); errors.Is(err, storage.ErrNotFound) {
+		s.devicePolls.forget(sig)
+		return newError(http.StatusBadRequest, errAccessDenied, "The approval was revoked.")
+	} else if err != nil {
+		return unavailable(err)
 	}
 	sess, err := requestSession(ar)
 	if err != nil {

@@ -250,6 +250,9 @@ func (s *Server) deviceDecide(w http.ResponseWriter, r *http.Request, form url.V
 		return
 	}
 	b, err := json.Marshal(d)
+	if err == nil && !d.Denied {
+		err = s.markDeviceApproval(ctx, pd, bs.user.ID)
+	}
 	if err == nil {
 		err = s.store.RotateToken(ctx, storage.DeviceCode, pd.sig, s.cfg.Now().UTC(), b)
 	}

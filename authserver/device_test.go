@@ -276,6 +276,30 @@ func TestDeviceUserCodeEntry(t *testing.T) {
 	}
 }
 
+// A revocation of the user's tokens between the approval and the device's
+// next poll (sign out everywhere, an admin's revocation) takes the approval
+// with it: the poll gets access_denied, not tokens for that user.
+func TestDeviceApprovalRevokedBeforeThePoll(t *testing.T) {
+	env := newDeviceEnv(t)
+	m := deviceAuth(t, env, "cli", nil)
+	complete := m["verification_uri_complete"].(string)
+	if p := approveDevice(t, env, newBrowser(t, env), complete, "allow"); p.status != 200 {
+		t.Fatalf("approval: %d %s", p.status, p.body)
+	}
+	if _, err := env.store.RevokeTokens(t.Context(), storage.TokenFilter{Subject: env.alice.ID}); err != nil {
+		t.Fatal(err)
+	}
+	if st, e := poll(t, env, "cli", m["device_code"].(string)); st != 400 || e != "access_denied" {
+		t.Fatalf("poll after the revocation: %d %s, want 400 access_denied", st, e)
+	}
+	// Without a revocation the same approval gives tokens.
+	m = deviceAuth(t, env, "cli", nil)
+	approveDevice(t, env, newBrowser(t, env), m["verification_uri_complete"].(string), "allow")
+	if st, e := poll(t, env, "cli", m["device_code"].(string)); st != 200 {
+		t.Fatalf("poll: %d %s", st, e)
+	}
+}
+
 // A user who must change a reset password on the way keeps the device's
 // user code: once the new password is set, the confirmation page follows.
 func TestDeviceSignInThroughPasswordChange(t *testing.T) {
