@@ -91,16 +91,36 @@ type devicePayload struct {
 // access_denied rather than tokens for that user.
 const deviceApprovalKind storage.TokenKind = "device_approval"
 
-// markDeviceApproval stores the approval mark of pd for userID; it lives as
-// long as a device code can.
-func (s *Server) markDeviceApproval(ctx context.Context, pd *pendingDevice, userID string) error {
+// recordDeviceDecision stores the decision d (encoded as b) on the device
+// code record of pd, a compare-and-swap (storage.ErrNotFound when another
+// decision came first), and for an approval, in the same transaction, its
+// mark for the approving user, which lives as long as a device code can:
+// only the winning decision's mark exists.
+func (s *Server) recordDeviceDecision(ctx context.Context, pd *pendingDevice, d deviceDecision, b []byte) error {
 	now := s.cfg.Now().UTC()
-	// If absent: of two submissions of the form, the decision's
-	// compare-and-swap picks one.
-	_, err := s.store.CreateTokenIfAbsent(ctx, storage.Token{Kind: deviceApprovalKind, Signature: pd.sig, RequestID: pd.sig,
-		ClientID: pd.client.ID, Subject: userID, Active: true, RequestedAt: now, ExpiresAt: now.Add(s.cfg.DeviceCodeTTL),
-		Payload: []byte("{}")})
-	return err
+	tx, err := s.store.BeginTx(ctx)
+	if err != nil {
+		return err
+	}
+	err = s.store.RotateToken(tx, storage.DeviceCode, pd.sig, now, b)
+	if err == nil && d.Marked {
+		err = s.store.CreateToken(tx, storage.Token{Kind: deviceApprovalKind, Signature: pd.sig, RequestID: pd.sig,
+			ClientID: pd.client.ID, Subject: d.Session.Subject, Active: true, RequestedAt: now,
+			ExpiresAt: now.Add(s.cfg.DeviceCodeTTL), Payload: []byte("{}")})
+	}
+	if err != nil {
+		_ = s.store.RollbackTx(tx)
+		return err
+	}
+	return s.store.CommitTx(tx)
+}
+
+// errApprovalRevoked is the poll's answer when the approval's mark is gone.
+var errApprovalRevoked = fmt.Errorf("authserver: device approval revoked: %w", storage.ErrNotFound)
+
+// approvalRevoked is the poll's error when the approval was revoked.
+func approvalRevoked() *oauthError {
+	return newError(http.StatusBadRequest, errAccessDenied, "The approval was revoked.")
 }
 
 // deviceDecision is the user's decision, the DeviceCode record's Successor.
@@ -110,6 +130,9 @@ type deviceDecision struct {
 	// facts) and Scopes its granted scopes, when allowed.
 	Session *session `json:"session,omitempty"`
 	Scopes  []string `json:"scopes,omitempty"`
+	// Marked: the approval has a deviceApprovalKind mark, which a poll
+	// requires (an approval recorded before marks existed has none).
+	Marked bool `json:"marked,omitempty"`
 }
 
 // deviceAuthResponse is the RFC 8628 §3.2 response.
@@ -325,11 +348,28 @@ func (h deviceHandler) HandleTokenEndpointRequest(ctx context.Context, ar fosite
 		s.devicePolls.forget(sig)
 		return newError(http.StatusBadRequest, errAccessDenied, "The user denied the request.")
 	}
-	if _, err := s.store.GetToken(ctx, deviceApprovalKind, sig); errors.Is(err, storage.ErrNotFound) {
-		s.devicePolls.forget(sig)
-		return newError(http.StatusBadRequest, errAccessDenied, "The approval was revoked.")
-	} else if err != nil {
-		return unavailable(err)
+	if d.Marked {
+		// Checked again, atomically, when the grant commits (consume).
+		m, err := s.store.GetToken(ctx, deviceApprovalKind, sig)
+		if errors.Is(err, storage.ErrNotFound) {
+			// Revoked, or consumed with the code by a concurrent poll
+			// since the code was read.
+			if _, err := s.store.GetToken(ctx, storage.DeviceCode, sig); errors.Is(err, storage.ErrNotFound) {
+				return bad
+			}
+			s.devicePolls.forget(sig)
+			return approvalRevoked()
+		}
+		if err != nil {
+			return unavailable(err)
+		}
+		if m.Subject != d.Session.Subject {
+			s.devicePolls.forget(sig)
+			return approvalRevoked()
+		}
+		if st := stateFrom(ctx); st != nil {
+			st.deviceMarked = true
+		}
 	}
 	sess, err := requestSession(ar)
 	if err != nil {
@@ -365,16 +405,36 @@ func (h deviceHandler) PopulateTokenEndpointResponse(ctx context.Context, ar fos
 	// approval (a refused resource or DPoP proof, storage down) leaves the
 	// approval for the next poll.
 	codeSig := hashHandle(ar.GetRequestForm().Get("device_code"))
+	st := stateFrom(ctx)
+	marked := st != nil && st.deviceMarked
 	consume := func(tx context.Context) error {
+		// The approval's mark first: a revocation of the user that
+		// committed since the poll read it has deleted it. A lost
+		// compare-and-swap changes nothing, so when the mark is gone the
+		// code only tells which it was.
+		if marked {
+			err := h.s.store.DeleteToken(tx, deviceApprovalKind, codeSig)
+			if errors.Is(err, storage.ErrNotFound) {
+				if _, err := h.s.store.GetToken(tx, storage.DeviceCode, codeSig); err != nil {
+					return err // storage.ErrNotFound: a concurrent poll won
+				}
+				return errApprovalRevoked
+			}
+			if err != nil {
+				return err
+			}
+		}
 		if err := h.s.store.DeleteToken(tx, storage.DeviceCode, codeSig); err != nil {
-			return err
+			return err // storage.ErrNotFound: a concurrent poll won
 		}
 		h.s.devicePolls.forget(codeSig)
 		return nil
 	}
-	if st := stateFrom(ctx); st != nil && st.buffer {
+	if st != nil && st.buffer {
 		st.guard, st.grant = consume, codeSig
-	} else if err := consume(ctx); errors.Is(err, storage.ErrNotFound) {
+	} else if err := consume(ctx); errors.Is(err, errApprovalRevoked) {
+		return approvalRevoked()
+	} else if errors.Is(err, storage.ErrNotFound) {
 		return newError(http.StatusBadRequest, errInvalidGrant, "The device_code is invalid or was already used.")
 	} else if err != nil {
 		return unavailable(err)

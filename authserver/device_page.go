@@ -242,7 +242,7 @@ func (s *Server) deviceDecide(w http.ResponseWriter, r *http.Request, form url.V
 		if slices.Contains(pd.payload.Scopes, scopeOpenID) {
 			sess.OIDC = &oidcFacts{AMR: []string{"pwd"}}
 		}
-		d = deviceDecision{Session: sess, Scopes: pd.payload.Scopes}
+		d = deviceDecision{Session: sess, Scopes: pd.payload.Scopes, Marked: true}
 	case "deny":
 		d = deviceDecision{Denied: true}
 	default:
@@ -250,11 +250,8 @@ func (s *Server) deviceDecide(w http.ResponseWriter, r *http.Request, form url.V
 		return
 	}
 	b, err := json.Marshal(d)
-	if err == nil && !d.Denied {
-		err = s.markDeviceApproval(ctx, pd, bs.user.ID)
-	}
 	if err == nil {
-		err = s.store.RotateToken(ctx, storage.DeviceCode, pd.sig, s.cfg.Now().UTC(), b)
+		err = s.recordDeviceDecision(ctx, pd, d, b)
 	}
 	if errors.Is(err, storage.ErrNotFound) {
 		s.errorPage(w, http.StatusBadRequest, errInvalidRequest, "This code was already used. Start again on your device.")

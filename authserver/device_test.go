@@ -1,12 +1,15 @@
 package authserver
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -297,6 +300,106 @@ func TestDeviceApprovalRevokedBeforeThePoll(t *testing.T) {
 	approveDevice(t, env, newBrowser(t, env), m["verification_uri_complete"].(string), "allow")
 	if st, e := poll(t, env, "cli", m["device_code"].(string)); st != 200 {
 		t.Fatalf("poll: %d %s", st, e)
+	}
+}
+
+// markHookStore runs after, once, right after a poll has read an
+// approval's mark.
+type markHookStore struct {
+	storage.Store
+	after atomic.Pointer[func()]
+}
+
+func (h *markHookStore) GetToken(ctx context.Context, kind storage.TokenKind, sig string) (storage.Token, error) {
+	t, err := h.Store.GetToken(ctx, kind, sig)
+	if kind == deviceApprovalKind {
+		if f := h.after.Swap(nil); f != nil {
+			(*f)()
+		}
+	}
+	return t, err
+}
+
+// A revocation that commits after the poll read the approval's mark, and
+// before the poll's grant commits, still wins: the grant's
+// compare-and-swap consumes the mark, and finds it gone.
+func TestDeviceApprovalRevokedDuringThePoll(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		open func(testing.TB) storage.Store
+	}{{"Memory", openMemory}, {"SQLite", openSQLite}} {
+		t.Run(tc.name, func(t *testing.T) {
+			hs := &markHookStore{Store: tc.open(t)}
+			env := newDeviceEnvOn(t, hs)
+			m := deviceAuth(t, env, "cli", nil)
+			approveDevice(t, env, newBrowser(t, env), m["verification_uri_complete"].(string), "allow")
+			revoke := func() {
+				if _, err := hs.Store.RevokeTokens(context.Background(), storage.TokenFilter{Subject: env.alice.ID}); err != nil {
+					t.Error(err)
+				}
+			}
+			hs.after.Store(&revoke)
+			if st, e := poll(t, env, "cli", m["device_code"].(string)); st != 400 || e != "access_denied" {
+				t.Fatalf("poll with a revocation after its mark was read: %d %s, want 400 access_denied", st, e)
+			}
+			if ts, err := hs.Store.ListTokens(t.Context(), storage.AccessToken, env.alice.ID); err != nil || len(ts) != 0 {
+				t.Fatalf("alice's access tokens after the revocation: %d %v", len(ts), err)
+			}
+		})
+	}
+}
+
+// The mark must name the user whose session the approval holds; and an
+// approval recorded before marks existed (no "marked") needs none.
+func TestDeviceApprovalMarkNamesTheUser(t *testing.T) {
+	env := newDeviceEnv(t)
+	m := deviceAuth(t, env, "cli", nil)
+	approveDevice(t, env, newBrowser(t, env), m["verification_uri_complete"].(string), "allow")
+	sig := hashHandle(m["device_code"].(string))
+	mark, err := env.store.GetToken(t.Context(), deviceApprovalKind, sig)
+	if err != nil || mark.Subject != env.alice.ID {
+		t.Fatalf("mark %+v %v", mark, err)
+	}
+	if err := env.store.DeleteToken(t.Context(), deviceApprovalKind, sig); err != nil {
+		t.Fatal(err)
+	}
+	mark.Subject = env.bob.ID
+	if err := env.store.CreateToken(t.Context(), mark); err != nil {
+		t.Fatal(err)
+	}
+	if st, e := poll(t, env, "cli", m["device_code"].(string)); st != 400 || e != "access_denied" {
+		t.Fatalf("poll with bob's mark on alice's approval: %d %s", st, e)
+	}
+
+	m = deviceAuth(t, env, "cli", nil)
+	approveDevice(t, env, newBrowser(t, env), m["verification_uri_complete"].(string), "allow")
+	sig = hashHandle(m["device_code"].(string))
+	if err := env.store.DeleteToken(t.Context(), deviceApprovalKind, sig); err != nil {
+		t.Fatal(err)
+	}
+	// As an older instance recorded it: the same decision without the flag.
+	rec, err := env.store.GetToken(t.Context(), storage.DeviceCode, sig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d deviceDecision
+	if err := json.Unmarshal(rec.Successor, &d); err != nil || !d.Marked {
+		t.Fatalf("decision %s: %v", rec.Successor, err)
+	}
+	d.Marked = false
+	legacy, _ := json.Marshal(d)
+	if bytes.Contains(legacy, []byte("marked")) {
+		t.Fatalf("legacy decision %s", legacy)
+	}
+	if err := env.store.DeleteToken(t.Context(), storage.DeviceCode, sig); err != nil {
+		t.Fatal(err)
+	}
+	rec.Active, rec.Successor = false, legacy
+	if err := env.store.CreateToken(t.Context(), rec); err != nil {
+		t.Fatal(err)
+	}
+	if st, e := poll(t, env, "cli", m["device_code"].(string)); st != 200 {
+		t.Fatalf("poll of an approval without a mark: %d %s", st, e)
 	}
 }
 

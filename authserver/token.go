@@ -56,6 +56,9 @@ type requestState struct {
 	// response's other writes. Both run in the committer's transaction.
 	guard  func(ctx context.Context) error
 	writes []func(ctx context.Context) error
+	// deviceMarked: a device code poll whose approval has a mark, which
+	// the poll's compare-and-swap consumes (device.go).
+	deviceMarked bool
 	// grant is what the guard and writes lock first (committer key): the
 	// grant's request ID, or the device code's signature. late are the
 	// writes of rows locked in key order across a batch (commitReq).
@@ -272,6 +275,10 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) (*tokenResponse, 
 			// second use, and every token issued from the code is revoked.
 			return nil, s.codeReused(ctx, ar.GetID())
 		}
+		if grant == grantDeviceCode && errors.Is(err, errApprovalRevoked) {
+			// A revocation of the user committed since the poll read the mark.
+			return nil, approvalRevoked()
+		}
 		if grant == grantDeviceCode && st.refreshRace {
 			// A concurrent poll consumed the approved device code first.
 			return nil, newError(http.StatusBadRequest, errInvalidGrant, "The device_code is invalid or was already used.")
@@ -371,7 +378,6 @@ func (s *Server) runLate(ctx context.Context, late []lateWrite) {
 	for _, w := range late {
 		if err := w.fn(ctx); err != nil {
 			s.log.Warn("throttle release failed", "err", err)
-			return
 		}
 	}
 }

@@ -120,8 +120,12 @@ var postgresDialect = &dialect{
 	createToken:         pgCreateToken,
 	createTokenIfAbsent: pgCreateToken + onTokenConflictDoNothing,
 	// The subject and client of a grant are the same on all its tokens and
-	// never change, so they can be read before the locks are taken. A grant
-	// without tokens gets the grant lock alone (hashtext(NULL) locks nothing).
+	// never change, so they can be read before the locks are taken. (A
+	// device authorization's records share its device code's signature as
+	// request ID: the code's and user code's without a subject, the
+	// approval's mark with the user's; only deletions take this lock for
+	// them.) A grant without tokens gets the grant lock alone
+	// (hashtext(NULL) locks nothing).
 	lockGrant: `SELECT ` + pgTokenLocks(`g.id`, `t.subject`, `t.client_id`) + `
 		FROM (SELECT $1::text AS id) AS g
 		LEFT JOIN LATERAL (SELECT subject, client_id FROM tokens WHERE request_id = g.id LIMIT 1) AS t ON TRUE`,
