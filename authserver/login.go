@@ -144,12 +144,7 @@ func (s *Server) postLogin(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	for _, write := range st.writes {
-		if err := write(ctx); err != nil {
-			s.log.Warn("sign-in bookkeeping failed", "err", err)
-		}
-	}
-	s.runLate(ctx, st.late)
+	s.runLate(ctx, st.late) // the throttling release (no group commit here)
 	if u.MustChangePassword {
 		s.startPasswordChange(w, r, az, auth, u)
 		return

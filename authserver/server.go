@@ -601,10 +601,11 @@ func (s *Server) authenticateUser(ctx context.Context, email, pw string) (storag
 		// Committed with the token records (late: in key order across the
 		// batch, see commitReq), unless other attempts on the account wait
 		// for this success to reset its counters.
+		release := s.throttle.releaseWrites(kAI, kA)
 		if st := stateFrom(ctx); st != nil && !s.throttle.contended(kAI, kA) {
-			st.late = append(st.late, s.throttle.releaseWrites(kAI, kA)...)
-		} else if err := s.throttle.release(ctx, kAI, kA); err != nil {
-			s.log.Warn("throttle release failed", "err", err)
+			st.late = append(st.late, release...)
+		} else {
+			s.runLate(ctx, release)
 		}
 	}
 	succeeded = true

@@ -278,19 +278,10 @@ func (th *throttler) isBlocked(key string) time.Duration {
 	return wait
 }
 
-// release undoes a successful attempt's reservation: the account's
-// counters are forgotten (a successful login resets them).
-func (th *throttler) release(ctx context.Context, accountIP, account string) error {
-	for _, k := range []string{accountIP, account} {
-		if err := th.store.DeleteAttempts(ctx, k); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// releaseWrites is release as late writes of a group commit, one per
-// counter, keyed by the counter (commitReq).
+// releaseWrites undo a successful attempt's reservation: the account's
+// counters are forgotten (a successful login resets them). They are late
+// writes of a group commit, one per counter, keyed by the counter
+// (commitReq), or run on their own (Server.runLate).
 func (th *throttler) releaseWrites(accountIP, account string) []lateWrite {
 	ws := make([]lateWrite, 0, 2)
 	for _, k := range []string{accountIP, account} {
