@@ -246,15 +246,43 @@ func simpleStrings(b []byte) (out audience, ok bool) {
 // contextKey is the unexported type of the context key for Claims.
 type contextKey struct{}
 
-// NewContext returns a copy of ctx that carries c. The middleware calls it
-// after verifying a token; tests of downstream handlers call it directly.
+// verification is the context value under contextKey: the claims, and, when
+// an Authenticator's middleware verified them, which one and with which
+// scheme. NewContext leaves by nil, so the Require methods never trust
+// claims they did not see verified.
+type verification struct {
+	claims *Claims
+	by     *Authenticator // nil for NewContext
+	dpop   bool           // the request used the DPoP scheme (RFC 9449 §7.1)
+}
+
+// NewContext returns a copy of ctx that carries c, for tests of downstream
+// handlers; the middleware stores the claims it verifies in the same place.
+//
+// Claims put in a context by NewContext are read by FromContext only: the
+// Require methods do not trust them and authenticate the request
+// themselves.
 func NewContext(ctx context.Context, c *Claims) context.Context {
-	return context.WithValue(ctx, contextKey{}, c)
+	return context.WithValue(ctx, contextKey{}, &verification{claims: c})
 }
 
 // FromContext returns the claims stored in ctx by the middleware or by
 // NewContext, and whether there were any.
 func FromContext(ctx context.Context) (*Claims, bool) {
-	c, ok := ctx.Value(contextKey{}).(*Claims)
-	return c, ok && c != nil
+	v, ok := ctx.Value(contextKey{}).(*verification)
+	if !ok || v.claims == nil {
+		return nil, false
+	}
+	return v.claims, true
+}
+
+// verifiedBy returns the verification in ctx if a verified the claims
+// itself, or nil: claims from NewContext or from another Authenticator,
+// which may have another audience, issuer or policy, do not count.
+func verifiedBy(ctx context.Context, a *Authenticator) *verification {
+	v, ok := ctx.Value(contextKey{}).(*verification)
+	if !ok || v.by != a || v.claims == nil {
+		return nil
+	}
+	return v
 }

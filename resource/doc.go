@@ -22,15 +22,18 @@
 // the scheme is case-insensitive), verifies it, and passes the request on
 // with its Claims in the context, where FromContext finds them.
 // RequireAnyScope, RequireAllScopes, RequireAnyRole and RequireAllRoles check
-// what the token grants; each works after Middleware or on its own. All are
-// func(http.Handler) http.Handler, so they suit net/http and gorilla/mux
-// (router.Use) alike.
+// what the token grants; each works after Middleware or on its own. A guard
+// trusts only claims its own Authenticator verified: after another
+// Authenticator's Middleware (another audience) it verifies the token
+// itself. All are func(http.Handler) http.Handler, so they suit net/http and
+// gorilla/mux (router.Use) alike.
 //
 // Refusals follow RFC 6750 §3: 401 invalid_token for a bad token, 401 with a
 // bare "Bearer" challenge for a missing one (§3.1), 400 invalid_request for
 // a malformed request (two credentials, bad syntax), 403 insufficient_scope
 // for a failed scope or role check, with a JSON body
-// {"error":…,"error_description":…}. Config.ErrorHandler renders them
+// {"error":…,"error_description":…}. A request made with the DPoP scheme
+// (RFC 9449) gets the same errors in a DPoP challenge (§7.1). Config.ErrorHandler renders them
 // differently. Verify errors wrap sentinels (ErrTokenExpired,
 // ErrTokenInactive, …) so callers can tell an expired token from a forged
 // one. Neither tokens nor secrets are ever logged.
@@ -75,8 +78,8 @@
 // read tokens from the URI query (RFC 6750 §2.3), reads them from a form
 // body only with Config.AllowFormToken, and does not accept encrypted (JWE)
 // or symmetrically signed (HS256) tokens. It never follows jku, x5u, x5c or
-// an embedded jwk: keys come from the configured key set only. It does not
-// check DPoP or mTLS sender constraints.
+// an embedded jwk: keys come from the configured key set only. It checks
+// DPoP sender constraints (Config.DPoP), not mTLS ones (RFC 8705).
 //
 // MetadataHandler serves the API's RFC 9728 protected resource metadata,
 // and Config.ResourceMetadataURL points challenges to it.

@@ -125,7 +125,10 @@ func dpopError(code ErrorCode, desc string, err error) *Error {
 }
 
 // dpopToken reads "Authorization: DPoP <token>". ok reports whether the
-// request uses the DPoP scheme at all.
+// request uses the DPoP scheme at all; a refusal of a DPoP-scheme request
+// is an *Error with a DPoP challenge (RFC 9449 §7.1): 400 invalid_request
+// for a missing or ill-formed token, 401 invalid_token for one over
+// maxSize.
 func dpopToken(r *http.Request, maxSize int) (token string, ok bool, err error) {
 	values := r.Header.Values("Authorization")
 	if len(values) != 1 {
@@ -138,42 +141,44 @@ func dpopToken(r *http.Request, maxSize int) (token string, ok bool, err error) 
 	}
 	token = strings.TrimLeft(h[len(scheme):], " ")
 	if token == "" {
-		return "", true, dpopError(CodeInvalidRequest, "the DPoP access token is empty", nil)
+		e := dpopError(CodeInvalidRequest, "the DPoP access token is empty", nil)
+		e.Status = http.StatusBadRequest
+		return "", true, e
 	}
 	if err := checkB64Token(token, maxSize); err != nil {
-		return "", true, err
+		// ErrMalformedRequest (400) or, over maxSize, ErrInvalidToken (401).
+		e := errorFor(err)
+		e.dpop = true
+		return "", true, e
 	}
 	return token, true, nil
 }
 
 // credentials verifies the request's token: a DPoP-bound one with its
-// proof, or a bearer token that is not DPoP-bound.
-func (a *Authenticator) credentials(w http.ResponseWriter, r *http.Request) (*Claims, error) {
+// proof, or a bearer token that is not DPoP-bound. isDPoP reports whether
+// the request used the DPoP scheme, so that later refusals (a scope check)
+// answer with its challenge.
+func (a *Authenticator) credentials(w http.ResponseWriter, r *http.Request) (c *Claims, isDPoP bool, err error) {
 	token, isDPoP, err := dpopToken(r, a.maxSize)
 	if err != nil {
-		var e *Error
-		if errors.As(err, &e) {
-			e.Status = http.StatusBadRequest
-			return nil, e
-		}
-		return nil, err
+		return nil, isDPoP, err
 	}
 	if isDPoP {
-		return a.verifyDPoP(w, r, token)
+		c, err := a.verifyDPoP(w, r, token)
+		return c, true, err
 	}
 	raw, err := bearerToken(r, a.allowForm, a.maxSize)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	c, err := a.Verify(r.Context(), raw)
-	if err != nil {
-		return nil, err
+	if c, err = a.Verify(r.Context(), raw); err != nil {
+		return nil, false, err
 	}
 	if c.JKT != "" {
 		// RFC 9449 §7.2: a bound token is worthless without its key.
-		return nil, &Error{Status: http.StatusUnauthorized, Code: CodeInvalidToken, Description: "the access token is DPoP-bound; send it with the DPoP scheme and a proof"}
+		return nil, false, &Error{Status: http.StatusUnauthorized, Code: CodeInvalidToken, Description: "the access token is DPoP-bound; send it with the DPoP scheme and a proof"}
 	}
-	return c, nil
+	return c, false, nil
 }
 
 // verifyDPoP checks a DPoP-scheme request (RFC 9449 §7.1 and §4.3).
@@ -228,9 +233,11 @@ func (v *dpopVerifier) requestURL(r *http.Request) string {
 	return scheme + "://" + r.Host + r.URL.EscapedPath()
 }
 
-// dpopChallenge is the DPoP challenge of RFC 9449 §7.1.
+// dpopChallenge is the DPoP challenge of RFC 9449 §7.1: the RFC 6750 §3
+// parameters (error, error_description, scope for a failed scope check),
+// then algs.
 func dpopChallenge(realm, algs string, e *Error) string {
-	return authChallenge("DPoP", realm, e, false, "algs", algs)
+	return authChallenge("DPoP", realm, e, "algs", algs)
 }
 
 // setChallenges writes the WWW-Authenticate header(s) of a refusal: the

@@ -169,6 +169,65 @@ func TestDPoPResourceExternalURL(t *testing.T) {
 	}
 }
 
+// TestDPoPSchemeMalformedTokenGetsDPoPChallenge: a request that uses the
+// DPoP scheme with an empty, ill-formed or oversized token is refused with
+// the DPoP scheme's challenge (RFC 9449 §7.1): 400 invalid_request for the
+// syntax, 401 invalid_token for the size limit.
+func TestDPoPSchemeMalformedTokenGetsDPoPChallenge(t *testing.T) {
+	is := newTestIssuer(t, newECKey("ec-1"))
+	h := newAuth(t, is, func(c *Config) { c.MaxTokenSize = 64 }).Middleware(okHandler)
+	for _, tc := range []struct {
+		name, token string
+		status      int
+		code        ErrorCode
+	}{
+		{"Empty", "", http.StatusBadRequest, CodeInvalidRequest},
+		{"BadSyntax", "abc%def", http.StatusBadRequest, CodeInvalidRequest},
+		{"Oversized", strings.Repeat("a", 65), http.StatusUnauthorized, CodeInvalidToken},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := serveDPoP(h, "DPoP "+tc.token, "x.y.z")
+			wantRefusal(t, w, tc.status, tc.code, "DPoP")
+			if chs := w.Header().Values("WWW-Authenticate"); len(chs) != 1 {
+				t.Fatalf("challenges %q, want the DPoP one only", chs)
+			}
+		})
+	}
+}
+
+// TestDPoPHTUPercentEncodingIsNormalized: RFC 9449 §4.3 compares htu after
+// RFC 3986 §6.2.2 normalization, which decodes percent-encoded unreserved
+// characters and ignores the case of hex digits: a proof for .../th%69ng
+// is one for .../thing, in either direction, while an encoded reserved
+// character still makes another URL.
+func TestDPoPHTUPercentEncodingIsNormalized(t *testing.T) {
+	is := newTestIssuer(t, newECKey("ec-1"))
+	client := dpoptest.NewKey(t)
+	token := is.mint(t, func(c map[string]any) { c["cnf"] = map[string]any{"jkt": client.Signer.JKT()} })
+	h := newAuth(t, is, nil).Middleware(okHandler)
+	for _, tc := range []struct {
+		htu, target string
+		want        int
+	}{
+		{"http://api.example/api/th%69ng", dpopTestURL, http.StatusOK},
+		{dpopTestURL, "http://api.example/api/th%69ng", http.StatusOK},
+		{"http://api.example/api/a%7eb", "http://api.example/api/a~b", http.StatusOK},
+		{"http://api.example/api/a%2fb", "http://api.example/api/a%2Fb", http.StatusOK},
+		{"http://api.example/api/x/../thing", dpopTestURL, http.StatusOK},
+		{"http://api.example/api/a%2Fb", "http://api.example/api/a/b", http.StatusUnauthorized},
+		{"http://api.example/api//thing", dpopTestURL, http.StatusUnauthorized},
+	} {
+		r := httptest.NewRequest(http.MethodGet, tc.target, nil)
+		r.Header.Set("Authorization", "DPoP "+token)
+		r.Header.Set("DPoP", client.Proof(dpop.ProofClaims{Method: "GET", URL: tc.htu, AccessToken: token, IssuedAt: is.clock.Now()}))
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != tc.want {
+			t.Errorf("htu %s for a request to %s: %d %q, want %d", tc.htu, tc.target, w.Code, w.Header().Get("WWW-Authenticate"), tc.want)
+		}
+	}
+}
+
 // TestDPoPReplayCacheBounded: the cache never holds more than its size.
 func TestDPoPReplayCacheBounded(t *testing.T) {
 	c := newReplayCache(3)

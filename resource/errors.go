@@ -131,14 +131,14 @@ func errorFor(err error) *Error {
 // challenge builds the Bearer WWW-Authenticate value of RFC 6750 §3 (and
 // RFC 9728 §5.1 for resource_metadata).
 func challenge(realm, resourceMetadata string, e *Error) string {
-	return authChallenge("Bearer", realm, e, true, "resource_metadata", resourceMetadata)
+	return authChallenge("Bearer", realm, e, "resource_metadata", resourceMetadata)
 }
 
 // authChallenge builds a WWW-Authenticate value of scheme: realm, the
 // error of e (none for a request without credentials, or one that could
-// not be checked now), its scope when withScope, then the last parameter
-// when its value is not empty.
-func authChallenge(scheme, realm string, e *Error, withScope bool, lastName, lastValue string) string {
+// not be checked now) with its scope if any, then the last parameter when
+// its value is not empty.
+func authChallenge(scheme, realm string, e *Error, lastName, lastValue string) string {
 	var b strings.Builder
 	b.WriteString(scheme)
 	sep := " "
@@ -158,7 +158,7 @@ func authChallenge(scheme, realm string, e *Error, withScope bool, lastName, las
 		if e.Description != "" {
 			param("error_description", e.Description)
 		}
-		if withScope && e.Scope != "" {
+		if e.Scope != "" {
 			param("scope", e.Scope)
 		}
 	}

@@ -19,8 +19,9 @@ import (
 //
 // An active answer is checked like a JWT: it must carry iss equal to
 // Config.Issuer, an aud containing Config.Audience and an exp not in the
-// past, and a token_type, if present, of Bearer (so a refresh token cannot
-// pass for an access token). RFC 7662 makes these members optional; our
+// past, and a token_type, if present, of Bearer or DPoP (so a refresh token
+// cannot pass for an access token); a DPoP token_type (RFC 9449 §5) must
+// come with cnf.jkt. RFC 7662 makes these members optional; our
 // authorization server always sends them.
 type IntrospectionConfig struct {
 	// URL is the introspection endpoint. Default: the introspection_endpoint
@@ -80,10 +81,8 @@ func (in *introspector) introspect(ctx context.Context, rawToken, issuer, audien
 	if !cs.Active {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidToken, ErrTokenInactive)
 	}
-	// RFC 7662 §2.2: token_type is optional; when present it must say this is
-	// an access token, so a refresh token cannot pass for one.
-	if cs.TokenType != "" && !strings.EqualFold(cs.TokenType, "bearer") {
-		return nil, fmt.Errorf("%w: introspected token_type %q is not Bearer", ErrInvalidToken, cs.TokenType)
+	if err := checkTokenType(cs); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidToken, err)
 	}
 	now := in.now()
 	if err := cs.validate(issuer, audience, now, leeway); err != nil {
@@ -98,6 +97,24 @@ func (in *introspector) introspect(ctx context.Context, rawToken, issuer, audien
 		in.store(key, c, expires)
 	}
 	return c, nil
+}
+
+// checkTokenType checks an active answer's token_type (RFC 7662 §2.2):
+// optional, but when present it must name an access token type, so that a
+// refresh token cannot pass for one. That is "Bearer", or "DPoP" (RFC 9449
+// §5) for a DPoP-bound token, which must then name its key in cnf.jkt
+// (RFC 9449 §6.2); both case-insensitively (RFC 6749 §5.1).
+func checkTokenType(cs *claimSet) error {
+	switch {
+	case cs.TokenType == "" || strings.EqualFold(cs.TokenType, "bearer"):
+		return nil
+	case strings.EqualFold(cs.TokenType, "dpop"):
+		if cs.Cnf.JKT == "" {
+			return errors.New("introspected token_type DPoP without cnf.jkt")
+		}
+		return nil
+	}
+	return fmt.Errorf("introspected token_type %q is not Bearer or DPoP", cs.TokenType)
 }
 
 // call POSTs the token to the endpoint (RFC 7662 §2.1).

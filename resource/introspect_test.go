@@ -6,6 +6,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/oauthkit/authserver/internal/dpop"
+	"github.com/oauthkit/authserver/internal/dpop/dpoptest"
 )
 
 func introspectAuth(t *testing.T, is *testIssuer, mode Mode, ttl time.Duration) *Authenticator {
@@ -57,11 +60,14 @@ func TestIntrospectionChecksTheAnswer(t *testing.T) {
 	is := newTestIssuer(t)
 	a := introspectAuth(t, is, ModeIntrospect, time.Minute)
 	cases := map[string]func(m map[string]any){
-		"RefreshToken":  func(m map[string]any) { m["token_type"] = "refresh_token" },
-		"OtherAudience": func(m map[string]any) { m["aud"] = []string{"https://other.example"} },
-		"OtherIssuer":   func(m map[string]any) { m["iss"] = "https://evil.example" },
-		"Expired":       func(m map[string]any) { m["exp"] = is.clock.Now().Unix() - 60 },
-		"NoExpiry":      func(m map[string]any) { delete(m, "exp") },
+		"RefreshToken": func(m map[string]any) { m["token_type"] = "refresh_token" },
+		"OtherType":    func(m map[string]any) { m["token_type"] = "mac" },
+		// RFC 9449 §6.2: a DPoP token names the key it is bound to.
+		"DPoPWithoutCnf": func(m map[string]any) { m["token_type"] = "DPoP" },
+		"OtherAudience":  func(m map[string]any) { m["aud"] = []string{"https://other.example"} },
+		"OtherIssuer":    func(m map[string]any) { m["iss"] = "https://evil.example" },
+		"Expired":        func(m map[string]any) { m["exp"] = is.clock.Now().Unix() - 60 },
+		"NoExpiry":       func(m map[string]any) { delete(m, "exp") },
 	}
 	for name, edit := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -77,6 +83,41 @@ func TestIntrospectionChecksTheAnswer(t *testing.T) {
 				t.Fatalf("err = %v, want ErrInvalidToken", err)
 			}
 		})
+	}
+}
+
+// TestIntrospectionAcceptsDPoPTokenType: our authorization server answers
+// introspection of a DPoP-bound token with token_type "DPoP" and cnf.jkt
+// (RFC 9449 §5, §6.2; authserver/introspect.go). With a correct proof the
+// request passes in both introspecting modes, whatever the case of the
+// token type (RFC 6749 §5.1).
+func TestIntrospectionAcceptsDPoPTokenType(t *testing.T) {
+	is := newTestIssuer(t, newECKey("ec-1"))
+	client := dpoptest.NewKey(t)
+	for _, mode := range []Mode{ModeIntrospect, ModeLocalThenIntrospect} {
+		for _, typ := range []string{"DPoP", "dpop"} {
+			t.Run(mode.String()+"/"+typ, func(t *testing.T) {
+				is.set(func(is *testIssuer) {
+					is.introResp = func() map[string]any {
+						m := is.claims()
+						m["active"], m["token_type"] = true, typ
+						m["cnf"] = map[string]any{"jkt": client.Signer.JKT()}
+						return m
+					}
+				})
+				a := newAuth(t, is, func(c *Config) { c.Mode = mode })
+				token := "opaque-dpop-bound-token"
+				if mode == ModeLocalThenIntrospect {
+					token = is.mint(t, func(c map[string]any) { c["cnf"] = map[string]any{"jkt": client.Signer.JKT()} })
+				}
+				p := client.Proof(dpop.ProofClaims{Method: "GET", URL: dpopTestURL, AccessToken: token, IssuedAt: is.clock.Now()})
+				if w := serveDPoP(a.Middleware(okHandler), "DPoP "+token, p); w.Code != http.StatusOK {
+					_, err := a.Verify(t.Context(), token)
+					t.Fatalf("DPoP-bound token with a valid proof, introspected as token_type %s: %d %q; Verify: %v",
+						typ, w.Code, w.Header().Get("WWW-Authenticate"), err)
+				}
+			})
+		}
 	}
 }
 

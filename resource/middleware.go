@@ -233,30 +233,37 @@ func (a *Authenticator) Verify(ctx context.Context, rawToken string) (*Claims, e
 // plugs into router.Use; with net/http, wrap handlers directly.
 func (a *Authenticator) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r, ok := a.authenticate(w, r); ok {
+		if r, _ := a.authenticate(w, r); r != nil {
 			next.ServeHTTP(w, r)
 		}
 	})
 }
 
 // authenticate verifies r's token and returns r with the claims in its
-// context, or writes the refusal and returns false.
-func (a *Authenticator) authenticate(w http.ResponseWriter, r *http.Request) (*http.Request, bool) {
-	c, err := a.credentials(w, r) // a bearer or a DPoP-bound token (dpop.go)
+// context, recorded as verified by a with the scheme the request used, or
+// writes the refusal and returns nil.
+func (a *Authenticator) authenticate(w http.ResponseWriter, r *http.Request) (*http.Request, *verification) {
+	c, isDPoP, err := a.credentials(w, r) // a bearer or a DPoP-bound token (dpop.go)
 	if err != nil {
 		a.refuse(w, r, errorFor(err))
-		return nil, false
+		return nil, nil
 	}
-	return r.WithContext(NewContext(r.Context(), c)), true
+	v := &verification{claims: c, by: a, dpop: isDPoP}
+	return r.WithContext(context.WithValue(r.Context(), contextKey{}, v)), v
 }
 
 // RequireAnyScope returns middleware that lets a request through if its
 // token grants at least one of scopes, and refuses it otherwise with 403
 // insufficient_scope, listing scopes in the challenge.
 //
-// Placed after Middleware it reads the claims from the context; on its own
-// it authenticates the request first, so forgetting Middleware never opens
-// the handler. It panics if scopes is empty.
+// Placed after the same Authenticator's Middleware it reads the claims that
+// Middleware verified. Otherwise (on its own, after another Authenticator's
+// Middleware, or after NewContext) it authenticates the request first, so
+// forgetting Middleware never opens the handler and claims verified for
+// another audience never pass. It panics if scopes is empty.
+//
+// A refusal's challenge uses the scheme the request used: DPoP for a
+// DPoP-bound token (RFC 9449 §7.1), Bearer otherwise.
 func (a *Authenticator) RequireAnyScope(scopes ...string) func(http.Handler) http.Handler {
 	mustNotBeEmpty("RequireAnyScope", scopes)
 	return a.require(func(c *Claims) *Error {
@@ -318,18 +325,20 @@ func (a *Authenticator) RequireAllRoles(roles ...string) func(http.Handler) http
 }
 
 // require builds a middleware that applies check to the request's claims,
-// authenticating first if no earlier middleware did.
+// authenticating first unless a's own Middleware already did: claims that
+// another Authenticator (another audience, perhaps) or NewContext put in
+// the context are not trusted.
 func (a *Authenticator) require(check func(*Claims) *Error) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			c, ok := FromContext(r.Context())
-			if !ok {
-				if r, ok = a.authenticate(w, r); !ok {
+			v := verifiedBy(r.Context(), a)
+			if v == nil {
+				if r, v = a.authenticate(w, r); r == nil {
 					return
 				}
-				c, _ = FromContext(r.Context())
 			}
-			if e := check(c); e != nil {
+			if e := check(v.claims); e != nil {
+				e.dpop = v.dpop
 				a.refuse(w, r, e)
 				return
 			}

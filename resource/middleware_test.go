@@ -12,6 +12,9 @@ import (
 	"testing"
 
 	"github.com/gorilla/mux"
+
+	"github.com/oauthkit/authserver/internal/dpop"
+	"github.com/oauthkit/authserver/internal/dpop/dpoptest"
 )
 
 func TestBearerExtraction(t *testing.T) {
@@ -209,6 +212,95 @@ func TestRequireScopesAndRoles(t *testing.T) {
 		}()
 		a.RequireAllScopes()
 	})
+}
+
+// TestScopeRefusalUsesTheRequestsScheme: a DPoP-authenticated request that
+// fails a scope or role check is answered with a DPoP challenge carrying
+// the RFC 6750 §3 error (and scope, for a scope check) and algs (RFC 9449
+// §7.1), not a Bearer one; a Bearer request keeps its Bearer challenge.
+func TestScopeRefusalUsesTheRequestsScheme(t *testing.T) {
+	is := newTestIssuer(t, newECKey("ec-1"))
+	client := dpoptest.NewKey(t)
+	bound := is.mint(t, func(c map[string]any) { c["cnf"] = map[string]any{"jkt": client.Signer.JKT()} })
+	a := newAuth(t, is, nil)
+	for _, tc := range []struct {
+		name, scope string
+		guard       func(http.Handler) http.Handler
+	}{
+		{"Scope", "items:write", a.RequireAnyScope("items:write")},
+		{"Role", "", a.RequireAnyRole("admin")},
+	} {
+		for _, chain := range []struct {
+			name string
+			h    http.Handler
+		}{
+			{"AfterMiddleware", a.Middleware(tc.guard(okHandler))},
+			{"Standalone", tc.guard(okHandler)},
+		} {
+			t.Run(tc.name+"/"+chain.name, func(t *testing.T) {
+				p := client.Proof(dpop.ProofClaims{Method: "GET", URL: dpopTestURL, AccessToken: bound, IssuedAt: is.clock.Now()})
+				w := serveDPoP(chain.h, "DPoP "+bound, p)
+				wantRefusal(t, w, http.StatusForbidden, CodeInsufficientScope, "DPoP")
+				chs := w.Header().Values("WWW-Authenticate")
+				ch := chs[0]
+				if len(chs) != 1 || !strings.Contains(ch, `error_description="`) || !strings.Contains(ch, `algs="ES256 `) {
+					t.Fatalf("challenges %q, want one DPoP challenge with error_description and algs", chs)
+				}
+				if tc.scope != "" && !strings.Contains(ch, `scope="`+tc.scope+`"`) {
+					t.Fatalf("challenge %q, want scope=%q", ch, tc.scope)
+				}
+				if tc.scope == "" && strings.Contains(ch, "scope=") {
+					t.Fatalf("a role check named scopes: %q", ch)
+				}
+			})
+		}
+	}
+	t.Run("BearerStaysBearer", func(t *testing.T) {
+		w := serve(a.Middleware(a.RequireAnyScope("items:write")(okHandler)), "Bearer "+is.mint(t))
+		wantRefusal(t, w, http.StatusForbidden, CodeInsufficientScope, "Bearer")
+	})
+}
+
+// TestRequireTrustsOnlyItsOwnVerification: a guard trusts claims in the
+// context only when its own Authenticator verified them. Claims verified
+// by another Authenticator (another audience, here) or put there with
+// NewContext make it authenticate the request itself; after its own
+// Middleware it does not verify the token a second time.
+func TestRequireTrustsOnlyItsOwnVerification(t *testing.T) {
+	is := newTestIssuer(t)
+	var checksA, checksB int
+	authA := newAuth(t, is, nil, WithTokenCheck(func(context.Context, string, *Claims) error { checksA++; return nil }))
+	authB := newAuth(t, is, func(c *Config) { c.Audience = is.URL() + "/billing" },
+		WithTokenCheck(func(context.Context, string, *Claims) error { checksB++; return nil }))
+	tokForA := is.mint(t) // aud {issuer}/api only
+	if _, err := authB.Verify(t.Context(), tokForA); err == nil {
+		t.Fatal("setup: B accepts A's token by itself")
+	}
+	tokForBoth := is.mint(t, func(c map[string]any) { c["aud"] = []string{is.audience(), is.URL() + "/billing"} })
+
+	// A router-wide middleware of A, and one route guarded by B.
+	h := authA.Middleware(authB.RequireAnyScope("read:items")(okHandler))
+	if w := serve(h, "Bearer "+tokForA); w.Code != http.StatusUnauthorized {
+		t.Fatalf("B's guard after A's middleware, token for A only: %d, want 401", w.Code)
+	}
+	checksA, checksB = 0, 0
+	if w := serve(h, "Bearer "+tokForBoth); w.Code != http.StatusOK || checksA != 1 || checksB != 1 {
+		t.Fatalf("token for both: %d, verified %d times by A and %d by B, want 200, 1 and 1", w.Code, checksA, checksB)
+	}
+	checksA = 0
+	own := authA.Middleware(authA.RequireAnyScope("read:items")(okHandler))
+	if w := serve(own, "Bearer "+tokForA); w.Code != http.StatusOK || checksA != 1 {
+		t.Fatalf("A's guard after A's middleware: %d, verified %d times, want 200 and once", w.Code, checksA)
+	}
+
+	// Claims from NewContext (no token at all) are not trusted by a guard.
+	r := httptest.NewRequest(http.MethodGet, "/api/thing", nil)
+	r = r.WithContext(NewContext(r.Context(), &Claims{Subject: "x", Scopes: []string{"read:items"}}))
+	w := httptest.NewRecorder()
+	authA.RequireAnyScope("read:items")(okHandler).ServeHTTP(w, r)
+	if w.Code != http.StatusUnauthorized {
+		t.Fatalf("guard over claims from NewContext: %d, want 401", w.Code)
+	}
 }
 
 func TestComposesWithGorillaMux(t *testing.T) {

@@ -29,8 +29,10 @@ import (
 // (VALID). Lists are cached in memory and refreshed in the background with
 // conditional GETs, at most once per StatusListConfig.Refresh per list, so a
 // request makes no network call while its list is fresh; only the first
-// request for a list (or one whose copy is older than MaxStaleness) waits
-// for a fetch, shared by every concurrent request (single flight).
+// request for a list (or one whose copy is older than MaxStaleness, or past
+// the list token's exp) waits for a fetch, shared by every concurrent
+// request (single flight). A 304 answer revalidates a copy only while its
+// list token is unexpired.
 
 // ErrTokenRevoked is wrapped (together with ErrInvalidToken) when the
 // token's status list entry is not VALID.
@@ -141,12 +143,19 @@ func (s *statusChecker) check(ctx context.Context, c *Claims) error {
 	if err != nil {
 		return err
 	}
+	// Entry idx is in byte idx/perByte at bit (idx%perByte)*bits (draft
+	// §4.1). Dividing rather than multiplying idx*bits keeps any index,
+	// however large, from overflowing into a valid one.
 	idx := *ref.Idx
-	bit := idx * int64(snap.bits)
-	if bit/8 >= int64(len(snap.raw)) {
+	if snap.bits <= 0 || snap.bits > 8 || 8%snap.bits != 0 {
+		return fmt.Errorf("%w: status list: bits %d", ErrUnavailable, snap.bits) // parse allows 1, 2, 4, 8 only
+	}
+	perByte := int64(8 / snap.bits)
+	byteIdx := idx / perByte
+	if byteIdx >= int64(len(snap.raw)) {
 		return fmt.Errorf("%w: status index %d outside the list", ErrInvalidToken, idx)
 	}
-	v := snap.raw[bit/8] >> (bit % 8) & byte(1<<snap.bits-1)
+	v := snap.raw[byteIdx] >> ((idx % perByte) * int64(snap.bits)) & byte(1<<snap.bits-1)
 	if v != 0 {
 		return fmt.Errorf("%w: %w (status 0x%02x)", ErrInvalidToken, ErrTokenRevoked, v)
 	}
@@ -164,17 +173,13 @@ func (s *statusChecker) snapshot(ctx context.Context, uri string) (*statusSnapsh
 		if now.Sub(time.Unix(0, e.attempted.Load())) >= s.cfg.Refresh && e.refreshing.CompareAndSwap(false, true) {
 			go func() {
 				defer e.refreshing.Store(false)
-				ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
-				defer cancel()
-				if _, err := s.fetch(ctx, uri, e); err != nil {
+				if _, err := s.fetch(context.Background(), uri, e); err != nil {
 					s.logger.Warn("resource: status list refresh failed", "uri", uri, "err", err)
 				}
 			}()
 		}
 		return snap, nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
-	defer cancel()
 	snap, err := s.fetch(ctx, uri, e)
 	if err != nil {
 		return nil, fmt.Errorf("%w: status list: %w", ErrUnavailable, err)
@@ -182,10 +187,19 @@ func (s *statusChecker) snapshot(ctx context.Context, uri string) (*statusSnapsh
 	return snap, nil
 }
 
+// usable reports whether snap may be relied on at now: fetched within
+// MaxStaleness and not expired.
 func (s *statusChecker) usable(snap *statusSnapshot, now time.Time) bool {
 	if now.Sub(snap.fetched) > s.cfg.MaxStaleness {
 		return false
 	}
+	return s.unexpired(snap, now)
+}
+
+// unexpired reports whether the list token of snap has no exp or an exp
+// not yet past at now, with the leeway (draft §5.1: exp bounds how long the
+// list may be relied on, whenever it was fetched).
+func (s *statusChecker) unexpired(snap *statusSnapshot, now time.Time) bool {
 	return snap.exp.IsZero() || now.Before(snap.exp.Add(s.leeway))
 }
 
@@ -208,9 +222,15 @@ func (s *statusChecker) entry(uri string) *statusEntry {
 }
 
 // fetch GETs the list (conditionally when a copy is cached), one request per
-// URI at a time, and stores the result in e.
+// URI at a time, and stores the result in e. The request serves every
+// caller waiting for it, so it runs for at most the fetch timeout whatever
+// becomes of ctx; a caller whose ctx ends stops waiting, alone.
 func (s *statusChecker) fetch(ctx context.Context, uri string, e *statusEntry) (*statusSnapshot, error) {
-	v, err, _ := s.sf.Do(uri, func() (any, error) {
+	ch := s.sf.DoChan(uri, func() (any, error) {
+		// One caller's cancellation must not fail the others (as in
+		// RemoteKeySet.fetchIfDue).
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.timeout)
+		defer cancel()
 		e.attempted.Store(s.now().UnixNano())
 		old := e.snap.Load()
 		snap, err := s.get(ctx, uri, old)
@@ -220,13 +240,25 @@ func (s *statusChecker) fetch(ctx context.Context, uri string, e *statusEntry) (
 		e.snap.Store(snap)
 		return snap, nil
 	})
-	if err != nil {
-		return nil, err
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return nil, res.Err
+		}
+		return res.Val.(*statusSnapshot), nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("status list %s: %w", uri, ctx.Err())
 	}
-	return v.(*statusSnapshot), nil
 }
 
+// get GETs the list, conditionally on old's ETag while old is unexpired: a
+// 304 revalidates only a copy whose list token may still be relied on. An
+// expired copy is dropped, and a 304 for a copy that expired meanwhile is
+// answered with an unconditional request.
 func (s *statusChecker) get(ctx context.Context, uri string, old *statusSnapshot) (*statusSnapshot, error) {
+	if old != nil && !s.unexpired(old, s.now()) {
+		old = nil
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, uri, nil)
 	if err != nil {
 		return nil, fmt.Errorf("status list request: %w", err)
@@ -247,6 +279,9 @@ func (s *statusChecker) get(ctx context.Context, uri string, old *statusSnapshot
 	now := s.now()
 	switch {
 	case resp.StatusCode == http.StatusNotModified && old != nil:
+		if !s.unexpired(old, now) {
+			return s.get(ctx, uri, nil) // the body is read: the connection is free
+		}
 		n := *old
 		n.fetched = now
 		return &n, nil

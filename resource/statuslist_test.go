@@ -3,6 +3,9 @@ package resource
 import (
 	"bytes"
 	"compress/zlib"
+	"context"
+	"errors"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -199,5 +202,210 @@ func TestStatusListFirstFetchIsSingleFlight(t *testing.T) {
 	wg.Wait()
 	if n := ss.gets.Load(); n > 2 {
 		t.Fatalf("%d fetches for 32 concurrent first requests, want 1 (2 at most)", n)
+	}
+}
+
+// TestStatusListExpiredTokenIsNotRevivedBy304: a Status List Token's exp
+// bounds how long it may be relied on (draft-ietf-oauth-status-list §5.1).
+// An issuer (or a cache on the path) that keeps answering 304 to the ETag
+// of an expired list must not make an Authenticator that cached it accept
+// it longer than a fresh Authenticator would: the expired copy is dropped
+// and the list fetched unconditionally.
+func TestStatusListExpiredTokenIsNotRevivedBy304(t *testing.T) {
+	is := newTestIssuer(t)
+	var z bytes.Buffer
+	zw := zlib.NewWriter(&z)
+	_, _ = zw.Write(make([]byte, 16))
+	_ = zw.Close()
+	var (
+		listTok     atomic.Value // string
+		conditional atomic.Int64
+		onCondition atomic.Value // func(), run before a 304
+	)
+	onCondition.Store(func() {})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// The same ETag whatever the token: authserver.currentStatus
+		// serves the previous token when a rebuild fails.
+		w.Header().Set("ETag", `"v1"`)
+		if r.Header.Get("If-None-Match") == `"v1"` {
+			conditional.Add(1)
+			onCondition.Load().(func())()
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		_, _ = w.Write([]byte(listTok.Load().(string)))
+	}))
+	t.Cleanup(srv.Close)
+	uri := srv.URL + "/statuslists/1"
+	signList := func(exp time.Time) {
+		listTok.Store(mintWith(t, is.signer, map[string]any{"typ": "statuslist+jwt"}, map[string]any{
+			"sub": uri, "iat": is.clock.Now().Unix(), "exp": exp.Unix(),
+			"status_list": map[string]any{"bits": 1, "lst": b64(z.Bytes())},
+		}))
+	}
+	now := is.clock.Now()
+	signList(now.Add(time.Hour))
+	tok := is.mint(t, func(c map[string]any) {
+		c["exp"] = now.Add(10 * time.Hour).Unix()
+		c["status"] = map[string]any{"status_list": map[string]any{"idx": 3, "uri": uri}}
+	})
+	cfg := func(c *Config) {
+		c.StatusList = StatusListConfig{Refresh: 5 * time.Second, MaxStaleness: time.Minute, SkipSameOriginCheck: true}
+	}
+	cached := newAuth(t, is, cfg).Middleware(okHandler)
+	if w := serve(cached, "Bearer "+tok); w.Code != http.StatusOK {
+		t.Fatalf("list still valid: %d %s", w.Code, w.Body)
+	}
+	is.clock.Advance(2 * time.Hour) // the list token expired an hour ago
+
+	fresh := newAuth(t, is, cfg).Middleware(okHandler)
+	if w := serve(fresh, "Bearer "+tok); w.Code != http.StatusServiceUnavailable {
+		t.Fatalf("fresh authenticator with an expired list: %d, want 503", w.Code)
+	}
+	if w := serve(cached, "Bearer "+tok); w.Code != http.StatusServiceUnavailable {
+		t.Fatalf("authenticator that cached the list: %d, want 503 like a fresh one: "+
+			"a 304 revived a Status List Token whose exp passed an hour ago", w.Code)
+	}
+	if n := conditional.Load(); n != 0 {
+		t.Fatalf("%d conditional requests for an expired copy, want none", n)
+	}
+
+	// The issuer signs a new token but keeps the stale ETag: the
+	// unconditional request gets it.
+	signList(is.clock.Now().Add(time.Hour))
+	if w := serve(cached, "Bearer "+tok); w.Code != http.StatusOK {
+		t.Fatalf("a new list token behind the same ETag: %d, want 200", w.Code)
+	}
+
+	// The copy expires while a conditional request is on its way: the 304
+	// does not count, and the unconditional retry decides.
+	is.clock.Advance(59*time.Minute + 50*time.Second) // 10s (leeway 5s) before exp
+	onCondition.Store(func() { is.clock.Advance(time.Minute) })
+	if w := serve(cached, "Bearer "+tok); w.Code != http.StatusServiceUnavailable {
+		t.Fatalf("a 304 answered after the copy expired: %d, want 503", w.Code)
+	}
+	if n := conditional.Load(); n != 1 {
+		t.Fatalf("%d conditional requests, want 1", n)
+	}
+}
+
+// TestStatusListFetchSurvivesACallersCancel: the first fetch of a list is
+// shared by every waiting request (single flight); one client hanging up
+// must not fail the others with 503, as RemoteKeySet already ensures.
+func TestStatusListFetchSurvivesACallersCancel(t *testing.T) {
+	is := newTestIssuer(t)
+	var z bytes.Buffer
+	zw := zlib.NewWriter(&z)
+	_, _ = zw.Write(make([]byte, 16))
+	_ = zw.Close()
+	arrived := make(chan struct{}, 8)
+	release := make(chan struct{})
+	var uri string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived <- struct{}{}
+		select {
+		case <-release:
+		case <-r.Context().Done():
+			return
+		}
+		now := is.clock.Now()
+		_, _ = w.Write([]byte(mintWith(t, is.signer, map[string]any{"typ": "statuslist+jwt"}, map[string]any{
+			"sub": uri, "iat": now.Unix(), "exp": now.Add(time.Hour).Unix(),
+			"status_list": map[string]any{"bits": 1, "lst": b64(z.Bytes())},
+		})))
+	}))
+	t.Cleanup(srv.Close)
+	var releaseOnce sync.Once
+	t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) })
+	uri = srv.URL + "/statuslists/1"
+	a := newAuth(t, is, func(c *Config) {
+		c.StatusList = StatusListConfig{SkipSameOriginCheck: true}
+	})
+	tok := is.mint(t, func(c map[string]any) {
+		c["status"] = map[string]any{"status_list": map[string]any{"idx": 3, "uri": uri}}
+	})
+
+	ctxA, cancelA := context.WithCancel(context.Background())
+	errA := make(chan error, 1)
+	go func() { _, err := a.Verify(ctxA, tok); errA <- err }()
+	select {
+	case <-arrived:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the list fetch never started")
+	}
+	errB := make(chan error, 1)
+	go func() { _, err := a.Verify(context.Background(), tok); errB <- err }()
+	time.Sleep(300 * time.Millisecond) // B joins A's flight
+	cancelA()                          // client A hangs up
+	select {
+	case err := <-errA:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("request A, canceled while waiting: %v, want context.Canceled", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("request A kept waiting after its context was canceled")
+	}
+	releaseOnce.Do(func() { close(release) })
+	select {
+	case err := <-errB:
+		if err != nil {
+			t.Fatalf("request B, whose client is still there, failed because request A was canceled: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("request B did not finish")
+	}
+	if n := len(arrived); n != 0 {
+		t.Fatalf("%d more list fetches, want the single shared one", n)
+	}
+}
+
+// TestStatusListIndexOutsideTheList: an index is located by division, so
+// no index, however large, overflows into a negative offset (a panic) or
+// wraps to a valid entry (2^61 × 8 bits is 0 in int64); and every entry of
+// every width is read where draft §4.1 puts it.
+func TestStatusListIndexOutsideTheList(t *testing.T) {
+	is := newTestIssuer(t)
+	now := is.clock.Now()
+	sc := newStatusChecker(StatusListConfig{SkipSameOriginCheck: true}, is.URL(), http.DefaultClient, time.Second,
+		nil, defaultAlgorithms, 0, is.clock.Now, discardLogger())
+	const uri = "https://as.example/statuslists/1"
+	e := sc.entry(uri)
+	e.attempted.Store(now.UnixNano())
+	claims := func(idx int64) *Claims {
+		c := &Claims{status: &tokenStatus{}}
+		c.status.StatusList = &struct {
+			Idx *int64 `json:"idx"`
+			URI string `json:"uri"`
+		}{Idx: &idx, URI: uri}
+		return c
+	}
+	check := func(t *testing.T, idx int64) (err error) {
+		t.Helper()
+		defer func() {
+			if p := recover(); p != nil {
+				t.Fatalf("check panicked on idx %d: %v", idx, p)
+			}
+		}()
+		return sc.check(t.Context(), claims(idx))
+	}
+	// Two bytes; the last entry of each width is set: bit 15, or the top
+	// bits of byte 1.
+	raw := []byte{0x00, 0x80}
+	for _, bits := range []int{1, 2, 4, 8} {
+		t.Run("Bits"+strconv.Itoa(bits), func(t *testing.T) {
+			e.snap.Store(&statusSnapshot{raw: raw, bits: bits, fetched: now})
+			n := int64(16 / bits)
+			if err := check(t, n-2); err != nil {
+				t.Fatalf("entry %d is VALID: %v", n-2, err)
+			}
+			if err := check(t, n-1); !errors.Is(err, ErrTokenRevoked) {
+				t.Fatalf("entry %d is set: %v, want ErrTokenRevoked", n-1, err)
+			}
+			for _, idx := range []int64{n, 1 << 61, 1 << 60, 1 << 62, math.MaxInt64} {
+				if err := check(t, idx); !errors.Is(err, ErrInvalidToken) || errors.Is(err, ErrTokenRevoked) {
+					t.Fatalf("idx %d of a %d-entry list: err = %v, want ErrInvalidToken (index outside the list)", idx, n, err)
+				}
+			}
+		})
 	}
 }

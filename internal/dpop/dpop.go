@@ -9,6 +9,7 @@
 package dpop
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/hmac"
 	"crypto/rand"
@@ -191,8 +192,14 @@ func ATH(accessToken string) string {
 }
 
 // Normalize returns the htu form of raw for comparison (RFC 9449 §4.3 step
-// 9, RFC 3986 §6.2.2 and §6.2.3): lower-case scheme and host, the default
-// port dropped, an empty path as "/", and no query or fragment.
+// 9): the syntax-based normalization of RFC 3986 §6.2.2 and the
+// scheme-based one of §6.2.3. That is a lower-case scheme and host, the
+// default port dropped, in the path percent-encoded unreserved characters
+// decoded ("%7E" is "~") and the hex digits of the other escapes upper-case
+// ("%2f" is "%2F"), dot segments removed (§5.2.4), an empty path as "/",
+// and no query or fragment. Reserved characters stay as they are, encoded
+// or not: "%2F" is not "/", and "//" is not "/". The proof's htu and the
+// request's URL both go through it.
 func Normalize(raw string) (string, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
@@ -213,11 +220,108 @@ func Normalize(raw string) (string, error) {
 	if port != "" {
 		host += ":" + port
 	}
-	path := u.EscapedPath()
+	path := normalizePath(u.EscapedPath())
 	if path == "" {
 		path = "/"
 	}
 	return scheme + "://" + host + path, nil
+}
+
+// normalizePath applies RFC 3986 §6.2.2.1 (upper-case hex digits),
+// §6.2.2.2 (decode unreserved characters) and then §6.2.2.3 (remove dot
+// segments) to p, a validly escaped path.
+func normalizePath(p string) string {
+	if !strings.Contains(p, "%") && !strings.Contains(p, "/.") && !strings.HasPrefix(p, ".") {
+		return p // the usual case: nothing to do
+	}
+	var b strings.Builder
+	b.Grow(len(p))
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		if c != '%' || i+2 >= len(p) || !isHex(p[i+1]) || !isHex(p[i+2]) {
+			b.WriteByte(c)
+			continue
+		}
+		d := unhex(p[i+1])<<4 | unhex(p[i+2])
+		if isUnreserved(d) {
+			b.WriteByte(d)
+		} else {
+			b.WriteByte('%')
+			b.WriteByte(upperHex(p[i+1]))
+			b.WriteByte(upperHex(p[i+2]))
+		}
+		i += 2
+	}
+	return removeDotSegments(b.String())
+}
+
+// removeDotSegments is the algorithm of RFC 3986 §5.2.4: "." and ".."
+// segments are resolved, every other segment kept as it is, empty ones
+// included.
+func removeDotSegments(in string) string {
+	out := make([]byte, 0, len(in))
+	popSegment := func() {
+		if i := bytes.LastIndexByte(out, '/'); i >= 0 {
+			out = out[:i]
+		} else {
+			out = out[:0]
+		}
+	}
+	for in != "" {
+		switch {
+		case strings.HasPrefix(in, "../"): // A
+			in = in[3:]
+		case strings.HasPrefix(in, "./"): // A
+			in = in[2:]
+		case strings.HasPrefix(in, "/./"): // B
+			in = in[2:]
+		case in == "/.": // B
+			in = "/"
+		case strings.HasPrefix(in, "/../"): // C
+			in = in[3:]
+			popSegment()
+		case in == "/..": // C
+			in = "/"
+			popSegment()
+		case in == "." || in == "..": // D
+			in = ""
+		default: // E: move the first segment, with its leading "/"
+			n := strings.IndexByte(in[1:], '/') + 1
+			if n == 0 {
+				n = len(in)
+			}
+			out = append(out, in[:n]...)
+			in = in[n:]
+		}
+	}
+	return string(out)
+}
+
+// isUnreserved reports whether c is an RFC 3986 §2.3 unreserved character.
+func isUnreserved(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+		c == '-' || c == '.' || c == '_' || c == '~'
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+func unhex(c byte) byte {
+	switch {
+	case c <= '9':
+		return c - '0'
+	case c >= 'a':
+		return c - 'a' + 10
+	}
+	return c - 'A' + 10
+}
+
+func upperHex(c byte) byte {
+	if 'a' <= c && c <= 'f' {
+		return c - 'a' + 'A'
+	}
+	return c
 }
 
 // Nonces issues and checks stateless server nonces (RFC 9449 §8): the

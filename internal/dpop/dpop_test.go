@@ -21,6 +21,10 @@ func TestNormalize(t *testing.T) {
 		{"http://server.example.com:80", "http://server.example.com/"},
 		{"http://127.0.0.1:8080/a/b", "http://127.0.0.1:8080/a/b"},
 		{"http://[::1]:8080/t", "http://[::1]:8080/t"},
+		{"https://as.example:8443/token", "https://as.example:8443/token"},
+		{"http://as.example:443/token", "http://as.example:443/token"},
+		{"https://as.example/a/b/", "https://as.example/a/b/"},
+		{"https://as.example/a//b", "https://as.example/a//b"},
 	} {
 		got, err := Normalize(tc.in)
 		if err != nil || got != tc.want {
@@ -30,6 +34,90 @@ func TestNormalize(t *testing.T) {
 	for _, bad := range []string{"/token", "token", "urn:x:y", "http://"} {
 		if _, err := Normalize(bad); err == nil {
 			t.Errorf("Normalize(%q) accepted", bad)
+		}
+	}
+}
+
+// TestNormalizePercentEncodingAndDotSegments: RFC 3986 §6.2.2.1 and
+// §6.2.2.2 (hex digits upper-case, unreserved characters decoded, reserved
+// ones left encoded) and §6.2.2.3 (dot segments removed as in §5.2.4), with
+// query and fragment still dropped. URLs that differ after it stay
+// different: the normalization never makes a reserved character, an empty
+// segment or a trailing slash disappear.
+func TestNormalizePercentEncodingAndDotSegments(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"https://as.example/th%69ng", "https://as.example/thing"},
+		{"https://as.example/%7Euser/%7eother", "https://as.example/~user/~other"},
+		{"https://as.example/%41%5a%30%2D%2E%5F", "https://as.example/AZ0-._"},
+		{"https://as.example/a%2fb", "https://as.example/a%2Fb"},
+		{"https://as.example/a%2Fb", "https://as.example/a%2Fb"},
+		{"https://as.example/%e2%82%ac", "https://as.example/%E2%82%AC"},
+		{"https://as.example/%25", "https://as.example/%25"},
+		{"https://as.example/%2569", "https://as.example/%2569"}, // decoded once only
+		{"https://as.example/a/./b/../c", "https://as.example/a/c"},
+		{"https://as.example/a/b/..", "https://as.example/a/"},
+		{"https://as.example/a/b/.", "https://as.example/a/b/"},
+		{"https://as.example/../../a", "https://as.example/a"},
+		{"https://as.example/a/%2E%2E/b", "https://as.example/b"},
+		{"https://as.example/a/.b/..c", "https://as.example/a/.b/..c"},
+		{"https://as.example/a//../b", "https://as.example/a/b"},
+		{"https://as.example/t%6Fken?x=%41#%42", "https://as.example/token"},
+	} {
+		got, err := Normalize(tc.in)
+		if err != nil || got != tc.want {
+			t.Errorf("Normalize(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+			continue
+		}
+		if again, err := Normalize(got); err != nil || again != got {
+			t.Errorf("Normalize is not idempotent on %q: %q, %v", got, again, err)
+		}
+	}
+	for _, pair := range [][2]string{
+		{"https://as.example/a%2Fb", "https://as.example/a/b"},
+		{"https://as.example/a%3Fb", "https://as.example/a?b"},
+		{"https://as.example/a//b", "https://as.example/a/b"},
+		{"https://as.example/a/", "https://as.example/a"},
+		{"https://as.example/a%252Fb", "https://as.example/a%2Fb"},
+		{"https://as.example/A", "https://as.example/a"},
+		{"https://as.example/a", "http://as.example/a"},
+		{"https://as.example:8443/a", "https://as.example/a"},
+		{"https://as.example/a", "https://as.example.evil/a"},
+	} {
+		a, errA := Normalize(pair[0])
+		b, errB := Normalize(pair[1])
+		if errA != nil || errB != nil || a == b {
+			t.Errorf("Normalize(%q) = %q, Normalize(%q) = %q (%v, %v): want two different URLs", pair[0], a, pair[1], b, errA, errB)
+		}
+	}
+}
+
+// TestVerifyNormalizesBothSides: the proof's htu and the request URL go
+// through the same normalization, so either may carry the encoded form.
+func TestVerifyNormalizesBothSides(t *testing.T) {
+	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	s, err := NewSigner(ec, jose.ES256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	for _, tc := range []struct {
+		htu, url string
+		ok       bool
+	}{
+		{"https://rs.example/api/th%69ng", "https://rs.example/api/thing", true},
+		{"https://rs.example/api/thing", "https://rs.example/api/th%69ng", true},
+		{"https://rs.example/api/x/../thing", "https://rs.example/api/thing", true},
+		{"https://rs.example/api/thing", "https://rs.example/api/x/%2E%2E/thing", true},
+		{"https://rs.example/api%2Fthing", "https://rs.example/api/thing", false},
+		{"https://rs.example/api/thing", "https://rs.example/api/thing/", false},
+	} {
+		p, err := s.Proof(ProofClaims{Method: "GET", URL: tc.htu, IssuedAt: now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = Verify(p, Params{Method: "GET", URL: tc.url, Now: now})
+		if (err == nil) != tc.ok {
+			t.Errorf("htu %s, request %s: err = %v, want accepted %v", tc.htu, tc.url, err, tc.ok)
 		}
 	}
 }
