@@ -10,9 +10,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -70,7 +72,9 @@ const minClientRSABits = 2048
 
 // ParseClientJWKS parses a client's JWK Set and checks that it holds at
 // least one key, only public asymmetric signature keys (RSA ones of at
-// least minClientRSABits), and no duplicate kid.
+// least minClientRSABits), and no duplicate kid. It is the check of a key
+// set registered by value (--jwks-file, registration jwks): the whole
+// document is refused for any key that does not pass.
 func ParseClientJWKS(raw []byte) (jose.JSONWebKeySet, error) {
 	var set jose.JSONWebKeySet
 	if err := json.Unmarshal(raw, &set); err != nil {
@@ -80,36 +84,124 @@ func ParseClientJWKS(raw []byte) (jose.JSONWebKeySet, error) {
 		return set, errors.New("jwks: the set has no keys")
 	}
 	seen := map[string]bool{}
-	for i, k := range set.Keys {
-		if !k.Valid() || !k.IsPublic() {
-			return set, fmt.Errorf("jwks: key %d is not a public key (private and symmetric keys are refused)", i)
+	for i := range set.Keys {
+		if err := checkClientKey(i, &set.Keys[i], seen); err != nil {
+			return set, err
 		}
-		if rk, ok := k.Key.(*rsa.PublicKey); ok && rk.N.BitLen() < minClientRSABits {
-			return set, fmt.Errorf("jwks: key %d is an RSA key of %d bits; at least %d are required (RFC 7518 §3.3)", i, rk.N.BitLen(), minClientRSABits)
-		}
-		if k.Use != "" && k.Use != "sig" {
+		if k := set.Keys[i]; k.Use != "" && k.Use != "sig" {
 			return set, fmt.Errorf("jwks: key %d has use %q, not sig", i, k.Use)
 		}
-		if k.KeyID != "" && seen[k.KeyID] {
-			return set, fmt.Errorf("jwks: kid %q appears twice", k.KeyID)
-		}
-		seen[k.KeyID] = true
 	}
 	return set, nil
 }
 
-// keySetCache holds the public keys of private_key_jwt clients: registered
-// by value (parsed once per registration) or fetched from their jwks_uri,
-// kept for the document's Cache-Control max-age (clamped to minJWKSTTL ..
-// maxJWKSTTL; default ttl), and refetched early when an assertion names an
-// unknown kid, at most once per minRefetch, so that a key rotated at the
-// client is picked up without letting assertions with random kids make us
-// fetch on every request. Fetches of one URL are deduplicated.
+// checkClientKey refuses key i of a client's or a trusted issuer's set
+// when it is private or symmetric, an RSA key of fewer than
+// minClientRSABits, or has the kid of an earlier key (recorded in seen).
+func checkClientKey(i int, k *jose.JSONWebKey, seen map[string]bool) error {
+	if !k.Valid() || !k.IsPublic() {
+		return fmt.Errorf("jwks: key %d is not a public key (private and symmetric keys are refused)", i)
+	}
+	if rk, ok := k.Key.(*rsa.PublicKey); ok && rk.N.BitLen() < minClientRSABits {
+		return fmt.Errorf("jwks: key %d is an RSA key of %d bits; at least %d are required (RFC 7518 §3.3)", i, rk.N.BitLen(), minClientRSABits)
+	}
+	if k.KeyID != "" && seen[k.KeyID] {
+		return fmt.Errorf("jwks: kid %q appears twice", k.KeyID)
+	}
+	seen[k.KeyID] = true
+	return nil
+}
+
+// errNotJWKS is the error of a fetched document that is not a JWK Set.
+var errNotJWKS = errors.New("jwks: not a JWK Set")
+
+// parseFetchedJWKS parses a JWK Set fetched from a jwks_uri (a client's or
+// a trusted issuer's) key by key. As RFC 7517 §5 asks, keys this server
+// cannot use to verify a signature are ignored: those whose use is not
+// "sig", whose alg is not one of PrivateKeyJWTAlgs (an encryption
+// algorithm such as RSA-OAEP or ECDH-ES), and those of a key type or curve
+// go-jose does not support (X25519, secp256k1, an RSA modulus beyond
+// jose.MaxRSAModulusBits) or we do not verify with. Such documents are
+// common: Keycloak's realm certs, for one, publish an encryption key
+// beside the signing key. What remains is checked as strictly as a set
+// registered by value (checkClientKey), and any failure, like a malformed
+// key of a supported type, refuses the whole document.
+//
+// A document that is a JWK Set but has no usable key gives an empty set and
+// no error: the owner withdrew its keys, and the empty set replaces the
+// cached one.
+func parseFetchedJWKS(raw []byte) (jose.JSONWebKeySet, error) {
+	var doc struct {
+		Keys *[]json.RawMessage `json:"keys"`
+	}
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		return jose.JSONWebKeySet{}, fmt.Errorf("%w: %w", errNotJWKS, err)
+	}
+	if doc.Keys == nil {
+		return jose.JSONWebKeySet{}, fmt.Errorf("%w: no keys member", errNotJWKS)
+	}
+	set := jose.JSONWebKeySet{Keys: []jose.JSONWebKey{}}
+	seen := map[string]bool{}
+	for i, rk := range *doc.Keys {
+		var hdr struct {
+			Use string `json:"use"`
+			Alg string `json:"alg"`
+		}
+		if err := json.Unmarshal(rk, &hdr); err != nil {
+			return jose.JSONWebKeySet{}, fmt.Errorf("jwks: key %d: %w", i, err)
+		}
+		if (hdr.Use != "" && hdr.Use != "sig") || (hdr.Alg != "" && !slices.Contains(PrivateKeyJWTAlgs, hdr.Alg)) {
+			continue
+		}
+		var k jose.JSONWebKey
+		if err := json.Unmarshal(rk, &k); err != nil {
+			if errors.Is(err, jose.ErrUnsupportedKeyType) {
+				continue
+			}
+			return jose.JSONWebKeySet{}, fmt.Errorf("jwks: key %d: %w", i, err)
+		}
+		if k.IsPublic() && !verifiesAssertions(k.Key) {
+			continue // a public key of a type we do not verify with (ML-DSA)
+		}
+		if err := checkClientKey(i, &k, seen); err != nil {
+			return jose.JSONWebKeySet{}, err
+		}
+		set.Keys = append(set.Keys, k)
+	}
+	return set, nil
+}
+
+// verifiesAssertions reports whether a public key is of a type that
+// verifies one of PrivateKeyJWTAlgs.
+func verifiesAssertions(k any) bool {
+	switch k.(type) {
+	case *rsa.PublicKey, *ecdsa.PublicKey, ed25519.PublicKey:
+		return true
+	}
+	return false
+}
+
+// keySetCache holds the public keys of private_key_jwt clients and trusted
+// issuers: registered by value (parsed once per registration) or fetched
+// from their jwks_uri, kept for the document's Cache-Control max-age
+// (clamped to minJWKSTTL .. maxJWKSTTL; default ttl), and refetched early
+// when an assertion names an unknown kid, at most once per minRefetch, so
+// that a key rotated at the owner is picked up without letting assertions
+// with random kids make us fetch on every request. Fetches of one URL are
+// deduplicated.
+//
+// A refetch that succeeds replaces the set, also by one with no usable key
+// (the owner withdrew its keys: fail closed). A refetch that fails (network
+// error, a status other than 200, a document that is not an acceptable JWK
+// Set) keeps the old set for a bounded grace, until one more cache lifetime
+// has passed after it expired, and then fails closed: a key the owner took
+// down with its document stops working within two lifetimes.
 type keySetCache struct {
 	client     *http.Client
 	ttl        time.Duration
 	minRefetch time.Duration
 	now        func() time.Time
+	log        *slog.Logger
 	fetches    atomic.Int64 // for tests and benchmarks
 
 	mu sync.Mutex
@@ -121,18 +213,25 @@ type cachedKeySet struct {
 	set       jose.JSONWebKeySet
 	expires   time.Time
 	fetchedAt time.Time
-	err       error // of the last fetch, when no set is known
+	// staleUntil ends the grace of a set whose refetch fails: its expiry
+	// plus its lifetime (zero before the first successful fetch).
+	staleUntil time.Time
+	err        error // of the last fetch, when it failed
 }
 
 // newKeySetCache returns a cache whose fetches follow the outbound-URL
 // policy (outbound.go) unless allowPrivate: a jwks_uri that resolves to a
 // non-public address is never connected to, and the assertion fails
 // closed (invalid_client). Redirects are not followed: a redirect could
-// lead anywhere; the registered URL is the one.
-func newKeySetCache(ttl, minRefetch time.Duration, now func() time.Time, allowPrivate bool) *keySetCache {
+// lead anywhere; the registered URL is the one. Failed fetches are logged
+// to log at WARN.
+func newKeySetCache(ttl, minRefetch time.Duration, now func() time.Time, allowPrivate bool, log *slog.Logger) *keySetCache {
+	if log == nil {
+		log = slog.Default()
+	}
 	return &keySetCache{
 		client: newOutboundClient(jwksFetchTimeout, allowPrivate),
-		ttl:    ttl, minRefetch: minRefetch, now: now, m: map[string]*cachedKeySet{},
+		ttl:    ttl, minRefetch: minRefetch, now: now, log: log, m: map[string]*cachedKeySet{},
 	}
 }
 
@@ -161,45 +260,40 @@ func (kc *keySetCache) key(ctx context.Context, c storage.Client, kid, alg strin
 // keyOf is key for any owner of a key set (a client, a trusted issuer)
 // registered by value (jwks) or by URL (jwksURI).
 func (kc *keySetCache) keyOf(ctx context.Context, owner string, jwks []byte, jwksURI, kid, alg string) (any, *oauthError) {
-	var e *cachedKeySet
+	var set jose.JSONWebKeySet
 	switch {
 	case len(jwks) > 0:
 		sum := sha256.Sum256(jwks)
-		e = kc.entry("value:" + owner + ":" + string(sum[:]))
+		e := kc.entry("value:" + owner + ":" + string(sum[:]))
 		e.mu.Lock()
 		if e.set.Keys == nil && e.err == nil {
 			e.set, e.err = ParseClientJWKS(jwks)
 			e.expires = time.Unix(1<<62, 0)
 		}
+		var setErr error
+		set, setErr = e.set, e.err
 		e.mu.Unlock()
+		if setErr != nil {
+			return nil, assertionError("The registered key set is unusable.")
+		}
 	case jwksURI != "":
-		e = kc.entry("uri:" + jwksURI)
-		if err := kc.refresh(ctx, e, jwksURI, false); err != nil {
-			return nil, err
+		e := kc.entry("uri:" + jwksURI)
+		var oe *oauthError
+		if set, oe = kc.refresh(ctx, e, owner, jwksURI, false); oe != nil {
+			return nil, oe
+		}
+		if k, ok := pickKey(set, kid, alg); ok {
+			return k, nil
+		}
+		// Perhaps the owner rotated its keys: refetch, rate-limited.
+		if set, oe = kc.refresh(ctx, e, owner, jwksURI, true); oe != nil {
+			return nil, oe
 		}
 	default:
 		return nil, assertionError("No keys are registered for the assertion's issuer.")
 	}
-	e.mu.Lock()
-	set, setErr := e.set, e.err
-	e.mu.Unlock()
-	if setErr != nil && len(set.Keys) == 0 {
-		return nil, assertionError("The registered key set is unusable.")
-	}
 	if k, ok := pickKey(set, kid, alg); ok {
 		return k, nil
-	}
-	if jwksURI != "" && len(jwks) == 0 {
-		// Perhaps the owner rotated its keys: refetch, rate-limited.
-		if err := kc.refresh(ctx, e, jwksURI, true); err != nil {
-			return nil, err
-		}
-		e.mu.Lock()
-		set = e.set
-		e.mu.Unlock()
-		if k, ok := pickKey(set, kid, alg); ok {
-			return k, nil
-		}
 	}
 	return nil, assertionError("No registered key matches the assertion's kid and alg.")
 }
@@ -240,52 +334,68 @@ func keyFitsAlg(k any, alg string) bool {
 	return false
 }
 
-// refresh fetches the JWK Set at uri when the entry has expired, or with
-// force when the last fetch is older than minRefetch. A failed fetch keeps
-// the previous set (until it is refreshed successfully) and is retried
-// after minRefetch.
-func (kc *keySetCache) refresh(ctx context.Context, e *cachedKeySet, uri string, force bool) *oauthError {
+// refresh returns the key set of the entry for uri, fetching it first when
+// it has expired, or with force when the last fetch is older than
+// minRefetch. A failed fetch is retried after minRefetch; meanwhile, and
+// until the grace of the last good set ends (staleUntil), that set is
+// served; after it, or without one, the assertion fails closed. owner
+// names the set's owner in the log.
+func (kc *keySetCache) refresh(ctx context.Context, e *cachedKeySet, owner, uri string, force bool) (jose.JSONWebKeySet, *oauthError) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	now := kc.now()
 	fresh := now.Before(e.expires)
-	recent := now.Sub(e.fetchedAt) < kc.minRefetch
-	if (fresh && !force) || (!e.fetchedAt.IsZero() && recent && (force || e.err != nil)) {
-		if e.err != nil && len(e.set.Keys) == 0 {
-			return assertionError("The registered key set could not be fetched.")
+	recent := !e.fetchedAt.IsZero() && now.Sub(e.fetchedAt) < kc.minRefetch
+	if !(fresh && !force) && !(recent && (force || e.err != nil)) {
+		set, ttl, err := kc.fetch(ctx, uri)
+		e.fetchedAt = now
+		if err != nil {
+			e.err = err
+			attrs := []any{"owner", owner, "host", hostOf(uri), "err", err}
+			if now.Before(e.staleUntil) {
+				attrs = append(attrs, "old_set_kept_until", e.staleUntil)
+			} else {
+				attrs = append(attrs, "failing_closed", true)
+			}
+			kc.log.WarnContext(ctx, "fetching a jwks_uri failed", attrs...)
+		} else {
+			e.set, e.err, e.expires, e.staleUntil = set, nil, now.Add(ttl), now.Add(2*ttl)
 		}
-		return nil
 	}
-	set, ttl, err := kc.fetch(ctx, uri)
-	e.fetchedAt = now
+	if e.err != nil && !now.Before(e.staleUntil) {
+		return jose.JSONWebKeySet{}, assertionError("The registered key set could not be fetched.")
+	}
+	return e.set, nil
+}
+
+// hostOf is the host of a URL, for the log: the rest of a registered URL
+// could carry a credential.
+func hostOf(raw string) string {
+	u, err := url.Parse(raw)
 	if err != nil {
-		e.err = err
-		if len(e.set.Keys) == 0 {
-			return assertionError("The registered key set could not be fetched.")
-		}
-		return nil
+		return ""
 	}
-	e.set, e.err, e.expires = set, nil, now.Add(ttl)
-	return nil
+	return u.Host
 }
 
 // fetch GETs a JWK Set, with a timeout and a size limit, and returns it
-// with its cache lifetime.
+// (parseFetchedJWKS) with its cache lifetime. Its errors do not name the
+// URL.
 func (kc *keySetCache) fetch(ctx context.Context, uri string) (jose.JSONWebKeySet, time.Duration, error) {
 	kc.fetches.Add(1)
 	if err := ValidateJWKSURI(uri); err != nil {
-		return jose.JSONWebKeySet{}, 0, err
+		return jose.JSONWebKeySet{}, 0, errors.New("jwks_uri: not an acceptable URL")
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), jwksFetchTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, uri, nil)
 	if err != nil {
-		return jose.JSONWebKeySet{}, 0, fmt.Errorf("jwks_uri: %w", err)
+		return jose.JSONWebKeySet{}, 0, fmt.Errorf("jwks_uri: %w", withoutURL(err))
 	}
 	req.Header.Set("Accept", "application/jwk-set+json, application/json")
 	resp, err := kc.client.Do(req)
 	if err != nil {
-		return jose.JSONWebKeySet{}, 0, fmt.Errorf("jwks_uri: %w", err)
+		return jose.JSONWebKeySet{}, 0, fmt.Errorf("jwks_uri: %w", withoutURL(err))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -293,16 +403,26 @@ func (kc *keySetCache) fetch(ctx context.Context, uri string) (jose.JSONWebKeySe
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxJWKSBytes+1))
 	if err != nil {
-		return jose.JSONWebKeySet{}, 0, fmt.Errorf("jwks_uri: read: %w", err)
+		return jose.JSONWebKeySet{}, 0, fmt.Errorf("jwks_uri: read: %w", withoutURL(err))
 	}
 	if len(body) > maxJWKSBytes {
 		return jose.JSONWebKeySet{}, 0, fmt.Errorf("jwks_uri: document larger than %d bytes", maxJWKSBytes)
 	}
-	set, err := ParseClientJWKS(body)
+	set, err := parseFetchedJWKS(body)
 	if err != nil {
 		return set, 0, err
 	}
 	return set, kc.ttlOf(resp.Header.Get("Cache-Control")), nil
+}
+
+// withoutURL unwraps the *url.Error of an HTTP request, whose text holds
+// the whole URL.
+func withoutURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
 }
 
 // ttlOf reads max-age from Cache-Control, clamped; the default otherwise.

@@ -9,6 +9,8 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -484,4 +486,235 @@ func TestParseClientJWKSRefusesWeakAndEncryptionKeys(t *testing.T) {
 			t.Errorf("%s: accepted", name)
 		}
 	}
+}
+
+// jwksServer serves a JWK Set document (and a status) the test can change.
+type jwksServer struct {
+	doc    atomic.Pointer[[]byte]
+	status atomic.Int32
+	url    string
+}
+
+func newJWKSServer(t *testing.T, doc []byte) *jwksServer {
+	t.Helper()
+	js := &jwksServer{}
+	js.doc.Store(&doc)
+	js.status.Store(http.StatusOK)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/jwk-set+json")
+		w.WriteHeader(int(js.status.Load()))
+		w.Write(*js.doc.Load())
+	}))
+	t.Cleanup(srv.Close)
+	js.url = srv.URL + "/jwks"
+	return js
+}
+
+// set serves doc with status from now on.
+func (js *jwksServer) set(status int, doc string) {
+	b := []byte(doc)
+	js.doc.Store(&b)
+	js.status.Store(int32(status))
+}
+
+// createJWKSURIClient registers a private_key_jwt client whose keys are at
+// jwksURI.
+func createJWKSURIClient(t *testing.T, env *testEnv, id, jwksURI string) {
+	t.Helper()
+	now := time.Now().UTC()
+	if err := env.store.CreateClient(t.Context(), storage.Client{ID: id, TokenEndpointAuthMethod: AuthMethodPrivateKey, JWKSURI: jwksURI,
+		GrantTypes: []string{grantClientCredentials}, Scopes: []string{"read"}, CreatedAt: now, UpdatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// x25519JWK is an ECDH-ES encryption key of a type go-jose does not parse.
+const x25519JWK = `{"kty":"OKP","crv":"X25519","use":"enc","kid":"x-1","x":"hSDwCYkwp1R0i33ctD73Wg2_Og0mOBr066SpjqqbTmo"}`
+
+// A jwks_uri document may hold keys we cannot verify with, next to the
+// signing key: an encryption key (Keycloak's realm certs publish an
+// RSA-OAEP "use":"enc" key by default) or a key of a type go-jose does not
+// parse (X25519). They are ignored (RFC 7517 §5), not the whole document.
+func TestPrivateKeyJWTFetchedJWKSIgnoresUnusableKeys(t *testing.T) {
+	env := newTestEnv(t, openMemory(t), allowPrivateClientURLs, func(c *Config) { c.Throttle.Disabled = true })
+	sig := newRSAKey(t, "sig-1")
+	encKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sigJWK, _ := json.Marshal(sig.publicJWK())
+	encJWK, _ := json.Marshal(jose.JSONWebKey{Key: encKey.Public(), KeyID: "enc-1", Algorithm: "RSA-OAEP", Use: "enc"})
+	for i, tc := range []struct{ name, doc string }{
+		{"sig and RSA enc key", `{"keys":[` + string(sigJWK) + `,` + string(encJWK) + `]}`},
+		{"sig and X25519 key", `{"keys":[` + string(sigJWK) + `,` + x25519JWK + `]}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			id := fmt.Sprintf("pk-mixed-%d", i)
+			createJWKSURIClient(t, env, id, newJWKSServer(t, []byte(tc.doc)).url)
+			code, m := env.clientCredentials(t, assertiontest.Sign(t, jose.RS256, sig.key, sig.kid, goodClaims(id, env.issuer+"/token")))
+			if code != 200 {
+				t.Errorf("assertion signed with the published signing key: %d %v", code, m)
+			}
+			// The encryption key is no signing key.
+			code, _ = env.clientCredentials(t, assertiontest.Sign(t, jose.RS256, encKey, "enc-1", goodClaims(id, env.issuer+"/token")))
+			if code != 401 {
+				t.Errorf("assertion signed with the encryption key: %d", code)
+			}
+		})
+	}
+}
+
+// parseFetchedJWKS skips what it cannot use and is as strict as
+// ParseClientJWKS on the rest; a set registered by value stays strict.
+func TestParseFetchedJWKSSkipsUnusableKeys(t *testing.T) {
+	ec := newECKey(t, "ec")
+	ecPub := ec.key.(*ecdsa.PrivateKey).Public()
+	weak, err := rsa.GenerateKey(rand.Reader, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	js := func(keys ...any) []byte {
+		var raw []json.RawMessage
+		for _, k := range keys {
+			switch k := k.(type) {
+			case string:
+				raw = append(raw, json.RawMessage(k))
+			case jose.JSONWebKey:
+				b, err := json.Marshal(k)
+				if err != nil {
+					t.Fatal(err)
+				}
+				raw = append(raw, b)
+			}
+		}
+		b, _ := json.Marshal(map[string]any{"keys": raw})
+		return b
+	}
+	sig := jose.JSONWebKey{Key: ecPub, KeyID: "sig", Algorithm: "ES256", Use: "sig"}
+	for _, tc := range []struct {
+		name string
+		doc  []byte
+		want int // keys kept; -1: refused
+	}{
+		{"signing key only", js(sig), 1},
+		{"enc key skipped", js(sig, jose.JSONWebKey{Key: ecPub, KeyID: "enc", Use: "enc"}), 1},
+		{"encryption alg skipped", js(sig, jose.JSONWebKey{Key: ecPub, KeyID: "ecdh", Algorithm: "ECDH-ES"}), 1},
+		{"X25519 skipped", js(sig, x25519JWK), 1},
+		{"unknown kty skipped", js(sig, `{"kty":"XYZ","kid":"x"}`), 1},
+		{"unknown curve skipped", js(sig, `{"kty":"EC","crv":"secp256k1","kid":"k1","x":"AA","y":"AA"}`), 1},
+		{"enc key sharing the kid skipped", js(sig, jose.JSONWebKey{Key: ecPub, KeyID: "sig", Use: "enc"}), 1},
+		{"no usable key", js(jose.JSONWebKey{Key: ecPub, KeyID: "enc", Use: "enc"}), 0},
+		{"empty set", []byte(`{"keys":[]}`), 0},
+		{"private signing key", js(sig, jose.JSONWebKey{Key: ec.key, KeyID: "priv", Use: "sig"}), -1},
+		{"weak RSA key", js(sig, jose.JSONWebKey{Key: weak.Public(), KeyID: "weak"}), -1},
+		{"symmetric key", js(sig, `{"kty":"oct","kid":"hmac","k":"c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0"}`), -1},
+		{"duplicate kid", js(sig, sig), -1},
+		{"malformed RSA key", js(sig, `{"kty":"RSA","kid":"bad"}`), -1},
+		{"not a JWK Set", []byte(`{"error":"gone"}`), -1},
+		{"not JSON", []byte(`not found`), -1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			set, err := parseFetchedJWKS(tc.doc)
+			switch {
+			case tc.want < 0 && err == nil:
+				t.Fatalf("accepted: %d keys", len(set.Keys))
+			case tc.want >= 0 && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tc.want >= 0 && len(set.Keys) != tc.want:
+				t.Fatalf("%d keys kept, want %d", len(set.Keys), tc.want)
+			}
+		})
+	}
+	// Registered by value, a set with an encryption key is refused whole.
+	if _, err := ParseClientJWKS(js(sig, jose.JSONWebKey{Key: ecPub, KeyID: "enc", Use: "enc"})); err == nil {
+		t.Fatal("ParseClientJWKS accepted an encryption key")
+	}
+}
+
+// A key withdrawn from a jwks_uri stops working. A document that has no
+// usable key replaces the cached set when it is refetched (the owner
+// withdrew its keys); a failed refetch (the document removed: 404) keeps
+// the old set only until one more cache lifetime after it expired, then
+// fails closed, and is logged.
+func TestPrivateKeyJWTWithdrawnJWKSFailsClosed(t *testing.T) {
+	var mu sync.Mutex
+	clock := time.Now()
+	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	advance := func(d time.Duration) { mu.Lock(); clock = clock.Add(d); mu.Unlock() }
+	var oplog lockedBuffer
+	env := newTestEnv(t, openMemory(t), allowPrivateClientURLs, func(c *Config) {
+		c.Now = now
+		c.Throttle.Disabled = true
+		c.Logger = slog.New(slog.NewTextHandler(&oplog, nil))
+	})
+	ttl := env.as.cfg.ClientJWKSCacheTTL // no Cache-Control: the default
+	key := newRSAKey(t, "k-1")
+	cc := func(id string) int {
+		c := goodClaims(id, env.issuer+"/token")
+		c.IssuedAt, c.Expiry = jwt.NewNumericDate(now()), jwt.NewNumericDate(now().Add(time.Minute))
+		code, _ := env.clientCredentials(t, assertiontest.Sign(t, jose.RS256, key.key, key.kid, c))
+		return code
+	}
+	t.Run("empty key set", func(t *testing.T) {
+		js := newJWKSServer(t, jwksOf(key))
+		createJWKSURIClient(t, env, "pk-w-empty", js.url)
+		if code := cc("pk-w-empty"); code != 200 {
+			t.Fatalf("key in place: %d", code)
+		}
+		js.set(http.StatusOK, `{"keys":[]}`)
+		advance(ttl + time.Second)
+		if code := cc("pk-w-empty"); code != 401 {
+			t.Errorf("key withdrawn (empty set) still accepted once the cache expired: %d", code)
+		}
+	})
+	t.Run("only an encryption key left", func(t *testing.T) {
+		js := newJWKSServer(t, jwksOf(key))
+		createJWKSURIClient(t, env, "pk-w-enc", js.url)
+		if code := cc("pk-w-enc"); code != 200 {
+			t.Fatalf("key in place: %d", code)
+		}
+		js.set(http.StatusOK, `{"keys":[`+x25519JWK+`]}`)
+		advance(ttl + time.Second)
+		if code := cc("pk-w-enc"); code != 401 {
+			t.Errorf("signing key withdrawn still accepted once the cache expired: %d", code)
+		}
+	})
+	t.Run("document removed", func(t *testing.T) {
+		js := newJWKSServer(t, jwksOf(key))
+		createJWKSURIClient(t, env, "pk-w-404", js.url)
+		if code := cc("pk-w-404"); code != 200 {
+			t.Fatalf("key in place: %d", code)
+		}
+		js.set(http.StatusNotFound, `not found`)
+		advance(ttl + time.Second) // expired: the refetch fails, the old set is served
+		if code := cc("pk-w-404"); code != 200 {
+			t.Errorf("old set not served within the grace after a failed refetch: %d", code)
+		}
+		logged := false
+		for _, line := range strings.Split(oplog.String(), "\n") {
+			if strings.Contains(line, "jwks_uri failed") {
+				logged = strings.Contains(line, "level=WARN") && strings.Contains(line, "status 404") && strings.Contains(line, "client:pk-w-404")
+				if strings.Contains(line, js.url) {
+					t.Errorf("the log names the whole URL: %q", line)
+				}
+			}
+		}
+		if !logged {
+			t.Errorf("the failed fetch is not logged at WARN: %q", oplog.String())
+		}
+		advance(ttl) // past expiry + one lifetime
+		if code := cc("pk-w-404"); code != 401 {
+			t.Errorf("old set still accepted after the grace: %d", code)
+		}
+		advance(24 * time.Hour)
+		if code := cc("pk-w-404"); code != 401 {
+			t.Errorf("old set still accepted 24 h later: %d", code)
+		}
+		// Published again: picked up.
+		js.set(http.StatusOK, string(jwksOf(key)))
+		advance(time.Minute)
+		if code := cc("pk-w-404"); code != 200 {
+			t.Errorf("key published again not picked up: %d", code)
+		}
+	})
 }

@@ -115,8 +115,10 @@ type exchangeParty struct {
 	expiry            time.Time
 	// sess is the stored session of an access token (nil for an ID token).
 	sess *session
-	// idAudience is an ID token's aud: the clients it was issued to.
+	// idAudience is an ID token's aud: the clients it was issued to, and
+	// sid the browser session it was issued in.
 	idAudience []string
+	sid        string
 }
 
 // HandleTokenEndpointRequest validates the exchange (RFC 8693 §2.1) and
@@ -155,16 +157,24 @@ func (h exchangeHandler) HandleTokenEndpointRequest(ctx context.Context, ar fosi
 	} else {
 		// An ID token names a user and carries no scope: only a client it
 		// was issued to may exchange it (another party holding it is not the
-		// relying party the user signed in to), and the result may have
-		// that client's registered scopes.
+		// relying party the user signed in to), only while the sign-in it
+		// came from lives, and for no more than the user consented to.
 		if !slices.Contains(sub.idAudience, c.ID) {
-			return newError(http.StatusBadRequest, errInvalidGrant, "The subject_token was not issued to this client.")
+			return invalidRequest("The subject_token was not issued to this client.")
+		}
+		if oe := h.idTokenSession(ctx, c, sub); oe != nil {
+			return oe
 		}
 		sess.Subject, sess.User = sub.subject, true
-		sub.scope = c.Scopes
+		if sub.scope, oe = h.idTokenScope(ctx, c, sub.subject); oe != nil {
+			return oe
+		}
 	}
 	if sess.User {
-		if oe := s.refreshUser(ctx, sess, "The subject_token is invalid, expired or revoked."); oe != nil {
+		if oe := s.refreshUser(ctx, sess, errSubjectToken["subject_token"]); oe != nil {
+			if oe.Code == errInvalidGrant {
+				oe.Code = errInvalidRequest // RFC 8693 §2.2.2
+			}
 			return oe
 		}
 	}
@@ -176,20 +186,27 @@ func (h exchangeHandler) HandleTokenEndpointRequest(ctx context.Context, ar fosi
 			return oe
 		}
 		if m := sub.mayAct; m != nil && (m.Subject != act.subject || (m.ClientID != "" && m.ClientID != act.clientID)) {
-			return newError(http.StatusBadRequest, errInvalidGrant, "The actor is not allowed to act for the subject (may_act).")
+			return invalidRequest("The actor is not allowed to act for the subject (may_act).")
 		}
 		sess.Act = &actor{Subject: act.subject, ClientID: act.clientID, Act: sub.act}
 	} else if m := sub.mayAct; m != nil && m.Subject != c.ID {
-		return newError(http.StatusBadRequest, errInvalidGrant, "The client is not allowed to act for the subject (may_act).")
+		return invalidRequest("The client is not allowed to act for the subject (may_act).")
 	}
-	// Scopes only shrink.
+	// Scopes only shrink: the result has at most the subject token's scope
+	// that the client is registered for (as every other grant caps its
+	// result at the client's registration); without a scope parameter, all
+	// of that.
+	allowed := slices.DeleteFunc(slices.Clone(sub.scope), func(sc string) bool { return !slices.Contains(c.Scopes, sc) })
 	requested := ar.GetRequestedScopes()
 	if len(requested) == 0 {
-		requested = sub.scope
+		if len(allowed) == 0 {
+			return newError(http.StatusBadRequest, errInvalidScope, "The subject token has no scope the client is registered for.")
+		}
+		requested = allowed
 	}
 	for _, sc := range requested {
-		if !slices.Contains(sub.scope, sc) {
-			return newError(http.StatusBadRequest, errInvalidScope, "The requested scope exceeds the subject token's scope.")
+		if !slices.Contains(allowed, sc) {
+			return newError(http.StatusBadRequest, errInvalidScope, "The requested scope exceeds the subject token's scope or the client's registered scopes.")
 		}
 		ar.GrantScope(sc)
 	}
@@ -241,6 +258,11 @@ func (h exchangeHandler) PopulateTokenEndpointResponse(ctx context.Context, ar f
 	return nil
 }
 
+// errSubjectToken are the descriptions of a refused subject or actor token.
+// Every such refusal is invalid_request: "If either the subject_token or
+// actor_token are invalid for any reason, or are unacceptable based on
+// policy, ... the error parameter MUST be the invalid_request error code"
+// (RFC 8693 §2.2.2).
 var errSubjectToken = map[string]string{
 	"subject_token": "The subject_token is invalid, expired or revoked.",
 	"actor_token":   "The actor_token is invalid, expired or revoked.",
@@ -248,9 +270,9 @@ var errSubjectToken = map[string]string{
 
 // verify checks a subject or actor token of the given type: our access
 // tokens (signature, expiry, not revoked) or ID tokens signed by our keys
-// with our issuer.
+// with our issuer (whose browser session HandleTokenEndpointRequest checks).
 func (h exchangeHandler) verify(ctx context.Context, token, typ, param string) (*exchangeParty, *oauthError) {
-	bad := newError(http.StatusBadRequest, errInvalidGrant, errSubjectToken[param])
+	bad := invalidRequest(errSubjectToken[param])
 	switch typ {
 	case tokenTypeAccess:
 		c, err := h.tok.verifyAccessToken(token)
@@ -284,10 +306,62 @@ func (h exchangeHandler) verify(ctx context.Context, token, typ, param string) (
 			return nil, bad
 		}
 		return &exchangeParty{subject: c.Subject, mayAct: c.MayAct, audience: []string{h.s.cfg.Audience},
-			expiry: time.Unix(c.Expiry, 0), idAudience: c.Audience}, nil
+			expiry: time.Unix(c.Expiry, 0), idAudience: c.Audience, sid: c.SID}, nil
 	case "":
 		return nil, invalidRequest("The " + param + "_type parameter is missing.")
 	default:
 		return nil, invalidRequest("The " + param + "_type is not supported.")
 	}
+}
+
+// idTokenSession checks that the browser session an ID token was issued in
+// (its sid) is still live: signing out, a revocation of the user's tokens
+// ("sign out everywhere", tokens revoke --user) and the session's expiry
+// end it, and with it the ID token's use as a subject token. ID tokens of
+// the code flow, of the device flow and of a refresh of either carry the
+// sid of the sign-in; one without a sid is refused.
+//
+// The session is found among the user's (ListTokens by subject), so the
+// ID token's sub must be the user ID: an ID token of a client with
+// pairwise subjects names the user by a pseudonym that cannot be reversed,
+// and the storage has no lookup of a session by its sid, so such tokens
+// are refused (the client can exchange its access token instead).
+func (h exchangeHandler) idTokenSession(ctx context.Context, c *storage.Client, sub *exchangeParty) *oauthError {
+	if c.SubjectType == SubjectPairwise {
+		return invalidRequest("The ID tokens of a client with pairwise subjects cannot be exchanged; exchange its access token instead.")
+	}
+	if sub.sid == "" {
+		return invalidRequest("The subject_token has no sid: it was not issued in a browser session.")
+	}
+	sessions, err := h.s.store.ListTokens(ctx, storage.BrowserSession, sub.subject)
+	if err != nil {
+		return unavailable(err)
+	}
+	now := h.s.cfg.Now()
+	for _, t := range sessions {
+		if t.RequestID == sub.sid && t.Active && t.ExpiresAt.After(now) {
+			return nil
+		}
+	}
+	return invalidRequest("The browser session the subject_token was issued in has ended.")
+}
+
+// idTokenScope is the most an exchanged ID token may yield: the registered
+// scopes of a first-party client (SkipConsent), otherwise those the user
+// consented to for the client (its remembered consent) that it is still
+// registered for. Without a consent record the ID token is refused. Public
+// clients cannot use the grant at all (grantClient); their consents are
+// stored like any other, so this would hold for them too.
+func (h exchangeHandler) idTokenScope(ctx context.Context, c *storage.Client, userID string) ([]string, *oauthError) {
+	if c.SkipConsent {
+		return slices.Clone(c.Scopes), nil
+	}
+	consented, err := h.s.consentedScopes(ctx, userID, c.ID)
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	if consented == nil {
+		return nil, invalidRequest("The user has not consented to this client, so its ID token cannot be exchanged.")
+	}
+	return slices.DeleteFunc(slices.Clone(consented), func(sc string) bool { return !slices.Contains(c.Scopes, sc) }), nil
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"net/url"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -180,7 +181,7 @@ func TestExchangeRefusals(t *testing.T) {
 		wantError(t, st, m, 400, errInvalidRequest)
 		// An access token presented as an ID token is refused (typ at+jwt).
 		st, m = env.tokenExchange("gw", gwSecret, url.Values{"subject_token": {user}, "subject_token_type": {tokenTypeID}})
-		wantError(t, st, m, 400, errInvalidGrant)
+		wantError(t, st, m, 400, errInvalidRequest)
 	})
 	t.Run("client not registered for the grant", func(t *testing.T) {
 		st, m := env.tokenExchange("app", appSecret, subj())
@@ -191,7 +192,7 @@ func TestExchangeRefusals(t *testing.T) {
 		resp := env.post("/revoke", url.Values{"token": {tok}, "client_id": {"demo"}}, "", "")
 		resp.Body.Close()
 		st, m := env.tokenExchange("gw", gwSecret, url.Values{"subject_token": {tok}, "subject_token_type": {tokenTypeAccess}})
-		wantError(t, st, m, 400, errInvalidGrant)
+		wantError(t, st, m, 400, errInvalidRequest)
 	})
 	t.Run("id token from another issuer", func(t *testing.T) {
 		// Signed by a foreign key, and signed by our key with a foreign iss.
@@ -199,19 +200,24 @@ func TestExchangeRefusals(t *testing.T) {
 		foreign := signTestJWT(t, jose.JSONWebKey{Key: k, KeyID: "other", Algorithm: "ES256"}, map[string]any{
 			"iss": "https://other.example", "sub": env.alice.ID, "aud": "gw", "exp": time.Now().Add(time.Hour).Unix()})
 		st, m := env.tokenExchange("gw", gwSecret, url.Values{"subject_token": {foreign}, "subject_token_type": {tokenTypeID}})
-		wantError(t, st, m, 400, errInvalidGrant)
+		wantError(t, st, m, 400, errInvalidRequest)
 		ours, err := env.as.strategy.sign(t.Context(), map[string]any{
 			"iss": "https://other.example", "sub": env.alice.ID, "aud": "gw", "exp": time.Now().Add(time.Hour).Unix()}, "JWT")
 		if err != nil {
 			t.Fatal(err)
 		}
 		st, m = env.tokenExchange("gw", gwSecret, url.Values{"subject_token": {ours}, "subject_token_type": {tokenTypeID}})
-		wantError(t, st, m, 400, errInvalidGrant)
+		wantError(t, st, m, 400, errInvalidRequest)
 	})
+	// The ID tokens below name a live browser session of alice (sid), and
+	// alice consented to read for gw and orders.
+	sid := liveBrowserSession(t, env, env.alice.ID)
+	rememberConsent(t, env, env.alice.ID, "gw", "read")
+	rememberConsent(t, env, env.alice.ID, "orders", "read")
 	t.Run("id token of ours with may_act", func(t *testing.T) {
 		idt, err := env.as.strategy.sign(t.Context(), map[string]any{
 			"iss": env.issuer, "sub": env.alice.ID, "aud": []string{"gw", "orders"}, "exp": time.Now().Add(time.Hour).Unix(),
-			"may_act": map[string]any{"sub": "gw"}}, "JWT")
+			"sid": sid, "may_act": map[string]any{"sub": "gw"}}, "JWT")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -223,24 +229,255 @@ func TestExchangeRefusals(t *testing.T) {
 		// orders is not the actor may_act names.
 		st, m = env.tokenExchange("orders", ordersSecret, url.Values{"subject_token": {idt}, "subject_token_type": {tokenTypeID},
 			"actor_token": {env.clientToken("orders", ordersSecret, "read")}, "actor_token_type": {tokenTypeAccess}})
-		wantError(t, st, m, 400, errInvalidGrant)
+		wantError(t, st, m, 400, errInvalidRequest)
 		if !strings.Contains(m["error_description"].(string), "may_act") {
 			t.Fatalf("orders refused for another reason: %v", m)
 		}
 	})
 	t.Run("id token issued to another client", func(t *testing.T) {
 		idt, err := env.as.strategy.sign(t.Context(), map[string]any{
-			"iss": env.issuer, "sub": env.alice.ID, "aud": "orders", "exp": time.Now().Add(time.Hour).Unix()}, "JWT")
+			"iss": env.issuer, "sub": env.alice.ID, "aud": "orders", "exp": time.Now().Add(time.Hour).Unix(), "sid": sid}, "JWT")
 		if err != nil {
 			t.Fatal(err)
 		}
 		st, m := env.tokenExchange("gw", gwSecret, url.Values{"subject_token": {idt}, "subject_token_type": {tokenTypeID}})
-		wantError(t, st, m, 400, errInvalidGrant)
+		wantError(t, st, m, 400, errInvalidRequest)
 		st, m = env.tokenExchange("orders", ordersSecret, url.Values{"subject_token": {idt}, "subject_token_type": {tokenTypeID}, "scope": {"read"}})
 		if st != 200 {
 			t.Fatalf("the client the ID token was issued to: %d %v", st, m)
 		}
 	})
+}
+
+// liveBrowserSession stores a browser session of the user, as a sign-in
+// does, and returns its sid.
+func liveBrowserSession(t *testing.T, env *testEnv, userID string) string {
+	t.Helper()
+	sid, now := rand.Text(), time.Now().UTC()
+	if err := env.store.CreateToken(t.Context(), storage.Token{Kind: storage.BrowserSession, Signature: hashHandle(rand.Text()),
+		RequestID: sid, Subject: userID, Active: true, RequestedAt: now, ExpiresAt: now.Add(time.Hour), Payload: []byte(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	return sid
+}
+
+// rememberConsent stores the user's consent to scopes for a client, as the
+// consent page does.
+func rememberConsent(t *testing.T, env *testEnv, userID, clientID string, scopes ...string) {
+	t.Helper()
+	b, err := json.Marshal(consentPayload{Scopes: scopes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, now := consentKey(userID, clientID), time.Now().UTC()
+	if err := env.store.CreateToken(t.Context(), storage.Token{Kind: storage.Consent, Signature: key, RequestID: key, Subject: userID,
+		ClientID: clientID, Active: true, RequestedAt: now, ExpiresAt: now.Add(consentLifetime), Payload: b}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// RFC 8693 §2.2.2: "If either the subject_token or actor_token are invalid
+// for any reason, or are unacceptable based on policy, ... The value of the
+// error parameter MUST be the invalid_request error code."
+func TestExchangeInvalidSubjectOrActorTokenIsInvalidRequest(t *testing.T) {
+	env := exchangeEnv(t)
+	tok, _ := env.passwordToken("bob@example.com", bobPW)
+	resp := env.post("/revoke", url.Values{"token": {tok}, "client_id": {"demo"}}, "", "")
+	resp.Body.Close()
+	gwToken := env.clientToken("gw", gwSecret, "read")
+	for name, f := range map[string]url.Values{
+		"revoked subject_token": {"subject_token": {tok}, "subject_token_type": {tokenTypeAccess}},
+		"garbage subject_token": {"subject_token": {"not-a-token"}, "subject_token_type": {tokenTypeAccess}},
+		"garbage actor_token": {"subject_token": {gwToken}, "subject_token_type": {tokenTypeAccess},
+			"actor_token": {"not-a-token"}, "actor_token_type": {tokenTypeAccess}},
+		"revoked actor_token": {"subject_token": {gwToken}, "subject_token_type": {tokenTypeAccess},
+			"actor_token": {tok}, "actor_token_type": {tokenTypeAccess}},
+		"garbage ID token": {"subject_token": {"not-a-token"}, "subject_token_type": {tokenTypeID}},
+	} {
+		st, m := env.tokenExchange("gw", gwSecret, f)
+		if st != 400 || m["error"] != errInvalidRequest {
+			t.Errorf("%s: %d %v, want 400 invalid_request (RFC 8693 §2.2.2)", name, st, m)
+		}
+	}
+}
+
+// An access-token exchange is bounded by the subject token's scope and by
+// the scopes the exchanging client is registered for, as every other grant
+// is: orders (registered for read) cannot get write from alice's read write
+// token, and by default gets read.
+func TestExchangeScopeWithinClientRegistration(t *testing.T) {
+	env := exchangeEnv(t)
+	user, _ := env.passwordToken("alice@example.com", alicePW) // demo: read write
+	if got := jwtClaims(t, user)["scope"]; got != "read write" {
+		t.Fatalf("subject token scope %v", got)
+	}
+	st, m := env.tokenExchange("orders", ordersSecret, url.Values{
+		"subject_token": {user}, "subject_token_type": {tokenTypeAccess}, "scope": {"write"}})
+	wantError(t, st, m, 400, errInvalidScope)
+	st, m = env.tokenExchange("orders", ordersSecret, url.Values{
+		"subject_token": {user}, "subject_token_type": {tokenTypeAccess}, "scope": {"read write"}})
+	wantError(t, st, m, 400, errInvalidScope)
+	// Without a scope: the intersection.
+	st, m = env.tokenExchange("orders", ordersSecret, url.Values{
+		"subject_token": {user}, "subject_token_type": {tokenTypeAccess}})
+	if st != 200 || m["scope"] != "read" {
+		t.Fatalf("default exchange: %d %v, want scope read", st, m)
+	}
+	// Nothing in common: invalid_scope, not a token without scope.
+	st, m = env.tokenExchange("orders", ordersSecret, url.Values{
+		"subject_token": {env.clientToken("gw", gwSecret, "write")}, "subject_token_type": {tokenTypeAccess}})
+	wantError(t, st, m, 400, errInvalidScope)
+}
+
+// rpExchangeEnv is the OIDC test server with rp also registered for token
+// exchange and for the read and write scopes.
+func rpExchangeEnv(t *testing.T, mods ...func(*storage.Client)) *oidcEnv {
+	return newOIDCEnv(t, append([]func(*storage.Client){func(c *storage.Client) {
+		c.GrantTypes = append(c.GrantTypes, grantTokenExchange)
+		c.Scopes = append(c.Scopes, "write")
+	}}, mods...)...)
+}
+
+// An ID token carries no scope: its exchange yields at most what the user
+// consented to for the client (intersected with the client's registered
+// scopes), the registered scopes of a first-party client (SkipConsent),
+// and nothing without a consent.
+func TestExchangeIDTokenScopeWithinConsent(t *testing.T) {
+	idExchange := func(e *oidcEnv, idt string, extra ...string) (int, map[string]any) {
+		f := url.Values{"subject_token": {idt}, "subject_token_type": {tokenTypeID}}
+		for i := 0; i+1 < len(extra); i += 2 {
+			f.Set(extra[i], extra[i+1])
+		}
+		return e.tokenExchange("rp", rpSecret, f)
+	}
+	t.Run("consented", func(t *testing.T) {
+		e := rpExchangeEnv(t)
+		tok := e.codeFlow(t, newBrowser(t, e.testEnv)) // scope=openid, consent "allow"
+		if tok["scope"] != "openid" {
+			t.Fatalf("code flow scope %v", tok["scope"])
+		}
+		idt := tok["id_token"].(string)
+		if st, m := idExchange(e, idt); st != 200 || m["scope"] != "openid" {
+			t.Fatalf("exchange of rp's own ID token: %d %v, want scope openid (alice's consent)", st, m)
+		}
+		st, m := idExchange(e, idt, "scope", "read")
+		wantError(t, st, m, 400, errInvalidScope)
+		// Consent withdrawn: refused.
+		if _, err := RevokeConsents(t.Context(), e.store, e.alice.ID, "rp"); err != nil {
+			t.Fatal(err)
+		}
+		st, m = idExchange(e, idt)
+		wantError(t, st, m, 400, errInvalidRequest)
+	})
+	t.Run("first-party client", func(t *testing.T) {
+		e := rpExchangeEnv(t, func(c *storage.Client) { c.SkipConsent = true })
+		tok := e.codeFlow(t, newBrowser(t, e.testEnv))
+		st, m := idExchange(e, tok["id_token"].(string))
+		if st != 200 {
+			t.Fatalf("exchange: %d %v", st, m)
+		}
+		c, err := e.store.GetClient(t.Context(), "rp")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Fields(m["scope"].(string)); !slices.Equal(got, c.Scopes) {
+			t.Fatalf("first-party exchange scope %v, want the registered %v", got, c.Scopes)
+		}
+	})
+}
+
+// An ID token is exchanged only while the browser session it was issued in
+// (its sid) lives: not once the user's tokens were revoked ("sign out
+// everywhere"), nor after sign-out, nor without a sid. A refreshed ID token
+// carries the sid of the sign-in and follows the same rule.
+func TestExchangeIDTokenNeedsLiveBrowserSession(t *testing.T) {
+	idExchange := func(e *oidcEnv, idt string) (int, map[string]any) {
+		return e.tokenExchange("rp", rpSecret, url.Values{"subject_token": {idt}, "subject_token_type": {tokenTypeID}})
+	}
+	t.Run("user's tokens revoked", func(t *testing.T) {
+		e := rpExchangeEnv(t)
+		tok := e.codeFlow(t, newBrowser(t, e.testEnv))
+		if st, m := idExchange(e, tok["id_token"].(string)); st != 200 {
+			t.Fatalf("before the revocation: %d %v", st, m)
+		}
+		if _, err := e.store.RevokeTokens(t.Context(), storage.TokenFilter{Subject: e.alice.ID}); err != nil {
+			t.Fatal(err)
+		}
+		e.as.syncRevocations(t.Context())
+		if in := e.introspect(tok["access_token"].(string)); in["active"] != false {
+			t.Fatalf("the access token survived the revocation: %v", in)
+		}
+		st, m := idExchange(e, tok["id_token"].(string))
+		wantError(t, st, m, 400, errInvalidRequest)
+	})
+	t.Run("signed out", func(t *testing.T) {
+		e := rpExchangeEnv(t)
+		b := newBrowser(t, e.testEnv)
+		tok := e.codeFlow(t, b)
+		idt := tok["id_token"].(string)
+		p := b.get("/end_session?" + url.Values{"id_token_hint": {idt}, "post_logout_redirect_uri": {rpBye}}.Encode())
+		if p.location == nil || p.location.String() != rpBye {
+			t.Fatalf("end_session: %d %v", p.status, p.location)
+		}
+		st, m := idExchange(e, idt)
+		wantError(t, st, m, 400, errInvalidRequest)
+	})
+	t.Run("no sid", func(t *testing.T) {
+		e := rpExchangeEnv(t, func(c *storage.Client) { c.SkipConsent = true })
+		liveBrowserSession(t, e.testEnv, e.alice.ID)
+		idt, err := e.as.strategy.sign(t.Context(), map[string]any{
+			"iss": e.issuer, "sub": e.alice.ID, "aud": "rp", "exp": e.clock().Add(time.Hour).Unix()}, "JWT")
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, m := idExchange(e, idt)
+		wantError(t, st, m, 400, errInvalidRequest)
+	})
+	t.Run("refreshed ID token", func(t *testing.T) {
+		e := rpExchangeEnv(t)
+		tok := e.codeFlow(t, newBrowser(t, e.testEnv), "scope", "openid offline_access")
+		e.advance(2 * time.Second)
+		resp := e.post("/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok["refresh_token"].(string)}}, "rp", rpSecret)
+		ref := decode(t, resp)
+		if resp.StatusCode != 200 {
+			t.Fatalf("refresh: %d %v", resp.StatusCode, ref)
+		}
+		idt := ref["id_token"].(string)
+		if _, c := e.idToken(t, ref); c["sid"] == nil || c["sid"] == "" {
+			t.Fatalf("the refreshed ID token has no sid: %v", c)
+		}
+		if st, m := idExchange(e, idt); st != 200 {
+			t.Fatalf("refreshed ID token while the session lives: %d %v", st, m)
+		}
+		if _, err := EndBrowserSessions(t.Context(), e.store, e.alice.ID); err != nil {
+			t.Fatal(err)
+		}
+		st, m := idExchange(e, idt)
+		wantError(t, st, m, 400, errInvalidRequest)
+	})
+}
+
+// A pairwise client's ID token names the user by a pseudonym, which cannot
+// be reversed to find the browser session it was issued in: it is refused
+// with a description that says so (the client exchanges its access token).
+func TestExchangeIDTokenOfPairwiseClientIsRefused(t *testing.T) {
+	e := rpExchangeEnv(t, func(c *storage.Client) { c.SubjectType = SubjectPairwise })
+	tok := e.codeFlow(t, newBrowser(t, e.testEnv))
+	if _, claims := e.idToken(t, tok); claims["sub"] == e.alice.ID {
+		t.Fatalf("pairwise sub expected, got the user ID")
+	}
+	st, m := e.tokenExchange("rp", rpSecret, url.Values{
+		"subject_token": {tok["id_token"].(string)}, "subject_token_type": {tokenTypeID}})
+	wantError(t, st, m, 400, errInvalidRequest)
+	if d, _ := m["error_description"].(string); !strings.Contains(d, "pairwise") {
+		t.Fatalf("refused for another reason: %v", m)
+	}
+	// Its access token still exchanges.
+	st, m = e.tokenExchange("rp", rpSecret, url.Values{
+		"subject_token": {tok["access_token"].(string)}, "subject_token_type": {tokenTypeAccess}})
+	if st != 200 {
+		t.Fatalf("exchange of the pairwise client's access token: %d %v", st, m)
+	}
 }
 
 func signTestJWT(t *testing.T, key jose.JSONWebKey, claims map[string]any) string {

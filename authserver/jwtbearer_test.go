@@ -1,6 +1,8 @@
 package authserver
 
 import (
+	"crypto/ecdsa"
+	"encoding/json"
 	"net/url"
 	"testing"
 	"time"
@@ -83,5 +85,30 @@ func TestJWTBearerGrant(t *testing.T) {
 				t.Fatalf("%d %v, want %s", code, m, tc.want)
 			}
 		})
+	}
+}
+
+// A trusted issuer's jwks_uri may publish an encryption key (or one of a
+// type we cannot parse) next to its signing key; the unusable keys are
+// ignored, as for a client's jwks_uri.
+func TestJWTBearerIssuerJWKSURIWithEncryptionKeys(t *testing.T) {
+	env := newTestEnv(t, openMemory(t), allowPrivateClientURLs)
+	idp := newECKey(t, "idp-sig")
+	sigJWK, _ := json.Marshal(idp.publicJWK())
+	encJWK, _ := json.Marshal(jose.JSONWebKey{Key: newECKey(t, "x").key.(*ecdsa.PrivateKey).Public(), KeyID: "idp-enc", Algorithm: "ECDH-ES", Use: "enc"})
+	js := newJWKSServer(t, []byte(`{"keys":[`+string(sigJWK)+`,`+string(encJWK)+`,`+x25519JWK+`]}`))
+	now := time.Now().UTC()
+	if err := env.store.CreateIssuer(t.Context(), storage.Issuer{ID: "https://idp.example", JWKSURI: js.url, Subjects: []string{"alice@example.com"},
+		Scopes: []string{"read"}, CreatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.store.CreateClient(t.Context(), storage.Client{ID: "bearer-app", SecretHashes: []string{password.HashSecret(bearerAppSecret)},
+		GrantTypes: []string{grantJWTBearer}, Scopes: []string{"read"}, CreatedAt: now, UpdatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	a := assertiontest.Sign(t, jose.ES256, idp.key, idp.kid, assertiontest.Claims("https://idp.example", "alice@example.com", env.issuer+"/token", time.Minute))
+	resp := env.post("/token", url.Values{"grant_type": {grantJWTBearer}, "assertion": {a}}, "bearer-app", bearerAppSecret)
+	if m := decode(t, resp); resp.StatusCode != 200 {
+		t.Fatalf("assertion signed with the issuer's published signing key: %d %v", resp.StatusCode, m)
 	}
 }

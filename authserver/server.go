@@ -349,7 +349,7 @@ func New(cfg Config, store storage.Store, km *keys.Manager, opts ...Option) (*Se
 	s.dpop = newDPoPChecker(cfg.DPoP, cfg.Secret)
 	s.revoked = newRevocationSet(store, cfg.RevocationMaxDelay)
 	s.devicePolls, s.userCodeMAC = newDevicePolls(), deriveKey(cfg.Secret, "user-code")
-	s.clientKeys = newKeySetCache(cfg.ClientJWKSCacheTTL, cfg.ClientJWKSMinRefetch, cfg.Now, cfg.InsecureAllowPrivateClientURLs)
+	s.clientKeys = newKeySetCache(cfg.ClientJWKSCacheTTL, cfg.ClientJWKSMinRefetch, cfg.Now, cfg.InsecureAllowPrivateClientURLs, s.log)
 	s.backchannelHTTP = newOutboundClient(backchannelTimeout, cfg.InsecureAllowPrivateClientURLs)
 	if cfg.InsecureAllowPrivateClientURLs {
 		s.log.Warn("the server may call client URLs (jwks_uri, backchannel_logout_uri) on private and loopback addresses (--allow-private-client-urls)")
