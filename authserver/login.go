@@ -250,7 +250,7 @@ func (s *Server) renderConsent(w http.ResponseWriter, r *http.Request, az *authz
 		Hidden:     []ui.Field{{Name: fieldAuth, Value: auth}},
 		CSRF:       s.csrf.Token("consent", bs.id, auth),
 	}
-	for _, sc := range requestedScopes(az) {
+	for _, sc := range consentScopes(az) {
 		d.Scopes = append(d.Scopes, ui.Scope{Name: sc, Description: scopeDescriptions[sc]})
 	}
 	s.pages.Render(w, http.StatusOK, ui.PageConsent, d, formTarget(az.redirectURI))
@@ -273,6 +273,20 @@ func requestedScopes(az *authzRequest) []string {
 	return az.client.Scopes
 }
 
+// consentScopes are the scopes the user decides on: the requested ones and
+// those whose claims the claims parameter requests (a claim of a scope the
+// client is registered for is a request for that scope; oidcParams.claims
+// holds no others).
+func consentScopes(az *authzRequest) []string {
+	out := slices.Clone(requestedScopes(az))
+	for _, sc := range az.oidc.claims.scopes() {
+		if !slices.Contains(out, sc) {
+			out = append(out, sc)
+		}
+	}
+	return out
+}
+
 // consentPayload is the stored form of a consent.
 type consentPayload struct {
 	Scopes []string `json:"scopes"`
@@ -284,12 +298,12 @@ const consentLifetime = 100 * 365 * 24 * time.Hour
 func consentKey(userID, clientID string) string { return hashHandle(userID + "\x00" + clientID) }
 
 // needsConsent reports whether the user must be asked: not for a
-// first-party client, nor when a remembered consent covers the scopes of a
-// confidential client. A public client is always asked (unless it is
-// first-party): anyone can listen on a loopback port or claim a private-use
-// scheme, so its identity is not assured and a remembered consent would
-// hand codes to an impersonator without the user doing anything (RFC 8252
-// §8.6, RFC 6749 §10.2).
+// first-party client, nor when a remembered consent covers the scopes
+// (consentScopes) of a confidential client. A public client is always
+// asked (unless it is first-party): anyone can listen on a loopback port or
+// claim a private-use scheme, so its identity is not assured and a
+// remembered consent would hand codes to an impersonator without the user
+// doing anything (RFC 8252 §8.6, RFC 6749 §10.2).
 func (s *Server) needsConsent(ctx context.Context, userID string, az *authzRequest) (bool, error) {
 	if az.client.SkipConsent {
 		return false, nil
@@ -301,7 +315,7 @@ func (s *Server) needsConsent(ctx context.Context, userID string, az *authzReque
 	if err != nil || have == nil {
 		return true, err
 	}
-	for _, sc := range requestedScopes(az) {
+	for _, sc := range consentScopes(az) {
 		if !slices.Contains(have, sc) {
 			return true, nil
 		}
@@ -329,15 +343,15 @@ func (s *Server) consentedScopes(ctx context.Context, userID, clientID string) (
 	return p.Scopes, nil
 }
 
-// saveConsent remembers the user's consent to the request's scopes, added
-// to what was consented before.
+// saveConsent remembers the user's consent to the request's scopes
+// (consentScopes), added to what was consented before.
 func (s *Server) saveConsent(ctx context.Context, userID string, az *authzRequest) error {
 	have, err := s.consentedScopes(ctx, userID, az.client.ID)
 	if err != nil {
 		return err
 	}
 	scopes := slices.Clone(have)
-	for _, sc := range requestedScopes(az) {
+	for _, sc := range consentScopes(az) {
 		if !slices.Contains(scopes, sc) {
 			scopes = append(scopes, sc)
 		}

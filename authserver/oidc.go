@@ -75,7 +75,13 @@ type oidcParams struct {
 	maxAge int64
 	// hintSub is the subject of a valid id_token_hint.
 	hintSub string
-	claims  claimsRequest
+	// claims are the claims the claims parameter requests, only those of
+	// scopes the client is registered for (claimsRequest.within).
+	claims claimsRequest
+	// claimsSub is the sub value the claims parameter requires, "" for
+	// none; acrUnmet is claimsParam.acrUnmet.
+	claimsSub string
+	acrUnmet  bool
 	// loginSID is set once the request sent the user to sign in: the sid
 	// of the session it had then ("-" for none). A session with another sid
 	// is a sign-in made for this request (prompt=login, max_age).
@@ -84,6 +90,17 @@ type oidcParams struct {
 
 func (p oidcParams) has(prompt string) bool { return slices.Contains(p.prompt, prompt) }
 
+// namesUser reports whether the request names the user it is for: an
+// id_token_hint, or a sub value in the claims parameter.
+func (p oidcParams) namesUser() bool { return p.hintSub != "" || p.claimsSub != "" }
+
+// namesOtherUser reports whether the request names a user whose subject
+// (as the client sees it) is not sub (Core §3.1.2.1 id_token_hint, §5.5.1:
+// no ID token or access token for a different user).
+func (p oidcParams) namesOtherUser(sub string) bool {
+	return (p.hintSub != "" && p.hintSub != sub) || (p.claimsSub != "" && p.claimsSub != sub)
+}
+
 // claimsRequest is the claims parameter (Core §5.5): the names of the
 // claims requested for userinfo and for the ID token.
 type claimsRequest struct {
@@ -91,15 +108,86 @@ type claimsRequest struct {
 	IDToken  []string `json:"id_token,omitempty"`
 }
 
+// scopes returns the scopes whose claims r requests (scopeClaims), each
+// once, in the order of oidcScopes.
+func (r claimsRequest) scopes() []string {
+	var out []string
+	for _, sc := range oidcScopes {
+		for _, c := range scopeClaims[sc] {
+			if slices.Contains(r.UserInfo, c) || slices.Contains(r.IDToken, c) {
+				out = append(out, sc)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// within returns r without the claims of scopes not in allowed: a claim
+// requested through the claims parameter is a request for its scope, which
+// the client must be registered for (Core §3.1.2.4: no release without an
+// authorization decision, and the decision is about scopes).
+func (r claimsRequest) within(allowed []string) claimsRequest {
+	keep := func(names []string) []string {
+		var out []string
+		for _, n := range names {
+			if slices.Contains(allowed, claimScope(n)) {
+				out = append(out, n)
+			}
+		}
+		return out
+	}
+	return claimsRequest{UserInfo: keep(r.UserInfo), IDToken: keep(r.IDToken)}
+}
+
+// claimScope returns the scope that grants the claim, or "".
+func claimScope(claim string) string {
+	for sc, names := range scopeClaims {
+		if slices.Contains(names, claim) {
+			return sc
+		}
+	}
+	return ""
+}
+
+// claimsParam is a parsed claims parameter: the claims it asks to release,
+// and what its id_token member requires of the authentication.
+type claimsParam struct {
+	release claimsRequest
+	// sub is the value the id_token member requires of sub (Core §5.5.1),
+	// "" for none.
+	sub string
+	// acrUnmet is set when the id_token member asks for acr as an
+	// Essential Claim with specific values (Core §5.5.1.1). This server
+	// asserts no acr, so no authentication can meet it.
+	acrUnmet bool
+}
+
+// claimSpec is a claim's request in the claims parameter (Core §5.5.1):
+// null or an object.
+type claimSpec struct {
+	Essential bool              `json:"essential"`
+	Value     json.RawMessage   `json:"value"`
+	Values    []json.RawMessage `json:"values"`
+}
+
+// hasValue reports whether raw is present and not null.
+func hasValue(raw json.RawMessage) bool {
+	return len(raw) > 0 && string(raw) != "null"
+}
+
 // parseClaimsParam reads the claims parameter. Members other than userinfo
-// and id_token, and claims we do not have, are ignored (§5.5).
-func parseClaimsParam(raw string) (claimsRequest, bool) {
+// and id_token, and claims we do not have, are ignored (§5.5); of the
+// id_token member, sub with a value and an essential acr are acted on
+// (§5.5.1, §5.5.1.1). The error is the description of invalid_request.
+func parseClaimsParam(raw string) (claimsParam, string) {
+	const notObject = "The claims parameter must be a JSON object."
 	var in struct {
 		UserInfo map[string]json.RawMessage `json:"userinfo"`
 		IDToken  map[string]json.RawMessage `json:"id_token"`
 	}
 	if err := json.Unmarshal([]byte(raw), &in); err != nil {
-		return claimsRequest{}, false
+		return claimsParam{}, notObject
 	}
 	names := func(m map[string]json.RawMessage) []string {
 		var out []string
@@ -112,7 +200,30 @@ func parseClaimsParam(raw string) (claimsRequest, bool) {
 		}
 		return out
 	}
-	return claimsRequest{UserInfo: names(in.UserInfo), IDToken: names(in.IDToken)}, true
+	p := claimsParam{release: claimsRequest{UserInfo: names(in.UserInfo), IDToken: names(in.IDToken)}}
+	spec := func(name string) (claimSpec, bool) {
+		var cs claimSpec
+		v, ok := in.IDToken[name]
+		if !ok || !hasValue(v) {
+			return cs, true
+		}
+		return cs, json.Unmarshal(v, &cs) == nil
+	}
+	sub, ok := spec("sub")
+	if !ok {
+		return claimsParam{}, "The sub member of the claims parameter must be null or an object."
+	}
+	if hasValue(sub.Value) {
+		if json.Unmarshal(sub.Value, &p.sub) != nil || p.sub == "" {
+			return claimsParam{}, "The value of the sub claim in the claims parameter must be a non-empty string."
+		}
+	}
+	acr, ok := spec("acr")
+	if !ok {
+		return claimsParam{}, "The acr member of the claims parameter must be null or an object."
+	}
+	p.acrUnmet = acr.Essential && (hasValue(acr.Value) || len(acr.Values) > 0)
+	return p, ""
 }
 
 // validateOIDC checks the OpenID Connect parameters of an authorization
@@ -145,11 +256,12 @@ func (s *Server) validateOIDC(az *authzRequest) *authzError {
 		p.maxAge = n
 	}
 	if raw := form.Get("claims"); raw != "" {
-		c, ok := parseClaimsParam(raw)
-		if !ok {
-			return redirectError(errInvalidRequest, "The claims parameter must be a JSON object.")
+		c, desc := parseClaimsParam(raw)
+		if desc != "" {
+			return redirectError(errInvalidRequest, desc)
 		}
-		p.claims = c
+		p.claims = c.release.within(az.client.Scopes)
+		p.claimsSub, p.acrUnmet = c.sub, c.acrUnmet
 	}
 	if hint := form.Get("id_token_hint"); hint != "" {
 		sub, ok := s.idTokenHintSubject(hint)
@@ -201,27 +313,43 @@ func (s *Server) verifyIDToken(token string) (*idTokenClaims, bool) {
 	return &c, true
 }
 
-// oidcGate acts on prompt, max_age and id_token_hint before sign-in and
-// consent. It returns true when it answered the request.
+// oidcGate acts on prompt, max_age, id_token_hint and the claims
+// parameter's sub value and essential acr before sign-in and consent. It
+// returns true when it answered the request.
 func (s *Server) oidcGate(w http.ResponseWriter, r *http.Request, az *authzRequest, bs *browserSession, pendingID string) bool {
 	p := az.oidc
+	if p.acrUnmet {
+		// Core §5.5.1.1: an essential acr we cannot assert is a failed
+		// authentication; no sign-in could change that.
+		s.authenticationFailed(w, r, az, pendingID, errAccessDenied,
+			"The requested authentication context class (acr) is not supported.")
+		return true
+	}
 	if bs == nil {
 		if p.has(promptNone) {
 			s.authorizeFailed(w, r, az, redirectError(errLoginRequired, "The user is not signed in."))
 			return true
 		}
-		if p.loginSID == "" && (p.has(promptLogin) || p.maxAge >= 0 || p.hintSub != "") {
+		if p.loginSID == "" && (p.has(promptLogin) || p.maxAge >= 0 || p.namesUser()) {
 			s.toLogin(w, r, az, "-", pendingID)
 			return true
 		}
 		return false
 	}
+	sub := subjectFor(s.strategy.pairwiseKey, &az.client, bs.user.ID)
 	if p.loginSID != "" && bs.sid != p.loginSID {
-		return false // signed in for this request
+		// Signed in for this request: whoever signed in must be the user
+		// the request names (Core §3.1.2.1, §5.5.1).
+		if p.namesOtherUser(sub) {
+			s.authenticationFailed(w, r, az, pendingID, errLoginRequired,
+				"The user who signed in is not the one the application asked for.")
+			return true
+		}
+		return false
 	}
 	fresh := p.has(promptLogin) || p.maxAge == 0 ||
 		(p.maxAge > 0 && s.cfg.Now().Sub(bs.authTime) > time.Duration(p.maxAge)*time.Second) ||
-		(p.hintSub != "" && p.hintSub != subjectFor(s.strategy.pairwiseKey, &az.client, bs.user.ID))
+		p.namesOtherUser(sub)
 	if !fresh {
 		return false
 	}
@@ -231,6 +359,20 @@ func (s *Server) oidcGate(w http.ResponseWriter, r *http.Request, az *authzReque
 	}
 	s.toLogin(w, r, az, bs.sid, pendingID)
 	return true
+}
+
+// authenticationFailed answers a request whose authentication failed for
+// good: login_required with prompt=none (Core §3.1.2.6), code otherwise,
+// redirected with state and iss. The pending request, if any, is consumed:
+// it cannot succeed.
+func (s *Server) authenticationFailed(w http.ResponseWriter, r *http.Request, az *authzRequest, pendingID, code, desc string) {
+	if pendingID != "" && !s.consumePending(w, r, pendingID) {
+		return
+	}
+	if az.oidc.has(promptNone) {
+		code = errLoginRequired
+	}
+	s.authorizeFailed(w, r, az, redirectError(code, desc))
 }
 
 // toLogin sends the browser to sign in for az, remembering the sid of the
@@ -262,6 +404,9 @@ type oidcFacts struct {
 
 // fillOIDCSession records what the ID token and userinfo need, for a grant
 // with openid (requested, or the client's default set when no scope was).
+// The claims requested through the claims parameter are recorded as
+// decided now (their scopes consented, or a first-party client): what is
+// released later never depends on a consent given or revoked afterwards.
 func fillOIDCSession(sess *session, az *authzRequest) {
 	if !slices.Contains(requestedScopes(az), scopeOpenID) {
 		return

@@ -872,3 +872,217 @@ func TestPairwiseSubjects(t *testing.T) {
 		t.Fatal("no logout token")
 	}
 }
+
+// A claim requested through the claims parameter is a request for the scope
+// it belongs to (Core §3.1.2.4: the OP "MUST obtain an authorization
+// decision before releasing information"): dropped when the client is not
+// registered for that scope; otherwise listed on the consent page and
+// covered by the remembered consent exactly like a requested scope. What
+// the ID token and UserInfo release is what was decided at authorization.
+func TestOIDCClaimsParameterNeedsScopeAndConsent(t *testing.T) {
+	const claims = `{"userinfo":{"email":null,"name":null},"id_token":{"email":{"essential":true}}}`
+	// released returns the ID token's email and UserInfo's email and name.
+	released := func(t *testing.T, e *oidcEnv, tok map[string]any) (idEmail, email, name any) {
+		t.Helper()
+		_, c := e.idToken(t, tok)
+		status, _, m := e.userinfo(t, http.MethodGet, tok["access_token"].(string), "header")
+		if status != http.StatusOK {
+			t.Fatalf("userinfo %d %v", status, m)
+		}
+		return c["email"], m["email"], m["name"]
+	}
+	exchange := func(t *testing.T, e *oidcEnv, p *page, verifier string) map[string]any {
+		t.Helper()
+		q := e.callback(t, p, rpRedirect)
+		status, tok := e.exchangeRP(q.Get("code"), verifier)
+		if status != http.StatusOK {
+			t.Fatalf("exchange %v: %d %v", q, status, tok)
+		}
+		return tok
+	}
+	listed := func(p *page, scope string) bool {
+		return strings.Contains(p.body, `<span class="scope-name">`+scope+`</span>`)
+	}
+
+	t.Run("ClientNotRegisteredForTheScope", func(t *testing.T) {
+		e := newOIDCEnv(t, func(c *storage.Client) { c.Scopes = []string{"openid"} })
+		b := newBrowser(t, e.testEnv)
+		verifier, challenge := pkcePair("rp")
+		p := b.get(authorizeQuery("rp", rpRedirect, "state-123", challenge, "scope", "openid", "claims", claims))
+		p = b.signIn(p, "alice@example.com", alicePW)
+		if !strings.Contains(p.body, `name="decision"`) || !listed(p, "openid") || listed(p, "email") || listed(p, "profile") {
+			t.Fatalf("consent page (status %d) does not list exactly openid:\n%s", p.status, p.body)
+		}
+		p = b.decide(p, "allow")
+		if id, em, n := released(t, e, exchange(t, e, p, verifier)); id != nil || em != nil || n != nil {
+			t.Fatalf("client registered for openid only got ID token email=%v, userinfo email=%v name=%v", id, em, n)
+		}
+		// The consent is remembered: no page, and still nothing released.
+		p = b.get(authorizeQuery("rp", rpRedirect, "state-123", challenge, "scope", "openid", "claims", claims))
+		if id, em, n := released(t, e, exchange(t, e, p, verifier)); id != nil || em != nil || n != nil {
+			t.Fatalf("with a remembered consent: ID token email=%v, userinfo email=%v name=%v", id, em, n)
+		}
+	})
+
+	t.Run("RegisteredScopeNeedsConsent", func(t *testing.T) {
+		e := newOIDCEnv(t) // rp is registered for profile and email
+		b := newBrowser(t, e.testEnv)
+		e.codeFlow(t, b) // consent to scope=openid only is remembered
+		// Without a page, the claims' scopes cannot be consented.
+		p := b.get(authorizeQuery("rp", rpRedirect, "state-123", mustChallenge(), "scope", "openid", "prompt", "none", "claims", claims))
+		wantRedirectError(t, e, p, errConsentRequired)
+		verifier, challenge := pkcePair("rp")
+		p = b.get(authorizeQuery("rp", rpRedirect, "state-123", challenge, "scope", "openid", "claims", claims))
+		if !strings.Contains(p.body, `name="decision"`) || !listed(p, "email") || !listed(p, "profile") {
+			t.Fatalf("consent page (status %d) does not list the claims' scopes:\n%s", p.status, p.body)
+		}
+		p = b.decide(p, "allow")
+		if id, em, n := released(t, e, exchange(t, e, p, verifier)); id != "alice@example.com" || em != "alice@example.com" || n != "Alice" {
+			t.Fatalf("after consent: ID token email=%v, userinfo email=%v name=%v", id, em, n)
+		}
+		// Remembered now: prompt=none succeeds and releases them.
+		p = b.get(authorizeQuery("rp", rpRedirect, "state-123", challenge, "scope", "openid", "prompt", "none", "claims", claims))
+		if id, em, n := released(t, e, exchange(t, e, p, verifier)); id != "alice@example.com" || em != "alice@example.com" || n != "Alice" {
+			t.Fatalf("with the remembered consent: ID token email=%v, userinfo email=%v name=%v", id, em, n)
+		}
+		// A grant keeps what was decided for it: revoking the consent
+		// afterwards changes nothing for a grant made before.
+		p = b.get(authorizeQuery("rp", rpRedirect, "state-123", challenge, "scope", "openid", "claims", `{"userinfo":{"name":null}}`))
+		tok := exchange(t, e, p, verifier)
+		if _, err := RevokeConsents(t.Context(), e.store, e.alice.ID, "rp"); err != nil {
+			t.Fatal(err)
+		}
+		if _, em, n := released(t, e, tok); em != nil || n != "Alice" {
+			t.Fatalf("grant for the name only: userinfo email=%v name=%v", em, n)
+		}
+	})
+
+	t.Run("FirstPartyClient", func(t *testing.T) {
+		e := newOIDCEnv(t, func(c *storage.Client) { c.SkipConsent = true })
+		b := newBrowser(t, e.testEnv)
+		verifier, challenge := pkcePair("rp")
+		p := b.get(authorizeQuery("rp", rpRedirect, "state-123", challenge, "scope", "openid", "claims", claims))
+		p = b.signIn(p, "alice@example.com", alicePW)
+		if id, em, n := released(t, e, exchange(t, e, p, verifier)); id != "alice@example.com" || em != "alice@example.com" || n != "Alice" {
+			t.Fatalf("first-party client: ID token email=%v, userinfo email=%v name=%v", id, em, n)
+		}
+	})
+}
+
+// Core §5.5.1: a sub value in the claims parameter's id_token member is
+// treated like an id_token_hint: no code for another user. With prompt=none
+// the answer is login_required; otherwise the user is asked to sign in, and
+// a sign-in as another user still ends in login_required. The subject is
+// the one the client sees (a pseudonym for a pairwise client).
+func TestOIDCClaimsSubValueNamesTheUser(t *testing.T) {
+	subClaims := func(sub string) string { return `{"id_token":{"sub":{"value":"` + sub + `"}}}` }
+	t.Run("Public", func(t *testing.T) {
+		e := newOIDCEnv(t)
+		b := newBrowser(t, e.testEnv)
+		e.codeFlow(t, b) // alice is signed in and has consented
+		p := b.get(authorizeQuery("rp", rpRedirect, "state-123", mustChallenge(), "scope", "openid", "prompt", "none", "claims", subClaims(e.bob.ID)))
+		wantRedirectError(t, e, p, errLoginRequired)
+		// Without prompt=none: sign in; alice again is still not bob.
+		p = b.get(authorizeQuery("rp", rpRedirect, "state-123", mustChallenge(), "scope", "openid", "claims", subClaims(e.bob.ID)))
+		if !strings.Contains(p.body, `name="password"`) {
+			t.Fatalf("a sub value for another user did not ask to sign in (status %d)", p.status)
+		}
+		p = b.signIn(p, "alice@example.com", alicePW)
+		wantRedirectError(t, e, p, errLoginRequired)
+		// Bob signing in gets the code, for bob.
+		verifier, challenge := pkcePair("rp")
+		p = b.get(authorizeQuery("rp", rpRedirect, "state-123", challenge, "scope", "openid", "claims", subClaims(e.bob.ID)))
+		p = b.signIn(p, "bob@example.com", bobPW)
+		if strings.Contains(p.body, `name="decision"`) {
+			p = b.decide(p, "allow")
+		}
+		status, tok := e.exchangeRP(e.callback(t, p, rpRedirect).Get("code"), verifier)
+		if status != http.StatusOK {
+			t.Fatalf("exchange %d %v", status, tok)
+		}
+		if _, c := e.idToken(t, tok); c["sub"] != e.bob.ID {
+			t.Fatalf("sub %v, want %s", c["sub"], e.bob.ID)
+		}
+		// The signed-in user's own sub: no sign-in, a code.
+		p = b.get(authorizeQuery("rp", rpRedirect, "state-123", mustChallenge(), "scope", "openid", "prompt", "none", "claims", subClaims(e.bob.ID)))
+		if q := e.callback(t, p, rpRedirect); q.Get("code") == "" {
+			t.Fatalf("sub value of the signed-in user: %v", q)
+		}
+	})
+	t.Run("Pairwise", func(t *testing.T) {
+		e := newOIDCEnv(t, func(c *storage.Client) { c.SubjectType = SubjectPairwise })
+		b := newBrowser(t, e.testEnv)
+		idt, _ := e.idToken(t, e.codeFlow(t, b))
+		// The user ID is not the subject this client knows.
+		p := b.get(authorizeQuery("rp", rpRedirect, "state-123", mustChallenge(), "scope", "openid", "prompt", "none", "claims", subClaims(e.alice.ID)))
+		wantRedirectError(t, e, p, errLoginRequired)
+		p = b.get(authorizeQuery("rp", rpRedirect, "state-123", mustChallenge(), "scope", "openid", "prompt", "none", "claims", subClaims(idt.Subject)))
+		if q := e.callback(t, p, rpRedirect); q.Get("code") == "" {
+			t.Fatalf("pairwise sub value of the signed-in user: %v", q)
+		}
+	})
+	t.Run("NotAString", func(t *testing.T) {
+		e := newOIDCEnv(t)
+		p, _ := e.authorize(t, newBrowser(t, e.testEnv), "claims", `{"id_token":{"sub":{"value":42}}}`)
+		wantRedirectError(t, e, p, errInvalidRequest)
+	})
+}
+
+// Core §5.5.1.1: acr requested as an Essential Claim with values this
+// server cannot assert (it asserts no acr) is a failed authentication:
+// access_denied, or login_required with prompt=none, with state and iss.
+// A voluntary acr, or an essential one without values, is no requirement.
+func TestOIDCEssentialACRRefused(t *testing.T) {
+	e := newOIDCEnv(t)
+	for _, claims := range []string{
+		`{"id_token":{"acr":{"essential":true,"values":["urn:example:loa:hardware-key"]}}}`,
+		`{"id_token":{"acr":{"essential":true,"value":"urn:example:loa:hardware-key"}}}`,
+	} {
+		// Refused before any page: no sign-in could meet it.
+		p := newBrowser(t, e.testEnv).get(authorizeQuery("rp", rpRedirect, "state-123", mustChallenge(), "scope", "openid", "claims", claims))
+		wantRedirectError(t, e, p, errAccessDenied)
+		b := newBrowser(t, e.testEnv)
+		e.codeFlow(t, b)
+		p = b.get(authorizeQuery("rp", rpRedirect, "state-123", mustChallenge(), "scope", "openid", "prompt", "none", "claims", claims))
+		wantRedirectError(t, e, p, errLoginRequired)
+	}
+	for _, claims := range []string{
+		`{"id_token":{"acr":{"values":["urn:example:loa:hardware-key"]}}}`,
+		`{"id_token":{"acr":{"essential":true}}}`,
+		`{"id_token":{"acr":null}}`,
+	} {
+		if _, c := e.idToken(t, e.codeFlow(t, newBrowser(t, e.testEnv), "claims", claims)); c["acr"] != nil {
+			t.Fatalf("%s: acr %v", claims, c["acr"])
+		}
+	}
+}
+
+// Core §3.1.2.1: the user an id_token_hint names must be the one who signs
+// in for the request; another user signing in gets login_required (with
+// state and iss), not a code.
+func TestOIDCIDTokenHintCheckedAfterSignIn(t *testing.T) {
+	e := newOIDCEnv(t)
+	hint := e.codeFlow(t, newBrowser(t, e.testEnv))["id_token"].(string) // alice's
+	signInAs := func(b *browser, email, pw string) *page {
+		t.Helper()
+		p := b.get(authorizeQuery("rp", rpRedirect, "state-123", mustChallenge(), "scope", "openid", "id_token_hint", hint))
+		if !strings.Contains(p.body, `name="password"`) {
+			t.Fatalf("no sign-in page (status %d)", p.status)
+		}
+		p = b.signIn(p, email, pw)
+		if strings.Contains(p.body, `name="decision"`) {
+			p = b.decide(p, "allow")
+		}
+		return p
+	}
+	// Nobody signed in: bob signs in.
+	wantRedirectError(t, e, signInAs(newBrowser(t, e.testEnv), "bob@example.com", bobPW), errLoginRequired)
+	// Bob signed in (so the hint sends him to sign in) signs in again.
+	b := newBrowser(t, e.testEnv)
+	b.signIn(b.get("/login"), "bob@example.com", bobPW)
+	wantRedirectError(t, e, signInAs(b, "bob@example.com", bobPW), errLoginRequired)
+	// Alice signing in gets her code.
+	if q := e.callback(t, signInAs(b, "alice@example.com", alicePW), rpRedirect); q.Get("code") == "" {
+		t.Fatalf("the hinted user signed in: %v", q)
+	}
+}

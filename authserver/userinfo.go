@@ -16,9 +16,12 @@ import (
 
 // The UserInfo endpoint (OpenID Connect Core §5.3). The access token comes
 // in the Authorization header (GET or POST) or, for POST, in the
-// form-encoded body (RFC 6750 §2.2), never both. Claims follow the granted
-// scopes (profile, email) and the userinfo member of the claims parameter.
-// Errors are RFC 6750 §3 challenges.
+// form-encoded body (RFC 6750 §2.2), never both. The token's aud must
+// include Config.Audience, the default audience (RFC 9068 §4): a token
+// whose resource parameter named only other APIs is refused. Claims follow
+// the granted scopes (profile, email) and the userinfo member of the claims
+// parameter, as decided at authorization. Errors are RFC 6750 §3
+// challenges.
 
 // userinfoResponse is the UserInfo body: sub and the released claims.
 type userinfoResponse struct {
@@ -113,6 +116,12 @@ func (s *Server) userinfoGrant(ctx context.Context, token string) (*cachedUserin
 	c, kid, err := s.strategy.verifyAccessTokenKey(token)
 	if err != nil {
 		return nil, bearerErr(http.StatusUnauthorized, errInvalidToken, "The access token is invalid or expired.")
+	}
+	if !slices.Contains(c.Audience, s.cfg.Audience) {
+		// RFC 9068 §4, RFC 9700 §2.3: a token meant for another resource
+		// server is not ours to honour (that server could replay it here).
+		// Refused before the cache: a hit is a token that passed.
+		return nil, bearerErr(http.StatusUnauthorized, errInvalidToken, "The access token is not meant for this server (aud).")
 	}
 	sig := jwtSignature(token)
 	rec, err := s.liveAccessRecord(ctx, sig)

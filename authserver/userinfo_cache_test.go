@@ -3,6 +3,7 @@ package authserver
 import (
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -87,5 +88,69 @@ func TestUserinfoCacheDisabledUser(t *testing.T) {
 	time.Sleep(delay + 50*time.Millisecond)
 	if status, _, m := e.userinfo(t, http.MethodGet, at, "header"); status != http.StatusUnauthorized {
 		t.Fatalf("disabled user: %d %v, want 401", status, m)
+	}
+}
+
+// UserInfo honours only access tokens whose aud includes the server's own
+// audience, Config.Audience (RFC 9068 §4, RFC 9700 §2.3): a token whose
+// resource parameter named only another API belongs to that API, which
+// could otherwise replay it here. A refused token is not cached. A client
+// that wants both names both resources, and may narrow the grant to either
+// at /token.
+func TestUserinfoRequiresServerAudience(t *testing.T) {
+	e := newOIDCEnv(t, func(c *storage.Client) { c.Resources = []string{apiResource} })
+	b := newBrowser(t, e.testEnv)
+	at := e.codeFlow(t, b, "scope", "openid email", "resource", apiResource)["access_token"].(string)
+	if aud := e.introspect(at)["aud"]; !audIs(aud, apiResource) {
+		t.Fatalf("aud %v, want %s only", aud, apiResource)
+	}
+	for range 2 {
+		status, h, m := e.userinfo(t, http.MethodGet, at, "header")
+		if status != http.StatusUnauthorized || m["error"] != errInvalidToken || !strings.Contains(h.Get("WWW-Authenticate"), `error="invalid_token"`) {
+			t.Fatalf("token for %s only: %d %v %q", apiResource, status, m, h.Get("WWW-Authenticate"))
+		}
+	}
+	if n := e.as.userinfoCache.len(); n != 0 {
+		t.Fatalf("userinfo cache holds %d entries after refusing the token", n)
+	}
+
+	// Both resources in the request: a grant for both audiences.
+	both := func() (code, verifier string) {
+		t.Helper()
+		verifier, challenge := pkcePair("rp")
+		p := b.get(authorizeQuery("rp", rpRedirect, "state-123", challenge, "scope", "openid email") + "&" +
+			url.Values{"resource": {apiResource, e.as.cfg.Audience}}.Encode())
+		if strings.Contains(p.body, `name="decision"`) {
+			p = b.decide(p, "allow")
+		}
+		return e.callback(t, p, rpRedirect).Get("code"), verifier
+	}
+	exchange := func(code, verifier string, resource ...string) string {
+		t.Helper()
+		v := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "code_verifier": {verifier}, "redirect_uri": {rpRedirect}, "resource": resource}
+		resp := e.post("/token", v, "rp", rpSecret)
+		m := decode(t, resp)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("exchange %v: %d %v", resource, resp.StatusCode, m)
+		}
+		return m["access_token"].(string)
+	}
+	// Not narrowed: one token for both.
+	at = exchange(both())
+	if status, _, m := e.userinfo(t, http.MethodGet, at, "header"); status != http.StatusOK || m["email"] != "alice@example.com" {
+		t.Fatalf("token for both audiences: %d %v", status, m)
+	}
+	if n := e.as.userinfoCache.len(); n != 1 {
+		t.Fatalf("userinfo cache holds %d entries, want 1", n)
+	}
+	// Narrowed at the exchange: the API's token is refused, the server's
+	// is good.
+	code, verifier := both()
+	if status, _, m := e.userinfo(t, http.MethodGet, exchange(code, verifier, apiResource), "header"); status != http.StatusUnauthorized {
+		t.Fatalf("token narrowed to %s: %d %v", apiResource, status, m)
+	}
+	code, verifier = both()
+	if status, _, m := e.userinfo(t, http.MethodGet, exchange(code, verifier, e.as.cfg.Audience), "header"); status != http.StatusOK {
+		t.Fatalf("token narrowed to %s: %d %v", e.as.cfg.Audience, status, m)
 	}
 }
