@@ -166,6 +166,36 @@ func TestForcedPasswordChange(t *testing.T) {
 	}
 }
 
+// Setting the password again, with or without force_change, ends the change
+// forms still open for the earlier reset password: they are deleted, and
+// one submitted anyway cannot replace the administrator's password.
+func TestSetPasswordEndsPendingChanges(t *testing.T) {
+	for _, force := range []bool{false, true} {
+		t.Run(fmt.Sprintf("ForceChange=%v", force), func(t *testing.T) {
+			ce := newConsoleEnv(t)
+			const reset, again, chosen = "temporary password 2024!", "another temporary 2025!", "my own new passphrase 99"
+			base := "/admin/v1/users/" + ce.alice.ID
+			ce.call(http.MethodPost, base+"/password", map[string]any{"password": reset, "force_change": true}).want(t, http.StatusOK)
+			c := browser(t)
+			resp, page := ce.signIn(t, c, "alice@example.com", reset)
+			if !strings.Contains(page, `name="new_password"`) {
+				t.Fatalf("no change form: %d", resp.StatusCode)
+			}
+			ce.call(http.MethodPost, base+"/password", map[string]any{"password": again, "force_change": force}).want(t, http.StatusOK)
+			if ts, err := ce.store.ListTokens(t.Context(), storage.TokenKind("password_change"), ce.alice.ID); err != nil || len(ts) != 0 {
+				t.Fatalf("pending changes after set-password: %d %v", len(ts), err)
+			}
+			r, p := submit(t, c, resp.Request.URL, page, url.Values{"new_password": {chosen}, "confirm_password": {chosen}})
+			if r.StatusCode != http.StatusBadRequest || strings.Contains(p, "You are signed in") {
+				t.Fatalf("the old change form after set-password: %d", r.StatusCode)
+			}
+			if st, _ := ce.passwordGrant("alice@example.com", chosen); st == http.StatusOK {
+				t.Fatal("the old change form set the password")
+			}
+		})
+	}
+}
+
 func TestSessionsAndRevocationByGrant(t *testing.T) {
 	ce := newConsoleEnv(t)
 	base := "/admin/v1/users/" + ce.alice.ID

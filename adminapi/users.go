@@ -283,19 +283,22 @@ func (a *API) setPassword(w http.ResponseWriter, r *http.Request) (err error) {
 	if err != nil {
 		return err
 	}
-	var after []func(storage.User) error
-	if in.ForceChange {
-		after = append(after, func(u storage.User) error {
-			if _, err := authserver.EndBrowserSessions(r.Context(), a.cfg.Store, u.ID); err != nil {
-				return fmt.Errorf("adminapi: end the browser sessions of %s: %w", u.ID, err)
-			}
-			return nil
-		})
+	// A change form shown for an earlier reset password stops working; a
+	// forced reset also ends the browser sessions.
+	after := func(u storage.User) error {
+		if !in.ForceChange {
+			_, err := authserver.EndPasswordChanges(r.Context(), a.cfg.Store, u.ID)
+			return err
+		}
+		if _, err := authserver.EndBrowserSessions(r.Context(), a.cfg.Store, u.ID); err != nil {
+			return fmt.Errorf("adminapi: end the browser sessions of %s: %w", u.ID, err)
+		}
+		return nil
 	}
 	_, err = a.updateUser(w, r, func(u *storage.User) error {
 		u.PasswordHash, u.MustChangePassword = h, in.ForceChange
 		return nil
-	}, after...)
+	}, after)
 	return err
 }
 

@@ -14,9 +14,13 @@ import (
 // identifier (the sid), ended one by one or all at once.
 
 // EndBrowserSessions ends every browser session of the user (their
-// sign-in cookies stop working on every instance); tokens are left alone.
-// It returns how many sessions ended.
+// sign-in cookies stop working on every instance) and every pending
+// password change (EndPasswordChanges); tokens are left alone. It returns
+// how many sessions ended.
 func EndBrowserSessions(ctx context.Context, st storage.Tokens, userID string) (int, error) {
+	if _, err := EndPasswordChanges(ctx, st, userID); err != nil {
+		return 0, err
+	}
 	ts, err := st.ListTokens(ctx, storage.BrowserSession, userID)
 	if err != nil {
 		return 0, err

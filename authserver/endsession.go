@@ -2,7 +2,9 @@ package authserver
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -10,17 +12,30 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-jose/go-jose/v4"
+
 	"github.com/oauthkit/authserver/authserver/ui"
 	"github.com/oauthkit/authserver/storage"
 )
 
 // Logout for relying parties: OpenID Connect RP-Initiated Logout 1.0 at
 // /end_session, and Back-Channel Logout 1.0 to every client that got an ID
-// token in the browser session that ends (here or at /logout).
+// token in the browser session that ends (here, at /logout, or when another
+// user signs in in the same browser; see startSession).
 
 // logoutTargetKind records that a client with a back-channel logout URI got
-// tokens in a browser session: RequestID is the sid, ClientID the client.
+// tokens in a browser session: RequestID is the sid, ClientID the client,
+// Subject the user, Payload a logoutTargetPayload.
 const logoutTargetKind storage.TokenKind = "logout_target"
+
+// logoutTargetPayload is the stored form of a logout target.
+type logoutTargetPayload struct {
+	// SID, when set, is the sid the client knows the session by, which is
+	// then not the record's RequestID: the target was carried over from an
+	// earlier session of the same user that a new sign-in replaced
+	// (carryLogoutTargets). The logout token names this sid (§2.4).
+	SID string `json:"sid,omitempty"`
+}
 
 // backchannelEvent is the events member of a logout token (§2.4).
 const backchannelEvent = "http://schemas.openid.net/event/backchannel-logout"
@@ -42,6 +57,12 @@ func ValidateBackchannelLogoutURI(raw string) error {
 }
 
 func logoutTargetKey(sid, clientID string) string { return hashHandle(sid + "\x00" + clientID) }
+
+// carriedLogoutTargetKey is the key of a target carried over to the session
+// sid from an earlier one, which the client knows as knownSID.
+func carriedLogoutTargetKey(sid, clientID, knownSID string) string {
+	return hashHandle(sid + "\x00" + clientID + "\x00" + knownSID)
+}
 
 // rememberLogoutTarget records, for back-channel logout, that the client got
 // a code in the browser session bs.
@@ -70,30 +91,86 @@ type logoutClaims struct {
 	Events   map[string]map[string]any `json:"events"`
 }
 
+// sessionLogoutTargets returns the logout targets of the browser session
+// sid of the user.
+func (s *Server) sessionLogoutTargets(ctx context.Context, userID, sid string) ([]storage.Token, error) {
+	ts, err := s.store.ListTokens(ctx, logoutTargetKind, userID)
+	if err != nil {
+		return nil, fmt.Errorf("authserver: list the logout targets of %s: %w", userID, err)
+	}
+	return slices.DeleteFunc(ts, func(t storage.Token) bool { return t.RequestID != sid }), nil
+}
+
+// knownSID is the sid the client of the logout target t knows its session
+// by (§2.4): the one it got in its ID token.
+func knownSID(t storage.Token) string {
+	var p logoutTargetPayload
+	if json.Unmarshal(t.Payload, &p) == nil && p.SID != "" {
+		return p.SID
+	}
+	return t.RequestID
+}
+
+// carryLogoutTargets moves the logout targets of the user's session oldSID,
+// which a new sign-in of the same user in the same browser replaced, to the
+// new session bs. The OP session goes on under a new sid, so the clients
+// that got ID tokens in the old one are notified when it ends; each logout
+// token names the sid the client got (Back-Channel Logout 1.0 §2.4, §2.6:
+// the client looks its session up by that sid, and a token with the new sid
+// would match nothing). Notifying them now instead would sign the user out
+// of those clients while the OP session continues.
+func (s *Server) carryLogoutTargets(ctx context.Context, oldSID string, bs *browserSession, expires time.Time) {
+	ts, err := s.sessionLogoutTargets(ctx, bs.user.ID, oldSID)
+	if err != nil {
+		s.log.WarnContext(ctx, "back-channel logout: carrying the clients of a replaced session over failed", "err", err)
+		return
+	}
+	for _, t := range ts {
+		sid := knownSID(t)
+		b, err := json.Marshal(logoutTargetPayload{SID: sid})
+		if err == nil {
+			err = s.store.CreateToken(ctx, storage.Token{Kind: logoutTargetKind, Signature: carriedLogoutTargetKey(bs.sid, t.ClientID, sid),
+				RequestID: bs.sid, ClientID: t.ClientID, Subject: bs.user.ID, Active: true, RequestedAt: t.RequestedAt,
+				ExpiresAt: expires, Payload: b})
+		}
+		if err != nil && !errors.Is(err, storage.ErrAlreadyExists) {
+			s.log.WarnContext(ctx, "back-channel logout: carrying a client of a replaced session over failed", "client_id", t.ClientID, "err", err)
+			continue
+		}
+		if err := s.store.DeleteToken(ctx, logoutTargetKind, t.Signature); err != nil && !errors.Is(err, storage.ErrNotFound) {
+			s.log.WarnContext(ctx, "back-channel logout: deleting a carried-over target failed", "client_id", t.ClientID, "err", err)
+		}
+	}
+}
+
 // backchannelLogout notifies, in the background, every client that got
-// tokens in the ended session bs. It returns once the tokens are signed;
-// delivery runs in the background (see WaitBackchannel).
+// tokens in the ended session bs (bs.sid and bs.user.ID are used). It
+// returns once the tokens are signed; delivery runs in the background (see
+// WaitBackchannel).
 func (s *Server) backchannelLogout(ctx context.Context, bs *browserSession) {
 	if bs == nil || bs.sid == "" {
 		return
 	}
-	clients, err := s.store.ListClients(ctx)
+	ts, err := s.sessionLogoutTargets(ctx, bs.user.ID, bs.sid)
 	if err != nil {
-		s.log.WarnContext(ctx, "back-channel logout: listing clients failed", "err", err)
+		s.log.WarnContext(ctx, "back-channel logout: listing the clients of the session failed", "err", err)
 		return
 	}
-	for _, c := range clients {
-		if c.BackchannelLogoutURI == "" {
+	for _, t := range ts {
+		// Deleting the record claims it: of two requests ending the same
+		// session, one sends the logout token.
+		if err := s.store.DeleteToken(ctx, logoutTargetKind, t.Signature); errors.Is(err, storage.ErrNotFound) {
 			continue
+		} else if err != nil {
+			s.log.WarnContext(ctx, "back-channel logout: deleting a logout target failed", "client_id", t.ClientID, "err", err)
 		}
-		key := logoutTargetKey(bs.sid, c.ID)
-		if _, err := s.store.GetToken(ctx, logoutTargetKind, key); err != nil {
-			continue
+		c, err := s.store.GetClient(ctx, t.ClientID)
+		if err != nil || c.BackchannelLogoutURI == "" {
+			continue // deleted, or no longer registered for back-channel logout
 		}
-		_ = s.store.DeleteToken(ctx, logoutTargetKind, key)
 		now := s.cfg.Now().UTC().Truncate(time.Second)
 		claims := logoutClaims{Issuer: s.cfg.Issuer, Subject: subjectFor(s.strategy.pairwiseKey, &c, bs.user.ID), Audience: []string{c.ID}, IssuedAt: now.Unix(),
-			Expiry: now.Add(logoutTokenTTL).Unix(), ID: newJTI(), SID: bs.sid,
+			Expiry: now.Add(logoutTokenTTL).Unix(), ID: newJTI(), SID: knownSID(t),
 			Events: map[string]map[string]any{backchannelEvent: {}}}
 		signer, err := s.keys.CurrentFor(idTokenAlg)
 		if err != nil {
@@ -161,16 +238,30 @@ func (s *Server) WaitBackchannel() { s.backchannel.Wait() }
 
 // endSessionRequest is a validated RP-initiated logout request.
 type endSessionRequest struct {
-	client      *storage.Client
-	hintSub     string
+	client *storage.Client
+	// hint is the verified id_token_hint; nil without one, and for a hint
+	// whose key is gone (hintKeyGone).
+	hint        *idTokenClaims
 	redirectURI string
 	state       string
 }
 
+// hintForSession reports whether the request's id_token_hint belongs to the
+// browser session bs with the client: an ID token of bs's user issued in bs
+// (its sid), to the client named by client_id if any (validateEndSession
+// checked the audience). Only then does the OP sign out without asking
+// (RP-Initiated Logout 1.0 §2: it MUST ask when the ID token "does not
+// belong to the current OP session with the RP"). An ID token of an earlier
+// session, even of the same user, does not.
+func (req endSessionRequest) hintForSession(pairwiseKey []byte, bs *browserSession) bool {
+	h := req.hint
+	return h != nil && h.SID != "" && h.SID == bs.sid && h.Subject == subjectFor(pairwiseKey, req.client, bs.user.ID)
+}
+
 // handleEndSession serves GET and POST /end_session (RP-Initiated Logout
-// 1.0 §2). With a valid id_token_hint for the signed-in user it signs out
-// at once; otherwise it asks for confirmation. It then returns to a
-// registered post_logout_redirect_uri with state, or shows a page.
+// 1.0 §2). With a valid id_token_hint issued in the current browser session
+// it signs out at once; otherwise it asks for confirmation. It then returns
+// to a registered post_logout_redirect_uri with state, or shows a page.
 func (s *Server) handleEndSession(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	noStore(w)
@@ -207,8 +298,8 @@ func (s *Server) handleEndSession(w http.ResponseWriter, r *http.Request) {
 		s.csrfRejected(ctx, w, "end_session")
 		return
 	}
-	if bs != nil && !confirmed && (req.hintSub == "" || req.hintSub != subjectFor(s.strategy.pairwiseKey, req.client, bs.user.ID)) {
-		// Without proof that the client speaks for this user, ask (§2, §6).
+	if bs != nil && !confirmed && !req.hintForSession(s.strategy.pairwiseKey, bs) {
+		// Without proof that the client speaks for this session, ask (§2, §6).
 		var hidden []ui.Field
 		for _, k := range []string{"client_id", "post_logout_redirect_uri", "state", "id_token_hint"} {
 			if v := form.Get(k); v != "" {
@@ -247,21 +338,33 @@ func (s *Server) handleEndSession(w http.ResponseWriter, r *http.Request) {
 }
 
 // validateEndSession checks the parameters; msg is the error for the user.
+//
+// An id_token_hint that names a key no longer published (retired and
+// deleted after a rotation; see hintKeyGone) is treated as absent: the
+// relying party's own ID token, kept since sign-in, must not lock the user
+// out of signing out. The user is asked, and a post_logout_redirect_uri is
+// honoured only with client_id, as without a hint; without client_id it
+// cannot be checked and is ignored (§4: no redirection then).
 func (s *Server) validateEndSession(ctx context.Context, form url.Values) (endSessionRequest, string) {
 	var req endSessionRequest
 	clientID := form.Get("client_id")
+	ignoreRedirect := false
 	if hint := form.Get("id_token_hint"); hint != "" {
 		c, ok := s.verifyIDToken(hint)
-		if !ok {
+		switch {
+		case !ok && s.hintKeyGone(hint):
+			s.log.DebugContext(ctx, "end_session: the id_token_hint's key is no longer published; treated as absent")
+			ignoreRedirect = clientID == ""
+		case !ok:
 			return req, "The id_token_hint is not an ID token issued by this server."
-		}
-		if clientID != "" && !slices.Contains(c.Audience, clientID) {
+		case clientID != "" && !slices.Contains(c.Audience, clientID):
 			return req, "The id_token_hint was not issued to this client_id."
+		default:
+			if clientID == "" {
+				clientID = c.Audience[0]
+			}
+			req.hint = c
 		}
-		if clientID == "" {
-			clientID = c.Audience[0]
-		}
-		req.hintSub = c.Subject
 	}
 	if clientID != "" {
 		c, err := s.store.GetClient(ctx, clientID)
@@ -270,7 +373,7 @@ func (s *Server) validateEndSession(ctx context.Context, form url.Values) (endSe
 		}
 		req.client = &c
 	}
-	if uri := form.Get("post_logout_redirect_uri"); uri != "" {
+	if uri := form.Get("post_logout_redirect_uri"); uri != "" && !ignoreRedirect {
 		if req.client == nil {
 			return req, "A post_logout_redirect_uri needs client_id or id_token_hint."
 		}
@@ -281,4 +384,34 @@ func (s *Server) validateEndSession(ctx context.Context, form url.Values) (endSe
 		req.state = form.Get("state")
 	}
 	return req, ""
+}
+
+// hintKeyGone reports whether token is an ID token of this issuer that
+// cannot be verified only because the key named by its kid is no longer
+// published: a compact JWS with one signature of a supported algorithm, typ
+// JWT or none, an unknown kid, and (unverified) our issuer, a subject and an
+// audience. A token under a published key, or from another issuer, is not
+// such a token: its verification failure stays an error. Nothing read from
+// the unverified claims may be trusted; the caller treats the hint as
+// absent.
+func (s *Server) hintKeyGone(token string) bool {
+	if len(token) > maxTokenLength {
+		return false
+	}
+	jws, err := jose.ParseSignedCompact(token, signatureAlgorithms)
+	if err != nil || len(jws.Signatures) != 1 {
+		return false
+	}
+	h := jws.Signatures[0].Protected
+	if typ, _ := h.ExtraHeaders[jose.HeaderType].(string); h.KeyID == "" || (typ != "" && !strings.EqualFold(typ, "JWT")) {
+		return false
+	}
+	if _, ok := s.keys.PublicKey(h.KeyID); ok {
+		return false
+	}
+	var c idTokenClaims
+	if err := json.Unmarshal(jws.UnsafePayloadWithoutVerification(), &c); err != nil {
+		return false
+	}
+	return c.Issuer == s.cfg.Issuer && c.Subject != "" && len(c.Audience) > 0
 }

@@ -2,6 +2,8 @@ package authserver
 
 import (
 	"context"
+	"crypto/subtle"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,11 +22,36 @@ import (
 // asks for a new one before it starts a session. The change form carries a
 // single-use handle, stored (hashed) as a token record of passwordChangeKind
 // for passwordChangeTTL, which proves that the password was just verified;
-// the password itself never goes back to the browser.
+// the password itself never goes back to the browser. The handle is bound to
+// the reset password it was issued for: once an administrator sets another
+// password, or the change is no longer required, it is refused. Ending the
+// user's browser sessions (EndBrowserSessions) or revoking their tokens
+// deletes it as well.
 
 // passwordChangeKind is the token record of a pending password change:
-// Signature is the hash of the form's handle, Subject the user.
+// Signature is the hash of the form's handle, Subject the user, Payload a
+// passwordChangePayload.
 const passwordChangeKind storage.TokenKind = "password_change"
+
+// passwordChangePayload is the stored form of a pending password change.
+type passwordChangePayload struct {
+	// For is the SHA-256 of the stored password hash the handle was issued
+	// for (passwordBinding): the reset password that was just verified.
+	For string `json:"for"`
+}
+
+// passwordBinding is what a change handle stores of the user's password
+// hash: its SHA-256, so that the token records hold no copy of the hash.
+func passwordBinding(passwordHash string) string { return hashHandle(passwordHash) }
+
+// msgPasswordChangeStale answers a change form whose handle no longer
+// matches the account: the password was set again, or the change is no
+// longer required.
+const msgPasswordChangeStale = "This password change is no longer valid; sign in again."
+
+// errPasswordChangeStale marks a change handle that no longer matches the
+// account (see msgPasswordChangeStale).
+var errPasswordChangeStale = errors.New("authserver: the password change is no longer valid")
 
 // passwordChangeTTL bounds how long the change form may stay open.
 const passwordChangeTTL = 10 * time.Minute
@@ -44,11 +71,15 @@ var errPasswordChange = errors.New("authserver: the password must be changed")
 func (s *Server) startPasswordChange(w http.ResponseWriter, r *http.Request, az *authzRequest, auth string, u storage.User) {
 	ctx := r.Context()
 	handle, err := randomHandle()
+	var payload []byte
+	if err == nil {
+		payload, err = json.Marshal(passwordChangePayload{For: passwordBinding(u.PasswordHash)})
+	}
 	if err == nil {
 		now := s.cfg.Now().UTC()
 		sig := hashHandle(handle)
 		err = s.store.CreateToken(ctx, storage.Token{Kind: passwordChangeKind, Signature: sig, RequestID: sig, Subject: u.ID,
-			Active: true, RequestedAt: now, ExpiresAt: now.Add(passwordChangeTTL), Payload: []byte("{}")})
+			Active: true, RequestedAt: now, ExpiresAt: now.Add(passwordChangeTTL), Payload: payload})
 	}
 	if err != nil {
 		s.unavailablePage(w, r, "could not start a password change", err)
@@ -115,6 +146,17 @@ func (s *Server) postPasswordChange(w http.ResponseWriter, r *http.Request, form
 		s.renderLogin(w, r, http.StatusUnauthorized, az, auth, "", "Incorrect email or password.")
 		return
 	}
+	var p passwordChangePayload
+	if err := json.Unmarshal(t.Payload, &p); err != nil || !passwordChangeCurrent(u, p) {
+		// The password was set again since the handle was issued (an
+		// administrator's new reset), or no change is required any more:
+		// whoever holds the old form must sign in with the password that
+		// is valid now.
+		_ = s.store.DeleteToken(ctx, passwordChangeKind, sig)
+		s.audit(ctx, "password_change_refused", slog.String("sub", u.ID), slog.String("reason", "stale_handle"))
+		s.renderLogin(w, r, http.StatusBadRequest, az, auth, "", msgPasswordChangeStale)
+		return
+	}
 	pw, confirm := form.Get("new_password"), form.Get("confirm_password")
 	msg := ""
 	switch {
@@ -151,9 +193,19 @@ func (s *Server) postPasswordChange(w http.ResponseWriter, r *http.Request, form
 		if cur.Disabled {
 			return cur, errPasswordChange
 		}
+		// Checked again against the record being replaced: an
+		// administrator's reset committed since the read above wins.
+		if !passwordChangeCurrent(cur, p) {
+			return cur, errPasswordChangeStale
+		}
 		cur.PasswordHash, cur.MustChangePassword, cur.UpdatedAt = hash, false, s.cfg.Now().UTC()
 		return cur, nil
 	})
+	if errors.Is(err, errPasswordChangeStale) {
+		s.audit(ctx, "password_change_refused", slog.String("sub", u.ID), slog.String("reason", "stale_handle"))
+		s.renderLogin(w, r, http.StatusBadRequest, az, auth, "", msgPasswordChangeStale)
+		return
+	}
 	if err != nil {
 		s.log.Warn("password change: storing the new password failed", "err", err)
 		s.renderLogin(w, r, http.StatusServiceUnavailable, az, auth, "", "The password could not be changed. Sign in again with the password you were given.")
@@ -161,6 +213,35 @@ func (s *Server) postPasswordChange(w http.ResponseWriter, r *http.Request, form
 	}
 	s.audit(ctx, "password_changed", slog.String("sub", u.ID), slog.String("reason", "admin_reset"))
 	s.signedIn(w, r, u, auth)
+}
+
+// EndPasswordChanges deletes the user's pending password changes: change
+// forms already shown stop working. EndBrowserSessions calls it; call it
+// also after setting a user's password. It returns how many ended.
+func EndPasswordChanges(ctx context.Context, st storage.Tokens, userID string) (int, error) {
+	ts, err := st.ListTokens(ctx, passwordChangeKind, userID)
+	if err != nil {
+		return 0, fmt.Errorf("authserver: list the password changes of %s: %w", userID, err)
+	}
+	n := 0
+	for _, t := range ts {
+		err := st.DeleteToken(ctx, passwordChangeKind, t.Signature)
+		if errors.Is(err, storage.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return n, fmt.Errorf("authserver: end a password change of %s: %w", userID, err)
+		}
+		n++
+	}
+	return n, nil
+}
+
+// passwordChangeCurrent reports whether the change handle p still applies
+// to u: a change is still required and the stored password is the one the
+// handle was issued for.
+func passwordChangeCurrent(u storage.User, p passwordChangePayload) bool {
+	return u.MustChangePassword && p.For != "" && subtle.ConstantTimeCompare([]byte(p.For), []byte(passwordBinding(u.PasswordHash))) == 1
 }
 
 // hashNewPassword hashes pw in a hashing slot; errPasswordChange when pw is

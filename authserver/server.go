@@ -610,7 +610,10 @@ func (s *Server) authenticateUser(ctx context.Context, email, pw string) (storag
 	}
 	succeeded = true
 	s.audit(ctx, "login_succeeded", slog.String("sub", u.ID))
-	if rehash {
+	// A reset password that must be changed is not rehashed: it is about to
+	// be replaced, and a pending change is bound to its stored hash
+	// (passwordChangeCurrent).
+	if rehash && !u.MustChangePassword {
 		s.rehash(ctx, u.ID, pw)
 	}
 	return u, nil

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
 	"time"
@@ -133,11 +134,31 @@ func (s *Server) currentSession(ctx context.Context, r *http.Request) (*browserS
 }
 
 // startSession signs u in: any session the browser had is ended and a new
-// one, with a new cookie value, starts.
+// one, with a new cookie value and a new sid, starts. When the session
+// replaced was a live one of u (a new sign-in for prompt=login or max_age),
+// the OP session goes on: the clients to notify of its end are carried
+// over (carryLogoutTargets). A live session of another user has ended: its
+// clients get their logout tokens now (Back-Channel Logout 1.0), in the
+// background.
 func (s *Server) startSession(ctx context.Context, w http.ResponseWriter, r *http.Request, u storage.User) (*browserSession, error) {
+	var replaced *storage.Token
 	if old := s.cookieValue(r, sessionCookieName); old != "" {
-		if err := s.store.DeleteToken(ctx, storage.BrowserSession, hashHandle(old)); err != nil && !errors.Is(err, storage.ErrNotFound) {
+		id := hashHandle(old)
+		t, err := s.store.GetToken(ctx, storage.BrowserSession, id)
+		switch {
+		case errors.Is(err, storage.ErrNotFound):
+		case err != nil:
 			return nil, err
+		default:
+			// Deleting the record claims it: of two requests replacing the
+			// same session, one carries its clients over or notifies them.
+			err := s.store.DeleteToken(ctx, storage.BrowserSession, id)
+			if err != nil && !errors.Is(err, storage.ErrNotFound) {
+				return nil, err
+			}
+			if err == nil && t.Active && t.ExpiresAt.After(s.cfg.Now()) && t.RequestID != "" {
+				replaced = &t
+			}
 		}
 	}
 	v, err := randomHandle()
@@ -160,6 +181,14 @@ func (s *Server) startSession(ctx context.Context, w http.ResponseWriter, r *htt
 		return nil, fmt.Errorf("authserver: store session: %w", err)
 	}
 	s.setCookie(w, sessionCookieName, v, s.cfg.SessionTTL)
+	switch {
+	case replaced == nil:
+	case replaced.Subject == u.ID:
+		s.carryLogoutTargets(ctx, replaced.RequestID, bs, now.Add(s.cfg.SessionTTL))
+	default:
+		s.audit(ctx, "signed_out", slog.String("sub", replaced.Subject))
+		s.backchannelLogout(context.WithoutCancel(ctx), &browserSession{sid: replaced.RequestID, user: storage.User{ID: replaced.Subject}})
+	}
 	return bs, nil
 }
 

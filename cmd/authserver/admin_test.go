@@ -238,10 +238,25 @@ func TestAdminCommands(t *testing.T) {
 	if !mustChange(t, a.db, alice.ID) {
 		t.Fatal("set-password --force-change did not set must_change_password")
 	}
+	// A change form still open for the reset password (its pending record)
+	// ends with the next set-password, forced or not.
+	const pendingChange = storage.TokenKind("password_change")
+	withStore(t, a.db, func(st *sqlstore.Store) {
+		now := time.Now().UTC()
+		if err := st.CreateToken(t.Context(), storage.Token{Kind: pendingChange, Signature: "pending", RequestID: "pending", Subject: alice.ID,
+			Active: true, RequestedAt: now, ExpiresAt: now.Add(time.Minute), Payload: []byte("{}")}); err != nil {
+			t.Fatal(err)
+		}
+	})
 	a.json(&u, aliceNewPW+"\n", "users", "set-password", alice.ID)
 	if mustChange(t, a.db, alice.ID) {
 		t.Fatal("set-password without --force-change left must_change_password set")
 	}
+	withStore(t, a.db, func(st *sqlstore.Store) {
+		if ts, err := st.ListTokens(t.Context(), pendingChange, alice.ID); err != nil || len(ts) != 0 {
+			t.Fatalf("pending password changes after set-password: %d %v", len(ts), err)
+		}
+	})
 	a.fail("at least 12 characters", "short\n", "users", "set-password", alice.ID)
 	a.json(&u, "", "users", "set-roles", "alice@example.com", "--role", "admin", "--role", "auditor")
 	if !slices.Equal(u.Roles, []string{"admin", "auditor"}) {

@@ -233,8 +233,11 @@ argon2id one at the user's next successful sign-in.`,
 		u.PasswordHash, err = password.Hash(pw, params)
 		return err
 	}, func(ctx context.Context, st *sqlstore.Store, u storage.User) error {
+		// A change form shown for an earlier reset password stops working
+		// (a forced reset ends the sessions, and with them the forms).
 		if !forceChange {
-			return nil
+			_, err := authserver.EndPasswordChanges(ctx, st, u.ID)
+			return err
 		}
 		_, err := authserver.EndBrowserSessions(ctx, st, u.ID)
 		return err
