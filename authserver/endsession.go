@@ -248,14 +248,15 @@ type endSessionRequest struct {
 
 // hintForSession reports whether the request's id_token_hint belongs to the
 // browser session bs with the client: an ID token of bs's user issued in bs
-// (its sid), to the client named by client_id if any (validateEndSession
+// (its sid) or in a session of the same user that bs carried on after a
+// new sign-in, to the client named by client_id if any (validateEndSession
 // checked the audience). Only then does the OP sign out without asking
 // (RP-Initiated Logout 1.0 §2: it MUST ask when the ID token "does not
-// belong to the current OP session with the RP"). An ID token of an earlier
-// session, even of the same user, does not.
+// belong to the current OP session with the RP"). An ID token of a session
+// that ended (signed out, then signed in again) does not.
 func (req endSessionRequest) hintForSession(pairwiseKey []byte, bs *browserSession) bool {
 	h := req.hint
-	return h != nil && h.SID != "" && h.SID == bs.sid && h.Subject == subjectFor(pairwiseKey, req.client, bs.user.ID)
+	return h != nil && bs.hasSID(h.SID) && h.Subject == subjectFor(pairwiseKey, req.client, bs.user.ID)
 }
 
 // handleEndSession serves GET and POST /end_session (RP-Initiated Logout

@@ -329,8 +329,9 @@ func TestEndSessionHintWithDeletedKey(t *testing.T) {
 
 // RP-Initiated Logout 1.0 §2: the OP signs out without asking only when the
 // id_token_hint belongs to the current OP session with the relying party.
-// An ID token of an earlier session of the same user (signed out since, or
-// replaced by a new sign-in) carries another sid: the user is asked.
+// An ID token of an earlier session of the same user that ended (signed
+// out since) carries another sid: the user is asked. A new sign-in of the
+// same user over a live session carries the session on (priorSIDs).
 func TestEndSessionHintFromEarlierSessionAsks(t *testing.T) {
 	endSession := func(b *browser, hint string) *page {
 		return b.get("/end_session?" + url.Values{"id_token_hint": {hint}, "post_logout_redirect_uri": {rpBye}}.Encode())
@@ -356,11 +357,18 @@ func TestEndSessionHintFromEarlierSessionAsks(t *testing.T) {
 		}
 		wantSignedIn(t, e, b, false)
 	})
-	t.Run("AfterNewSignIn", func(t *testing.T) {
+	t.Run("AfterNewSignInTheSessionGoesOn", func(t *testing.T) {
+		// A new sign-in of the same user (prompt=login, max_age) carries
+		// the OP session on: an ID token issued before it still belongs
+		// to it, so it signs out at once.
 		e := newOIDCEnv(t)
 		b := newBrowser(t, e.testEnv)
 		old := e.codeFlow(t, b)["id_token"].(string)
 		e.codeFlow(t, b, "prompt", "login")
-		wantAsked(t, e, b, endSession(b, old))
+		e.codeFlow(t, b, "prompt", "login")
+		if p := endSession(b, old); p.location == nil || p.location.String() != rpBye {
+			t.Fatalf("an ID token of the session carried on: %d %v", p.status, p.location)
+		}
+		wantSignedIn(t, e, b, false)
 	})
 }

@@ -339,7 +339,7 @@ func (h exchangeHandler) idTokenSession(ctx context.Context, c *storage.Client, 
 	}
 	now := h.s.cfg.Now()
 	for _, t := range sessions {
-		if t.RequestID == sub.sid && t.Active && t.ExpiresAt.After(now) {
+		if t.Active && t.ExpiresAt.After(now) && sessionHasSID(t, sub.sid) {
 			return nil
 		}
 	}

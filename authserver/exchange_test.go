@@ -422,6 +422,25 @@ func TestExchangeIDTokenNeedsLiveBrowserSession(t *testing.T) {
 		st, m := idExchange(e, idt)
 		wantError(t, st, m, 400, errInvalidRequest)
 	})
+	t.Run("new sign-in for another client", func(t *testing.T) {
+		// Another client's prompt=login signs the same user in again: the
+		// OP session goes on, and so does the use of the first ID token.
+		const rp2Redirect = "https://rp2.example/cb"
+		e := rpExchangeEnv(t)
+		addOpenIDClient(t, e, "rp2", rp2Redirect, "")
+		b := newBrowser(t, e.testEnv)
+		idt := e.codeFlow(t, b)["id_token"].(string)
+		p := b.get(authorizeQuery("rp2", rp2Redirect, "state-123", mustChallenge(), "scope", "openid", "prompt", "login"))
+		if q := e.callback(t, b.signIn(p, "alice@example.com", alicePW), rp2Redirect); q.Get("code") == "" {
+			t.Fatalf("rp2's sign-in: %v", q)
+		}
+		if st, m := idExchange(e, idt); st != 200 {
+			t.Fatalf("after rp2's prompt=login: %d %v", st, m)
+		}
+		signOut(t, b)
+		st, m := idExchange(e, idt)
+		wantError(t, st, m, 400, errInvalidRequest)
+	})
 	t.Run("no sid", func(t *testing.T) {
 		e := rpExchangeEnv(t, func(c *storage.Client) { c.SkipConsent = true })
 		liveBrowserSession(t, e.testEnv, e.alice.ID)

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -40,12 +41,39 @@ type browserSession struct {
 	sid      string
 	user     storage.User
 	authTime time.Time
+	// priorSIDs are the sids of the same user's sessions this one
+	// replaced by a new sign-in (prompt=login, max_age): the OP session
+	// went on, so ID tokens issued under them still belong to it.
+	priorSIDs []string
+}
+
+// hasSID reports whether sid names bs or a session it carried on.
+func (bs *browserSession) hasSID(sid string) bool {
+	return sid != "" && (sid == bs.sid || slices.Contains(bs.priorSIDs, sid))
 }
 
 // sessionPayload is the stored form of a browser session.
 type sessionPayload struct {
 	AuthTime time.Time `json:"auth_time"`
 	AMR      []string  `json:"amr,omitempty"`
+	// PriorSIDs: see browserSession.priorSIDs.
+	PriorSIDs []string `json:"prior_sids,omitempty"`
+}
+
+// maxPriorSIDs bounds the sids a session carries on (the most recent).
+const maxPriorSIDs = 16
+
+// sessionHasSID reports whether the stored session t is, or carried on,
+// the session sid.
+func sessionHasSID(t storage.Token, sid string) bool {
+	if sid == "" {
+		return false
+	}
+	if t.RequestID == sid {
+		return true
+	}
+	var p sessionPayload
+	return json.Unmarshal(t.Payload, &p) == nil && slices.Contains(p.PriorSIDs, sid)
 }
 
 // randomHandle returns 32 random bytes, base64url-encoded.
@@ -130,7 +158,7 @@ func (s *Server) currentSession(ctx context.Context, r *http.Request) (*browserS
 	if err := json.Unmarshal(t.Payload, &p); err != nil {
 		return nil, fmt.Errorf("authserver: decode session: %w", err)
 	}
-	return &browserSession{id: id, sid: t.RequestID, user: u, authTime: p.AuthTime}, nil
+	return &browserSession{id: id, sid: t.RequestID, user: u, authTime: p.AuthTime, priorSIDs: p.PriorSIDs}, nil
 }
 
 // startSession signs u in: any session the browser had is ended and a new
@@ -170,11 +198,18 @@ func (s *Server) startSession(ctx context.Context, w http.ResponseWriter, r *htt
 		return nil, err
 	}
 	now := s.cfg.Now().UTC().Truncate(time.Second)
-	b, err := json.Marshal(sessionPayload{AuthTime: now, AMR: []string{"pwd"}})
+	var prior []string
+	if replaced != nil && replaced.Subject == u.ID {
+		var p sessionPayload
+		_ = json.Unmarshal(replaced.Payload, &p) // a bad payload only loses the older sids
+		prior = append(p.PriorSIDs, replaced.RequestID)
+		prior = prior[max(0, len(prior)-maxPriorSIDs):]
+	}
+	b, err := json.Marshal(sessionPayload{AuthTime: now, AMR: []string{"pwd"}, PriorSIDs: prior})
 	if err != nil {
 		return nil, fmt.Errorf("authserver: encode session: %w", err)
 	}
-	bs := &browserSession{id: hashHandle(v), sid: sid, user: u, authTime: now}
+	bs := &browserSession{id: hashHandle(v), sid: sid, user: u, authTime: now, priorSIDs: prior}
 	err = s.store.CreateToken(ctx, storage.Token{Kind: storage.BrowserSession, Signature: bs.id, RequestID: sid,
 		Subject: u.ID, Active: true, RequestedAt: now, ExpiresAt: now.Add(s.cfg.SessionTTL), Payload: b})
 	if err != nil {
