@@ -286,14 +286,7 @@ func (a *API) setPassword(w http.ResponseWriter, r *http.Request) (err error) {
 	// A change form shown for an earlier reset password stops working; a
 	// forced reset also ends the browser sessions.
 	after := func(u storage.User) error {
-		if !in.ForceChange {
-			_, err := authserver.EndPasswordChanges(r.Context(), a.cfg.Store, u.ID)
-			return err
-		}
-		if _, err := authserver.EndBrowserSessions(r.Context(), a.cfg.Store, u.ID); err != nil {
-			return fmt.Errorf("adminapi: end the browser sessions of %s: %w", u.ID, err)
-		}
-		return nil
+		return authserver.PasswordSet(r.Context(), a.cfg.Store, u.ID, in.ForceChange)
 	}
 	_, err = a.updateUser(w, r, func(u *storage.User) error {
 		u.PasswordHash, u.MustChangePassword = h, in.ForceChange

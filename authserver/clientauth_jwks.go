@@ -415,16 +415,6 @@ func (kc *keySetCache) fetch(ctx context.Context, uri string) (jose.JSONWebKeySe
 	return set, kc.ttlOf(resp.Header.Get("Cache-Control")), nil
 }
 
-// withoutURL unwraps the *url.Error of an HTTP request, whose text holds
-// the whole URL.
-func withoutURL(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return ue.Err
-	}
-	return err
-}
-
 // ttlOf reads max-age from Cache-Control, clamped; the default otherwise.
 func (kc *keySetCache) ttlOf(cc string) time.Duration {
 	for _, d := range strings.Split(cc, ",") {

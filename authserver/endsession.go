@@ -202,7 +202,7 @@ func (s *Server) deliverLogoutToken(clientID, uri, token string) {
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, uri, strings.NewReader(body))
 		if err != nil {
 			cancel()
-			s.log.Warn("back-channel logout: bad URI", "client_id", clientID, "err", err)
+			s.log.Warn("back-channel logout: bad URI", "client_id", clientID, "err", withoutURL(err))
 			return
 		}
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
@@ -215,7 +215,7 @@ func (s *Server) deliverLogoutToken(clientID, uri, token string) {
 		cancel()
 		if errors.Is(err, errNonPublicAddress) {
 			// The outbound-URL policy refused the address: no retry helps.
-			s.log.Warn("back-channel logout: the client's URI is not on a public address; not delivered", "client_id", clientID, "err", err)
+			s.log.Warn("back-channel logout: the client's URI is not on a public address; not delivered", "client_id", clientID, "err", withoutURL(err))
 			return
 		}
 		if err == nil && status < 500 {

@@ -167,3 +167,14 @@ func checkClientURLHost(raw string) error {
 	}
 	return nil
 }
+
+// withoutURL unwraps the *url.Error of an outbound request (JWKS fetch,
+// back-channel logout), whose text holds the whole URL, which may carry a
+// credential: the error logged is the cause alone.
+func withoutURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}

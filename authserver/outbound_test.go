@@ -194,3 +194,23 @@ func TestBackchannelLogoutRefusesLoopback(t *testing.T) {
 		t.Fatalf("want one refused delivery for rp in the log:\n%s", l)
 	}
 }
+
+// An outbound request's error names the whole URL, credentials included;
+// what is logged (withoutURL) does not.
+func TestWithoutURLDropsTheURL(t *testing.T) {
+	c := newOutboundClient(time.Second, true)
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://user:s3cret@127.0.0.1:1/logout?token=t0k", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Do(req)
+	if err == nil || !strings.Contains(err.Error(), "s3cret") && !strings.Contains(err.Error(), "t0k") {
+		t.Fatalf("expected an error naming the URL, got %v", err)
+	}
+	if msg := withoutURL(err).Error(); strings.Contains(msg, "s3cret") || strings.Contains(msg, "t0k") || msg == "" {
+		t.Errorf("withoutURL kept the URL: %q", msg)
+	}
+	if _, err := http.NewRequest(http.MethodGet, "http://h/%zz?token=t0k", nil); err == nil || strings.Contains(withoutURL(err).Error(), "t0k") {
+		t.Errorf("a bad URL's error: %v", err)
+	}
+}

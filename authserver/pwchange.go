@@ -146,6 +146,11 @@ func (s *Server) postPasswordChange(w http.ResponseWriter, r *http.Request, form
 		s.renderLogin(w, r, http.StatusUnauthorized, az, auth, "", "Incorrect email or password.")
 		return
 	}
+	// stale refuses a handle that no longer matches the account.
+	stale := func() {
+		s.audit(ctx, "password_change_refused", slog.String("sub", u.ID), slog.String("reason", "stale_handle"))
+		s.renderLogin(w, r, http.StatusBadRequest, az, auth, "", msgPasswordChangeStale)
+	}
 	var p passwordChangePayload
 	if err := json.Unmarshal(t.Payload, &p); err != nil || !passwordChangeCurrent(u, p) {
 		// The password was set again since the handle was issued (an
@@ -153,8 +158,7 @@ func (s *Server) postPasswordChange(w http.ResponseWriter, r *http.Request, form
 		// whoever holds the old form must sign in with the password that
 		// is valid now.
 		_ = s.store.DeleteToken(ctx, passwordChangeKind, sig)
-		s.audit(ctx, "password_change_refused", slog.String("sub", u.ID), slog.String("reason", "stale_handle"))
-		s.renderLogin(w, r, http.StatusBadRequest, az, auth, "", msgPasswordChangeStale)
+		stale()
 		return
 	}
 	pw, confirm := form.Get("new_password"), form.Get("confirm_password")
@@ -202,8 +206,7 @@ func (s *Server) postPasswordChange(w http.ResponseWriter, r *http.Request, form
 		return cur, nil
 	})
 	if errors.Is(err, errPasswordChangeStale) {
-		s.audit(ctx, "password_change_refused", slog.String("sub", u.ID), slog.String("reason", "stale_handle"))
-		s.renderLogin(w, r, http.StatusBadRequest, az, auth, "", msgPasswordChangeStale)
+		stale()
 		return
 	}
 	if err != nil {
@@ -235,6 +238,22 @@ func EndPasswordChanges(ctx context.Context, st storage.Tokens, userID string) (
 		n++
 	}
 	return n, nil
+}
+
+// PasswordSet ends what setting a user's password leaves stale: the change
+// forms shown for an earlier reset password (EndPasswordChanges) and, when
+// forceChange makes the user choose a new password, every browser session
+// as well (EndBrowserSessions, which ends the forms too). The admin API and
+// the CLI call it after storing the password.
+func PasswordSet(ctx context.Context, st storage.Tokens, userID string, forceChange bool) error {
+	if forceChange {
+		if _, err := EndBrowserSessions(ctx, st, userID); err != nil {
+			return fmt.Errorf("authserver: end the browser sessions of %s: %w", userID, err)
+		}
+		return nil
+	}
+	_, err := EndPasswordChanges(ctx, st, userID)
+	return err
 }
 
 // passwordChangeCurrent reports whether the change handle p still applies

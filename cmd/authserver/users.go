@@ -233,14 +233,7 @@ argon2id one at the user's next successful sign-in.`,
 		u.PasswordHash, err = password.Hash(pw, params)
 		return err
 	}, func(ctx context.Context, st *sqlstore.Store, u storage.User) error {
-		// A change form shown for an earlier reset password stops working
-		// (a forced reset ends the sessions, and with them the forms).
-		if !forceChange {
-			_, err := authserver.EndPasswordChanges(ctx, st, u.ID)
-			return err
-		}
-		_, err := authserver.EndBrowserSessions(ctx, st, u.ID)
-		return err
+		return authserver.PasswordSet(ctx, st, u.ID, forceChange)
 	})
 	setPassword.Flags().BoolVar(&forceChange, "force-change", false, "make the user choose a new password at the next sign-in (the password grant refuses them until then); also ends their browser sessions")
 	var setRoles []string
