@@ -1,6 +1,7 @@
 package authserver
 
 import (
+	"errors"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -267,8 +268,24 @@ func concurrently(n int, fn func(i int) int) map[int]int {
 // Concurrent correct password grants for one account from one address (a
 // pool of workers sharing a service account) are all answered: throttling
 // counts failures, not correct attempts in flight.
+// throttleStores runs a throttling test on the memory store and on SQLite,
+// whose counters are written in lazy transactions (reservations, and the
+// releases of a sign-in, which has no group commit).
+func throttleStores(t *testing.T, f func(t *testing.T, store storage.Store)) {
+	for _, s := range []struct {
+		name string
+		open func(testing.TB) storage.Store
+	}{{"memory", openMemory}, {"sqlite", openSQLite}} {
+		t.Run(s.name, func(t *testing.T) { f(t, s.open(t)) })
+	}
+}
+
 func TestThrottleConcurrentCorrectPasswordGrants(t *testing.T) {
-	env := newTestEnv(t, openMemory(t), trustLoopback, slowHashes)
+	throttleStores(t, testConcurrentCorrectPasswordGrants)
+}
+
+func testConcurrentCorrectPasswordGrants(t *testing.T, store storage.Store) {
+	env := newTestEnv(t, store, trustLoopback, slowHashes)
 	slowUsers(t, env)
 	counts := concurrently(16, func(int) int {
 		status, _, _ := env.login("alice@example.com", alicePW, "203.0.113.20")
@@ -294,7 +311,11 @@ func TestThrottleConcurrentCorrectPasswordGrants(t *testing.T) {
 // allows, counted on the server (hashes compared), while another account
 // signing in from the same address at the same time is unaffected.
 func TestThrottleParallelWrongPasswordsCountedOnServer(t *testing.T) {
-	env := newTestEnv(t, openMemory(t), trustLoopback, slowHashes)
+	throttleStores(t, testParallelWrongPasswordsCountedOnServer)
+}
+
+func testParallelWrongPasswordsCountedOnServer(t *testing.T, store storage.Store) {
+	env := newTestEnv(t, store, trustLoopback, slowHashes)
 	slowUsers(t, env)
 	var bob [4]int
 	counts := concurrently(104, func(i int) int {
@@ -321,7 +342,12 @@ func TestThrottleParallelWrongPasswordsCountedOnServer(t *testing.T) {
 // The sign-in form shares the throttle: several tabs signing in at once with
 // the right password all get in; parallel wrong passwords stay limited.
 func TestThrottleLoginFormConcurrentSignIns(t *testing.T) {
-	env := newCodeEnv(t, slowHashes)
+	throttleStores(t, testLoginFormConcurrentSignIns)
+}
+
+func testLoginFormConcurrentSignIns(t *testing.T, store storage.Store) {
+	env := newTestEnv(t, store, slowHashes)
+	seedCodeClients(t, env)
 	slowUsers(t, env)
 	_, ch := pkcePair("c")
 	pages := make([]*page, 16)
@@ -339,6 +365,18 @@ func TestThrottleLoginFormConcurrentSignIns(t *testing.T) {
 	})
 	if counts[200] != 16 {
 		t.Fatalf("statuses %v: concurrent correct sign-ins were refused", counts)
+	}
+	// Each correct sign-in released its reservation: nothing is counted
+	// against the account.
+	_, kA, _ := passwordKeys("alice@example.com", "")
+	errPeek := errors.New("peek")
+	if _, err := store.UpdateAttempts(t.Context(), kA, func(a storage.Attempts) (storage.Attempts, error) {
+		if a.Failures != 0 {
+			t.Errorf("after the correct sign-ins the account counter is %d, want 0", a.Failures)
+		}
+		return a, errPeek
+	}); !errors.Is(err, errPeek) {
+		t.Fatal(err)
 	}
 
 	for i := range pages {

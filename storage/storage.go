@@ -451,6 +451,12 @@ type Keys interface {
 }
 
 // Throttle stores failed-attempt counters shared by every instance.
+//
+// A backend may commit the counters lazily when they are changed outside
+// the caller's transaction: a crash of the process loses nothing, but a
+// power loss (or a crash of the database server) may forget the changes
+// made since the last durable commit (at worst a few attempts are not
+// counted, or a released reservation still counts as a failure).
 type Throttle interface {
 	// UpdateAttempts applies fn to the counter for key atomically (a missing
 	// counter is passed as Attempts{Key: key}); parallel callers are serialised

@@ -9,13 +9,13 @@ import (
 )
 
 // UpdateAttempts applies fn to the counter for key in a transaction that
-// holds the row locked (the caller's, or one of its own). A missing counter
-// is inserted first, so that concurrent callers queue on its lock; fn must
-// not use the store.
+// holds the row locked (the caller's, or one of its own, which commits
+// lazily: see BeginLazyTx). A missing counter is inserted first, so that
+// concurrent callers queue on its lock; fn must not use the store.
 func (s *Store) UpdateAttempts(ctx context.Context, key string, fn func(storage.Attempts) (storage.Attempts, error)) (storage.Attempts, error) {
 	const op = "update attempts"
 	var next storage.Attempts
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.inLazyTx(ctx, func(tx *sql.Tx) error {
 		inserted, err := s.execCount(ctx, tx, op,
 			`INSERT INTO attempts (throttle_key, failures, last_at) VALUES ($1, 0, $2) ON CONFLICT (throttle_key) DO NOTHING`,
 			key, s.d.timeArg(time.Time{}))
@@ -47,8 +47,10 @@ func (s *Store) UpdateAttempts(ctx context.Context, key string, fn func(storage.
 }
 
 // DeleteAttempts removes the counter for key; a missing counter is not an
-// error.
+// error. Outside the caller's transaction it commits lazily (BeginLazyTx).
 func (s *Store) DeleteAttempts(ctx context.Context, key string) error {
-	_, err := s.writer(ctx).ExecContext(ctx, `DELETE FROM attempts WHERE throttle_key = $1`, key)
-	return s.wrap("delete attempts", err)
+	return s.inLazyTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `DELETE FROM attempts WHERE throttle_key = $1`, key)
+		return s.wrap("delete attempts", err)
+	})
 }

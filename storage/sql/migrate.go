@@ -80,7 +80,7 @@ func (s *Store) Migrate(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return s.runTx(ctx, func(tx *sql.Tx) error {
+	return s.runTx(ctx, s.BeginTx, func(tx *sql.Tx) error {
 		if s.d.migrateLock != "" {
 			if _, err := tx.ExecContext(ctx, s.d.migrateLock); err != nil {
 				return s.wrap("migrate: lock", err)

@@ -289,8 +289,13 @@ type querier interface {
 type txKey struct{ s *Store }
 
 func (s *Store) txFrom(ctx context.Context) *sql.Tx {
-	tx, _ := ctx.Value(txKey{s}).(*sql.Tx)
-	return tx
+	switch tx := ctx.Value(txKey{s}).(type) {
+	case *sql.Tx:
+		return tx
+	case *lazyTx:
+		return tx.tx
+	}
+	return nil
 }
 
 // writer returns the transaction ctx carries, or the write pool.
@@ -340,7 +345,11 @@ func (s *Store) CommitTx(ctx context.Context) error {
 	if tx == nil {
 		return errors.New("sql: commit: no transaction in context")
 	}
-	return s.wrap("commit", tx.Commit())
+	err := s.wrap("commit", tx.Commit())
+	if lt, ok := s.lazyFrom(ctx); ok {
+		s.endLazy(ctx, lt.conn)
+	}
+	return err
 }
 
 // RollbackTx rolls back the transaction ctx carries.
@@ -349,7 +358,11 @@ func (s *Store) RollbackTx(ctx context.Context) error {
 	if tx == nil {
 		return errors.New("sql: rollback: no transaction in context")
 	}
-	return s.wrap("rollback", tx.Rollback())
+	err := s.wrap("rollback", tx.Rollback())
+	if lt, ok := s.lazyFrom(ctx); ok {
+		s.endLazy(ctx, lt.conn)
+	}
+	return err
 }
 
 // maxAttempts bounds how often inTx runs a transaction of its own that failed
@@ -360,11 +373,20 @@ const maxAttempts = 5
 // of its own that it commits, retried on ErrConflict. Errors from fn are
 // returned as they are.
 func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	return s.retryTx(ctx, s.BeginTx, fn)
+}
+
+// inLazyTx is inTx with a transaction of its own begun by BeginLazyTx.
+func (s *Store) inLazyTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	return s.retryTx(ctx, s.BeginLazyTx, fn)
+}
+
+func (s *Store) retryTx(ctx context.Context, begin func(context.Context) (context.Context, error), fn func(tx *sql.Tx) error) error {
 	if tx := s.txFrom(ctx); tx != nil {
 		return fn(tx)
 	}
 	for attempt := 1; ; attempt++ {
-		err := s.runTx(ctx, fn)
+		err := s.runTx(ctx, begin, fn)
 		if attempt == maxAttempts || !errors.Is(err, storage.ErrConflict) {
 			return err
 		}
@@ -377,16 +399,16 @@ func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	}
 }
 
-func (s *Store) runTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	tx, err := s.w.BeginTx(ctx, nil)
+func (s *Store) runTx(ctx context.Context, begin func(context.Context) (context.Context, error), fn func(tx *sql.Tx) error) error {
+	tctx, err := begin(ctx)
 	if err != nil {
-		return s.wrap("begin", err)
-	}
-	if err := fn(tx); err != nil {
-		_ = tx.Rollback()
 		return err
 	}
-	return s.wrap("commit", tx.Commit())
+	if err := fn(s.txFrom(tctx)); err != nil {
+		_ = s.RollbackTx(tctx)
+		return err
+	}
+	return s.CommitTx(tctx)
 }
 
 // wrap adds context to a driver error and maps it to the storage sentinels.

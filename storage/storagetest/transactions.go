@@ -28,6 +28,7 @@ func RunTransactions(t *testing.T, open func(t *testing.T) storage.Store) {
 		{"DerivedContextCarriesTheTransaction", testDerivedContext},
 		{"UpdaterErrorInsideTransactionKeepsItUsable", testUpdaterErrorInTx},
 		{"CreateTokenIfAbsentOfATakenKeyKeepsTheTransactionUsable", testCreateTokenIfAbsentInTx},
+		{"LazyTransactionCommitsRollsBackAndEndsOnce", testLazyTx},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
@@ -407,5 +408,74 @@ func testCreateTokenIfAbsentInTx(t *testing.T, s storage.Store) {
 		if _, ok := tokenExists(t, s, k.kind, k.sig); !ok {
 			t.Errorf("%s %s missing after commit", k.kind, k.sig)
 		}
+	}
+}
+
+// lazyBeginner is a store that offers transactions whose commit need not be
+// durable when it returns (storage/sql's BeginLazyTx).
+type lazyBeginner interface {
+	BeginLazyTx(ctx context.Context) (context.Context, error)
+}
+
+// testLazyTx checks that a lazy transaction is a transaction like any
+// other: its writes are seen after the commit and not after a rollback, it
+// ends once, it does not nest, and the store goes on working after it.
+func testLazyTx(t *testing.T, s storage.Store) {
+	lb, ok := s.(lazyBeginner)
+	if !ok {
+		t.Skip("the store has no lazy transactions")
+	}
+	ctx := t.Context()
+	fixture(t, s)
+	bump := func(tx context.Context, key string, n int) {
+		t.Helper()
+		_, err := s.UpdateAttempts(tx, key, func(a storage.Attempts) (storage.Attempts, error) { a.Failures = n; return a, nil })
+		must(t, "UpdateAttempts", err)
+	}
+
+	tx, err := lb.BeginLazyTx(ctx)
+	must(t, "BeginLazyTx", err)
+	if _, err := lb.BeginLazyTx(tx); err == nil {
+		t.Error("BeginLazyTx on a context that carries a transaction did not fail")
+	}
+	if _, err := s.BeginTx(tx); err == nil {
+		t.Error("BeginTx on a context that carries a lazy transaction did not fail")
+	}
+	bump(tx, "k", 9)
+	must(t, "DeleteAttempts", s.DeleteAttempts(tx, "k2"))
+	must(t, "RollbackTx", s.RollbackTx(tx))
+	checkFixture(t, s)
+	if err := s.CommitTx(tx); err == nil {
+		t.Error("CommitTx after RollbackTx did not fail")
+	}
+
+	tx, err = lb.BeginLazyTx(ctx)
+	must(t, "BeginLazyTx", err)
+	bump(tx, "k", 5)
+	bump(tx, "k3", 2)
+	must(t, "CommitTx", s.CommitTx(tx))
+	if err := s.CommitTx(tx); err == nil {
+		t.Error("a second CommitTx did not fail")
+	}
+	if a := peekAttempts(t, s, "k"); a.Failures != 5 {
+		t.Errorf("attempts k = %d after the lazy commit, want 5", a.Failures)
+	}
+	if a := peekAttempts(t, s, "k3"); a.Failures != 2 {
+		t.Errorf("attempts k3 = %d after the lazy commit, want 2", a.Failures)
+	}
+
+	// A lazy transaction whose context is cancelled leaves the store usable.
+	cctx, cancel := context.WithCancel(ctx)
+	tx, err = lb.BeginLazyTx(cctx)
+	must(t, "BeginLazyTx", err)
+	bump(tx, "k", 11)
+	cancel()
+	_ = s.CommitTx(tx)
+	tx, err = s.BeginTx(ctx)
+	must(t, "BeginTx after a cancelled lazy transaction", err)
+	bump(tx, "k4", 1)
+	must(t, "CommitTx", s.CommitTx(tx))
+	if a := peekAttempts(t, s, "k4"); a.Failures != 1 {
+		t.Errorf("attempts k4 = %d, want 1", a.Failures)
 	}
 }

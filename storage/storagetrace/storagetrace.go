@@ -309,6 +309,23 @@ func (w *store) BeginTx(ctx context.Context) (context.Context, error) {
 	return txCtx, err
 }
 
+// BeginLazyTx forwards to the wrapped store's BeginLazyTx (storage/sql), or
+// to its BeginTx when it has none.
+func (w *store) BeginLazyTx(ctx context.Context) (context.Context, error) {
+	_, sp := w.start(ctx, "BeginLazyTx")
+	var txCtx context.Context
+	var err error
+	if lb, ok := w.s.(interface {
+		BeginLazyTx(context.Context) (context.Context, error)
+	}); ok {
+		txCtx, err = lb.BeginLazyTx(ctx)
+	} else {
+		txCtx, err = w.s.BeginTx(ctx)
+	}
+	tracing.End(sp, err)
+	return txCtx, err
+}
+
 // CommitTx implements storage.Transactor.
 func (w *store) CommitTx(ctx context.Context) error {
 	_, sp := w.start(ctx, "CommitTx")
