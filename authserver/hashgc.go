@@ -20,9 +20,10 @@ import (
 // shootdown). On a 2-core virtual machine that cost 5–19 ms of system time
 // per password grant, as much as half of the hash itself (BENCHMARKS.md).
 //
-// So the slot's holder runs a collection when its hash ends, before the
-// slot is released: the next hash then reuses the freed buffer, the heap
-// does not grow and nothing is faulted in. While hashes run, the pacer's
+// So a collection runs when a hash ends, before its slot is released
+// (Server.hashSlot: in a goroutine of its own, while the request goes on):
+// the next hash then reuses the freed buffer, the heap does not grow and
+// nothing is faulted in. While hashes run, the pacer's
 // own collections are switched off (GOGC off), since they would only add a
 // second collection per hash; the soft memory limit still bounds the heap.
 // When the last hash ends the previous target applies again.

@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"testing"
+	"time"
 )
 
 func gcPercent() int {
@@ -125,11 +126,57 @@ func TestPasswordGrantCollectsAndRestoresTheGCTarget(t *testing.T) {
 	runtime.ReadMemStats(&ms)
 	n := ms.NumForcedGC
 	env.passwordToken("alice@example.com", alicePW)
+	// The slot is given back, after the collection, in the background.
+	for i := 0; i < 500 && len(env.as.hashSem) > 0; i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if len(env.as.hashSem) > 0 {
+		t.Fatal("the hashing slot was not given back")
+	}
 	runtime.ReadMemStats(&ms)
 	if ms.NumForcedGC == n {
 		t.Fatal("no collection ran at the end of the grant's hash")
 	}
 	if p := gcPercent(); p != before {
 		t.Fatalf("GC percent after a password grant: %d, want %d", p, before)
+	}
+}
+
+// A hash's slot is given back only after its collection, but the request
+// does not wait for that: release returns while the collection runs.
+func TestHashSlotGivenBackAfterTheCollectionWithoutWaiting(t *testing.T) {
+	restoreGC(t)
+	debug.SetMemoryLimit(96 << 20)
+	debug.SetGCPercent(100)
+	env := newTestEnv(t, openMemory(t))
+	g := env.as.hashGC
+	if g == nil {
+		t.Fatal("the server does not tune the collector while hashing")
+	}
+	g.live = func() uint64 { return 0 } // the forced mode, as in production
+	started, unblock := make(chan struct{}), make(chan struct{})
+	g.collect = func() { close(started); <-unblock }
+	release, err := env.as.hashSlot(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	returned := make(chan struct{})
+	go func() { release(); close(returned) }()
+	select {
+	case <-returned:
+	case <-time.After(3 * time.Second):
+		close(unblock)
+		t.Fatal("release waited for the collection")
+	}
+	<-started
+	if len(env.as.hashSem) != 1 {
+		t.Fatal("the slot was given back before the collection ran")
+	}
+	close(unblock)
+	for i := 0; i < 500 && len(env.as.hashSem) > 0; i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if len(env.as.hashSem) > 0 {
+		t.Fatal("the slot was not given back after the collection")
 	}
 }

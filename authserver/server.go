@@ -679,7 +679,11 @@ func itoa(n int) string { return strconv.Itoa(n) }
 // the hashing slots that bound concurrent argon2id hashes (and their
 // memory), and tunes the collector while hashes run (hashGC). release
 // ends the hash for hashGC (which may collect its buffer) and gives the
-// slot back.
+// slot back. With the tuning on, release returns at once and a goroutine
+// of its own does both: the next hash still starts only after the
+// collection has freed this one's buffer, but the request goes on (signs
+// its token, commits) on the core the collection would have left idle
+// while it waited for the other core's hash to stop (BENCHMARKS.md).
 func (s *Server) hashSlot(ctx context.Context) (release func(), err error) {
 	timer := time.NewTimer(s.cfg.HashQueueTimeout)
 	defer timer.Stop()
@@ -691,8 +695,13 @@ func (s *Server) hashSlot(ctx context.Context) (release func(), err error) {
 		return nil, ctx.Err()
 	}
 	s.hashGC.enter()
+	if s.hashGC == nil {
+		return func() { <-s.hashSem }, nil
+	}
 	return func() {
-		s.hashGC.exit()
-		<-s.hashSem
+		go func() {
+			s.hashGC.exit()
+			<-s.hashSem
+		}()
 	}, nil
 }
