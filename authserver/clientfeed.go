@@ -180,11 +180,13 @@ func (f *clientFeed) poll(ctx context.Context) error {
 // would without the call.
 func (s *Server) ForgetClient(id string) { s.clientCache.forget(id) }
 
-// Close stops the server's background work: the client change poller. It
+// Close stops the server's background work: the client change poller (and
+// waits for the collections after password hashes to end). It
 // does not close the store. Requests served after Close stay correct: cached
 // client registrations are then no longer trusted after
 // Config.ClientChangeMaxDelay and are read from storage.
 func (s *Server) Close() error {
 	s.clientFeed.stop()
+	s.hashing.Wait() // the process-wide collector target is restored
 	return nil
 }

@@ -283,6 +283,8 @@ type Server struct {
 	status         *statusLists
 	// basePath is the issuer's path ("" for an issuer at a host's root).
 	basePath string
+	// hashing counts the collections after hashes still running (hashSlot).
+	hashing sync.WaitGroup
 	// backchannel counts back-channel logout deliveries in flight.
 	backchannel sync.WaitGroup
 	// devicePolls and userCodeMAC serve the device grant (device.go).
@@ -694,12 +696,14 @@ func (s *Server) hashSlot(ctx context.Context) (release func(), err error) {
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	s.hashGC.enter()
 	if s.hashGC == nil {
 		return func() { <-s.hashSem }, nil
 	}
+	s.hashGC.enter()
 	return func() {
+		s.hashing.Add(1)
 		go func() {
+			defer s.hashing.Done()
 			s.hashGC.exit()
 			<-s.hashSem
 		}()

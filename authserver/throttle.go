@@ -362,11 +362,10 @@ func (s *Server) reservePasswordOnce(ctx context.Context, kAI, kA, kIP string) e
 	// here and counts real failures afterwards, so that many concurrent
 	// sign-ins from one address (a NAT, a proxy) are not mistaken for guesses.
 	// All commit together: one write per attempt.
-	begin := s.store.BeginTx
-	if lb, ok := s.store.(lazyBeginner); ok {
-		begin = lb.BeginLazyTx
-	}
-	tx, err := begin(ctx)
+	// The counters commit lazily: a power loss may forget the last
+	// attempts counted, which costs far less than a wait for the disk on
+	// every sign-in (storage.LazyTransactor).
+	tx, err := storage.BeginLazyTx(ctx, s.store)
 	if err != nil {
 		return err
 	}
@@ -391,15 +390,6 @@ func (s *Server) reservePasswordOnce(ctx context.Context, kAI, kA, kIP string) e
 		return err
 	}
 	return nil
-}
-
-// lazyBeginner is a store that can begin a transaction whose commit need
-// not have reached the disk when it returns (storage/sql's BeginLazyTx).
-// The throttling counters are written in such transactions: a power loss
-// may forget the last attempts counted, which costs far less than a wait
-// for the disk on every sign-in.
-type lazyBeginner interface {
-	BeginLazyTx(ctx context.Context) (context.Context, error)
 }
 
 // clientIP is the caller's address: the peer address, or, when the peer is a

@@ -372,33 +372,11 @@ func (s *Server) refreshSession(ctx context.Context, sess *session, ar fosite.Ac
 }
 
 // runLate runs late writes (throttling releases) on their own, outside
-// any group commit: together in one lazy transaction when the store has
-// them (lazyBeginner), else each in a transaction of its own. A release
-// that is lost leaves a failure counted, never one forgotten.
+// any group commit, each in a transaction of its own (which the store may
+// commit lazily: storage.Throttle). A release that is lost leaves a failure
+// counted, never one forgotten.
 func (s *Server) runLate(ctx context.Context, late []lateWrite) {
-	if len(late) == 0 {
-		return
-	}
 	ctx = context.WithoutCancel(ctx)
-	if lb, ok := s.store.(lazyBeginner); ok && len(late) > 1 {
-		tx, err := lb.BeginLazyTx(ctx)
-		if err == nil {
-			for _, w := range late {
-				if err = w.fn(tx); err != nil {
-					break
-				}
-			}
-			if err != nil {
-				_ = s.store.RollbackTx(tx)
-			} else {
-				err = s.store.CommitTx(tx)
-			}
-		}
-		if err != nil {
-			s.log.Warn("throttle release failed", "err", err)
-		}
-		return
-	}
 	for _, w := range late {
 		if err := w.fn(ctx); err != nil {
 			s.log.Warn("throttle release failed", "err", err)

@@ -477,6 +477,25 @@ type Transactor interface {
 	RollbackTx(ctx context.Context) error
 }
 
+// LazyTransactor is a Transactor that can also begin a transaction whose
+// commit need not be durable when CommitTx returns: a crash of the process
+// never loses it, but a power loss (or a crash of the database server) may,
+// until the next durable commit. Meant for counters whose loss costs little
+// (Throttle); storage/sql implements it.
+type LazyTransactor interface {
+	Transactor
+	BeginLazyTx(ctx context.Context) (context.Context, error)
+}
+
+// BeginLazyTx begins a lazy transaction on t when it is a LazyTransactor,
+// else an ordinary one.
+func BeginLazyTx(ctx context.Context, t Transactor) (context.Context, error) {
+	if lt, ok := t.(LazyTransactor); ok {
+		return lt.BeginLazyTx(ctx)
+	}
+	return t.BeginTx(ctx)
+}
+
 // Store is everything a backend provides.
 type Store interface {
 	Users

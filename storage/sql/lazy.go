@@ -4,17 +4,17 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
-	"errors"
 )
 
-// lazyTx is a transaction begun by BeginLazyTx. On SQLite it holds the
+// lazyTx is a transaction begun by BeginLazyTx on SQLite: it holds the
 // write connection, whose synchronous setting is put back when it ends.
 type lazyTx struct {
 	tx   *sql.Tx
-	conn *sql.Conn // nil on PostgreSQL
+	conn *sql.Conn
 }
 
-// BeginLazyTx is BeginTx for a transaction whose commit need not be
+// BeginLazyTx implements storage.LazyTransactor: BeginTx for a
+// transaction whose commit need not be
 // durable when CommitTx returns: a crash of this process never loses it,
 // but a power loss or an OS crash (on PostgreSQL, also a crash of the
 // database server) may, until the next durable commit, which makes it
@@ -26,19 +26,19 @@ type lazyTx struct {
 // when it ends; on PostgreSQL with synchronous_commit off for the
 // transaction (SET LOCAL).
 func (s *Store) BeginLazyTx(ctx context.Context) (context.Context, error) {
-	if s.txFrom(ctx) != nil {
-		return ctx, errors.New("sql: begin: the context already carries a transaction")
-	}
 	if s.d != sqliteDialect {
-		tx, err := s.w.BeginTx(ctx, nil)
+		tctx, err := s.BeginTx(ctx)
 		if err != nil {
+			return ctx, err
+		}
+		if _, err := s.txFrom(tctx).ExecContext(ctx, `SET LOCAL synchronous_commit = off`); err != nil {
+			_ = s.RollbackTx(tctx)
 			return ctx, s.wrap("begin", err)
 		}
-		if _, err := tx.ExecContext(ctx, `SET LOCAL synchronous_commit = off`); err != nil {
-			_ = tx.Rollback()
-			return ctx, s.wrap("begin", err)
-		}
-		return context.WithValue(ctx, txKey{s}, tx), nil
+		return tctx, nil
+	}
+	if s.txFrom(ctx) != nil {
+		return ctx, errNestedTx
 	}
 	// SQLite refuses to change the setting inside a transaction, so it is
 	// changed around it, on the connection the transaction holds.

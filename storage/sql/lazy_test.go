@@ -71,6 +71,22 @@ func checkLazySetting(t *testing.T, s *sqlstore.Store, query, durable, lazy stri
 	}
 }
 
+// An updater that panics inside a lazy transaction of its own does not
+// keep SQLite's only write connection (nor its lazy setting).
+func TestSQLiteLazyTransactionGivesItsConnectionBackOnPanic(t *testing.T) {
+	s := openSQLite(t, tempDB(t))
+	func() {
+		defer func() { _ = recover() }()
+		_, _ = s.UpdateAttempts(t.Context(), "k", func(storage.Attempts) (storage.Attempts, error) { panic("boom") })
+	}()
+	if n := sqlstore.WriterInUse(s); n != 0 {
+		t.Fatalf("%d write connections in use after a panic", n)
+	}
+	if got, err := sqlstore.WriterSetting(t.Context(), s, `PRAGMA synchronous`); err != nil || got != "2" {
+		t.Fatalf("PRAGMA synchronous after a panic = %q, %v; want 2", got, err)
+	}
+}
+
 func TestSQLiteLazyTransactionsSkipOnlyTheirOwnSync(t *testing.T) {
 	// synchronous: 1 is NORMAL (the log is synced at checkpoints), 2 FULL.
 	checkLazySetting(t, openSQLite(t, tempDB(t)), `PRAGMA synchronous`, "2", "1")

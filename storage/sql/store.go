@@ -330,7 +330,7 @@ func (s *Store) queryRow(ctx context.Context, stmt *sql.Stmt, query string, args
 // opened it, deadlocks. The transaction is rolled back if ctx is cancelled.
 func (s *Store) BeginTx(ctx context.Context) (context.Context, error) {
 	if s.txFrom(ctx) != nil {
-		return ctx, errors.New("sql: begin: the context already carries a transaction")
+		return ctx, errNestedTx
 	}
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
@@ -338,6 +338,9 @@ func (s *Store) BeginTx(ctx context.Context) (context.Context, error) {
 	}
 	return context.WithValue(ctx, txKey{s}, tx), nil
 }
+
+// errNestedTx refuses a transaction inside another.
+var errNestedTx = errors.New("sql: begin: the context already carries a transaction")
 
 // CommitTx commits the transaction ctx carries.
 func (s *Store) CommitTx(ctx context.Context) error {
@@ -404,10 +407,21 @@ func (s *Store) runTx(ctx context.Context, begin func(context.Context) (context.
 	if err != nil {
 		return err
 	}
+	ended := false
+	defer func() {
+		// fn panicked: roll back, so that the connection (on SQLite the
+		// only write connection, which a lazy transaction pins) is given
+		// back.
+		if !ended {
+			_ = s.RollbackTx(tctx)
+		}
+	}()
 	if err := fn(s.txFrom(tctx)); err != nil {
+		ended = true
 		_ = s.RollbackTx(tctx)
 		return err
 	}
+	ended = true
 	return s.CommitTx(tctx)
 }
 

@@ -411,17 +411,11 @@ func testCreateTokenIfAbsentInTx(t *testing.T, s storage.Store) {
 	}
 }
 
-// lazyBeginner is a store that offers transactions whose commit need not be
-// durable when it returns (storage/sql's BeginLazyTx).
-type lazyBeginner interface {
-	BeginLazyTx(ctx context.Context) (context.Context, error)
-}
-
 // testLazyTx checks that a lazy transaction is a transaction like any
 // other: its writes are seen after the commit and not after a rollback, it
 // ends once, it does not nest, and the store goes on working after it.
 func testLazyTx(t *testing.T, s storage.Store) {
-	lb, ok := s.(lazyBeginner)
+	lb, ok := s.(storage.LazyTransactor)
 	if !ok {
 		t.Skip("the store has no lazy transactions")
 	}

@@ -309,19 +309,11 @@ func (w *store) BeginTx(ctx context.Context) (context.Context, error) {
 	return txCtx, err
 }
 
-// BeginLazyTx forwards to the wrapped store's BeginLazyTx (storage/sql), or
-// to its BeginTx when it has none.
+// BeginLazyTx implements storage.LazyTransactor through the wrapped store
+// (storage.BeginLazyTx: an ordinary transaction when it has no lazy ones).
 func (w *store) BeginLazyTx(ctx context.Context) (context.Context, error) {
 	_, sp := w.start(ctx, "BeginLazyTx")
-	var txCtx context.Context
-	var err error
-	if lb, ok := w.s.(interface {
-		BeginLazyTx(context.Context) (context.Context, error)
-	}); ok {
-		txCtx, err = lb.BeginLazyTx(ctx)
-	} else {
-		txCtx, err = w.s.BeginTx(ctx)
-	}
+	txCtx, err := storage.BeginLazyTx(ctx, w.s)
 	tracing.End(sp, err)
 	return txCtx, err
 }
