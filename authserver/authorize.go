@@ -438,11 +438,7 @@ func (s *Server) authorizeFailed(w http.ResponseWriter, r *http.Request, az *aut
 // operator: at error level, or warning for a full hashing queue or a
 // browser that went away.
 func (s *Server) unavailablePage(w http.ResponseWriter, r *http.Request, what string, err error) {
-	level := slog.LevelError
-	if errors.Is(err, errHashBusy) || errors.Is(err, context.Canceled) {
-		level = slog.LevelWarn
-	}
-	s.log.LogAttrs(r.Context(), level, what, slog.String("path", r.URL.Path), slog.String("cause", err.Error()))
+	s.log.LogAttrs(r.Context(), failureLevel(err), what, slog.String("path", r.URL.Path), slog.String("cause", err.Error()))
 	s.errorPage(w, http.StatusServiceUnavailable, errTemporarilyUnavailable, genericUnavailableDetail)
 }
 

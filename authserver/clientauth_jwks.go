@@ -174,11 +174,7 @@ func parseFetchedJWKS(raw []byte) (jose.JSONWebKeySet, error) {
 // verifiesAssertions reports whether a public key is of a type that
 // verifies one of PrivateKeyJWTAlgs.
 func verifiesAssertions(k any) bool {
-	switch k.(type) {
-	case *rsa.PublicKey, *ecdsa.PublicKey, ed25519.PublicKey:
-		return true
-	}
-	return false
+	return slices.ContainsFunc(PrivateKeyJWTAlgs, func(alg string) bool { return keyFitsAlg(k, alg) })
 }
 
 // keySetCache holds the public keys of private_key_jwt clients and trusted
@@ -226,9 +222,6 @@ type cachedKeySet struct {
 // lead anywhere; the registered URL is the one. Failed fetches are logged
 // to log at WARN.
 func newKeySetCache(ttl, minRefetch time.Duration, now func() time.Time, allowPrivate bool, log *slog.Logger) *keySetCache {
-	if log == nil {
-		log = slog.Default()
-	}
 	return &keySetCache{
 		client: newOutboundClient(jwksFetchTimeout, allowPrivate),
 		ttl:    ttl, minRefetch: minRefetch, now: now, log: log, m: map[string]*cachedKeySet{},

@@ -285,7 +285,7 @@ func (c *committer) write(ctx context.Context, batch []*commitReq) (lost []error
 		}
 	}
 	if err == nil {
-		err = runLate(tx, batch, lost)
+		err = runBatchLate(tx, batch, lost)
 	}
 	if err != nil {
 		_ = c.store.RollbackTx(tx)
@@ -298,9 +298,9 @@ func (c *committer) write(ctx context.Context, batch []*commitReq) (lost []error
 	return lost, err
 }
 
-// runLate runs the late writes of the batch's requests that did not lose
+// runBatchLate runs the late writes of the batch's requests that did not lose
 // their compare-and-swap, in key order.
-func runLate(tx context.Context, batch []*commitReq, lost []error) error {
+func runBatchLate(tx context.Context, batch []*commitReq, lost []error) error {
 	var late []lateWrite
 	for i, r := range batch {
 		if lost[i] == nil {

@@ -336,11 +336,15 @@ func (s *Server) oidcGate(w http.ResponseWriter, r *http.Request, az *authzReque
 		}
 		return false
 	}
-	sub := subjectFor(s.strategy.pairwiseKey, &az.client, bs.user.ID)
+	// otherUser: the request names a user other than the signed-in one
+	// (the subject, a pairwise HMAC for some clients, only when it names one).
+	otherUser := func() bool {
+		return p.namesUser() && p.namesOtherUser(subjectFor(s.strategy.pairwiseKey, &az.client, bs.user.ID))
+	}
 	if p.loginSID != "" && bs.sid != p.loginSID {
 		// Signed in for this request: whoever signed in must be the user
 		// the request names (Core §3.1.2.1, §5.5.1).
-		if p.namesOtherUser(sub) {
+		if otherUser() {
 			s.authenticationFailed(w, r, az, pendingID, errLoginRequired,
 				"The user who signed in is not the one the application asked for.")
 			return true
@@ -349,7 +353,7 @@ func (s *Server) oidcGate(w http.ResponseWriter, r *http.Request, az *authzReque
 	}
 	fresh := p.has(promptLogin) || p.maxAge == 0 ||
 		(p.maxAge > 0 && s.cfg.Now().Sub(bs.authTime) > time.Duration(p.maxAge)*time.Second) ||
-		p.namesOtherUser(sub)
+		otherUser()
 	if !fresh {
 		return false
 	}

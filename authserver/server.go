@@ -666,13 +666,23 @@ func (s *Server) audit(ctx context.Context, event string, attrs ...slog.Attr) {
 func (s *Server) logError(r *http.Request, msg string, e *oauthError) {
 	level := slog.LevelDebug
 	if e.Status >= 500 {
-		level = slog.LevelError
+		level = failureLevel(e.Cause)
 	}
 	attrs := []slog.Attr{slog.String("path", r.URL.Path), slog.String("error", e.Code), slog.Int("status", e.Status)}
 	if e.Cause != nil {
 		attrs = append(attrs, slog.String("cause", e.Cause.Error()))
 	}
 	s.log.LogAttrs(r.Context(), level, msg, attrs...)
+}
+
+// failureLevel is the level at which a server-side failure is logged:
+// warning for a full hashing queue or a client that went away, which need
+// no operator, error for anything else.
+func failureLevel(cause error) slog.Level {
+	if errors.Is(cause, errHashBusy) || errors.Is(cause, context.Canceled) {
+		return slog.LevelWarn
+	}
+	return slog.LevelError
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }

@@ -253,7 +253,6 @@ type contextKey struct{}
 type verification struct {
 	claims *Claims
 	by     *Authenticator // nil for NewContext
-	dpop   bool           // the request used the DPoP scheme (RFC 9449 §7.1)
 }
 
 // NewContext returns a copy of ctx that carries c, for tests of downstream

@@ -155,30 +155,30 @@ func dpopToken(r *http.Request, maxSize int) (token string, ok bool, err error) 
 }
 
 // credentials verifies the request's token: a DPoP-bound one with its
-// proof, or a bearer token that is not DPoP-bound. isDPoP reports whether
-// the request used the DPoP scheme, so that later refusals (a scope check)
-// answer with its challenge.
-func (a *Authenticator) credentials(w http.ResponseWriter, r *http.Request) (c *Claims, isDPoP bool, err error) {
+// proof, or a bearer token that is not DPoP-bound. So the claims it
+// returns have a JKT exactly when the request used the DPoP scheme, and
+// later refusals (a scope check) answer with that scheme's challenge.
+func (a *Authenticator) credentials(w http.ResponseWriter, r *http.Request) (*Claims, error) {
 	token, isDPoP, err := dpopToken(r, a.maxSize)
 	if err != nil {
-		return nil, isDPoP, err
+		return nil, err
 	}
 	if isDPoP {
-		c, err := a.verifyDPoP(w, r, token)
-		return c, true, err
+		return a.verifyDPoP(w, r, token)
 	}
 	raw, err := bearerToken(r, a.allowForm, a.maxSize)
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
-	if c, err = a.Verify(r.Context(), raw); err != nil {
-		return nil, false, err
+	c, err := a.Verify(r.Context(), raw)
+	if err != nil {
+		return nil, err
 	}
 	if c.JKT != "" {
 		// RFC 9449 §7.2: a bound token is worthless without its key.
-		return nil, false, &Error{Status: http.StatusUnauthorized, Code: CodeInvalidToken, Description: "the access token is DPoP-bound; send it with the DPoP scheme and a proof"}
+		return nil, &Error{Status: http.StatusUnauthorized, Code: CodeInvalidToken, Description: "the access token is DPoP-bound; send it with the DPoP scheme and a proof"}
 	}
-	return c, false, nil
+	return c, nil
 }
 
 // verifyDPoP checks a DPoP-scheme request (RFC 9449 §7.1 and §4.3).

@@ -243,12 +243,12 @@ func (a *Authenticator) Middleware(next http.Handler) http.Handler {
 // context, recorded as verified by a with the scheme the request used, or
 // writes the refusal and returns nil.
 func (a *Authenticator) authenticate(w http.ResponseWriter, r *http.Request) (*http.Request, *verification) {
-	c, isDPoP, err := a.credentials(w, r) // a bearer or a DPoP-bound token (dpop.go)
+	c, err := a.credentials(w, r) // a bearer or a DPoP-bound token (dpop.go)
 	if err != nil {
 		a.refuse(w, r, errorFor(err))
 		return nil, nil
 	}
-	v := &verification{claims: c, by: a, dpop: isDPoP}
+	v := &verification{claims: c, by: a}
 	return r.WithContext(context.WithValue(r.Context(), contextKey{}, v)), v
 }
 
@@ -338,7 +338,7 @@ func (a *Authenticator) require(check func(*Claims) *Error) func(http.Handler) h
 				}
 			}
 			if e := check(v.claims); e != nil {
-				e.dpop = v.dpop
+				e.dpop = v.claims.JKT != "" // the request used the DPoP scheme (credentials)
 				a.refuse(w, r, e)
 				return
 			}

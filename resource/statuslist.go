@@ -147,9 +147,6 @@ func (s *statusChecker) check(ctx context.Context, c *Claims) error {
 	// §4.1). Dividing rather than multiplying idx*bits keeps any index,
 	// however large, from overflowing into a valid one.
 	idx := *ref.Idx
-	if snap.bits <= 0 || snap.bits > 8 || 8%snap.bits != 0 {
-		return fmt.Errorf("%w: status list: bits %d", ErrUnavailable, snap.bits) // parse allows 1, 2, 4, 8 only
-	}
 	perByte := int64(8 / snap.bits)
 	byteIdx := idx / perByte
 	if byteIdx >= int64(len(snap.raw)) {
