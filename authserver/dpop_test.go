@@ -351,6 +351,18 @@ func TestDPoPUserinfo(t *testing.T) {
 			}
 		})
 	}
+	// A token that does not verify, sent with the DPoP scheme, is refused
+	// with a DPoP challenge (RFC 9449 §7.1), not a Bearer one.
+	req, _ := http.NewRequest(http.MethodGet, env.srv.URL+"/userinfo", nil)
+	req.Header.Set("Authorization", "DPoP not-a-token")
+	req.Header.Set("DPoP", key.Proof(dpop.ProofClaims{Method: "GET", URL: env.issuer + "/userinfo", AccessToken: "not-a-token"}))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, ch := decode(t, resp), resp.Header.Get("WWW-Authenticate"); resp.StatusCode != 401 || m["error"] != "invalid_token" || !strings.HasPrefix(ch, "DPoP ") {
+		t.Fatalf("an invalid token with the DPoP scheme: %d %v %q", resp.StatusCode, m, ch)
+	}
 	// A proof of another key is refused before its jti is recorded: sent
 	// again, it is refused for its key, not as a replay.
 	other := dpoptest.NewKey(t).Proof(dpop.ProofClaims{Method: "GET", URL: env.issuer + "/userinfo", AccessToken: at})

@@ -57,6 +57,11 @@ func (s *Server) handleUserinfo(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	// Refusals answer with the scheme the request used (RFC 9449 §7.1).
+	refuse := bearerError
+	if dpopScheme {
+		refuse = dpopChallengeError
+	}
 	ctx := r.Context()
 	grant, oe := s.userinfoGrant(ctx, token)
 	if oe != nil && oe.Status >= 500 {
@@ -64,7 +69,7 @@ func (s *Server) handleUserinfo(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if oe != nil {
-		bearerError(w, oe.Status, oe.Code, oe.Description)
+		refuse(w, oe.Status, oe.Code, oe.Description)
 		return
 	}
 	if !s.userinfoBinding(w, r, token, grant.cnf, dpopScheme) {
@@ -72,7 +77,7 @@ func (s *Server) handleUserinfo(w http.ResponseWriter, r *http.Request) {
 	}
 	u, err := s.userinfoUser(ctx, grant.userID)
 	if errors.Is(err, storage.ErrNotFound) {
-		bearerError(w, http.StatusUnauthorized, errInvalidToken, "The access token's user no longer exists.")
+		refuse(w, http.StatusUnauthorized, errInvalidToken, "The access token's user no longer exists.")
 		return
 	}
 	if err != nil {
