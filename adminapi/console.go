@@ -388,7 +388,7 @@ func (c *console) userAction(w http.ResponseWriter, r *http.Request, _ consoleSe
 		return err
 	}
 	if disable {
-		if _, err := c.api.cfg.Store.RevokeTokens(r.Context(), storage.TokenFilter{Subject: u.ID}); err != nil {
+		if _, err := c.api.revokeAll(r.Context(), u.ID); err != nil {
 			return err
 		}
 	}

@@ -125,7 +125,7 @@ form.inline{display:inline}
 {{with .User}}<h2>{{.Email}}{{if .Name}} ({{.Name}}){{end}}{{if .Disabled}} · disabled{{end}}</h2>
 <h3>Browser sessions</h3>
 <p class="muted">A browser session is stored under a hash of its cookie, which is never shown. Ending the sessions signs the user out
-of every browser and revokes every token and remembered consent of the user.</p>
+of every browser, sends logout tokens to the clients registered for back-channel logout, and revokes every token and remembered consent of the user.</p>
 <form method="post" action="/admin/ui/users/{{.ID}}/sessions/revoke"><input type="hidden" name="csrf" value="{{$.CSRF}}"><button>End all sessions of {{.Email}}</button></form>
 <h3>Consents</h3>
 <table class="consents"><thead><tr><th scope="col">Client</th><th scope="col">Scopes</th><th scope="col">Action</th><th scope="col">Granted (UTC)</th></tr></thead><tbody>

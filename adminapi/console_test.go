@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/oauthkit/authserver/adminapi"
+	"github.com/oauthkit/authserver/authserver"
 	"github.com/oauthkit/authserver/internal/password"
 	"github.com/oauthkit/authserver/storage"
 )
@@ -26,8 +27,8 @@ type consoleEnv struct {
 	metrics *adminapi.MetricsRing
 }
 
-func newConsoleEnv(t testing.TB) *consoleEnv {
-	e := newEnv(t)
+func newConsoleEnv(t testing.TB, opts ...func(*authserver.Config)) *consoleEnv {
+	e := newEnv(t, opts...)
 	ui := httptest.NewUnstartedServer(nil)
 	base := "http://" + ui.Listener.Addr().String()
 	now := time.Now().UTC()

@@ -84,7 +84,9 @@ var openAPIRouter = sync.OnceValues(func() (routers.Router, error) {
 	return gorillamux.NewRouter(doc)
 })
 
-func newEnv(t testing.TB) *env {
+// newEnv starts the public server and the admin API on a fresh SQLite
+// store; opts adjust the public server's configuration.
+func newEnv(t testing.TB, opts ...func(*authserver.Config)) *env {
 	t.Helper()
 	ctx := t.Context()
 	st, err := sqlstore.OpenSQLite(ctx, t.TempDir()+"/auth.db")
@@ -122,8 +124,12 @@ func newEnv(t testing.TB) *env {
 	}
 	e.pub = httptest.NewUnstartedServer(nil)
 	auditLog := authserver.NewAuditLog(io.MultiWriter(e.audit, e.ring), 1)
-	srv, err := authserver.New(authserver.Config{Issuer: "http://" + e.pub.Listener.Addr().String(), Secret: testSecret,
-		PasswordParams: password.TestParams, Logger: quiet, Audit: auditLog}, st, e.km)
+	cfg := authserver.Config{Issuer: "http://" + e.pub.Listener.Addr().String(), Secret: testSecret,
+		PasswordParams: password.TestParams, Logger: quiet, Audit: auditLog}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	srv, err := authserver.New(cfg, st, e.km)
 	if err != nil {
 		t.Fatal(err)
 	}

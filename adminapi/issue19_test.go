@@ -1,9 +1,11 @@
 package adminapi_test
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strings"
@@ -11,6 +13,7 @@ import (
 	"time"
 
 	"github.com/oauthkit/authserver/adminapi"
+	"github.com/oauthkit/authserver/authserver"
 	"github.com/oauthkit/authserver/storage"
 )
 
@@ -313,4 +316,104 @@ func TestUsersByEmailPrefix(t *testing.T) {
 	e.call(http.MethodGet, "/admin/v1/users?email_prefix=%00", nil).want(t, http.StatusBadRequest)
 	e.call(http.MethodGet, "/admin/v1/users?email_prefix=%ff", nil).want(t, http.StatusBadRequest)
 	e.callAs("", http.MethodGet, "/admin/v1/users?email_prefix=user", nil).want(t, http.StatusUnauthorized)
+}
+
+// Ending a user's sessions through the admin API or the console sends a
+// logout token to each client that got an ID token in them (Back-Channel
+// Logout 1.0), as a sign-out on the public pages does: one session by sid,
+// all of them, a disabled user's and a forced password reset's.
+func TestAdminEndedSessionsSendLogoutTokens(t *testing.T) {
+	got := make(chan string, 8)
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := r.ParseForm(); err == nil {
+			got <- r.PostForm.Get("logout_token")
+		}
+	}))
+	t.Cleanup(recv.Close)
+	// The receiver is on loopback, which the server refuses to call unless
+	// told otherwise.
+	ce := newConsoleEnv(t, func(c *authserver.Config) { c.InsecureAllowPrivateClientURLs = true })
+	t.Cleanup(ce.srv.WaitBackchannel)
+	now := time.Now().UTC()
+	rp := storage.Client{ID: "rp", Public: true, GrantTypes: []string{"authorization_code"}, Scopes: []string{"openid"},
+		RedirectURIs: []string{"https://rp.example/cb"}, BackchannelLogoutURI: recv.URL + "/bc", SkipConsent: true, CreatedAt: now, UpdatedAt: now}
+	if err := ce.store.CreateClient(t.Context(), rp); err != nil {
+		t.Fatal(err)
+	}
+	base := "/admin/v1/users/" + ce.alice.ID
+	// signIn starts a browser session for alice in which rp gets a code
+	// with the openid scope (which records rp as a client to notify); it
+	// returns the session's sid.
+	signIn := func() string {
+		t.Helper()
+		c := browser(t)
+		if resp, _ := ce.signIn(t, c, "alice@example.com", alicePW); resp.StatusCode != http.StatusOK {
+			t.Fatalf("sign-in: %d", resp.StatusCode)
+		}
+		c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+		resp, _ := fetch(t, c, http.MethodGet, ce.pub.URL+"/authorize?"+url.Values{"response_type": {"code"}, "client_id": {"rp"},
+			"redirect_uri": {"https://rp.example/cb"}, "scope": {"openid"}, "state": {"state-123"}, "nonce": {"n-1"},
+			"code_challenge": {"E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"}, "code_challenge_method": {"S256"}}.Encode(), nil)
+		loc, err := resp.Location()
+		if err != nil || loc.Query().Get("code") == "" {
+			t.Fatalf("authorize: %d %v", resp.StatusCode, loc)
+		}
+		// The earlier sessions have ended: this one is the only one.
+		var ss adminapi.List[adminapi.Session]
+		ce.call(http.MethodGet, base+"/sessions", nil).want(t, http.StatusOK).decode(t, &ss)
+		if len(ss.Items) != 1 {
+			t.Fatalf("sessions: %+v", ss.Items)
+		}
+		return ss.Items[0].ID
+	}
+	// told waits for rp's logout token and returns its sid.
+	told := func(what string) string {
+		t.Helper()
+		select {
+		case lt := <-got:
+			parts := strings.Split(lt, ".")
+			var c map[string]any
+			if b, err := base64.RawURLEncoding.DecodeString(parts[min(1, len(parts)-1)]); err != nil || json.Unmarshal(b, &c) != nil {
+				t.Fatalf("%s: not a logout token: %q", what, lt)
+			}
+			if c["sub"] != ce.alice.ID || c["aud"] == nil || c["events"] == nil {
+				t.Fatalf("%s: logout token claims %v", what, c)
+			}
+			sid, _ := c["sid"].(string)
+			return sid
+		case <-time.After(2 * time.Second):
+			t.Fatalf("%s: no logout token", what)
+			return ""
+		}
+	}
+
+	sid := signIn()
+	ce.call(http.MethodDelete, base+"/sessions/"+sid, nil).want(t, http.StatusNoContent)
+	if got := told("DELETE /sessions/{sid}"); got != sid {
+		t.Fatalf("DELETE /sessions/{sid}: logout token for sid %q, want %q", got, sid)
+	}
+
+	sid = signIn()
+	ce.call(http.MethodDelete, base+"/sessions", nil).want(t, http.StatusOK)
+	if got := told("DELETE /sessions"); got != sid {
+		t.Fatalf("DELETE /sessions: logout token for sid %q, want %q", got, sid)
+	}
+
+	sid = signIn()
+	ce.call(http.MethodPost, base+"/disable", nil).want(t, http.StatusOK)
+	if got := told("disable"); got != sid {
+		t.Fatalf("disable: logout token for sid %q, want %q", got, sid)
+	}
+	ce.call(http.MethodPost, base+"/enable", nil).want(t, http.StatusOK)
+
+	sid = signIn()
+	ce.call(http.MethodPost, base+"/password", map[string]any{"password": "a new password, long enough", "force_change": true}).want(t, http.StatusOK)
+	if got := told("set-password with force_change"); got != sid {
+		t.Fatalf("set-password: logout token for sid %q, want %q", got, sid)
+	}
+	select {
+	case lt := <-got:
+		t.Fatalf("an extra logout token: %q", lt)
+	case <-time.After(200 * time.Millisecond):
+	}
 }

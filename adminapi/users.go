@@ -231,7 +231,7 @@ func (a *API) updateUser(w http.ResponseWriter, r *http.Request, fn func(*storag
 	}
 	if wasEnabled && u.Disabled {
 		// A disabled user's sessions end and their refresh tokens stop.
-		if _, err := a.cfg.Store.RevokeTokens(r.Context(), storage.TokenFilter{Subject: u.ID}); err != nil {
+		if _, err := a.revokeAll(r.Context(), u.ID); err != nil {
 			return u, err
 		}
 	}
@@ -286,7 +286,11 @@ func (a *API) setPassword(w http.ResponseWriter, r *http.Request) (err error) {
 	// A change form shown for an earlier reset password stops working; a
 	// forced reset also ends the browser sessions.
 	after := func(u storage.User) error {
-		return authserver.PasswordSet(r.Context(), a.cfg.Store, u.ID, in.ForceChange)
+		if in.ForceChange {
+			_, err := a.cfg.Server.EndBrowserSessions(r.Context(), u.ID)
+			return err
+		}
+		return authserver.PasswordSet(r.Context(), a.cfg.Store, u.ID, false)
 	}
 	_, err = a.updateUser(w, r, func(u *storage.User) error {
 		u.PasswordHash, u.MustChangePassword = h, in.ForceChange
@@ -315,7 +319,8 @@ func (a *API) enableUser(w http.ResponseWriter, r *http.Request) (err error) {
 	return err
 }
 
-// deleteUser deletes a user and revokes their tokens and sessions.
+// deleteUser deletes a user and revokes their tokens and sessions (whose
+// clients get logout tokens).
 func (a *API) deleteUser(w http.ResponseWriter, r *http.Request) (err error) {
 	id := mux.Vars(r)["id"]
 	defer func() { a.audit(r, "users delete", id, err) }()
@@ -326,7 +331,7 @@ func (a *API) deleteUser(w http.ResponseWriter, r *http.Request) (err error) {
 	if err := checkIfMatch(r, userETag(u)); err != nil {
 		return err
 	}
-	if _, err := a.cfg.Store.RevokeTokens(r.Context(), storage.TokenFilter{Subject: id}); err != nil {
+	if _, err := a.revokeAll(r.Context(), id); err != nil {
 		return err
 	}
 	if err := a.cfg.Store.DeleteUser(r.Context(), id); err != nil {
@@ -388,8 +393,21 @@ func (a *API) revokeUserSessions(ctx context.Context, id string) (storage.User, 
 	if err != nil {
 		return u, 0, err
 	}
-	n, err := a.cfg.Store.RevokeTokens(ctx, storage.TokenFilter{Subject: id})
+	n, err := a.revokeAll(ctx, id)
 	return u, n, err
+}
+
+// revokeAll ends every browser session of the user, sending logout tokens
+// to the clients that got ID tokens in them (Server.EndBrowserSessions),
+// then revokes every token of the user. It returns how many records it
+// ended, the sessions included.
+func (a *API) revokeAll(ctx context.Context, id string) (int64, error) {
+	ended, err := a.cfg.Server.EndBrowserSessions(ctx, id)
+	if err != nil {
+		return 0, err
+	}
+	n, err := a.cfg.Store.RevokeTokens(ctx, storage.TokenFilter{Subject: id})
+	return int64(ended) + n, err
 }
 
 // Session is the API form of a browser session: its public identifier
@@ -435,15 +453,16 @@ func (a *API) listSessions(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// endSession ends one browser session of the user; its tokens stay valid
-// (revoke them by grant).
+// endSession ends one browser session of the user and sends logout tokens
+// to the clients that got ID tokens in it; its tokens stay valid (revoke
+// them by grant).
 func (a *API) endSession(w http.ResponseWriter, r *http.Request) (err error) {
 	id, sid := mux.Vars(r)["id"], mux.Vars(r)["sid"]
 	defer func() { a.audit(r, "users end-session", id, err) }()
 	if _, err := a.cfg.Store.GetUser(r.Context(), id); err != nil {
 		return err
 	}
-	if err := authserver.EndBrowserSession(r.Context(), a.cfg.Store, id, sid); err != nil {
+	if err := a.cfg.Server.EndBrowserSession(r.Context(), id, sid); err != nil {
 		if errors.Is(err, storage.ErrNotFound) {
 			return problem(http.StatusNotFound, "the user has no such session")
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/oauthkit/authserver/storage"
@@ -18,6 +19,13 @@ import (
 // password change (EndPasswordChanges); tokens are left alone. It returns
 // how many sessions ended.
 func EndBrowserSessions(ctx context.Context, st storage.Tokens, userID string) (int, error) {
+	return endEach(ctx, st, userID, func(t storage.Token) error { return endSessionRecord(ctx, st, t) })
+}
+
+// endEach ends the user's pending password changes, then calls end on the
+// record of each browser session of the user; it returns how many ended (a
+// record another request ended first, storage.ErrNotFound, is skipped).
+func endEach(ctx context.Context, st storage.Tokens, userID string, end func(storage.Token) error) (int, error) {
 	if _, err := EndPasswordChanges(ctx, st, userID); err != nil {
 		return 0, err
 	}
@@ -27,7 +35,7 @@ func EndBrowserSessions(ctx context.Context, st storage.Tokens, userID string) (
 	}
 	n := 0
 	for _, t := range ts {
-		err := endSessionRecord(ctx, st, t)
+		err := end(t)
 		if errors.Is(err, storage.ErrNotFound) {
 			continue
 		}
@@ -113,20 +121,55 @@ func ListBrowserSessions(ctx context.Context, st storage.Tokens, userID string, 
 	return out, nil
 }
 
-// EndBrowserSession ends the user's browser session with the public
-// identifier sid: its cookie stops working on every instance. Tokens issued
-// in it are left alone (revoke them by grant). It returns
-// storage.ErrNotFound when the user has no such session.
-func EndBrowserSession(ctx context.Context, st storage.Tokens, userID, sid string) error {
+// findBrowserSession returns the record of the user's browser session with
+// the public identifier sid, or storage.ErrNotFound.
+func findBrowserSession(ctx context.Context, st storage.Tokens, userID, sid string) (storage.Token, error) {
 	ts, err := st.ListTokens(ctx, storage.BrowserSession, userID)
+	if err != nil {
+		return storage.Token{}, err
+	}
+	for _, t := range ts {
+		if t.RequestID == sid && sid != "" {
+			return t, nil
+		}
+	}
+	return storage.Token{}, fmt.Errorf("authserver: session of %s: %w", userID, storage.ErrNotFound)
+}
+
+// EndBrowserSession ends the user's browser session with the public
+// identifier sid: its cookie stops working on every instance, and every
+// client that got an ID token in it is sent a logout token, as on a
+// sign-out (the OpenID Provider's session has ended, whoever ended it, and
+// the clients' sessions end with it: Back-Channel Logout 1.0). Tokens
+// issued in the session are left alone (revoke them by grant). Delivery
+// runs in the background (WaitBackchannel). It returns storage.ErrNotFound
+// when the user has no such session.
+func (s *Server) EndBrowserSession(ctx context.Context, userID, sid string) error {
+	t, err := findBrowserSession(ctx, s.store, userID, sid)
 	if err != nil {
 		return err
 	}
-	for _, t := range ts {
-		if t.RequestID != sid || sid == "" {
-			continue
-		}
-		return endSessionRecord(ctx, st, t)
+	return s.endAndNotify(ctx, t)
+}
+
+// EndBrowserSessions ends every browser session and pending password change
+// of the user, as the function EndBrowserSessions does, and sends logout
+// tokens for each session as the method EndBrowserSession does. It returns how many
+// sessions ended. Call it before revoking a user's tokens wholesale
+// (storage.Tokens.RevokeTokens by subject), which would drop the records of
+// whom to notify.
+func (s *Server) EndBrowserSessions(ctx context.Context, userID string) (int, error) {
+	return endEach(ctx, s.store, userID, func(t storage.Token) error { return s.endAndNotify(ctx, t) })
+}
+
+// endAndNotify deletes the browser session record t and notifies the
+// clients that got ID tokens in it. Deleting the record claims the session:
+// of two requests ending it, one notifies.
+func (s *Server) endAndNotify(ctx context.Context, t storage.Token) error {
+	if err := s.store.DeleteToken(ctx, storage.BrowserSession, t.Signature); err != nil {
+		return err
 	}
-	return fmt.Errorf("authserver: session of %s: %w", userID, storage.ErrNotFound)
+	s.audit(ctx, "signed_out", slog.String("sub", t.Subject))
+	s.backchannelLogout(context.WithoutCancel(ctx), &browserSession{sid: t.RequestID, user: storage.User{ID: t.Subject}})
+	return nil
 }

@@ -3,6 +3,7 @@ package authserver
 import (
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -371,4 +372,76 @@ func TestEndSessionHintFromEarlierSessionAsks(t *testing.T) {
 		}
 		wantSignedIn(t, e, b, false)
 	})
+}
+
+// An administrator ending a session (as the admin API and the console do)
+// notifies its clients as a sign-out does, and the browser is signed out;
+// ending all of a user's sessions notifies each once.
+func TestBackchannelLogoutWhenAdministratorEndsSessions(t *testing.T) {
+	got := make(chan string, 4)
+	recv := newHTTPTestServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := r.ParseForm(); err == nil {
+			got <- r.PostForm.Get("logout_token")
+		}
+	}))
+	e := newOIDCEnvConfig(t, allowPrivateClientURLs, func(c *storage.Client) { c.BackchannelLogoutURI = recv + "/backchannel" })
+	t.Cleanup(e.as.WaitBackchannel)
+	receive := func() string {
+		t.Helper()
+		select {
+		case lt := <-got:
+			return lt
+		case <-time.After(2 * time.Second):
+			t.Fatal("no logout token")
+			return ""
+		}
+	}
+	b := newBrowser(t, e.testEnv)
+	_, claims := e.idToken(t, e.codeFlow(t, b))
+	if err := e.as.EndBrowserSession(t.Context(), e.alice.ID, "no-such-session"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("an unknown session: %v", err)
+	}
+	if err := e.as.EndBrowserSession(t.Context(), "u-nobody", claims["sid"].(string)); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("the session under another user: %v", err)
+	}
+	if err := e.as.EndBrowserSession(t.Context(), e.alice.ID, claims["sid"].(string)); err != nil {
+		t.Fatal(err)
+	}
+	e.checkLogoutToken(t, receive(), claims["sid"], "rp")
+	p, _ := e.authorize(t, b, "prompt", "none")
+	if q := e.callback(t, p, rpRedirect); q.Get("error") != "login_required" {
+		t.Fatalf("prompt=none after the session ended: %v", q)
+	}
+	if err := e.as.EndBrowserSession(t.Context(), e.alice.ID, claims["sid"].(string)); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("the ended session again: %v", err)
+	}
+
+	// Two browsers, two sessions: each client session is told once.
+	b2 := newBrowser(t, e.testEnv)
+	_, c1 := e.idToken(t, e.codeFlow(t, b))
+	_, c2 := e.idToken(t, e.codeFlow(t, b2))
+	if n, err := e.as.EndBrowserSessions(t.Context(), e.alice.ID); n != 2 || err != nil {
+		t.Fatalf("EndBrowserSessions: %d %v", n, err)
+	}
+	sids := map[any]bool{}
+	for range 2 {
+		lt := receive()
+		sid := jwtClaims(t, lt)["sid"]
+		if sid != c1["sid"] && sid != c2["sid"] {
+			t.Fatalf("a logout token for sid %v, want %v or %v", sid, c1["sid"], c2["sid"])
+		}
+		e.checkLogoutToken(t, lt, sid, "rp")
+		sids[sid] = true
+	}
+	if len(sids) != 2 {
+		t.Fatalf("logout tokens named %v, want %v and %v", sids, c1["sid"], c2["sid"])
+	}
+	if n, err := e.as.EndBrowserSessions(t.Context(), e.alice.ID); n != 0 || err != nil {
+		t.Fatalf("EndBrowserSessions again: %d %v", n, err)
+	}
+	select {
+	case lt := <-got:
+		t.Fatalf("a logout token after the sessions had ended: %v", jwtClaims(t, lt))
+	case <-time.After(200 * time.Millisecond):
+	}
 }

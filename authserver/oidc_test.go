@@ -774,7 +774,13 @@ func TestBackchannelLogout(t *testing.T) {
 	case <-time.After(time.Second):
 		t.Fatal("no logout token within a second of sign-out")
 	}
-	// Verify it as a relying party would (Back-Channel Logout §2.6).
+	e.checkLogoutToken(t, lt, claims["sid"], "rp")
+}
+
+// checkLogoutToken verifies a logout token as a relying party would
+// (Back-Channel Logout §2.6): alice's, for the client aud, naming sid.
+func (e *oidcEnv) checkLogoutToken(t *testing.T, lt string, sid any, aud string) {
+	t.Helper()
 	jws, err := e.verifierKeySet(t).VerifySignature(context.Background(), lt)
 	if err != nil {
 		t.Fatalf("logout token signature: %v", err)
@@ -788,10 +794,10 @@ func TestBackchannelLogout(t *testing.T) {
 		t.Errorf("logout token header %s", hdr)
 	}
 	ev, _ := c["events"].(map[string]any)
-	if _, ok := ev[backchannelEvent]; !ok || c["sid"] != claims["sid"] || c["sub"] != e.alice.ID || c["iss"] != e.issuer || c["nonce"] != nil || c["jti"] == nil {
-		t.Fatalf("logout token claims %v", c)
+	if _, ok := ev[backchannelEvent]; !ok || sid == nil || c["sid"] != sid || c["sub"] != e.alice.ID || c["iss"] != e.issuer || c["nonce"] != nil || c["jti"] == nil {
+		t.Fatalf("logout token claims %v (want sid %v)", c, sid)
 	}
-	if aud, _ := c["aud"].([]any); len(aud) != 1 || aud[0] != "rp" {
+	if a, _ := c["aud"].([]any); len(a) != 1 || a[0] != aud {
 		t.Fatalf("logout token aud %v", c["aud"])
 	}
 }
