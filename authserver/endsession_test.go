@@ -242,7 +242,8 @@ func wantSignedIn(t *testing.T, e *oidcEnv, b *browser, want bool) {
 // rotation (a relying party keeps its ID token for the whole session) is
 // treated as absent at the end-session endpoint: the user is asked, and a
 // registered post_logout_redirect_uri is honoured when client_id names the
-// client, as without a hint. A hint from another issuer, or with a bad
+// client, as without a hint. At /authorize it is treated as absent too,
+// except with prompt=none, which gets login_required. A hint from another issuer, or with a bad
 // signature under a published key, stays an error (TestOIDCHostile).
 func TestEndSessionHintWithDeletedKey(t *testing.T) {
 	setup := func(t *testing.T) (*oidcEnv, *browser, string) {
@@ -316,6 +317,21 @@ func TestEndSessionHintWithDeletedKey(t *testing.T) {
 			t.Fatalf("forged kid: %d %v", p.status, p.location)
 		}
 		wantSignedIn(t, e, b, true)
+	})
+	t.Run("AuthorizeAsksOrTreatsItAsAbsent", func(t *testing.T) {
+		// At /authorize: prompt=none cannot confirm whom the hint names
+		// (login_required, which a relying party answers with an
+		// interactive request); an interactive request goes on as without
+		// a hint.
+		e, b, hint := setup(t)
+		p, _ := e.authorize(t, b, "prompt", "none", "id_token_hint", hint)
+		if q := e.callback(t, p, rpRedirect); q.Get("error") != "login_required" || q.Get("state") != "state-123" || q.Get("iss") != e.issuer {
+			t.Fatalf("prompt=none with the hint: %v", q)
+		}
+		tok := e.codeFlow(t, b, "id_token_hint", hint)
+		if idt, _ := e.idToken(t, tok); idt.Subject != e.alice.ID {
+			t.Fatalf("the interactive request's ID token is for %q", idt.Subject)
+		}
 	})
 	t.Run("BadSignatureUnderPublishedKeyIsAnError", func(t *testing.T) {
 		e, b, _ := setup(t)

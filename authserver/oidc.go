@@ -265,10 +265,22 @@ func (s *Server) validateOIDC(az *authzRequest) *authzError {
 	}
 	if hint := form.Get("id_token_hint"); hint != "" {
 		sub, ok := s.idTokenHintSubject(hint)
-		if !ok {
+		switch {
+		case ok:
+			p.hintSub = sub
+		case !s.hintKeyGone(hint):
 			return redirectError(errInvalidRequest, "The id_token_hint is not an ID token issued by this server.")
+		case p.has(promptNone):
+			// One of our ID tokens under a key since deleted (a relying
+			// party keeps its ID token as long as its session): whom it
+			// names cannot be checked, so no session can be confirmed to
+			// be theirs without the user (Core §3.1.2.1: login_required).
+			return redirectError(errLoginRequired, "The id_token_hint can no longer be verified; the user must sign in.")
+		default:
+			// Treated as absent, as at the end-session endpoint: the user
+			// signs in or sees whose session goes on.
+			s.log.Debug("authorize: the id_token_hint's key is no longer published; treated as absent")
 		}
-		p.hintSub = sub
 	}
 	az.oidc = p
 	return nil
