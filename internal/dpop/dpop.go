@@ -198,8 +198,8 @@ func ATH(accessToken string) string {
 // decoded ("%7E" is "~") and the hex digits of the other escapes upper-case
 // ("%2f" is "%2F"), dot segments removed (§5.2.4), an empty path as "/",
 // and no query or fragment. Reserved characters stay as they are, encoded
-// or not: "%2F" is not "/", and "//" is not "/". The proof's htu and the
-// request's URL both go through it.
+// or not: "%2F" is not "/", and "//" is not "/". A URL with userinfo is
+// refused. The proof's htu and the request's URL both go through it.
 func Normalize(raw string) (string, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
@@ -207,6 +207,12 @@ func Normalize(raw string) (string, error) {
 	}
 	if !u.IsAbs() || u.Host == "" || u.Opaque != "" {
 		return "", errors.New("dpop: htu is not an absolute http(s) URL")
+	}
+	if u.User != nil {
+		// Userinfo is part of the authority (RFC 3986 §3.2): dropping it
+		// would make "https://x@as.example/token" the URL of a request to
+		// "https://as.example/token". No request URL carries one.
+		return "", errors.New("dpop: htu has userinfo")
 	}
 	scheme := strings.ToLower(u.Scheme)
 	host := strings.ToLower(u.Hostname())

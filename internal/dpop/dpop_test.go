@@ -31,7 +31,7 @@ func TestNormalize(t *testing.T) {
 			t.Errorf("Normalize(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
 		}
 	}
-	for _, bad := range []string{"/token", "token", "urn:x:y", "http://"} {
+	for _, bad := range []string{"/token", "token", "urn:x:y", "http://", "https://x@as.example/token", "https://:@as.example/token"} {
 		if _, err := Normalize(bad); err == nil {
 			t.Errorf("Normalize(%q) accepted", bad)
 		}
