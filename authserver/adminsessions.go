@@ -23,13 +23,20 @@ func EndBrowserSessions(ctx context.Context, st storage.Tokens, userID string) (
 }
 
 // endEach ends the user's pending password changes, then calls end on the
-// record of each browser session of the user; it returns how many ended (a
-// record another request ended first, storage.ErrNotFound, is skipped).
+// record of each browser session of the user; it returns how many sessions
+// ended.
 func endEach(ctx context.Context, st storage.Tokens, userID string, end func(storage.Token) error) (int, error) {
 	if _, err := EndPasswordChanges(ctx, st, userID); err != nil {
 		return 0, err
 	}
-	ts, err := st.ListTokens(ctx, storage.BrowserSession, userID)
+	return eachRecord(ctx, st, storage.BrowserSession, userID, end)
+}
+
+// eachRecord calls end on every record of kind whose subject is userID and
+// returns how many it ended: a record that another request ended first
+// (storage.ErrNotFound) is skipped, any other error stops.
+func eachRecord(ctx context.Context, st storage.Tokens, kind storage.TokenKind, userID string, end func(storage.Token) error) (int, error) {
+	ts, err := st.ListTokens(ctx, kind, userID)
 	if err != nil {
 		return 0, err
 	}

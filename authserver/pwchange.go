@@ -222,20 +222,11 @@ func (s *Server) postPasswordChange(w http.ResponseWriter, r *http.Request, form
 // forms already shown stop working. EndBrowserSessions calls it; call it
 // also after setting a user's password. It returns how many ended.
 func EndPasswordChanges(ctx context.Context, st storage.Tokens, userID string) (int, error) {
-	ts, err := st.ListTokens(ctx, passwordChangeKind, userID)
+	n, err := eachRecord(ctx, st, passwordChangeKind, userID, func(t storage.Token) error {
+		return st.DeleteToken(ctx, passwordChangeKind, t.Signature)
+	})
 	if err != nil {
-		return 0, fmt.Errorf("authserver: list the password changes of %s: %w", userID, err)
-	}
-	n := 0
-	for _, t := range ts {
-		err := st.DeleteToken(ctx, passwordChangeKind, t.Signature)
-		if errors.Is(err, storage.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return n, fmt.Errorf("authserver: end a password change of %s: %w", userID, err)
-		}
-		n++
+		return n, fmt.Errorf("authserver: end the password changes of %s: %w", userID, err)
 	}
 	return n, nil
 }
