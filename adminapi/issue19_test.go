@@ -321,7 +321,9 @@ func TestUsersByEmailPrefix(t *testing.T) {
 // Ending a user's sessions through the admin API or the console sends a
 // logout token to each client that got an ID token in them (Back-Channel
 // Logout 1.0), as a sign-out on the public pages does: one session by sid,
-// all of them, a disabled user's and a forced password reset's.
+// all of them (also when the session record itself is already gone), a
+// revocation of all of a user's tokens, a disabled or deleted user's, a
+// forced password reset's.
 func TestAdminEndedSessionsSendLogoutTokens(t *testing.T) {
 	got := make(chan string, 8)
 	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -340,16 +342,24 @@ func TestAdminEndedSessionsSendLogoutTokens(t *testing.T) {
 	if err := ce.store.CreateClient(t.Context(), rp); err != nil {
 		t.Fatal(err)
 	}
-	base := "/admin/v1/users/" + ce.alice.ID
-	// signIn starts a browser session for alice in which rp gets a code
+	// signIn starts a browser session of the user in which rp gets a code
 	// with the openid scope (which records rp as a client to notify); it
 	// returns the session's sid.
-	signIn := func() string {
+	sessions := func(id string) []string {
 		t.Helper()
-		c := browser(t)
-		if resp, _ := ce.signIn(t, c, "alice@example.com", alicePW); resp.StatusCode != http.StatusOK {
-			t.Fatalf("sign-in: %d", resp.StatusCode)
+		var ss adminapi.List[adminapi.Session]
+		ce.call(http.MethodGet, "/admin/v1/users/"+id+"/sessions", nil).want(t, http.StatusOK).decode(t, &ss)
+		var out []string
+		for _, s := range ss.Items {
+			out = append(out, s.ID)
 		}
+		return out
+	}
+	signIn := func(email, pw, id string) string {
+		t.Helper()
+		before := sessions(id)
+		c := browser(t)
+		ce.signIn(t, c, email, pw) // the console may refuse the user: the session exists
 		c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 		resp, _ := fetch(t, c, http.MethodGet, ce.pub.URL+"/authorize?"+url.Values{"response_type": {"code"}, "client_id": {"rp"},
 			"redirect_uri": {"https://rp.example/cb"}, "scope": {"openid"}, "state": {"state-123"}, "nonce": {"n-1"},
@@ -358,16 +368,15 @@ func TestAdminEndedSessionsSendLogoutTokens(t *testing.T) {
 		if err != nil || loc.Query().Get("code") == "" {
 			t.Fatalf("authorize: %d %v", resp.StatusCode, loc)
 		}
-		// The earlier sessions have ended: this one is the only one.
-		var ss adminapi.List[adminapi.Session]
-		ce.call(http.MethodGet, base+"/sessions", nil).want(t, http.StatusOK).decode(t, &ss)
-		if len(ss.Items) != 1 {
-			t.Fatalf("sessions: %+v", ss.Items)
+		after := slices.DeleteFunc(sessions(id), func(sid string) bool { return slices.Contains(before, sid) })
+		if len(after) != 1 {
+			t.Fatalf("new sessions of %s: %v", id, after)
 		}
-		return ss.Items[0].ID
+		return after[0]
 	}
-	// told waits for rp's logout token and returns its sid.
-	told := func(what string) string {
+	// told waits for rp's logout token and checks it is for the user's
+	// session sid.
+	told := func(what, id, sid string) {
 		t.Helper()
 		select {
 		case lt := <-got:
@@ -376,41 +385,82 @@ func TestAdminEndedSessionsSendLogoutTokens(t *testing.T) {
 			if b, err := base64.RawURLEncoding.DecodeString(parts[min(1, len(parts)-1)]); err != nil || json.Unmarshal(b, &c) != nil {
 				t.Fatalf("%s: not a logout token: %q", what, lt)
 			}
-			if c["sub"] != ce.alice.ID || c["aud"] == nil || c["events"] == nil {
-				t.Fatalf("%s: logout token claims %v", what, c)
+			if c["sub"] != id || c["sid"] != sid || c["events"] == nil {
+				t.Fatalf("%s: logout token claims %v, want sub %s and sid %s", what, c, id, sid)
 			}
-			sid, _ := c["sid"].(string)
-			return sid
-		case <-time.After(2 * time.Second):
+		case <-time.After(5 * time.Second):
 			t.Fatalf("%s: no logout token", what)
-			return ""
 		}
 	}
+	alice, bob := ce.alice.ID, "u-bob"
+	base := "/admin/v1/users/" + alice
 
-	sid := signIn()
+	// The console, as alice (an admin), on bob.
+	admin := browser(t)
+	_, page := ce.signIn(t, admin, "alice@example.com", alicePW)
+	csrf := csrfOf(t, page)
+	sid := signIn("bob@example.com", bobPassword, bob)
+	if resp, _ := fetch(t, admin, http.MethodPost, ce.ui.URL+"/admin/ui/users/u-bob/sessions/revoke", url.Values{"csrf": {csrf}}); resp.StatusCode != http.StatusOK {
+		t.Fatalf("console, end sessions: %d", resp.StatusCode)
+	}
+	told("console, end sessions", bob, sid)
+	sid = signIn("bob@example.com", bobPassword, bob)
+	if resp, _ := fetch(t, admin, http.MethodPost, ce.ui.URL+"/admin/ui/users/u-bob/disable", url.Values{"csrf": {csrf}}); resp.StatusCode != http.StatusOK {
+		t.Fatalf("console, disable: %d", resp.StatusCode)
+	}
+	told("console, disable", bob, sid)
+	ce.call(http.MethodPost, "/admin/v1/users/u-bob/enable", nil).want(t, http.StatusOK)
+
+	// The admin API.
+	sid = signIn("alice@example.com", alicePW, alice)
 	ce.call(http.MethodDelete, base+"/sessions/"+sid, nil).want(t, http.StatusNoContent)
-	if got := told("DELETE /sessions/{sid}"); got != sid {
-		t.Fatalf("DELETE /sessions/{sid}: logout token for sid %q, want %q", got, sid)
+	told("DELETE /sessions/{sid}", alice, sid)
+
+	sid = signIn("alice@example.com", alicePW, alice)
+	var n adminapi.Count
+	ce.call(http.MethodDelete, base+"/sessions", nil).want(t, http.StatusOK).decode(t, &n)
+	told("DELETE /sessions", alice, sid)
+	if n.Revoked < 2 { // the session and the grant's code at least
+		t.Fatalf("DELETE /sessions revoked %d", n.Revoked)
 	}
 
-	sid = signIn()
+	// A session whose record is already gone (a disabled user's is dropped
+	// when next seen): its clients are still told.
+	sid = signIn("alice@example.com", alicePW, alice)
+	ts, err := ce.store.ListTokens(t.Context(), storage.BrowserSession, alice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tk := range ts {
+		if tk.RequestID == sid {
+			if err := ce.store.DeleteToken(t.Context(), storage.BrowserSession, tk.Signature); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if slices.Contains(sessions(alice), sid) {
+		t.Fatal("the session record is still there")
+	}
 	ce.call(http.MethodDelete, base+"/sessions", nil).want(t, http.StatusOK)
-	if got := told("DELETE /sessions"); got != sid {
-		t.Fatalf("DELETE /sessions: logout token for sid %q, want %q", got, sid)
-	}
+	told("DELETE /sessions after the record went", alice, sid)
 
-	sid = signIn()
+	sid = signIn("alice@example.com", alicePW, alice)
+	ce.call(http.MethodPost, "/admin/v1/tokens/revoke", map[string]any{"user_id": alice}).want(t, http.StatusOK)
+	told("POST /tokens/revoke {user_id}", alice, sid)
+
+	sid = signIn("alice@example.com", alicePW, alice)
 	ce.call(http.MethodPost, base+"/disable", nil).want(t, http.StatusOK)
-	if got := told("disable"); got != sid {
-		t.Fatalf("disable: logout token for sid %q, want %q", got, sid)
-	}
+	told("disable", alice, sid)
 	ce.call(http.MethodPost, base+"/enable", nil).want(t, http.StatusOK)
 
-	sid = signIn()
+	sid = signIn("bob@example.com", bobPassword, bob)
+	ce.call(http.MethodDelete, "/admin/v1/users/u-bob", nil).want(t, http.StatusNoContent)
+	told("DELETE /users/{id}", bob, sid)
+
+	sid = signIn("alice@example.com", alicePW, alice)
 	ce.call(http.MethodPost, base+"/password", map[string]any{"password": "a new password, long enough", "force_change": true}).want(t, http.StatusOK)
-	if got := told("set-password with force_change"); got != sid {
-		t.Fatalf("set-password: logout token for sid %q, want %q", got, sid)
-	}
+	told("set-password with force_change", alice, sid)
+
 	select {
 	case lt := <-got:
 		t.Fatalf("an extra logout token: %q", lt)

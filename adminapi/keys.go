@@ -92,7 +92,14 @@ func (a *API) revokeTokens(w http.ResponseWriter, r *http.Request) (err error) {
 	if in.UserID == "" && in.ClientID == "" && in.GrantID == "" {
 		return problem(http.StatusUnprocessableEntity, "give user_id, client_id and/or grant_id")
 	}
-	n, err := a.cfg.Store.RevokeTokens(r.Context(), storage.TokenFilter{Subject: in.UserID, ClientID: in.ClientID, RequestID: in.GrantID})
+	var n int64
+	if in.ClientID == "" && in.GrantID == "" {
+		// Everything of the user, their browser sessions included: the
+		// clients of those sessions get logout tokens.
+		n, err = a.revokeAll(r.Context(), in.UserID)
+	} else {
+		n, err = a.cfg.Store.RevokeTokens(r.Context(), storage.TokenFilter{Subject: in.UserID, ClientID: in.ClientID, RequestID: in.GrantID})
+	}
 	if err != nil {
 		return err
 	}

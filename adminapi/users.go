@@ -287,7 +287,7 @@ func (a *API) setPassword(w http.ResponseWriter, r *http.Request) (err error) {
 	// forced reset also ends the browser sessions.
 	after := func(u storage.User) error {
 		if in.ForceChange {
-			_, err := a.cfg.Server.EndBrowserSessions(r.Context(), u.ID)
+			_, err := a.cfg.Server.EndBrowserSessions(context.WithoutCancel(r.Context()), u.ID)
 			return err
 		}
 		return authserver.PasswordSet(r.Context(), a.cfg.Store, u.ID, false)
@@ -399,15 +399,16 @@ func (a *API) revokeUserSessions(ctx context.Context, id string) (storage.User, 
 
 // revokeAll ends every browser session of the user, sending logout tokens
 // to the clients that got ID tokens in them (Server.EndBrowserSessions),
-// then revokes every token of the user. It returns how many records it
-// ended, the sessions included.
+// then revokes every record of the user, tokens and consents. The
+// revocation runs even when ending a session failed, and neither stops if
+// the caller goes away: a half-done revocation of a user just disabled would
+// not be retried (the user is no longer enabled). It returns how many
+// sessions and records it ended.
 func (a *API) revokeAll(ctx context.Context, id string) (int64, error) {
-	ended, err := a.cfg.Server.EndBrowserSessions(ctx, id)
-	if err != nil {
-		return 0, err
-	}
+	ctx = context.WithoutCancel(ctx)
+	ended, endErr := a.cfg.Server.EndBrowserSessions(ctx, id)
 	n, err := a.cfg.Store.RevokeTokens(ctx, storage.TokenFilter{Subject: id})
-	return int64(ended) + n, err
+	return int64(ended) + n, errors.Join(endErr, err)
 }
 
 // Session is the API form of a browser session: its public identifier

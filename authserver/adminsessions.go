@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"time"
 
 	"github.com/oauthkit/authserver/storage"
@@ -16,8 +15,9 @@ import (
 
 // EndBrowserSessions ends every browser session of the user (their
 // sign-in cookies stop working on every instance) and every pending
-// password change (EndPasswordChanges); tokens are left alone. It returns
-// how many sessions ended.
+// password change (EndPasswordChanges); tokens are left alone, and no
+// logout token is sent (the method Server.EndBrowserSessions sends them). It
+// returns how many sessions ended.
 func EndBrowserSessions(ctx context.Context, st storage.Tokens, userID string) (int, error) {
 	return endEach(ctx, st, userID, func(t storage.Token) error { return endSessionRecord(ctx, st, t) })
 }
@@ -145,9 +145,9 @@ func findBrowserSession(ctx context.Context, st storage.Tokens, userID, sid stri
 
 // EndBrowserSession ends the user's browser session with the public
 // identifier sid: its cookie stops working on every instance, and every
-// client that got an ID token in it is sent a logout token, as on a
-// sign-out (the OpenID Provider's session has ended, whoever ended it, and
-// the clients' sessions end with it: Back-Channel Logout 1.0). Tokens
+// client that got a code for an ID token in it is sent a logout token, as
+// on a sign-out (the OpenID Provider's session has ended, whoever ended it,
+// and the clients' sessions end with it: Back-Channel Logout 1.0). Tokens
 // issued in the session are left alone (revoke them by grant). Delivery
 // runs in the background (WaitBackchannel). It returns storage.ErrNotFound
 // when the user has no such session.
@@ -161,12 +161,30 @@ func (s *Server) EndBrowserSession(ctx context.Context, userID, sid string) erro
 
 // EndBrowserSessions ends every browser session and pending password change
 // of the user, as the function EndBrowserSessions does, and sends logout
-// tokens for each session as the method EndBrowserSession does. It returns how many
-// sessions ended. Call it before revoking a user's tokens wholesale
-// (storage.Tokens.RevokeTokens by subject), which would drop the records of
-// whom to notify.
+// tokens for each session as the method EndBrowserSession does. The clients
+// of a session that ended in the meantime without being told (a disabled
+// user's session is dropped when next seen; a sign-in carries the clients
+// of the session it replaces over to a new one) are told too. It returns
+// how many sessions ended. Call it before revoking a user's tokens
+// wholesale (storage.Tokens.RevokeTokens by subject), which would drop the
+// records of whom to notify.
 func (s *Server) EndBrowserSessions(ctx context.Context, userID string) (int, error) {
-	return endEach(ctx, s.store, userID, func(t storage.Token) error { return s.endAndNotify(ctx, t) })
+	n, err := endEach(ctx, s.store, userID, func(t storage.Token) error { return s.endAndNotify(ctx, t) })
+	if err != nil {
+		return n, fmt.Errorf("authserver: end the browser sessions of %s: %w", userID, err)
+	}
+	ts, err := s.store.ListTokens(ctx, logoutTargetKind, userID)
+	if err != nil {
+		return n, fmt.Errorf("authserver: list the logout targets of %s: %w", userID, err)
+	}
+	done := map[string]bool{}
+	for _, t := range ts {
+		if !done[t.RequestID] {
+			done[t.RequestID] = true
+			s.sessionEnded(ctx, t.RequestID, userID, endedByAdmin)
+		}
+	}
+	return n, nil
 }
 
 // endAndNotify deletes the browser session record t and notifies the
@@ -174,9 +192,8 @@ func (s *Server) EndBrowserSessions(ctx context.Context, userID string) (int, er
 // of two requests ending it, one notifies.
 func (s *Server) endAndNotify(ctx context.Context, t storage.Token) error {
 	if err := s.store.DeleteToken(ctx, storage.BrowserSession, t.Signature); err != nil {
-		return err
+		return fmt.Errorf("authserver: end a browser session of %s: %w", t.Subject, err)
 	}
-	s.audit(ctx, "signed_out", slog.String("sub", t.Subject))
-	s.backchannelLogout(context.WithoutCancel(ctx), &browserSession{sid: t.RequestID, user: storage.User{ID: t.Subject}})
+	s.sessionEnded(ctx, t.RequestID, t.Subject, endedByAdmin)
 	return nil
 }

@@ -240,7 +240,7 @@ func (s *Server) validateAuthorize(ctx context.Context, form url.Values, pushed 
 		return az, redirectError(oerr.Code, oerr.Description)
 	}
 	az.resources = res
-	if aerr := s.validateOIDC(az); aerr != nil {
+	if aerr := s.validateOIDC(az, pushed); aerr != nil {
 		return az, aerr
 	}
 	if aerr := validateDPoPJKT(form); aerr != nil {

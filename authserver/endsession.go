@@ -19,9 +19,10 @@ import (
 )
 
 // Logout for relying parties: OpenID Connect RP-Initiated Logout 1.0 at
-// /end_session, and Back-Channel Logout 1.0 to every client that got an ID
-// token in the browser session that ends (here, at /logout, or when another
-// user signs in in the same browser; see startSession).
+// /end_session, and Back-Channel Logout 1.0 to every client that got a code
+// for an ID token in the browser session that ends (here, at /logout, when
+// another user signs in in the same browser, see startSession, or when an
+// administrator ends it, see Server.EndBrowserSession).
 
 // logoutTargetKind records that a client with a back-channel logout URI got
 // tokens in a browser session: RequestID is the sid, ClientID the client,
@@ -141,6 +142,24 @@ func (s *Server) carryLogoutTargets(ctx context.Context, oldSID string, bs *brow
 			s.log.WarnContext(ctx, "back-channel logout: deleting a carried-over target failed", "client_id", t.ClientID, "err", err)
 		}
 	}
+}
+
+// Reasons of a signed_out audit event other than the user's own sign-out.
+const (
+	endedByOtherUser = "other_user_signed_in"
+	endedByAdmin     = "admin"
+)
+
+// sessionEnded records that the user's browser session sid has ended (a
+// signed_out audit event; reason is "" for the user's own sign-out) and
+// notifies its clients (backchannelLogout).
+func (s *Server) sessionEnded(ctx context.Context, sid, userID, reason string) {
+	attrs := []slog.Attr{slog.String("sub", userID)}
+	if reason != "" {
+		attrs = append(attrs, slog.String("reason", reason))
+	}
+	s.audit(ctx, "signed_out", attrs...)
+	s.backchannelLogout(context.WithoutCancel(ctx), &browserSession{sid: sid, user: storage.User{ID: userID}})
 }
 
 // backchannelLogout notifies, in the background, every client that got
@@ -320,8 +339,7 @@ func (s *Server) handleEndSession(w http.ResponseWriter, r *http.Request) {
 			s.unavailablePage(w, r, "ending the session failed", err)
 			return
 		}
-		s.audit(ctx, "signed_out", slog.String("sub", bs.user.ID))
-		s.backchannelLogout(context.WithoutCancel(ctx), bs)
+		s.sessionEnded(ctx, bs.sid, bs.user.ID, "")
 	}
 	if req.redirectURI != "" {
 		u := req.redirectURI
@@ -393,8 +411,9 @@ func (s *Server) validateEndSession(ctx context.Context, form url.Values) (endSe
 // JWT or none, an unknown kid, and (unverified) our issuer, a subject and an
 // audience. A token under a published key, or from another issuer, is not
 // such a token: its verification failure stays an error. Nothing read from
-// the unverified claims may be trusted; the caller treats the hint as
-// absent.
+// the unverified claims may be trusted: the end-session endpoint treats the
+// hint as absent, /authorize makes the user sign in again
+// (validateOIDC).
 func (s *Server) hintKeyGone(token string) bool {
 	if len(token) > maxTokenLength {
 		return false

@@ -242,8 +242,8 @@ func wantSignedIn(t *testing.T, e *oidcEnv, b *browser, want bool) {
 // rotation (a relying party keeps its ID token for the whole session) is
 // treated as absent at the end-session endpoint: the user is asked, and a
 // registered post_logout_redirect_uri is honoured when client_id names the
-// client, as without a hint. At /authorize it is treated as absent too,
-// except with prompt=none, which gets login_required. A hint from another issuer, or with a bad
+// client, as without a hint. At /authorize the user must sign in again
+// (login_required with prompt=none). A hint from another issuer, or with a bad
 // signature under a published key, stays an error (TestOIDCHostile).
 func TestEndSessionHintWithDeletedKey(t *testing.T) {
 	setup := func(t *testing.T) (*oidcEnv, *browser, string) {
@@ -318,20 +318,24 @@ func TestEndSessionHintWithDeletedKey(t *testing.T) {
 		}
 		wantSignedIn(t, e, b, true)
 	})
-	t.Run("AuthorizeAsksOrTreatsItAsAbsent", func(t *testing.T) {
-		// At /authorize: prompt=none cannot confirm whom the hint names
-		// (login_required, which a relying party answers with an
-		// interactive request); an interactive request goes on as without
-		// a hint.
+	t.Run("AuthorizeMakesTheUserSignInAgain", func(t *testing.T) {
+		// At /authorize whom the hint names cannot be checked: prompt=none
+		// gets login_required (which a relying party answers with an
+		// interactive request), and an interactive request makes the user
+		// sign in again instead of issuing a code to whoever is signed in.
 		e, b, hint := setup(t)
 		p, _ := e.authorize(t, b, "prompt", "none", "id_token_hint", hint)
 		if q := e.callback(t, p, rpRedirect); q.Get("error") != "login_required" || q.Get("state") != "state-123" || q.Get("iss") != e.issuer {
 			t.Fatalf("prompt=none with the hint: %v", q)
 		}
-		tok := e.codeFlow(t, b, "id_token_hint", hint)
-		if idt, _ := e.idToken(t, tok); idt.Subject != e.alice.ID {
-			t.Fatalf("the interactive request's ID token is for %q", idt.Subject)
+		// (Signing in here would move this server's clock past fosite's,
+		// which refuses an auth_time in its future: the page is the point.)
+		_, challenge := pkcePair("rp")
+		p = b.get(authorizeQuery("rp", rpRedirect, "state-123", challenge, "scope", "openid", "id_token_hint", hint))
+		if p.location != nil || !strings.Contains(p.body, `name="password"`) {
+			t.Fatalf("signed in, with the hint: no sign-in page (%d %v)", p.status, p.location)
 		}
+		wantSignedIn(t, e, b, true) // the session is still there: only this request asks
 	})
 	t.Run("BadSignatureUnderPublishedKeyIsAnError", func(t *testing.T) {
 		e, b, _ := setup(t)
@@ -459,5 +463,48 @@ func TestBackchannelLogoutWhenAdministratorEndsSessions(t *testing.T) {
 	case lt := <-got:
 		t.Fatalf("a logout token after the sessions had ended: %v", jwtClaims(t, lt))
 	case <-time.After(200 * time.Millisecond):
+	}
+}
+
+// An id_token_hint naming a key this server does not publish (deleted after
+// a rotation, or made up: TestEndSessionHintWithDeletedKey) cannot be
+// checked at /authorize: prompt=none gets login_required; otherwise the
+// user signs in again, and the code is for whoever signs in. The pushed
+// authorization request endpoint, which knows no session, accepts it and
+// leaves the decision to /authorize.
+func TestAuthorizeHintWithUnknownKey(t *testing.T) {
+	e := newOIDCEnv(t)
+	b := newBrowser(t, e.testEnv)
+	parts := strings.Split(e.codeFlow(t, b)["id_token"].(string), ".")
+	hdr := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"RS256","kid":"made-up","typ":"JWT"}`))
+	hint := hdr + "." + parts[1] + "." + parts[2]
+
+	p, _ := e.authorize(t, b, "prompt", "none", "id_token_hint", hint)
+	if q := e.callback(t, p, rpRedirect); q.Get("error") != "login_required" || q.Get("state") != "state-123" || q.Get("iss") != e.issuer {
+		t.Fatalf("prompt=none with the hint: %v", q)
+	}
+
+	verifier, challenge := pkcePair("rp")
+	p = b.get(authorizeQuery("rp", rpRedirect, "state-123", challenge, "scope", "openid", "nonce", "n-1", "id_token_hint", hint))
+	if p.location != nil || !strings.Contains(p.body, `name="password"`) {
+		t.Fatalf("signed in, with the hint: no sign-in page (%d %v)", p.status, p.location)
+	}
+	tok := e.signInAndExchange(t, b, p, "bob@example.com", bobPW, verifier)
+	if idt, _ := e.idToken(t, tok); idt.Subject != e.bob.ID {
+		t.Fatalf("the ID token is for %q, not for bob (%s) who signed in", idt.Subject, e.bob.ID)
+	}
+
+	v := url.Values{"response_type": {"code"}, "client_id": {"rp"}, "redirect_uri": {rpRedirect}, "scope": {"openid"},
+		"state": {"par-state"}, "code_challenge": {challenge}, "code_challenge_method": {"S256"},
+		"prompt": {"none"}, "id_token_hint": {hint}}
+	resp := e.post("/par", v, "rp", rpSecret)
+	m := decode(t, resp)
+	ru, _ := m["request_uri"].(string)
+	if resp.StatusCode != http.StatusCreated || ru == "" {
+		t.Fatalf("push: %d %v", resp.StatusCode, m)
+	}
+	p = b.get("/authorize?" + url.Values{"client_id": {"rp"}, "request_uri": {ru}}.Encode())
+	if q := e.callback(t, p, rpRedirect); q.Get("error") != "login_required" || q.Get("state") != "par-state" {
+		t.Fatalf("the pushed request at /authorize: %v", q)
 	}
 }

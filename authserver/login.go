@@ -402,8 +402,7 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if bs != nil {
-		s.audit(ctx, "signed_out", slog.String("sub", bs.user.ID))
-		s.backchannelLogout(context.WithoutCancel(ctx), bs)
+		s.sessionEnded(ctx, bs.sid, bs.user.ID, "")
 	}
 	s.pages.Render(w, http.StatusOK, ui.PageMessage, ui.Message{Title: "Signed out", Text: "You have been signed out."})
 }

@@ -227,8 +227,10 @@ func parseClaimsParam(raw string) (claimsParam, string) {
 }
 
 // validateOIDC checks the OpenID Connect parameters of an authorization
-// request whose redirect URI is already trusted: errors redirect.
-func (s *Server) validateOIDC(az *authzRequest) *authzError {
+// request whose redirect URI is already trusted: errors redirect. pushed is
+// true at the pushed authorization request endpoint, which knows nothing of
+// browser sessions (/authorize checks the pushed request again).
+func (s *Server) validateOIDC(az *authzRequest, pushed bool) *authzError {
 	form := az.form
 	p := oidcParams{maxAge: -1}
 	if slices.Contains(az.scopes, scopeOpenID) && !form.Has("redirect_uri") {
@@ -270,6 +272,8 @@ func (s *Server) validateOIDC(az *authzRequest) *authzError {
 			p.hintSub = sub
 		case !s.hintKeyGone(hint):
 			return redirectError(errInvalidRequest, "The id_token_hint is not an ID token issued by this server.")
+		case pushed:
+			// Checked again at /authorize, where the session is known.
 		case p.has(promptNone):
 			// One of our ID tokens under a key since deleted (a relying
 			// party keeps its ID token as long as its session): whom it
@@ -277,9 +281,13 @@ func (s *Server) validateOIDC(az *authzRequest) *authzError {
 			// be theirs without the user (Core §3.1.2.1: login_required).
 			return redirectError(errLoginRequired, "The id_token_hint can no longer be verified; the user must sign in.")
 		default:
-			// Treated as absent, as at the end-session endpoint: the user
-			// signs in or sees whose session goes on.
-			s.log.Debug("authorize: the id_token_hint's key is no longer published; treated as absent")
+			// The same, interactively: the user signs in again (as for
+			// prompt=login), so that a code is only issued to whoever
+			// signs in, never silently to whoever is signed in.
+			s.log.Debug("authorize: the id_token_hint's key is no longer published; the user signs in again")
+			if !p.has(promptLogin) {
+				p.prompt = append(p.prompt, promptLogin)
+			}
 		}
 	}
 	az.oidc = p

@@ -90,6 +90,21 @@ func (e *oidcEnv) authorize(t *testing.T, b *browser, extra ...string) (p *page,
 	return p, verifier
 }
 
+// signInAndExchange signs in as user on the sign-in page p, allows consent
+// if asked, and exchanges the code; it returns the token response.
+func (e *oidcEnv) signInAndExchange(t *testing.T, b *browser, p *page, user, pw, verifier string) map[string]any {
+	t.Helper()
+	p = b.signIn(p, user, pw)
+	if strings.Contains(p.body, `name="decision"`) {
+		p = b.decide(p, "allow")
+	}
+	status, tok := e.exchangeRP(e.callback(t, p, rpRedirect).Get("code"), verifier)
+	if status != http.StatusOK {
+		t.Fatalf("exchange: %d %v", status, tok)
+	}
+	return tok
+}
+
 // codeFlow runs the flow and exchanges the code; it returns the token
 // response.
 func (e *oidcEnv) codeFlow(t *testing.T, b *browser, extra ...string) map[string]any {
@@ -998,14 +1013,7 @@ func TestOIDCClaimsSubValueNamesTheUser(t *testing.T) {
 		// Bob signing in gets the code, for bob.
 		verifier, challenge := pkcePair("rp")
 		p = b.get(authorizeQuery("rp", rpRedirect, "state-123", challenge, "scope", "openid", "claims", subClaims(e.bob.ID)))
-		p = b.signIn(p, "bob@example.com", bobPW)
-		if strings.Contains(p.body, `name="decision"`) {
-			p = b.decide(p, "allow")
-		}
-		status, tok := e.exchangeRP(e.callback(t, p, rpRedirect).Get("code"), verifier)
-		if status != http.StatusOK {
-			t.Fatalf("exchange %d %v", status, tok)
-		}
+		tok := e.signInAndExchange(t, b, p, "bob@example.com", bobPW, verifier)
 		if _, c := e.idToken(t, tok); c["sub"] != e.bob.ID {
 			t.Fatalf("sub %v, want %s", c["sub"], e.bob.ID)
 		}

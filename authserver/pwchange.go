@@ -234,8 +234,9 @@ func EndPasswordChanges(ctx context.Context, st storage.Tokens, userID string) (
 // PasswordSet ends what setting a user's password leaves stale: the change
 // forms shown for an earlier reset password (EndPasswordChanges) and, when
 // forceChange makes the user choose a new password, every browser session
-// as well (EndBrowserSessions, which ends the forms too). The admin API and
-// the CLI call it after storing the password.
+// as well (EndBrowserSessions, which ends the forms too; it sends no logout
+// tokens). The CLI calls it after storing the password; the admin API calls
+// it without forceChange, and Server.EndBrowserSessions with it.
 func PasswordSet(ctx context.Context, st storage.Tokens, userID string, forceChange bool) error {
 	if forceChange {
 		if _, err := EndBrowserSessions(ctx, st, userID); err != nil {

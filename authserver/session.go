@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
@@ -221,8 +220,7 @@ func (s *Server) startSession(ctx context.Context, w http.ResponseWriter, r *htt
 	case replaced.Subject == u.ID:
 		s.carryLogoutTargets(ctx, replaced.RequestID, bs, now.Add(s.cfg.SessionTTL))
 	default:
-		s.audit(ctx, "signed_out", slog.String("sub", replaced.Subject))
-		s.backchannelLogout(context.WithoutCancel(ctx), &browserSession{sid: replaced.RequestID, user: storage.User{ID: replaced.Subject}})
+		s.sessionEnded(ctx, replaced.RequestID, replaced.Subject, endedByOtherUser)
 	}
 	return bs, nil
 }

@@ -147,6 +147,7 @@ func TestConfigValidation(t *testing.T) {
 		{name: "non-loopback http issuer", args: []string{"--addr", "0.0.0.0:8080"}, want: []string{"uses http on a non-loopback host"}},
 		{name: "insecure-http allows it", args: []string{"--addr", "0.0.0.0:8080", "--insecure-http"}},
 		{name: "issuer with a query", args: []string{"--issuer", "https://a.example/?x=1"}, want: []string{"must not have a query"}},
+		{name: "issuer with userinfo", args: []string{"--issuer", "https://u:p@a.example"}, want: []string{"must not have userinfo"}},
 		{name: "tls cert without key", args: []string{"--tls-cert", "c.pem"}, want: []string{"--tls-cert and --tls-key go together"}},
 		{name: "tls files missing", args: []string{"--tls-cert", "/nonexistent/c.pem", "--tls-key", "/nonexistent/k.pem"}, want: []string{"--tls-cert/--tls-key: open /nonexistent/c.pem"}},
 		{name: "cors origin with a path", file: "cors-origin: https://app.example/x\n", want: []string{`--cors-origin "https://app.example/x" must be an origin`}},

@@ -212,7 +212,7 @@ func Normalize(raw string) (string, error) {
 		// Userinfo is part of the authority (RFC 3986 §3.2): dropping it
 		// would make "https://x@as.example/token" the URL of a request to
 		// "https://as.example/token". No request URL carries one.
-		return "", errors.New("dpop: htu has userinfo")
+		return "", errors.New("dpop: the URL has userinfo")
 	}
 	scheme := strings.ToLower(u.Scheme)
 	host := strings.ToLower(u.Hostname())
