@@ -655,38 +655,35 @@ func TestPrivateKeyJWTWithdrawnJWKSFailsClosed(t *testing.T) {
 		code, _ := env.clientCredentials(t, assertiontest.Sign(t, jose.RS256, key.key, key.kid, c))
 		return code
 	}
-	t.Run("empty key set", func(t *testing.T) {
+	// withdraw registers client id with a jwks_uri serving key, checks the
+	// key works, then serves body with status there instead and lets the
+	// cached set expire.
+	withdraw := func(t *testing.T, id string, status int, body string) *jwksServer {
+		t.Helper()
 		js := newJWKSServer(t, jwksOf(key))
-		createJWKSURIClient(t, env, "pk-w-empty", js.url)
-		if code := cc("pk-w-empty"); code != 200 {
+		createJWKSURIClient(t, env, id, js.url)
+		if code := cc(id); code != 200 {
 			t.Fatalf("key in place: %d", code)
 		}
-		js.set(http.StatusOK, `{"keys":[]}`)
+		js.set(status, body)
 		advance(ttl + time.Second)
+		return js
+	}
+	t.Run("empty key set", func(t *testing.T) {
+		withdraw(t, "pk-w-empty", http.StatusOK, `{"keys":[]}`)
 		if code := cc("pk-w-empty"); code != 401 {
 			t.Errorf("key withdrawn (empty set) still accepted once the cache expired: %d", code)
 		}
 	})
 	t.Run("only an encryption key left", func(t *testing.T) {
-		js := newJWKSServer(t, jwksOf(key))
-		createJWKSURIClient(t, env, "pk-w-enc", js.url)
-		if code := cc("pk-w-enc"); code != 200 {
-			t.Fatalf("key in place: %d", code)
-		}
-		js.set(http.StatusOK, `{"keys":[`+x25519JWK+`]}`)
-		advance(ttl + time.Second)
+		withdraw(t, "pk-w-enc", http.StatusOK, `{"keys":[`+x25519JWK+`]}`)
 		if code := cc("pk-w-enc"); code != 401 {
 			t.Errorf("signing key withdrawn still accepted once the cache expired: %d", code)
 		}
 	})
 	t.Run("document removed", func(t *testing.T) {
-		js := newJWKSServer(t, jwksOf(key))
-		createJWKSURIClient(t, env, "pk-w-404", js.url)
-		if code := cc("pk-w-404"); code != 200 {
-			t.Fatalf("key in place: %d", code)
-		}
-		js.set(http.StatusNotFound, `not found`)
-		advance(ttl + time.Second) // expired: the refetch fails, the old set is served
+		// Expired: the refetch fails, the old set is served.
+		js := withdraw(t, "pk-w-404", http.StatusNotFound, `not found`)
 		if code := cc("pk-w-404"); code != 200 {
 			t.Errorf("old set not served within the grace after a failed refetch: %d", code)
 		}
