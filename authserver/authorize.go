@@ -97,7 +97,7 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		s.authorizeFailed(w, r, nil, aerr)
 		return
 	}
-	az, aerr := s.validateAuthorize(r.Context(), form, false)
+	az, aerr := s.validateAuthorize(r.Context(), form, false, false)
 	if aerr != nil {
 		s.authorizeFailed(w, r, az, aerr)
 		return
@@ -157,10 +157,11 @@ func (s *Server) authorizeParams(w http.ResponseWriter, r *http.Request) (url.Va
 
 // validateAuthorize checks an authorization request. pushed is true at the
 // pushed authorization request endpoint, where the client is already
-// authenticated and errors are JSON. A request_uri of ours is resolved (and
-// consumed) here.
-func (s *Server) validateAuthorize(ctx context.Context, form url.Values, pushed bool) (*authzRequest, *authzError) {
-	az := &authzRequest{form: form}
+// authenticated and errors are JSON. viaPAR is true for a form that came
+// from a pushed request already resolved (a pending request resumed). A
+// request_uri of ours is resolved (and consumed) here.
+func (s *Server) validateAuthorize(ctx context.Context, form url.Values, pushed, viaPAR bool) (*authzRequest, *authzError) {
+	az := &authzRequest{form: form, viaPAR: viaPAR}
 	for _, k := range []string{"client_id", "redirect_uri", "request_uri"} {
 		if len(form[k]) > 1 {
 			return az, pageError(errInvalidRequest, "The parameter '"+k+"' is repeated.")
@@ -703,11 +704,10 @@ func (s *Server) loadPending(ctx context.Context, id string) (*authzRequest, *au
 	if err := json.Unmarshal(t.Payload, &p); err != nil {
 		return nil, &authzError{code: errServerError, desc: genericServerErrorDetail, status: http.StatusInternalServerError, cause: err}
 	}
-	az, aerr := s.validateAuthorize(ctx, p.Form, p.ViaPAR)
+	az, aerr := s.validateAuthorize(ctx, p.Form, false, p.ViaPAR)
 	if aerr != nil {
 		return az, aerr
 	}
-	az.viaPAR = p.ViaPAR
 	az.oidc.loginSID = p.LoginSID
 	return az, nil
 }

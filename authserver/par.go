@@ -46,7 +46,7 @@ func (s *Server) pushAuthorize(w http.ResponseWriter, r *http.Request) *oauthErr
 	if oerr := s.pushedDPoP(ctx, r, form); oerr != nil {
 		return oerr
 	}
-	if _, aerr := s.validateAuthorize(ctx, form, true); aerr != nil {
+	if _, aerr := s.validateAuthorize(ctx, form, true, false); aerr != nil {
 		status := aerr.status
 		if status == 0 || (status < 500 && status != http.StatusBadRequest) {
 			status = http.StatusBadRequest
