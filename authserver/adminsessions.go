@@ -169,21 +169,23 @@ func (s *Server) EndBrowserSession(ctx context.Context, userID, sid string) erro
 // wholesale (storage.Tokens.RevokeTokens by subject), which would drop the
 // records of whom to notify.
 func (s *Server) EndBrowserSessions(ctx context.Context, userID string) (int, error) {
-	n, err := endEach(ctx, s.store, userID, func(t storage.Token) error { return s.endAndNotify(ctx, t) })
+	n, err := endEach(ctx, s.store, userID, func(t storage.Token) error {
+		if err := s.store.DeleteToken(ctx, storage.BrowserSession, t.Signature); err != nil {
+			return err
+		}
+		s.auditSignedOut(ctx, userID, endedByAdmin)
+		return nil
+	})
 	if err != nil {
 		return n, fmt.Errorf("authserver: end the browser sessions of %s: %w", userID, err)
 	}
+	// Every target left is of a session that has ended: the ones just
+	// ended, and any that ended without telling its clients.
 	ts, err := s.store.ListTokens(ctx, logoutTargetKind, userID)
 	if err != nil {
 		return n, fmt.Errorf("authserver: list the logout targets of %s: %w", userID, err)
 	}
-	done := map[string]bool{}
-	for _, t := range ts {
-		if !done[t.RequestID] {
-			done[t.RequestID] = true
-			s.sessionEnded(ctx, t.RequestID, userID, endedByAdmin)
-		}
-	}
+	s.notifyTargets(context.WithoutCancel(ctx), userID, ts)
 	return n, nil
 }
 

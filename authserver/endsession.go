@@ -151,30 +151,41 @@ const (
 )
 
 // sessionEnded records that the user's browser session sid has ended (a
-// signed_out audit event; reason is "" for the user's own sign-out) and
-// notifies its clients (backchannelLogout).
+// signed_out audit event) and notifies its clients (backchannelLogout).
 func (s *Server) sessionEnded(ctx context.Context, sid, userID, reason string) {
+	s.auditSignedOut(ctx, userID, reason)
+	s.backchannelLogout(context.WithoutCancel(ctx), userID, sid)
+}
+
+// auditSignedOut writes the signed_out audit event of a browser session of
+// the user; reason is "" for the user's own sign-out.
+func (s *Server) auditSignedOut(ctx context.Context, userID, reason string) {
 	attrs := []slog.Attr{slog.String("sub", userID)}
 	if reason != "" {
 		attrs = append(attrs, slog.String("reason", reason))
 	}
 	s.audit(ctx, "signed_out", attrs...)
-	s.backchannelLogout(context.WithoutCancel(ctx), &browserSession{sid: sid, user: storage.User{ID: userID}})
 }
 
 // backchannelLogout notifies, in the background, every client that got
-// tokens in the ended session bs (bs.sid and bs.user.ID are used). It
-// returns once the tokens are signed; delivery runs in the background (see
-// WaitBackchannel).
-func (s *Server) backchannelLogout(ctx context.Context, bs *browserSession) {
-	if bs == nil || bs.sid == "" {
+// tokens in the user's ended session sid (notifyTargets).
+func (s *Server) backchannelLogout(ctx context.Context, userID, sid string) {
+	if sid == "" {
 		return
 	}
-	ts, err := s.sessionLogoutTargets(ctx, bs.user.ID, bs.sid)
+	ts, err := s.sessionLogoutTargets(ctx, userID, sid)
 	if err != nil {
 		s.log.WarnContext(ctx, "back-channel logout: listing the clients of the session failed", "err", err)
 		return
 	}
+	s.notifyTargets(ctx, userID, ts)
+}
+
+// notifyTargets sends a logout token to the client of each of the user's
+// logout targets ts, each naming the sid its client knows. It returns once
+// the tokens are signed; delivery runs in the background (see
+// WaitBackchannel).
+func (s *Server) notifyTargets(ctx context.Context, userID string, ts []storage.Token) {
 	for _, t := range ts {
 		// Deleting the record claims it: of two requests ending the same
 		// session, one sends the logout token.
@@ -183,12 +194,12 @@ func (s *Server) backchannelLogout(ctx context.Context, bs *browserSession) {
 		} else if err != nil {
 			s.log.WarnContext(ctx, "back-channel logout: deleting a logout target failed", "client_id", t.ClientID, "err", err)
 		}
-		c, err := s.store.GetClient(ctx, t.ClientID)
+		c, err := s.clientRegistration(ctx, t.ClientID)
 		if err != nil || c.BackchannelLogoutURI == "" {
 			continue // deleted, or no longer registered for back-channel logout
 		}
 		now := s.cfg.Now().UTC().Truncate(time.Second)
-		claims := logoutClaims{Issuer: s.cfg.Issuer, Subject: subjectFor(s.strategy.pairwiseKey, &c, bs.user.ID), Audience: []string{c.ID}, IssuedAt: now.Unix(),
+		claims := logoutClaims{Issuer: s.cfg.Issuer, Subject: subjectFor(s.strategy.pairwiseKey, &c, userID), Audience: []string{c.ID}, IssuedAt: now.Unix(),
 			Expiry: now.Add(logoutTokenTTL).Unix(), ID: newJTI(), SID: knownSID(t),
 			Events: map[string]map[string]any{backchannelEvent: {}}}
 		signer, err := s.keys.CurrentFor(idTokenAlg)
