@@ -12,8 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/go-jose/go-jose/v4"
-
 	"github.com/oauthkit/authserver/authserver/ui"
 	"github.com/oauthkit/authserver/storage"
 )
@@ -270,7 +268,7 @@ func (s *Server) WaitBackchannel() { s.backchannel.Wait() }
 type endSessionRequest struct {
 	client *storage.Client
 	// hint is the verified id_token_hint; nil without one, and for a hint
-	// whose key is gone (hintKeyGone).
+	// whose key is gone (checkIDToken).
 	hint        *idTokenClaims
 	redirectURI string
 	state       string
@@ -370,7 +368,7 @@ func (s *Server) handleEndSession(w http.ResponseWriter, r *http.Request) {
 // validateEndSession checks the parameters; msg is the error for the user.
 //
 // An id_token_hint that names a key no longer published (retired and
-// deleted after a rotation; see hintKeyGone) is treated as absent: the
+// deleted after a rotation; see checkIDToken) is treated as absent: the
 // relying party's own ID token, kept since sign-in, must not lock the user
 // out of signing out. The user is asked, and a post_logout_redirect_uri is
 // honoured only with client_id, as without a hint; without client_id it
@@ -380,9 +378,10 @@ func (s *Server) validateEndSession(ctx context.Context, form url.Values) (endSe
 	clientID := form.Get("client_id")
 	ignoreRedirect := false
 	if hint := form.Get("id_token_hint"); hint != "" {
-		c, ok := s.verifyIDToken(hint)
+		c, keyGone := s.checkIDToken(hint)
+		ok := c != nil
 		switch {
-		case !ok && s.hintKeyGone(hint):
+		case keyGone:
 			s.log.DebugContext(ctx, "end_session: the id_token_hint's key is no longer published; treated as absent")
 			ignoreRedirect = clientID == ""
 		case !ok:
@@ -414,35 +413,4 @@ func (s *Server) validateEndSession(ctx context.Context, form url.Values) (endSe
 		req.state = form.Get("state")
 	}
 	return req, ""
-}
-
-// hintKeyGone reports whether token is an ID token of this issuer that
-// cannot be verified only because the key named by its kid is no longer
-// published: a compact JWS with one signature of a supported algorithm, typ
-// JWT or none, an unknown kid, and (unverified) our issuer, a subject and an
-// audience. A token under a published key, or from another issuer, is not
-// such a token: its verification failure stays an error. Nothing read from
-// the unverified claims may be trusted: the end-session endpoint treats the
-// hint as absent, /authorize makes the user sign in again
-// (validateOIDC).
-func (s *Server) hintKeyGone(token string) bool {
-	if len(token) > maxTokenLength {
-		return false
-	}
-	jws, err := jose.ParseSignedCompact(token, signatureAlgorithms)
-	if err != nil || len(jws.Signatures) != 1 {
-		return false
-	}
-	h := jws.Signatures[0].Protected
-	if typ, _ := h.ExtraHeaders[jose.HeaderType].(string); h.KeyID == "" || (typ != "" && !strings.EqualFold(typ, "JWT")) {
-		return false
-	}
-	if _, ok := s.keys.PublicKey(h.KeyID); ok {
-		return false
-	}
-	var c idTokenClaims
-	if err := json.Unmarshal(jws.UnsafePayloadWithoutVerification(), &c); err != nil {
-		return false
-	}
-	return c.Issuer == s.cfg.Issuer && c.Subject != "" && len(c.Audience) > 0
 }

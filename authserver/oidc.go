@@ -266,11 +266,11 @@ func (s *Server) validateOIDC(az *authzRequest, pushed bool) *authzError {
 		p.claimsSub, p.acrUnmet = c.sub, c.acrUnmet
 	}
 	if hint := form.Get("id_token_hint"); hint != "" {
-		sub, ok := s.idTokenHintSubject(hint)
+		c, keyGone := s.checkIDToken(hint)
 		switch {
-		case ok:
-			p.hintSub = sub
-		case !s.hintKeyGone(hint):
+		case c != nil:
+			p.hintSub = c.Subject
+		case !keyGone:
 			return redirectError(errInvalidRequest, "The id_token_hint is not an ID token issued by this server.")
 		case pushed:
 			// Checked again at /authorize, where the session is known.
@@ -294,19 +294,24 @@ func (s *Server) validateOIDC(az *authzRequest, pushed bool) *authzError {
 	return nil
 }
 
-// idTokenHintSubject verifies an ID token we issued (expired ones too,
-// Core §3.1.2.1) and returns its subject.
-func (s *Server) idTokenHintSubject(token string) (string, bool) {
-	c, ok := s.verifyIDToken(token)
-	if !ok {
-		return "", false
-	}
-	return c.Subject, true
+// verifyIDToken checks an ID token's signature (with the key named by its
+// kid), typ and issuer, but not its expiry (Core §3.1.2.1: expired hints
+// are accepted).
+func (s *Server) verifyIDToken(token string) (*idTokenClaims, bool) {
+	c, _ := s.checkIDToken(token)
+	return c, c != nil
 }
 
-// verifyIDToken checks an ID token's signature (with the key named by its
-// kid), typ and issuer, but not its expiry.
-func (s *Server) verifyIDToken(token string) (*idTokenClaims, bool) {
+// checkIDToken is verifyIDToken, and reports, for a token it cannot
+// verify, whether that is only because the key named by its kid is no
+// longer published (keyGone): a compact JWS with one signature of a
+// supported algorithm, typ JWT or none, an unknown kid, and (unverified)
+// our issuer, a subject and an audience. A token under a published key, or
+// from another issuer, is not such a token: its verification failure stays
+// an error. Nothing read from the unverified claims may be trusted: the
+// end-session endpoint treats such a hint as absent, /authorize makes the
+// user sign in again (validateOIDC).
+func (s *Server) checkIDToken(token string) (c *idTokenClaims, keyGone bool) {
 	if len(token) > maxTokenLength {
 		return nil, false
 	}
@@ -318,19 +323,24 @@ func (s *Server) verifyIDToken(token string) (*idTokenClaims, bool) {
 	if typ, _ := h.ExtraHeaders[jose.HeaderType].(string); typ != "" && !strings.EqualFold(typ, "JWT") {
 		return nil, false // an access token (at+jwt) or a logout token is no ID token
 	}
-	key, ok := s.keys.PublicKey(h.KeyID)
-	if !ok || key.Algorithm != h.Algorithm {
+	payload := jws.UnsafePayloadWithoutVerification() // trusted only once verified
+	key, found := s.keys.PublicKey(h.KeyID)
+	if found {
+		if key.Algorithm != h.Algorithm {
+			return nil, false
+		}
+		if payload, err = jws.Verify(key); err != nil {
+			return nil, false
+		}
+	}
+	var claims idTokenClaims
+	if err := json.Unmarshal(payload, &claims); err != nil || claims.Issuer != s.cfg.Issuer || claims.Subject == "" || len(claims.Audience) == 0 {
 		return nil, false
 	}
-	raw, err := jws.Verify(key)
-	if err != nil {
-		return nil, false
+	if !found {
+		return nil, h.KeyID != ""
 	}
-	var c idTokenClaims
-	if err := json.Unmarshal(raw, &c); err != nil || c.Issuer != s.cfg.Issuer || c.Subject == "" || len(c.Audience) == 0 {
-		return nil, false
-	}
-	return &c, true
+	return &claims, false
 }
 
 // oidcGate acts on prompt, max_age, id_token_hint and the claims
