@@ -48,7 +48,12 @@ func ValidateJWKSURI(raw string) error { return validateCallURL("jwks_uri", raw)
 // fragment, no user info. what names it in the error.
 func validateCallURL(what, raw string) error {
 	u, err := url.Parse(raw)
-	if err != nil || !u.IsAbs() || u.Host == "" || u.Fragment != "" || strings.Contains(raw, "#") || u.User != nil {
+	if err != nil || u.User != nil {
+		// Not echoed: user info may hold a password, and so may the URL
+		// that a parse error quotes.
+		return fmt.Errorf("%s: must be an absolute URL without fragment or user info", what)
+	}
+	if !u.IsAbs() || u.Host == "" || u.Fragment != "" || strings.Contains(raw, "#") {
 		return fmt.Errorf("%s %q: must be an absolute URL without fragment or user info", what, raw)
 	}
 	if u.Scheme == "https" || (u.Scheme == "http" && isLoopbackHost(u.Hostname())) {

@@ -214,3 +214,17 @@ func TestWithoutURLDropsTheURL(t *testing.T) {
 		t.Errorf("a bad URL's error: %v", err)
 	}
 }
+
+// A client URL refused at registration is named in the error, unless it
+// has user info or does not parse: then it may hold a password.
+func TestValidateCallURLDoesNotEchoPasswords(t *testing.T) {
+	for _, raw := range []string{"https://u:s3cret@rp.example/bc", "https://u:s3cret@rp.example:bad/bc"} {
+		err := ValidateBackchannelLogoutURI(raw)
+		if err == nil || strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("%q: %v", raw, err)
+		}
+	}
+	if err := ValidateJWKSURI("http://rp.example/jwks"); err == nil || !strings.Contains(err.Error(), `"http://rp.example/jwks"`) {
+		t.Errorf("an http URL's error does not name it: %v", err)
+	}
+}

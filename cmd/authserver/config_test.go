@@ -147,7 +147,8 @@ func TestConfigValidation(t *testing.T) {
 		{name: "non-loopback http issuer", args: []string{"--addr", "0.0.0.0:8080"}, want: []string{"uses http on a non-loopback host"}},
 		{name: "insecure-http allows it", args: []string{"--addr", "0.0.0.0:8080", "--insecure-http"}},
 		{name: "issuer with a query", args: []string{"--issuer", "https://a.example/?x=1"}, want: []string{"must not have a query"}},
-		{name: "issuer with userinfo", args: []string{"--issuer", "https://u:p@a.example"}, want: []string{"must not have userinfo"}},
+		{name: "issuer with userinfo", args: []string{"--issuer", "https://u:s3cret-pw@a.example"}, want: []string{"must not have userinfo"}},
+		{name: "issuer that does not parse", args: []string{"--issuer", "https://u:s3cret-pw@a.example:bad"}, want: []string{"--issuer must be an absolute http(s) URL"}},
 		{name: "tls cert without key", args: []string{"--tls-cert", "c.pem"}, want: []string{"--tls-cert and --tls-key go together"}},
 		{name: "tls files missing", args: []string{"--tls-cert", "/nonexistent/c.pem", "--tls-key", "/nonexistent/k.pem"}, want: []string{"--tls-cert/--tls-key: open /nonexistent/c.pem"}},
 		{name: "cors origin with a path", file: "cors-origin: https://app.example/x\n", want: []string{`--cors-origin "https://app.example/x" must be an origin`}},
@@ -202,6 +203,9 @@ func TestConfigValidation(t *testing.T) {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("no %q in:\n%v", w, err)
 				}
+			}
+			if strings.Contains(err.Error(), "s3cret-pw") {
+				t.Errorf("the error echoes a password:\n%v", err)
 			}
 			// serve checks the same things before opening anything.
 			_, serr := cliRun(t, "", append([]string{"serve"}, args...)...)

@@ -419,9 +419,11 @@ func (c *serveConfig) validate(db string) error {
 	}
 	u, err := url.Parse(c.issuer)
 	switch {
-	case err == nil && u.User != nil:
+	case err != nil:
+		bad("issuer", "--issuer must be an absolute http(s) URL") // not echoed: it may hold a password
+	case u.User != nil:
 		bad("issuer", "--issuer must not have userinfo") // not echoed: it may hold a password
-	case err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https"):
+	case u.Host == "" || (u.Scheme != "http" && u.Scheme != "https"):
 		bad("issuer", "--issuer %q must be an absolute http(s) URL", c.issuer)
 	case u.RawQuery != "" || u.Fragment != "":
 		bad("issuer", "--issuer %q must not have a query or fragment (RFC 8414)", c.issuer)
