@@ -181,7 +181,8 @@ func (f *clientFeed) poll(ctx context.Context) error {
 func (s *Server) ForgetClient(id string) { s.clientCache.forget(id) }
 
 // Close stops the server's background work: the client change poller (and
-// waits for the collections after password hashes to end). It
+// waits for the password hashes running and the collections after them to
+// end; a hash started by a request served after Close is not waited for). It
 // does not close the store. Requests served after Close stay correct: cached
 // client registrations are then no longer trusted after
 // Config.ClientChangeMaxDelay and are read from storage.

@@ -119,9 +119,6 @@ func (g *hashGC) setMode() {
 
 // enter is called when a hash starts.
 func (g *hashGC) enter() {
-	if g == nil {
-		return
-	}
 	st := &hashGCState
 	st.mu.Lock()
 	if st.running == 0 {
@@ -141,9 +138,6 @@ func (g *hashGC) enter() {
 // forced mode it collects the hash's buffer; then it restores the target
 // if no other hash runs.
 func (g *hashGC) exit() {
-	if g == nil {
-		return
-	}
 	st := &hashGCState
 	st.mu.Lock()
 	forced := st.mode == gcForced

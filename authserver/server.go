@@ -283,7 +283,8 @@ type Server struct {
 	status         *statusLists
 	// basePath is the issuer's path ("" for an issuer at a host's root).
 	basePath string
-	// hashing counts the collections after hashes still running (hashSlot).
+	// hashing counts the hashes running and the collections after them
+	// (hashSlot).
 	hashing sync.WaitGroup
 	// backchannel counts back-channel logout deliveries in flight.
 	backchannel sync.WaitGroup
@@ -710,8 +711,8 @@ func (s *Server) hashSlot(ctx context.Context) (release func(), err error) {
 		return func() { <-s.hashSem }, nil
 	}
 	s.hashGC.enter()
+	s.hashing.Add(1) // from the hash's start, so Close waits for running hashes too
 	return func() {
-		s.hashing.Add(1)
 		go func() {
 			defer s.hashing.Done()
 			s.hashGC.exit()

@@ -369,22 +369,28 @@ func (s *Server) reservePasswordOnce(ctx context.Context, kAI, kA, kIP string) e
 	if err != nil {
 		return err
 	}
+	committing := false
+	defer func() {
+		// Failed or panicked: roll back, so that the connection (on SQLite
+		// the only write connection, which a lazy transaction pins) is
+		// given back.
+		if !committing {
+			_ = s.store.RollbackTx(tx)
+		}
+	}()
 	for _, r := range []struct {
 		key   string
 		p     ThrottlePolicy
 		count bool
 	}{{kAI, s.cfg.Throttle.AccountIP, true}, {kA, s.cfg.Throttle.Account, true}, {kIP, s.cfg.Throttle.IP, false}} {
-		if err = s.throttle.reserve(tx, r.key, r.p, r.count); err != nil {
-			break
+		if err := s.throttle.reserve(tx, r.key, r.p, r.count); err != nil {
+			return err
 		}
-	}
-	if err != nil {
-		_ = s.store.RollbackTx(tx)
-		return err
 	}
 	// Counted in flight before the commit, so that an attempt refused
 	// because of this reservation finds it and waits.
 	s.throttle.begin(kAI, kA)
+	committing = true
 	if err := s.store.CommitTx(tx); err != nil {
 		s.throttle.end(false, kAI, kA)
 		return err

@@ -407,21 +407,19 @@ func (s *Store) runTx(ctx context.Context, begin func(context.Context) (context.
 	if err != nil {
 		return err
 	}
-	ended := false
+	committing := false
 	defer func() {
-		// fn panicked: roll back, so that the connection (on SQLite the
-		// only write connection, which a lazy transaction pins) is given
-		// back.
-		if !ended {
+		// fn failed or panicked: roll back, so that the connection (on
+		// SQLite the only write connection, which a lazy transaction pins)
+		// is given back.
+		if !committing {
 			_ = s.RollbackTx(tctx)
 		}
 	}()
 	if err := fn(s.txFrom(tctx)); err != nil {
-		ended = true
-		_ = s.RollbackTx(tctx)
 		return err
 	}
-	ended = true
+	committing = true
 	return s.CommitTx(tctx)
 }
 
