@@ -247,9 +247,9 @@ func simpleStrings(b []byte) (out audience, ok bool) {
 type contextKey struct{}
 
 // verification is the context value under contextKey: the claims, and, when
-// an Authenticator's middleware verified them, which one and with which
-// scheme. NewContext leaves by nil, so the Require methods never trust
-// claims they did not see verified.
+// an Authenticator's middleware verified them, which one (the scheme follows
+// from the claims: a DPoP-bound token has a JKT). NewContext leaves by nil,
+// so the Require methods never trust claims they did not see verified.
 type verification struct {
 	claims *Claims
 	by     *Authenticator // nil for NewContext

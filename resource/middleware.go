@@ -240,8 +240,8 @@ func (a *Authenticator) Middleware(next http.Handler) http.Handler {
 }
 
 // authenticate verifies r's token and returns r with the claims in its
-// context, recorded as verified by a with the scheme the request used, or
-// writes the refusal and returns nil.
+// context, recorded as verified by a, or writes the refusal and returns
+// nil.
 func (a *Authenticator) authenticate(w http.ResponseWriter, r *http.Request) (*http.Request, *verification) {
 	c, err := a.credentials(w, r) // a bearer or a DPoP-bound token (dpop.go)
 	if err != nil {
