@@ -45,10 +45,6 @@ func newStatusServer(t testing.TB, is *testIssuer) *statusServer {
 			return
 		}
 		s.not304.Add(1)
-		var z bytes.Buffer
-		zw := zlib.NewWriter(&z)
-		_, _ = zw.Write(s.bits)
-		_ = zw.Close()
 		sub := s.uri()
 		if s.sub != "" {
 			sub = s.sub
@@ -56,7 +52,7 @@ func newStatusServer(t testing.TB, is *testIssuer) *statusServer {
 		now := is.clock.Now()
 		tok := mintWith(t, is.signer, map[string]any{"typ": "statuslist+jwt"}, map[string]any{
 			"sub": sub, "iat": now.Unix(), "exp": now.Add(time.Hour).Unix(), "ttl": 5,
-			"status_list": map[string]any{"bits": 1, "lst": b64(z.Bytes())},
+			"status_list": map[string]any{"bits": 1, "lst": b64(deflated(s.bits))},
 		})
 		w.Header().Set("Content-Type", "application/statuslist+jwt")
 		_, _ = w.Write([]byte(tok))
@@ -213,10 +209,7 @@ func TestStatusListFirstFetchIsSingleFlight(t *testing.T) {
 // and the list fetched unconditionally.
 func TestStatusListExpiredTokenIsNotRevivedBy304(t *testing.T) {
 	is := newTestIssuer(t)
-	var z bytes.Buffer
-	zw := zlib.NewWriter(&z)
-	_, _ = zw.Write(make([]byte, 16))
-	_ = zw.Close()
+	lst := deflated(make([]byte, 16))
 	var (
 		listTok     atomic.Value // string
 		conditional atomic.Int64
@@ -240,7 +233,7 @@ func TestStatusListExpiredTokenIsNotRevivedBy304(t *testing.T) {
 	signList := func(exp time.Time) {
 		listTok.Store(mintWith(t, is.signer, map[string]any{"typ": "statuslist+jwt"}, map[string]any{
 			"sub": uri, "iat": is.clock.Now().Unix(), "exp": exp.Unix(),
-			"status_list": map[string]any{"bits": 1, "lst": b64(z.Bytes())},
+			"status_list": map[string]any{"bits": 1, "lst": b64(lst)},
 		}))
 	}
 	now := is.clock.Now()
@@ -294,10 +287,7 @@ func TestStatusListExpiredTokenIsNotRevivedBy304(t *testing.T) {
 // must not fail the others with 503, as RemoteKeySet already ensures.
 func TestStatusListFetchSurvivesACallersCancel(t *testing.T) {
 	is := newTestIssuer(t)
-	var z bytes.Buffer
-	zw := zlib.NewWriter(&z)
-	_, _ = zw.Write(make([]byte, 16))
-	_ = zw.Close()
+	lst := deflated(make([]byte, 16))
 	arrived := make(chan struct{}, 8)
 	release := make(chan struct{})
 	var uri string
@@ -311,7 +301,7 @@ func TestStatusListFetchSurvivesACallersCancel(t *testing.T) {
 		now := is.clock.Now()
 		_, _ = w.Write([]byte(mintWith(t, is.signer, map[string]any{"typ": "statuslist+jwt"}, map[string]any{
 			"sub": uri, "iat": now.Unix(), "exp": now.Add(time.Hour).Unix(),
-			"status_list": map[string]any{"bits": 1, "lst": b64(z.Bytes())},
+			"status_list": map[string]any{"bits": 1, "lst": b64(lst)},
 		})))
 	}))
 	t.Cleanup(srv.Close)
@@ -408,4 +398,13 @@ func TestStatusListIndexOutsideTheList(t *testing.T) {
 			}
 		})
 	}
+}
+
+// deflated is bits zlib-compressed, as a status list's lst carries them.
+func deflated(bits []byte) []byte {
+	var z bytes.Buffer
+	zw := zlib.NewWriter(&z)
+	_, _ = zw.Write(bits)
+	_ = zw.Close()
+	return z.Bytes()
 }
