@@ -184,6 +184,19 @@ func (s *Server) backchannelLogout(ctx context.Context, userID, sid string) {
 // the tokens are signed; delivery runs in the background (see
 // WaitBackchannel).
 func (s *Server) notifyTargets(ctx context.Context, userID string, ts []storage.Token) {
+	if len(ts) == 0 {
+		return
+	}
+	// The key first: without one, no target is claimed (deleted) with no
+	// token sent for it.
+	signer, err := s.keys.CurrentFor(idTokenAlg)
+	if err != nil {
+		signer, err = s.keys.Current()
+	}
+	if err != nil {
+		s.log.ErrorContext(ctx, "back-channel logout: no signing key", "err", err)
+		return
+	}
 	for _, t := range ts {
 		// Deleting the record claims it: of two requests ending the same
 		// session, one sends the logout token.
@@ -200,14 +213,6 @@ func (s *Server) notifyTargets(ctx context.Context, userID string, ts []storage.
 		claims := logoutClaims{Issuer: s.cfg.Issuer, Subject: subjectFor(s.strategy.pairwiseKey, &c, userID), Audience: []string{c.ID}, IssuedAt: now.Unix(),
 			Expiry: now.Add(logoutTokenTTL).Unix(), ID: newJTI(), SID: knownSID(t),
 			Events: map[string]map[string]any{backchannelEvent: {}}}
-		signer, err := s.keys.CurrentFor(idTokenAlg)
-		if err != nil {
-			signer, err = s.keys.Current()
-		}
-		if err != nil {
-			s.log.ErrorContext(ctx, "back-channel logout: no signing key", "err", err)
-			return
-		}
 		token, err := s.strategy.signWith(ctx, signer, claims, "logout+jwt")
 		if err != nil {
 			s.log.ErrorContext(ctx, "back-channel logout: signing failed", "err", err)
