@@ -32,7 +32,8 @@ var issuanceEvents = map[string]bool{
 //
 // time (RFC 3339, UTC) and event come first; the other attributes are
 // event-specific, from a fixed vocabulary: sub, client_id, grant, kind,
-// reason, retry_after, ip, kid, alg, command, target, result, form, trace_id. No
+// reason, retry_after, issuer, open, secret_issued, ip, kid, alg, command,
+// target, result, form, trace_id (README.md lists them by event). No
 // attribute ever holds a password, secret or token. The zero value and a nil
 // *AuditLog discard everything.
 type AuditLog struct {

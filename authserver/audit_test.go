@@ -5,7 +5,11 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -128,6 +132,101 @@ func TestAuditLogSink(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Every 429 of a password or client check is audited once, those refused
+// from memory (a key this instance already knows to be blocked) too, with
+// the wait it was told.
+func TestAuditEveryThrottledRefusal(t *testing.T) {
+	var sink lockedBuffer
+	env := newTestEnv(t, openMemory(t), func(c *Config) { c.Audit = NewAuditLog(&sink, 0) })
+	refused := func(form url.Values, id, secret, wantCode string) int {
+		n := 0
+		for range 16 {
+			resp := env.post("/token", form, id, secret)
+			m := decode(t, resp)
+			if resp.StatusCode != http.StatusTooManyRequests {
+				continue
+			}
+			n++
+			desc, _ := m["error_description"].(string)
+			if m["error"] != wantCode || !strings.Contains(desc, "retry in ") || strings.Contains(desc, " 1 seconds") {
+				t.Errorf("429 body %v", m)
+			}
+		}
+		if n < 2 {
+			t.Fatalf("%d of 16 bad attempts refused with 429, want several", n)
+		}
+		return n
+	}
+	logins := refused(url.Values{"grant_type": {"password"}, "username": {"alice@example.com"}, "password": {"wrong-password-0123"}, "client_id": {"demo"}}, "", "", "invalid_grant")
+	clients := refused(url.Values{"grant_type": {"client_credentials"}}, "svc", "wrong-secret-0123456789-0123456789-xx", "invalid_client")
+	lines := auditLines(t, sink.String())
+	n := countEvents(lines)
+	if n["login_throttled"] != logins || n["client_auth_throttled"] != clients {
+		t.Errorf("audited %d login_throttled and %d client_auth_throttled, want %d and %d (%v)", n["login_throttled"], n["client_auth_throttled"], logins, clients, n)
+	}
+	for _, l := range lines {
+		switch l["event"] {
+		case "client_auth_throttled":
+			if l["client_id"] != "svc" {
+				t.Errorf("client_auth_throttled line %v", l)
+			}
+			fallthrough
+		case "login_throttled":
+			if ra, _ := l["retry_after"].(string); ra == "" || ra == "0s" || l["ip"] == nil {
+				t.Errorf("%s line %v", l["event"], l)
+			}
+		}
+	}
+}
+
+// Every audit event the server writes is in README.md's table of events,
+// the schema operators parse.
+func TestAuditEventsDocumented(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	documented := map[string]bool{}
+	table := false
+	for line := range strings.Lines(string(readme)) {
+		switch {
+		case strings.HasPrefix(line, "| event | when"):
+			table = true
+		case table && !strings.HasPrefix(line, "|"):
+			table = false
+		case table:
+			first, _, _ := strings.Cut(strings.TrimPrefix(line, "|"), "|")
+			for _, m := range regexp.MustCompile("`([a-z_]+)`").FindAllStringSubmatch(first, -1) {
+				documented[m[1]] = true
+			}
+		}
+	}
+	files, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	call := regexp.MustCompile(`\.audit\(ctx, "([a-z_]+)"`)
+	seen := 0
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range call.FindAllStringSubmatch(string(b), -1) {
+			seen++
+			if !documented[m[1]] {
+				t.Errorf("%s writes the audit event %q, which README.md's table of events lacks", f, m[1])
+			}
+		}
+	}
+	if seen < 20 || len(documented) < 20 {
+		t.Fatalf("found %d audit calls and %d documented events: the patterns no longer match", seen, len(documented))
 	}
 }
 

@@ -169,8 +169,7 @@ func (s *Server) authenticateClient(ctx context.Context, r *http.Request, form u
 	ip := s.clientIP(r)
 	if s.throttle != nil && cc.hasSecret {
 		if wait := max(s.throttle.isBlocked("client:"+cc.id), s.throttle.isBlocked("ip:"+ip)); wait > 0 {
-			s.metrics.throttled.WithLabelValues("client").Inc()
-			return storage.Client{}, throttledError(errInvalidClient, wait)
+			return storage.Client{}, s.clientAuthThrottled(ctx, cc.id, wait)
 		}
 	}
 	rd := s.clientCache.begin(cc.id)

@@ -153,8 +153,7 @@ func (s *Server) authenticateAssertion(ctx context.Context, r *http.Request, for
 	ip := s.clientIP(r)
 	if s.throttle != nil {
 		if wait := max(s.throttle.isBlocked("client:"+id), s.throttle.isBlocked("ip:"+ip)); wait > 0 {
-			s.metrics.throttled.WithLabelValues("client").Inc()
-			return storage.Client{}, throttledError(errInvalidClient, wait)
+			return storage.Client{}, s.clientAuthThrottled(ctx, id, wait)
 		}
 	}
 	fail := func(desc string) (storage.Client, *oauthError) {

@@ -129,12 +129,12 @@ func (s *Server) deviceEnter(w http.ResponseWriter, r *http.Request, form url.Va
 		s.unavailablePage(w, r, "user code throttle unavailable", err)
 		return
 	} else if wait > 0 {
-		secs := max(int(wait.Round(time.Second)/time.Second), 1)
+		secs := retrySeconds(wait)
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
 		s.metrics.throttled.WithLabelValues("user_code").Inc()
-		s.audit(ctx, "user_code_throttled")
+		s.audit(ctx, "user_code_throttled", slog.String("retry_after", retryAfter(wait)))
 		s.renderDeviceEntry(w, r, http.StatusTooManyRequests, raw,
-			fmt.Sprintf("Too many wrong codes from your network. Wait %d seconds and try again.", secs))
+			"Too many wrong codes from your network. Wait "+seconds(secs)+" and try again.")
 		return
 	}
 	code, ok := normalizeUserCode(raw)

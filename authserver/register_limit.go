@@ -90,7 +90,7 @@ func (s *Server) regLimit(ip string) *oauthError {
 		return nil
 	}
 	s.metrics.throttled.WithLabelValues("register").Inc()
-	secs := max(int(math.Ceil(wait.Seconds())), 1)
+	secs := retrySeconds(wait)
 	return &oauthError{Code: errTemporarilyUnavailable, Status: http.StatusTooManyRequests, RetryAfter: secs,
-		Description: "Too many registration requests; retry in " + itoa(secs) + " seconds."}
+		Description: "Too many registration requests; " + retryIn(secs)}
 }

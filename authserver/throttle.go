@@ -293,9 +293,47 @@ func (th *throttler) releaseWrites(accountIP, account string) []lateWrite {
 // throttledError is the response to a throttled request: 429 with
 // Retry-After (RFC 6585). code is the §5.2 code the request would get.
 func throttledError(code string, wait time.Duration) *oauthError {
-	secs := max(int(math.Ceil(wait.Seconds())), 1)
+	secs := retrySeconds(wait)
 	return &oauthError{Code: code, Status: http.StatusTooManyRequests, RetryAfter: secs,
-		Description: fmt.Sprintf("Too many failed attempts; retry in %d seconds.", secs)}
+		Description: "Too many failed attempts; " + retryIn(secs)}
+}
+
+// loginThrottled counts and audits a password attempt refused for wait,
+// and returns its 429 error. Every refusal is audited, those decided from
+// memory too.
+func (s *Server) loginThrottled(ctx context.Context, wait time.Duration) *oauthError {
+	s.metrics.throttled.WithLabelValues("password").Inc()
+	s.audit(ctx, "login_throttled", slog.String("retry_after", retryAfter(wait)))
+	return throttledError(errInvalidGrant, wait)
+}
+
+// clientAuthThrottled counts and audits a client authentication refused for
+// wait, and returns its 429 error.
+func (s *Server) clientAuthThrottled(ctx context.Context, clientID string, wait time.Duration) *oauthError {
+	s.metrics.throttled.WithLabelValues("client").Inc()
+	s.audit(ctx, "client_auth_throttled", slog.String("client_id", safeParam(clientID)), slog.String("retry_after", retryAfter(wait)))
+	return throttledError(errInvalidClient, wait)
+}
+
+// retryAfter is a wait as the audit log's retry_after ("3s", "15m0s").
+func retryAfter(wait time.Duration) string { return wait.Round(time.Second).String() }
+
+// retrySeconds is a wait in whole seconds, rounded up, at least 1: the
+// value of a Retry-After header.
+func retrySeconds(wait time.Duration) int {
+	return max(int(math.Ceil(wait.Seconds())), 1)
+}
+
+// retryIn is the end of a 429's error_description: "retry in 1 second.",
+// "retry in 30 seconds.".
+func retryIn(secs int) string { return "retry in " + seconds(secs) + "." }
+
+// seconds is a count of seconds in words: "1 second", "30 seconds".
+func seconds(n int) string {
+	if n == 1 {
+		return "1 second"
+	}
+	return itoa(n) + " seconds"
 }
 
 // passwordKeys are the counters a password attempt is charged to.
@@ -324,8 +362,7 @@ func (s *Server) reservePassword(ctx context.Context, email, ip string) *oauthEr
 	// Keys this instance already knows to be throttled are refused from
 	// memory: a flood of attempts costs no database write.
 	if wait := max(s.throttle.isBlocked(kAI), s.throttle.isBlocked(kA), s.throttle.isBlocked(kIP)); wait > 0 {
-		s.metrics.throttled.WithLabelValues("password").Inc()
-		return throttledError(errInvalidGrant, wait)
+		return s.loginThrottled(ctx, wait)
 	}
 	var timeout <-chan time.Time
 	for {
@@ -343,9 +380,7 @@ func (s *Server) reservePassword(ctx context.Context, email, ip string) *oauthEr
 				}
 			}
 			s.throttle.block(te.key, te.wait)
-			s.metrics.throttled.WithLabelValues("password").Inc()
-			s.audit(ctx, "login_throttled", slog.String("retry_after", te.wait.Round(time.Second).String()))
-			return throttledError(errInvalidGrant, te.wait)
+			return s.loginThrottled(ctx, te.wait)
 		}
 		if err != nil {
 			return unavailable(err)
