@@ -32,6 +32,9 @@ type config struct {
 	// statusRefresh is how often a cached Token Status List is fetched
 	// again (local mode).
 	statusRefresh time.Duration
+	// issuerWait is how long startup keeps trying an issuer it cannot
+	// reach.
+	issuerWait time.Duration
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -47,6 +50,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.externalURL, "external-url", "", "scheme and host clients use to reach this API behind a proxy, such as https://api.example.com: DPoP proofs must name it (default: the URL requests arrive at)")
 	fs.BoolVar(&c.dpopNonce, "dpop-nonce", false, "require a server nonce in DPoP proofs (RFC 9449 §9); the nonce key is random per process, so clients of several instances may be asked for a nonce again")
 	fs.DurationVar(&c.statusRefresh, "status-refresh", resource.DefaultStatusRefresh, "how often a cached token status list is fetched again (conditionally); a revoked token is refused within about this delay")
+	fs.DurationVar(&c.issuerWait, "issuer-wait", 30*time.Second, "how long to keep trying at startup to fetch the issuer's metadata while the issuer cannot be reached (an API started beside its issuer); 0: fail at once")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: resourceserver --issuer URL [flags]\n\nServes the demo API against a remote issuer.\n\n")
 		fs.PrintDefaults()
@@ -62,6 +66,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	if c.statusRefresh <= 0 {
 		return c, errors.New("--status-refresh must be positive")
+	}
+	if c.issuerWait < 0 {
+		return c, errors.New("--issuer-wait must not be negative")
 	}
 	if c.audience == "" {
 		if host, _, err := net.SplitHostPort(c.addr); err != nil || host == "" || net.ParseIP(host).IsUnspecified() {
@@ -152,7 +159,7 @@ func newHandler(ctx context.Context, cfg config, logger *slog.Logger) (http.Hand
 	}
 
 	users := newSeenUsers(10000)
-	auth, err := resource.New(ctx, rc, resource.WithTokenCheck(users.record))
+	auth, err := newAuthenticator(ctx, rc, cfg.issuerWait, logger, resource.WithTokenCheck(users.record))
 	if err != nil {
 		return nil, err
 	}
@@ -172,6 +179,38 @@ func newHandler(ctx context.Context, cfg config, logger *slog.Logger) (http.Hand
 		_, _ = io.WriteString(w, "ok\n")
 	})
 	return mux, nil
+}
+
+// newAuthenticator is resource.New, tried again while the issuer cannot be
+// reached (unreachable, refused, timed out: the issuer is still starting,
+// or was started after this API), for up to wait. Any other error (a
+// metadata document naming another issuer, a 404) fails at once.
+func newAuthenticator(ctx context.Context, rc resource.Config, wait time.Duration, logger *slog.Logger, opts ...resource.Option) (*resource.Authenticator, error) {
+	deadline := time.Now().Add(wait)
+	delay := 250 * time.Millisecond
+	for {
+		auth, err := resource.New(ctx, rc, opts...)
+		if err == nil || !unreachable(err) || ctx.Err() != nil || time.Now().Add(delay).After(deadline) {
+			return auth, err
+		}
+		logger.Warn("resourceserver: the issuer cannot be reached yet; trying again", "issuer", rc.Issuer, "retry_in", delay, "error", err)
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, err
+		case <-t.C:
+		}
+		delay = min(2*delay, 5*time.Second)
+	}
+}
+
+// unreachable reports whether err is a failure to reach a server (a dial
+// error, a lookup failure, a timeout) rather than an answer.
+func unreachable(err error) bool {
+	var op *net.OpError
+	var dns *net.DNSError
+	return errors.As(err, &op) || errors.As(err, &dns) || errors.Is(err, context.DeadlineExceeded)
 }
 
 // serve runs an http.Server with timeouts on ln until ctx ends.

@@ -5,10 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
+	"net"
 	"net/http"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -40,6 +44,9 @@ func TestParseFlags(t *testing.T) {
 		{"IntrospectWithoutCreds", []string{"--issuer", "https://a", "--mode", "local-then-introspect"}, "needs --introspect-client-id", nil},
 		{"CredsInLocalMode", []string{"--issuer", "https://a", "--introspect-client-id", "api"}, "--mode is local", nil},
 		{"StrayArgument", []string{"--issuer", "https://a", "serve"}, "unexpected arguments", nil},
+		{"IssuerWaitDefault", []string{"--issuer", "https://a"}, "", func(c config) bool { return c.issuerWait == 30*time.Second }},
+		{"IssuerWaitOff", []string{"--issuer", "https://a", "--issuer-wait", "0"}, "", func(c config) bool { return c.issuerWait == 0 }},
+		{"IssuerWaitNegative", []string{"--issuer", "https://a", "--issuer-wait", "-1s"}, "must not be negative", nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -184,5 +191,60 @@ func TestSeenUsersIsBounded(t *testing.T) {
 	users, _ := s.ListUsers(t.Context())
 	if len(users) != 2 || users[0].Name != "renamed" {
 		t.Errorf("users = %+v", users)
+	}
+}
+
+// refusingTransport refuses its first refusals round trips as a closed port
+// does, then passes them on.
+type refusingTransport struct {
+	refusals int32
+	n        atomic.Int32
+}
+
+func (rt *refusingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if rt.n.Add(1) <= rt.refusals {
+		return nil, &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
+	}
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// An API started before its issuer waits for it (--issuer-wait); an issuer
+// that answers wrongly, or no wait, fails at once.
+func TestIssuerWait(t *testing.T) {
+	is := resourcetest.NewIssuer(t)
+	var logs strings.Builder
+	logger := slog.New(slog.NewTextHandler(&logs, nil))
+	config := func(issuer string, rt http.RoundTripper) resource.Config {
+		return resource.Config{Issuer: issuer, Audience: "http://127.0.0.1:8082/api", HTTPClient: &http.Client{Transport: rt}, Logger: logger}
+	}
+
+	rt := &refusingTransport{refusals: 3}
+	auth, err := newAuthenticator(t.Context(), config(is.URL, rt), 30*time.Second, logger)
+	if err != nil || auth == nil {
+		t.Fatalf("after 3 refusals: %v", err)
+	}
+	if got := strings.Count(logs.String(), "cannot be reached yet"); got != 3 || rt.n.Load() < 4 {
+		t.Errorf("%d warnings, %d round trips; want 3 warnings and at least 4 round trips\n%s", got, rt.n.Load(), logs.String())
+	}
+
+	if _, err := newAuthenticator(t.Context(), config(is.URL, &refusingTransport{refusals: 1}), 0, logger); err == nil || !unreachable(err) {
+		t.Errorf("no wait: err = %v, want the refusal", err)
+	}
+
+	// A 404 is an answer: no retry.
+	logs.Reset()
+	wrong := &refusingTransport{}
+	if _, err := newAuthenticator(t.Context(), config(is.URL+"/elsewhere", wrong), 30*time.Second, logger); err == nil || unreachable(err) {
+		t.Errorf("an issuer without metadata: err = %v", err)
+	}
+	if logs.Len() != 0 || wrong.n.Load() > 2 {
+		t.Errorf("retried an answer: %d round trips\n%s", wrong.n.Load(), logs.String())
+	}
+
+	// Stopping the process stops the wait.
+	ctx, cancel := context.WithCancel(t.Context())
+	time.AfterFunc(300*time.Millisecond, cancel)
+	if _, err := newAuthenticator(ctx, config(is.URL, &refusingTransport{refusals: 1 << 30}), time.Hour, logger); err == nil {
+		t.Error("a cancelled wait succeeded")
 	}
 }
