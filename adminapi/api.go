@@ -242,6 +242,8 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeProblem(w, r, http.StatusConflict, "the resource already exists")
 	case errors.Is(err, storage.ErrConflict):
 		writeProblem(w, r, http.StatusConflict, "a concurrent change won; retry")
+	case errors.Is(err, storage.ErrInvalidText):
+		writeProblem(w, r, http.StatusBadRequest, "a value holds a NUL byte or is not valid UTF-8")
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		writeProblem(w, r, http.StatusServiceUnavailable, "the request was cancelled or timed out")
 	default:

@@ -106,6 +106,11 @@ func TestClients(t *testing.T) {
 			"CodeWithoutRedirect": map[string]any{"id": "x", "grant_types": []string{"authorization_code"}},
 			"PublicIntrospect":    map[string]any{"id": "x", "public": true, "introspect": true, "grant_types": []string{"password"}},
 			"BadRedirect":         map[string]any{"id": "x", "grant_types": []string{"authorization_code"}, "redirect_uris": []string{"http://evil.example/cb"}},
+			// Not reachable as a path segment, or not storable everywhere.
+			"DotID":    map[string]any{"id": ".", "grant_types": []string{"client_credentials"}},
+			"DotDotID": map[string]any{"id": "..", "grant_types": []string{"client_credentials"}},
+			"NULInID":  map[string]any{"id": "a\x00b", "grant_types": []string{"client_credentials"}},
+			"NULName":  map[string]any{"id": "x", "name": "a\x00b", "grant_types": []string{"client_credentials"}},
 		} {
 			t.Run(name, func(t *testing.T) {
 				e.call(http.MethodPost, "/admin/v1/clients", body).want(t, http.StatusUnprocessableEntity)
@@ -237,6 +242,9 @@ func TestUsers(t *testing.T) {
 		e.call(http.MethodPost, "/admin/v1/users", map[string]any{"email": "carol@example.com", "password": "short"}).want(t, http.StatusUnprocessableEntity)
 		e.call(http.MethodPost, "/admin/v1/users", map[string]any{"email": "carol@example.com"}).want(t, http.StatusUnprocessableEntity)
 		e.call(http.MethodPost, "/admin/v1/users", map[string]any{"email": "not-an-email", "password": bobPW}).want(t, http.StatusUnprocessableEntity)
+		e.call(http.MethodPost, "/admin/v1/users", map[string]any{"email": "nul\x00@example.com", "password": bobPW}).want(t, http.StatusUnprocessableEntity)
+		e.call(http.MethodPost, "/admin/v1/users", map[string]any{"email": "carol@example.com", "name": "Carol\x00", "password": bobPW}).want(t, http.StatusUnprocessableEntity)
+		e.call(http.MethodPost, "/admin/v1/users", map[string]any{"email": "carol@example.com", "roles": []string{"a\x00"}, "password": bobPW}).want(t, http.StatusUnprocessableEntity)
 		e.call(http.MethodPost, "/admin/v1/users", map[string]any{"email": "BOB@example.com", "password": bobPW}).want(t, http.StatusConflict)
 		e.call(http.MethodPut, base, map[string]any{"email": "alice@example.com"}).want(t, http.StatusConflict)
 		e.call(http.MethodPut, base, map[string]any{"email": "bob@example.com", "password": bobPW}).want(t, http.StatusUnprocessableEntity)

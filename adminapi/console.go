@@ -168,6 +168,8 @@ func (c *console) page(fn func(http.ResponseWriter, *http.Request, consoleSessio
 				c.errorPage(w, ae.status, ae.detail)
 			case errors.Is(err, storage.ErrNotFound):
 				c.errorPage(w, http.StatusNotFound, "No such user or client.")
+			case errors.Is(err, storage.ErrInvalidText):
+				c.errorPage(w, http.StatusBadRequest, "A value holds a NUL byte or is not valid UTF-8.")
 			default:
 				c.api.log.ErrorContext(ctx, "admin console request failed", "path", r.URL.Path, "err", err)
 				c.errorPage(w, http.StatusInternalServerError, "Internal error.")

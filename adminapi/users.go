@@ -83,14 +83,14 @@ func newID() (string, error) {
 }
 
 func (in UserInput) validate() error {
-	if len(in.Email) > 320 || !strings.Contains(in.Email, "@") || strings.ContainsAny(in.Email, " \t\r\n") {
+	if len(in.Email) > 320 || !strings.Contains(in.Email, "@") || strings.ContainsAny(in.Email, " \t\r\n") || strings.ContainsFunc(in.Email, unicode.IsControl) {
 		return problem(http.StatusUnprocessableEntity, "email must be an email address")
 	}
-	if len(in.Name) > 200 {
-		return problem(http.StatusUnprocessableEntity, "name must be at most 200 characters")
+	if len(in.Name) > 200 || strings.ContainsFunc(in.Name, unicode.IsControl) {
+		return problem(http.StatusUnprocessableEntity, "name must be at most 200 characters, without control characters")
 	}
 	for _, r := range in.Roles {
-		if r == "" || len(r) > 64 || strings.ContainsAny(r, " ,\t\r\n") {
+		if r == "" || len(r) > 64 || strings.ContainsAny(r, " ,\t\r\n") || strings.ContainsFunc(r, unicode.IsControl) {
 			return problem(http.StatusUnprocessableEntity, fmt.Sprintf("invalid role %q", r))
 		}
 	}

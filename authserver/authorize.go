@@ -145,11 +145,14 @@ func (s *Server) authorizeParams(w http.ResponseWriter, r *http.Request) (url.Va
 	if err != nil {
 		return nil, pageError(errInvalidRequest, "The authorization request is not valid URL encoding.")
 	}
-	for _, vs := range form {
+	for k, vs := range form {
 		for _, v := range vs {
 			if len(v) > maxAuthorizeParam {
 				return nil, pageError(errInvalidRequest, "A parameter of the authorization request is too long.")
 			}
+		}
+		if !formText(k, vs) {
+			return nil, pageError(errInvalidRequest, invalidTextDetail)
 		}
 	}
 	return form, nil
@@ -439,6 +442,10 @@ func (s *Server) authorizeFailed(w http.ResponseWriter, r *http.Request, az *aut
 // operator: at error level, or warning for a full hashing queue or a
 // browser that went away.
 func (s *Server) unavailablePage(w http.ResponseWriter, r *http.Request, what string, err error) {
+	if errors.Is(err, storage.ErrInvalidText) {
+		s.errorPage(w, http.StatusBadRequest, errInvalidRequest, invalidTextDetail)
+		return
+	}
 	s.log.LogAttrs(r.Context(), failureLevel(err), what, slog.String("path", r.URL.Path), slog.String("cause", err.Error()))
 	s.errorPage(w, http.StatusServiceUnavailable, errTemporarilyUnavailable, genericUnavailableDetail)
 }

@@ -19,6 +19,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/ory/fosite"
 
@@ -56,6 +57,9 @@ func (s *Server) parseForm(w http.ResponseWriter, r *http.Request, repeatable ..
 		if len(v) > 1 && !slices.Contains(repeatable, k) {
 			return nil, invalidRequest("The parameter '" + safeParam(k) + "' is repeated.")
 		}
+		if !formText(k, v) {
+			return nil, invalidRequest(invalidTextDetail)
+		}
 	}
 	// fosite reads r.PostForm; give it exactly what we validated.
 	r.PostForm, r.Form = form, form
@@ -63,6 +67,26 @@ func (s *Server) parseForm(w http.ResponseWriter, r *http.Request, repeatable ..
 }
 
 const formContentType = "application/x-www-form-urlencoded"
+
+// formText reports whether a parameter's name and values are text every
+// backend can store and compare: valid UTF-8 (RFC 6749 Appendix B) without
+// a NUL byte.
+func formText(k string, vs []string) bool {
+	if !validText(k) {
+		return false
+	}
+	for _, v := range vs {
+		if !validText(v) {
+			return false
+		}
+	}
+	return true
+}
+
+// validText reports whether s is valid UTF-8 without a NUL byte.
+func validText(s string) bool {
+	return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0
+}
 
 // readBody reads a request body whose announced length is n (-1 when
 // unknown), growing its buffer as bytes arrive: a client that announces
@@ -120,7 +144,7 @@ func readClientCredentials(r *http.Request, form url.Values) (clientCredentials,
 		if id, err = url.QueryUnescape(id); err != nil {
 			return cc, invalidClient()
 		}
-		if secret, err = url.QueryUnescape(secret); err != nil || id == "" {
+		if secret, err = url.QueryUnescape(secret); err != nil || id == "" || !validText(id) || !validText(secret) {
 			return cc, invalidClient()
 		}
 		if _, ok := form["client_secret"]; ok {

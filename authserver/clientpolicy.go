@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"unicode"
 
 	"github.com/oauthkit/authserver/storage"
 )
@@ -32,8 +33,13 @@ func orName(n, def string) string {
 // syntax, redirect URIs and their grant, resources, OpenID Connect logout
 // and subject type, and token-exchange audiences.
 func ValidateClient(c storage.Client, n RegistrationNames) error {
-	if c.ID == "" || len(c.ID) > 200 || strings.ContainsAny(c.ID, " :/\t\r\n") {
-		return fmt.Errorf("%s is required, at most 200 characters, without spaces, colons or slashes", n.ID)
+	// "." and ".." would be path segments of the admin API's URLs.
+	if c.ID == "" || len(c.ID) > 200 || strings.ContainsAny(c.ID, " :/\t\r\n") || !validText(c.ID) ||
+		strings.ContainsFunc(c.ID, unicode.IsControl) || c.ID == "." || c.ID == ".." {
+		return fmt.Errorf("%s is required, at most 200 characters, without spaces, colons, slashes or control characters, and not \".\" or \"..\"", n.ID)
+	}
+	if !validText(c.Name) || strings.ContainsFunc(c.Name, unicode.IsControl) {
+		return errors.New("the client name must be UTF-8 text without control characters")
 	}
 	if len(c.GrantTypes) == 0 {
 		return fmt.Errorf("at least one %s is required", n.Grant)

@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/ory/fosite"
+
+	"github.com/oauthkit/authserver/storage"
 )
 
 // Error codes of RFC 6749 §5.2, RFC 7009 §2.2.1 and RFC 6750 §3.1.
@@ -28,6 +30,7 @@ const (
 	contentTypeJSON            = "application/json;charset=UTF-8"
 	genericServerErrorDetail   = "The server encountered an unexpected condition."
 	genericUnavailableDetail   = "The service is temporarily unavailable; retry later."
+	invalidTextDetail          = "A parameter holds a NUL byte or is not valid UTF-8."
 	genericInvalidClientDetail = "Client authentication failed."
 )
 
@@ -72,7 +75,13 @@ func serverError(cause error) *oauthError {
 	return &oauthError{Code: errServerError, Description: genericServerErrorDetail, Status: http.StatusInternalServerError, Cause: cause}
 }
 
+// unavailable is the error of a storage failure: 503, unless the request
+// itself held text the backend cannot store (storage.ErrInvalidText), which
+// is the client's invalid_request.
 func unavailable(cause error) *oauthError {
+	if errors.Is(cause, storage.ErrInvalidText) {
+		return invalidRequest(invalidTextDetail)
+	}
 	return &oauthError{Code: errTemporarilyUnavailable, Description: genericUnavailableDetail, Status: http.StatusServiceUnavailable, Cause: cause}
 }
 

@@ -31,7 +31,8 @@ const (
 	maxCredential = 1024
 )
 
-// readPageForm reads a page's POSTed form; nil when it is malformed.
+// readPageForm reads a page's POSTed form; nil when it is malformed (a
+// NUL byte or invalid UTF-8 included).
 func readPageForm(w http.ResponseWriter, r *http.Request) url.Values {
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mt != "application/x-www-form-urlencoded" {
@@ -44,6 +45,11 @@ func readPageForm(w http.ResponseWriter, r *http.Request) url.Values {
 	form, err := url.ParseQuery(string(b))
 	if err != nil {
 		return nil
+	}
+	for k, vs := range form {
+		if !formText(k, vs) {
+			return nil
+		}
 	}
 	return form
 }

@@ -613,9 +613,10 @@ func (s *Server) manageRegistration(ctx context.Context, w http.ResponseWriter, 
 	if !hasAuth {
 		return nil, tokenMissing("A registration access token is required.")
 	}
-	// RFC 7592 §2: an unknown client and a wrong token are both 401.
+	// RFC 7592 §2: an unknown client and a wrong token are both 401 (an ID
+	// PostgreSQL cannot hold names no client either).
 	c, err := s.store.GetClient(ctx, id)
-	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+	if err != nil && !errors.Is(err, storage.ErrNotFound) && !errors.Is(err, storage.ErrInvalidText) {
 		return nil, unavailable(err)
 	}
 	if err != nil || !registrationTokenMatches(c, tok) {

@@ -29,6 +29,11 @@ var (
 	// ErrConflict is returned when a concurrent writer won a race (for example a
 	// serialization failure); the caller may retry.
 	ErrConflict = errors.New("storage: conflict")
+	// ErrInvalidText is returned when a string argument cannot be stored or
+	// compared by the backend: it holds a NUL byte or is not valid UTF-8
+	// (PostgreSQL's text type refuses both). It comes from the request, not
+	// from the backend's health: front ends answer it as a bad request.
+	ErrInvalidText = errors.New("storage: text holds a NUL byte or is not valid UTF-8")
 )
 
 // User is a resource owner who signs in with the password grant.

@@ -143,6 +143,8 @@ var postgresDialect = &dialect{
 			return storage.ErrAlreadyExists
 		case "40001", "40P01", "55P03": // serialization_failure, deadlock_detected, lock_not_available
 			return storage.ErrConflict
+		case "22021", "22P05": // character_not_in_repertoire (a NUL, invalid UTF-8), untranslatable_character
+			return storage.ErrInvalidText
 		}
 		return nil
 	},
