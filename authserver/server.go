@@ -93,8 +93,9 @@ type Config struct {
 	Throttle ThrottleConfig
 	// Registration configures dynamic client registration (register.go).
 	Registration RegistrationConfig
-	// CORSAllowedOrigins are the browser origins allowed to call the token and
-	// revocation endpoints (exact matches, such as "https://app.example").
+	// CORSAllowedOrigins are the browser origins allowed to call the token,
+	// revocation, pushed authorization, device authorization and userinfo
+	// endpoints (exact matches, such as "https://app.example").
 	// Empty (the default) disables CORS.
 	CORSAllowedOrigins []string
 	// MetricsOnMainHandler serves /metrics from Handler; otherwise use

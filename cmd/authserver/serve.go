@@ -237,7 +237,7 @@ func (c *serveConfig) registerFlags(f *pflag.FlagSet) {
 	f.DurationVar(&c.drainDelay, "drain-delay", 0, "on shutdown, how long /readyz fails before the listener closes (lets load balancers drain)")
 	f.StringVar(&c.tlsCert, "tls-cert", "", "serve HTTPS with this certificate (PEM); requires --tls-key")
 	f.StringVar(&c.tlsKey, "tls-key", "", "private key (PEM) of --tls-cert")
-	f.StringSliceVar(&c.corsOrigins, "cors-origin", nil, "browser origin allowed to call /token and /revoke (repeatable; CORS is off without it)")
+	f.StringSliceVar(&c.corsOrigins, "cors-origin", nil, "browser origin allowed to call /token, /revoke, /par, /device_authorization and /userinfo (repeatable; CORS is off without it)")
 	f.IntVar(&c.dbMaxConns, "db-max-conns", 0, "database connection pool size (0: 10 on PostgreSQL, max(4, CPUs) readers on SQLite)")
 	f.IntVar(&c.sqliteCacheMiB, "sqlite-cache-mib", sqlstore.DefaultSQLiteCacheKiB>>10, "page cache of the SQLite writer in MiB (each reader gets an eighth); more memory, fewer page reads on large databases")
 	f.DurationVar(&c.dbStmtTimeout, "db-statement-timeout", 0, "PostgreSQL statement_timeout (0: none)")
