@@ -145,12 +145,18 @@ func (s *Server) userinfoGrant(ctx context.Context, token string) (*cachedUserin
 	var stored struct {
 		Session struct {
 			Subject string     `json:"sub"` // the user ID, also for pairwise clients
+			User    bool       `json:"user"`
 			OIDC    *oidcFacts `json:"oidc"`
 		} `json:"session"`
 	}
 	if err := json.Unmarshal(rec.Payload, &stored); err != nil {
 		s.log.ErrorContext(ctx, "userinfo: decoding the access token record", "err", err)
 		return nil, serverError(err)
+	}
+	if !stored.Session.User {
+		// A client's own token (client_credentials): its subject is a
+		// client ID, which must never be read as a user's.
+		return nil, bearerErr(http.StatusUnauthorized, errInvalidToken, "The access token was not issued for a user.")
 	}
 	e = cachedUserinfo{subject: c.Subject, cnf: c.Cnf, userID: stored.Session.Subject, verified: verified{exp: c.Expiry, sig: revocationKeyOf(sig), kid: kid}}
 	for _, sc := range scopes {

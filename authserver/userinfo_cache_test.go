@@ -154,3 +154,29 @@ func TestUserinfoRequiresServerAudience(t *testing.T) {
 		t.Fatalf("token narrowed to %s: %d %v", e.as.cfg.Audience, status, m)
 	}
 }
+
+// A client's own token (client_credentials) with the openid scope has no
+// user: userinfo refuses it, even when the client's ID is a user's ID.
+func TestUserinfoRefusesClientTokens(t *testing.T) {
+	e := newOIDCEnv(t, func(c *storage.Client) { c.GrantTypes = append(c.GrantTypes, "client_credentials") })
+	alice, err := e.store.GetUserByEmail(t.Context(), "alice@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp, err := e.store.GetClient(t.Context(), "rp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	twin := rp
+	twin.ID = alice.ID // an operator's client whose ID happens to be alice's
+	if err := e.store.CreateClient(t.Context(), twin); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"rp", alice.ID} {
+		at := e.clientToken(id, rpSecret, "openid email profile")
+		status, h, m := e.userinfo(t, http.MethodGet, at, "header")
+		if status != http.StatusUnauthorized || m["error"] != errInvalidToken || !strings.Contains(h.Get("WWW-Authenticate"), `error="invalid_token"`) || m["email"] != nil {
+			t.Errorf("client %s's own token: %d %v %q", id, status, m, h.Get("WWW-Authenticate"))
+		}
+	}
+}
