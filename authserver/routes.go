@@ -2,6 +2,7 @@ package authserver
 
 import (
 	"net/http"
+	"strings"
 
 	"github.com/gorilla/mux"
 
@@ -32,7 +33,7 @@ func (s *Server) Handler() http.Handler {
 	r.PathPrefix(ui.StaticPrefix).Handler(s.pages.StaticHandler()).Methods(http.MethodGet, http.MethodHead)
 	r.Handle(statusAggregationPath, m("statuslist", http.HandlerFunc(s.handleStatusAggregation))).Methods(http.MethodGet, http.MethodHead)
 	r.Handle(statusListPath+"{id}", m("statuslist", http.HandlerFunc(s.handleStatusList))).Methods(http.MethodGet, http.MethodHead)
-	r.Handle("/.well-known/jwks.json", m("jwks", s.keys.JWKSHandler()))
+	r.Handle("/.well-known/jwks.json", m("jwks", s.keys.JWKSHandler())).Methods(http.MethodGet, http.MethodHead)
 	r.Handle("/.well-known/oauth-authorization-server", m("metadata", http.HandlerFunc(s.handleMetadata))).Methods(http.MethodGet, http.MethodHead)
 	r.Handle("/.well-known/openid-configuration", m("metadata", http.HandlerFunc(s.handleMetadata))).Methods(http.MethodGet, http.MethodHead)
 	r.Handle("/userinfo", m("userinfo", s.cors(http.HandlerFunc(s.handleUserinfo)))).Methods(http.MethodGet, http.MethodPost)
@@ -49,8 +50,28 @@ func (s *Server) Handler() http.Handler {
 		r.PathPrefix(e.pattern).Handler(m("api", e.h))
 	}
 	r.NotFoundHandler = http.HandlerFunc(notFound)
-	r.MethodNotAllowedHandler = http.HandlerFunc(methodNotAllowed)
+	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if allow := allowedMethods(r, req); allow != "" {
+			w.Header().Set("Allow", allow)
+		}
+		methodNotAllowed(w, req)
+	})
 	return securityHeaders(r)
+}
+
+// allowedMethods lists the methods some route of r takes at req's path,
+// for the Allow header of a 405 (RFC 9110 §15.5.6).
+func allowedMethods(r *mux.Router, req *http.Request) string {
+	var allow []string
+	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+		probe := req.Clone(req.Context())
+		probe.Method = m
+		var match mux.RouteMatch
+		if r.Match(probe, &match) && match.MatchErr == nil {
+			allow = append(allow, m)
+		}
+	}
+	return strings.Join(allow, ", ")
 }
 
 func notFound(w http.ResponseWriter, _ *http.Request) {

@@ -210,9 +210,15 @@ func bearerErr(status int, code, desc string) *oauthError {
 func (s *Server) bearerToken(w http.ResponseWriter, r *http.Request) (string, bool) {
 	var found []string
 	if h := r.Header.Get("Authorization"); h != "" {
-		scheme, tok, ok := strings.Cut(h, " ")
-		if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(tok) == "" {
-			bearerError(w, http.StatusUnauthorized, errInvalidRequest, "The Authorization header must be 'Bearer <token>'.")
+		scheme, tok, _ := strings.Cut(h, " ")
+		switch {
+		case !strings.EqualFold(scheme, "Bearer"):
+			// Another scheme is no authentication this endpoint knows:
+			// a bare challenge (RFC 6750 §3.1).
+			bearerError(w, http.StatusUnauthorized, "", "")
+			return "", false
+		case strings.TrimSpace(tok) == "":
+			bearerError(w, http.StatusBadRequest, errInvalidRequest, "The Authorization header must be 'Bearer <token>'.")
 			return "", false
 		}
 		found = append(found, strings.TrimSpace(tok))
@@ -221,6 +227,11 @@ func (s *Server) bearerToken(w http.ResponseWriter, r *http.Request) (string, bo
 		if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "application/x-www-form-urlencoded" {
 			r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
 			if err := r.ParseForm(); err != nil {
+				var mbe *http.MaxBytesError
+				if errors.As(err, &mbe) {
+					bearerError(w, http.StatusRequestEntityTooLarge, errInvalidRequest, "The request body is too large.")
+					return "", false
+				}
 				bearerError(w, http.StatusBadRequest, errInvalidRequest, "The request body could not be read.")
 				return "", false
 			}
