@@ -19,6 +19,9 @@ type RegistrationNames struct {
 	// empty means their RFC 7591 names (token_endpoint_auth_method,
 	// jwks_uri, jwks).
 	AuthMethod, JWKSURI, JWKS string
+	// SubjectType names the subject type; empty means its OpenID Connect
+	// registration name (subject_type).
+	SubjectType string
 }
 
 func orName(n, def string) string {
@@ -86,7 +89,7 @@ func ValidateClient(c storage.Client, n RegistrationNames) error {
 		}
 	}
 	if err := ValidateSubjectType(c); err != nil {
-		return err
+		return fmt.Errorf("%s %w", orName(n.SubjectType, "subject_type"), err)
 	}
 	if u := c.BackchannelLogoutURI; u != "" {
 		if err := ValidateBackchannelLogoutURI(u); err != nil {

@@ -63,23 +63,24 @@ func (t *tokenStrategy) tokenSubject(ctx context.Context, s *session) string {
 
 // ValidateSubjectType checks a client's subject type: public (or empty), or
 // pairwise with redirect URIs that all share one host, the sector (Core
-// §8.1; sector_identifier_uri is not supported).
+// §8.1; sector_identifier_uri is not supported). Its messages follow the
+// name of the field, such as "subject_type must be public or pairwise".
 func ValidateSubjectType(c storage.Client) error {
 	switch c.SubjectType {
 	case "", "public":
 		return nil
 	case SubjectPairwise:
 	default:
-		return errors.New("--subject-type must be public or pairwise")
+		return errors.New("must be public or pairwise")
 	}
 	host := ""
 	for _, r := range c.RedirectURIs {
 		u, err := url.Parse(r)
 		if err != nil || u.Hostname() == "" {
-			return errors.New("--subject-type pairwise needs redirect URIs with a host (the sector)")
+			return errors.New("pairwise needs redirect URIs with a host (the sector)")
 		}
 		if host != "" && u.Hostname() != host {
-			return errors.New("--subject-type pairwise needs all redirect URIs on one host (the sector)")
+			return errors.New("pairwise needs all redirect URIs on one host (the sector)")
 		}
 		host = u.Hostname()
 	}

@@ -414,7 +414,9 @@ func (s *Server) readRegistration(w http.ResponseWriter, r *http.Request) (regis
 	if err := json.Unmarshal(body, &req); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) && te.Field != "" {
-			return req, metadataError(errInvalidClientMetadata, "The member '"+safeParam(te.Field)+"' has the wrong type.")
+			// te.Field is the Go path: members of the embedded
+			// clientMetadata carry its name first.
+			return req, metadataError(errInvalidClientMetadata, "The member '"+safeParam(strings.TrimPrefix(te.Field, "clientMetadata."))+"' has the wrong type.")
 		}
 		return req, metadataError(errInvalidClientMetadata, "The request body must be a JSON object.")
 	}

@@ -286,6 +286,20 @@ func TestRegistrationBadMetadata(t *testing.T) {
 			if code != 400 || str(m, "error") != tc.want || str(m, "error_description") == "" {
 				t.Fatalf("%s: %d %v, want 400 %s", tc.body, code, m, tc.want)
 			}
+			// Descriptions name RFC 7591 members, never Go types or CLI flags.
+			if d := str(m, "error_description"); strings.Contains(d, "clientMetadata") || strings.Contains(d, "--") {
+				t.Errorf("error_description %q names internals", d)
+			}
+			switch tc.name {
+			case "wrong type":
+				if d := str(m, "error_description"); d != "The member 'redirect_uris' has the wrong type." {
+					t.Errorf("error_description %q", d)
+				}
+			case "bad subject type":
+				if d := str(m, "error_description"); !strings.Contains(d, "subject_type must be public or pairwise") {
+					t.Errorf("error_description %q", d)
+				}
+			}
 		})
 	}
 	// The token was not used by any of them; private_key_jwt with a public
