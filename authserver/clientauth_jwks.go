@@ -83,10 +83,10 @@ const minClientRSABits = 2048
 func ParseClientJWKS(raw []byte) (jose.JSONWebKeySet, error) {
 	var set jose.JSONWebKeySet
 	if err := json.Unmarshal(raw, &set); err != nil {
-		return set, fmt.Errorf("jwks: not a JWK Set: %w", err)
+		return set, fmt.Errorf("not a JWK Set: %w", err)
 	}
 	if len(set.Keys) == 0 {
-		return set, errors.New("jwks: the set has no keys")
+		return set, errors.New("the set has no keys")
 	}
 	seen := map[string]bool{}
 	for i := range set.Keys {
@@ -94,7 +94,7 @@ func ParseClientJWKS(raw []byte) (jose.JSONWebKeySet, error) {
 			return set, err
 		}
 		if k := set.Keys[i]; k.Use != "" && k.Use != "sig" {
-			return set, fmt.Errorf("jwks: key %d has use %q, not sig", i, k.Use)
+			return set, fmt.Errorf("key %d has use %q, not sig", i, k.Use)
 		}
 	}
 	return set, nil
@@ -105,13 +105,13 @@ func ParseClientJWKS(raw []byte) (jose.JSONWebKeySet, error) {
 // minClientRSABits, or has the kid of an earlier key (recorded in seen).
 func checkClientKey(i int, k *jose.JSONWebKey, seen map[string]bool) error {
 	if !k.Valid() || !k.IsPublic() {
-		return fmt.Errorf("jwks: key %d is not a public key (private and symmetric keys are refused)", i)
+		return fmt.Errorf("key %d is not a public key (private and symmetric keys are refused)", i)
 	}
 	if rk, ok := k.Key.(*rsa.PublicKey); ok && rk.N.BitLen() < minClientRSABits {
-		return fmt.Errorf("jwks: key %d is an RSA key of %d bits; at least %d are required (RFC 7518 §3.3)", i, rk.N.BitLen(), minClientRSABits)
+		return fmt.Errorf("key %d is an RSA key of %d bits; at least %d are required (RFC 7518 §3.3)", i, rk.N.BitLen(), minClientRSABits)
 	}
 	if k.KeyID != "" && seen[k.KeyID] {
-		return fmt.Errorf("jwks: kid %q appears twice", k.KeyID)
+		return fmt.Errorf("kid %q appears twice", k.KeyID)
 	}
 	seen[k.KeyID] = true
 	return nil
@@ -169,7 +169,7 @@ func parseFetchedJWKS(raw []byte) (jose.JSONWebKeySet, error) {
 			continue // a public key of a type we do not verify with (ML-DSA)
 		}
 		if err := checkClientKey(i, &k, seen); err != nil {
-			return jose.JSONWebKeySet{}, err
+			return jose.JSONWebKeySet{}, fmt.Errorf("jwks: %w", err)
 		}
 		set.Keys = append(set.Keys, k)
 	}
