@@ -20,6 +20,7 @@ import (
 	"github.com/gorilla/mux"
 
 	"github.com/oauthkit/authserver/authserver"
+	"github.com/oauthkit/authserver/internal/allow"
 	"github.com/oauthkit/authserver/internal/password"
 	"github.com/oauthkit/authserver/keys"
 	"github.com/oauthkit/authserver/resource"
@@ -154,7 +155,10 @@ func (a *API) Handler() http.Handler {
 	notFound := a.protect(func(_ http.ResponseWriter, _ *http.Request) error {
 		return problem(http.StatusNotFound, "no such resource")
 	})
-	notAllowed := a.protect(func(_ http.ResponseWriter, _ *http.Request) error {
+	notAllowed := a.protect(func(w http.ResponseWriter, req *http.Request) error {
+		if methods := allow.Methods(r, req); methods != "" {
+			w.Header().Set("Allow", methods)
+		}
 		return problem(http.StatusMethodNotAllowed, "method not allowed on this resource")
 	})
 	r.NotFoundHandler, r.MethodNotAllowedHandler = notFound, notAllowed

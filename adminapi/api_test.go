@@ -429,3 +429,16 @@ func TestKeysTokensAudit(t *testing.T) {
 		}
 	}
 }
+
+// A method the resource does not take is 405 with the methods it does take
+// in Allow (RFC 9110 §15.5.6).
+func TestMethodNotAllowedNamesTheMethods(t *testing.T) {
+	e := newEnv(t)
+	for path, want := range map[string]string{"/admin/v1/keys": "GET", "/admin/v1/users/u-alice/sessions": "GET, DELETE", "/admin/v1/keys/rotate": "POST"} {
+		method := http.MethodPatch
+		r := e.call(method, path, nil).want(t, http.StatusMethodNotAllowed)
+		if got := r.header.Get("Allow"); got != want {
+			t.Errorf("%s %s: Allow %q, want %q", method, path, got, want)
+		}
+	}
+}

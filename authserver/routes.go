@@ -2,11 +2,11 @@ package authserver
 
 import (
 	"net/http"
-	"strings"
 
 	"github.com/gorilla/mux"
 
 	"github.com/oauthkit/authserver/authserver/ui"
+	"github.com/oauthkit/authserver/internal/allow"
 	"github.com/oauthkit/authserver/internal/tracing"
 )
 
@@ -51,27 +51,12 @@ func (s *Server) Handler() http.Handler {
 	}
 	r.NotFoundHandler = http.HandlerFunc(notFound)
 	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		if allow := allowedMethods(r, req); allow != "" {
+		if allow := allow.Methods(r, req); allow != "" {
 			w.Header().Set("Allow", allow)
 		}
 		methodNotAllowed(w, req)
 	})
 	return securityHeaders(r)
-}
-
-// allowedMethods lists the methods some route of r takes at req's path,
-// for the Allow header of a 405 (RFC 9110 §15.5.6).
-func allowedMethods(r *mux.Router, req *http.Request) string {
-	var allow []string
-	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
-		probe := req.Clone(req.Context())
-		probe.Method = m
-		var match mux.RouteMatch
-		if r.Match(probe, &match) && match.MatchErr == nil {
-			allow = append(allow, m)
-		}
-	}
-	return strings.Join(allow, ", ")
 }
 
 func notFound(w http.ResponseWriter, _ *http.Request) {
