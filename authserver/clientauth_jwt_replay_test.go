@@ -118,10 +118,7 @@ func testAssertionReplayRace(t *testing.T, open func(testing.TB) storage.Store) 
 // it and two get errReplayed; the other requests of the same transaction,
 // single-use records and token writes alike, commit.
 func TestUseOnceReplayFailsAloneInItsBatch(t *testing.T) {
-	for _, b := range []struct {
-		name string
-		open func(testing.TB) storage.Store
-	}{{"memory", openMemory}, {"sqlite", openSQLite}, {"postgres", openTestPostgres}} {
+	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
 			st := b.open(t)
 			var (
@@ -189,6 +186,13 @@ func TestUseOnceReplayFailsAloneInItsBatch(t *testing.T) {
 		})
 	}
 }
+
+// backends are the stores a test runs on: memory, SQLite, and PostgreSQL
+// when AUTHSERVER_TEST_POSTGRES_DSN is set.
+var backends = []struct {
+	name string
+	open func(testing.TB) storage.Store
+}{{"memory", openMemory}, {"sqlite", openSQLite}, {"postgres", openTestPostgres}}
 
 // openTestPostgres opens a store on a fresh schema of
 // AUTHSERVER_TEST_POSTGRES_DSN, or skips.

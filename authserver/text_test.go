@@ -18,10 +18,7 @@ import (
 // segment, a query parameter of a page) its refusal is the client's error,
 // not the database's.
 func TestInvalidTextIsABadRequest(t *testing.T) {
-	for _, b := range []struct {
-		name string
-		open func(testing.TB) storage.Store
-	}{{"Memory", openMemory}, {"SQLite", openSQLite}, {"Postgres", openTestPostgres}} {
+	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
 			env := newTestEnv(t, b.open(t))
 			form := func(kv ...string) url.Values {
