@@ -95,7 +95,7 @@ func unixOrZero(t time.Time) int64 {
 // apiNames are the registration fields as the API's JSON names them.
 var apiNames = authserver.RegistrationNames{ID: "id", Grant: "grant_types entry", RedirectURI: "redirect_uris",
 	PostLogoutRedirectURI: "post_logout_redirect_uris", ExchangeAudience: "exchange_audiences",
-	AuthMethod: "token_endpoint_auth_method", JWKSURI: "jwks_uri", JWKS: "jwks"}
+	AuthMethod: "token_endpoint_auth_method", JWKSURI: "jwks_uri", JWKS: "jwks", Name: "name"}
 
 // validateClient applies the registration policy of `clients add`
 // (authserver.ValidateClient) and answers 422 when it fails.

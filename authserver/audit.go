@@ -106,7 +106,8 @@ func (l *AuditLog) Log(ctx context.Context, event string, attrs ...slog.Attr) {
 }
 
 // KeyEvent records a signing key lifecycle event (keys.Config.OnEvent):
-// key_published, key_activated, key_retired, key_deleted.
+// key_created, key_activated, key_retired, key_rescheduled, key_deleted,
+// key_dropped.
 func (l *AuditLog) KeyEvent(ctx context.Context, what, kid, alg string) {
 	l.Log(ctx, "key_"+what, slog.String("kid", kid), slog.String("alg", alg))
 }

@@ -208,7 +208,7 @@ func TestAuditEventsDocumented(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	call := regexp.MustCompile(`\.audit\(ctx, "([a-z_]+)"`)
+	call := regexp.MustCompile(`\.audit\([a-zA-Z.()]+, "([a-z_]+)"`)
 	seen := 0
 	for _, f := range files {
 		if strings.HasSuffix(f, "_test.go") {

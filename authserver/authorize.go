@@ -664,6 +664,7 @@ func (s *Server) savePending(r *http.Request, az *authzRequest) (string, error) 
 	if s.pendingLimiter != nil {
 		if wait := s.pendingLimiter.take(limitKey(s.clientIP(r))); wait > 0 {
 			s.metrics.throttled.WithLabelValues("authorize").Inc()
+			s.audit(ctx, "authorize_throttled", slog.String("retry_after", retryAfter(wait)))
 			return "", pendingLimitError{wait: wait}
 		}
 	}

@@ -19,9 +19,21 @@ type RegistrationNames struct {
 	// empty means their RFC 7591 names (token_endpoint_auth_method,
 	// jwks_uri, jwks).
 	AuthMethod, JWKSURI, JWKS string
-	// SubjectType names the subject type; empty means its OpenID Connect
-	// registration name (subject_type).
-	SubjectType string
+	// SubjectType and Name name the subject type and the display name;
+	// empty means their registration names (subject_type, client_name).
+	SubjectType, Name string
+}
+
+// ScopeToken reports whether s is a scope token of RFC 6749 §3.3: one or
+// more of %x21 / %x23-5B / %x5D-7E (printable ASCII but space, '"' and
+// '\').
+func ScopeToken(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x21 || c > 0x7e || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return s != ""
 }
 
 func orName(n, def string) string {
@@ -42,7 +54,7 @@ func ValidateClient(c storage.Client, n RegistrationNames) error {
 		return fmt.Errorf("%s is required, at most 200 characters, without spaces, colons, slashes or control characters, and not \".\" or \"..\"", n.ID)
 	}
 	if !validText(c.Name) || strings.ContainsFunc(c.Name, unicode.IsControl) {
-		return errors.New("the client name must be UTF-8 text without control characters")
+		return fmt.Errorf("%s must be UTF-8 text without control characters", orName(n.Name, "client_name"))
 	}
 	if len(c.GrantTypes) == 0 {
 		return fmt.Errorf("at least one %s is required", n.Grant)
@@ -62,7 +74,7 @@ func ValidateClient(c storage.Client, n RegistrationNames) error {
 		return errors.New("a public client cannot be allowed to introspect")
 	}
 	for _, s := range c.Scopes {
-		if s == "" || strings.ContainsAny(s, " \"\\") {
+		if !ScopeToken(s) {
 			return fmt.Errorf("invalid scope %q", s)
 		}
 	}
@@ -97,7 +109,7 @@ func ValidateClient(c storage.Client, n RegistrationNames) error {
 		}
 	}
 	for _, a := range c.ExchangeAudiences {
-		if a == "" || strings.ContainsAny(a, " \t\r\n\"\\") {
+		if a == "" || strings.ContainsAny(a, " \t\r\n\"\\") || !validText(a) || strings.ContainsFunc(a, unicode.IsControl) {
 			return fmt.Errorf("invalid %s %q", n.ExchangeAudience, a)
 		}
 	}

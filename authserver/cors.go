@@ -24,7 +24,11 @@ func (s *Server) cors(next http.Handler) http.Handler {
 				return
 			}
 			h := w.Header()
-			h.Set("Access-Control-Allow-Methods", "POST")
+			methods := "POST"
+			if r.URL.Path == "/userinfo" {
+				methods = "GET, POST" // OpenID Connect Core §5.3.1
+			}
+			h.Set("Access-Control-Allow-Methods", methods)
 			h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type")
 			h.Set("Access-Control-Max-Age", "600")
 			w.WriteHeader(http.StatusNoContent)

@@ -8,8 +8,12 @@ import (
 )
 
 func TestCORS(t *testing.T) {
-	preflight := func(env *testEnv, origin string) *http.Response {
-		req, _ := http.NewRequest(http.MethodOptions, env.srv.URL+"/token", nil)
+	preflight := func(env *testEnv, origin string, path ...string) *http.Response {
+		p := "/token"
+		if len(path) > 0 {
+			p = path[0]
+		}
+		req, _ := http.NewRequest(http.MethodOptions, env.srv.URL+p, nil)
 		req.Header.Set("Origin", origin)
 		req.Header.Set("Access-Control-Request-Method", "POST")
 		resp, err := http.DefaultClient.Do(req)
@@ -39,6 +43,13 @@ func TestCORS(t *testing.T) {
 		}
 		if resp := preflight(env, "https://evil.example"); resp.StatusCode != 403 || resp.Header.Get("Access-Control-Allow-Origin") != "" {
 			t.Fatalf("other origin: %d", resp.StatusCode)
+		}
+		// Every endpoint the README names, /userinfo with GET too.
+		for path, methods := range map[string]string{"/revoke": "POST", "/par": "POST", "/device_authorization": "POST", "/userinfo": "GET, POST"} {
+			resp := preflight(env, "https://app.example", path)
+			if resp.StatusCode != 204 || resp.Header.Get("Access-Control-Allow-Origin") != "https://app.example" || resp.Header.Get("Access-Control-Allow-Methods") != methods {
+				t.Errorf("preflight %s: %d %v", path, resp.StatusCode, resp.Header)
+			}
 		}
 		r := env.post("/token", url.Values{"grant_type": {"client_credentials"}}, "svc", svcSecret, "Origin", "https://app.example")
 		r.Body.Close()

@@ -218,7 +218,7 @@ func (s *Server) userinfoToken(w http.ResponseWriter, r *http.Request) (token st
 		if scheme, tok, _ := strings.Cut(vs[0], " "); strings.EqualFold(scheme, tokenTypeDPoP) {
 			tok = strings.TrimSpace(tok)
 			if tok == "" {
-				dpopChallengeError(w, http.StatusUnauthorized, errInvalidRequest, "The Authorization header must be 'DPoP <token>'.")
+				dpopChallengeError(w, http.StatusBadRequest, errInvalidRequest, "The Authorization header must be 'DPoP <token>'.")
 				return "", false, false
 			}
 			return tok, true, true

@@ -454,7 +454,7 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 func (s *Server) register(w http.ResponseWriter, r *http.Request) (*registrationResponse, *oauthError) {
 	ip := s.clientIP(r)
 	ctx := withState(r.Context(), &requestState{ip: ip})
-	if oe := s.regLimit(ip); oe != nil {
+	if oe := s.regLimit(ctx, ip); oe != nil {
 		return nil, oe
 	}
 	iat, hasAuth := bearerToken(r)
@@ -594,7 +594,7 @@ func (s *Server) handleRegistration(w http.ResponseWriter, r *http.Request) {
 	ip := s.clientIP(r)
 	ctx := withState(r.Context(), &requestState{ip: ip})
 	var resp *registrationResponse
-	oe := s.regLimit(ip)
+	oe := s.regLimit(ctx, ip)
 	if oe == nil {
 		resp, oe = s.manageRegistration(ctx, w, r)
 	}

@@ -1,6 +1,8 @@
 package authserver
 
 import (
+	"context"
+	"log/slog"
 	"math"
 	"net/http"
 	"net/netip"
@@ -84,12 +86,13 @@ func limitKey(ip string) string {
 
 // regLimit applies the registration rate limit to an address: 429 with
 // Retry-After when its bucket is empty.
-func (s *Server) regLimit(ip string) *oauthError {
+func (s *Server) regLimit(ctx context.Context, ip string) *oauthError {
 	wait := s.regLimiter.take(limitKey(ip))
 	if wait <= 0 {
 		return nil
 	}
 	s.metrics.throttled.WithLabelValues("register").Inc()
+	s.audit(ctx, "registration_throttled", slog.String("retry_after", retryAfter(wait)))
 	secs := retrySeconds(wait)
 	return &oauthError{Code: errTemporarilyUnavailable, Status: http.StatusTooManyRequests, RetryAfter: secs,
 		Description: "Too many registration requests; " + retryIn(secs)}

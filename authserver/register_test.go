@@ -365,7 +365,11 @@ func TestRegistrationInitialAccessToken(t *testing.T) {
 
 // Requests to /register are limited per address: 429 with Retry-After.
 func TestRegistrationRateLimit(t *testing.T) {
-	env := newTestEnv(t, openMemory(t), func(c *Config) { c.Registration.Burst, c.Registration.RatePerMinute = 3, 1 })
+	var sink lockedBuffer
+	env := newTestEnv(t, openMemory(t), func(c *Config) {
+		c.Registration.Burst, c.Registration.RatePerMinute = 3, 1
+		c.Audit = NewAuditLog(&sink, 0)
+	})
 	for i := range 5 {
 		code, m, h := regCall(t, http.MethodPost, env.srv.URL+"/register", "x", map[string]any{})
 		switch {
@@ -377,6 +381,10 @@ func TestRegistrationRateLimit(t *testing.T) {
 	}
 	if code, _, _ := regCall(t, http.MethodGet, env.srv.URL+"/register/app", "x", nil); code != 429 {
 		t.Fatalf("client configuration endpoint not limited: %d", code)
+	}
+	// Each of the three refusals is audited.
+	if n := countEvents(auditLines(t, sink.String()))["registration_throttled"]; n != 3 {
+		t.Errorf("%d registration_throttled events, want 3\n%s", n, sink.String())
 	}
 }
 

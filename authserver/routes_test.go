@@ -50,7 +50,7 @@ func TestUserinfoAuthorizationErrors(t *testing.T) {
 		}
 		return resp, decode(t, resp)
 	}
-	for _, auth := range []string{"Bearer", "Bearer   "} {
+	for _, auth := range []string{"Bearer", "Bearer   ", "DPoP", "DPoP  "} {
 		resp, m := call(http.MethodGet, auth, "")
 		if resp.StatusCode != http.StatusBadRequest || m["error"] != errInvalidRequest || !strings.Contains(resp.Header.Get("WWW-Authenticate"), `error="invalid_request"`) {
 			t.Errorf("%q: %d %v %q", auth, resp.StatusCode, m, resp.Header.Get("WWW-Authenticate"))

@@ -8,7 +8,12 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/go-jose/go-jose/v4"
+
+	"github.com/oauthkit/authserver/internal/assertiontest"
+	"github.com/oauthkit/authserver/internal/password"
 	"github.com/oauthkit/authserver/storage"
 )
 
@@ -21,6 +26,11 @@ func TestInvalidTextIsABadRequest(t *testing.T) {
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
 			env := newTestEnv(t, b.open(t))
+			now := time.Now().UTC()
+			if err := env.store.CreateClient(t.Context(), storage.Client{ID: "bearer-app", SecretHashes: []string{password.HashSecret(bearerAppSecret)},
+				GrantTypes: []string{grantJWTBearer}, Scopes: []string{"read"}, CreatedAt: now, UpdatedAt: now}); err != nil {
+				t.Fatal(err)
+			}
 			form := func(kv ...string) url.Values {
 				v := url.Values{}
 				for i := 0; i+1 < len(kv); i += 2 {
@@ -56,6 +66,18 @@ func TestInvalidTextIsABadRequest(t *testing.T) {
 				{"EndSessionClientIDWithNUL", func() *http.Response {
 					return get(t, env.srv.URL+"/end_session?client_id=a%00b")
 				}, 400, "", false},
+				// Inside a signed assertion, such text names no client,
+				// issuer or user.
+				{"ClientAssertionIssuerWithNUL", func() *http.Response {
+					k := newECKey(t, "k1")
+					a := assertiontest.Sign(t, jose.ES256, k.key, k.kid, assertiontest.Claims("a\x00b", "a\x00b", env.issuer+"/token", time.Minute))
+					return env.post("/token", assertionForm(a, "grant_type", "client_credentials"), "", "")
+				}, 401, errInvalidClient, false},
+				{"JWTBearerIssuerWithNUL", func() *http.Response {
+					k := newECKey(t, "k1")
+					a := assertiontest.Sign(t, jose.ES256, k.key, k.kid, assertiontest.Claims("https://idp.example\x00", "alice@example.com", env.issuer+"/token", time.Minute))
+					return env.post("/token", url.Values{"grant_type": {grantJWTBearer}, "assertion": {a}}, "bearer-app", bearerAppSecret)
+				}, 400, errInvalidGrant, false},
 				{"RegistrationPathWithNUL", func() *http.Response {
 					req, _ := http.NewRequest(http.MethodGet, env.srv.URL+"/register/a%00b", nil)
 					req.Header.Set("Authorization", "Bearer some-registration-token")

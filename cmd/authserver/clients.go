@@ -75,7 +75,7 @@ func unixOrZero(t time.Time) int64 {
 // cliNames are the registration fields as the CLI's flags name them.
 var cliNames = authserver.RegistrationNames{ID: "--id", Grant: "--grant", RedirectURI: "--redirect-uri",
 	PostLogoutRedirectURI: "--post-logout-redirect-uri", ExchangeAudience: "--exchange-audience",
-	AuthMethod: "--auth-method", JWKSURI: "--jwks-uri", JWKS: "--jwks-file", SubjectType: "--subject-type"}
+	AuthMethod: "--auth-method", JWKSURI: "--jwks-uri", JWKS: "--jwks-file", SubjectType: "--subject-type", Name: "--name"}
 
 // keyFlags are the client key flags of clients add and clients update.
 type keyFlags struct {

@@ -63,7 +63,7 @@ func validateIssuer(i storage.Issuer) error {
 		return errors.New("give at least one --scope")
 	}
 	for _, s := range i.Scopes {
-		if s == "" || strings.ContainsAny(s, " \"\\") {
+		if !authserver.ScopeToken(s) {
 			return fmt.Errorf("invalid scope %q", s)
 		}
 	}

@@ -190,7 +190,10 @@ func newAuthenticator(ctx context.Context, rc resource.Config, wait time.Duratio
 	delay := 250 * time.Millisecond
 	for {
 		auth, err := resource.New(ctx, rc, opts...)
-		if err == nil || !unreachable(err) || ctx.Err() != nil || time.Now().Add(delay).After(deadline) {
+		if ctx.Err() != nil {
+			return nil, ctx.Err() // stopped while waiting, not refused
+		}
+		if err == nil || !unreachable(err) || time.Now().Add(delay).After(deadline) {
 			return auth, err
 		}
 		logger.Warn("resourceserver: the issuer cannot be reached yet; trying again", "issuer", rc.Issuer, "retry_in", delay, "error", err)
@@ -198,7 +201,7 @@ func newAuthenticator(ctx context.Context, rc resource.Config, wait time.Duratio
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return nil, err
+			return nil, ctx.Err()
 		case <-t.C:
 		}
 		delay = min(2*delay, 5*time.Second)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -244,7 +245,7 @@ func TestIssuerWait(t *testing.T) {
 	// Stopping the process stops the wait.
 	ctx, cancel := context.WithCancel(t.Context())
 	time.AfterFunc(300*time.Millisecond, cancel)
-	if _, err := newAuthenticator(ctx, config(is.URL, &refusingTransport{refusals: 1 << 30}), time.Hour, logger); err == nil {
-		t.Error("a cancelled wait succeeded")
+	if _, err := newAuthenticator(ctx, config(is.URL, &refusingTransport{refusals: 1 << 30}), time.Hour, logger); !errors.Is(err, context.Canceled) {
+		t.Errorf("a cancelled wait: err = %v, want context.Canceled", err)
 	}
 }
