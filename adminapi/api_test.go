@@ -120,6 +120,11 @@ func TestClients(t *testing.T) {
 		e.call(http.MethodPost, "/admin/v1/clients", `{"id":"x","grant_types":["password"],"secret_hash":"x"}`).want(t, http.StatusBadRequest)
 		e.call(http.MethodPost, "/admin/v1/clients", `{"id":1}`).want(t, http.StatusBadRequest)
 		e.call(http.MethodPost, "/admin/v1/clients", in).want(t, http.StatusConflict)
+		// A client's own tokens carry its ID as sub: never a user's ID.
+		if r := e.call(http.MethodPost, "/admin/v1/clients", map[string]any{"id": e.alice.ID, "grant_types": []string{"client_credentials"}}).
+			want(t, http.StatusConflict); !strings.Contains(string(r.body), "a user's ID") {
+			t.Errorf("a client with alice's ID: %s", r.body)
+		}
 		e.call(http.MethodPost, "/admin/v1/clients", "id=x", "Content-Type", "application/x-www-form-urlencoded").want(t, http.StatusUnsupportedMediaType)
 		e.call(http.MethodPost, "/admin/v1/clients", `{"id":"`+strings.Repeat("x", 70<<10)+`"}`).want(t, http.StatusRequestEntityTooLarge)
 	})

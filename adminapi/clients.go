@@ -161,6 +161,11 @@ func (a *API) createClient(w http.ResponseWriter, r *http.Request) (err error) {
 			return err
 		}
 	}
+	if err := authserver.ClientIDFree(r.Context(), a.cfg.Store, c.ID); errors.Is(err, authserver.ErrClientIDIsUser) {
+		return problem(http.StatusConflict, fmt.Sprintf("client ID %q is a user's ID; choose another (a client's tokens carry its ID as sub)", c.ID))
+	} else if err != nil {
+		return err
+	}
 	c.CreatedAt = a.cfg.Now().UTC()
 	c.UpdatedAt = c.CreatedAt
 	if err := a.cfg.Store.CreateClient(r.Context(), c); err != nil {

@@ -417,7 +417,11 @@ func (c *console) clients(w http.ResponseWriter, r *http.Request, s consoleSessi
 			cl.SecretHashes = []string{password.HashSecret(secret)}
 			cl.CreatedAt = c.api.cfg.Now().UTC()
 			cl.UpdatedAt = cl.CreatedAt
-			if cerr := c.api.cfg.Store.CreateClient(r.Context(), cl); errors.Is(cerr, storage.ErrAlreadyExists) {
+			if ferr := authserver.ClientIDFree(r.Context(), c.api.cfg.Store, cl.ID); errors.Is(ferr, authserver.ErrClientIDIsUser) {
+				data["Error"] = fmt.Sprintf("client ID %q is a user's ID; choose another", cl.ID)
+			} else if ferr != nil {
+				return ferr
+			} else if cerr := c.api.cfg.Store.CreateClient(r.Context(), cl); errors.Is(cerr, storage.ErrAlreadyExists) {
 				data["Error"] = fmt.Sprintf("client %q already exists", cl.ID)
 			} else if cerr != nil {
 				return cerr

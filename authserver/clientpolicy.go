@@ -1,6 +1,7 @@
 package authserver
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -157,4 +158,28 @@ func validateClientAuth(c storage.Client, n RegistrationNames) error {
 		return fmt.Errorf("%s and %s are only for clients with %s private_key_jwt", uri, set, am)
 	}
 	return nil
+}
+
+// ErrClientIDIsUser is returned by ClientIDFree for a client ID that is a
+// user's ID.
+var ErrClientIDIsUser = errors.New("the ID is a user's ID")
+
+// userGetter reads a user by ID.
+type userGetter interface {
+	GetUser(ctx context.Context, id string) (storage.User, error)
+}
+
+// ClientIDFree checks, before a client is created, that its ID is no
+// user's: a client's own tokens (client_credentials) carry its ID as sub
+// (RFC 9068 §2.2), which must never name a user to a resource server or to
+// userinfo. Users' IDs are random, so only a chosen client ID can collide.
+func ClientIDFree(ctx context.Context, users userGetter, id string) error {
+	_, err := users.GetUser(ctx, id)
+	switch {
+	case err == nil:
+		return ErrClientIDIsUser
+	case errors.Is(err, storage.ErrNotFound), errors.Is(err, storage.ErrInvalidText):
+		return nil
+	}
+	return fmt.Errorf("reading the user of ID %q: %w", id, err)
 }

@@ -304,6 +304,7 @@ func TestAdminCommands(t *testing.T) {
 		t.Fatalf("clients add --public: %+v", web)
 	}
 	a.fail("a public client may only use", "", "clients", "add", "--id", "bad", "--public", "--grant", "client_credentials")
+	a.fail("is a user's ID", "", "clients", "add", "--id", alice.ID, "--grant", "client_credentials")
 
 	// Token exchange policy and secret expiry.
 	var gw jsonClient

@@ -224,6 +224,11 @@ func newClientsCmd(g *globals) *cobra.Command {
 			if secretTTL > 0 && !c.Public {
 				c.SecretExpiresAt = c.CreatedAt.Add(secretTTL).Truncate(time.Second)
 			}
+			if err := authserver.ClientIDFree(cmd.Context(), st, c.ID); errors.Is(err, authserver.ErrClientIDIsUser) {
+				return fmt.Errorf("--id %q is a user's ID; choose another (a client's tokens carry its ID as sub)", c.ID)
+			} else if err != nil {
+				return err
+			}
 			if err := st.CreateClient(cmd.Context(), c); err != nil {
 				if errors.Is(err, storage.ErrAlreadyExists) {
 					return fmt.Errorf("client %q already exists", c.ID)
