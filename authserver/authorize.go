@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"mime"
 	"net/http"
 	"net/url"
@@ -650,9 +649,8 @@ func (e pendingLimitError) Error() string {
 func pendingError(err error) *authzError {
 	var lim pendingLimitError
 	if errors.As(err, &lim) {
-		secs := max(int(math.Ceil(lim.wait.Seconds())), 1)
 		return &authzError{code: errTemporarilyUnavailable, redirect: true, status: http.StatusTooManyRequests,
-			desc: fmt.Sprintf("Too many sign-in requests from this address. Try again in %d seconds.", secs)}
+			desc: "Too many sign-in requests from this address. Try again in " + seconds(retrySeconds(lim.wait)) + "."}
 	}
 	return &authzError{code: errTemporarilyUnavailable, desc: genericUnavailableDetail, redirect: true, status: http.StatusServiceUnavailable, cause: err}
 }

@@ -164,8 +164,7 @@ func (s *Server) authenticateAssertion(ctx context.Context, r *http.Request, for
 	// only with it, which the client change feed tracks) and proves nothing
 	// by itself: the assertion is verified with its keys below.
 	c, err := s.clientRegistration(ctx, id)
-	if errors.Is(err, storage.ErrNotFound) || errors.Is(err, storage.ErrInvalidText) {
-		// (an ID PostgreSQL cannot hold names no client either)
+	if storage.Absent(err) {
 		return fail(genericInvalidClientDetail)
 	}
 	if err != nil {

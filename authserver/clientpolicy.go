@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/oauthkit/authserver/storage"
 )
@@ -37,6 +38,12 @@ func ScopeToken(s string) bool {
 	return s != ""
 }
 
+// plainText reports whether s is valid UTF-8 without control characters
+// (NUL, tabs and line breaks included).
+func plainText(s string) bool {
+	return utf8.ValidString(s) && !strings.ContainsFunc(s, unicode.IsControl)
+}
+
 func orName(n, def string) string {
 	if n == "" {
 		return def
@@ -50,11 +57,10 @@ func orName(n, def string) string {
 // and subject type, and token-exchange audiences.
 func ValidateClient(c storage.Client, n RegistrationNames) error {
 	// "." and ".." would be path segments of the admin API's URLs.
-	if c.ID == "" || len(c.ID) > 200 || strings.ContainsAny(c.ID, " :/\t\r\n") || !validText(c.ID) ||
-		strings.ContainsFunc(c.ID, unicode.IsControl) || c.ID == "." || c.ID == ".." {
+	if c.ID == "" || len(c.ID) > 200 || strings.ContainsAny(c.ID, " :/") || !plainText(c.ID) || c.ID == "." || c.ID == ".." {
 		return fmt.Errorf("%s is required, at most 200 characters, without spaces, colons, slashes or control characters, and not \".\" or \"..\"", n.ID)
 	}
-	if !validText(c.Name) || strings.ContainsFunc(c.Name, unicode.IsControl) {
+	if !plainText(c.Name) {
 		return fmt.Errorf("%s must be UTF-8 text without control characters", orName(n.Name, "client_name"))
 	}
 	if len(c.GrantTypes) == 0 {
@@ -110,7 +116,7 @@ func ValidateClient(c storage.Client, n RegistrationNames) error {
 		}
 	}
 	for _, a := range c.ExchangeAudiences {
-		if a == "" || strings.ContainsAny(a, " \t\r\n\"\\") || !validText(a) || strings.ContainsFunc(a, unicode.IsControl) {
+		if a == "" || strings.ContainsAny(a, " \"\\") || !plainText(a) {
 			return fmt.Errorf("invalid %s %q", n.ExchangeAudience, a)
 		}
 	}
@@ -178,7 +184,7 @@ func ClientIDFree(ctx context.Context, users userGetter, id string) error {
 	switch {
 	case err == nil:
 		return ErrClientIDIsUser
-	case errors.Is(err, storage.ErrNotFound), errors.Is(err, storage.ErrInvalidText):
+	case storage.Absent(err):
 		return nil
 	}
 	return fmt.Errorf("reading the user of ID %q: %w", id, err)

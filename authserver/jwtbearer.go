@@ -72,8 +72,7 @@ func (h jwtBearerHandler) HandleTokenEndpointRequest(ctx context.Context, ar fos
 		return invalidGrant("The assertion's claims are malformed.")
 	}
 	iss, err := s.store.GetIssuer(ctx, claims.Issuer)
-	// Text PostgreSQL cannot hold (a NUL) names no issuer or user either.
-	if errors.Is(err, storage.ErrNotFound) || errors.Is(err, storage.ErrInvalidText) || claims.Issuer == "" {
+	if storage.Absent(err) || claims.Issuer == "" {
 		return invalidGrant("The assertion's issuer is not trusted.")
 	}
 	if err != nil {
@@ -102,7 +101,7 @@ func (h jwtBearerHandler) HandleTokenEndpointRequest(ctx context.Context, ar fos
 	if errors.Is(err, storage.ErrNotFound) {
 		u, err = s.store.GetUserByEmail(ctx, claims.Subject)
 	}
-	if errors.Is(err, storage.ErrNotFound) || errors.Is(err, storage.ErrInvalidText) || (err == nil && u.Disabled) {
+	if storage.Absent(err) || (err == nil && u.Disabled) {
 		return invalidGrant("The assertion's subject is not a user of this server.")
 	}
 	if err != nil {

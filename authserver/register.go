@@ -615,10 +615,9 @@ func (s *Server) manageRegistration(ctx context.Context, w http.ResponseWriter, 
 	if !hasAuth {
 		return nil, tokenMissing("A registration access token is required.")
 	}
-	// RFC 7592 §2: an unknown client and a wrong token are both 401 (an ID
-	// PostgreSQL cannot hold names no client either).
+	// RFC 7592 §2: an unknown client and a wrong token are both 401.
 	c, err := s.store.GetClient(ctx, id)
-	if err != nil && !errors.Is(err, storage.ErrNotFound) && !errors.Is(err, storage.ErrInvalidText) {
+	if err != nil && !storage.Absent(err) {
 		return nil, unavailable(err)
 	}
 	if err != nil || !registrationTokenMatches(c, tok) {

@@ -36,7 +36,7 @@ func (s *Server) Handler() http.Handler {
 	r.Handle("/.well-known/jwks.json", m("jwks", s.keys.JWKSHandler())).Methods(http.MethodGet, http.MethodHead)
 	r.Handle("/.well-known/oauth-authorization-server", m("metadata", http.HandlerFunc(s.handleMetadata))).Methods(http.MethodGet, http.MethodHead)
 	r.Handle("/.well-known/openid-configuration", m("metadata", http.HandlerFunc(s.handleMetadata))).Methods(http.MethodGet, http.MethodHead)
-	r.Handle("/userinfo", m("userinfo", s.cors(http.HandlerFunc(s.handleUserinfo)))).Methods(http.MethodGet, http.MethodPost, http.MethodOptions)
+	r.Handle("/userinfo", m("userinfo", s.cors(http.HandlerFunc(s.handleUserinfo), http.MethodGet, http.MethodPost))).Methods(http.MethodGet, http.MethodPost, http.MethodOptions)
 	r.HandleFunc("/healthz", s.handleHealthz).Methods(http.MethodGet, http.MethodHead)
 	r.HandleFunc("/readyz", s.handleReadyz).Methods(http.MethodGet, http.MethodHead)
 	if s.cfg.MetricsOnMainHandler {

@@ -36,6 +36,13 @@ var (
 	ErrInvalidText = errors.New("storage: text holds a NUL byte or is not valid UTF-8")
 )
 
+// Absent reports whether err from a lookup by key means that no such record
+// exists: ErrNotFound, or ErrInvalidText (text no backend stores names no
+// record).
+func Absent(err error) bool {
+	return errors.Is(err, ErrNotFound) || errors.Is(err, ErrInvalidText)
+}
+
 // User is a resource owner who signs in with the password grant.
 type User struct {
 	// ID is the stable, opaque identifier used as the token subject.
